@@ -1,0 +1,35 @@
+# Quick start: `make demo` and `make test`. Each installs missing Debian packages, configures and builds
+# (Release, one build directory, ccache when present), then runs.
+BUILD_DIR ?= build
+JOBS ?= $(shell nproc)
+SHARED ?= $(abspath ../shared)
+TANDEM_MODEL ?= $(SHARED)/models/stories260K/stories260K.bin
+TANDEM_TOKENIZER ?= $(SHARED)/models/stories260K/tok512.bin
+
+.PHONY: all deps configure build test demo bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD_DIR)/build.ninja: CMakeLists.txt | deps
+	@cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release
+
+configure: deps $(BUILD_DIR)/build.ninja
+
+build: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: build
+	@cd $(BUILD_DIR) && TANDEM_SHARED=$(SHARED) ctest --output-on-failure -j $(JOBS)
+
+demo: build
+	@scripts/demo.sh $(BUILD_DIR)/bin/tandem "$(TANDEM_MODEL)" "$(TANDEM_TOKENIZER)"
+
+# Engine benchmark on the stories110M shape (random weights, made once): float32 and int8, 2 threads.
+bench: build
+	@scripts/bench.sh $(BUILD_DIR)
+
+clean:
+	@rm -rf $(BUILD_DIR)

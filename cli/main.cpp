@@ -1,0 +1,40 @@
+// tandem: run, split, benchmark and evaluate models from the command line.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "commands.hpp"
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: tandem <command> [flags]
+
+Commands:
+  generate        generate text from a prompt, optionally split at block K (--split K)
+  make-model      write a llama2.c model with random weights (tiny, stories15M, stories110M shapes)
+  bench           prefill and decode speed and peak memory, medians over repeats
+  eval-agreement  teacher-forced top-1 agreement of int8 blocks with float32 on a golden file
+
+Run `tandem <command> --help` for the flags of a command.
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  const std::string command = argv[1];
+  const std::vector<std::string> args(argv + 2, argv + argc);
+  if (command == "generate") return tandem::cli::RunGenerate(args);
+  if (command == "make-model") return tandem::cli::RunMakeModel(args);
+  if (command == "bench") return tandem::cli::RunBench(args);
+  if (command == "eval-agreement") return tandem::cli::RunEvalAgreement(args);
+  if (command == "--help" || command == "-h" || command == "help") {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  std::fprintf(stderr, "tandem: unknown command '%s'\n%s", command.c_str(), kUsage);
+  return 2;
+}

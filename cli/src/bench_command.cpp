@@ -1,0 +1,109 @@
+#include <nlohmann/json.hpp>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <random>
+
+#include "cli_support.hpp"
+#include "commands.hpp"
+#include "tandem/common/pipeline.hpp"
+#include "tandem/common/threading.hpp"
+
+namespace tandem::cli {
+namespace {
+
+constexpr const char* kCommand = "bench";
+
+struct Summary {
+  double median = 0, min = 0, max = 0;
+};
+
+Summary Summarize(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  const double median = n % 2 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+  return {median, values.front(), values.back()};
+}
+
+nlohmann::json ToJson(const Summary& summary) {
+  return {{"median", summary.median}, {"min", summary.min}, {"max", summary.max}};
+}
+
+double PeakRssMegabytes() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+}
+
+}  // namespace
+
+int RunBench(std::span<const std::string> args) {
+  std::string model_path, int8_blocks;
+  int prompt_tokens = 128, gen_tokens = 128, threads = 0, repeat = 5, warmup = 1;
+  uint64_t seed = 1;
+  FlagSet flags("usage: tandem bench --model M [--int8-blocks A:B] [--prompt-tokens 128] "
+                "[--gen-tokens 128] [--threads N] [--repeat R]");
+  flags.String("model", &model_path, "llama2.c checkpoint (e.g. from tandem make-model)");
+  flags.String("int8-blocks", &int8_blocks, "blocks A:B with int8 weights");
+  flags.Int("prompt-tokens", &prompt_tokens, "prompt length of each run (random token ids)");
+  flags.Int("gen-tokens", &gen_tokens, "tokens generated in each run (greedy; BOS does not stop it)");
+  flags.Int("threads", &threads, "compute threads (0 = OMP_NUM_THREADS or one per core)");
+  flags.Int("repeat", &repeat, "measured runs");
+  flags.Int("warmup", &warmup, "unmeasured runs first");
+  flags.UInt64("seed", &seed, "seed of the random prompt");
+  if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
+  if (Status status = Require(flags, "model"); !status.ok()) return Fail(kCommand, status, kExitUsage);
+  if (prompt_tokens < 1 || gen_tokens < 2 || repeat < 1 || warmup < 0) {
+    return Fail(kCommand,
+                InvalidArgument("need --prompt-tokens >= 1, --gen-tokens >= 2, --repeat >= 1, --warmup >= 0"),
+                kExitUsage);
+  }
+  ConfigureComputeThreads(threads);
+  auto model = LoadModel(model_path, int8_blocks);
+  if (!model.ok()) return Fail(kCommand, model.status());
+  const ModelConfig& config = model->checkpoint->config();
+  const int positions = prompt_tokens + gen_tokens - 1;  // the last sampled token is not fed back
+  if (positions > config.seq_len) {
+    return Fail(kCommand, InvalidArgument("prompt + generated tokens exceed seq_len " +
+                                          std::to_string(config.seq_len)), kExitUsage);
+  }
+
+  std::mt19937 rng(static_cast<uint32_t>(seed));
+  std::uniform_int_distribution<int> token(3, config.vocab_size - 1);
+  std::vector<int> prompt = {1};
+  while (static_cast<int>(prompt.size()) < prompt_tokens) prompt.push_back(token(rng));
+
+  const int layers = config.n_layers;
+  std::printf("model %s (%s), int8 blocks [%s], %d threads, %d prompt + %d generated tokens\n",
+              model_path.c_str(), config.ToString().c_str(), int8_blocks.c_str(), ComputeThreads(),
+              prompt_tokens, gen_tokens);
+  std::vector<double> prefill, decode;
+  for (int run = 0; run < warmup + repeat; ++run) {
+    EdgeRunner edge(model->transformer, layers, positions);
+    LocalTail tail(model->transformer, layers, positions, SamplingParams{0.0f, 1.0f, 0});
+    auto generation = Generate(edge, tail, prompt, GenerateOptions{positions, false});
+    if (!generation.ok()) return Fail(kCommand, generation.status());
+    const GenerationTimings& timings = generation->timings;
+    if (run < warmup) continue;
+    prefill.push_back(timings.prefill_tokens_per_second());
+    decode.push_back(timings.decode_tokens_per_second());
+    std::printf("run %d: prefill %.1f tok/s, decode %.1f tok/s\n", run - warmup + 1, prefill.back(),
+                decode.back());
+  }
+  const Summary prefill_summary = Summarize(prefill), decode_summary = Summarize(decode);
+  std::printf("prefill %.1f tok/s (min %.1f, max %.1f), decode %.1f tok/s (min %.1f, max %.1f), "
+              "peak RSS %.0f MB\n",
+              prefill_summary.median, prefill_summary.min, prefill_summary.max, decode_summary.median,
+              decode_summary.min, decode_summary.max, PeakRssMegabytes());
+  const nlohmann::json result = {{"prefill_tok_s", ToJson(prefill_summary)},
+                                 {"decode_tok_s", ToJson(decode_summary)},
+                                 {"peak_rss_mb", PeakRssMegabytes()},
+                                 {"threads", ComputeThreads()},
+                                 {"int8_blocks", int8_blocks},
+                                 {"repeat", repeat}};
+  std::printf("%s\n", result.dump().c_str());
+  return 0;
+}
+
+}  // namespace tandem::cli

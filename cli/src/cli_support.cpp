@@ -1,0 +1,41 @@
+#include "cli_support.hpp"
+
+#include <cstdio>
+
+namespace tandem::cli {
+
+std::optional<int> ParseFlags(FlagSet& flags, std::span<const std::string> args, const char* command) {
+  const Status parsed = flags.Parse(args);
+  if (!parsed.ok()) return Fail(command, parsed, kExitUsage);
+  if (flags.help_requested()) {
+    std::printf("%s", flags.Usage().c_str());
+    return 0;
+  }
+  return std::nullopt;
+}
+
+int Fail(const char* command, const Status& status, int exit_code) {
+  std::string message = status.message();
+  for (char& c : message) {
+    if (c == '\n') c = ' ';  // one line, whatever the error text holds
+  }
+  std::fprintf(stderr, "tandem %s: error: %s\n", command, message.c_str());
+  return exit_code;
+}
+
+Status Require(const FlagSet& flags, const std::string& name) {
+  if (!flags.WasSet(name)) return InvalidArgument("--" + name + " is required (see --help)");
+  return Status::Ok();
+}
+
+Result<LoadedModel> LoadModel(const std::string& path, const std::string& int8_blocks) {
+  LoadedModel loaded;
+  TANDEM_ASSIGN_OR_RETURN(loaded.checkpoint, Checkpoint::Load(path));
+  TransformerOptions options;
+  TANDEM_ASSIGN_OR_RETURN(options.int8_blocks,
+                          ParseBlockRange(int8_blocks, loaded.checkpoint->config().n_layers));
+  TANDEM_ASSIGN_OR_RETURN(loaded.transformer, Transformer::Create(loaded.checkpoint, options));
+  return loaded;
+}
+
+}  // namespace tandem::cli

@@ -1,0 +1,14 @@
+// The subcommands of `tandem`. Each takes the arguments after its name and returns the exit code.
+#pragma once
+
+#include <span>
+#include <string>
+
+namespace tandem::cli {
+
+int RunGenerate(std::span<const std::string> args);
+int RunMakeModel(std::span<const std::string> args);
+int RunBench(std::span<const std::string> args);
+int RunEvalAgreement(std::span<const std::string> args);
+
+}  // namespace tandem::cli

@@ -1,0 +1,118 @@
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <random>
+
+#include "cli_support.hpp"
+#include "commands.hpp"
+#include "tandem/common/pipeline.hpp"
+#include "tandem/common/threading.hpp"
+
+namespace tandem::cli {
+namespace {
+
+constexpr const char* kCommand = "generate";
+
+struct GenerateFlags {
+  std::string model;
+  std::string tokenizer;
+  std::string prompt;
+  int steps = 256;
+  float temperature = 1.0f;
+  float top_p = 0.9f;
+  uint64_t seed = 0;
+  int split = -1;
+  std::string int8_blocks;
+  bool json = false;
+  int threads = 0;
+};
+
+// Builds the pipeline for a cut at `split` (-1: all local) and runs it.
+Result<Generation> RunPipeline(const LoadedModel& model, const GenerateFlags& flags,
+                               const std::vector<int>& prompt_ids, const TokenCallback& on_token) {
+  const int layers = model.transformer->n_layers();
+  if (flags.split < -1 || flags.split > layers) {
+    return InvalidArgument("--split " + std::to_string(flags.split) + " is not within 0.." +
+                           std::to_string(layers));
+  }
+  const SamplingParams sampling{flags.temperature, flags.top_p, flags.seed};
+  TANDEM_RETURN_IF_ERROR(sampling.Validate());
+  const int capacity = flags.steps <= 0 ? model.transformer->config().seq_len : flags.steps;
+  const int cut = flags.split < 0 ? layers : flags.split;
+  EdgeRunner edge(model.transformer, cut, capacity);
+  std::unique_ptr<TailRunner> tail =
+      std::make_unique<LocalTail>(model.transformer, cut, capacity, sampling);
+  // A split run passes the boundary hidden state through the encode/decode step, as over the wire.
+  if (flags.split >= 0) tail = std::make_unique<LoopbackTail>(std::move(tail));
+  return Generate(edge, *tail, prompt_ids, GenerateOptions{flags.steps, true}, on_token);
+}
+
+}  // namespace
+
+int RunGenerate(std::span<const std::string> args) {
+  GenerateFlags f;
+  f.seed = std::random_device{}();
+  FlagSet flags("usage: tandem generate --model M --tokenizer T [--prompt P] [flags]");
+  flags.String("model", &f.model, "llama2.c checkpoint (.bin)");
+  flags.String("tokenizer", &f.tokenizer, "llama2.c tokenizer (.bin)");
+  flags.String("prompt", &f.prompt, "prompt text");
+  flags.Int("steps", &f.steps, "positions to run, BOS and prompt included (llama2.c's -n; 0 = seq_len)");
+  flags.Float("temperature", &f.temperature, "sampling temperature; 0 = greedy");
+  flags.Float("top-p", &f.top_p, "nucleus sampling threshold in (0, 1]; 1 = off");
+  flags.UInt64("seed", &f.seed, "sampling seed (default: random, printed in --json output)");
+  flags.Int("split", &f.split, "run blocks [0,K) as edge and [K,L) as cloud in this process (-1 = no split)");
+  flags.String("int8-blocks", &f.int8_blocks, "blocks A:B with int8 weights, e.g. 0:2");
+  flags.Bool("json", &f.json, "print one JSON object: prompt_ids, ids, text, timings");
+  flags.Int("threads", &f.threads, "compute threads (0 = OMP_NUM_THREADS or one per core)");
+  if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
+  for (const char* name : {"model", "tokenizer"}) {
+    if (Status status = Require(flags, name); !status.ok()) return Fail(kCommand, status, kExitUsage);
+  }
+  if (f.steps < 0) return Fail(kCommand, InvalidArgument("--steps must be >= 0"), kExitUsage);
+  ConfigureComputeThreads(f.threads);
+
+  auto model = LoadModel(f.model, f.int8_blocks);
+  if (!model.ok()) return Fail(kCommand, model.status());
+  auto tokenizer = Tokenizer::Load(f.tokenizer, model->checkpoint->config().vocab_size);
+  if (!tokenizer.ok()) return Fail(kCommand, tokenizer.status());
+
+  const std::vector<int> prompt_ids = tokenizer->Encode(f.prompt, /*add_bos=*/true, /*add_eos=*/false);
+  TokenCallback stream_text;
+  if (!f.json) {
+    std::fputs(tokenizer->DecodeAll(prompt_ids).c_str(), stdout);
+    std::fflush(stdout);
+    stream_text = [&, previous = prompt_ids.back()](int token) mutable {
+      std::fputs(tokenizer->DecodeAll({previous, token}).c_str(), stdout);
+      std::fflush(stdout);
+      previous = token;
+    };
+  }
+  auto generation = RunPipeline(*model, f, prompt_ids, stream_text);
+  if (!generation.ok()) return Fail(kCommand, generation.status());
+  const GenerationTimings& timings = generation->timings;
+
+  if (f.json) {
+    nlohmann::json out;
+    out["prompt_ids"] = prompt_ids;
+    out["ids"] = generation->ids;
+    out["text"] = tokenizer->DecodeAll(generation->ids);
+    out["seed"] = f.seed;
+    out["split"] = f.split;
+    out["timings"] = {{"prompt_tokens", timings.prompt_tokens},
+                      {"generated_tokens", timings.generated_tokens},
+                      {"prefill_ms", timings.prefill_ms},
+                      {"decode_ms", timings.decode_ms},
+                      {"prefill_tok_s", timings.prefill_tokens_per_second()},
+                      {"decode_tok_s", timings.decode_tokens_per_second()},
+                      {"bytes_across_cut", timings.bytes_across_cut}};
+    std::printf("%s\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+  } else {
+    std::printf("\n");
+    std::fprintf(stderr, "prefill %d tokens in %.1f ms, decode %.1f tok/s (%d tokens)\n",
+                 timings.prompt_tokens, timings.prefill_ms, timings.decode_tokens_per_second(),
+                 timings.generated_tokens);
+  }
+  return 0;
+}
+
+}  // namespace tandem::cli

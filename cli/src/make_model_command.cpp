@@ -1,0 +1,49 @@
+#include <cstdio>
+#include <map>
+
+#include "cli_support.hpp"
+#include "commands.hpp"
+
+namespace tandem::cli {
+namespace {
+
+constexpr const char* kCommand = "make-model";
+
+// Shapes of the public llama2.c TinyStories models; "tiny" matches stories260K, so its 512-token
+// tokenizer works with it.
+const std::map<std::string, ModelConfig>& Shapes() {
+  static const std::map<std::string, ModelConfig> shapes = {
+      {"tiny", {.dim = 64, .hidden_dim = 172, .n_layers = 5, .n_heads = 8, .n_kv_heads = 4,
+                .vocab_size = 512, .seq_len = 512}},
+      {"stories15M", {.dim = 288, .hidden_dim = 768, .n_layers = 6, .n_heads = 6, .n_kv_heads = 6,
+                      .vocab_size = 32000, .seq_len = 256}},
+      {"stories110M", {.dim = 768, .hidden_dim = 2048, .n_layers = 12, .n_heads = 12, .n_kv_heads = 12,
+                       .vocab_size = 32000, .seq_len = 1024}},
+  };
+  return shapes;
+}
+
+}  // namespace
+
+int RunMakeModel(std::span<const std::string> args) {
+  std::string shape = "tiny", out;
+  uint64_t seed = 1;
+  FlagSet flags("usage: tandem make-model --shape tiny|stories15M|stories110M --seed S --out FILE");
+  flags.String("shape", &shape, "model shape: tiny, stories15M or stories110M");
+  flags.UInt64("seed", &seed, "seed of the random weights (N(0, 0.02); norms are 1)");
+  flags.String("out", &out, "output file");
+  if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
+  if (Status status = Require(flags, "out"); !status.ok()) return Fail(kCommand, status, kExitUsage);
+  const auto found = Shapes().find(shape);
+  if (found == Shapes().end()) {
+    return Fail(kCommand, InvalidArgument("unknown --shape '" + shape + "'"), kExitUsage);
+  }
+  if (Status written = WriteRandomCheckpoint(out, found->second, seed); !written.ok()) {
+    return Fail(kCommand, written);
+  }
+  std::printf("wrote %s: %s, %.1fM parameters\n", out.c_str(), found->second.ToString().c_str(),
+              static_cast<double>(found->second.ParameterCount()) / 1e6);
+  return 0;
+}
+
+}  // namespace tandem::cli

@@ -1,0 +1,51 @@
+// y = x · Wᵀ for a row-major weight W [out, in], in float32 or int8.
+//
+// Why not at::linear: LibTorch's float32 path goes to the system BLAS, and Debian's OpenBLAS 0.3.21 does
+// not recognise this server generation and falls back to its SSE3 ("Prescott") kernels; LibTorch's dynamic
+// int8 linear rebuilds its kernel on every call and is 10–50× too slow at batch 1. oneDNN (already a
+// LibTorch dependency) selects its kernels from CPUID features, runs on the same OpenMP pool, and has both
+// an SGEMM and a u8·s8→s32 GEMM (VNNI where the CPU has it) that need no per-call setup.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "tandem/common/status.hpp"
+
+namespace tandem {
+
+enum class WeightFormat { kFloat32, kInt8 };
+
+// Immutable after creation; Forward is thread-safe (scratch space is per call).
+class Linear {
+ public:
+  // Uses `weight` in place (it must outlive the Linear, e.g. a checkpoint mapping). Fails on a
+  // non-finite weight.
+  static Result<Linear> Float32(const float* weight, int64_t out_features, int64_t in_features);
+  // Quantizes `weight` to int8 with one absmax scale per output row; `weight` is not used afterwards.
+  // Activations are quantized per row (absmax) at each call. Fails on a non-finite weight.
+  static Result<Linear> Int8(const float* weight, int64_t out_features, int64_t in_features);
+
+  // x [rows, in] → y [rows, out], both row-major and contiguous.
+  void Forward(const float* x, int64_t rows, float* y) const;
+
+  int64_t out_features() const { return out_; }
+  int64_t in_features() const { return in_; }
+  WeightFormat format() const { return format_; }
+  // Bytes of weights this layer reads per forward pass.
+  int64_t WeightBytes() const;
+
+ private:
+  Linear(WeightFormat format, int64_t out, int64_t in) : format_(format), out_(out), in_(in) {}
+
+  WeightFormat format_;
+  int64_t out_ = 0;
+  int64_t in_ = 0;
+  const float* weight_f32_ = nullptr;
+  // int8: weights [out, in] and their per-row scales; shared so copies stay cheap.
+  std::shared_ptr<const std::vector<int8_t>> weight_i8_;
+  std::shared_ptr<const std::vector<float>> scales_;
+};
+
+}  // namespace tandem

@@ -1,0 +1,109 @@
+// The split pipeline: an edge part (embedding + blocks [0, k)) feeding a tail (blocks [k, L), final norm,
+// head and sampling) through the TailRunner seam, and the generation loop over both.
+//
+// All-local and split runs take the same path: all-local is a cut at k = L with a LocalTail that runs no
+// blocks. A remote tail (ZeroMQ) implements TailRunner too.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "tandem/common/sampler.hpp"
+#include "tandem/common/status.hpp"
+
+namespace tandem {
+
+class Transformer;
+class KvCache;
+
+// Hidden states crossing the cut: `rows` consecutive positions × `cols` (= dim) floats, row-major.
+struct HiddenRows {
+  int64_t rows = 0;
+  int64_t cols = 0;
+  std::vector<float> values;
+};
+
+// One session's model tail. Implementations are used by one session at a time (not thread-safe).
+class TailRunner {
+ public:
+  virtual ~TailRunner() = default;
+  // Consumes `rows` as the session's next positions and returns the token sampled from the last row.
+  // On error the session's state is unchanged.
+  virtual Result<int> Forward(const HiddenRows& rows) = 0;
+  // Bytes that crossed the cut so far (0 when nothing is serialized).
+  virtual int64_t BytesSent() const { return 0; }
+};
+
+// Embedding + blocks [0, cut) for one session, with its KV cache.
+class EdgeRunner {
+ public:
+  EdgeRunner(std::shared_ptr<const Transformer> model, int cut, int capacity);
+  ~EdgeRunner();
+  Result<HiddenRows> Forward(std::span<const int> tokens);
+  int cut() const;
+  int seq_len() const;  // the model's context length
+
+ private:
+  std::shared_ptr<const Transformer> model_;
+  std::unique_ptr<KvCache> cache_;
+};
+
+// Blocks [cut, L), final RMSNorm, classifier and sampling, in this process.
+class LocalTail final : public TailRunner {
+ public:
+  LocalTail(std::shared_ptr<const Transformer> model, int cut, int capacity, SamplingParams sampling);
+  ~LocalTail() override;
+  Result<int> Forward(const HiddenRows& rows) override;
+
+ private:
+  std::shared_ptr<const Transformer> model_;
+  std::unique_ptr<KvCache> cache_;
+  Sampler sampler_;
+};
+
+// Serializes the rows to bytes and back before handing them to `inner`, as a remote tail would receive
+// them; the lossless float32 encoding for now (the activation codec replaces it).
+class LoopbackTail final : public TailRunner {
+ public:
+  explicit LoopbackTail(std::unique_ptr<TailRunner> inner) : inner_(std::move(inner)) {}
+  Result<int> Forward(const HiddenRows& rows) override;
+  int64_t BytesSent() const override { return bytes_sent_; }
+
+ private:
+  std::unique_ptr<TailRunner> inner_;
+  int64_t bytes_sent_ = 0;
+};
+
+struct GenerateOptions {
+  // llama2.c's -n: forward positions, BOS and prompt included; <= 0 or > seq_len means seq_len.
+  int steps = 256;
+  bool stop_at_bos = true;  // llama2.c ends a story when the model emits BOS
+};
+
+struct GenerationTimings {
+  int prompt_tokens = 0;     // tokens prefilled (BOS included)
+  int generated_tokens = 0;  // tokens sampled
+  double prefill_ms = 0;     // prompt in, first token out (time to first token)
+  double decode_ms = 0;      // every later token
+  int64_t bytes_across_cut = 0;
+  double prefill_tokens_per_second() const;
+  double decode_tokens_per_second() const;
+};
+
+struct Generation {
+  std::vector<int> ids;  // prompt ids then every sampled token
+  GenerationTimings timings;
+};
+
+using TokenCallback = std::function<void(int token)>;
+
+// Prefills `prompt_ids` (which start with BOS) in one call, then decodes one token at a time until
+// `steps` positions, or BOS when stop_at_bos. `on_token` sees each sampled token as it is produced.
+Result<Generation> Generate(EdgeRunner& edge, TailRunner& tail, std::span<const int> prompt_ids,
+                            const GenerateOptions& options,
+                            const TokenCallback& on_token = {});
+
+}  // namespace tandem

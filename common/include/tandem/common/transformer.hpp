@@ -1,0 +1,107 @@
+// The LLaMA transformer on LibTorch, callable piece by piece so that a model can be cut at any block.
+//
+// A forward pass is a composition of three calls: Embed (token ids → hidden [T, dim]), RunBlocks (blocks
+// [a, b) of a KV cache's range, in place on the hidden state, for T new positions at once: prefill when
+// T > 1, decode when T = 1) and Logits (final RMSNorm + classifier). An edge/cloud cut at k is
+// RunBlocks over [0, k) on one side and [k, L) on the other; nothing else changes.
+//
+// Numerics follow llama2.c: RMSNorm with eps 1e-5, rotary embedding on interleaved pairs with theta 10000,
+// grouped-query attention, SwiGLU. Blocks in the int8 range hold int8 weights (per-output-row scales).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "tandem/common/checkpoint.hpp"
+#include "tandem/common/linear.hpp"
+#include "tandem/common/model_config.hpp"
+#include "tandem/common/status.hpp"
+
+namespace tandem {
+
+struct BlockRange {
+  int first = 0;  // inclusive
+  int last = 0;   // exclusive
+  bool empty() const { return last <= first; }
+  bool contains(int block) const { return block >= first && block < last; }
+  int size() const { return last - first; }
+};
+
+// Parses "A:B" (0 <= A <= B <= n_layers); "" is the empty range.
+Result<BlockRange> ParseBlockRange(const std::string& text, int n_layers);
+
+struct TransformerOptions {
+  BlockRange int8_blocks;  // blocks whose weights are quantized to int8
+};
+
+// Keys and values of one session for the blocks of `range`, positions [0, length()).
+// Owned by one session; not thread-safe.
+class KvCache {
+ public:
+  KvCache(const ModelConfig& config, BlockRange range, int capacity);
+
+  BlockRange range() const { return range_; }
+  int length() const { return length_; }      // positions already processed
+  int capacity() const { return capacity_; }  // positions it can hold
+  int64_t bytes() const;
+  void Clear() { length_ = 0; }
+
+ private:
+  friend class Transformer;
+  BlockRange range_;
+  int capacity_;
+  int length_ = 0;
+  std::vector<at::Tensor> keys_;    // per block: [n_kv_heads, capacity, head_dim]
+  std::vector<at::Tensor> values_;  // per block: [n_kv_heads, capacity, head_dim]
+};
+
+// Immutable after Create; every method is const and may be called from several sessions at once.
+class Transformer {
+ public:
+  static Result<std::shared_ptr<const Transformer>> Create(std::shared_ptr<const Checkpoint> checkpoint,
+                                                           const TransformerOptions& options = {});
+
+  const ModelConfig& config() const { return config_; }
+  const TransformerOptions& options() const { return options_; }
+  int n_layers() const { return config_.n_layers; }
+
+  // Token ids → hidden states [T, dim] (float32). Fails on an id outside the vocabulary.
+  Result<at::Tensor> Embed(std::span<const int> tokens) const;
+
+  // Runs the blocks of cache.range() on `hidden` [T, dim] in place, for positions
+  // [cache.length(), cache.length() + T), and advances the cache. Fails, leaving the cache unchanged, when
+  // the positions would exceed its capacity or the shape is wrong.
+  Status RunBlocks(at::Tensor& hidden, KvCache& cache) const;
+
+  // Final RMSNorm and classifier: hidden [T, dim] → logits [T, vocab].
+  at::Tensor Logits(const at::Tensor& hidden) const;
+
+  // Weight bytes read per token by blocks in `range` (int8 blocks count their int8 bytes).
+  int64_t BlockWeightBytes(BlockRange range) const;
+
+ private:
+  struct Block {
+    at::Tensor rms_att, rms_ffn;  // [dim]
+    Linear wq, wk, wv, wo, w1, w2, w3;
+  };
+
+  Transformer(std::shared_ptr<const Checkpoint> checkpoint, const TransformerOptions& options);
+  at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight) const;
+  at::Tensor Rotate(const at::Tensor& x, int64_t n_heads, int64_t position) const;
+  at::Tensor Attention(const at::Tensor& q, const KvCache& cache, size_t slot, int64_t position) const;
+  void RunBlock(const Block& block, at::Tensor& x, KvCache& cache, size_t slot, int64_t position) const;
+
+  std::shared_ptr<const Checkpoint> checkpoint_;  // owns the mapped float32 weights
+  ModelConfig config_;
+  TransformerOptions options_;
+  at::Tensor token_embedding_;  // [vocab, dim], a view of the mapping
+  at::Tensor rms_final_;        // [dim]
+  std::vector<Block> blocks_;
+  std::unique_ptr<Linear> classifier_;
+  at::Tensor rope_cos_, rope_sin_;  // [seq_len, head_dim / 2]
+};
+
+}  // namespace tandem

@@ -1,0 +1,57 @@
+#include "tandem/common/model_config.hpp"
+
+#include <sstream>
+
+namespace tandem {
+namespace {
+// Far above any real model, far below where int64 products of these could overflow.
+constexpr int32_t kMaxDim = 1 << 16;
+constexpr int32_t kMaxLayers = 1 << 10;
+constexpr int32_t kMaxVocab = 1 << 22;
+constexpr int32_t kMaxSeqLen = 1 << 20;
+}  // namespace
+
+int64_t ModelConfig::BlockParameterCount() const {
+  const int64_t d = dim, h = hidden_dim, kv = kv_dim();
+  return 2 * d            // rms_att, rms_ffn
+         + 2 * d * d      // wq, wo
+         + 2 * kv * d     // wk, wv
+         + 3 * h * d;     // w1, w2, w3
+}
+
+int64_t ModelConfig::ParameterCount() const {
+  const int64_t embedding = int64_t{vocab_size} * dim;
+  return embedding + n_layers * BlockParameterCount() + dim + (shared_classifier ? 0 : embedding);
+}
+
+Status ModelConfig::Validate() const {
+  auto in_range = [](int64_t value, int64_t max) { return value > 0 && value <= max; };
+  if (!in_range(dim, kMaxDim)) return InvalidArgument("dim " + std::to_string(dim) + " out of range");
+  if (!in_range(hidden_dim, 8 * kMaxDim))
+    return InvalidArgument("hidden_dim " + std::to_string(hidden_dim) + " out of range");
+  if (!in_range(n_layers, kMaxLayers))
+    return InvalidArgument("n_layers " + std::to_string(n_layers) + " out of range");
+  if (!in_range(n_heads, dim) || dim % n_heads != 0)
+    return InvalidArgument("n_heads " + std::to_string(n_heads) + " does not divide dim " +
+                           std::to_string(dim));
+  if (head_dim() % 2 != 0)
+    return InvalidArgument("head size " + std::to_string(head_dim()) + " is odd (rotary pairs)");
+  if (!in_range(n_kv_heads, n_heads) || n_heads % n_kv_heads != 0)
+    return InvalidArgument("n_kv_heads " + std::to_string(n_kv_heads) + " does not divide n_heads " +
+                           std::to_string(n_heads));
+  if (!in_range(vocab_size, kMaxVocab))
+    return InvalidArgument("vocab_size " + std::to_string(vocab_size) + " out of range");
+  if (!in_range(seq_len, kMaxSeqLen))
+    return InvalidArgument("seq_len " + std::to_string(seq_len) + " out of range");
+  return Status::Ok();
+}
+
+std::string ModelConfig::ToString() const {
+  std::ostringstream out;
+  out << "dim=" << dim << " hidden=" << hidden_dim << " layers=" << n_layers << " heads=" << n_heads
+      << " kv_heads=" << n_kv_heads << " vocab=" << vocab_size << " seq_len=" << seq_len
+      << " classifier=" << (shared_classifier ? "shared" : "separate");
+  return out.str();
+}
+
+}  // namespace tandem

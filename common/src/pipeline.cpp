@@ -1,0 +1,117 @@
+#include "tandem/common/pipeline.hpp"
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <cstring>
+
+#include "tandem/common/transformer.hpp"
+
+namespace tandem {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double MillisecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+at::Tensor ToTensor(const HiddenRows& rows) {
+  return at::from_blob(const_cast<float*>(rows.values.data()), {rows.rows, rows.cols}, at::kFloat).clone();
+}
+
+}  // namespace
+
+double GenerationTimings::prefill_tokens_per_second() const {
+  return prefill_ms > 0 ? prompt_tokens * 1000.0 / prefill_ms : 0.0;
+}
+
+double GenerationTimings::decode_tokens_per_second() const {
+  // The first sampled token comes out of the prefill; decode covers the rest.
+  const int decoded = generated_tokens - 1;
+  return decode_ms > 0 && decoded > 0 ? decoded * 1000.0 / decode_ms : 0.0;
+}
+
+EdgeRunner::EdgeRunner(std::shared_ptr<const Transformer> model, int cut, int capacity)
+    : model_(std::move(model)),
+      cache_(std::make_unique<KvCache>(model_->config(), BlockRange{0, cut}, capacity)) {}
+
+EdgeRunner::~EdgeRunner() = default;
+
+int EdgeRunner::cut() const { return cache_->range().last; }
+int EdgeRunner::seq_len() const { return model_->config().seq_len; }
+
+Result<HiddenRows> EdgeRunner::Forward(std::span<const int> tokens) {
+  TANDEM_ASSIGN_OR_RETURN(at::Tensor hidden, model_->Embed(tokens));
+  TANDEM_RETURN_IF_ERROR(model_->RunBlocks(hidden, *cache_));
+  HiddenRows rows{hidden.size(0), hidden.size(1), {}};
+  rows.values.assign(hidden.data_ptr<float>(), hidden.data_ptr<float>() + hidden.numel());
+  return rows;
+}
+
+LocalTail::LocalTail(std::shared_ptr<const Transformer> model, int cut, int capacity,
+                     SamplingParams sampling)
+    : model_(std::move(model)),
+      cache_(std::make_unique<KvCache>(model_->config(), BlockRange{cut, model_->n_layers()}, capacity)),
+      sampler_(sampling) {}
+
+LocalTail::~LocalTail() = default;
+
+Result<int> LocalTail::Forward(const HiddenRows& rows) {
+  if (rows.rows <= 0 || rows.cols != model_->config().dim ||
+      rows.values.size() != static_cast<size_t>(rows.rows * rows.cols)) {
+    return InvalidArgument("hidden rows must be [T > 0, " + std::to_string(model_->config().dim) + "]");
+  }
+  at::Tensor hidden = ToTensor(rows);
+  TANDEM_RETURN_IF_ERROR(model_->RunBlocks(hidden, *cache_));
+  // Only the last position's logits pick the next token.
+  const at::Tensor logits = model_->Logits(hidden.narrow(0, rows.rows - 1, 1)).contiguous();
+  const int token = sampler_.Sample({logits.data_ptr<float>(), static_cast<size_t>(logits.numel())});
+  if (token < 0) return Internal("the model produced no finite logits");
+  return token;
+}
+
+Result<int> LoopbackTail::Forward(const HiddenRows& rows) {
+  // Identity encoding: little-endian float32, exactly what the fp32 codec puts on the wire.
+  std::vector<std::byte> wire(rows.values.size() * sizeof(float));
+  std::memcpy(wire.data(), rows.values.data(), wire.size());
+  bytes_sent_ += static_cast<int64_t>(wire.size());
+  HiddenRows received{rows.rows, rows.cols, std::vector<float>(rows.values.size())};
+  std::memcpy(received.values.data(), wire.data(), wire.size());
+  return inner_->Forward(received);
+}
+
+Result<Generation> Generate(EdgeRunner& edge, TailRunner& tail, std::span<const int> prompt_ids,
+                            const GenerateOptions& options, const TokenCallback& on_token) {
+  if (prompt_ids.empty()) return InvalidArgument("the prompt has no tokens (BOS expected first)");
+  const int steps = options.steps <= 0 || options.steps > edge.seq_len() ? edge.seq_len() : options.steps;
+  Generation result;
+  // As llama2.c: position p predicts token p + 1; `steps` positions make steps + 1 tokens in all, of which
+  // the prompt's are forced. A prompt longer than that is cut, with nothing to generate.
+  const size_t forced = std::min(prompt_ids.size(), static_cast<size_t>(steps) + 1);
+  result.ids.assign(prompt_ids.begin(), prompt_ids.begin() + static_cast<std::ptrdiff_t>(forced));
+  if (forced <= static_cast<size_t>(steps) && forced == prompt_ids.size()) {
+    GenerationTimings& timings = result.timings;
+    timings.prompt_tokens = static_cast<int>(forced);
+    auto start = Clock::now();
+    TANDEM_ASSIGN_OR_RETURN(HiddenRows rows, edge.Forward(result.ids));
+    TANDEM_ASSIGN_OR_RETURN(int token, tail.Forward(rows));
+    timings.prefill_ms = MillisecondsSince(start);
+    start = Clock::now();
+    while (true) {
+      if (options.stop_at_bos && token == 1) break;
+      result.ids.push_back(token);
+      ++timings.generated_tokens;
+      if (on_token) on_token(token);
+      if (result.ids.size() > static_cast<size_t>(steps)) break;
+      const int last = token;
+      TANDEM_ASSIGN_OR_RETURN(rows, edge.Forward(std::span<const int>(&last, 1)));
+      TANDEM_ASSIGN_OR_RETURN(token, tail.Forward(rows));
+    }
+    timings.decode_ms = MillisecondsSince(start);
+    timings.bytes_across_cut = tail.BytesSent();
+  }
+  return result;
+}
+
+}  // namespace tandem

@@ -1,0 +1,217 @@
+#include "tandem/common/transformer.hpp"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <limits>
+
+namespace tandem {
+namespace {
+
+// A tensor view of read-only mapped floats. LibTorch has no const tensors; the runtime never writes
+// weights in place, and the mapping is PROT_READ so a stray write would fault rather than corrupt.
+at::Tensor WrapWeights(const float* data, at::IntArrayRef sizes) {
+  return at::from_blob(const_cast<float*>(data), sizes, at::TensorOptions().dtype(at::kFloat));
+}
+
+at::Tensor Apply(const Linear& linear, const at::Tensor& x) {
+  at::Tensor input = x.contiguous();
+  at::Tensor output = at::empty({input.size(0), linear.out_features()}, input.options());
+  linear.Forward(input.data_ptr<float>(), input.size(0), output.data_ptr<float>());
+  return output;
+}
+
+}  // namespace
+
+Result<BlockRange> ParseBlockRange(const std::string& text, int n_layers) {
+  if (text.empty()) return BlockRange{};
+  const auto colon = text.find(':');
+  int first = 0, last = 0;
+  const char* end = text.data() + text.size();
+  auto parse = [](const char* begin, const char* stop, int& out) {
+    auto [ptr, error] = std::from_chars(begin, stop, out);
+    return error == std::errc() && ptr == stop && begin != stop;
+  };
+  if (colon == std::string::npos || !parse(text.data(), text.data() + colon, first) ||
+      !parse(text.data() + colon + 1, end, last)) {
+    return InvalidArgument("block range '" + text + "' is not of the form A:B");
+  }
+  if (first < 0 || first > last || last > n_layers) {
+    return InvalidArgument("block range " + text + " is not within 0:" + std::to_string(n_layers));
+  }
+  return BlockRange{first, last};
+}
+
+KvCache::KvCache(const ModelConfig& config, BlockRange range, int capacity)
+    // Positions beyond seq_len have no rotary angles: the model's context is the hard bound.
+    : range_(range), capacity_(std::clamp(capacity, 0, config.seq_len)) {
+  for (int block = range.first; block < range.last; ++block) {
+    keys_.push_back(at::zeros({config.n_kv_heads, capacity_, config.head_dim()}));
+    values_.push_back(at::zeros({config.n_kv_heads, capacity_, config.head_dim()}));
+  }
+}
+
+int64_t KvCache::bytes() const {
+  int64_t total = 0;
+  for (const auto& tensor : keys_) total += 2 * tensor.nbytes();
+  return total;
+}
+
+Transformer::Transformer(std::shared_ptr<const Checkpoint> checkpoint, const TransformerOptions& options)
+    : checkpoint_(std::move(checkpoint)), config_(checkpoint_->config()), options_(options) {}
+
+Result<std::shared_ptr<const Transformer>> Transformer::Create(std::shared_ptr<const Checkpoint> checkpoint,
+                                                               const TransformerOptions& options) {
+  const ModelConfig& config = checkpoint->config();
+  if (options.int8_blocks.first < 0 || options.int8_blocks.last > config.n_layers) {
+    return InvalidArgument("int8 block range is outside the model's " + std::to_string(config.n_layers) +
+                           " blocks");
+  }
+  std::shared_ptr<Transformer> model(new Transformer(checkpoint, options));
+  const int64_t d = config.dim, h = config.hidden_dim, kv = config.kv_dim();
+  const std::string& path = checkpoint->path();
+
+  model->token_embedding_ = WrapWeights(checkpoint->token_embedding(), {config.vocab_size, d});
+  model->rms_final_ = WrapWeights(checkpoint->rms_final(), {d});
+  for (int index = 0; index < config.n_layers; ++index) {
+    const BlockWeights& weights = checkpoint->block(index);
+    const bool int8 = options.int8_blocks.contains(index);
+    const std::string context = path + ": block " + std::to_string(index);
+    auto make = [&](const float* w, int64_t out, int64_t in) -> Result<Linear> {
+      auto linear = int8 ? Linear::Int8(w, out, in) : Linear::Float32(w, out, in);
+      // The float32 originals of quantized weights are no longer needed in memory.
+      if (int8) checkpoint->file().Release(w, static_cast<size_t>(out * in) * sizeof(float));
+      return linear;
+    };
+    auto wq = make(weights.wq, d, d), wk = make(weights.wk, kv, d), wv = make(weights.wv, kv, d),
+         wo = make(weights.wo, d, d), w1 = make(weights.w1, h, d), w2 = make(weights.w2, d, h),
+         w3 = make(weights.w3, h, d);
+    for (const auto* linear : {&wq, &wk, &wv, &wo, &w1, &w2, &w3}) {
+      if (!linear->ok()) return linear->status().WithContext(context);
+    }
+    model->blocks_.push_back(Block{WrapWeights(weights.rms_att, {d}), WrapWeights(weights.rms_ffn, {d}),
+                                   *wq, *wk, *wv, *wo, *w1, *w2, *w3});
+  }
+  auto classifier = Linear::Float32(checkpoint->classifier(), config.vocab_size, d);
+  if (!classifier.ok()) return classifier.status().WithContext(path + ": classifier");
+  model->classifier_ = std::make_unique<Linear>(*classifier);
+
+  // Rotary tables computed in float exactly as llama2.c does, so the golden outputs reproduce.
+  const int64_t half = config.head_dim() / 2;
+  model->rope_cos_ = at::empty({config.seq_len, half});
+  model->rope_sin_ = at::empty({config.seq_len, half});
+  auto cos_table = model->rope_cos_.accessor<float, 2>();
+  auto sin_table = model->rope_sin_.accessor<float, 2>();
+  for (int64_t pos = 0; pos < config.seq_len; ++pos) {
+    for (int64_t pair = 0; pair < half; ++pair) {
+      const float freq = 1.0f / powf(config.rope_theta, static_cast<float>(2 * pair) /
+                                                            static_cast<float>(config.head_dim()));
+      const float angle = static_cast<float>(pos) * freq;
+      cos_table[pos][pair] = cosf(angle);
+      sin_table[pos][pair] = sinf(angle);
+    }
+  }
+  return std::shared_ptr<const Transformer>(std::move(model));
+}
+
+Result<at::Tensor> Transformer::Embed(std::span<const int> tokens) const {
+  std::vector<int64_t> ids(tokens.begin(), tokens.end());
+  for (int64_t id : ids) {
+    if (id < 0 || id >= config_.vocab_size) {
+      return InvalidArgument("token id " + std::to_string(id) + " outside the vocabulary of " +
+                             std::to_string(config_.vocab_size));
+    }
+  }
+  const at::Tensor index = at::from_blob(ids.data(), {static_cast<int64_t>(ids.size())}, at::kLong);
+  return at::index_select(token_embedding_, 0, index);  // a copy: the embedding stays read-only
+}
+
+at::Tensor Transformer::RmsNorm(const at::Tensor& x, const at::Tensor& weight) const {
+  return x * at::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + config_.rms_norm_eps) * weight;
+}
+
+at::Tensor Transformer::Rotate(const at::Tensor& x, int64_t n_heads, int64_t position) const {
+  // x [T, n_heads * head_dim]; llama2.c rotates interleaved pairs (2i, 2i+1) of each head.
+  const int64_t rows = x.size(0), half = config_.head_dim() / 2;
+  const at::Tensor pairs = x.view({rows, n_heads, half, 2});
+  const at::Tensor even = pairs.select(-1, 0), odd = pairs.select(-1, 1);
+  const at::Tensor cos = rope_cos_.narrow(0, position, rows).unsqueeze(1);
+  const at::Tensor sin = rope_sin_.narrow(0, position, rows).unsqueeze(1);
+  return at::stack({even * cos - odd * sin, even * sin + odd * cos}, -1).view({rows, n_heads * half * 2});
+}
+
+at::Tensor Transformer::Attention(const at::Tensor& q, const KvCache& cache, size_t slot,
+                                  int64_t position) const {
+  // q [T, dim] → [kv_heads, group, T, head_dim]: query head h reads kv head h / group, as in llama2.c.
+  const int64_t rows = q.size(0), kv_heads = config_.n_kv_heads, hd = config_.head_dim();
+  const int64_t group = config_.n_heads / kv_heads, span = position + rows;
+  const at::Tensor queries = q.view({rows, kv_heads, group, hd}).permute({1, 2, 0, 3});
+  const at::Tensor keys = cache.keys_[slot].narrow(1, 0, span).unsqueeze(1);      // [kv, 1, S, hd]
+  const at::Tensor values = cache.values_[slot].narrow(1, 0, span).unsqueeze(1);  // [kv, 1, S, hd]
+  at::Tensor scores = at::matmul(queries, keys.transpose(-1, -2)) / std::sqrt(static_cast<float>(hd));
+  if (rows > 1) {
+    // Row i (position + i) may attend to keys 0..position + i.
+    const at::Tensor future = at::ones({rows, span}, at::kBool).triu(position + 1);
+    scores.masked_fill_(future, -std::numeric_limits<float>::infinity());
+  }
+  const at::Tensor mixed = at::matmul(at::softmax(scores, -1), values);  // [kv, group, T, hd]
+  return mixed.permute({2, 0, 1, 3}).reshape({rows, config_.dim});
+}
+
+void Transformer::RunBlock(const Block& block, at::Tensor& x, KvCache& cache, size_t slot,
+                           int64_t position) const {
+  const int64_t rows = x.size(0), kv_heads = config_.n_kv_heads, hd = config_.head_dim();
+  at::Tensor normed = RmsNorm(x, block.rms_att);
+  const at::Tensor q = Rotate(Apply(block.wq, normed), config_.n_heads, position);
+  const at::Tensor k = Rotate(Apply(block.wk, normed), kv_heads, position);
+  const at::Tensor v = Apply(block.wv, normed);
+  cache.keys_[slot].narrow(1, position, rows).copy_(k.view({rows, kv_heads, hd}).transpose(0, 1));
+  cache.values_[slot].narrow(1, position, rows).copy_(v.view({rows, kv_heads, hd}).transpose(0, 1));
+  x.add_(Apply(block.wo, Attention(q, cache, slot, position)));
+
+  normed = RmsNorm(x, block.rms_ffn);
+  const at::Tensor gate = at::silu(Apply(block.w1, normed));
+  x.add_(Apply(block.w2, gate.mul_(Apply(block.w3, normed))));
+}
+
+Status Transformer::RunBlocks(at::Tensor& hidden, KvCache& cache) const {
+  if (hidden.dim() != 2 || hidden.size(1) != config_.dim || hidden.scalar_type() != at::kFloat) {
+    return InvalidArgument("hidden state must be float32 [T, " + std::to_string(config_.dim) + "]");
+  }
+  const BlockRange range = cache.range();
+  if (range.first < 0 || range.last > config_.n_layers) {
+    return InvalidArgument("KV cache covers blocks outside the model");
+  }
+  const int64_t rows = hidden.size(0), position = cache.length();
+  if (position + rows > cache.capacity()) {
+    return ResourceExhausted("context full: " + std::to_string(position) + " + " + std::to_string(rows) +
+                             " positions exceed the session's capacity of " +
+                             std::to_string(cache.capacity()));
+  }
+  hidden = hidden.contiguous();
+  for (int index = range.first; index < range.last; ++index) {
+    RunBlock(blocks_[static_cast<size_t>(index)], hidden, cache, static_cast<size_t>(index - range.first),
+             position);
+  }
+  cache.length_ += static_cast<int>(rows);
+  return Status::Ok();
+}
+
+at::Tensor Transformer::Logits(const at::Tensor& hidden) const {
+  return Apply(*classifier_, RmsNorm(hidden, rms_final_));
+}
+
+int64_t Transformer::BlockWeightBytes(BlockRange range) const {
+  int64_t total = 0;
+  for (int index = range.first; index < range.last; ++index) {
+    const Block& block = blocks_[static_cast<size_t>(index)];
+    for (const Linear* linear : {&block.wq, &block.wk, &block.wv, &block.wo, &block.w1, &block.w2, &block.w3}) {
+      total += linear->WeightBytes();
+    }
+  }
+  return total;
+}
+
+}  // namespace tandem

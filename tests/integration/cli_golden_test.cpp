@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
 #include <fstream>
 
 #include "test_env.hpp"
@@ -86,6 +87,31 @@ TEST(SeededSamplingTest, SameSeedSameTokensDifferentSeedsDiffer) {
   EXPECT_EQ(SampleIds(1234, 3), first) << "a lossless split must not change sampled tokens";
   EXPECT_NE(SampleIds(1235, -1), first);
   EXPECT_NE(SampleIds(99, -1), first);
+}
+
+}  // namespace
+}  // namespace tandem
+
+namespace tandem {
+namespace {
+
+// int8 weights in blocks 0:2 keep the float32 model's top-1 choice at >= 97% of golden positions.
+TEST(EvalAgreementTest, Int8FirstTwoBlocksAgreeWithFloat32) {
+  if (testing::SharedDir().empty()) GTEST_SKIP() << "shared folder not found";
+  const auto result = testing::RunProgram(
+      "tandem", {"eval-agreement", "--model", testing::Stories260KModel().string(), "--tokenizer",
+                 testing::Stories260KTokenizer().string(), "--golden", testing::GoldenFile().string(),
+                 "--int8-blocks", "0:2"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const auto last_line_start = result.out.rfind('\n', result.out.size() - 2);
+  const std::string last = result.out.substr(last_line_start + 1);
+  double percent = 0;
+  long long positions = 0;
+  ASSERT_EQ(std::sscanf(last.c_str(), "top-1 agreement: %lf%% over %lld positions", &percent, &positions), 2)
+      << last;
+  EXPECT_EQ(positions, 958);  // every continuation position of the 5 golden records
+  EXPECT_GE(percent, 97.0);
+  EXPECT_LT(percent, 100.0) << "int8 blocks identical to float32 everywhere: were they quantized?";
 }
 
 }  // namespace

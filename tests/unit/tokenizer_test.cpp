@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
@@ -130,8 +132,11 @@ TEST_F(StoriesTokenizerTest, EncodeBosEosAndEmptyText) {
 }
 
 TEST_F(StoriesTokenizerTest, ByteFallbackForUnknownCodePoints) {
-  // "é" is C3 A9 and "日" is E6 97 A5; neither is a piece, so each byte becomes id byte + 3.
-  EXPECT_EQ(tokenizer_->Encode("\xC3\xA9", false, false), (std::vector<int>{410, 0xC3 + 3, 0xA9 + 3}));
+  // "é" (C3 A9) is a piece of its own; "ü" (C3 BC) and "日" (E6 97 A5) are not, so each of their bytes
+  // becomes id byte + 3.
+  EXPECT_EQ(tokenizer_->Encode("\xC3\xA9", false, false), (std::vector<int>{410, 485}));
+  EXPECT_EQ(tokenizer_->DecodeAll({1, 485}), "\xC3\xA9");
+  EXPECT_EQ(tokenizer_->Encode("\xC3\xBC", false, false), (std::vector<int>{410, 0xC3 + 3, 0xBC + 3}));
   EXPECT_EQ(tokenizer_->Encode("\xE6\x97\xA5", true, false),
             (std::vector<int>{1, 410, 0xE6 + 3, 0x97 + 3, 0xA5 + 3}));
   // llama2.c prints no lone non-ASCII bytes, so this decodes to nothing at all.
@@ -180,7 +185,7 @@ TEST_F(StoriesTokenizerTest, RefusesEveryTruncation) {
   for (size_t n : {good.size() / 2, good.size() - 8, good.size() - 2, good.size() - 1}) lengths.push_back(n);
   for (size_t n : lengths) {
     SCOPED_TRACE("prefix of " + std::to_string(n) + " bytes");
-    const Status status = LoadBroken(std::vector<char>(good.begin(), good.begin() + static_cast<long>(n)));
+    const Status status = LoadBroken(std::vector<char>(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(n)));
     EXPECT_NE(status.message().find("truncated"), std::string::npos) << status.message();
   }
 }
@@ -198,7 +203,8 @@ TEST_F(StoriesTokenizerTest, RefusesBadLengthFields) {
 
   bytes = good;
   Put<int32_t>(bytes, offsets[37], INT32_MIN);
-  LoadBroken(bytes);
+  status = LoadBroken(bytes);
+  EXPECT_NE(status.message().find("negative"), std::string::npos) << status.message();
 
   bytes = good;
   Put<int32_t>(bytes, offsets[37], 900);
@@ -208,7 +214,8 @@ TEST_F(StoriesTokenizerTest, RefusesBadLengthFields) {
 
   bytes = good;
   Put<int32_t>(bytes, offsets[500], INT32_MAX);
-  LoadBroken(bytes);
+  status = LoadBroken(bytes);
+  EXPECT_NE(status.message().find("token 500 length 2147483647 exceeds"), std::string::npos) << status.message();
 
   // Within max_token_length but running past the end of the file.
   bytes = good;
@@ -250,9 +257,12 @@ TEST_F(StoriesTokenizerTest, RefusesWrongVocabSize) {
   status = LoadBroken(good, 32000);  // the file ends early
   EXPECT_NE(status.message().find("truncated"), std::string::npos) << status.message();
   EXPECT_NE(status.message().find("token 512 of 32000"), std::string::npos) << status.message();
-  LoadBroken(good, 0);
-  LoadBroken(good, -512);
-  LoadBroken(good, INT32_MAX);
+  for (int32_t vocab_size : {0, -512}) {
+    status = LoadBroken(good, vocab_size);
+    EXPECT_NE(status.message().find("vocab_size"), std::string::npos) << status.message();
+  }
+  status = LoadBroken(good, INT32_MAX);
+  EXPECT_NE(status.message().find("truncated"), std::string::npos) << status.message();
 }
 
 // A small synthetic vocabulary pins down the merge order and llama2.c's code point grouping.

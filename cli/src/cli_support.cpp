@@ -28,10 +28,11 @@ Status Require(const FlagSet& flags, const std::string& name) {
   return Status::Ok();
 }
 
-Result<LoadedModel> LoadModel(const std::string& path, const std::string& int8_blocks) {
+Result<LoadedModel> LoadModel(const std::string& path, const std::string& int8_blocks, bool int8_head) {
   LoadedModel loaded;
   TANDEM_ASSIGN_OR_RETURN(loaded.checkpoint, Checkpoint::Load(path));
   TransformerOptions options;
+  options.int8_classifier = int8_head;
   TANDEM_ASSIGN_OR_RETURN(options.int8_blocks,
                           ParseBlockRange(int8_blocks, loaded.checkpoint->config().n_layers));
   TANDEM_ASSIGN_OR_RETURN(loaded.transformer, Transformer::Create(loaded.checkpoint, options));

@@ -32,7 +32,8 @@ struct LoadedModel {
   std::shared_ptr<const Transformer> transformer;
 };
 
-// Loads a checkpoint and builds the runtime, with `int8_blocks` ("A:B" or "") quantized.
-Result<LoadedModel> LoadModel(const std::string& path, const std::string& int8_blocks);
+// Loads a checkpoint and builds the runtime, with `int8_blocks` ("A:B" or "") and, when `int8_head`, the
+// classifier quantized.
+Result<LoadedModel> LoadModel(const std::string& path, const std::string& int8_blocks, bool int8_head);
 
 }  // namespace tandem::cli

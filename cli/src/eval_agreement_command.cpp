@@ -54,6 +54,7 @@ Result<std::vector<GoldenRecord>> ReadGolden(const std::string& path) {
 int RunEvalAgreement(std::span<const std::string> args) {
   std::string model_path, tokenizer_path, golden_path, int8_blocks;
   int threads = 0;
+  bool int8_head = false;
   FlagSet flags("usage: tandem eval-agreement --model M --tokenizer T --golden FILE --int8-blocks A:B\n\n"
                 "Teacher-forced top-1 agreement of the int8 configuration with float32 at every position\n"
                 "of the golden continuations (the prompt's positions are not counted).");
@@ -61,6 +62,7 @@ int RunEvalAgreement(std::span<const std::string> args) {
   flags.String("tokenizer", &tokenizer_path, "llama2.c tokenizer of the model (checked against it)");
   flags.String("golden", &golden_path, "JSON lines with prompt_ids and ids");
   flags.String("int8-blocks", &int8_blocks, "blocks A:B with int8 weights");
+  flags.Bool("int8-head", &int8_head, "int8 weights for the classifier too");
   flags.Int("threads", &threads, "compute threads (0 = OMP_NUM_THREADS or one per core)");
   if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
   for (const char* name : {"model", "tokenizer", "golden", "int8-blocks"}) {
@@ -68,7 +70,7 @@ int RunEvalAgreement(std::span<const std::string> args) {
   }
   ConfigureComputeThreads(threads);
 
-  auto reference = LoadModel(model_path, "");
+  auto reference = LoadModel(model_path, "", false);
   if (!reference.ok()) return Fail(kCommand, reference.status());
   auto tokenizer = Tokenizer::Load(tokenizer_path, reference->checkpoint->config().vocab_size);
   if (!tokenizer.ok()) return Fail(kCommand, tokenizer.status());
@@ -76,6 +78,7 @@ int RunEvalAgreement(std::span<const std::string> args) {
   auto range = ParseBlockRange(int8_blocks, reference->checkpoint->config().n_layers);
   if (!range.ok()) return Fail(kCommand, range.status(), kExitUsage);
   options.int8_blocks = *range;
+  options.int8_classifier = int8_head;
   auto quantized = Transformer::Create(reference->checkpoint, options);
   if (!quantized.ok()) return Fail(kCommand, quantized.status());
   auto records = ReadGolden(golden_path);
@@ -102,7 +105,8 @@ int RunEvalAgreement(std::span<const std::string> args) {
     total += count;
   }
   if (total == 0) return Fail(kCommand, InvalidArgument(golden_path + ": no continuation positions"));
-  std::printf("int8 blocks %s, %zu records\n", int8_blocks.c_str(), records->size());
+  std::printf("int8 blocks %s%s, %zu records\n", int8_blocks.c_str(), int8_head ? " + head" : "",
+              records->size());
   std::printf("top-1 agreement: %.2f%% over %lld positions\n", 100.0 * static_cast<double>(agree) / total,
               static_cast<long long>(total));
   return 0;

@@ -23,6 +23,7 @@ struct GenerateFlags {
   uint64_t seed = 0;
   int split = -1;
   std::string int8_blocks;
+  bool int8_head = false;
   bool json = false;
   int threads = 0;
 };
@@ -62,6 +63,7 @@ int RunGenerate(std::span<const std::string> args) {
   flags.UInt64("seed", &f.seed, "sampling seed (default: random, printed in --json output)");
   flags.Int("split", &f.split, "run blocks [0,K) as edge and [K,L) as cloud in this process (-1 = no split)");
   flags.String("int8-blocks", &f.int8_blocks, "blocks A:B with int8 weights, e.g. 0:2");
+  flags.Bool("int8-head", &f.int8_head, "int8 weights for the classifier too");
   flags.Bool("json", &f.json, "print one JSON object: prompt_ids, ids, text, timings");
   flags.Int("threads", &f.threads, "compute threads (0 = OMP_NUM_THREADS or one per core)");
   if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
@@ -71,7 +73,7 @@ int RunGenerate(std::span<const std::string> args) {
   if (f.steps < 0) return Fail(kCommand, InvalidArgument("--steps must be >= 0"), kExitUsage);
   ConfigureComputeThreads(f.threads);
 
-  auto model = LoadModel(f.model, f.int8_blocks);
+  auto model = LoadModel(f.model, f.int8_blocks, f.int8_head);
   if (!model.ok()) return Fail(kCommand, model.status());
   auto tokenizer = Tokenizer::Load(f.tokenizer, model->checkpoint->config().vocab_size);
   if (!tokenizer.ok()) return Fail(kCommand, tokenizer.status());

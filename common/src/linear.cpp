@@ -1,10 +1,13 @@
 #include "tandem/common/linear.hpp"
 
+#include <ATen/Parallel.h>
 #include <oneapi/dnnl/dnnl.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+
+#include "matvec_avx512.hpp"
 
 namespace tandem {
 namespace {
@@ -28,6 +31,12 @@ float QuantizeRow(const float* row, int64_t n, int8_t* out) {
   return scale;
 }
 
+// Rows of output per parallel task in the decode kernels: big enough to amortize the task, small enough
+// that both threads get work on the smallest matrices.
+constexpr int64_t kRowsPerTask = 64;
+
+const bool kHaveDecodeKernels = kernels::HaveAvx512Vnni();
+
 void CheckDnnl(dnnl_status_t status, const char* what) {
   // Shapes are fixed at construction and checked there; a failure here is a bug, not bad input.
   if (status != dnnl_success) {
@@ -50,13 +59,16 @@ Result<Linear> Linear::Int8(const float* weight, int64_t out_features, int64_t i
   TANDEM_RETURN_IF_ERROR(CheckFinite(weight, out_features * in_features));
   auto quantized = std::make_shared<std::vector<int8_t>>(static_cast<size_t>(out_features * in_features));
   auto scales = std::make_shared<std::vector<float>>(static_cast<size_t>(out_features));
+  auto row_sums = std::make_shared<std::vector<int32_t>>(static_cast<size_t>(out_features));
   for (int64_t row = 0; row < out_features; ++row) {
-    (*scales)[row] = QuantizeRow(weight + row * in_features, in_features,
-                                 quantized->data() + row * in_features);
+    int8_t* quantized_row = quantized->data() + row * in_features;
+    (*scales)[row] = QuantizeRow(weight + row * in_features, in_features, quantized_row);
+    for (int64_t i = 0; i < in_features; ++i) (*row_sums)[row] += quantized_row[i];
   }
   Linear linear(WeightFormat::kInt8, out_features, in_features);
   linear.weight_i8_ = std::move(quantized);
   linear.scales_ = std::move(scales);
+  linear.row_sums_ = std::move(row_sums);
   return linear;
 }
 
@@ -66,6 +78,10 @@ int64_t Linear::WeightBytes() const {
 
 void Linear::Forward(const float* x, int64_t rows, float* y) const {
   if (rows <= 0) return;
+  if (rows == 1 && kHaveDecodeKernels) {
+    ForwardOneRow(x, y);
+    return;
+  }
   if (format_ == WeightFormat::kFloat32) {
     CheckDnnl(dnnl_sgemm('N', 'T', rows, out_, in_, 1.0f, x, in_, weight_f32_, in_, 0.0f, y, out_),
               "dnnl_sgemm");
@@ -92,6 +108,27 @@ void Linear::Forward(const float* x, int64_t rows, float* y) const {
     const float x_scale = x_scales[r];
     for (int64_t c = 0; c < out_; ++c) out_row[c] = static_cast<float>(acc[c]) * x_scale * w_scales[c];
   }
+}
+
+void Linear::ForwardOneRow(const float* x, float* y) const {
+  if (format_ == WeightFormat::kFloat32) {
+    at::parallel_for(0, out_, kRowsPerTask, [&](int64_t begin, int64_t end) {
+      kernels::MatVecFloat32(weight_f32_, x, in_, begin, end, y);
+    });
+    return;
+  }
+  thread_local std::vector<int8_t> x_quantized;
+  x_quantized.resize(static_cast<size_t>(in_));
+  const float x_scale = QuantizeRow(x, in_, x_quantized.data());
+  // VNNI multiplies unsigned by signed bytes: bias the activations by 128, the kernel removes it.
+  thread_local std::vector<uint8_t> x_biased;
+  x_biased.resize(static_cast<size_t>(in_));
+  for (int64_t i = 0; i < in_; ++i) x_biased[i] = static_cast<uint8_t>(x_quantized[i] + 128);
+  const uint8_t* biased = x_biased.data();
+  at::parallel_for(0, out_, kRowsPerTask, [&](int64_t begin, int64_t end) {
+    kernels::MatVecInt8(weight_i8_->data(), scales_->data(), row_sums_->data(), biased, x_scale, in_, begin,
+                        end, y);
+  });
 }
 
 }  // namespace tandem

@@ -1,6 +1,7 @@
 #include "tandem/common/transformer.hpp"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <charconv>
@@ -94,7 +95,8 @@ Result<std::shared_ptr<const Transformer>> Transformer::Create(std::shared_ptr<c
     model->blocks_.push_back(Block{WrapWeights(weights.rms_att, {d}), WrapWeights(weights.rms_ffn, {d}),
                                    *wq, *wk, *wv, *wo, *w1, *w2, *w3});
   }
-  auto classifier = Linear::Float32(checkpoint->classifier(), config.vocab_size, d);
+  auto classifier = options.int8_classifier ? Linear::Int8(checkpoint->classifier(), config.vocab_size, d)
+                                            : Linear::Float32(checkpoint->classifier(), config.vocab_size, d);
   if (!classifier.ok()) return classifier.status().WithContext(path + ": classifier");
   model->classifier_ = std::make_unique<Linear>(*classifier);
 
@@ -144,6 +146,7 @@ at::Tensor Transformer::Rotate(const at::Tensor& x, int64_t n_heads, int64_t pos
 
 at::Tensor Transformer::Attention(const at::Tensor& q, const KvCache& cache, size_t slot,
                                   int64_t position) const {
+  if (q.size(0) == 1) return AttendOnePosition(q, cache, slot, position);
   // q [T, dim] → [kv_heads, group, T, head_dim]: query head h reads kv head h / group, as in llama2.c.
   const int64_t rows = q.size(0), kv_heads = config_.n_kv_heads, hd = config_.head_dim();
   const int64_t group = config_.n_heads / kv_heads, span = position + rows;
@@ -158,6 +161,50 @@ at::Tensor Transformer::Attention(const at::Tensor& q, const KvCache& cache, siz
   }
   const at::Tensor mixed = at::matmul(at::softmax(scores, -1), values);  // [kv, group, T, hd]
   return mixed.permute({2, 0, 1, 3}).reshape({rows, config_.dim});
+}
+
+at::Tensor Transformer::AttendOnePosition(const at::Tensor& q, const KvCache& cache, size_t slot,
+                                          int64_t position) const {
+  // Decode attends one query to the whole cache. Straight loops over the cache, as llama2.c does:
+  // at::matmul would hand BLAS a strided view of the cache and have it packed on every call, which costs
+  // more than the products themselves once the context grows.
+  const int64_t heads = config_.n_heads, hd = config_.head_dim(), group = heads / config_.n_kv_heads;
+  const int64_t span = position + 1, capacity = cache.capacity();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  at::Tensor out = at::empty({1, config_.dim});
+  const float* queries = q.data_ptr<float>();
+  const float* keys = cache.keys_[slot].data_ptr<float>();
+  const float* values = cache.values_[slot].data_ptr<float>();
+  float* mixed = out.data_ptr<float>();
+  // Threads only pay off once a head's share of the cache is large.
+  const int64_t heads_per_task = span * hd >= 8192 ? 1 : heads;
+  at::parallel_for(0, heads, heads_per_task, [&](int64_t head_begin, int64_t head_end) {
+    std::vector<float> weights(static_cast<size_t>(span));
+    for (int64_t head = head_begin; head < head_end; ++head) {
+      const float* query = queries + head * hd;
+      const float* head_keys = keys + (head / group) * capacity * hd;
+      const float* head_values = values + (head / group) * capacity * hd;
+      float max_score = -std::numeric_limits<float>::infinity();
+      for (int64_t s = 0; s < span; ++s) {
+        float dot = 0.0f;
+        for (int64_t i = 0; i < hd; ++i) dot += query[i] * head_keys[s * hd + i];
+        weights[s] = dot * scale;
+        max_score = std::max(max_score, weights[s]);
+      }
+      float total = 0.0f;
+      for (int64_t s = 0; s < span; ++s) {
+        weights[s] = std::exp(weights[s] - max_score);
+        total += weights[s];
+      }
+      float* head_out = mixed + head * hd;
+      std::fill(head_out, head_out + hd, 0.0f);
+      for (int64_t s = 0; s < span; ++s) {
+        const float weight = weights[s] / total;
+        for (int64_t i = 0; i < hd; ++i) head_out[i] += weight * head_values[s * hd + i];
+      }
+    }
+  });
+  return out;
 }
 
 void Transformer::RunBlock(const Block& block, at::Tensor& x, KvCache& cache, size_t slot,

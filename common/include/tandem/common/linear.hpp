@@ -38,6 +38,8 @@ class Linear {
 
  private:
   Linear(WeightFormat format, int64_t out, int64_t in) : format_(format), out_(out), in_(in) {}
+  // Decode (one row): streaming AVX-512 kernels, split by output rows over the compute threads.
+  void ForwardOneRow(const float* x, float* y) const;
 
   WeightFormat format_;
   int64_t out_ = 0;
@@ -46,6 +48,7 @@ class Linear {
   // int8: weights [out, in] and their per-row scales; shared so copies stay cheap.
   std::shared_ptr<const std::vector<int8_t>> weight_i8_;
   std::shared_ptr<const std::vector<float>> scales_;
+  std::shared_ptr<const std::vector<int32_t>> row_sums_;  // Σ of each int8 row, for the VNNI bias
 };
 
 }  // namespace tandem

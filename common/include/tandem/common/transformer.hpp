@@ -34,7 +34,8 @@ struct BlockRange {
 Result<BlockRange> ParseBlockRange(const std::string& text, int n_layers);
 
 struct TransformerOptions {
-  BlockRange int8_blocks;  // blocks whose weights are quantized to int8
+  BlockRange int8_blocks;        // blocks whose weights are quantized to int8
+  bool int8_classifier = false;  // the LM head too: with a large vocabulary, the biggest matrix
 };
 
 // Keys and values of one session for the blocks of `range`, positions [0, length()).
@@ -81,6 +82,8 @@ class Transformer {
 
   // Weight bytes read per token by blocks in `range` (int8 blocks count their int8 bytes).
   int64_t BlockWeightBytes(BlockRange range) const;
+  // Weight bytes read per token by the classifier.
+  int64_t ClassifierWeightBytes() const { return classifier_->WeightBytes(); }
 
  private:
   struct Block {
@@ -92,6 +95,7 @@ class Transformer {
   at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight) const;
   at::Tensor Rotate(const at::Tensor& x, int64_t n_heads, int64_t position) const;
   at::Tensor Attention(const at::Tensor& q, const KvCache& cache, size_t slot, int64_t position) const;
+  at::Tensor AttendOnePosition(const at::Tensor& q, const KvCache& cache, size_t slot, int64_t position) const;
   void RunBlock(const Block& block, at::Tensor& x, KvCache& cache, size_t slot, int64_t position) const;
 
   std::shared_ptr<const Checkpoint> checkpoint_;  // owns the mapped float32 weights

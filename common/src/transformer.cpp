@@ -130,18 +130,47 @@ Result<at::Tensor> Transformer::Embed(std::span<const int> tokens) const {
   return at::index_select(token_embedding_, 0, index);  // a copy: the embedding stays read-only
 }
 
+// RMSNorm, rotary embedding and the SwiGLU gate are plain loops over the rows, in llama2.c's arithmetic:
+// as LibTorch expressions each is 5–10 small kernels, whose dispatch costs more than the math at decode.
 at::Tensor Transformer::RmsNorm(const at::Tensor& x, const at::Tensor& weight) const {
-  return x * at::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + config_.rms_norm_eps) * weight;
+  const int64_t rows = x.size(0), dim = x.size(1);
+  at::Tensor out = at::empty_like(x);
+  const float* in = x.data_ptr<float>();
+  const float* gain = weight.data_ptr<float>();
+  float* normed = out.data_ptr<float>();
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = in + r * dim;
+    float sum_squares = 0.0f;
+    for (int64_t i = 0; i < dim; ++i) sum_squares += row[i] * row[i];
+    const float inverse_rms = 1.0f / std::sqrt(sum_squares / static_cast<float>(dim) + config_.rms_norm_eps);
+    for (int64_t i = 0; i < dim; ++i) normed[r * dim + i] = gain[i] * (inverse_rms * row[i]);
+  }
+  return out;
 }
 
-at::Tensor Transformer::Rotate(const at::Tensor& x, int64_t n_heads, int64_t position) const {
+void Transformer::Rotate(at::Tensor& x, int64_t n_heads, int64_t position) const {
   // x [T, n_heads * head_dim]; llama2.c rotates interleaved pairs (2i, 2i+1) of each head.
-  const int64_t rows = x.size(0), half = config_.head_dim() / 2;
-  const at::Tensor pairs = x.view({rows, n_heads, half, 2});
-  const at::Tensor even = pairs.select(-1, 0), odd = pairs.select(-1, 1);
-  const at::Tensor cos = rope_cos_.narrow(0, position, rows).unsqueeze(1);
-  const at::Tensor sin = rope_sin_.narrow(0, position, rows).unsqueeze(1);
-  return at::stack({even * cos - odd * sin, even * sin + odd * cos}, -1).view({rows, n_heads * half * 2});
+  const int64_t rows = x.size(0), half = config_.head_dim() / 2, width = x.size(1);
+  float* data = x.data_ptr<float>();
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* cos = rope_cos_.data_ptr<float>() + (position + r) * half;
+    const float* sin = rope_sin_.data_ptr<float>() + (position + r) * half;
+    for (int64_t head = 0; head < n_heads; ++head) {
+      float* pairs = data + r * width + head * half * 2;
+      for (int64_t i = 0; i < half; ++i) {
+        const float even = pairs[2 * i], odd = pairs[2 * i + 1];
+        pairs[2 * i] = even * cos[i] - odd * sin[i];
+        pairs[2 * i + 1] = even * sin[i] + odd * cos[i];
+      }
+    }
+  }
+}
+
+void Transformer::GateInPlace(at::Tensor& gate, const at::Tensor& up) {
+  // SwiGLU: silu(w1·x) * (w3·x), into `gate`.
+  float* g = gate.data_ptr<float>();
+  const float* u = up.data_ptr<float>();
+  for (int64_t i = 0, n = gate.numel(); i < n; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
 at::Tensor Transformer::Attention(const at::Tensor& q, const KvCache& cache, size_t slot,
@@ -211,16 +240,18 @@ void Transformer::RunBlock(const Block& block, at::Tensor& x, KvCache& cache, si
                            int64_t position) const {
   const int64_t rows = x.size(0), kv_heads = config_.n_kv_heads, hd = config_.head_dim();
   at::Tensor normed = RmsNorm(x, block.rms_att);
-  const at::Tensor q = Rotate(Apply(block.wq, normed), config_.n_heads, position);
-  const at::Tensor k = Rotate(Apply(block.wk, normed), kv_heads, position);
+  at::Tensor q = Apply(block.wq, normed), k = Apply(block.wk, normed);
   const at::Tensor v = Apply(block.wv, normed);
+  Rotate(q, config_.n_heads, position);
+  Rotate(k, kv_heads, position);
   cache.keys_[slot].narrow(1, position, rows).copy_(k.view({rows, kv_heads, hd}).transpose(0, 1));
   cache.values_[slot].narrow(1, position, rows).copy_(v.view({rows, kv_heads, hd}).transpose(0, 1));
   x.add_(Apply(block.wo, Attention(q, cache, slot, position)));
 
   normed = RmsNorm(x, block.rms_ffn);
-  const at::Tensor gate = at::silu(Apply(block.w1, normed));
-  x.add_(Apply(block.w2, gate.mul_(Apply(block.w3, normed))));
+  at::Tensor gate = Apply(block.w1, normed);
+  GateInPlace(gate, Apply(block.w3, normed));
+  x.add_(Apply(block.w2, gate));
 }
 
 Status Transformer::RunBlocks(at::Tensor& hidden, KvCache& cache) const {

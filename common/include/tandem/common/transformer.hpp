@@ -93,7 +93,8 @@ class Transformer {
 
   Transformer(std::shared_ptr<const Checkpoint> checkpoint, const TransformerOptions& options);
   at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight) const;
-  at::Tensor Rotate(const at::Tensor& x, int64_t n_heads, int64_t position) const;
+  void Rotate(at::Tensor& x, int64_t n_heads, int64_t position) const;  // in place
+  static void GateInPlace(at::Tensor& gate, const at::Tensor& up);
   at::Tensor Attention(const at::Tensor& q, const KvCache& cache, size_t slot, int64_t position) const;
   at::Tensor AttendOnePosition(const at::Tensor& q, const KvCache& cache, size_t slot, int64_t position) const;
   void RunBlock(const Block& block, at::Tensor& x, KvCache& cache, size_t slot, int64_t position) const;

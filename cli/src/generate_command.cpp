@@ -110,6 +110,7 @@ int RunGenerate(std::span<const std::string> args) {
     std::printf("%s\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else {
     std::printf("\n");
+    std::fflush(stdout);
     std::fprintf(stderr, "prefill %d tokens in %.1f ms, decode %.1f tok/s (%d tokens)\n",
                  timings.prompt_tokens, timings.prefill_ms, timings.decode_tokens_per_second(),
                  timings.generated_tokens);

@@ -1,13 +1,10 @@
 #include "tandem/common/tokenizer.hpp"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <utility>
+
+#include "tandem/common/mapped_file.hpp"
 
 namespace tandem {
 namespace {
@@ -16,41 +13,10 @@ namespace {
 // allocations.
 constexpr int32_t kMaxTokenLengthLimit = 1 << 20;
 
-// Reads the whole file (tokenizers are a few hundred KB at most).
-Result<std::string> ReadWholeFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int error = errno;
-    const std::string message = path + ": cannot open: " + std::strerror(error);
-    return error == ENOENT ? NotFound(message) : InvalidArgument(message);
-  }
-  struct stat info {};
-  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
-    ::close(fd);
-    return InvalidArgument(path + ": not a regular file");
-  }
-  std::string bytes(static_cast<size_t>(info.st_size), '\0');
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t got = ::read(fd, bytes.data() + done, bytes.size() - done);
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0) {
-      const int error = errno;
-      ::close(fd);
-      return InvalidArgument(path + ": read failed: " + std::strerror(error));
-    }
-    if (got == 0) break;  // the file shrank under us; the parser reports the truncation
-    done += static_cast<size_t>(got);
-  }
-  ::close(fd);
-  bytes.resize(done);
-  return bytes;
-}
-
 // A little-endian (host order, as llama2.c writes it) cursor that never reads past the end.
 class Reader {
  public:
-  explicit Reader(const std::string& bytes) : bytes_(bytes) {}
+  explicit Reader(std::string_view bytes) : bytes_(bytes) {}
 
   size_t offset() const { return offset_; }
   size_t remaining() const { return bytes_.size() - offset_; }
@@ -71,7 +37,7 @@ class Reader {
   }
 
  private:
-  const std::string& bytes_;
+  std::string_view bytes_;
   size_t offset_ = 0;
 };
 
@@ -103,7 +69,8 @@ Result<Tokenizer> Tokenizer::Load(const std::string& path, int32_t vocab_size) {
   if (vocab_size <= 0) {
     return InvalidArgument(path + ": vocab_size " + std::to_string(vocab_size) + " must be positive");
   }
-  TANDEM_ASSIGN_OR_RETURN(const std::string bytes, ReadWholeFile(path));
+  TANDEM_ASSIGN_OR_RETURN(const MappedFile file, MappedFile::Open(path));
+  const std::string_view bytes(reinterpret_cast<const char*>(file.bytes().data()), file.size());
   Reader reader(bytes);
 
   Tokenizer tokenizer;

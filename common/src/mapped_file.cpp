@@ -25,7 +25,7 @@ Result<MappedFile> MappedFile::Open(const std::string& path) {
   const auto size = static_cast<size_t>(info.st_size);
   if (size == 0) {
     ::close(fd);
-    return InvalidArgument(path + ": file is empty");
+    return InvalidArgument(path + ": truncated: the file is empty");
   }
   void* data = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
   ::close(fd);  // the mapping keeps the file open

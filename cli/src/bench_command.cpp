@@ -1,7 +1,10 @@
 #include <nlohmann/json.hpp>
 #include <sys/resource.h>
 
+#include <ATen/ATen.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <random>
 
@@ -28,6 +31,21 @@ Summary Summarize(std::vector<double> values) {
 
 nlohmann::json ToJson(const Summary& summary) {
   return {{"median", summary.median}, {"min", summary.min}, {"max", summary.max}};
+}
+
+// Read bandwidth of main memory with the compute threads, measured in the same run as the model: decode
+// reads every weight once a token, so bytes/token × tok/s against this is the kernels' efficiency. The
+// buffer (1 GiB) is larger than any last-level cache; LibTorch's vectorized sum does the reading.
+double MemoryReadGigabytesPerSecond() {
+  const at::Tensor buffer = at::ones({int64_t{1} << 28}, at::kFloat);
+  std::vector<double> rates;
+  for (int run = 0; run < 5; ++run) {
+    const auto start = std::chrono::steady_clock::now();
+    const float total = buffer.sum().item<float>();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (total > 0) rates.push_back(static_cast<double>(buffer.nbytes()) / seconds / 1e9);
+  }
+  return Summarize(rates).median;
 }
 
 double PeakRssMegabytes() {
@@ -98,13 +116,20 @@ int RunBench(std::span<const std::string> args) {
                 decode.back());
   }
   const Summary prefill_summary = Summarize(prefill), decode_summary = Summarize(decode);
+  const double peak_rss_mb = PeakRssMegabytes();  // before the bandwidth probe's buffer
+  const double memory_gb_s = MemoryReadGigabytesPerSecond();
+  const double decode_gb_s = decode_summary.median * weight_mb / 1e3;
+  std::printf("decode reads weights at %.1f GB/s; memory read bandwidth %.1f GB/s (ratio %.2f)\n", decode_gb_s,
+              memory_gb_s, decode_gb_s / memory_gb_s);
   std::printf("prefill %.1f tok/s (min %.1f, max %.1f), decode %.1f tok/s (min %.1f, max %.1f), "
               "peak RSS %.0f MB\n",
               prefill_summary.median, prefill_summary.min, prefill_summary.max, decode_summary.median,
-              decode_summary.min, decode_summary.max, PeakRssMegabytes());
+              decode_summary.min, decode_summary.max, peak_rss_mb);
   const nlohmann::json result = {{"prefill_tok_s", ToJson(prefill_summary)},
                                  {"decode_tok_s", ToJson(decode_summary)},
-                                 {"peak_rss_mb", PeakRssMegabytes()},
+                                 {"peak_rss_mb", peak_rss_mb},
+                                 {"decode_weight_gb_s", decode_gb_s},
+                                 {"memory_read_gb_s", memory_gb_s},
                                  {"threads", ComputeThreads()},
                                  {"int8_blocks", int8_blocks},
                                  {"int8_head", int8_head},

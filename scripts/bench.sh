@@ -8,5 +8,5 @@ model="$build/stories110M-random.bin"
 for config in "" "--int8-blocks 0:12" "--int8-blocks 0:12 --int8-head"; do
   echo "== tandem bench ${config:-(float32)}"
   # shellcheck disable=SC2086
-  "$build/bin/tandem" bench --model "$model" --threads 2 --repeat 5 --prompt-tokens 128 --gen-tokens 128 $config | tail -2
+  "$build/bin/tandem" bench --model "$model" --threads 2 --repeat 5 --prompt-tokens 128 --gen-tokens 128 $config | tail -3
 done

@@ -6,6 +6,8 @@
 namespace tandem::kernels {
 
 bool HaveAvx512Vnni() {
+  // Callers may run during static initialization, possibly before libgcc's own CPU probe.
+  __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vnni");
 }

@@ -116,3 +116,30 @@ TEST(EvalAgreementTest, Int8FirstTwoBlocksAgreeWithFloat32) {
 
 }  // namespace
 }  // namespace tandem
+
+namespace tandem {
+namespace {
+
+// make-model writes a loadable model of the named shape; bench runs it and ends with its JSON summary.
+TEST(CliToolsTest, MakeModelThenBench) {
+  testing::TempDir dir;
+  const std::string model = (dir / "tiny.bin").string();
+  auto result = testing::RunProgram("tandem", {"make-model", "--shape", "tiny", "--seed", "3", "--out", model});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  result = testing::RunProgram("tandem", {"bench", "--model", model, "--int8-blocks", "0:5", "--prompt-tokens",
+                                          "16", "--gen-tokens", "8", "--repeat", "3", "--warmup", "0"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const auto last = nlohmann::json::parse(result.out.substr(result.out.rfind('\n', result.out.size() - 2) + 1));
+  for (const char* key : {"prefill_tok_s", "decode_tok_s"}) {
+    EXPECT_GT(last[key]["min"].get<double>(), 0.0);
+    EXPECT_LE(last[key]["min"].get<double>(), last[key]["median"].get<double>());
+    EXPECT_LE(last[key]["median"].get<double>(), last[key]["max"].get<double>());
+  }
+  EXPECT_GT(last["peak_rss_mb"].get<double>(), 0.0);
+  EXPECT_EQ(last["int8_blocks"], "0:5");
+  result = testing::RunProgram("tandem", {"make-model", "--shape", "huge", "--out", model});
+  EXPECT_EQ(result.exit_code, 2);
+}
+
+}  // namespace
+}  // namespace tandem

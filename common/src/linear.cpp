@@ -117,13 +117,12 @@ void Linear::ForwardOneRow(const float* x, float* y) const {
     });
     return;
   }
-  thread_local std::vector<int8_t> x_quantized;
-  x_quantized.resize(static_cast<size_t>(in_));
-  const float x_scale = QuantizeRow(x, in_, x_quantized.data());
-  // VNNI multiplies unsigned by signed bytes: bias the activations by 128, the kernel removes it.
+  // VNNI multiplies unsigned by signed bytes: the activations go in biased by 128 (for an int8 q,
+  // uint8(q + 128) == uint8(q) ^ 0x80), and the kernel removes the bias.
   thread_local std::vector<uint8_t> x_biased;
   x_biased.resize(static_cast<size_t>(in_));
-  for (int64_t i = 0; i < in_; ++i) x_biased[i] = static_cast<uint8_t>(x_quantized[i] + 128);
+  const float x_scale = QuantizeRow(x, in_, reinterpret_cast<int8_t*>(x_biased.data()));
+  for (auto& byte : x_biased) byte ^= 0x80;
   const uint8_t* biased = x_biased.data();
   at::parallel_for(0, out_, kRowsPerTask, [&](int64_t begin, int64_t end) {
     kernels::MatVecInt8(weight_i8_->data(), scales_->data(), row_sums_->data(), biased, x_scale, in_, begin,

@@ -132,7 +132,8 @@ Result<at::Tensor> Transformer::Embed(std::span<const int> tokens) const {
 
 // RMSNorm, rotary embedding and the SwiGLU gate are plain loops over the rows, in llama2.c's arithmetic:
 // as LibTorch expressions each is 5–10 small kernels, whose dispatch costs more than the math at decode.
-at::Tensor Transformer::RmsNorm(const at::Tensor& x, const at::Tensor& weight) const {
+at::Tensor Transformer::RmsNorm(const at::Tensor& input, const at::Tensor& weight) const {
+  const at::Tensor x = input.contiguous();  // Logits is public: any view may arrive here
   const int64_t rows = x.size(0), dim = x.size(1);
   at::Tensor out = at::empty_like(x);
   const float* in = x.data_ptr<float>();

@@ -24,6 +24,21 @@ at::Tensor Apply(const Linear& linear, const at::Tensor& x) {
   return output;
 }
 
+// Σ a[i]·b[i] with 16 independent partial sums: a single running sum is a chain of dependent adds that
+// the compiler may not reorder (no -ffast-math), so it would run one lane at a time.
+float Dot(const float* a, const float* b, int64_t n) {
+  constexpr int64_t kLanes = 16;
+  float partial[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int64_t lane = 0; lane < kLanes; ++lane) partial[lane] += a[i + lane] * b[i + lane];
+  }
+  for (; i < n; ++i) partial[0] += a[i] * b[i];
+  float total = 0.0f;
+  for (float value : partial) total += value;
+  return total;
+}
+
 }  // namespace
 
 Result<BlockRange> ParseBlockRange(const std::string& text, int n_layers) {
@@ -141,8 +156,7 @@ at::Tensor Transformer::RmsNorm(const at::Tensor& input, const at::Tensor& weigh
   float* normed = out.data_ptr<float>();
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = in + r * dim;
-    float sum_squares = 0.0f;
-    for (int64_t i = 0; i < dim; ++i) sum_squares += row[i] * row[i];
+    const float sum_squares = Dot(row, row, dim);
     const float inverse_rms = 1.0f / std::sqrt(sum_squares / static_cast<float>(dim) + config_.rms_norm_eps);
     for (int64_t i = 0; i < dim; ++i) normed[r * dim + i] = gain[i] * (inverse_rms * row[i]);
   }
@@ -216,9 +230,7 @@ at::Tensor Transformer::AttendOnePosition(const at::Tensor& q, const KvCache& ca
       const float* head_values = values + (head / group) * capacity * hd;
       float max_score = -std::numeric_limits<float>::infinity();
       for (int64_t s = 0; s < span; ++s) {
-        float dot = 0.0f;
-        for (int64_t i = 0; i < hd; ++i) dot += query[i] * head_keys[s * hd + i];
-        weights[s] = dot * scale;
+        weights[s] = Dot(query, head_keys + s * hd, hd) * scale;
         max_score = std::max(max_score, weights[s]);
       }
       float total = 0.0f;

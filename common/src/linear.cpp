@@ -48,6 +48,11 @@ void CheckDnnl(dnnl_status_t status, const char* what) {
 
 }  // namespace
 
+void MatMul(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
+            int64_t ldb, bool transpose_b, float* c, int64_t ldc) {
+  CheckDnnl(dnnl_sgemm('N', transpose_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, 0.0f, c, ldc), "dnnl_sgemm");
+}
+
 Result<Linear> Linear::Float32(const float* weight, int64_t out_features, int64_t in_features) {
   TANDEM_RETURN_IF_ERROR(CheckFinite(weight, out_features * in_features));
   Linear linear(WeightFormat::kFloat32, out_features, in_features);
@@ -83,8 +88,7 @@ void Linear::Forward(const float* x, int64_t rows, float* y) const {
     return;
   }
   if (format_ == WeightFormat::kFloat32) {
-    CheckDnnl(dnnl_sgemm('N', 'T', rows, out_, in_, 1.0f, x, in_, weight_f32_, in_, 0.0f, y, out_),
-              "dnnl_sgemm");
+    MatMul(rows, out_, in_, 1.0f, x, in_, weight_f32_, in_, /*transpose_b=*/true, y, out_);
     return;
   }
   // Per-call scratch, reused across calls on the same thread.

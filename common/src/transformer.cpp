@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <limits>
 
 namespace tandem {
 namespace {
@@ -37,6 +36,17 @@ float Dot(const float* a, const float* b, int64_t n) {
   float total = 0.0f;
   for (float value : partial) total += value;
   return total;
+}
+
+// llama2.c's softmax: subtract the max, exponentiate, normalize.
+void SoftmaxInPlace(float* values, int64_t n) {
+  const float max_value = *std::max_element(values, values + n);
+  float total = 0.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    values[i] = std::exp(values[i] - max_value);
+    total += values[i];
+  }
+  for (int64_t i = 0; i < n; ++i) values[i] /= total;
 }
 
 }  // namespace
@@ -191,20 +201,35 @@ void Transformer::GateInPlace(at::Tensor& gate, const at::Tensor& up) {
 at::Tensor Transformer::Attention(const at::Tensor& q, const KvCache& cache, size_t slot,
                                   int64_t position) const {
   if (q.size(0) == 1) return AttendOnePosition(q, cache, slot, position);
-  // q [T, dim] → [kv_heads, group, T, head_dim]: query head h reads kv head h / group, as in llama2.c.
-  const int64_t rows = q.size(0), kv_heads = config_.n_kv_heads, hd = config_.head_dim();
-  const int64_t group = config_.n_heads / kv_heads, span = position + rows;
-  const at::Tensor queries = q.view({rows, kv_heads, group, hd}).permute({1, 2, 0, 3});
-  const at::Tensor keys = cache.keys_[slot].narrow(1, 0, span).unsqueeze(1);      // [kv, 1, S, hd]
-  const at::Tensor values = cache.values_[slot].narrow(1, 0, span).unsqueeze(1);  // [kv, 1, S, hd]
-  at::Tensor scores = at::matmul(queries, keys.transpose(-1, -2)) / std::sqrt(static_cast<float>(hd));
-  if (rows > 1) {
-    // Row i (position + i) may attend to keys 0..position + i.
-    const at::Tensor future = at::ones({rows, span}, at::kBool).triu(position + 1);
-    scores.masked_fill_(future, -std::numeric_limits<float>::infinity());
-  }
-  const at::Tensor mixed = at::matmul(at::softmax(scores, -1), values);  // [kv, group, T, hd]
-  return mixed.permute({2, 0, 1, 3}).reshape({rows, config_.dim});
+  // Prefill: per query head h (reading kv head h / group, as in llama2.c), scores = Q_h K_hᵀ over the
+  // cache's first `span` positions, a causal softmax per row, then P V_h written into the head's columns.
+  // The products run on the cache and q in place (leading dimensions), with no permuted copies.
+  const int64_t rows = q.size(0), heads = config_.n_heads, hd = config_.head_dim(), dim = config_.dim;
+  const int64_t group = heads / config_.n_kv_heads, span = position + rows, capacity = cache.capacity();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  at::Tensor out = at::empty({rows, dim});
+  const float* queries = q.data_ptr<float>();
+  const float* keys = cache.keys_[slot].data_ptr<float>();
+  const float* values = cache.values_[slot].data_ptr<float>();
+  float* mixed = out.data_ptr<float>();
+  at::parallel_for(0, heads, 1, [&](int64_t head_begin, int64_t head_end) {
+    std::vector<float> scores(static_cast<size_t>(rows * span));
+    for (int64_t head = head_begin; head < head_end; ++head) {
+      const int64_t kv_offset = (head / group) * capacity * hd;
+      MatMul(rows, span, hd, scale, queries + head * hd, dim, keys + kv_offset, hd, /*transpose_b=*/true,
+             scores.data(), span);
+      for (int64_t r = 0; r < rows; ++r) {
+        // Row r (position + r) attends to keys 0..position + r; the later ones get weight 0.
+        float* row = scores.data() + r * span;
+        const int64_t visible = position + r + 1;
+        SoftmaxInPlace(row, visible);
+        std::fill(row + visible, row + span, 0.0f);
+      }
+      MatMul(rows, hd, span, 1.0f, scores.data(), span, values + kv_offset, hd, /*transpose_b=*/false,
+             mixed + head * hd, dim);
+    }
+  });
+  return out;
 }
 
 at::Tensor Transformer::AttendOnePosition(const at::Tensor& q, const KvCache& cache, size_t slot,
@@ -228,21 +253,12 @@ at::Tensor Transformer::AttendOnePosition(const at::Tensor& q, const KvCache& ca
       const float* query = queries + head * hd;
       const float* head_keys = keys + (head / group) * capacity * hd;
       const float* head_values = values + (head / group) * capacity * hd;
-      float max_score = -std::numeric_limits<float>::infinity();
-      for (int64_t s = 0; s < span; ++s) {
-        weights[s] = Dot(query, head_keys + s * hd, hd) * scale;
-        max_score = std::max(max_score, weights[s]);
-      }
-      float total = 0.0f;
-      for (int64_t s = 0; s < span; ++s) {
-        weights[s] = std::exp(weights[s] - max_score);
-        total += weights[s];
-      }
+      for (int64_t s = 0; s < span; ++s) weights[s] = Dot(query, head_keys + s * hd, hd) * scale;
+      SoftmaxInPlace(weights.data(), span);
       float* head_out = mixed + head * hd;
       std::fill(head_out, head_out + hd, 0.0f);
       for (int64_t s = 0; s < span; ++s) {
-        const float weight = weights[s] / total;
-        for (int64_t i = 0; i < hd; ++i) head_out[i] += weight * head_values[s * hd + i];
+        for (int64_t i = 0; i < hd; ++i) head_out[i] += weights[s] * head_values[s * hd + i];
       }
     }
   });

@@ -17,6 +17,12 @@ namespace tandem {
 
 enum class WeightFormat { kFloat32, kInt8 };
 
+// Row-major float32 C[m, n] = alpha · A[m, k] · op(B), where op(B) = Bᵀ (B stored [n, k]) when
+// `transpose_b`, else B ([k, n]). Leading dimensions are given so that views (one head of a wider row,
+// a prefix of a KV cache) need no copies. oneDNN's SGEMM, on the shared OpenMP pool.
+void MatMul(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
+            int64_t ldb, bool transpose_b, float* c, int64_t ldc);
+
 // Immutable after creation; Forward is thread-safe (scratch space is per call).
 class Linear {
  public:

@@ -57,18 +57,14 @@ double PeakRssMegabytes() {
 }  // namespace
 
 int RunBench(std::span<const std::string> args) {
-  std::string model_path, int8_blocks;
-  int prompt_tokens = 128, gen_tokens = 128, threads = 0, repeat = 5, warmup = 1;
+  ModelFlags model_flags;
+  int prompt_tokens = 128, gen_tokens = 128, repeat = 5, warmup = 1;
   uint64_t seed = 1;
-  bool int8_head = false;
   FlagSet flags("usage: tandem bench --model M [--int8-blocks A:B] [--prompt-tokens 128] "
                 "[--gen-tokens 128] [--threads N] [--repeat R]");
-  flags.String("model", &model_path, "llama2.c checkpoint (e.g. from tandem make-model)");
-  flags.String("int8-blocks", &int8_blocks, "blocks A:B with int8 weights");
-  flags.Bool("int8-head", &int8_head, "int8 weights for the classifier too");
+  model_flags.Declare(flags, "llama2.c checkpoint (e.g. from tandem make-model)");
   flags.Int("prompt-tokens", &prompt_tokens, "prompt length of each run (random token ids)");
   flags.Int("gen-tokens", &gen_tokens, "tokens generated in each run (greedy; BOS does not stop it)");
-  flags.Int("threads", &threads, "compute threads (0 = OMP_NUM_THREADS or one per core)");
   flags.Int("repeat", &repeat, "measured runs");
   flags.Int("warmup", &warmup, "unmeasured runs first");
   flags.UInt64("seed", &seed, "seed of the random prompt");
@@ -79,8 +75,7 @@ int RunBench(std::span<const std::string> args) {
                 InvalidArgument("need --prompt-tokens >= 1, --gen-tokens >= 2, --repeat >= 1, --warmup >= 0"),
                 kExitUsage);
   }
-  ConfigureComputeThreads(threads);
-  auto model = LoadModel(model_path, int8_blocks, int8_head);
+  auto model = LoadModel(model_flags);
   if (!model.ok()) return Fail(kCommand, model.status());
   const ModelConfig& config = model->checkpoint->config();
   const int positions = prompt_tokens + gen_tokens - 1;  // the last sampled token is not fed back
@@ -100,7 +95,8 @@ int RunBench(std::span<const std::string> args) {
       static_cast<double>(transformer.BlockWeightBytes({0, layers}) + transformer.ClassifierWeightBytes()) / 1e6;
   std::printf("model %s (%s), int8 blocks [%s]%s, %d threads, %d prompt + %d generated tokens, "
               "%.0f MB of weights read per decoded token\n",
-              model_path.c_str(), config.ToString().c_str(), int8_blocks.c_str(), int8_head ? " + head" : "",
+              model_flags.model.c_str(), config.ToString().c_str(), model_flags.int8_blocks.c_str(),
+              model_flags.int8_head ? " + head" : "",
               ComputeThreads(), prompt_tokens, gen_tokens, weight_mb);
   std::vector<double> prefill, decode;
   for (int run = 0; run < warmup + repeat; ++run) {
@@ -131,8 +127,8 @@ int RunBench(std::span<const std::string> args) {
                                  {"decode_weight_gb_s", decode_gb_s},
                                  {"memory_read_gb_s", memory_gb_s},
                                  {"threads", ComputeThreads()},
-                                 {"int8_blocks", int8_blocks},
-                                 {"int8_head", int8_head},
+                                 {"int8_blocks", model_flags.int8_blocks},
+                                 {"int8_head", model_flags.int8_head},
                                  {"weight_mb_per_token", weight_mb},
                                  {"repeat", repeat}};
   std::printf("%s\n", result.dump().c_str());

@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "tandem/common/threading.hpp"
+
 namespace tandem::cli {
 
 std::optional<int> ParseFlags(FlagSet& flags, std::span<const std::string> args, const char* command) {
@@ -28,13 +30,21 @@ Status Require(const FlagSet& flags, const std::string& name) {
   return Status::Ok();
 }
 
-Result<LoadedModel> LoadModel(const std::string& path, const std::string& int8_blocks, bool int8_head) {
+void ModelFlags::Declare(FlagSet& flags, const std::string& model_help) {
+  flags.String("model", &model, model_help);
+  flags.String("int8-blocks", &int8_blocks, "blocks A:B with int8 weights, e.g. 0:2");
+  flags.Bool("int8-head", &int8_head, "int8 weights for the classifier too");
+  flags.Int("threads", &threads, "compute threads (0 = OMP_NUM_THREADS or one per core)");
+}
+
+Result<LoadedModel> LoadModel(const ModelFlags& flags) {
+  ConfigureComputeThreads(flags.threads);
   LoadedModel loaded;
-  TANDEM_ASSIGN_OR_RETURN(loaded.checkpoint, Checkpoint::Load(path));
+  TANDEM_ASSIGN_OR_RETURN(loaded.checkpoint, Checkpoint::Load(flags.model));
   TransformerOptions options;
-  options.int8_classifier = int8_head;
+  options.int8_classifier = flags.int8_head;
   TANDEM_ASSIGN_OR_RETURN(options.int8_blocks,
-                          ParseBlockRange(int8_blocks, loaded.checkpoint->config().n_layers));
+                          ParseBlockRange(flags.int8_blocks, loaded.checkpoint->config().n_layers));
   TANDEM_ASSIGN_OR_RETURN(loaded.transformer, Transformer::Create(loaded.checkpoint, options));
   return loaded;
 }

@@ -32,8 +32,17 @@ struct LoadedModel {
   std::shared_ptr<const Transformer> transformer;
 };
 
-// Loads a checkpoint and builds the runtime, with `int8_blocks` ("A:B" or "") and, when `int8_head`, the
-// classifier quantized.
-Result<LoadedModel> LoadModel(const std::string& path, const std::string& int8_blocks, bool int8_head);
+// The flags of every command that runs a model: --model, --int8-blocks, --int8-head, --threads.
+struct ModelFlags {
+  std::string model;
+  std::string int8_blocks;  // "A:B" or "" (none)
+  bool int8_head = false;
+  int threads = 0;  // 0: OMP_NUM_THREADS, else one per core
+
+  void Declare(FlagSet& flags, const std::string& model_help);
+};
+
+// Sizes the compute threads, loads the checkpoint and builds the runtime with the flags' int8 settings.
+Result<LoadedModel> LoadModel(const ModelFlags& flags);
 
 }  // namespace tandem::cli

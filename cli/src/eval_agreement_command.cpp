@@ -7,7 +7,6 @@
 
 #include "cli_support.hpp"
 #include "commands.hpp"
-#include "tandem/common/threading.hpp"
 
 namespace tandem::cli {
 namespace {
@@ -52,35 +51,25 @@ Result<std::vector<GoldenRecord>> ReadGolden(const std::string& path) {
 }  // namespace
 
 int RunEvalAgreement(std::span<const std::string> args) {
-  std::string model_path, tokenizer_path, golden_path, int8_blocks;
-  int threads = 0;
-  bool int8_head = false;
+  ModelFlags model_flags;
+  std::string tokenizer_path, golden_path;
   FlagSet flags("usage: tandem eval-agreement --model M --tokenizer T --golden FILE --int8-blocks A:B\n\n"
                 "Teacher-forced top-1 agreement of the int8 configuration with float32 at every position\n"
                 "of the golden continuations (the prompt's positions are not counted).");
-  flags.String("model", &model_path, "llama2.c checkpoint");
+  model_flags.Declare(flags, "llama2.c checkpoint");
   flags.String("tokenizer", &tokenizer_path, "llama2.c tokenizer of the model (checked against it)");
   flags.String("golden", &golden_path, "JSON lines with prompt_ids and ids");
-  flags.String("int8-blocks", &int8_blocks, "blocks A:B with int8 weights");
-  flags.Bool("int8-head", &int8_head, "int8 weights for the classifier too");
-  flags.Int("threads", &threads, "compute threads (0 = OMP_NUM_THREADS or one per core)");
   if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
   for (const char* name : {"model", "tokenizer", "golden", "int8-blocks"}) {
     if (Status status = Require(flags, name); !status.ok()) return Fail(kCommand, status, kExitUsage);
   }
-  ConfigureComputeThreads(threads);
-
-  auto reference = LoadModel(model_path, "", false);
-  if (!reference.ok()) return Fail(kCommand, reference.status());
-  auto tokenizer = Tokenizer::Load(tokenizer_path, reference->checkpoint->config().vocab_size);
-  if (!tokenizer.ok()) return Fail(kCommand, tokenizer.status());
-  TransformerOptions options;
-  auto range = ParseBlockRange(int8_blocks, reference->checkpoint->config().n_layers);
-  if (!range.ok()) return Fail(kCommand, range.status(), kExitUsage);
-  options.int8_blocks = *range;
-  options.int8_classifier = int8_head;
-  auto quantized = Transformer::Create(reference->checkpoint, options);
+  auto quantized = LoadModel(model_flags);
   if (!quantized.ok()) return Fail(kCommand, quantized.status());
+  auto tokenizer = Tokenizer::Load(tokenizer_path, quantized->checkpoint->config().vocab_size);
+  if (!tokenizer.ok()) return Fail(kCommand, tokenizer.status());
+  // The float32 reference shares the checkpoint's mapping.
+  auto reference = Transformer::Create(quantized->checkpoint);
+  if (!reference.ok()) return Fail(kCommand, reference.status());
   auto records = ReadGolden(golden_path);
   if (!records.ok()) return Fail(kCommand, records.status());
 
@@ -89,8 +78,8 @@ int RunEvalAgreement(std::span<const std::string> args) {
     const GoldenRecord& record = (*records)[index];
     // Inputs are every id but the last; position p predicts ids[p + 1].
     const std::vector<int> inputs(record.ids.begin(), record.ids.end() - 1);
-    auto want = SequenceLogits(*reference->transformer, inputs);
-    auto got = SequenceLogits(**quantized, inputs);
+    auto want = SequenceLogits(**reference, inputs);
+    auto got = SequenceLogits(*quantized->transformer, inputs);
     if (!want.ok()) return Fail(kCommand, want.status().WithContext(golden_path));
     if (!got.ok()) return Fail(kCommand, got.status().WithContext(golden_path));
     const int64_t first = static_cast<int64_t>(record.prompt_ids.size()) - 1;
@@ -105,7 +94,8 @@ int RunEvalAgreement(std::span<const std::string> args) {
     total += count;
   }
   if (total == 0) return Fail(kCommand, InvalidArgument(golden_path + ": no continuation positions"));
-  std::printf("int8 blocks %s%s, %zu records\n", int8_blocks.c_str(), int8_head ? " + head" : "",
+  std::printf("int8 blocks %s%s, %zu records\n", model_flags.int8_blocks.c_str(),
+              model_flags.int8_head ? " + head" : "",
               records->size());
   std::printf("top-1 agreement: %.2f%% over %lld positions\n", 100.0 * static_cast<double>(agree) / total,
               static_cast<long long>(total));

@@ -6,7 +6,6 @@
 #include "cli_support.hpp"
 #include "commands.hpp"
 #include "tandem/common/pipeline.hpp"
-#include "tandem/common/threading.hpp"
 
 namespace tandem::cli {
 namespace {
@@ -14,7 +13,7 @@ namespace {
 constexpr const char* kCommand = "generate";
 
 struct GenerateFlags {
-  std::string model;
+  ModelFlags model;
   std::string tokenizer;
   std::string prompt;
   int steps = 256;
@@ -22,10 +21,7 @@ struct GenerateFlags {
   float top_p = 0.9f;
   uint64_t seed = 0;
   int split = -1;
-  std::string int8_blocks;
-  bool int8_head = false;
   bool json = false;
-  int threads = 0;
 };
 
 // Builds the pipeline for a cut at `split` (-1: all local) and runs it.
@@ -54,7 +50,7 @@ int RunGenerate(std::span<const std::string> args) {
   GenerateFlags f;
   f.seed = std::random_device{}();
   FlagSet flags("usage: tandem generate --model M --tokenizer T [--prompt P] [flags]");
-  flags.String("model", &f.model, "llama2.c checkpoint (.bin)");
+  f.model.Declare(flags, "llama2.c checkpoint (.bin)");
   flags.String("tokenizer", &f.tokenizer, "llama2.c tokenizer (.bin)");
   flags.String("prompt", &f.prompt, "prompt text");
   flags.Int("steps", &f.steps, "positions to run, BOS and prompt included (llama2.c's -n; 0 = seq_len)");
@@ -62,18 +58,13 @@ int RunGenerate(std::span<const std::string> args) {
   flags.Float("top-p", &f.top_p, "nucleus sampling threshold in (0, 1]; 1 = off");
   flags.UInt64("seed", &f.seed, "sampling seed (default: random, printed in --json output)");
   flags.Int("split", &f.split, "run blocks [0,K) as edge and [K,L) as cloud in this process (-1 = no split)");
-  flags.String("int8-blocks", &f.int8_blocks, "blocks A:B with int8 weights, e.g. 0:2");
-  flags.Bool("int8-head", &f.int8_head, "int8 weights for the classifier too");
   flags.Bool("json", &f.json, "print one JSON object: prompt_ids, ids, text, timings");
-  flags.Int("threads", &f.threads, "compute threads (0 = OMP_NUM_THREADS or one per core)");
   if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
   for (const char* name : {"model", "tokenizer"}) {
     if (Status status = Require(flags, name); !status.ok()) return Fail(kCommand, status, kExitUsage);
   }
   if (f.steps < 0) return Fail(kCommand, InvalidArgument("--steps must be >= 0"), kExitUsage);
-  ConfigureComputeThreads(f.threads);
-
-  auto model = LoadModel(f.model, f.int8_blocks, f.int8_head);
+  auto model = LoadModel(f.model);
   if (!model.ok()) return Fail(kCommand, model.status());
   auto tokenizer = Tokenizer::Load(f.tokenizer, model->checkpoint->config().vocab_size);
   if (!tokenizer.ok()) return Fail(kCommand, tokenizer.status());

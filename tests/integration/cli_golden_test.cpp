@@ -143,3 +143,28 @@ TEST(CliToolsTest, MakeModelThenBench) {
 
 }  // namespace
 }  // namespace tandem
+
+namespace tandem {
+namespace {
+
+// The second real model (no grouped-query sharing, seq_len 128, its own tokenizer): every cut gives the
+// monolithic tokens, and generation stops at the model's context.
+TEST(SecondModelTest, AidreamsSplitEqualsMonolithic) {
+  if (testing::SharedDir().empty()) GTEST_SKIP() << "shared folder not found";
+  const auto dir = testing::SharedDir() / "models/aidreams260K";
+  auto ids = [&](int split) {
+    const auto result = testing::RunProgram(
+        "tandem", {"generate", "--model", (dir / "aidreams260K.bin").string(), "--tokenizer",
+                   (dir / "tok512.bin").string(), "--prompt", "I dreamed", "--steps", "0", "--temperature", "0",
+                   "--split", std::to_string(split), "--json"});
+    EXPECT_EQ(result.exit_code, 0) << result.err;
+    return result.exit_code == 0 ? nlohmann::json::parse(result.out)["ids"].get<std::vector<int>>()
+                                 : std::vector<int>{};
+  };
+  const auto whole = ids(-1);
+  EXPECT_EQ(whole.size(), 129u);  // --steps 0 means seq_len (128) positions
+  for (int split = 0; split <= 4; ++split) EXPECT_EQ(ids(split), whole) << "split " << split;
+}
+
+}  // namespace
+}  // namespace tandem

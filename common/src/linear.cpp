@@ -84,7 +84,8 @@ int64_t Linear::WeightBytes() const {
 void Linear::Forward(const float* x, int64_t rows, float* y) const {
   if (rows <= 0) return;
   if (rows == 1 && kHaveDecodeKernels) {
-    ForwardOneRow(x, y);
+    const Linear* self = this;
+    ForwardSharedInput({&self, 1}, x, rows, {&y, 1});
     return;
   }
   if (format_ == WeightFormat::kFloat32) {
@@ -114,23 +115,43 @@ void Linear::Forward(const float* x, int64_t rows, float* y) const {
   }
 }
 
-void Linear::ForwardOneRow(const float* x, float* y) const {
+void Linear::DecodeRows(const float* x, const uint8_t* x_biased, float x_scale, int64_t begin, int64_t end,
+                        float* y) const {
   if (format_ == WeightFormat::kFloat32) {
-    at::parallel_for(0, out_, kRowsPerTask, [&](int64_t begin, int64_t end) {
-      kernels::MatVecFloat32(weight_f32_, x, in_, begin, end, y);
-    });
+    kernels::MatVecFloat32(weight_f32_, x, in_, begin, end, y);
+  } else {
+    kernels::MatVecInt8(weight_i8_->data(), scales_->data(), row_sums_->data(), x_biased, x_scale, in_, begin,
+                        end, y);
+  }
+}
+
+void Linear::ForwardSharedInput(std::span<const Linear* const> layers, const float* x, int64_t rows,
+                                std::span<float* const> outputs) {
+  if (rows != 1 || !kHaveDecodeKernels) {
+    for (size_t i = 0; i < layers.size(); ++i) layers[i]->Forward(x, rows, outputs[i]);
     return;
   }
-  // VNNI multiplies unsigned by signed bytes: the activations go in biased by 128 (for an int8 q,
-  // uint8(q + 128) == uint8(q) ^ 0x80), and the kernel removes the bias.
+  const Linear& first = *layers.front();
+  float x_scale = 0.0f;
   thread_local std::vector<uint8_t> x_biased;
-  x_biased.resize(static_cast<size_t>(in_));
-  const float x_scale = QuantizeRow(x, in_, reinterpret_cast<int8_t*>(x_biased.data()));
-  for (auto& byte : x_biased) byte ^= 0x80;
+  if (first.format_ == WeightFormat::kInt8) {
+    // VNNI multiplies unsigned by signed bytes: the activations go in biased by 128 (for an int8 q,
+    // uint8(q + 128) == uint8(q) ^ 0x80), and the kernel removes the bias.
+    x_biased.resize(static_cast<size_t>(first.in_));
+    x_scale = QuantizeRow(x, first.in_, reinterpret_cast<int8_t*>(x_biased.data()));
+    for (auto& byte : x_biased) byte ^= 0x80;
+  }
+  int64_t total_rows = 0;
+  for (const Linear* layer : layers) total_rows += layer->out_;
   const uint8_t* biased = x_biased.data();
-  at::parallel_for(0, out_, kRowsPerTask, [&](int64_t begin, int64_t end) {
-    kernels::MatVecInt8(weight_i8_->data(), scales_->data(), row_sums_->data(), biased, x_scale, in_, begin,
-                        end, y);
+  // The layers' rows are numbered one after another; each task runs its slice of every layer it overlaps.
+  at::parallel_for(0, total_rows, kRowsPerTask, [&](int64_t begin, int64_t end) {
+    int64_t offset = 0;
+    for (size_t i = 0; i < layers.size(); offset += layers[i]->out_, ++i) {
+      const int64_t local_begin = std::max(begin - offset, int64_t{0});
+      const int64_t local_end = std::min(end - offset, layers[i]->out_);
+      if (local_begin < local_end) layers[i]->DecodeRows(x, biased, x_scale, local_begin, local_end, outputs[i]);
+    }
   });
 }
 

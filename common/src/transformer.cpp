@@ -16,6 +16,19 @@ at::Tensor WrapWeights(const float* data, at::IntArrayRef sizes) {
   return at::from_blob(const_cast<float*>(data), sizes, at::TensorOptions().dtype(at::kFloat));
 }
 
+// Outputs of layers that all read x [T, in]: one pass at decode (Linear::ForwardSharedInput).
+std::vector<at::Tensor> ApplyShared(std::initializer_list<const Linear*> layers, const at::Tensor& x) {
+  const at::Tensor input = x.contiguous();
+  std::vector<at::Tensor> outputs;
+  std::vector<float*> pointers;
+  for (const Linear* layer : layers) {
+    outputs.push_back(at::empty({input.size(0), layer->out_features()}, input.options()));
+    pointers.push_back(outputs.back().data_ptr<float>());
+  }
+  Linear::ForwardSharedInput({layers.begin(), layers.size()}, input.data_ptr<float>(), input.size(0), pointers);
+  return outputs;
+}
+
 at::Tensor Apply(const Linear& linear, const at::Tensor& x) {
   at::Tensor input = x.contiguous();
   at::Tensor output = at::empty({input.size(0), linear.out_features()}, input.options());
@@ -269,8 +282,8 @@ void Transformer::RunBlock(const Block& block, at::Tensor& x, KvCache& cache, si
                            int64_t position) const {
   const int64_t rows = x.size(0), kv_heads = config_.n_kv_heads, hd = config_.head_dim();
   at::Tensor normed = RmsNorm(x, block.rms_att);
-  at::Tensor q = Apply(block.wq, normed), k = Apply(block.wk, normed);
-  const at::Tensor v = Apply(block.wv, normed);
+  auto projections = ApplyShared({&block.wq, &block.wk, &block.wv}, normed);
+  at::Tensor &q = projections[0], &k = projections[1], &v = projections[2];
   Rotate(q, config_.n_heads, position);
   Rotate(k, kv_heads, position);
   cache.keys_[slot].narrow(1, position, rows).copy_(k.view({rows, kv_heads, hd}).transpose(0, 1));
@@ -278,8 +291,9 @@ void Transformer::RunBlock(const Block& block, at::Tensor& x, KvCache& cache, si
   x.add_(Apply(block.wo, Attention(q, cache, slot, position)));
 
   normed = RmsNorm(x, block.rms_ffn);
-  at::Tensor gate = Apply(block.w1, normed);
-  GateInPlace(gate, Apply(block.w3, normed));
+  auto swiglu_inputs = ApplyShared({&block.w1, &block.w3}, normed);
+  at::Tensor& gate = swiglu_inputs[0];
+  GateInPlace(gate, swiglu_inputs[1]);
   x.add_(Apply(block.w2, gate));
 }
 

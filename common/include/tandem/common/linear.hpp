@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "tandem/common/status.hpp"
@@ -36,6 +37,12 @@ class Linear {
   // x [rows, in] → y [rows, out], both row-major and contiguous.
   void Forward(const float* x, int64_t rows, float* y) const;
 
+  // Several layers of one format reading the same x [rows, in] (q/k/v, or the two SwiGLU inputs):
+  // outputs[i] gets x · layers[i]ᵀ. At decode they share one activation quantization and one parallel
+  // pass over all their rows, instead of one each.
+  static void ForwardSharedInput(std::span<const Linear* const> layers, const float* x, int64_t rows,
+                                 std::span<float* const> outputs);
+
   int64_t out_features() const { return out_; }
   int64_t in_features() const { return in_; }
   WeightFormat format() const { return format_; }
@@ -44,8 +51,9 @@ class Linear {
 
  private:
   Linear(WeightFormat format, int64_t out, int64_t in) : format_(format), out_(out), in_(in) {}
-  // Decode (one row): streaming AVX-512 kernels, split by output rows over the compute threads.
-  void ForwardOneRow(const float* x, float* y) const;
+  // Runs this layer's output rows [begin, end) of a decode step; `x_biased` is the int8 input + 128.
+  void DecodeRows(const float* x, const uint8_t* x_biased, float x_scale, int64_t begin, int64_t end,
+                  float* y) const;
 
   WeightFormat format_;
   int64_t out_ = 0;

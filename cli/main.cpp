@@ -14,6 +14,7 @@ Commands:
   make-model      write a llama2.c model with random weights (tiny, stories15M, stories110M shapes)
   bench           prefill and decode speed and peak memory, medians over repeats
   eval-agreement  teacher-forced top-1 agreement of int8 blocks with float32 on a golden file
+  keygen          write a CURVE key pair (PREFIX.key, PREFIX.pub) for the encrypted edge-cloud link
 
 Run `tandem <command> --help` for the flags of a command.
 )";
@@ -31,6 +32,7 @@ int main(int argc, char** argv) {
   if (command == "make-model") return tandem::cli::RunMakeModel(args);
   if (command == "bench") return tandem::cli::RunBench(args);
   if (command == "eval-agreement") return tandem::cli::RunEvalAgreement(args);
+  if (command == "keygen") return tandem::cli::RunKeygen(args);
   if (command == "--help" || command == "-h" || command == "help") {
     std::fputs(kUsage, stdout);
     return 0;

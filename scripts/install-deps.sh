@@ -6,6 +6,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   libtorch-dev libopenblas0-pthread libdnnl-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libzmq3-dev cppzmq-dev libzstd-dev liblz4-dev prometheus-cpp-dev libboost-dev
 )
 
 missing=()

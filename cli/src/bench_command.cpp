@@ -22,11 +22,9 @@ struct Summary {
   double median = 0, min = 0, max = 0;
 };
 
-Summary Summarize(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  const size_t n = values.size();
-  const double median = n % 2 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
-  return {median, values.front(), values.back()};
+Summary Summarize(const std::vector<double>& values) {
+  const auto [min, max] = std::minmax_element(values.begin(), values.end());
+  return {Median(values), *min, *max};
 }
 
 nlohmann::json ToJson(const Summary& summary) {

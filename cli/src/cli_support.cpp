@@ -1,8 +1,8 @@
 #include "cli_support.hpp"
 
+#include <algorithm>
 #include <cstdio>
 
-#include "tandem/common/threading.hpp"
 
 namespace tandem::cli {
 
@@ -25,28 +25,16 @@ int Fail(const char* command, const Status& status, int exit_code) {
   return exit_code;
 }
 
+double Median(std::vector<double> values) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return n % 2 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+}
+
 Status Require(const FlagSet& flags, const std::string& name) {
   if (!flags.WasSet(name)) return InvalidArgument("--" + name + " is required (see --help)");
   return Status::Ok();
-}
-
-void ModelFlags::Declare(FlagSet& flags, const std::string& model_help) {
-  flags.String("model", &model, model_help);
-  flags.String("int8-blocks", &int8_blocks, "blocks A:B with int8 weights, e.g. 0:2");
-  flags.Bool("int8-head", &int8_head, "int8 weights for the classifier too");
-  flags.Int("threads", &threads, "compute threads (0 = OMP_NUM_THREADS or one per core)");
-}
-
-Result<LoadedModel> LoadModel(const ModelFlags& flags) {
-  ConfigureComputeThreads(flags.threads);
-  LoadedModel loaded;
-  TANDEM_ASSIGN_OR_RETURN(loaded.checkpoint, Checkpoint::Load(flags.model));
-  TransformerOptions options;
-  options.int8_classifier = flags.int8_head;
-  TANDEM_ASSIGN_OR_RETURN(options.int8_blocks,
-                          ParseBlockRange(flags.int8_blocks, loaded.checkpoint->config().n_layers));
-  TANDEM_ASSIGN_OR_RETURN(loaded.transformer, Transformer::Create(loaded.checkpoint, options));
-  return loaded;
 }
 
 }  // namespace tandem::cli

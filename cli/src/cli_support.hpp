@@ -1,14 +1,17 @@
-// What the subcommands share: flag parsing with uniform exit codes, one-line errors, model loading.
+// What the subcommands share: flag parsing with uniform exit codes and one-line errors. Model flags and
+// loading are tandem::ModelFlags and tandem::LoadModel (model_loader.hpp), shared with the services.
 #pragma once
 
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "tandem/common/flags.hpp"
 #include "tandem/common/status.hpp"
 #include "tandem/common/tokenizer.hpp"
+#include "tandem/common/model_loader.hpp"
 #include "tandem/common/transformer.hpp"
 
 namespace tandem::cli {
@@ -24,25 +27,10 @@ std::optional<int> ParseFlags(FlagSet& flags, std::span<const std::string> args,
 // Prints "tandem <command>: <message>" on one line to stderr and returns `exit_code`.
 int Fail(const char* command, const Status& status, int exit_code = kExitFailure);
 
+// The median of `values` (0 when empty).
+double Median(std::vector<double> values);
+
 // Checks that a required flag was given.
 Status Require(const FlagSet& flags, const std::string& name);
-
-struct LoadedModel {
-  std::shared_ptr<const Checkpoint> checkpoint;
-  std::shared_ptr<const Transformer> transformer;
-};
-
-// The flags of every command that runs a model: --model, --int8-blocks, --int8-head, --threads.
-struct ModelFlags {
-  std::string model;
-  std::string int8_blocks;  // "A:B" or "" (none)
-  bool int8_head = false;
-  int threads = 0;  // 0: OMP_NUM_THREADS, else one per core
-
-  void Declare(FlagSet& flags, const std::string& model_help);
-};
-
-// Sizes the compute threads, loads the checkpoint and builds the runtime with the flags' int8 settings.
-Result<LoadedModel> LoadModel(const ModelFlags& flags);
 
 }  // namespace tandem::cli

@@ -10,5 +10,6 @@ int RunGenerate(std::span<const std::string> args);
 int RunMakeModel(std::span<const std::string> args);
 int RunBench(std::span<const std::string> args);
 int RunEvalAgreement(std::span<const std::string> args);
+int RunKeygen(std::span<const std::string> args);
 
 }  // namespace tandem::cli

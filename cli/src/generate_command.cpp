@@ -1,10 +1,12 @@
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <random>
 
 #include "cli_support.hpp"
 #include "commands.hpp"
+#include "split_setup.hpp"
 #include "tandem/common/pipeline.hpp"
 
 namespace tandem::cli {
@@ -20,28 +22,28 @@ struct GenerateFlags {
   float temperature = 1.0f;
   float top_p = 0.9f;
   uint64_t seed = 0;
-  int split = -1;
+  SplitFlags split;
   bool json = false;
 };
 
-// Builds the pipeline for a cut at `split` (-1: all local) and runs it.
-Result<Generation> RunPipeline(const LoadedModel& model, const GenerateFlags& flags,
-                               const std::vector<int>& prompt_ids, const TokenCallback& on_token) {
-  const int layers = model.transformer->n_layers();
-  if (flags.split < -1 || flags.split > layers) {
-    return InvalidArgument("--split " + std::to_string(flags.split) + " is not within 0.." +
-                           std::to_string(layers));
-  }
+struct Run {
+  Generation generation;
+  nlohmann::json cut_report;  // what crossed the cut; null when all local
+};
+
+// Builds the pipeline for the cut the flags choose and runs it.
+Result<Run> RunPipeline(const LoadedModel& model, const GenerateFlags& flags, const std::vector<int>& prompt_ids,
+                        const TokenCallback& on_token) {
   const SamplingParams sampling{flags.temperature, flags.top_p, flags.seed};
   TANDEM_RETURN_IF_ERROR(sampling.Validate());
-  const int capacity = flags.steps <= 0 ? model.transformer->config().seq_len : flags.steps;
-  const int cut = flags.split < 0 ? layers : flags.split;
-  EdgeRunner edge(model.transformer, cut, capacity);
-  std::unique_ptr<TailRunner> tail =
-      std::make_unique<LocalTail>(model.transformer, cut, capacity, sampling);
-  // A split run passes the boundary hidden state through the encode/decode step, as over the wire.
-  if (flags.split >= 0) tail = std::make_unique<LoopbackTail>(std::move(tail));
-  return Generate(edge, *tail, prompt_ids, GenerateOptions{flags.steps, true}, on_token);
+  TANDEM_ASSIGN_OR_RETURN(const std::unique_ptr<TailFactory> tails, TailFactory::Create(model, flags.split));
+  const int seq_len = model.transformer->config().seq_len;
+  const int capacity = flags.steps <= 0 ? seq_len : std::min(flags.steps, seq_len);
+  EdgeRunner edge(model.transformer, tails->cut(), capacity);
+  TANDEM_ASSIGN_OR_RETURN(const std::unique_ptr<TailRunner> tail, tails->NewTail(capacity, sampling));
+  TANDEM_ASSIGN_OR_RETURN(Generation generation,
+                          Generate(edge, *tail, prompt_ids, GenerateOptions{flags.steps, true}, on_token));
+  return Run{std::move(generation), tails->Report(*tail)};
 }
 
 }  // namespace
@@ -49,7 +51,9 @@ Result<Generation> RunPipeline(const LoadedModel& model, const GenerateFlags& fl
 int RunGenerate(std::span<const std::string> args) {
   GenerateFlags f;
   f.seed = std::random_device{}();
-  FlagSet flags("usage: tandem generate --model M --tokenizer T [--prompt P] [flags]");
+  FlagSet flags(
+      "usage: tandem generate --model M --tokenizer T [--prompt P] [--split K [--codec C] [--cloud tcp://HOST:PORT "
+      "--cloud-key CLOUD.pub --client-key EDGE.key]] [flags]");
   f.model.Declare(flags, "llama2.c checkpoint (.bin)");
   flags.String("tokenizer", &f.tokenizer, "llama2.c tokenizer (.bin)");
   flags.String("prompt", &f.prompt, "prompt text");
@@ -57,14 +61,14 @@ int RunGenerate(std::span<const std::string> args) {
   flags.Float("temperature", &f.temperature, "sampling temperature; 0 = greedy");
   flags.Float("top-p", &f.top_p, "nucleus sampling threshold in (0, 1]; 1 = off");
   flags.UInt64("seed", &f.seed, "sampling seed (default: random, printed in --json output)");
-  flags.Int("split", &f.split, "run blocks [0,K) as edge and [K,L) as cloud in this process (-1 = no split)");
+  f.split.Declare(flags);
   flags.Bool("json", &f.json, "print one JSON object: prompt_ids, ids, text, timings");
   if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
   for (const char* name : {"model", "tokenizer"}) {
     if (Status status = Require(flags, name); !status.ok()) return Fail(kCommand, status, kExitUsage);
   }
   if (f.steps < 0) return Fail(kCommand, InvalidArgument("--steps must be >= 0"), kExitUsage);
-  auto model = LoadModel(f.model);
+  auto model = LoadModel(f.model, /*fingerprint=*/f.split.cloud.enabled());
   if (!model.ok()) return Fail(kCommand, model.status());
   auto tokenizer = Tokenizer::Load(f.tokenizer, model->checkpoint->config().vocab_size);
   if (!tokenizer.ok()) return Fail(kCommand, tokenizer.status());
@@ -80,17 +84,19 @@ int RunGenerate(std::span<const std::string> args) {
       previous = token;
     };
   }
-  auto generation = RunPipeline(*model, f, prompt_ids, stream_text);
-  if (!generation.ok()) return Fail(kCommand, generation.status());
-  const GenerationTimings& timings = generation->timings;
+  auto run = RunPipeline(*model, f, prompt_ids, stream_text);
+  if (!run.ok()) return Fail(kCommand, run.status());
+  const Generation& generation = run->generation;
+  const GenerationTimings& timings = generation.timings;
 
   if (f.json) {
     nlohmann::json out;
     out["prompt_ids"] = prompt_ids;
-    out["ids"] = generation->ids;
-    out["text"] = tokenizer->DecodeAll(generation->ids);
+    out["ids"] = generation.ids;
+    out["text"] = tokenizer->DecodeAll(generation.ids);
     out["seed"] = f.seed;
-    out["split"] = f.split;
+    out["split"] = f.split.split;
+    out["cut"] = run->cut_report;
     out["timings"] = {{"prompt_tokens", timings.prompt_tokens},
                       {"generated_tokens", timings.generated_tokens},
                       {"prefill_ms", timings.prefill_ms},

@@ -3,7 +3,6 @@
 #include <ATen/ATen.h>
 
 #include <chrono>
-#include <cstring>
 
 #include "tandem/common/transformer.hpp"
 
@@ -50,12 +49,16 @@ Result<HiddenRows> EdgeRunner::Forward(std::span<const int> tokens) {
 }
 
 LocalTail::LocalTail(std::shared_ptr<const Transformer> model, int cut, int capacity,
-                     SamplingParams sampling)
+                     SamplingParams sampling, int top_logprobs)
     : model_(std::move(model)),
       cache_(std::make_unique<KvCache>(model_->config(), BlockRange{cut, model_->n_layers()}, capacity)),
-      sampler_(sampling) {}
+      sampler_(sampling),
+      top_logprobs_count_(top_logprobs) {}
 
 LocalTail::~LocalTail() = default;
+
+int64_t LocalTail::kv_cache_bytes() const { return cache_->bytes(); }
+int LocalTail::positions() const { return cache_->length(); }
 
 Result<int> LocalTail::Forward(const HiddenRows& rows) {
   if (rows.rows <= 0 || rows.cols != model_->config().dim ||
@@ -68,17 +71,24 @@ Result<int> LocalTail::Forward(const HiddenRows& rows) {
   const at::Tensor logits = model_->Logits(hidden.narrow(0, rows.rows - 1, 1)).contiguous();
   const int token = sampler_.Sample({logits.data_ptr<float>(), static_cast<size_t>(logits.numel())});
   if (token < 0) return Internal("the model produced no finite logits");
+  if (top_logprobs_count_ > 0) {
+    const auto k = std::min<int64_t>(top_logprobs_count_, logits.numel());
+    const auto [values, indices] = at::log_softmax(logits.view(-1), 0).topk(k);
+    top_logprobs_.clear();
+    for (int64_t i = 0; i < k; ++i) {
+      top_logprobs_.emplace_back(static_cast<int>(indices[i].item<int64_t>()), values[i].item<float>());
+    }
+  }
   return token;
 }
 
 Result<int> LoopbackTail::Forward(const HiddenRows& rows) {
-  // Identity encoding: little-endian float32, exactly what the fp32 codec puts on the wire.
-  std::vector<std::byte> wire(rows.values.size() * sizeof(float));
-  std::memcpy(wire.data(), rows.values.data(), wire.size());
-  bytes_sent_ += static_cast<int64_t>(wire.size());
-  HiddenRows received{rows.rows, rows.cols, std::vector<float>(rows.values.size())};
-  std::memcpy(received.values.data(), wire.data(), wire.size());
-  return inner_->Forward(received);
+  TANDEM_ASSIGN_OR_RETURN(EncodedActivations encoded, EncodeActivations(rows.values, rows.rows, rows.cols, codec_));
+  bytes_sent_ += static_cast<int64_t>(encoded.payload.size());
+  const ActivationCodec applied{codec_.precision, encoded.compression};
+  TANDEM_ASSIGN_OR_RETURN(std::vector<float> values,
+                          DecodeActivations(encoded.payload, rows.rows, rows.cols, applied, rows.rows * rows.cols));
+  return inner_->Forward(HiddenRows{rows.rows, rows.cols, std::move(values)});
 }
 
 Result<Generation> Generate(EdgeRunner& edge, TailRunner& tail, std::span<const int> prompt_ids,

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <random>
 #include <stdexcept>
+#include <thread>
 
 namespace tandem::testing {
 namespace fs = std::filesystem;
@@ -26,6 +27,15 @@ fs::path SharedDir() {
 fs::path Stories260KModel() { return SharedDir() / "models/stories260K/stories260K.bin"; }
 fs::path Stories260KTokenizer() { return SharedDir() / "models/stories260K/tok512.bin"; }
 fs::path GoldenFile() { return SharedDir() / "golden/stories260K-greedy.jsonl"; }
+
+std::vector<nlohmann::json> GoldenRecords() {
+  std::vector<nlohmann::json> records;
+  std::ifstream in(GoldenFile());
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) records.push_back(nlohmann::json::parse(line));
+  }
+  return records;
+}
 
 fs::path BinDir() {
   if (const char* env = std::getenv("TANDEM_BIN_DIR"); env && *env) return env;
@@ -106,6 +116,86 @@ CommandResult RunProgram(const std::string& program, const std::vector<std::stri
   }
   if (timed_out) result.err += "\n[test harness: killed after timeout]";
   return result;
+}
+
+BackgroundProcess::BackgroundProcess(const std::string& program, const std::vector<std::string>& args)
+    : log_path_(log_dir_ / "stderr.log") {
+  const std::string binary = (BinDir() / program).string();
+  pid_ = ::fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    const int log = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int null = ::open("/dev/null", O_WRONLY);
+    ::dup2(log, STDERR_FILENO);
+    ::dup2(null, STDOUT_FILENO);
+    std::vector<char*> argv;
+    argv.push_back(const_cast<char*>(binary.c_str()));
+    for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+    argv.push_back(nullptr);
+    ::execv(binary.c_str(), argv.data());
+    ::_exit(127);
+  }
+}
+
+BackgroundProcess::~BackgroundProcess() { Stop(); }
+
+std::string BackgroundProcess::Stderr() const {
+  const std::vector<char> bytes = ReadBytes(log_path_);
+  return {bytes.begin(), bytes.end()};
+}
+
+std::string BackgroundProcess::WaitForLine(const std::string& text, int timeout_ms) const {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    const std::string log = Stderr();
+    if (const size_t at = log.find(text); at != std::string::npos) {
+      const size_t begin = log.rfind('\n', at) == std::string::npos ? 0 : log.rfind('\n', at) + 1;
+      return log.substr(begin, log.find('\n', at) - begin);
+    }
+    siginfo_t info{};  // WNOWAIT: look without reaping, so that Stop() still gets the exit status
+    if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid != 0) {
+      return {};
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return {};
+}
+
+namespace {
+int ExitCode(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
+}  // namespace
+
+bool BackgroundProcess::Running() {
+  if (pid_ <= 0 || exit_code_ >= 0) return false;
+  int status = 0;
+  if (::waitpid(pid_, &status, WNOHANG) != pid_) return true;
+  exit_code_ = ExitCode(status);
+  return false;
+}
+
+int BackgroundProcess::Stop() {
+  if (!Running()) return exit_code_;
+  ::kill(pid_, SIGTERM);
+  int status = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (::waitpid(pid_, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, &status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  exit_code_ = ExitCode(status);
+  return exit_code_;
+}
+
+std::string LogField(const std::string& line, const std::string& key) {
+  const std::string needle = " " + key + "=";
+  const size_t at = line.find(needle);
+  if (at == std::string::npos) return {};
+  const size_t begin = at + needle.size();
+  return line.substr(begin, line.find(' ', begin) - begin);
 }
 
 std::vector<char> ReadBytes(const fs::path& path) {

@@ -1,6 +1,10 @@
 // Helpers shared by all tests.
 #pragma once
 
+#include <sys/types.h>
+
+#include <nlohmann/json.hpp>
+
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -13,6 +17,8 @@ std::filesystem::path SharedDir();
 std::filesystem::path Stories260KModel();
 std::filesystem::path Stories260KTokenizer();
 std::filesystem::path GoldenFile();
+// The golden records (one JSON object per line: prompt, steps, prompt_ids, ids, text).
+std::vector<nlohmann::json> GoldenRecords();
 
 // build/bin, from $TANDEM_BIN_DIR.
 std::filesystem::path BinDir();
@@ -41,6 +47,32 @@ struct CommandResult {
 // `timeout_seconds`.
 CommandResult RunProgram(const std::string& program, const std::vector<std::string>& args,
                          int timeout_seconds = 120);
+
+// A program from build/bin running beside the test, its stderr captured to a file. Stop() or the
+// destructor sends SIGTERM, then SIGKILL after a grace period.
+class BackgroundProcess {
+ public:
+  BackgroundProcess(const std::string& program, const std::vector<std::string>& args);
+  ~BackgroundProcess();
+  BackgroundProcess(const BackgroundProcess&) = delete;
+  BackgroundProcess& operator=(const BackgroundProcess&) = delete;
+
+  // The first stderr line containing `text`; empty after `timeout_ms` or when the process has exited.
+  std::string WaitForLine(const std::string& text, int timeout_ms = 30000) const;
+  std::string Stderr() const;
+  bool Running();
+  // SIGTERM, then waits (SIGKILL after 10 s); the exit code, 128 + signal when killed by one.
+  int Stop();
+
+ private:
+  pid_t pid_ = -1;
+  int exit_code_ = -1;
+  TempDir log_dir_;
+  std::filesystem::path log_path_;
+};
+
+// The value of `key=` in a log line ("... endpoint=tcp://127.0.0.1:4000 ..."), up to the next space.
+std::string LogField(const std::string& line, const std::string& key);
 
 std::vector<char> ReadBytes(const std::filesystem::path& path);
 void WriteBytes(const std::filesystem::path& path, const std::vector<char>& bytes);

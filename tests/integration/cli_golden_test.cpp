@@ -13,14 +13,7 @@ namespace {
 
 using testing::RunProgram;
 
-std::vector<nlohmann::json> GoldenRecords() {
-  std::vector<nlohmann::json> records;
-  std::ifstream in(testing::GoldenFile());
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty()) records.push_back(nlohmann::json::parse(line));
-  }
-  return records;
-}
+using testing::GoldenRecords;
 
 constexpr int kLayers = 5;  // stories260K
 

@@ -109,7 +109,7 @@ TEST_F(TransformerTest, GenerateStopsAtStepsAndSplitIsLossless) {
   auto generate = [&](int cut, bool loopback) {
     EdgeRunner edge(model_, cut, 20);
     std::unique_ptr<TailRunner> tail = std::make_unique<LocalTail>(model_, cut, 20, greedy);
-    if (loopback) tail = std::make_unique<LoopbackTail>(std::move(tail));
+    if (loopback) tail = std::make_unique<LoopbackTail>(std::move(tail), ActivationCodec{});
     auto result = Generate(edge, *tail, prompt, {.steps = 20, .stop_at_bos = false});
     EXPECT_TRUE(result.ok());
     return *result;

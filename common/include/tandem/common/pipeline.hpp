@@ -9,8 +9,10 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <utility>
 #include <vector>
 
+#include "tandem/common/activation_codec.hpp"
 #include "tandem/common/sampler.hpp"
 #include "tandem/common/status.hpp"
 
@@ -54,26 +56,37 @@ class EdgeRunner {
 // Blocks [cut, L), final RMSNorm, classifier and sampling, in this process.
 class LocalTail final : public TailRunner {
  public:
-  LocalTail(std::shared_ptr<const Transformer> model, int cut, int capacity, SamplingParams sampling);
+  // `top_logprobs` > 0 also keeps the log-probabilities of that many most likely tokens of each step.
+  LocalTail(std::shared_ptr<const Transformer> model, int cut, int capacity, SamplingParams sampling,
+            int top_logprobs = 0);
   ~LocalTail() override;
   Result<int> Forward(const HiddenRows& rows) override;
+
+  // The last step's most likely tokens and their log-probabilities (temperature 1), best first.
+  const std::vector<std::pair<int, float>>& top_logprobs() const { return top_logprobs_; }
+  int64_t kv_cache_bytes() const;
+  int positions() const;  // positions consumed so far
 
  private:
   std::shared_ptr<const Transformer> model_;
   std::unique_ptr<KvCache> cache_;
   Sampler sampler_;
+  int top_logprobs_count_;
+  std::vector<std::pair<int, float>> top_logprobs_;
 };
 
-// Serializes the rows to bytes and back before handing them to `inner`, as a remote tail would receive
-// them; the lossless float32 encoding for now (the activation codec replaces it).
+// Passes the rows through the activation codec (encode, then decode) before handing them to `inner`,
+// exactly as a remote tail would receive them, and counts the encoded bytes.
 class LoopbackTail final : public TailRunner {
  public:
-  explicit LoopbackTail(std::unique_ptr<TailRunner> inner) : inner_(std::move(inner)) {}
+  LoopbackTail(std::unique_ptr<TailRunner> inner, ActivationCodec codec)
+      : inner_(std::move(inner)), codec_(codec) {}
   Result<int> Forward(const HiddenRows& rows) override;
   int64_t BytesSent() const override { return bytes_sent_; }
 
  private:
   std::unique_ptr<TailRunner> inner_;
+  ActivationCodec codec_;
   int64_t bytes_sent_ = 0;
 };
 

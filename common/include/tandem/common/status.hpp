@@ -56,6 +56,9 @@ inline Status ResourceExhausted(std::string message) {
 }
 inline Status Unavailable(std::string message) { return {StatusCode::kUnavailable, std::move(message)}; }
 inline Status Internal(std::string message) { return {StatusCode::kInternal, std::move(message)}; }
+inline Status DeadlineExceeded(std::string message) {
+  return {StatusCode::kDeadlineExceeded, std::move(message)};
+}
 
 // A value or the Status that explains why there is none.
 template <typename T>

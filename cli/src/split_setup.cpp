@@ -1,0 +1,76 @@
+#include "split_setup.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include "cli_support.hpp"
+#include "tandem/common/wire.hpp"
+
+namespace tandem::cli {
+void SplitFlags::Declare(FlagSet& flags) {
+  flags.Int("split", &split, "cut at block K: the edge runs [0,K), the tail [K,L) (-1 = all local)");
+  cloud.Declare(flags);
+}
+
+Result<std::unique_ptr<TailFactory>> TailFactory::Create(const LoadedModel& model, const SplitFlags& flags) {
+  const int layers = model.transformer->n_layers();
+  if (flags.split < -1 || flags.split > layers) {
+    return InvalidArgument("--split " + std::to_string(flags.split) + " is not within 0.." +
+                           std::to_string(layers));
+  }
+  TANDEM_ASSIGN_OR_RETURN(const ActivationCodec codec, ParseActivationCodec(flags.cloud.codec));
+  const bool split = flags.split >= 0;
+  std::unique_ptr<TailFactory> factory(new TailFactory(model, split ? flags.split : layers, split, codec));
+  if (!flags.cloud.enabled()) return factory;
+  if (!split) return InvalidArgument("--cloud needs --split K (the first block the tail runs)");
+  TANDEM_ASSIGN_OR_RETURN(const edge::CloudOptions options, flags.cloud.Resolve());
+  factory->context_ = std::make_unique<zmq::context_t>();
+  TANDEM_ASSIGN_OR_RETURN(
+      factory->connection_,
+      edge::CloudConnection::Connect(*factory->context_, options,
+                                     wire::DescribeModel(model.checkpoint->config(), model.fingerprint)));
+  return factory;
+}
+
+TailFactory::~TailFactory() = default;
+
+Result<std::unique_ptr<TailRunner>> TailFactory::NewTail(int capacity, SamplingParams sampling) {
+  if (connection_) {
+    TANDEM_ASSIGN_OR_RETURN(auto remote, edge::RemoteTail::Open(*connection_, {.cut = cut_,
+                                                                              .codec = codec_,
+                                                                              .sampling = sampling,
+                                                                              .max_positions =
+                                                                                  static_cast<uint32_t>(capacity)}));
+    return std::unique_ptr<TailRunner>(std::move(remote));
+  }
+  std::unique_ptr<TailRunner> tail = std::make_unique<LocalTail>(model_.transformer, cut_, capacity, sampling);
+  // A split run passes the boundary rows through the codec, exactly as they would cross the wire.
+  if (split_) tail = std::make_unique<LoopbackTail>(std::move(tail), codec_);
+  return tail;
+}
+
+nlohmann::json TailFactory::Report(const TailRunner& tail) const {
+  if (!split_) return nullptr;
+  nlohmann::json report = {{"codec", codec_.Name()}, {"payload_bytes", tail.BytesSent()}};
+  if (!connection_) return report;
+  const auto& stats = static_cast<const edge::RemoteTail&>(tail).stats();
+  const auto& steps = stats.step_payload_bytes;
+  report["cloud"] = connection_->channel().endpoint();
+  report["raw_bytes"] = stats.raw_bytes;
+  report["wire_bytes_sent"] = stats.wire_bytes_sent;
+  report["wire_bytes_received"] = stats.wire_bytes_received;
+  report["prefill_payload_bytes"] = steps.empty() ? 0 : steps.front();
+  if (steps.size() > 1) {
+    // Decode steps: one row each.
+    report["decode_payload_bytes"] = Median(std::vector<double>(steps.begin() + 1, steps.end()));
+    report["decode_raw_bytes"] = model_.checkpoint->config().dim * 4;
+    report["decode_round_trip_ms"] =
+        Median(std::vector<double>(stats.step_round_trip_ms.begin() + 1, stats.step_round_trip_ms.end()));
+    report["decode_cloud_compute_ms"] =
+        Median(std::vector<double>(stats.step_cloud_compute_ms.begin() + 1, stats.step_cloud_compute_ms.end()));
+  }
+  report["step_round_trip_ms"] = stats.step_round_trip_ms;
+  report["step_cloud_compute_ms"] = stats.step_cloud_compute_ms;
+  return report;
+}
+
+}  // namespace tandem::cli

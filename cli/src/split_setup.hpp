@@ -1,0 +1,46 @@
+// Where blocks [K, L) of a run go: nowhere (all local), through the activation codec in this process
+// (--split K), or to a cloud tail (--split K --cloud ...). Shared by generate and bench.
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <memory>
+
+#include "tandem/common/model_loader.hpp"
+#include "tandem/common/pipeline.hpp"
+#include "tandem/edge/cloud_flags.hpp"
+
+namespace tandem::cli {
+
+struct SplitFlags {
+  int split = -1;  // -1: all local
+  edge::CloudFlags cloud;
+
+  void Declare(FlagSet& flags);
+};
+
+class TailFactory {
+ public:
+  // Validates the flags; with --cloud, connects and handshakes once for every tail it will make.
+  static Result<std::unique_ptr<TailFactory>> Create(const LoadedModel& model, const SplitFlags& flags);
+  ~TailFactory();
+
+  int cut() const { return cut_; }
+  // A tail for one session of up to `capacity` positions.
+  Result<std::unique_ptr<TailRunner>> NewTail(int capacity, SamplingParams sampling);
+  // What crossed the cut, for --json: codec and bytes; with a cloud, wire bytes and per-step timings.
+  nlohmann::json Report(const TailRunner& tail) const;
+
+ private:
+  TailFactory(const LoadedModel& model, int cut, bool split, ActivationCodec codec)
+      : model_(model), cut_(cut), split_(split), codec_(codec) {}
+
+  const LoadedModel& model_;
+  int cut_;
+  bool split_;
+  ActivationCodec codec_;
+  std::unique_ptr<zmq::context_t> context_;
+  std::unique_ptr<edge::CloudConnection> connection_;
+};
+
+}  // namespace tandem::cli

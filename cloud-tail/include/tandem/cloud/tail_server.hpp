@@ -1,0 +1,63 @@
+// The cloud tail: a ZeroMQ ROUTER serving many edge sessions, each running blocks [k, L), the final norm,
+// the head and sampling on its own KV cache.
+//
+// One I/O thread owns the sockets: it checks every message (handshake, session, sequence, position, sizes)
+// and answers control messages itself; ACTIVATIONS go to a worker (a session always to the same one, so
+// its steps run in order), whose TOKEN or ERROR returns through an inproc socket to the I/O thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tandem/common/status.hpp"
+#include "tandem/common/transport.hpp"
+
+namespace prometheus {
+class Registry;
+}
+
+namespace tandem {
+class Transformer;
+}
+
+namespace tandem::cloud {
+
+struct TailServerOptions {
+  std::string bind = "tcp://127.0.0.1:5555";
+  SocketSecurity security;                   // the server key pair, or insecure
+  std::vector<std::string> allowed_clients;  // Z85 public keys admitted by the ZAP handler (CURVE only)
+  SocketLimits limits;                       // ZMQ_MAXMSGSIZE also bounds every payload
+  int max_rows = 0;                          // rows per ACTIVATIONS; 0: the model's context length
+  int max_sessions = 256;                    // open sessions, all peers together
+  int64_t max_kv_bytes = int64_t{2} << 30;   // KV-cache memory of all sessions together
+  int max_peers = 4096;                      // connections that completed HELLO and are remembered
+  std::chrono::milliseconds idle_timeout{std::chrono::minutes(2)};  // sessions without traffic are freed
+  int workers = 1;                           // threads running sessions' blocks
+};
+
+class TailServer {
+ public:
+  // Binds and serves on background threads. `fingerprint` identifies the weights (HELLO must match).
+  static Result<std::unique_ptr<TailServer>> Start(std::shared_ptr<const Transformer> model, uint64_t fingerprint,
+                                                   TailServerOptions options,
+                                                   std::shared_ptr<prometheus::Registry> registry);
+  ~TailServer();
+  TailServer(const TailServer&) = delete;
+  TailServer& operator=(const TailServer&) = delete;
+
+  const std::string& endpoint() const;  // as bound, e.g. "tcp://127.0.0.1:40123" for a port of 0 or '*'
+  int64_t open_sessions() const;
+  int64_t kv_cache_bytes() const;
+  void Stop();  // idempotent; open sessions are dropped
+
+  class Impl;
+
+ private:
+  explicit TailServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tandem::cloud

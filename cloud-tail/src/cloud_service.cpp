@@ -1,0 +1,153 @@
+#include "tandem/cloud/cloud_service.hpp"
+
+#include <prometheus/registry.h>
+
+#include <csignal>
+#include <cstdio>
+
+#include "tandem/cloud/tail_server.hpp"
+#include "tandem/common/curve.hpp"
+#include "tandem/common/log.hpp"
+#include "tandem/common/model_loader.hpp"
+#include "tandem/common/tokenizer.hpp"
+#include "tandem/services/health.hpp"
+#include "tandem/services/http_server.hpp"
+
+namespace tandem::cloud {
+namespace {
+
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+struct CloudConfig {
+  ModelFlags model;
+  std::string tokenizer;
+  std::string bind = "tcp://127.0.0.1:5555";
+  std::string server_key;
+  std::string allow_clients;
+  bool insecure = false;
+  std::string http = "127.0.0.1:9100";
+  int max_sessions = 256;
+  int max_kv_mb = 2048;
+  int max_rows = 0;
+  int max_message_mb = 16;
+  int idle_timeout_s = 120;
+  int workers = 1;
+
+  void Declare(FlagSet& flags) {
+    model.Declare(flags, "llama2.c checkpoint (.bin): the same file the edges load");
+    flags.String("tokenizer", &tokenizer, "llama2.c tokenizer (.bin), checked against the model's vocabulary");
+    flags.String("bind", &bind, "ZeroMQ endpoint the tail listens on (tcp://HOST:PORT; port 0 = any free)");
+    flags.String("server-key", &server_key, "the tail's secret key file (PREFIX.key from tandem keygen)");
+    flags.String("allow-clients", &allow_clients, "file of allowed edge public keys, one Z85 key a line");
+    flags.Bool("insecure", &insecure, "plaintext ZeroMQ without CURVE: no encryption, no authentication");
+    flags.String("http", &http, "HOST:PORT for /healthz, /readyz and /metrics (empty = off)");
+    flags.Int("max-sessions", &max_sessions, "open sessions at most, all edges together");
+    flags.Int("max-kv-mb", &max_kv_mb, "KV-cache memory of all sessions at most (MiB)");
+    flags.Int("max-rows", &max_rows, "rows per ACTIVATIONS at most (0 = the model's context length)");
+    flags.Int("max-message-mb", &max_message_mb, "largest ZeroMQ frame accepted (MiB); larger drops the peer");
+    flags.Int("idle-timeout-s", &idle_timeout_s, "free sessions idle this long");
+    flags.Int("workers", &workers, "threads running sessions (each session stays on one)");
+  }
+
+  Status Validate() const {
+    if (max_sessions < 1 || max_kv_mb < 1 || max_rows < 0 || max_message_mb < 1 || idle_timeout_s < 1 ||
+        workers < 1) {
+      return InvalidArgument("--max-sessions, --max-kv-mb, --max-message-mb, --idle-timeout-s and --workers "
+                             "must be positive, --max-rows >= 0");
+    }
+    if (model.model.empty()) return InvalidArgument("--model is required (see --help)");
+    if (insecure && (!server_key.empty() || !allow_clients.empty())) {
+      return InvalidArgument("--insecure cannot be combined with --server-key or --allow-clients");
+    }
+    if (!insecure && (server_key.empty() || allow_clients.empty())) {
+      return InvalidArgument("--server-key and --allow-clients are required (or --insecure for plaintext)");
+    }
+    return Status::Ok();
+  }
+};
+
+int Fail(const Status& status, int exit_code = kExitFailure) {
+  Log(LogLevel::kError, "cloud", status.message());
+  return exit_code;
+}
+
+Result<TailServerOptions> ServerOptions(const CloudConfig& config) {
+  TailServerOptions options;
+  options.bind = config.bind;
+  options.security.insecure = config.insecure;
+  if (!config.insecure) {
+    TANDEM_ASSIGN_OR_RETURN(options.security.own_keys, ReadSecretKeyFile(config.server_key));
+    TANDEM_ASSIGN_OR_RETURN(options.allowed_clients, ReadAllowList(config.allow_clients));
+  }
+  options.limits.max_message_bytes = int64_t{config.max_message_mb} << 20;
+  options.max_rows = config.max_rows;
+  options.max_sessions = config.max_sessions;
+  options.max_kv_bytes = int64_t{config.max_kv_mb} << 20;
+  options.idle_timeout = std::chrono::seconds(config.idle_timeout_s);
+  options.workers = config.workers;
+  return options;
+}
+
+}  // namespace
+
+int RunCloudService(std::span<const std::string> args) {
+  // Every thread started from here on inherits the blocked signals; the main thread takes them in sigwait.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  CloudConfig config;
+  FlagSet flags("usage: tandem-cloud --model M --server-key cloud.key --allow-clients clients.txt "
+                "[--bind tcp://127.0.0.1:5555] [--http 127.0.0.1:9100] [flags]",
+                "TANDEM");
+  config.Declare(flags);
+  if (Status parsed = flags.Parse(args); !parsed.ok()) return Fail(parsed, kExitUsage);
+  if (flags.help_requested()) {
+    std::printf("%s", flags.Usage().c_str());
+    return 0;
+  }
+  if (Status valid = config.Validate(); !valid.ok()) return Fail(valid, kExitUsage);
+  if (config.insecure) {
+    Log(LogLevel::kWarn, "cloud", "CURVE is off (--insecure): any peer can connect and read activations");
+  }
+  auto options = ServerOptions(config);
+  if (!options.ok()) return Fail(options.status());
+
+  auto model = LoadModel(config.model, /*fingerprint=*/true);
+  if (!model.ok()) return Fail(model.status());
+  if (!config.tokenizer.empty()) {
+    if (auto tokenizer = Tokenizer::Load(config.tokenizer, model->checkpoint->config().vocab_size); !tokenizer.ok()) {
+      return Fail(tokenizer.status());
+    }
+  }
+  auto registry = std::make_shared<prometheus::Registry>();
+  auto server = TailServer::Start(model->transformer, model->fingerprint, *options, registry);
+  if (!server.ok()) return Fail(server.status());
+
+  std::unique_ptr<services::HttpServer> http;
+  if (!config.http.empty()) {
+    services::HttpServerOptions http_options;
+    http_options.listen = config.http;
+    auto started = services::HttpServer::Start(http_options, services::HealthRoutes([] { return true; }, registry));
+    if (!started.ok()) return Fail(started.status());
+    http = std::move(*started);
+  }
+  Log(LogLevel::kInfo, "cloud", "serving",
+      {{"endpoint", (*server)->endpoint()},
+       {"http", http ? http->address() : "off"},
+       {"model", config.model.model},
+       {"fingerprint", std::to_string(model->fingerprint)},
+       {"security", config.insecure ? "insecure" : "curve"}});
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  Log(LogLevel::kInfo, "cloud", "stopping", {{"signal", strsignal(signal_number)}});
+  if (http) http->Stop();
+  (*server)->Stop();
+  return 0;
+}
+
+}  // namespace tandem::cloud

@@ -1,0 +1,563 @@
+#include "tandem/cloud/tail_server.hpp"
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "tandem/common/curve.hpp"
+#include "tandem/common/log.hpp"
+#include "tandem/common/pipeline.hpp"
+#include "tandem/common/transformer.hpp"
+
+namespace tandem::cloud {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using wire::ErrorCode;
+using wire::MessageType;
+
+constexpr const char* kRepliesEndpoint = "inproc://tandem-tail-replies";
+constexpr auto kPollInterval = std::chrono::milliseconds(100);
+constexpr auto kSweepInterval = std::chrono::seconds(1);
+constexpr int kMaxMessagesPerWakeup = 64;  // then serve the other socket: neither side starves
+
+// The tail's Prometheus metrics; prometheus-cpp metrics are safe to update from any thread.
+struct Metrics {
+  explicit Metrics(prometheus::Registry& registry)
+      : messages(prometheus::BuildCounter()
+                     .Name("tandem_cloud_messages_total")
+                     .Help("Wire messages by direction (in, out) and type")
+                     .Register(registry)),
+        activation_bytes(prometheus::BuildCounter()
+                             .Name("tandem_cloud_activation_bytes_total")
+                             .Help("Boundary activations received: float32 (before the codec) and wire "
+                                   "(codec payload, after compression)")
+                             .Register(registry)),
+        float32_bytes(activation_bytes.Add({{"stage", "float32"}})),
+        wire_bytes(activation_bytes.Add({{"stage", "wire"}})),
+        tokens(prometheus::BuildCounter()
+                   .Name("tandem_cloud_tokens_total")
+                   .Help("Tokens sampled and sent")
+                   .Register(registry)
+                   .Add({})),
+        compute_seconds(prometheus::BuildHistogram()
+                            .Name("tandem_cloud_token_compute_seconds")
+                            .Help("Cloud compute per ACTIVATIONS: decode, blocks [k, L), head, sampling")
+                            .Register(registry)
+                            .Add({}, prometheus::Histogram::BucketBoundaries{0.0001, 0.00025, 0.0005, 0.001,
+                                                                              0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                                              0.1, 0.25, 0.5, 1, 2.5})),
+        sessions(prometheus::BuildGauge()
+                     .Name("tandem_cloud_sessions")
+                     .Help("Open sessions")
+                     .Register(registry)
+                     .Add({})),
+        kv_bytes(prometheus::BuildGauge()
+                     .Name("tandem_cloud_kv_cache_bytes")
+                     .Help("KV-cache memory reserved by open sessions")
+                     .Register(registry)
+                     .Add({})),
+        errors(prometheus::BuildCounter()
+                   .Name("tandem_cloud_errors_total")
+                   .Help("ERROR replies by code")
+                   .Register(registry)),
+        sessions_expired(prometheus::BuildCounter()
+                             .Name("tandem_cloud_sessions_expired_total")
+                             .Help("Sessions freed after the idle timeout")
+                             .Register(registry)
+                             .Add({})),
+        auth(prometheus::BuildCounter()
+                 .Name("tandem_cloud_auth_total")
+                 .Help("CURVE client authentications by result (admitted, denied)")
+                 .Register(registry)) {}
+
+  void CountMessage(const char* direction, MessageType type) {
+    messages.Add({{"direction", direction}, {"type", std::string(wire::MessageTypeName(type))}}).Increment();
+  }
+
+  prometheus::Family<prometheus::Counter>& messages;
+  prometheus::Family<prometheus::Counter>& activation_bytes;
+  prometheus::Counter& float32_bytes;
+  prometheus::Counter& wire_bytes;
+  prometheus::Counter& tokens;
+  prometheus::Histogram& compute_seconds;
+  prometheus::Gauge& sessions;
+  prometheus::Gauge& kv_bytes;
+  prometheus::Family<prometheus::Counter>& errors;
+  prometheus::Counter& sessions_expired;
+  prometheus::Family<prometheus::Counter>& auth;
+};
+
+struct Session {
+  std::string peer;
+  uint64_t id = 0;
+  int worker = 0;
+  int64_t kv_bytes = 0;
+  uint32_t capacity = 0;
+  std::unique_ptr<LocalTail> tail;  // used by the session's worker only
+
+  // I/O thread only.
+  uint64_t next_sequence = 0;
+  uint32_t next_position = 0;
+  int in_flight = 0;
+  Clock::time_point last_active;
+};
+
+struct Job {
+  std::shared_ptr<Session> session;
+  wire::Message message;
+};
+
+// One worker's queue: sessions pinned to it run in arrival order.
+struct WorkQueue {
+  std::mutex mutex;
+  std::condition_variable ready;
+  std::deque<Job> jobs;
+};
+
+wire::Message ErrorMessage(uint64_t session, uint64_t sequence, ErrorCode code, std::string text,
+                           bool retryable = false) {
+  return wire::MakeError({.session = session,
+                          .sequence = sequence,
+                          .code = code,
+                          .retryable = retryable,
+                          .message = std::move(text)});
+}
+
+std::string BindAddress(std::string bind) {
+  // ZeroMQ spells "any free port" as '*'; accept the usual ":0" too.
+  if (bind.size() > 2 && bind.ends_with(":0")) bind.replace(bind.size() - 1, 1, "*");
+  return bind;
+}
+
+}  // namespace
+
+class TailServer::Impl {
+ public:
+  Impl(std::shared_ptr<const Transformer> model, uint64_t fingerprint, TailServerOptions options,
+       std::shared_ptr<prometheus::Registry> registry)
+      : model_(std::move(model)),
+        options_(std::move(options)),
+        registry_(std::move(registry)),
+        metrics_(*registry_),
+        hello_(wire::DescribeModel(model_->config(), fingerprint)),
+        queues_(static_cast<size_t>(std::max(1, options_.workers))) {
+    if (options_.max_rows <= 0) options_.max_rows = model_->config().seq_len;
+    hello_.max_rows = static_cast<uint32_t>(options_.max_rows);
+    hello_.max_sessions = static_cast<uint32_t>(options_.max_sessions);
+    hello_.max_payload_bytes = static_cast<uint64_t>(options_.limits.max_message_bytes);
+  }
+
+  ~Impl() { Stop(); }
+
+  Status Start() {
+    try {
+      if (!options_.security.insecure) {
+        TANDEM_ASSIGN_OR_RETURN(
+            zap_, ZapAuthenticator::Start(context_, options_.allowed_clients,
+                                          [this](bool admitted, const std::string& key, const std::string& peer) {
+                                            metrics_.auth.Add({{"result", admitted ? "admitted" : "denied"}})
+                                                .Increment();
+                                            if (!admitted) {
+                                              Log(LogLevel::kWarn, "cloud", "client refused by CURVE allow-list",
+                                                  {{"client_key", key}, {"peer", peer}});
+                                            }
+                                          }));
+      }
+      router_ = zmq::socket_t(context_, zmq::socket_type::router);
+      TANDEM_RETURN_IF_ERROR(ConfigureSocket(router_, options_.security, options_.limits, /*server=*/true));
+      router_.bind(BindAddress(options_.bind));
+      endpoint_ = router_.get(zmq::sockopt::last_endpoint);
+      replies_ = zmq::socket_t(context_, zmq::socket_type::pull);
+      replies_.set(zmq::sockopt::linger, 0);
+      replies_.bind(kRepliesEndpoint);
+    } catch (const zmq::error_t& error) {
+      return Unavailable("cannot bind the tail at '" + options_.bind + "': " + error.what());
+    }
+    for (size_t i = 0; i < queues_.size(); ++i) workers_.emplace_back([this, i] { RunWorker(queues_[i]); });
+    io_thread_ = std::thread([this] { RunIo(); });
+    return Status::Ok();
+  }
+
+  void Stop() {
+    if (stopping_.exchange(true)) return;
+    for (WorkQueue& queue : queues_) {
+      const std::lock_guard lock(queue.mutex);
+      queue.ready.notify_all();
+    }
+    for (std::thread& worker : workers_) worker.join();
+    if (io_thread_.joinable()) io_thread_.join();
+    router_.close();
+    replies_.close();
+    zap_.reset();
+    context_.close();
+  }
+
+  const std::string& endpoint() const { return endpoint_; }
+  int64_t open_sessions() const { return open_sessions_.load(); }
+  int64_t kv_cache_bytes() const { return kv_bytes_.load(); }
+
+ private:
+  // ---- I/O thread -------------------------------------------------------------------------------------
+
+  void RunIo() {
+    std::array<zmq::pollitem_t, 2> items = {{{router_.handle(), 0, ZMQ_POLLIN, 0},
+                                             {replies_.handle(), 0, ZMQ_POLLIN, 0}}};
+    auto last_sweep = Clock::now();
+    while (!stopping_.load()) {
+      try {
+        zmq::poll(items.data(), items.size(), kPollInterval);
+        for (int i = 0; i < kMaxMessagesPerWakeup; ++i) {
+          std::vector<zmq::message_t> frames = ReceiveMultipart(replies_);
+          if (frames.empty()) break;
+          ForwardReply(frames);
+        }
+        for (int i = 0; i < kMaxMessagesPerWakeup; ++i) {
+          std::vector<zmq::message_t> frames = ReceiveMultipart(router_);
+          if (frames.empty()) break;
+          HandleIncoming(frames);
+        }
+      } catch (const zmq::error_t& error) {
+        if (error.num() == ETERM) return;
+        Log(LogLevel::kError, "cloud", "socket error", {{"error", error.what()}});
+      }
+      if (Clock::now() - last_sweep > kSweepInterval) {
+        ExpireIdle();
+        last_sweep = Clock::now();
+      }
+    }
+  }
+
+  void Reply(const std::string& peer, const wire::Message& message) {
+    if (message.header.type == MessageType::kError) {
+      if (auto error = wire::ParseError(message); error.ok()) {
+        metrics_.errors.Add({{"code", std::string(wire::ErrorCodeName(error->code))}}).Increment();
+      }
+    }
+    metrics_.CountMessage("out", message.header.type);
+    (void)SendMessage(router_, message, peer);  // a vanished peer's replies are dropped by ZeroMQ
+  }
+
+  // A worker's [peer][header][payload]: settle the session's bookkeeping, then pass it on verbatim.
+  void ForwardReply(std::vector<zmq::message_t>& frames) {
+    if (frames.size() != 3) return;
+    const std::string peer = frames[0].to_string();
+    auto message = ParseFrames(std::span(frames).subspan(1), SIZE_MAX);
+    if (!message.ok()) return;
+    if (const auto it = sessions_.find({peer, message->header.session}); it != sessions_.end()) {
+      --it->second->in_flight;
+      it->second->last_active = Clock::now();
+      // A failed step leaves the session's cache behind its bookkeeping: it cannot go on.
+      if (message->header.type == MessageType::kError) EraseSession(it);
+    }
+    Reply(peer, *message);
+  }
+
+  void HandleIncoming(std::vector<zmq::message_t>& frames) {
+    if (frames.size() < 2) return;  // nothing but a routing id
+    const std::string peer = frames[0].to_string();
+    auto parsed = ParseFrames(std::span(frames).subspan(1), static_cast<size_t>(options_.limits.max_message_bytes));
+    if (!parsed.ok()) {
+      Reply(peer, ErrorMessage(0, 0, ErrorCode::kBadFrame, parsed.status().message()));
+      return;
+    }
+    wire::Message& message = *parsed;
+    const wire::Header& header = message.header;
+    if (header.version != wire::kProtocolVersion) {
+      Reply(peer, ErrorMessage(header.session, header.sequence, ErrorCode::kVersionMismatch,
+                               "protocol version " + std::to_string(header.version) + " is not supported; this "
+                               "tail speaks version " + std::to_string(wire::kProtocolVersion)));
+      return;
+    }
+    metrics_.CountMessage("in", header.type);
+    switch (header.type) {
+      case MessageType::kHello: return HandleHello(peer, message);
+      case MessageType::kPing: return HandlePing(peer, message);
+      default: break;
+    }
+    const auto known = peers_.find(peer);
+    if (known == peers_.end()) {
+      Reply(peer, ErrorMessage(header.session, header.sequence, ErrorCode::kHandshakeRequired,
+                               "send HELLO first on this connection"));
+      return;
+    }
+    known->second = Clock::now();
+    switch (header.type) {
+      case MessageType::kOpen: return HandleOpen(peer, message);
+      case MessageType::kActivations: return HandleActivations(peer, std::move(message));
+      case MessageType::kClose: return HandleClose(peer, header.session);
+      default:
+        Reply(peer, ErrorMessage(header.session, header.sequence, ErrorCode::kUnsupported,
+                                 std::string(wire::MessageTypeName(header.type)) + " is not accepted by a tail"));
+    }
+  }
+
+  void HandleHello(const std::string& peer, const wire::Message& message) {
+    auto hello = wire::ParseHello(message);
+    if (!hello.ok()) {
+      Reply(peer, ErrorMessage(0, 0, ErrorCode::kBadFrame, hello.status().message()));
+      return;
+    }
+    if (hello->fingerprint != hello_.fingerprint || hello->n_layers != hello_.n_layers || hello->dim != hello_.dim ||
+        hello->vocab_size != hello_.vocab_size) {
+      Log(LogLevel::kWarn, "cloud", "HELLO refused: another model",
+          {{"edge_fingerprint", std::to_string(hello->fingerprint)},
+           {"tail_fingerprint", std::to_string(hello_.fingerprint)}});
+      Reply(peer, ErrorMessage(0, 0, ErrorCode::kFingerprintMismatch,
+                               "this tail serves model fingerprint " + std::to_string(hello_.fingerprint) + " (" +
+                                   std::to_string(hello_.n_layers) + " layers, dim " + std::to_string(hello_.dim) +
+                                   "); the edge has " + std::to_string(hello->fingerprint) + " (" +
+                                   std::to_string(hello->n_layers) + " layers, dim " +
+                                   std::to_string(hello->dim) + ")"));
+      return;
+    }
+    if (!peers_.contains(peer) && peers_.size() >= static_cast<size_t>(options_.max_peers)) {
+      Reply(peer, ErrorMessage(0, 0, ErrorCode::kOverloaded, "too many connections", /*retryable=*/true));
+      return;
+    }
+    peers_[peer] = Clock::now();
+    Reply(peer, wire::MakeHello(hello_));
+  }
+
+  void HandlePing(const std::string& peer, const wire::Message& message) {
+    if (message.payload.size() > wire::kMaxPingBytes) {
+      Reply(peer, ErrorMessage(0, message.header.sequence, ErrorCode::kTooLarge, "PING payload over 64 bytes"));
+      return;
+    }
+    wire::Message pong = message;
+    pong.header.type = MessageType::kPong;
+    Reply(peer, pong);
+  }
+
+  void HandleOpen(const std::string& peer, const wire::Message& message) {
+    const uint64_t id = message.header.session;
+    auto open = wire::ParseOpen(message);
+    if (!open.ok()) {
+      Reply(peer, ErrorMessage(id, 0, ErrorCode::kBadArgument, open.status().message()));
+      return;
+    }
+    const ModelConfig& config = model_->config();
+    const auto refuse = [&](ErrorCode code, std::string text, bool retryable = false) {
+      Reply(peer, ErrorMessage(id, 0, code, std::move(text), retryable));
+    };
+    if (id == 0) return refuse(ErrorCode::kBadArgument, "session id 0 is reserved");
+    if (open->cut < 0 || open->cut > config.n_layers) {
+      return refuse(ErrorCode::kBadArgument, "cut " + std::to_string(open->cut) + " is outside [0, " +
+                                                 std::to_string(config.n_layers) + "]");
+    }
+    const uint32_t capacity = open->max_positions == 0 ? static_cast<uint32_t>(config.seq_len) : open->max_positions;
+    if (capacity > static_cast<uint32_t>(config.seq_len)) {
+      return refuse(ErrorCode::kBadArgument,
+                    "max_positions " + std::to_string(capacity) + " exceeds the context length " +
+                        std::to_string(config.seq_len));
+    }
+    if (sessions_.contains({peer, id})) return refuse(ErrorCode::kSessionExists, "session is already open");
+    if (sessions_.size() >= static_cast<size_t>(options_.max_sessions)) {
+      return refuse(ErrorCode::kOverloaded, "the tail holds its maximum of " + std::to_string(options_.max_sessions) +
+                                                " sessions", /*retryable=*/true);
+    }
+    // K and V, float32, for every tail block and position the session may use.
+    const int64_t kv_bytes = int64_t{2} * (config.n_layers - open->cut) * config.kv_dim() * capacity * 4;
+    if (kv_bytes_.load() + kv_bytes > options_.max_kv_bytes) {
+      return refuse(ErrorCode::kOverloaded, "KV-cache memory is full (" + std::to_string(kv_bytes_.load()) + " of " +
+                                                std::to_string(options_.max_kv_bytes) + " bytes in use)",
+                    /*retryable=*/true);
+    }
+    auto session = std::make_shared<Session>();
+    session->peer = peer;
+    session->id = id;
+    session->worker = static_cast<int>(next_worker_++ % queues_.size());
+    session->kv_bytes = kv_bytes;
+    session->capacity = capacity;
+    session->last_active = Clock::now();
+    try {
+      session->tail = std::make_unique<LocalTail>(model_, open->cut, static_cast<int>(capacity), open->sampling,
+                                                  open->top_logprobs);
+    } catch (const std::exception& error) {
+      return refuse(ErrorCode::kInternal, std::string("cannot allocate the session: ") + error.what());
+    }
+    sessions_.emplace(std::make_pair(peer, id), std::move(session));
+    kv_bytes_ += kv_bytes;
+    ++open_sessions_;
+    UpdateGauges();
+  }
+
+  void HandleActivations(const std::string& peer, wire::Message message) {
+    const wire::Header& header = message.header;
+    const auto refuse = [&](ErrorCode code, std::string text) {
+      Reply(peer, ErrorMessage(header.session, header.sequence, code, std::move(text)));
+    };
+    const auto it = sessions_.find({peer, header.session});
+    if (it == sessions_.end()) return refuse(ErrorCode::kUnknownSession, "no open session with this id");
+    Session& session = *it->second;
+    if (header.sequence != session.next_sequence) {
+      return refuse(ErrorCode::kOutOfOrder, "expected sequence " + std::to_string(session.next_sequence));
+    }
+    if (header.position != session.next_position) {
+      return refuse(ErrorCode::kOutOfOrder, "expected position " + std::to_string(session.next_position));
+    }
+    if (header.cols != static_cast<uint32_t>(model_->config().dim)) {
+      return refuse(ErrorCode::kBadArgument, "rows must have " + std::to_string(model_->config().dim) + " columns");
+    }
+    if (header.rows == 0 || header.rows > static_cast<uint32_t>(options_.max_rows)) {
+      return refuse(ErrorCode::kTooLarge, "rows must be in [1, " + std::to_string(options_.max_rows) + "]");
+    }
+    if (uint64_t{header.position} + header.rows > session.capacity) {
+      return refuse(ErrorCode::kTooLarge, "the session holds " + std::to_string(session.capacity) + " positions");
+    }
+    if (!PrecisionFromWire(header.precision).ok() || !CompressionFromWire(header.compression).ok()) {
+      return refuse(ErrorCode::kBadArgument, "unknown activation codec");
+    }
+    ++session.next_sequence;
+    session.next_position += header.rows;
+    ++session.in_flight;
+    session.last_active = Clock::now();
+    WorkQueue& queue = queues_[static_cast<size_t>(session.worker)];
+    {
+      const std::lock_guard lock(queue.mutex);
+      queue.jobs.push_back({it->second, std::move(message)});
+    }
+    queue.ready.notify_one();
+  }
+
+  void HandleClose(const std::string& peer, uint64_t id) {
+    if (const auto it = sessions_.find({peer, id}); it != sessions_.end()) EraseSession(it);
+  }
+
+  using SessionMap = std::map<std::pair<std::string, uint64_t>, std::shared_ptr<Session>>;
+
+  void EraseSession(SessionMap::iterator it) {
+    // A worker still holding the session finishes its step; the reply then finds no session.
+    kv_bytes_ -= it->second->kv_bytes;
+    --open_sessions_;
+    sessions_.erase(it);
+    UpdateGauges();
+  }
+
+  void ExpireIdle() {
+    const auto now = Clock::now();
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+      const Session& session = *it->second;
+      if (session.in_flight == 0 && now - session.last_active > options_.idle_timeout) {
+        Log(LogLevel::kInfo, "cloud", "idle session expired", {{"session", std::to_string(session.id)}});
+        metrics_.sessions_expired.Increment();
+        EraseSession(it++);
+      } else {
+        ++it;
+      }
+    }
+    std::erase_if(peers_, [&](const auto& peer) { return now - peer.second > options_.idle_timeout; });
+  }
+
+  void UpdateGauges() {
+    metrics_.sessions.Set(static_cast<double>(open_sessions_.load()));
+    metrics_.kv_bytes.Set(static_cast<double>(kv_bytes_.load()));
+  }
+
+  // ---- workers ----------------------------------------------------------------------------------------
+
+  void RunWorker(WorkQueue& queue) {
+    zmq::socket_t replies(context_, zmq::socket_type::push);
+    replies.set(zmq::sockopt::linger, 0);
+    replies.connect(kRepliesEndpoint);
+    while (true) {
+      Job job;
+      {
+        std::unique_lock lock(queue.mutex);
+        queue.ready.wait(lock, [&] { return stopping_.load() || !queue.jobs.empty(); });
+        if (stopping_.load()) return;
+        job = std::move(queue.jobs.front());
+        queue.jobs.pop_front();
+      }
+      (void)SendMessage(replies, Execute(job), job.session->peer);
+    }
+  }
+
+  wire::Message Execute(const Job& job) {
+    const auto start = Clock::now();
+    const wire::Header& header = job.message.header;
+    const ActivationCodec codec{static_cast<Precision>(header.precision),
+                                static_cast<Compression>(header.compression)};  // checked by the I/O thread
+    const int64_t rows = header.rows, cols = header.cols;
+    auto values = DecodeActivations(job.message.payload, rows, cols, codec, rows * cols);
+    if (!values.ok()) {
+      return ErrorMessage(header.session, header.sequence, ErrorCode::kBadFrame, values.status().message());
+    }
+    metrics_.wire_bytes.Increment(static_cast<double>(job.message.payload.size()));
+    metrics_.float32_bytes.Increment(static_cast<double>(rows * cols * 4));
+    LocalTail& tail = *job.session->tail;
+    Result<int> token = Internal("not run");
+    try {
+      token = tail.Forward(HiddenRows{rows, cols, std::move(*values)});
+    } catch (const std::exception& error) {
+      token = Internal(error.what());
+    }
+    if (!token.ok()) {
+      return ErrorMessage(header.session, header.sequence, ErrorCode::kInternal, token.status().message());
+    }
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    metrics_.tokens.Increment();
+    metrics_.compute_seconds.Observe(seconds);
+    return wire::MakeToken({.session = header.session,
+                            .sequence = header.sequence,
+                            .token = *token,
+                            .compute_us = static_cast<uint32_t>(seconds * 1e6),
+                            .top_logprobs = tail.top_logprobs()});
+  }
+
+  std::shared_ptr<const Transformer> model_;
+  TailServerOptions options_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  Metrics metrics_;
+  wire::Hello hello_;
+
+  zmq::context_t context_;
+  std::unique_ptr<ZapAuthenticator> zap_;
+  zmq::socket_t router_;
+  zmq::socket_t replies_;
+  std::string endpoint_;
+
+  std::vector<WorkQueue> queues_;
+  std::vector<std::thread> workers_;
+  std::thread io_thread_;
+  std::atomic<bool> stopping_{false};
+
+  // I/O thread only.
+  SessionMap sessions_;
+  std::unordered_map<std::string, Clock::time_point> peers_;  // connections past HELLO, last seen
+  uint64_t next_worker_ = 0;
+
+  std::atomic<int64_t> open_sessions_{0};
+  std::atomic<int64_t> kv_bytes_{0};
+};
+
+TailServer::TailServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+TailServer::~TailServer() = default;
+
+Result<std::unique_ptr<TailServer>> TailServer::Start(std::shared_ptr<const Transformer> model,
+                                                      uint64_t fingerprint, TailServerOptions options,
+                                                      std::shared_ptr<prometheus::Registry> registry) {
+  if (!options.security.insecure && options.allowed_clients.empty()) {
+    return InvalidArgument("a CURVE tail needs at least one allowed client key (--allow-clients)");
+  }
+  auto impl = std::make_unique<Impl>(std::move(model), fingerprint, std::move(options), std::move(registry));
+  TANDEM_RETURN_IF_ERROR(impl->Start());
+  return std::unique_ptr<TailServer>(new TailServer(std::move(impl)));
+}
+
+const std::string& TailServer::endpoint() const { return impl_->endpoint(); }
+int64_t TailServer::open_sessions() const { return impl_->open_sessions(); }
+int64_t TailServer::kv_cache_bytes() const { return impl_->kv_cache_bytes(); }
+void TailServer::Stop() { impl_->Stop(); }
+
+}  // namespace tandem::cloud

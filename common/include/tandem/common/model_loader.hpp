@@ -1,0 +1,35 @@
+// The flags every program that runs a model shares (--model, --int8-blocks, --int8-head, --threads), and
+// loading the model they describe.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "tandem/common/checkpoint.hpp"
+#include "tandem/common/flags.hpp"
+#include "tandem/common/status.hpp"
+#include "tandem/common/transformer.hpp"
+
+namespace tandem {
+
+struct ModelFlags {
+  std::string model;
+  std::string int8_blocks;  // "A:B" or "" (none)
+  bool int8_head = false;
+  int threads = 0;  // 0: OMP_NUM_THREADS, else one per core
+
+  void Declare(FlagSet& flags, const std::string& model_help);
+};
+
+struct LoadedModel {
+  std::shared_ptr<const Checkpoint> checkpoint;
+  std::shared_ptr<const Transformer> transformer;
+  uint64_t fingerprint = 0;  // of the float32 file; 0 unless asked for
+};
+
+// Sizes the compute threads, loads the checkpoint and builds the runtime with the flags' int8 settings.
+// `fingerprint` hashes the whole file first (what HELLO compares), before int8 blocks release their pages.
+Result<LoadedModel> LoadModel(const ModelFlags& flags, bool fingerprint = false);
+
+}  // namespace tandem

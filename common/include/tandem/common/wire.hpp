@@ -1,0 +1,150 @@
+// The edge <-> cloud wire protocol: one message = a fixed 40-byte little-endian header frame and a payload
+// frame (possibly empty), sent as a ZeroMQ multipart message from a DEALER (edge) to a ROUTER (cloud).
+//
+// Header layout (offsets in bytes):
+//    0 magic u32 "TNDM"   4 version u16   6 type u8   7 flags u8   8 session u64   16 sequence u64
+//   24 cut u16   26 precision u8   27 compression u8   28 rows u32   32 cols u32   36 position u32
+//
+// Every parser here checks sizes before it reads or allocates; a bad message becomes a Status naming the
+// problem, which the cloud answers with an ERROR message. docs/api.md documents every message.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tandem/common/activation_codec.hpp"
+#include "tandem/common/model_config.hpp"
+#include "tandem/common/sampler.hpp"
+#include "tandem/common/status.hpp"
+
+namespace tandem::wire {
+
+inline constexpr uint32_t kMagic = 0x4D444E54;  // the bytes "TNDM"
+inline constexpr uint16_t kProtocolVersion = 1;
+inline constexpr size_t kHeaderBytes = 40;
+
+enum class MessageType : uint8_t {
+  kHello = 1,        // edge -> cloud: model identity and codecs; cloud -> edge: its identity and limits
+  kOpen = 2,         // edge -> cloud: a session (cut, codec, sampling); no reply unless it fails
+  kActivations = 3,  // edge -> cloud: boundary rows for the session's next positions
+  kToken = 4,        // cloud -> edge: the token sampled from the last row of an ACTIVATIONS
+  kError = 5,        // cloud -> edge: code + message, for a session (or 0) and a sequence number
+  kClose = 6,        // edge -> cloud: the session is over; no reply
+  kPing = 7,         // edge -> cloud: opaque payload, echoed by PONG
+  kPong = 8,
+  kStats = 9,        // reserved for load reports (the scheduler issue)
+};
+std::string_view MessageTypeName(MessageType type);
+
+// ERROR codes. Retryable ones carry kFlagRetryable: the same request may succeed later or elsewhere.
+enum class ErrorCode : uint16_t {
+  kBadFrame = 1,             // unparsable header or payload
+  kVersionMismatch = 2,      // header version is not kProtocolVersion
+  kFingerprintMismatch = 3,  // HELLO names other weights or another shape
+  kHandshakeRequired = 4,    // a message before a successful HELLO on this connection
+  kUnknownSession = 5,
+  kSessionExists = 6,
+  kOverloaded = 7,           // session or KV-memory limit reached (retryable)
+  kBadArgument = 8,          // well-formed but invalid: cut, codec, sampling, shape
+  kOutOfOrder = 9,           // sequence number or position is not the next one
+  kTooLarge = 10,            // over a configured limit (rows, payload)
+  kInternal = 11,
+  kUnsupported = 12,
+};
+std::string_view ErrorCodeName(ErrorCode code);
+
+inline constexpr uint8_t kFlagRetryable = 1;  // on ERROR
+
+struct Header {
+  uint16_t version = kProtocolVersion;
+  MessageType type = MessageType::kPing;
+  uint8_t flags = 0;
+  uint64_t session = 0;
+  uint64_t sequence = 0;
+  uint16_t cut = 0;
+  uint8_t precision = 0;    // ActivationCodec precision, raw (validated where used)
+  uint8_t compression = 0;  // compression applied to this payload, raw
+  uint32_t rows = 0;
+  uint32_t cols = 0;
+  uint32_t position = 0;    // ACTIVATIONS: position of the first row in the session
+};
+
+using HeaderBytes = std::array<std::byte, kHeaderBytes>;
+HeaderBytes SerializeHeader(const Header& header);
+// Refuses a wrong size, a wrong magic, an unknown type; a wrong version parses (so that the cloud can
+// answer kVersionMismatch) and is checked by the receiver.
+Result<Header> ParseHeader(std::span<const std::byte> bytes);
+
+struct Message {
+  Header header;
+  std::vector<std::byte> payload;
+};
+
+// HELLO, both ways. The edge sends its model identity and codecs; the cloud answers with its own identity
+// and the limits it enforces.
+struct Hello {
+  uint64_t fingerprint = 0;  // Checkpoint::Fingerprint: every weight and the config
+  uint32_t n_layers = 0;
+  uint32_t dim = 0;
+  uint32_t vocab_size = 0;
+  uint32_t seq_len = 0;
+  std::vector<ActivationCodec> codecs;
+  uint32_t max_rows = 0;       // cloud only: rows per ACTIVATIONS
+  uint32_t max_sessions = 0;   // cloud only: per connection
+  uint64_t max_payload_bytes = 0;  // cloud only
+};
+// A model's identity for HELLO: its fingerprint and shape, and every codec this build speaks.
+Hello DescribeModel(const ModelConfig& config, uint64_t fingerprint);
+Message MakeHello(const Hello& hello);
+Result<Hello> ParseHello(const Message& message);
+
+struct OpenRequest {
+  uint64_t session = 0;
+  int cut = 0;
+  ActivationCodec codec;
+  SamplingParams sampling;
+  int top_logprobs = 0;  // 0..kMaxTopLogprobs alternatives returned with each TOKEN
+  uint32_t max_positions = 0;  // positions the session will use (KV cache size); <= seq_len
+};
+inline constexpr int kMaxTopLogprobs = 20;
+Message MakeOpen(const OpenRequest& open);
+Result<OpenRequest> ParseOpen(const Message& message);
+
+// ACTIVATIONS: the header carries shape, codec and position; the payload is the codec's bytes.
+Message MakeActivations(uint64_t session, uint64_t sequence, uint32_t position, uint32_t rows,
+                        uint32_t cols, ActivationCodec codec, Compression applied,
+                        std::vector<std::byte> payload);
+
+struct TokenReply {
+  uint64_t session = 0;
+  uint64_t sequence = 0;  // of the ACTIVATIONS it answers
+  int token = 0;
+  uint32_t compute_us = 0;  // cloud time from receipt to reply (decode, blocks, head, sampling)
+  std::vector<std::pair<int, float>> top_logprobs;
+};
+Message MakeToken(const TokenReply& token);
+Result<TokenReply> ParseToken(const Message& message);
+
+struct ErrorReply {
+  uint64_t session = 0;
+  uint64_t sequence = 0;
+  ErrorCode code = ErrorCode::kInternal;
+  bool retryable = false;
+  std::string message;
+};
+inline constexpr size_t kMaxErrorMessageBytes = 1024;
+Message MakeError(const ErrorReply& error);
+Result<ErrorReply> ParseError(const Message& message);
+// The Status an edge reports for an ERROR it received.
+Status ErrorToStatus(const ErrorReply& error);
+
+Message MakeClose(uint64_t session);
+inline constexpr size_t kMaxPingBytes = 64;
+Message MakePing(std::span<const std::byte> payload);
+
+}  // namespace tandem::wire

@@ -1,0 +1,27 @@
+#include "tandem/common/model_loader.hpp"
+
+#include "tandem/common/threading.hpp"
+
+namespace tandem {
+
+void ModelFlags::Declare(FlagSet& flags, const std::string& model_help) {
+  flags.String("model", &model, model_help);
+  flags.String("int8-blocks", &int8_blocks, "blocks A:B with int8 weights, e.g. 0:2");
+  flags.Bool("int8-head", &int8_head, "int8 weights for the classifier too");
+  flags.Int("threads", &threads, "compute threads (0 = OMP_NUM_THREADS or one per core)");
+}
+
+Result<LoadedModel> LoadModel(const ModelFlags& flags, bool fingerprint) {
+  ConfigureComputeThreads(flags.threads);
+  LoadedModel loaded;
+  TANDEM_ASSIGN_OR_RETURN(loaded.checkpoint, Checkpoint::Load(flags.model));
+  if (fingerprint) loaded.fingerprint = loaded.checkpoint->Fingerprint();
+  TransformerOptions options;
+  options.int8_classifier = flags.int8_head;
+  TANDEM_ASSIGN_OR_RETURN(options.int8_blocks,
+                          ParseBlockRange(flags.int8_blocks, loaded.checkpoint->config().n_layers));
+  TANDEM_ASSIGN_OR_RETURN(loaded.transformer, Transformer::Create(loaded.checkpoint, options));
+  return loaded;
+}
+
+}  // namespace tandem

@@ -1,0 +1,41 @@
+#include "cloud_tail_process.hpp"
+
+#include <fstream>
+#include <stdexcept>
+
+namespace tandem::testing {
+namespace {
+
+CurveKeyPair WriteKeys(const std::filesystem::path& prefix) {
+  auto keys = GenerateCurveKeyPair();
+  if (!keys.ok()) throw std::runtime_error(keys.status().ToString());
+  if (Status written = WriteCurveKeyPair(*keys, prefix.string(), /*overwrite=*/true); !written.ok()) {
+    throw std::runtime_error(written.ToString());
+  }
+  return *keys;
+}
+
+}  // namespace
+
+CloudTailProcess::CloudTailProcess(const std::vector<std::string>& extra_args)
+    : cloud_(WriteKeys(dir_ / "cloud")), edge_(WriteKeys(dir_ / "edge")), stranger_(WriteKeys(dir_ / "stranger")) {
+  std::ofstream(dir_ / "clients.txt") << "# the edges this tail admits\n" << edge_.public_key << "\n";
+  std::vector<std::string> args = {"--model",         Stories260KModel().string(),
+                                   "--tokenizer",     Stories260KTokenizer().string(),
+                                   "--bind",          "tcp://127.0.0.1:0",
+                                   "--http",          "127.0.0.1:0",
+                                   "--server-key",    (dir_ / "cloud.key").string(),
+                                   "--allow-clients", (dir_ / "clients.txt").string()};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  process_ = std::make_unique<BackgroundProcess>("tandem-cloud", args);
+  const std::string line = process_->WaitForLine("msg=serving");
+  endpoint_ = LogField(line, "endpoint");
+  http_address_ = LogField(line, "http");
+}
+
+std::vector<std::string> CloudTailProcess::EdgeFlags(bool stranger) const {
+  return {"--cloud", endpoint_, "--cloud-key", (dir_ / "cloud.pub").string(), "--client-key",
+          (dir_ / (stranger ? "stranger.key" : "edge.key")).string()};
+}
+
+}  // namespace tandem::testing

@@ -1,0 +1,27 @@
+// The flags that point an edge at a cloud tail (--cloud, --cloud-key, --client-key, --insecure, --codec,
+// --timeout-ms), declared once for every program that runs the edge side.
+#pragma once
+
+#include <string>
+
+#include "tandem/common/activation_codec.hpp"
+#include "tandem/common/flags.hpp"
+#include "tandem/edge/remote_tail.hpp"
+
+namespace tandem::edge {
+
+struct CloudFlags {
+  std::string endpoint;     // empty: no cloud
+  std::string cloud_key;    // the tail's public key file (pinned)
+  std::string client_key;   // this edge's secret key file
+  bool insecure = false;    // plaintext, no authentication
+  std::string codec = "fp32";
+  int timeout_ms = 10000;
+
+  void Declare(FlagSet& flags);
+  bool enabled() const { return !endpoint.empty(); }
+  // Reads the key files and checks the combination; logs a warning when insecure.
+  Result<CloudOptions> Resolve() const;
+};
+
+}  // namespace tandem::edge

@@ -1,0 +1,109 @@
+// The edge's side of the split: a connection to a cloud tail (HELLO done), and RemoteTail, the TailRunner
+// that sends the boundary rows of one session over it and keeps the session's cut log.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tandem/common/pipeline.hpp"
+#include "tandem/common/transport.hpp"
+#include "tandem/common/wire.hpp"
+
+namespace tandem::edge {
+
+struct CloudOptions {
+  std::string endpoint;  // "tcp://127.0.0.1:5555"
+  SocketSecurity security;
+  SocketLimits limits;
+  std::chrono::milliseconds timeout{10000};  // the longest wait for any reply
+};
+
+// Every boundary row a session sent, in order and with its chunking (rows per ACTIVATIONS), so that a tail
+// can be rebuilt by replaying it exactly as it was first computed.
+class CutLog {
+ public:
+  void Append(const HiddenRows& rows);
+  int64_t positions() const { return positions_; }
+  int64_t cols() const { return cols_; }
+  const std::vector<float>& values() const { return values_; }
+  const std::vector<int64_t>& chunks() const { return chunks_; }
+
+ private:
+  int64_t positions_ = 0;
+  int64_t cols_ = 0;
+  std::vector<float> values_;
+  std::vector<int64_t> chunks_;
+};
+
+// A DEALER connection to one cloud tail whose HELLO matched this edge's model.
+class CloudConnection {
+ public:
+  // Connects and handshakes: the tail must hold the same weights (fingerprint) and shape.
+  static Result<std::unique_ptr<CloudConnection>> Connect(zmq::context_t& context, const CloudOptions& options,
+                                                          const wire::Hello& local);
+  // The same over any channel (tests use in-memory ones).
+  static Result<std::unique_ptr<CloudConnection>> Handshake(std::unique_ptr<MessageChannel> channel,
+                                                            std::chrono::milliseconds timeout,
+                                                            const wire::Hello& local);
+
+  const wire::Hello& remote() const { return remote_; }
+  std::chrono::milliseconds timeout() const { return timeout_; }
+  MessageChannel& channel() { return *channel_; }
+  uint64_t NextSessionId() { return ++last_session_; }
+
+  // Waits for the TOKEN answering (session, sequence); an ERROR for it becomes its Status. Replies to
+  // other sessions or older sequences (left over from an abandoned session) are skipped.
+  Result<wire::TokenReply> AwaitToken(uint64_t session, uint64_t sequence, int64_t& bytes_received);
+
+ private:
+  CloudConnection(std::unique_ptr<MessageChannel> channel, std::chrono::milliseconds timeout,
+                  wire::Hello remote)
+      : channel_(std::move(channel)), timeout_(timeout), remote_(std::move(remote)) {}
+
+  std::unique_ptr<MessageChannel> channel_;
+  std::chrono::milliseconds timeout_;
+  wire::Hello remote_;
+  uint64_t last_session_ = 0;
+};
+
+struct RemoteTailStats {
+  int64_t raw_bytes = 0;          // float32 bytes of the rows sent (before the codec)
+  int64_t payload_bytes = 0;      // codec output (after compression)
+  int64_t wire_bytes_sent = 0;    // headers + payloads of every message sent
+  int64_t wire_bytes_received = 0;
+  std::vector<int64_t> step_payload_bytes;  // per ACTIVATIONS: the prefill chunk, then one per token
+  std::vector<double> step_round_trip_ms;   // ACTIVATIONS sent -> TOKEN received
+  std::vector<double> step_cloud_compute_ms;
+};
+
+// Blocks [cut, L) and the head on a cloud tail, for one session. Not thread-safe; one per session.
+class RemoteTail final : public TailRunner {
+ public:
+  // Sends OPEN without waiting: a refused OPEN surfaces as the first Forward's error, saving a round trip.
+  // `request.session` is assigned here.
+  static Result<std::unique_ptr<RemoteTail>> Open(CloudConnection& connection, wire::OpenRequest request);
+  ~RemoteTail() override;  // sends CLOSE
+
+  Result<int> Forward(const HiddenRows& rows) override;
+  int64_t BytesSent() const override { return stats_.payload_bytes; }
+
+  const CutLog& cut_log() const { return cut_log_; }
+  const RemoteTailStats& stats() const { return stats_; }
+  const wire::TokenReply& last_reply() const { return last_reply_; }
+
+ private:
+  RemoteTail(CloudConnection& connection, wire::OpenRequest request)
+      : connection_(connection), request_(std::move(request)) {}
+
+  CloudConnection& connection_;
+  wire::OpenRequest request_;
+  uint64_t next_sequence_ = 0;
+  CutLog cut_log_;
+  RemoteTailStats stats_;
+  wire::TokenReply last_reply_;
+};
+
+}  // namespace tandem::edge

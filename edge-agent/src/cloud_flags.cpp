@@ -1,0 +1,39 @@
+#include "tandem/edge/cloud_flags.hpp"
+
+#include "tandem/common/curve.hpp"
+#include "tandem/common/log.hpp"
+
+namespace tandem::edge {
+
+void CloudFlags::Declare(FlagSet& flags) {
+  flags.String("cloud", &endpoint, "cloud tail endpoint, e.g. tcp://127.0.0.1:5555 (runs the tail there)");
+  flags.String("cloud-key", &cloud_key, "the cloud tail's public key file (PREFIX.pub from tandem keygen)");
+  flags.String("client-key", &client_key, "this edge's secret key file (PREFIX.key), allow-listed by the tail");
+  flags.Bool("insecure", &insecure, "plaintext ZeroMQ without CURVE: no encryption, no authentication");
+  flags.String("codec", &codec, "activation codec: fp32|fp16|bf16|int8|int4, optionally +lz4 or +zstd");
+  flags.Int("timeout-ms", &timeout_ms, "longest wait for any reply from the cloud tail");
+}
+
+Result<CloudOptions> CloudFlags::Resolve() const {
+  CloudOptions options;
+  options.endpoint = endpoint;
+  if (timeout_ms <= 0) return InvalidArgument("--timeout-ms must be positive");
+  options.timeout = std::chrono::milliseconds(timeout_ms);
+  options.security.insecure = insecure;
+  if (insecure) {
+    if (!cloud_key.empty() || !client_key.empty()) {
+      return InvalidArgument("--insecure cannot be combined with --cloud-key or --client-key");
+    }
+    Log(LogLevel::kWarn, "edge", "CURVE is off (--insecure): activations cross the network unencrypted",
+        {{"cloud", endpoint}});
+    return options;
+  }
+  if (cloud_key.empty() || client_key.empty()) {
+    return InvalidArgument("--cloud needs --cloud-key and --client-key (or --insecure for plaintext)");
+  }
+  TANDEM_ASSIGN_OR_RETURN(options.security.server_public_key, ReadPublicKeyFile(cloud_key));
+  TANDEM_ASSIGN_OR_RETURN(options.security.own_keys, ReadSecretKeyFile(client_key));
+  return options;
+}
+
+}  // namespace tandem::edge

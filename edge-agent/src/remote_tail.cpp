@@ -1,0 +1,125 @@
+#include "tandem/edge/remote_tail.hpp"
+
+#include <chrono>
+
+namespace tandem::edge {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t WireSize(const wire::Message& message) {
+  return static_cast<int64_t>(wire::kHeaderBytes + message.payload.size());
+}
+
+Status CheckRemoteModel(const wire::Hello& local, const wire::Hello& remote, const std::string& endpoint) {
+  if (remote.fingerprint != local.fingerprint || remote.n_layers != local.n_layers || remote.dim != local.dim ||
+      remote.vocab_size != local.vocab_size) {
+    return InvalidArgument("the cloud tail at " + endpoint + " serves another model (fingerprint " +
+                           std::to_string(remote.fingerprint) + ", " + std::to_string(remote.n_layers) +
+                           " layers, dim " + std::to_string(remote.dim) + "); this edge has fingerprint " +
+                           std::to_string(local.fingerprint));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+void CutLog::Append(const HiddenRows& rows) {
+  cols_ = rows.cols;
+  values_.insert(values_.end(), rows.values.begin(), rows.values.end());
+  chunks_.push_back(rows.rows);
+  positions_ += rows.rows;
+}
+
+Result<std::unique_ptr<CloudConnection>> CloudConnection::Connect(zmq::context_t& context,
+                                                                  const CloudOptions& options,
+                                                                  const wire::Hello& local) {
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<MessageChannel> channel,
+                          ConnectDealer(context, options.endpoint, options.security, options.limits));
+  auto connection = Handshake(std::move(channel), options.timeout, local);
+  if (!connection.ok() && connection.status().code() == StatusCode::kDeadlineExceeded && !options.security.insecure) {
+    // CURVE refusals are silent by design: say what usually causes them.
+    return connection.status().WithContext(
+        "HELLO unanswered (is the tail running there, does --cloud-key hold its public key, and is this "
+        "client's public key in its --allow-clients list?)");
+  }
+  return connection;
+}
+
+Result<std::unique_ptr<CloudConnection>> CloudConnection::Handshake(std::unique_ptr<MessageChannel> channel,
+                                                                    std::chrono::milliseconds timeout,
+                                                                    const wire::Hello& local) {
+  TANDEM_RETURN_IF_ERROR(channel->Send(wire::MakeHello(local)));
+  TANDEM_ASSIGN_OR_RETURN(wire::Message reply, channel->Receive(timeout));
+  if (reply.header.type == wire::MessageType::kError) {
+    TANDEM_ASSIGN_OR_RETURN(wire::ErrorReply error, wire::ParseError(reply));
+    return wire::ErrorToStatus(error);
+  }
+  TANDEM_ASSIGN_OR_RETURN(wire::Hello remote, wire::ParseHello(reply));
+  TANDEM_RETURN_IF_ERROR(CheckRemoteModel(local, remote, channel->endpoint()));
+  return std::unique_ptr<CloudConnection>(new CloudConnection(std::move(channel), timeout, std::move(remote)));
+}
+
+Result<wire::TokenReply> CloudConnection::AwaitToken(uint64_t session, uint64_t sequence,
+                                                     int64_t& bytes_received) {
+  const auto deadline = Clock::now() + timeout_;
+  while (true) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    TANDEM_ASSIGN_OR_RETURN(wire::Message reply,
+                            channel_->Receive(std::max(left, std::chrono::milliseconds(0))));
+    bytes_received += WireSize(reply);
+    const wire::Header& header = reply.header;
+    if (header.type == wire::MessageType::kError && (header.session == session || header.session == 0)) {
+      TANDEM_ASSIGN_OR_RETURN(wire::ErrorReply error, wire::ParseError(reply));
+      return wire::ErrorToStatus(error);
+    }
+    if (header.type == wire::MessageType::kToken && header.session == session && header.sequence == sequence) {
+      return wire::ParseToken(reply);
+    }
+    // Anything else is a late reply to an abandoned request: skip it.
+  }
+}
+
+Result<std::unique_ptr<RemoteTail>> RemoteTail::Open(CloudConnection& connection, wire::OpenRequest request) {
+  request.session = connection.NextSessionId();
+  const wire::Message open = wire::MakeOpen(request);
+  TANDEM_RETURN_IF_ERROR(connection.channel().Send(open));
+  std::unique_ptr<RemoteTail> tail(new RemoteTail(connection, std::move(request)));
+  tail->stats_.wire_bytes_sent += WireSize(open);
+  return tail;
+}
+
+RemoteTail::~RemoteTail() {
+  // Best effort: the tail also expires idle sessions.
+  (void)connection_.channel().Send(wire::MakeClose(request_.session));
+}
+
+Result<int> RemoteTail::Forward(const HiddenRows& rows) {
+  const auto start = Clock::now();
+  TANDEM_ASSIGN_OR_RETURN(EncodedActivations encoded,
+                          EncodeActivations(rows.values, rows.rows, rows.cols, request_.codec));
+  const int64_t payload_bytes = static_cast<int64_t>(encoded.payload.size());
+  const uint64_t sequence = next_sequence_;
+  const wire::Message message = wire::MakeActivations(
+      request_.session, sequence, static_cast<uint32_t>(cut_log_.positions()), static_cast<uint32_t>(rows.rows),
+      static_cast<uint32_t>(rows.cols), request_.codec, encoded.compression, std::move(encoded.payload));
+  TANDEM_RETURN_IF_ERROR(connection_.channel().Send(message));
+  // The rows are logged once sent: a replay must resend exactly what the tail has seen.
+  cut_log_.Append(rows);
+  ++next_sequence_;
+  stats_.raw_bytes += encoded.raw_bytes;
+  stats_.payload_bytes += payload_bytes;
+  stats_.wire_bytes_sent += WireSize(message);
+  stats_.step_payload_bytes.push_back(payload_bytes);
+
+  TANDEM_ASSIGN_OR_RETURN(last_reply_, connection_.AwaitToken(request_.session, sequence, stats_.wire_bytes_received));
+  stats_.step_round_trip_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+  stats_.step_cloud_compute_ms.push_back(last_reply_.compute_us / 1000.0);
+  if (last_reply_.token < 0 || last_reply_.token >= static_cast<int>(connection_.remote().vocab_size)) {
+    return InvalidArgument("the cloud tail returned token " + std::to_string(last_reply_.token) +
+                           ", outside the vocabulary");
+  }
+  return last_reply_.token;
+}
+
+}  // namespace tandem::edge

@@ -1,0 +1,33 @@
+#include "tandem/services/health.hpp"
+
+#include <prometheus/text_serializer.h>
+
+namespace tandem::services {
+
+std::vector<Route> HealthRoutes(std::function<bool()> ready, std::shared_ptr<prometheus::Registry> registry) {
+  std::vector<Route> routes;
+  routes.push_back({"GET", "/healthz", [](const HttpRequest&) {
+                      HttpResponse response;
+                      response.body = R"({"status":"ok"})";
+                      return response;
+                    }});
+  routes.push_back({"GET", "/readyz", [ready = std::move(ready)](const HttpRequest&) {
+                      if (ready && !ready()) {
+                        return ErrorResponse(503, "The service is not ready.", "server_error", "not_ready");
+                      }
+                      HttpResponse response;
+                      response.body = R"({"status":"ready"})";
+                      return response;
+                    }});
+  if (registry != nullptr) {
+    routes.push_back({"GET", "/metrics", [registry = std::move(registry)](const HttpRequest&) {
+                        HttpResponse response;
+                        response.content_type = kPrometheusContentType;
+                        response.body = prometheus::TextSerializer().Serialize(registry->Collect());
+                        return response;
+                      }});
+  }
+  return routes;
+}
+
+}  // namespace tandem::services

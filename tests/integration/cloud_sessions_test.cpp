@@ -1,0 +1,120 @@
+// Many sessions at once against one real tandem-cloud: each gives exactly what it gives alone.
+#include <gtest/gtest.h>
+
+#include <future>
+#include <thread>
+
+#include "cloud_tail_process.hpp"
+#include "tandem/common/model_loader.hpp"
+#include "tandem/common/tokenizer.hpp"
+#include "tandem/edge/remote_tail.hpp"
+#include "test_env.hpp"
+
+namespace tandem {
+namespace {
+
+constexpr int kSessions = 16;
+constexpr int kSteps = 96;
+
+struct SessionPlan {
+  std::string prompt;
+  int cut = 0;
+  SamplingParams sampling;
+  ActivationCodec codec;
+};
+
+std::vector<SessionPlan> Plans() {
+  const auto records = testing::GoldenRecords();
+  std::vector<SessionPlan> plans;
+  for (int i = 0; i < kSessions; ++i) {
+    SessionPlan plan;
+    plan.prompt = records.at(static_cast<size_t>(i) % records.size())["prompt"];
+    plan.cut = i % 6;  // every cut 0..5 of the 5-layer model, mixed
+    // Half greedy, half seeded nucleus sampling (the cloud samples with the session's RNG).
+    plan.sampling = i % 2 ? SamplingParams{1.0f, 0.9f, static_cast<uint64_t>(1000 + i)} : SamplingParams{0.0f, 1.0f, 0};
+    plan.codec = i % 4 == 3 ? ActivationCodec{Precision::kBf16, Compression::kLz4} : ActivationCodec{};
+    plans.push_back(plan);
+  }
+  return plans;
+}
+
+class CloudSessionsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (testing::SharedDir().empty()) GTEST_SKIP() << "shared folder not found";
+    tail_ = std::make_unique<testing::CloudTailProcess>(std::vector<std::string>{"--workers", "2"});
+    ASSERT_TRUE(tail_->started()) << tail_->log();
+    ModelFlags flags;
+    flags.model = testing::Stories260KModel().string();
+    flags.threads = 1;
+    auto model = LoadModel(flags, /*fingerprint=*/true);
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    model_ = *model;
+    auto tokenizer = Tokenizer::Load(testing::Stories260KTokenizer().string(), model_.checkpoint->config().vocab_size);
+    ASSERT_TRUE(tokenizer.ok());
+    tokenizer_ = std::make_unique<Tokenizer>(std::move(*tokenizer));
+  }
+
+  // One session on its own connection, as one edge would run it.
+  Result<std::vector<int>> RunSession(const SessionPlan& plan) {
+    edge::CloudOptions options;
+    options.endpoint = tail_->endpoint();
+    options.security.own_keys = tail_->edge_keys();
+    options.security.server_public_key = tail_->cloud_keys().public_key;
+    options.timeout = std::chrono::seconds(30);
+    TANDEM_ASSIGN_OR_RETURN(auto connection,
+                            edge::CloudConnection::Connect(context_, options,
+                                                           wire::DescribeModel(model_.checkpoint->config(),
+                                                                               model_.fingerprint)));
+    EdgeRunner edge(model_.transformer, plan.cut, kSteps);
+    TANDEM_ASSIGN_OR_RETURN(auto tail, edge::RemoteTail::Open(*connection, {.cut = plan.cut,
+                                                                           .codec = plan.codec,
+                                                                           .sampling = plan.sampling,
+                                                                           .max_positions = kSteps}));
+    const std::vector<int> prompt = tokenizer_->Encode(plan.prompt, true, false);
+    TANDEM_ASSIGN_OR_RETURN(Generation generation, Generate(edge, *tail, prompt, GenerateOptions{kSteps, true}));
+    if (tail->cut_log().positions() != static_cast<int64_t>(generation.ids.size()) - 1 &&
+        tail->cut_log().positions() != static_cast<int64_t>(generation.ids.size())) {
+      return Internal("the cut log does not hold every position sent");
+    }
+    return generation.ids;
+  }
+
+  std::unique_ptr<testing::CloudTailProcess> tail_;
+  LoadedModel model_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  zmq::context_t context_;
+};
+
+TEST_F(CloudSessionsTest, SixteenConcurrentSessionsMatchTheirSoloRuns) {
+  const std::vector<SessionPlan> plans = Plans();
+  std::vector<std::vector<int>> solo;
+  for (const SessionPlan& plan : plans) {
+    auto ids = RunSession(plan);
+    ASSERT_TRUE(ids.ok()) << ids.status().ToString();
+    solo.push_back(*ids);
+  }
+  std::vector<std::future<Result<std::vector<int>>>> concurrent;
+  for (const SessionPlan& plan : plans) {
+    concurrent.push_back(std::async(std::launch::async, [this, &plan] { return RunSession(plan); }));
+  }
+  for (size_t i = 0; i < plans.size(); ++i) {
+    auto ids = concurrent[i].get();
+    ASSERT_TRUE(ids.ok()) << "session " << i << ": " << ids.status().ToString();
+    EXPECT_EQ(*ids, solo[i]) << "session " << i << " (cut " << plans[i].cut << ")";
+  }
+  // Greedy fp32 sessions are the golden continuations too.
+  const auto records = testing::GoldenRecords();
+  for (size_t i = 0; i < plans.size(); i += 2) {
+    if (plans[i].codec != ActivationCodec{}) continue;
+    const auto& golden = records.at(i % records.size());
+    const auto expected = golden["ids"].get<std::vector<int>>();
+    const size_t n = std::min(expected.size(), solo[i].size());
+    EXPECT_EQ(std::vector<int>(solo[i].begin(), solo[i].begin() + static_cast<long>(n)),
+              std::vector<int>(expected.begin(), expected.begin() + static_cast<long>(n)))
+        << "session " << i;
+  }
+}
+
+}  // namespace
+}  // namespace tandem

@@ -1,0 +1,132 @@
+// The split across processes: `tandem generate --cloud` against a real tandem-cloud on loopback with CURVE
+// reproduces the golden outputs at every cut, samples as the local run does, and reports what crossed.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <future>
+
+#include "cloud_tail_process.hpp"
+#include "test_env.hpp"
+
+namespace tandem {
+namespace {
+
+using testing::CloudTailProcess;
+using testing::RunProgram;
+
+constexpr int kLayers = 5;  // stories260K
+constexpr int kDim = 64;
+
+class CloudSplitTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!testing::SharedDir().empty()) tail_ = new CloudTailProcess();
+  }
+  static void TearDownTestSuite() {
+    if (tail_ != nullptr) EXPECT_EQ(tail_->process().Stop(), 0) << "tandem-cloud did not stop cleanly on SIGTERM";
+    delete tail_;
+    tail_ = nullptr;
+  }
+  void SetUp() override {
+    if (tail_ == nullptr) GTEST_SKIP() << "shared folder not found";
+    ASSERT_TRUE(tail_->started()) << tail_->log();
+  }
+
+  // `tandem generate --json` on the cloud tail; extra flags after the model and the cloud.
+  static testing::CommandResult GenerateOnCloud(const std::string& prompt, int steps,
+                                                std::vector<std::string> extra, bool stranger = false) {
+    std::vector<std::string> args = {"generate",    "--model",  testing::Stories260KModel().string(),
+                                     "--tokenizer", testing::Stories260KTokenizer().string(),
+                                     "--prompt",    prompt,     "--steps", std::to_string(steps), "--json"};
+    const auto cloud = tail_->EdgeFlags(stranger);
+    args.insert(args.end(), cloud.begin(), cloud.end());
+    args.insert(args.end(), extra.begin(), extra.end());
+    return RunProgram("tandem", args, 60);
+  }
+
+  static CloudTailProcess* tail_;
+};
+
+CloudTailProcess* CloudSplitTest::tail_ = nullptr;
+
+TEST_F(CloudSplitTest, EveryCutReproducesTheGoldenOutputs) {
+  const auto records = testing::GoldenRecords();
+  ASSERT_EQ(records.size(), 5u);
+  // One thread per golden prompt, each walking the cuts: the tail serves them concurrently.
+  std::vector<std::future<void>> runs;
+  for (const nlohmann::json& golden : records) {
+    runs.push_back(std::async(std::launch::async, [&golden] {
+      for (int cut = 0; cut <= kLayers; ++cut) {
+        SCOPED_TRACE("prompt '" + golden["prompt"].get<std::string>() + "', cut " + std::to_string(cut));
+        const auto result = GenerateOnCloud(golden["prompt"], golden["steps"],
+                                            {"--split", std::to_string(cut), "--codec", "fp32", "--temperature", "0"});
+        ASSERT_EQ(result.exit_code, 0) << result.err;
+        const auto out = nlohmann::json::parse(result.out);
+        EXPECT_EQ(out["ids"], golden["ids"]);
+        EXPECT_EQ(out["text"], golden["text"]);
+        // Every position crossed the cut once as float32 rows, cut 0 included: embedding rows, not ids.
+        const int64_t positions = static_cast<int64_t>(golden["ids"].size()) - 1;
+        EXPECT_EQ(out["cut"]["raw_bytes"].get<int64_t>(), positions * kDim * 4);
+        EXPECT_EQ(out["cut"]["payload_bytes"].get<int64_t>(), positions * kDim * 4);
+        EXPECT_EQ(out["cut"]["step_round_trip_ms"].size(), static_cast<size_t>(positions - golden["prompt_ids"].size() + 1));
+      }
+    }));
+  }
+  for (auto& run : runs) run.get();
+}
+
+TEST_F(CloudSplitTest, SeededSamplingOnTheCloudMatchesTheLocalRun) {
+  const std::vector<std::string> sampling = {"--temperature", "1.0", "--top-p", "0.9", "--seed", "42"};
+  std::vector<std::string> local_args = {"generate",    "--model",       testing::Stories260KModel().string(),
+                                         "--tokenizer", testing::Stories260KTokenizer().string(),
+                                         "--prompt",    "Once upon a time", "--steps", "80", "--json"};
+  local_args.insert(local_args.end(), sampling.begin(), sampling.end());
+  const auto local = RunProgram("tandem", local_args);
+  ASSERT_EQ(local.exit_code, 0) << local.err;
+  std::vector<std::string> split = {"--split", "3"};
+  split.insert(split.end(), sampling.begin(), sampling.end());
+  const auto remote = GenerateOnCloud("Once upon a time", 80, split);
+  ASSERT_EQ(remote.exit_code, 0) << remote.err;
+  EXPECT_EQ(nlohmann::json::parse(remote.out)["ids"], nlohmann::json::parse(local.out)["ids"]);
+}
+
+TEST_F(CloudSplitTest, Int8ZstdReportsSmallerDecodePayloads) {
+  const auto fp32 = GenerateOnCloud("One day", 40, {"--split", "2", "--codec", "fp32", "--temperature", "0"});
+  const auto int8 = GenerateOnCloud("One day", 40, {"--split", "2", "--codec", "int8+zstd", "--temperature", "0"});
+  ASSERT_EQ(fp32.exit_code, 0) << fp32.err;
+  ASSERT_EQ(int8.exit_code, 0) << int8.err;
+  const auto fp32_cut = nlohmann::json::parse(fp32.out)["cut"];
+  const auto int8_cut = nlohmann::json::parse(int8.out)["cut"];
+  EXPECT_EQ(int8_cut["codec"], "int8+zstd");
+  EXPECT_EQ(fp32_cut["decode_payload_bytes"].get<double>(), kDim * 4);
+  // int8: 64 bytes and a float32 scale per row; zstd cannot shrink that much, so it is sent as is.
+  EXPECT_LE(int8_cut["decode_payload_bytes"].get<double>(), kDim + 4);
+}
+
+TEST_F(CloudSplitTest, AClientThatIsNotAllowListedIsRefusedWithAClearError) {
+  const auto result = GenerateOnCloud("Hello", 10, {"--split", "1", "--timeout-ms", "500"}, /*stranger=*/true);
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("allow-clients"), std::string::npos) << result.err;
+  EXPECT_TRUE(tail_->process().Running());
+}
+
+TEST_F(CloudSplitTest, ThePlaintextClientOfACurveTailGetsNoAnswer) {
+  std::vector<std::string> args = {"generate", "--model", testing::Stories260KModel().string(), "--tokenizer",
+                                   testing::Stories260KTokenizer().string(), "--prompt", "Hi", "--split", "1",
+                                   "--cloud", tail_->endpoint(), "--insecure", "--timeout-ms", "500"};
+  const auto result = RunProgram("tandem", args);
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("no reply"), std::string::npos) << result.err;
+}
+
+TEST_F(CloudSplitTest, CloudFlagsAreChecked) {
+  const auto no_split = GenerateOnCloud("Hi", 10, {});
+  EXPECT_NE(no_split.exit_code, 0);
+  EXPECT_NE(no_split.err.find("--split"), std::string::npos) << no_split.err;
+  const auto bad_codec = GenerateOnCloud("Hi", 10, {"--split", "1", "--codec", "int3"});
+  EXPECT_NE(bad_codec.exit_code, 0);
+  EXPECT_NE(bad_codec.err.find("int3"), std::string::npos) << bad_codec.err;
+}
+
+}  // namespace
+}  // namespace tandem

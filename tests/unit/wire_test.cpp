@@ -1,0 +1,179 @@
+// The wire protocol's framing: every message round-trips, and every malformed header or payload is refused
+// with a message saying what is wrong.
+#include "tandem/common/wire.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+namespace tandem::wire {
+namespace {
+
+std::vector<std::byte> Bytes(std::string_view text) {
+  const auto* data = reinterpret_cast<const std::byte*>(text.data());
+  return {data, data + text.size()};
+}
+
+TEST(WireHeaderTest, RoundTripsEveryField) {
+  const Header header{.version = kProtocolVersion,
+                      .type = MessageType::kActivations,
+                      .flags = 3,
+                      .session = 0x0102030405060708,
+                      .sequence = 99,
+                      .cut = 4,
+                      .precision = 3,
+                      .compression = 2,
+                      .rows = 17,
+                      .cols = 768,
+                      .position = 123456};
+  const HeaderBytes bytes = SerializeHeader(header);
+  // Little-endian magic "TNDM" first, the version next.
+  EXPECT_EQ(std::memcmp(bytes.data(), "TNDM", 4), 0);
+  EXPECT_EQ(static_cast<uint8_t>(bytes[4]), kProtocolVersion);
+  auto parsed = ParseHeader(bytes);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->type, header.type);
+  EXPECT_EQ(parsed->flags, header.flags);
+  EXPECT_EQ(parsed->session, header.session);
+  EXPECT_EQ(parsed->sequence, header.sequence);
+  EXPECT_EQ(parsed->cut, header.cut);
+  EXPECT_EQ(parsed->precision, header.precision);
+  EXPECT_EQ(parsed->compression, header.compression);
+  EXPECT_EQ(parsed->rows, header.rows);
+  EXPECT_EQ(parsed->cols, header.cols);
+  EXPECT_EQ(parsed->position, header.position);
+}
+
+TEST(WireHeaderTest, RefusesWrongSizeMagicAndType) {
+  HeaderBytes bytes = SerializeHeader({.type = MessageType::kPing});
+  for (size_t size : {size_t{0}, size_t{39}, size_t{41}}) {
+    std::vector<std::byte> resized(bytes.begin(), bytes.end());
+    resized.resize(size);
+    EXPECT_FALSE(ParseHeader(resized).ok()) << size;
+  }
+  HeaderBytes bad_magic = bytes;
+  bad_magic[0] = std::byte{'X'};
+  EXPECT_NE(ParseHeader(bad_magic).status().message().find("magic"), std::string::npos);
+  for (uint8_t type : {0, 10, 255}) {
+    HeaderBytes bad_type = bytes;
+    bad_type[6] = std::byte{type};
+    EXPECT_NE(ParseHeader(bad_type).status().message().find("unknown message type"), std::string::npos);
+  }
+  // Another version parses, so that the receiver can answer it with version_mismatch.
+  HeaderBytes other_version = bytes;
+  other_version[4] = std::byte{2};
+  auto parsed = ParseHeader(other_version);
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(parsed->version, 2);
+}
+
+TEST(WireMessageTest, HelloRoundTrips) {
+  ModelConfig config;
+  config.dim = 64;
+  config.n_layers = 5;
+  config.vocab_size = 512;
+  config.seq_len = 512;
+  Hello hello = DescribeModel(config, 0xfeedbeef);
+  hello.max_rows = 512;
+  hello.max_sessions = 8;
+  hello.max_payload_bytes = 1 << 20;
+  auto parsed = ParseHello(MakeHello(hello));
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->fingerprint, 0xfeedbeefu);
+  EXPECT_EQ(parsed->n_layers, 5u);
+  EXPECT_EQ(parsed->dim, 64u);
+  EXPECT_EQ(parsed->max_sessions, 8u);
+  EXPECT_EQ(parsed->max_payload_bytes, 1u << 20);
+  EXPECT_EQ(parsed->codecs, AllActivationCodecs());
+}
+
+TEST(WireMessageTest, HelloPayloadsThatDoNotAddUpAreRefused) {
+  Message hello = MakeHello(DescribeModel(ModelConfig{}, 1));
+  for (size_t cut = 0; cut < hello.payload.size(); ++cut) {
+    Message truncated = hello;
+    truncated.payload.resize(cut);
+    EXPECT_FALSE(ParseHello(truncated).ok()) << cut;
+  }
+  Message unknown_codec = hello;
+  unknown_codec.payload.back() = std::byte{9};
+  EXPECT_FALSE(ParseHello(unknown_codec).ok());
+  Message not_hello = hello;
+  not_hello.header.type = MessageType::kOpen;
+  EXPECT_FALSE(ParseHello(not_hello).ok());
+}
+
+TEST(WireMessageTest, OpenRoundTripsAndValidatesSampling) {
+  const OpenRequest open{.session = 7,
+                         .cut = 3,
+                         .codec = {Precision::kInt4, Compression::kZstd},
+                         .sampling = {0.7f, 0.95f, 1234},
+                         .top_logprobs = 5,
+                         .max_positions = 300};
+  auto parsed = ParseOpen(MakeOpen(open));
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->session, 7u);
+  EXPECT_EQ(parsed->cut, 3);
+  EXPECT_EQ(parsed->codec, open.codec);
+  EXPECT_EQ(parsed->sampling.temperature, 0.7f);
+  EXPECT_EQ(parsed->sampling.seed, 1234u);
+  EXPECT_EQ(parsed->top_logprobs, 5);
+  EXPECT_EQ(parsed->max_positions, 300u);
+
+  OpenRequest bad = open;
+  bad.sampling.temperature = std::nanf("");
+  EXPECT_FALSE(ParseOpen(MakeOpen(bad)).ok());
+  bad = open;
+  bad.top_logprobs = kMaxTopLogprobs + 1;
+  EXPECT_FALSE(ParseOpen(MakeOpen(bad)).ok());
+  Message trailing = MakeOpen(open);
+  trailing.payload.push_back(std::byte{0});
+  EXPECT_NE(ParseOpen(trailing).status().message().find("trailing"), std::string::npos);
+  Message bad_codec = MakeOpen(open);
+  bad_codec.header.precision = 42;
+  EXPECT_FALSE(ParseOpen(bad_codec).ok());
+}
+
+TEST(WireMessageTest, TokenRoundTripsWithTopLogprobs) {
+  const TokenReply token{.session = 3, .sequence = 8, .token = 411, .compute_us = 250,
+                         .top_logprobs = {{411, -0.1f}, {7, -2.5f}}};
+  auto parsed = ParseToken(MakeToken(token));
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->session, 3u);
+  EXPECT_EQ(parsed->sequence, 8u);
+  EXPECT_EQ(parsed->token, 411);
+  EXPECT_EQ(parsed->compute_us, 250u);
+  EXPECT_EQ(parsed->top_logprobs, token.top_logprobs);
+  Message lying_count = MakeToken(token);
+  lying_count.payload[8] = std::byte{3};  // says three alternatives, carries two
+  EXPECT_FALSE(ParseToken(lying_count).ok());
+}
+
+TEST(WireMessageTest, ErrorRoundTripsAndMapsToStatus) {
+  const ErrorReply error{.session = 5, .sequence = 2, .code = ErrorCode::kOverloaded, .retryable = true,
+                         .message = "KV-cache memory is full"};
+  auto parsed = ParseError(MakeError(error));
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(parsed->code, ErrorCode::kOverloaded);
+  EXPECT_TRUE(parsed->retryable);
+  EXPECT_EQ(parsed->message, error.message);
+  const Status status = ErrorToStatus(*parsed);
+  EXPECT_EQ(status.code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(status.message().find("overloaded"), std::string::npos);
+  // Long texts are cut to the limit on the way out and refused beyond it on the way in.
+  ErrorReply long_error = error;
+  long_error.message.assign(5000, 'x');
+  EXPECT_EQ(ParseError(MakeError(long_error))->message.size(), kMaxErrorMessageBytes);
+  Message too_long = MakeError(error);
+  too_long.payload = Bytes(std::string(2 + kMaxErrorMessageBytes + 1, 'x'));
+  EXPECT_FALSE(ParseError(too_long).ok());
+}
+
+TEST(WireMessageTest, PingPayloadIsBounded) {
+  const std::vector<std::byte> big(200, std::byte{1});
+  EXPECT_EQ(MakePing(big).payload.size(), kMaxPingBytes);
+  EXPECT_EQ(MakeClose(9).header.session, 9u);
+}
+
+}  // namespace
+}  // namespace tandem::wire

@@ -10,6 +10,7 @@
 
 #include "cli_support.hpp"
 #include "commands.hpp"
+#include "split_setup.hpp"
 #include "tandem/common/pipeline.hpp"
 #include "tandem/common/threading.hpp"
 
@@ -52,20 +53,45 @@ double PeakRssMegabytes() {
   return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
 }
 
+// Prefill and decode speed of each measured run of one configuration.
+struct Runs {
+  std::vector<double> prefill_tok_s, decode_tok_s, decode_ms_per_token;
+};
+
+// One greedy generation of `positions` positions through a fresh tail from `tails`, recorded unless warmup.
+Status MeasureRun(const LoadedModel& model, TailFactory& tails, const std::vector<int>& prompt, int positions,
+                  Runs* record) {
+  EdgeRunner edge(model.transformer, tails.cut(), positions);
+  TANDEM_ASSIGN_OR_RETURN(const auto tail, tails.NewTail(positions, SamplingParams{0.0f, 1.0f, 0}));
+  TANDEM_ASSIGN_OR_RETURN(const Generation generation,
+                          Generate(edge, *tail, prompt, GenerateOptions{positions, false}));
+  if (record != nullptr) {
+    const GenerationTimings& timings = generation.timings;
+    record->prefill_tok_s.push_back(timings.prefill_tokens_per_second());
+    record->decode_tok_s.push_back(timings.decode_tokens_per_second());
+    record->decode_ms_per_token.push_back(1000.0 / timings.decode_tokens_per_second());
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 int RunBench(std::span<const std::string> args) {
   ModelFlags model_flags;
+  SplitFlags split_flags;
   int prompt_tokens = 128, gen_tokens = 128, repeat = 5, warmup = 1;
   uint64_t seed = 1;
   FlagSet flags("usage: tandem bench --model M [--int8-blocks A:B] [--prompt-tokens 128] "
-                "[--gen-tokens 128] [--threads N] [--repeat R]");
+                "[--gen-tokens 128] [--threads N] [--repeat R] [--split K [--codec C] [--cloud ...]]\n\n"
+                "With --split, each repeat runs the all-local baseline and the split configuration back to\n"
+                "back, and the per-token decode latency of both is compared.");
   model_flags.Declare(flags, "llama2.c checkpoint (e.g. from tandem make-model)");
   flags.Int("prompt-tokens", &prompt_tokens, "prompt length of each run (random token ids)");
   flags.Int("gen-tokens", &gen_tokens, "tokens generated in each run (greedy; BOS does not stop it)");
   flags.Int("repeat", &repeat, "measured runs");
   flags.Int("warmup", &warmup, "unmeasured runs first");
   flags.UInt64("seed", &seed, "seed of the random prompt");
+  split_flags.Declare(flags);
   if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
   if (Status status = Require(flags, "model"); !status.ok()) return Fail(kCommand, status, kExitUsage);
   if (prompt_tokens < 1 || gen_tokens < 2 || repeat < 1 || warmup < 0) {
@@ -73,7 +99,7 @@ int RunBench(std::span<const std::string> args) {
                 InvalidArgument("need --prompt-tokens >= 1, --gen-tokens >= 2, --repeat >= 1, --warmup >= 0"),
                 kExitUsage);
   }
-  auto model = LoadModel(model_flags);
+  auto model = LoadModel(model_flags, /*fingerprint=*/split_flags.cloud.enabled());
   if (!model.ok()) return Fail(kCommand, model.status());
   const ModelConfig& config = model->checkpoint->config();
   const int positions = prompt_tokens + gen_tokens - 1;  // the last sampled token is not fed back
@@ -96,19 +122,31 @@ int RunBench(std::span<const std::string> args) {
               model_flags.model.c_str(), config.ToString().c_str(), model_flags.int8_blocks.c_str(),
               model_flags.int8_head ? " + head" : "",
               ComputeThreads(), prompt_tokens, gen_tokens, weight_mb);
-  std::vector<double> prefill, decode;
-  for (int run = 0; run < warmup + repeat; ++run) {
-    EdgeRunner edge(model->transformer, layers, positions);
-    LocalTail tail(model->transformer, layers, positions, SamplingParams{0.0f, 1.0f, 0});
-    auto generation = Generate(edge, tail, prompt, GenerateOptions{positions, false});
-    if (!generation.ok()) return Fail(kCommand, generation.status());
-    const GenerationTimings& timings = generation->timings;
-    if (run < warmup) continue;
-    prefill.push_back(timings.prefill_tokens_per_second());
-    decode.push_back(timings.decode_tokens_per_second());
-    std::printf("run %d: prefill %.1f tok/s, decode %.1f tok/s\n", run - warmup + 1, prefill.back(),
-                decode.back());
+  auto local = TailFactory::Create(*model, SplitFlags{});
+  if (!local.ok()) return Fail(kCommand, local.status());
+  std::unique_ptr<TailFactory> split;
+  if (split_flags.split >= 0) {
+    auto created = TailFactory::Create(*model, split_flags);
+    if (!created.ok()) return Fail(kCommand, created.status());
+    split = std::move(*created);
   }
+  Runs local_runs, split_runs;
+  for (int run = 0; run < warmup + repeat; ++run) {
+    const bool measured = run >= warmup;
+    Status status = MeasureRun(*model, **local, prompt, positions, measured ? &local_runs : nullptr);
+    if (status.ok() && split) status = MeasureRun(*model, *split, prompt, positions, measured ? &split_runs : nullptr);
+    if (!status.ok()) return Fail(kCommand, status);
+    if (!measured) continue;
+    std::printf("run %d: prefill %.1f tok/s, decode %.1f tok/s", run - warmup + 1, local_runs.prefill_tok_s.back(),
+                local_runs.decode_tok_s.back());
+    if (split) {
+      std::printf("; split: prefill %.1f tok/s, decode %.1f tok/s", split_runs.prefill_tok_s.back(),
+                  split_runs.decode_tok_s.back());
+    }
+    std::printf("\n");
+  }
+  const std::vector<double>& prefill = local_runs.prefill_tok_s;
+  const std::vector<double>& decode = local_runs.decode_tok_s;
   const Summary prefill_summary = Summarize(prefill), decode_summary = Summarize(decode);
   const double peak_rss_mb = PeakRssMegabytes();  // before the bandwidth probe's buffer
   const double memory_gb_s = MemoryReadGigabytesPerSecond();
@@ -119,7 +157,7 @@ int RunBench(std::span<const std::string> args) {
               "peak RSS %.0f MB\n",
               prefill_summary.median, prefill_summary.min, prefill_summary.max, decode_summary.median,
               decode_summary.min, decode_summary.max, peak_rss_mb);
-  const nlohmann::json result = {{"prefill_tok_s", ToJson(prefill_summary)},
+  nlohmann::json result = {{"prefill_tok_s", ToJson(prefill_summary)},
                                  {"decode_tok_s", ToJson(decode_summary)},
                                  {"peak_rss_mb", peak_rss_mb},
                                  {"decode_weight_gb_s", decode_gb_s},
@@ -129,6 +167,30 @@ int RunBench(std::span<const std::string> args) {
                                  {"int8_head", model_flags.int8_head},
                                  {"weight_mb_per_token", weight_mb},
                                  {"repeat", repeat}};
+  if (split) {
+    const double local_ms = Median(local_runs.decode_ms_per_token);
+    const double split_ms = Median(split_runs.decode_ms_per_token);
+    // Each repeat ran both back to back: the median of the paired differences cancels slow drifts of the
+    // machine that a difference of medians would keep.
+    std::vector<double> added;
+    for (size_t i = 0; i < split_runs.decode_ms_per_token.size(); ++i) {
+      added.push_back(split_runs.decode_ms_per_token[i] - local_runs.decode_ms_per_token[i]);
+    }
+    const double added_ms = Median(added);
+    const std::string where = split_flags.cloud.enabled() ? "on " + split_flags.cloud.endpoint : "in-process";
+    std::printf("split at %d (%s, %s): prefill %.1f tok/s, decode %.1f tok/s; per-token decode latency "
+                "%.3f ms vs %.3f ms all local (medians); added per token: %+.3f ms (median of %zu paired runs)\n",
+                split_flags.split, split_flags.cloud.codec.c_str(), where.c_str(), Median(split_runs.prefill_tok_s),
+                Median(split_runs.decode_tok_s), split_ms, local_ms, added_ms, added.size());
+    result["split"] = {{"cut", split_flags.split},
+                       {"codec", split_flags.cloud.codec},
+                       {"cloud", split_flags.cloud.endpoint},
+                       {"prefill_tok_s", ToJson(Summarize(split_runs.prefill_tok_s))},
+                       {"decode_tok_s", ToJson(Summarize(split_runs.decode_tok_s))},
+                       {"decode_ms_per_token", split_ms},
+                       {"local_decode_ms_per_token", local_ms},
+                       {"added_ms_per_token", added_ms}};
+  }
   std::printf("%s\n", result.dump().c_str());
   return 0;
 }

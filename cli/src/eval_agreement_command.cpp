@@ -4,20 +4,43 @@
 
 #include <cstdio>
 #include <fstream>
+#include <optional>
 
 #include "cli_support.hpp"
 #include "commands.hpp"
+#include "tandem/common/activation_codec.hpp"
 
 namespace tandem::cli {
 namespace {
 
 constexpr const char* kCommand = "eval-agreement";
 
-// Logits [n, vocab] of a whole sequence in one prefill.
-Result<at::Tensor> SequenceLogits(const Transformer& model, const std::vector<int>& ids) {
-  KvCache cache(model.config(), BlockRange{0, model.n_layers()}, static_cast<int>(ids.size()));
+// Where the evaluated configuration cuts the model and how its boundary rows cross (no cut: cut = L).
+struct Cut {
+  int block = 0;
+  std::optional<ActivationCodec> codec;
+};
+
+// Logits [n, vocab] of a whole sequence in one prefill; at a cut, the boundary rows go through the codec
+// first. Every codec works row by row (int4 groups stay within a row), so coding all rows at once equals
+// coding each decode step's row on its own.
+Result<at::Tensor> SequenceLogits(const Transformer& model, const std::vector<int>& ids, const Cut& cut) {
+  const int n = static_cast<int>(ids.size());
+  KvCache edge_cache(model.config(), BlockRange{0, cut.block}, n);
+  KvCache tail_cache(model.config(), BlockRange{cut.block, model.n_layers()}, n);
   TANDEM_ASSIGN_OR_RETURN(at::Tensor hidden, model.Embed(ids));
-  TANDEM_RETURN_IF_ERROR(model.RunBlocks(hidden, cache));
+  TANDEM_RETURN_IF_ERROR(model.RunBlocks(hidden, edge_cache));
+  if (cut.codec) {
+    const int64_t rows = hidden.size(0), cols = hidden.size(1);
+    TANDEM_ASSIGN_OR_RETURN(
+        const EncodedActivations encoded,
+        EncodeActivations({hidden.data_ptr<float>(), static_cast<size_t>(rows * cols)}, rows, cols, *cut.codec));
+    TANDEM_ASSIGN_OR_RETURN(std::vector<float> decoded,
+                            DecodeActivations(encoded.payload, rows, cols,
+                                              {cut.codec->precision, encoded.compression}, rows * cols));
+    hidden = at::from_blob(decoded.data(), {rows, cols}, at::kFloat).clone();
+  }
+  TANDEM_RETURN_IF_ERROR(model.RunBlocks(hidden, tail_cache));
   return model.Logits(hidden);
 }
 
@@ -52,16 +75,27 @@ Result<std::vector<GoldenRecord>> ReadGolden(const std::string& path) {
 
 int RunEvalAgreement(std::span<const std::string> args) {
   ModelFlags model_flags;
-  std::string tokenizer_path, golden_path;
-  FlagSet flags("usage: tandem eval-agreement --model M --tokenizer T --golden FILE --int8-blocks A:B\n\n"
-                "Teacher-forced top-1 agreement of the int8 configuration with float32 at every position\n"
-                "of the golden continuations (the prompt's positions are not counted).");
+  std::string tokenizer_path, golden_path, codec_name;
+  int split = -1;
+  FlagSet flags("usage: tandem eval-agreement --model M --tokenizer T --golden FILE [--int8-blocks A:B] "
+                "[--split K --codec C]\n\n"
+                "Teacher-forced top-1 agreement with float32 of int8 blocks and/or a lossy activation codec at\n"
+                "the cut, at every position of the golden continuations (the prompt's positions are not counted).");
   model_flags.Declare(flags, "llama2.c checkpoint");
   flags.String("tokenizer", &tokenizer_path, "llama2.c tokenizer of the model (checked against it)");
   flags.String("golden", &golden_path, "JSON lines with prompt_ids and ids");
+  flags.Int("split", &split, "the cut K where the boundary rows go through --codec");
+  flags.String("codec", &codec_name, "activation codec at the cut, e.g. int8+zstd");
   if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
-  for (const char* name : {"model", "tokenizer", "golden", "int8-blocks"}) {
+  for (const char* name : {"model", "tokenizer", "golden"}) {
     if (Status status = Require(flags, name); !status.ok()) return Fail(kCommand, status, kExitUsage);
+  }
+  if (model_flags.int8_blocks.empty() && codec_name.empty()) {
+    return Fail(kCommand, InvalidArgument("nothing to compare: give --int8-blocks and/or --split K --codec C"),
+                kExitUsage);
+  }
+  if (codec_name.empty() != (split < 0)) {
+    return Fail(kCommand, InvalidArgument("--split and --codec go together"), kExitUsage);
   }
   auto quantized = LoadModel(model_flags);
   if (!quantized.ok()) return Fail(kCommand, quantized.status());
@@ -72,14 +106,24 @@ int RunEvalAgreement(std::span<const std::string> args) {
   if (!reference.ok()) return Fail(kCommand, reference.status());
   auto records = ReadGolden(golden_path);
   if (!records.ok()) return Fail(kCommand, records.status());
+  const int layers = quantized->transformer->n_layers();
+  Cut cut{layers, std::nullopt};
+  if (split >= 0) {
+    if (split > layers) {
+      return Fail(kCommand, InvalidArgument("--split must be within 0.." + std::to_string(layers)), kExitUsage);
+    }
+    auto codec = ParseActivationCodec(codec_name);
+    if (!codec.ok()) return Fail(kCommand, codec.status(), kExitUsage);
+    cut = {split, *codec};
+  }
 
   int64_t agree = 0, total = 0;
   for (size_t index = 0; index < records->size(); ++index) {
     const GoldenRecord& record = (*records)[index];
     // Inputs are every id but the last; position p predicts ids[p + 1].
     const std::vector<int> inputs(record.ids.begin(), record.ids.end() - 1);
-    auto want = SequenceLogits(**reference, inputs);
-    auto got = SequenceLogits(*quantized->transformer, inputs);
+    auto want = SequenceLogits(**reference, inputs, Cut{layers, std::nullopt});
+    auto got = SequenceLogits(*quantized->transformer, inputs, cut);
     if (!want.ok()) return Fail(kCommand, want.status().WithContext(golden_path));
     if (!got.ok()) return Fail(kCommand, got.status().WithContext(golden_path));
     const int64_t first = static_cast<int64_t>(record.prompt_ids.size()) - 1;
@@ -94,9 +138,9 @@ int RunEvalAgreement(std::span<const std::string> args) {
     total += count;
   }
   if (total == 0) return Fail(kCommand, InvalidArgument(golden_path + ": no continuation positions"));
-  std::printf("int8 blocks %s%s, %zu records\n", model_flags.int8_blocks.c_str(),
-              model_flags.int8_head ? " + head" : "",
-              records->size());
+  std::printf("int8 blocks [%s]%s, codec at cut %s: %s, %zu records\n", model_flags.int8_blocks.c_str(),
+              model_flags.int8_head ? " + head" : "", split >= 0 ? std::to_string(split).c_str() : "-",
+              cut.codec ? cut.codec->Name().c_str() : "none", records->size());
   std::printf("top-1 agreement: %.2f%% over %lld positions\n", 100.0 * static_cast<double>(agree) / total,
               static_cast<long long>(total));
   return 0;

@@ -31,19 +31,18 @@ struct Run {
   nlohmann::json cut_report;  // what crossed the cut; null when all local
 };
 
-// Builds the pipeline for the cut the flags choose and runs it.
-Result<Run> RunPipeline(const LoadedModel& model, const GenerateFlags& flags, const std::vector<int>& prompt_ids,
-                        const TokenCallback& on_token) {
+// Runs the edge and a tail from `tails` over the prompt.
+Result<Run> RunPipeline(const LoadedModel& model, TailFactory& tails, const GenerateFlags& flags,
+                        const std::vector<int>& prompt_ids, const TokenCallback& on_token) {
   const SamplingParams sampling{flags.temperature, flags.top_p, flags.seed};
   TANDEM_RETURN_IF_ERROR(sampling.Validate());
-  TANDEM_ASSIGN_OR_RETURN(const std::unique_ptr<TailFactory> tails, TailFactory::Create(model, flags.split));
   const int seq_len = model.transformer->config().seq_len;
   const int capacity = flags.steps <= 0 ? seq_len : std::min(flags.steps, seq_len);
-  EdgeRunner edge(model.transformer, tails->cut(), capacity);
-  TANDEM_ASSIGN_OR_RETURN(const std::unique_ptr<TailRunner> tail, tails->NewTail(capacity, sampling));
+  EdgeRunner edge(model.transformer, tails.cut(), capacity);
+  TANDEM_ASSIGN_OR_RETURN(const std::unique_ptr<TailRunner> tail, tails.NewTail(capacity, sampling));
   TANDEM_ASSIGN_OR_RETURN(Generation generation,
                           Generate(edge, *tail, prompt_ids, GenerateOptions{flags.steps, true}, on_token));
-  return Run{std::move(generation), tails->Report(*tail)};
+  return Run{std::move(generation), tails.Report(*tail)};
 }
 
 }  // namespace
@@ -73,6 +72,10 @@ int RunGenerate(std::span<const std::string> args) {
   auto tokenizer = Tokenizer::Load(f.tokenizer, model->checkpoint->config().vocab_size);
   if (!tokenizer.ok()) return Fail(kCommand, tokenizer.status());
 
+  // Connects to the cloud tail, if any, before printing anything.
+  auto tails = TailFactory::Create(*model, f.split);
+  if (!tails.ok()) return Fail(kCommand, tails.status());
+
   const std::vector<int> prompt_ids = tokenizer->Encode(f.prompt, /*add_bos=*/true, /*add_eos=*/false);
   TokenCallback stream_text;
   if (!f.json) {
@@ -84,7 +87,7 @@ int RunGenerate(std::span<const std::string> args) {
       previous = token;
     };
   }
-  auto run = RunPipeline(*model, f, prompt_ids, stream_text);
+  auto run = RunPipeline(*model, **tails, f, prompt_ids, stream_text);
   if (!run.ok()) return Fail(kCommand, run.status());
   const Generation& generation = run->generation;
   const GenerationTimings& timings = generation.timings;

@@ -39,8 +39,8 @@ int RunKeygen(std::span<const std::string> args) {
   Result<CurveKeyPair> keys = GenerateCurveKeyPair();
   if (!keys.ok()) return Fail(kCommand, keys.status());
   if (Status written = WriteCurveKeyPair(*keys, out, force); !written.ok()) return Fail(kCommand, written);
-  std::printf("secret key: %s\npublic key: %s\n%s\n", secret_path.c_str(), public_path.c_str(),
-              keys->public_key.c_str());
+  std::printf("secret key file: %s\npublic key file: %s\npublic key: %s\n", secret_path.c_str(),
+              public_path.c_str(), keys->public_key.c_str());
   return 0;
 }
 

@@ -9,6 +9,7 @@
 #include "tandem/common/curve.hpp"
 #include "tandem/common/log.hpp"
 #include "tandem/common/model_loader.hpp"
+#include "tandem/common/pipeline.hpp"
 #include "tandem/common/tokenizer.hpp"
 #include "tandem/services/health.hpp"
 #include "tandem/services/http_server.hpp"
@@ -89,6 +90,15 @@ Result<TailServerOptions> ServerOptions(const CloudConfig& config) {
   return options;
 }
 
+// One short prefill and a decode step through every block, so that the first session does not pay for
+// kernel set-up and thread-pool start (tens of milliseconds).
+Status WarmUp(const std::shared_ptr<const Transformer>& model) {
+  const int dim = model->config().dim;
+  LocalTail tail(model, /*cut=*/0, /*capacity=*/9, SamplingParams{0.0f, 1.0f, 0});
+  TANDEM_RETURN_IF_ERROR(tail.Forward(HiddenRows{8, dim, std::vector<float>(8 * static_cast<size_t>(dim), 0.01f)}).status());
+  return tail.Forward(HiddenRows{1, dim, std::vector<float>(static_cast<size_t>(dim), 0.01f)}).status();
+}
+
 }  // namespace
 
 int RunCloudService(std::span<const std::string> args) {
@@ -123,6 +133,7 @@ int RunCloudService(std::span<const std::string> args) {
       return Fail(tokenizer.status());
     }
   }
+  if (Status warm = WarmUp(model->transformer); !warm.ok()) return Fail(warm.WithContext("warm-up"));
   auto registry = std::make_shared<prometheus::Registry>();
   auto server = TailServer::Start(model->transformer, model->fingerprint, *options, registry);
   if (!server.ok()) return Fail(server.status());

@@ -8,6 +8,7 @@
 #include <array>
 #include <atomic>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -101,6 +102,7 @@ struct Metrics {
 struct Session {
   std::string peer;
   uint64_t id = 0;
+  uint64_t serial = 0;  // unique per OPEN: a reused (peer, id) must not receive the old session's replies
   int worker = 0;
   int64_t kv_bytes = 0;
   uint32_t capacity = 0;
@@ -248,13 +250,19 @@ class TailServer::Impl {
     (void)SendMessage(router_, message, peer);  // a vanished peer's replies are dropped by ZeroMQ
   }
 
-  // A worker's [peer][header][payload]: settle the session's bookkeeping, then pass it on verbatim.
+  // A worker's [peer + serial][header][payload]: settle the session's bookkeeping, then pass it on verbatim.
+  // The serial tells the session that sent the step from a later one with the same id (CLOSE, then OPEN
+  // again while the step ran): only the former's bookkeeping may change.
   void ForwardReply(std::vector<zmq::message_t>& frames) {
-    if (frames.size() != 3) return;
-    const std::string peer = frames[0].to_string();
+    if (frames.size() != 3 || frames[0].size() < sizeof(uint64_t)) return;
+    const std::string route = frames[0].to_string();
+    const std::string peer = route.substr(0, route.size() - sizeof(uint64_t));
+    uint64_t serial = 0;
+    std::memcpy(&serial, route.data() + peer.size(), sizeof(serial));
     auto message = ParseFrames(std::span(frames).subspan(1), SIZE_MAX);
     if (!message.ok()) return;
-    if (const auto it = sessions_.find({peer, message->header.session}); it != sessions_.end()) {
+    if (const auto it = sessions_.find({peer, message->header.session});
+        it != sessions_.end() && it->second->serial == serial) {
       --it->second->in_flight;
       it->second->last_active = Clock::now();
       // A failed step leaves the session's cache behind its bookkeeping: it cannot go on.
@@ -376,6 +384,7 @@ class TailServer::Impl {
     auto session = std::make_shared<Session>();
     session->peer = peer;
     session->id = id;
+    session->serial = ++next_serial_;
     session->worker = static_cast<int>(next_worker_++ % queues_.size());
     session->kv_bytes = kv_bytes;
     session->capacity = capacity;
@@ -479,7 +488,10 @@ class TailServer::Impl {
         job = std::move(queue.jobs.front());
         queue.jobs.pop_front();
       }
-      (void)SendMessage(replies, Execute(job), job.session->peer);
+      // The route back is the peer and the session's serial (see ForwardReply).
+      std::string route = job.session->peer;
+      route.append(reinterpret_cast<const char*>(&job.session->serial), sizeof(job.session->serial));
+      (void)SendMessage(replies, Execute(job), route);
     }
   }
 
@@ -536,6 +548,7 @@ class TailServer::Impl {
   SessionMap sessions_;
   std::unordered_map<std::string, Clock::time_point> peers_;  // connections past HELLO, last seen
   uint64_t next_worker_ = 0;
+  uint64_t next_serial_ = 0;
 
   std::atomic<int64_t> open_sessions_{0};
   std::atomic<int64_t> kv_bytes_{0};

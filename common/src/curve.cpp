@@ -26,7 +26,9 @@ constexpr size_t kMaxAllowListBytes = 16 << 20;
 // ZMQ_ZAP_ENFORCE_DOMAIN is a draft option: zmq.h defines it only under ZMQ_BUILD_DRAFT_API.
 constexpr int kZmqZapEnforceDomain = 93;
 
-std::string ErrnoText(int error) { return std::strerror(error); }
+std::string ErrnoText(int error) {
+  return std::strerror(error);
+}
 
 std::string ModeText(mode_t mode) {
   char text[8];
@@ -70,12 +72,14 @@ Status OpenError(const std::string& what, const std::string& path, int error) {
 }
 
 // Reads a whole regular file of at most `limit` bytes; `mode` receives its permission bits.
-Result<std::string> ReadSmallFile(const std::string& what, const std::string& path, size_t limit, mode_t* mode) {
+Result<std::string> ReadSmallFile(const std::string& what, const std::string& path, size_t limit,
+                                  mode_t* mode) {
   FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
   if (fd.get() < 0) return OpenError(what, path, errno);
   // fstat on the open descriptor: the mode checked is the mode of the file read.
   struct stat info {};
-  if (::fstat(fd.get(), &info) != 0) return Internal("cannot stat " + what + " '" + path + "': " + ErrnoText(errno));
+  if (::fstat(fd.get(), &info) != 0)
+    return Internal("cannot stat " + what + " '" + path + "': " + ErrnoText(errno));
   if (!S_ISREG(info.st_mode)) return InvalidArgument(what + " '" + path + "' is not a regular file");
   if (mode != nullptr) *mode = info.st_mode;
   std::string contents;
@@ -135,7 +139,8 @@ Status ReplaceFile(const std::string& path, std::string_view contents, mode_t mo
   if (fd.get() < 0) return OpenError("temporary file", temp, errno);
   Status filled = FillFile(fd.get(), contents, mode);
   if (filled.ok() && fd.Close() != 0) filled = Internal("close: " + ErrnoText(errno));
-  if (filled.ok() && ::rename(temp.c_str(), path.c_str()) != 0) filled = Internal("rename: " + ErrnoText(errno));
+  if (filled.ok() && ::rename(temp.c_str(), path.c_str()) != 0)
+    filled = Internal("rename: " + ErrnoText(errno));
   if (!filled.ok()) {
     ::unlink(temp.c_str());
     return filled.WithContext("writing '" + path + "'");
@@ -183,13 +188,16 @@ Status SetOption(zmq::socket_t& socket, Option option, const Value& value, const
   return Status::Ok();
 }
 
-std::string FrameText(const zmq::message_t& frame) { return std::string(frame.data<char>(), frame.size()); }
+std::string FrameText(const zmq::message_t& frame) {
+  return std::string(frame.data<char>(), frame.size());
+}
 
 }  // namespace
 
 Status ValidateCurveKey(std::string_view key) {
   if (key.size() != kCurveKeyZ85Size) {
-    return InvalidArgument("expected a 40-character Z85 key, got " + std::to_string(key.size()) + " characters");
+    return InvalidArgument("expected a 40-character Z85 key, got " + std::to_string(key.size()) +
+                           " characters");
   }
   for (size_t i = 0; i < key.size(); ++i) {
     if (kZ85Alphabet.find(key[i]) == std::string_view::npos) {
@@ -205,7 +213,8 @@ Result<CurveKeyPair> GenerateCurveKeyPair() {
   char public_key[kCurveKeyZ85Size + 1] = {};
   char secret_key[kCurveKeyZ85Size + 1] = {};
   if (zmq_curve_keypair(public_key, secret_key) != 0) {
-    return Internal("zmq_curve_keypair failed (libzmq without CURVE?): " + std::string(zmq_strerror(zmq_errno())));
+    return Internal("zmq_curve_keypair failed (libzmq without CURVE?): " +
+                    std::string(zmq_strerror(zmq_errno())));
   }
   CurveKeyPair keys{public_key, secret_key};
   std::fill(std::begin(secret_key), std::end(secret_key), '\0');
@@ -233,7 +242,8 @@ Status WriteCurveKeyPair(const CurveKeyPair& keys, const std::string& prefix, bo
 
 Result<CurveKeyPair> ReadSecretKeyFile(const std::string& path) {
   mode_t mode = 0;
-  TANDEM_ASSIGN_OR_RETURN(std::string contents, ReadSmallFile("secret key file", path, kMaxKeyFileBytes, &mode));
+  TANDEM_ASSIGN_OR_RETURN(std::string contents,
+                          ReadSmallFile("secret key file", path, kMaxKeyFileBytes, &mode));
   if ((mode & 077) != 0) {
     return InvalidArgument("secret key file '" + path + "' has mode " + ModeText(mode) +
                            ": it must not be accessible by group or others (chmod 600 '" + path + "')");
@@ -252,7 +262,8 @@ Result<std::string> ReadPublicKeyFile(const std::string& path) {
   TANDEM_ASSIGN_OR_RETURN(const std::string contents,
                           ReadSmallFile("public key file", path, kMaxKeyFileBytes, nullptr));
   std::string key(Trim(contents));
-  if (Status valid = ValidateCurveKey(key); !valid.ok()) return valid.WithContext("public key file '" + path + "'");
+  if (Status valid = ValidateCurveKey(key); !valid.ok())
+    return valid.WithContext("public key file '" + path + "'");
   return key;
 }
 
@@ -272,7 +283,8 @@ Result<std::vector<std::string>> ReadAllowList(const std::string& path) {
     if (line.front() == '#') continue;
     const size_t blank = line.find_first_of(" \t");
     const std::string_view word = line.substr(0, blank);
-    const std::string_view tail = blank == std::string_view::npos ? std::string_view() : Trim(line.substr(blank));
+    const std::string_view tail =
+        blank == std::string_view::npos ? std::string_view() : Trim(line.substr(blank));
     const std::string where = path + ":" + std::to_string(line_number);
     TANDEM_RETURN_IF_ERROR(ValidateCurveKey(word).WithContext(where));
     if (!tail.empty() && tail.front() != '#') {
@@ -309,8 +321,8 @@ Status ApplyCurveClient(zmq::socket_t& socket, const CurveKeyPair& client_keys,
 }
 
 Result<std::unique_ptr<ZapAuthenticator>> ZapAuthenticator::Start(zmq::context_t& context,
-                                                                   std::vector<std::string> allowed,
-                                                                   Observer observer) {
+                                                                  std::vector<std::string> allowed,
+                                                                  Observer observer) {
   std::unordered_set<std::string> allowed_binary;
   for (size_t i = 0; i < allowed.size(); ++i) {
     if (Status valid = ValidateCurveKey(allowed[i]); !valid.ok()) {
@@ -359,12 +371,16 @@ void ZapAuthenticator::Run() {
       if (request.empty()) continue;
       const std::vector<std::string> reply = Handle(request);
       for (size_t i = 0; i < reply.size(); ++i) {
-        socket_.send(zmq::buffer(reply[i]), i + 1 < reply.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+        socket_.send(zmq::buffer(reply[i]),
+                     i + 1 < reply.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
       }
     }
   } catch (const zmq::error_t&) {
     // ETERM: the context is shutting down; nothing is left to authenticate.
   }
+  // close() frees the endpoint only when the reaper gets to the socket; unbind frees it now, so a new
+  // handler (a reloaded allow list) can start in this context at once.
+  zmq_unbind(socket_.handle(), kZapEndpoint);
   socket_.close();
 }
 
@@ -387,7 +403,8 @@ std::vector<std::string> ZapAuthenticator::Handle(const std::vector<zmq::message
   (admit ? admitted_ : denied_).fetch_add(1);
   if (observer_) observer_(admit, client_key, address);
   if (admit) return {version, request_id, "200", "OK", client_key, ""};
-  return {version, request_id, "400", mechanism == "CURVE" ? "client key not allowed" : "CURVE required", "", ""};
+  return {version, request_id, "400", mechanism == "CURVE" ? "client key not allowed" : "CURVE required",
+          "",      ""};
 }
 
 }  // namespace tandem

@@ -58,9 +58,17 @@ std::vector<zmq::message_t> ReceiveMultipart(zmq::socket_t& socket) {
 
 Status ConfigureSocket(zmq::socket_t& socket, const SocketSecurity& security, const SocketLimits& limits,
                        bool server) {
+  // libzmq checks ZMQ_MAXMSGSIZE against the frame on the wire, and CURVE sends each frame as a MESSAGE
+  // command 33 bytes longer (command name 8, nonce 8, flags 1, MAC 16). Allow for that, so that the limit
+  // is the size of the frame the application sent: under CURVE too, a frame of exactly max_message_bytes
+  // is accepted and one byte more drops the connection.
+  constexpr int64_t kCurveFrameOverhead = 33;
+  const int64_t max_message_bytes = security.insecure || limits.max_message_bytes < 0
+                                        ? limits.max_message_bytes
+                                        : limits.max_message_bytes + kCurveFrameOverhead;
   try {
     socket.set(zmq::sockopt::linger, 0);  // never hang at exit on unsent messages
-    socket.set(zmq::sockopt::maxmsgsize, limits.max_message_bytes);
+    socket.set(zmq::sockopt::maxmsgsize, max_message_bytes);
     socket.set(zmq::sockopt::sndhwm, limits.high_water_mark);
     socket.set(zmq::sockopt::rcvhwm, limits.high_water_mark);
   } catch (const zmq::error_t& error) {

@@ -88,23 +88,38 @@ TEST(SeededSamplingTest, SameSeedSameTokensDifferentSeedsDiffer) {
 namespace tandem {
 namespace {
 
-// int8 weights in blocks 0:2 keep the float32 model's top-1 choice at >= 97% of golden positions.
-TEST(EvalAgreementTest, Int8FirstTwoBlocksAgreeWithFloat32) {
-  if (testing::SharedDir().empty()) GTEST_SKIP() << "shared folder not found";
-  const auto result = testing::RunProgram(
-      "tandem", {"eval-agreement", "--model", testing::Stories260KModel().string(), "--tokenizer",
-                 testing::Stories260KTokenizer().string(), "--golden", testing::GoldenFile().string(),
-                 "--int8-blocks", "0:2"});
-  ASSERT_EQ(result.exit_code, 0) << result.err;
+// Runs `tandem eval-agreement` with `flags` and returns the agreement in percent and the positions counted.
+std::pair<double, long long> Agreement(const std::vector<std::string>& flags) {
+  std::vector<std::string> args = {"eval-agreement", "--model", testing::Stories260KModel().string(), "--tokenizer",
+                                   testing::Stories260KTokenizer().string(), "--golden", testing::GoldenFile().string()};
+  args.insert(args.end(), flags.begin(), flags.end());
+  const auto result = testing::RunProgram("tandem", args);
+  EXPECT_EQ(result.exit_code, 0) << result.err;
   const auto last_line_start = result.out.rfind('\n', result.out.size() - 2);
   const std::string last = result.out.substr(last_line_start + 1);
   double percent = 0;
   long long positions = 0;
-  ASSERT_EQ(std::sscanf(last.c_str(), "top-1 agreement: %lf%% over %lld positions", &percent, &positions), 2)
+  EXPECT_EQ(std::sscanf(last.c_str(), "top-1 agreement: %lf%% over %lld positions", &percent, &positions), 2)
       << last;
+  return {percent, positions};
+}
+
+// int8 weights in blocks 0:2 keep the float32 model's top-1 choice at >= 97% of golden positions.
+TEST(EvalAgreementTest, Int8FirstTwoBlocksAgreeWithFloat32) {
+  if (testing::SharedDir().empty()) GTEST_SKIP() << "shared folder not found";
+  const auto [percent, positions] = Agreement({"--int8-blocks", "0:2"});
   EXPECT_EQ(positions, 958);  // every continuation position of the 5 golden records
   EXPECT_GE(percent, 97.0);
   EXPECT_LT(percent, 100.0) << "int8 blocks identical to float32 everywhere: were they quantized?";
+}
+
+// So does the int8+zstd activation codec at the cut (the boundary rows, not the weights, are quantized).
+TEST(EvalAgreementTest, Int8ZstdCodecAtTheCutAgreesWithFloat32) {
+  if (testing::SharedDir().empty()) GTEST_SKIP() << "shared folder not found";
+  const auto [percent, positions] = Agreement({"--split", "2", "--codec", "int8+zstd"});
+  EXPECT_EQ(positions, 958);
+  EXPECT_GE(percent, 97.0);
+  EXPECT_LT(percent, 100.0) << "the codec changed nothing: were the rows quantized?";
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <optional>
@@ -165,6 +166,22 @@ class RawClient {
     return token->token;
   }
 
+  // The tail answers one connection in order, so a PONG shows that all sent before (CLOSE is silent) was
+  // handled; the client's socket drops unsent messages when it is destroyed.
+  void Sync() {
+    Send(wire::MakePing({}));
+    const auto pong = Receive(kReplyTimeout);
+    if (!pong) {
+      ADD_FAILURE() << "no PONG";
+    } else if (pong->header.type != MessageType::kPong) {
+      ADD_FAILURE() << "got " << wire::MessageTypeName(pong->header.type) << "; expected the PONG";
+    }
+  }
+  void Close(uint64_t session) {
+    Send(wire::MakeClose(session));
+    Sync();
+  }
+
   void ExpectSilence(std::chrono::milliseconds timeout = kSilence) {
     if (auto message = Receive(timeout)) {
       std::string detail;
@@ -313,7 +330,7 @@ TEST_F(CloudHostilePeersTest, ClientsThatFailCurveGetNoReplyWhileAnHonestEdgeIsS
   honest->ExpectToken(1, 0);
   honest->Send(Activations(1, 1, 3, 1));
   honest->ExpectToken(1, 1);
-  honest->Send(wire::MakeClose(1));
+  honest->Close(1);
   EXPECT_TRUE(tail_->process().Running());
 }
 
@@ -415,7 +432,7 @@ TEST_F(CloudHostilePeersTest, HandshakeViolationsAreRefused) {
   // A correct HELLO then opens the door on the same connection.
   Handshake(*fresh);
   OpenAndStep(*fresh, 5);
-  fresh->Send(wire::MakeClose(5));
+  fresh->Close(5);
 }
 
 TEST_F(CloudHostilePeersTest, BadSessionsAndShapesGetTheirErrorCodes) {
@@ -493,7 +510,7 @@ TEST_F(CloudHostilePeersTest, BadSessionsAndShapesGetTheirErrorCodes) {
   // None of that moved session 12: its first step still works.
   client->Send(Activations(12, 0, 0, 2));
   client->ExpectToken(12, 0);
-  client->Send(wire::MakeClose(12));
+  client->Close(12);
 }
 
 TEST_F(CloudHostilePeersTest, UndecodablePayloadsAreBadFramesAndEndTheSession) {
@@ -558,6 +575,7 @@ TEST_F(CloudHostilePeersTest, UndecodablePayloadsAreBadFramesAndEndTheSession) {
 // ---- 3. Limits --------------------------------------------------------------------------------------
 
 TEST_F(CloudHostilePeersTest, TheNinthConcurrentSessionIsOverloadedAndRetryable) {
+  ASSERT_EQ(OpenSessionsGauge(tail_->http_address()), 0) << "an earlier case left sessions open";
   auto client = Honest();
   for (uint64_t id = 1; id <= kMaxSessions; ++id) client->Send(Open(id));
   client->Send(Open(kMaxSessions + 1));
@@ -576,14 +594,11 @@ TEST_F(CloudHostilePeersTest, TheNinthConcurrentSessionIsOverloadedAndRetryable)
   // Every admitted session works, and closing one makes room.
   for (uint64_t id = 1; id <= kMaxSessions; ++id) client->Send(Activations(id, 0, 0, 1));
   for (uint64_t id = 1; id <= kMaxSessions; ++id) client->ExpectToken(id, 0);
-  client->Send(wire::MakeClose(kMaxSessions));
+  client->Close(kMaxSessions);
   OpenAndStep(*other, 100);
-  other->Send(wire::MakeClose(100));
+  other->Close(100);
   for (uint64_t id = 1; id < kMaxSessions; ++id) client->Send(wire::MakeClose(id));
-  client->Send(wire::MakePing({}));  // CLOSE is silent: the PONG says all of them were handled
-  const auto pong = client->Receive(kReplyTimeout);
-  ASSERT_TRUE(pong.has_value());
-  EXPECT_EQ(pong->header.type, MessageType::kPong);
+  client->Sync();
   EXPECT_EQ(OpenSessionsGauge(tail_->http_address()), 0);
 }
 
@@ -603,7 +618,7 @@ TEST_F(CloudHostilePeersTest, AFrameOverTheMessageLimitDropsOnlyThatConnection) 
   }
   auto fresh = Honest();
   OpenAndStep(*fresh, 31);
-  fresh->Send(wire::MakeClose(31));
+  fresh->Close(31);
   EXPECT_TRUE(tail_->process().Running());
 }
 
@@ -619,8 +634,8 @@ TEST_F(CloudHostilePeersTest, TenThousandOpensStayBoundedByTheSessionLimit) {
   std::set<uint64_t> refused;
   size_t other_replies = 0;
   while (refused.size() + other_replies < kOpens - static_cast<uint64_t>(free_slots)) {
-    const auto message = flood->Receive(1000ms);
-    if (!message) break;  // the ROUTER may drop replies over its high-water mark
+    const auto message = flood->Receive(500ms);
+    if (!message) break;  // the tail's ROUTER drops replies over its high-water mark (1000 a peer)
     auto error = wire::ParseError(*message);
     if (!error.ok() || error->code != ErrorCode::kOverloaded || !error->retryable) {
       ++other_replies;
@@ -629,8 +644,11 @@ TEST_F(CloudHostilePeersTest, TenThousandOpensStayBoundedByTheSessionLimit) {
     refused.insert(error->session);
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  RecordProperty("overloaded_replies", static_cast<int>(refused.size()));
+  std::printf("%zu overloaded replies to %llu OPENs in %.2f s\n", refused.size(),
+              static_cast<unsigned long long>(kOpens), seconds);
   EXPECT_EQ(other_replies, 0u) << "every refusal must be a retryable kOverloaded";
-  EXPECT_GT(refused.size(), kOpens / 2) << "overloaded replies received in " << seconds << " s";
+  EXPECT_GE(refused.size(), 1000u) << "overloaded replies received in " << seconds << " s";
   for (uint64_t id = 1; id <= static_cast<uint64_t>(free_slots); ++id) {
     EXPECT_FALSE(refused.contains(id)) << "session " << id << " fitted under the limit";
   }
@@ -641,14 +659,11 @@ TEST_F(CloudHostilePeersTest, TenThousandOpensStayBoundedByTheSessionLimit) {
   for (uint64_t id = 1; id <= static_cast<uint64_t>(free_slots); ++id) flood->Send(Activations(id, 0, 0, 1));
   for (uint64_t id = 1; id <= static_cast<uint64_t>(free_slots); ++id) flood->ExpectToken(id, 0);
   for (uint64_t id = 1; id <= kOpens; ++id) flood->Send(wire::MakeClose(id));
-  flood->Send(wire::MakePing({}));
-  const auto pong = flood->Receive(kReplyTimeout);
-  ASSERT_TRUE(pong.has_value());
-  EXPECT_EQ(pong->header.type, MessageType::kPong);
+  flood->Sync();
   EXPECT_EQ(OpenSessionsGauge(tail_->http_address()), before);
   auto honest = Honest();
   OpenAndStep(*honest, 1);
-  honest->Send(wire::MakeClose(1));
+  honest->Close(1);
 }
 
 // ---- 4. Replay --------------------------------------------------------------------------------------
@@ -667,7 +682,7 @@ TEST_F(CloudHostilePeersTest, AReplayedActivationsFrameIsOutOfOrder) {
   // The replay changed nothing: the session goes on from sequence 1, position 3.
   client->Send(Activations(40, 1, 3, 1));
   client->ExpectToken(40, 1);
-  client->Send(wire::MakeClose(40));
+  client->Close(40);
   // A replay on another connection finds no such session there.
   auto other = Honest();
   other->Send(step);
@@ -681,13 +696,13 @@ TEST_F(CloudHostilePeersTest, ReopeningAnIdWhileItsLastStepIsInFlightKeepsTheNew
     SCOPED_TRACE("round " + std::to_string(round));
     client->Send(Open(50, 0, 0));
     client->Send(Activations(50, 0, 0, 256));
-    client->Send(wire::MakeClose(50));
+    client->Send(wire::MakeClose(50));  // while the step runs
     client->Send(Open(50));
     client->ExpectToken(50, 0);  // the old session's step still answers
     // The old step's reply must not touch the new session 50.
     client->Send(Activations(50, 0, 0, 2));
     client->ExpectToken(50, 0);
-    client->Send(wire::MakeClose(50));
+    client->Close(50);
   }
   {
     SCOPED_TRACE("the old step fails");
@@ -700,7 +715,7 @@ TEST_F(CloudHostilePeersTest, ReopeningAnIdWhileItsLastStepIsInFlightKeepsTheNew
     client->ExpectError(ErrorCode::kBadFrame, 51);
     client->Send(Activations(51, 0, 0, 2));
     client->ExpectToken(51, 0);
-    client->Send(wire::MakeClose(51));
+    client->Close(51);
   }
 }
 
@@ -716,7 +731,7 @@ TEST_F(CloudHostilePeersTest, ZzTheTailSurvivedAndStopsCleanly) {
     client->Send(Activations(60, step, 2 + step, 1));
     client->ExpectToken(60, step);
   }
-  client->Send(wire::MakeClose(60));
+  client->Close(60);
   client.reset();
   EXPECT_EQ(tail_->process().Stop(), 0) << "tandem-cloud did not stop cleanly on SIGTERM\n" << tail_->log();
 }

@@ -37,8 +37,8 @@ std::string ReadText(const fs::path& path) {
   return text.str();
 }
 
-void WriteText(const fs::path& path, const std::string& text, fs::perms perms = fs::perms::owner_read |
-                                                                               fs::perms::owner_write) {
+void WriteText(const fs::path& path, const std::string& text,
+               fs::perms perms = fs::perms::owner_read | fs::perms::owner_write) {
   std::ofstream(path) << text;
   fs::permissions(path, perms);
 }
@@ -49,7 +49,9 @@ mode_t ModeOf(const fs::path& path) {
   return info.st_mode & 07777;
 }
 
-bool Contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+bool Contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
 
 // ---- keys and files -------------------------------------------------------------------------------
 
@@ -103,8 +105,8 @@ TEST(CurveKeysTest, OverwriteNeedsTheFlagAndReplacesTheMode) {
   EXPECT_FALSE(WriteCurveKeyPair(second, prefix, false).ok());
   EXPECT_FALSE(fs::exists(prefix + ".key"));
 
-  WriteText(prefix + ".key", "old\n", fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
-                                          fs::perms::others_read);
+  WriteText(prefix + ".key", "old\n",
+            fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read | fs::perms::others_read);
   ASSERT_TRUE(WriteCurveKeyPair(second, prefix, true).ok());
   EXPECT_EQ(ReadText(prefix + ".key"), second.secret_key + "\n");
   EXPECT_EQ(ReadText(prefix + ".pub"), second.public_key + "\n");
@@ -164,7 +166,8 @@ TEST(CurveKeysTest, MalformedKeysAreRefusedNamingTheFile) {
 TEST(CurveKeysTest, AllowListSkipsBlanksAndComments) {
   TempDir dir;
   const std::string a = NewKeys().public_key, b = NewKeys().public_key;
-  WriteText(dir / "allow", "# edge agents\n\n" + a + "\n   \n\t" + b + "  # bob's laptop\n#" + a + "\n" + a + "\n");
+  WriteText(dir / "allow",
+            "# edge agents\n\n" + a + "\n   \n\t" + b + "  # bob's laptop\n#" + a + "\n" + a + "\n");
   Result<std::vector<std::string>> keys = ReadAllowList((dir / "allow").string());
   ASSERT_TRUE(keys.ok()) << keys.status().ToString();
   EXPECT_EQ(*keys, (std::vector<std::string>{a, b}));
@@ -214,7 +217,8 @@ ZapReply AskZap(zmq::context_t& context, const std::vector<std::string>& frames)
   socket.set(zmq::sockopt::rcvtimeo, static_cast<int>(kPatience.count()));
   socket.connect("inproc://zeromq.zap.01");
   for (size_t i = 0; i < frames.size(); ++i) {
-    socket.send(zmq::buffer(frames[i]), i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    socket.send(zmq::buffer(frames[i]),
+                i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
   }
   std::vector<std::string> reply;
   while (true) {
@@ -241,23 +245,26 @@ TEST(ZapAuthenticatorTest, AnswersRequestsByMechanismAndKey) {
   const CurveKeyPair allowed = NewKeys(), stranger = NewKeys();
   std::mutex mutex;
   std::vector<std::pair<bool, std::string>> seen;  // admitted, peer address
-  Result<std::unique_ptr<ZapAuthenticator>> auth =
-      ZapAuthenticator::Start(context, {allowed.public_key}, [&](bool admitted, const std::string&,
-                                                                 const std::string& address) {
+  Result<std::unique_ptr<ZapAuthenticator>> auth = ZapAuthenticator::Start(
+      context, {allowed.public_key}, [&](bool admitted, const std::string&, const std::string& address) {
         std::lock_guard lock(mutex);
         seen.emplace_back(admitted, address);
       });
   ASSERT_TRUE(auth.ok()) << auth.status().ToString();
 
-  const ZapReply ok = AskZap(context, {"1.0", "7", "tandem", "10.0.0.1", "", "CURVE", Binary(allowed.public_key)});
+  const ZapReply ok =
+      AskZap(context, {"1.0", "7", "tandem", "10.0.0.1", "", "CURVE", Binary(allowed.public_key)});
   EXPECT_EQ(ok.status_code, "200");
   EXPECT_EQ(ok.user_id, allowed.public_key);
-  EXPECT_EQ(AskZap(context, {"1.0", "8", "tandem", "10.0.0.2", "", "CURVE", Binary(stranger.public_key)}).status_code,
+  EXPECT_EQ(AskZap(context, {"1.0", "8", "tandem", "10.0.0.2", "", "CURVE", Binary(stranger.public_key)})
+                .status_code,
             "400");
   EXPECT_EQ(AskZap(context, {"1.0", "9", "tandem", "10.0.0.3", "", "NULL"}).status_code, "400");
-  EXPECT_EQ(AskZap(context, {"1.0", "10", "tandem", "10.0.0.4", "", "PLAIN", "user", "password"}).status_code, "400");
+  EXPECT_EQ(AskZap(context, {"1.0", "10", "tandem", "10.0.0.4", "", "PLAIN", "user", "password"}).status_code,
+            "400");
   EXPECT_EQ(AskZap(context, {"1.0", "11", "tandem", "10.0.0.5", "", "CURVE", "short"}).status_code, "400");
-  EXPECT_EQ(AskZap(context, {"2.0", "12", "tandem", "10.0.0.6", "", "CURVE", Binary(allowed.public_key)}).status_code,
+  EXPECT_EQ(AskZap(context, {"2.0", "12", "tandem", "10.0.0.6", "", "CURVE", Binary(allowed.public_key)})
+                .status_code,
             "500");
   EXPECT_EQ(AskZap(context, {"1.0", "13"}).status_code, "500");
 
@@ -287,7 +294,8 @@ class CurveServerTest : public ::testing::Test {
   void SetUp() override {
     server_keys_ = NewKeys();
     allowed_keys_ = NewKeys();
-    Result<std::unique_ptr<ZapAuthenticator>> auth = ZapAuthenticator::Start(context_, {allowed_keys_.public_key});
+    Result<std::unique_ptr<ZapAuthenticator>> auth =
+        ZapAuthenticator::Start(context_, {allowed_keys_.public_key});
     ASSERT_TRUE(auth.ok()) << auth.status().ToString();
     auth_ = std::move(*auth);
     StartRouter();

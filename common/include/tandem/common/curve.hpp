@@ -98,7 +98,8 @@ class ZapAuthenticator {
 
   // InvalidArgument for a malformed key in `allowed` (named by index, not quoted); Internal when the
   // handler cannot bind (another handler already runs in `context`).
-  static Result<std::unique_ptr<ZapAuthenticator>> Start(zmq::context_t& context, std::vector<std::string> allowed,
+  static Result<std::unique_ptr<ZapAuthenticator>> Start(zmq::context_t& context,
+                                                         std::vector<std::string> allowed,
                                                          Observer observer = {});
   ~ZapAuthenticator();
   ZapAuthenticator(const ZapAuthenticator&) = delete;
@@ -113,7 +114,7 @@ class ZapAuthenticator {
   // Decides one request (its frames) and returns the reply frames.
   std::vector<std::string> Handle(const std::vector<zmq::message_t>& request);
 
-  zmq::socket_t socket_;  // used only by thread_ once it runs
+  zmq::socket_t socket_;                           // used only by thread_ once it runs
   const std::unordered_set<std::string> allowed_;  // 32-byte binary public keys
   const Observer observer_;
   std::atomic<bool> stop_{false};

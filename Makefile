@@ -25,7 +25,7 @@ test: build
 	@cd $(BUILD_DIR) && TANDEM_SHARED=$(SHARED) ctest --output-on-failure -j $(JOBS)
 
 demo: build
-	@scripts/demo.sh $(BUILD_DIR)/bin/tandem "$(TANDEM_MODEL)" "$(TANDEM_TOKENIZER)"
+	@scripts/demo.sh $(BUILD_DIR)/bin "$(TANDEM_MODEL)" "$(TANDEM_TOKENIZER)"
 
 # Engine benchmark on the stories110M shape (random weights, made once): float32 and int8, 2 threads.
 bench: build

@@ -112,6 +112,8 @@ Result<std::unique_ptr<MessageChannel>> ConnectDealer(zmq::context_t& context, c
   try {
     zmq::socket_t socket(context, zmq::socket_type::dealer);
     TANDEM_RETURN_IF_ERROR(ConfigureSocket(socket, security, limits, /*server=*/false));
+    // A short linger lets a last CLOSE leave before the process exits, without ever hanging on a dead tail.
+    socket.set(zmq::sockopt::linger, 200);
     socket.connect(endpoint);
     return std::unique_ptr<MessageChannel>(std::make_unique<DealerChannel>(
         std::move(socket), endpoint, static_cast<size_t>(limits.max_message_bytes)));

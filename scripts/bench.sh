@@ -47,7 +47,7 @@ split_bench() {  # model threads repeat prompt_tokens gen_tokens codec
   echo "== split on loopback: $(basename "$model"), $threads thread(s) each side, codec $codec"
   "$bin/tandem" bench --model "$model" --threads "$threads" --repeat "$repeat" --prompt-tokens "$prompt" \
     --gen-tokens "$gen" --split 1 --codec "$codec" --cloud "$endpoint" --cloud-key "$keys/cloud.pub" \
-    --client-key "$keys/edge.key" | grep -E "^split at"
+    --client-key "$keys/edge.key" | grep -E "^(split at|payload per decode step)"
   kill "$tail_pid"
   wait "$tail_pid" || true
   tail_pid=""

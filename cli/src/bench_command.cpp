@@ -56,6 +56,7 @@ double PeakRssMegabytes() {
 // Prefill and decode speed of each measured run of one configuration.
 struct Runs {
   std::vector<double> prefill_tok_s, decode_tok_s, decode_ms_per_token;
+  nlohmann::json cut_report;  // what crossed the cut in the last run (TailFactory::Report)
 };
 
 // One greedy generation of `positions` positions through a fresh tail from `tails`, recorded unless warmup.
@@ -70,6 +71,7 @@ Status MeasureRun(const LoadedModel& model, TailFactory& tails, const std::vecto
     record->prefill_tok_s.push_back(timings.prefill_tokens_per_second());
     record->decode_tok_s.push_back(timings.decode_tokens_per_second());
     record->decode_ms_per_token.push_back(1000.0 / timings.decode_tokens_per_second());
+    record->cut_report = tails.Report(*tail);
   }
   return Status::Ok();
 }
@@ -182,7 +184,16 @@ int RunBench(std::span<const std::string> args) {
                 "%.3f ms vs %.3f ms all local (medians); added per token: %+.3f ms (median of %zu paired runs)\n",
                 split_flags.split, split_flags.cloud.codec.c_str(), where.c_str(), Median(split_runs.prefill_tok_s),
                 Median(split_runs.decode_tok_s), split_ms, local_ms, added_ms, added.size());
+    const nlohmann::json& cut = split_runs.cut_report;
+    if (cut.contains("decode_payload_bytes")) {
+      const double payload = cut["decode_payload_bytes"].get<double>();
+      const double raw = cut["decode_raw_bytes"].get<double>();
+      std::printf("payload per decode step: %.0f bytes with %s, %.0f as float32 (%.2fx fewer)\n", payload,
+                  split_flags.cloud.codec.c_str(), raw, raw / payload);
+    }
     result["split"] = {{"cut", split_flags.split},
+                       {"decode_payload_bytes", cut.value("decode_payload_bytes", 0.0)},
+                       {"decode_raw_bytes", cut.value("decode_raw_bytes", 0)},
                        {"codec", split_flags.cloud.codec},
                        {"cloud", split_flags.cloud.endpoint},
                        {"prefill_tok_s", ToJson(Summarize(split_runs.prefill_tok_s))},

@@ -329,7 +329,8 @@ class TailServer::Impl {
                                    std::to_string(hello->dim) + ")"));
       return;
     }
-    if (!peers_.contains(peer) && peers_.size() >= static_cast<size_t>(options_.max_peers)) {
+    if (!peers_.contains(peer) && peers_.size() >= static_cast<size_t>(options_.max_peers) &&
+        !ForgetIdlestPeer()) {
       Reply(peer, ErrorMessage(0, 0, ErrorCode::kOverloaded, "too many connections", /*retryable=*/true));
       return;
     }
@@ -465,7 +466,20 @@ class TailServer::Impl {
         ++it;
       }
     }
-    std::erase_if(peers_, [&](const auto& peer) { return now - peer.second > options_.idle_timeout; });
+  }
+
+  // Makes room for a new connection by forgetting the least recently seen one without open sessions.
+  // Connections are not expired on a timer: an edge may keep one open, idle, between requests.
+  bool ForgetIdlestPeer() {
+    auto idlest = peers_.end();
+    for (auto it = peers_.begin(); it != peers_.end(); ++it) {
+      const auto first_session = sessions_.lower_bound({it->first, 0});
+      const bool has_sessions = first_session != sessions_.end() && first_session->first.first == it->first;
+      if (!has_sessions && (idlest == peers_.end() || it->second < idlest->second)) idlest = it;
+    }
+    if (idlest == peers_.end()) return false;
+    peers_.erase(idlest);
+    return true;
   }
 
   void UpdateGauges() {

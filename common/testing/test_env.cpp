@@ -54,6 +54,20 @@ TempDir::~TempDir() {
   fs::remove_all(path_, ignored);
 }
 
+namespace {
+
+// In a forked child: becomes `binary` with `args`, or exits 127.
+[[noreturn]] void ExecProgram(const std::string& binary, const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  argv.push_back(const_cast<char*>(binary.c_str()));
+  for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
+  ::execv(binary.c_str(), argv.data());
+  ::_exit(127);
+}
+
+}  // namespace
+
 CommandResult RunProgram(const std::string& program, const std::vector<std::string>& args,
                          int timeout_seconds) {
   const std::string binary = (BinDir() / program).string();
@@ -66,12 +80,7 @@ CommandResult RunProgram(const std::string& program, const std::vector<std::stri
     ::dup2(err_pipe[1], STDERR_FILENO);
     ::close(out_pipe[0]);
     ::close(err_pipe[0]);
-    std::vector<char*> argv;
-    argv.push_back(const_cast<char*>(binary.c_str()));
-    for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
-    argv.push_back(nullptr);
-    ::execv(binary.c_str(), argv.data());
-    ::_exit(127);
+    ExecProgram(binary, args);
   }
   ::close(out_pipe[1]);
   ::close(err_pipe[1]);
@@ -128,12 +137,7 @@ BackgroundProcess::BackgroundProcess(const std::string& program, const std::vect
     const int null = ::open("/dev/null", O_WRONLY);
     ::dup2(log, STDERR_FILENO);
     ::dup2(null, STDOUT_FILENO);
-    std::vector<char*> argv;
-    argv.push_back(const_cast<char*>(binary.c_str()));
-    for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
-    argv.push_back(nullptr);
-    ::execv(binary.c_str(), argv.data());
-    ::_exit(127);
+    ExecProgram(binary, args);
   }
 }
 

@@ -15,6 +15,7 @@ namespace {
 
 constexpr int kSessions = 16;
 constexpr int kSteps = 96;
+constexpr int kIdleTimeoutSeconds = 2;
 
 struct SessionPlan {
   std::string prompt;
@@ -42,7 +43,8 @@ class CloudSessionsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (testing::SharedDir().empty()) GTEST_SKIP() << "shared folder not found";
-    tail_ = std::make_unique<testing::CloudTailProcess>(std::vector<std::string>{"--workers", "2"});
+    tail_ = std::make_unique<testing::CloudTailProcess>(
+        std::vector<std::string>{"--workers", "2", "--idle-timeout-s", std::to_string(kIdleTimeoutSeconds)});
     ASSERT_TRUE(tail_->started()) << tail_->log();
     ModelFlags flags;
     flags.model = testing::Stories260KModel().string();
@@ -55,17 +57,19 @@ class CloudSessionsTest : public ::testing::Test {
     tokenizer_ = std::make_unique<Tokenizer>(std::move(*tokenizer));
   }
 
-  // One session on its own connection, as one edge would run it.
-  Result<std::vector<int>> RunSession(const SessionPlan& plan) {
+  Result<std::unique_ptr<edge::CloudConnection>> Connect() {
     edge::CloudOptions options;
     options.endpoint = tail_->endpoint();
     options.security.own_keys = tail_->edge_keys();
     options.security.server_public_key = tail_->cloud_keys().public_key;
     options.timeout = std::chrono::seconds(30);
-    TANDEM_ASSIGN_OR_RETURN(auto connection,
-                            edge::CloudConnection::Connect(context_, options,
-                                                           wire::DescribeModel(model_.checkpoint->config(),
-                                                                               model_.fingerprint)));
+    return edge::CloudConnection::Connect(context_, options,
+                                          wire::DescribeModel(model_.checkpoint->config(), model_.fingerprint));
+  }
+
+  // One session on its own connection, as one edge would run it.
+  Result<std::vector<int>> RunSession(const SessionPlan& plan) {
+    TANDEM_ASSIGN_OR_RETURN(auto connection, Connect());
     EdgeRunner edge(model_.transformer, plan.cut, kSteps);
     TANDEM_ASSIGN_OR_RETURN(auto tail, edge::RemoteTail::Open(*connection, {.cut = plan.cut,
                                                                            .codec = plan.codec,
@@ -114,6 +118,21 @@ TEST_F(CloudSessionsTest, SixteenConcurrentSessionsMatchTheirSoloRuns) {
               std::vector<int>(expected.begin(), expected.begin() + static_cast<long>(n)))
         << "session " << i;
   }
+}
+
+TEST_F(CloudSessionsTest, IdleSessionsExpire) {
+  auto connection = Connect();
+  ASSERT_TRUE(connection.ok()) << connection.status().ToString();
+  EdgeRunner edge(model_.transformer, 2, 16);
+  auto tail = edge::RemoteTail::Open(**connection, {.cut = 2, .sampling = {0.0f, 1.0f, 0}, .max_positions = 16});
+  ASSERT_TRUE(tail.ok());
+  ASSERT_TRUE((*tail)->Forward(*edge.Forward(std::vector<int>{1, 403})).ok());
+  // The tail sweeps once a second: after the timeout and a sweep, the session is gone.
+  std::this_thread::sleep_for(std::chrono::seconds(kIdleTimeoutSeconds) + std::chrono::milliseconds(1500));
+  const auto expired = (*tail)->Forward(*edge.Forward(std::vector<int>{407}));
+  ASSERT_FALSE(expired.ok());
+  EXPECT_NE(expired.status().message().find("unknown_session"), std::string::npos) << expired.status().ToString();
+  EXPECT_NE(tail_->log().find("idle session expired"), std::string::npos);
 }
 
 }  // namespace

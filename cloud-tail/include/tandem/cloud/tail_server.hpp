@@ -33,7 +33,7 @@ struct TailServerOptions {
   int max_rows = 0;                          // rows per ACTIVATIONS; 0: the model's context length
   int max_sessions = 256;                    // open sessions, all peers together
   int64_t max_kv_bytes = int64_t{2} << 30;   // KV-cache memory of all sessions together
-  int max_peers = 4096;                      // connections that completed HELLO and are remembered
+  int max_peers = 4096;                      // connections past HELLO remembered; then the idlest is forgotten
   std::chrono::milliseconds idle_timeout{std::chrono::minutes(2)};  // sessions without traffic are freed
   int workers = 1;                           // threads running sessions' blocks
 };

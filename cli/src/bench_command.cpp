@@ -103,6 +103,9 @@ int RunBench(std::span<const std::string> args) {
   }
   auto model = LoadModel(model_flags, /*fingerprint=*/split_flags.cloud.enabled());
   if (!model.ok()) return Fail(kCommand, model.status());
+  if (Status valid = split_flags.Validate(model->transformer->n_layers()); !valid.ok()) {
+    return Fail(kCommand, valid, kExitUsage);
+  }
   const ModelConfig& config = model->checkpoint->config();
   const int positions = prompt_tokens + gen_tokens - 1;  // the last sampled token is not fed back
   if (positions > config.seq_len) {
@@ -192,9 +195,9 @@ int RunBench(std::span<const std::string> args) {
                   split_flags.cloud.codec.c_str(), raw, raw / payload);
     }
     result["split"] = {{"cut", split_flags.split},
+                       {"codec", cut.value("codec", split_flags.cloud.codec)},
                        {"decode_payload_bytes", cut.value("decode_payload_bytes", 0.0)},
                        {"decode_raw_bytes", cut.value("decode_raw_bytes", 0)},
-                       {"codec", split_flags.cloud.codec},
                        {"cloud", split_flags.cloud.endpoint},
                        {"prefill_tok_s", ToJson(Summarize(split_runs.prefill_tok_s))},
                        {"decode_tok_s", ToJson(Summarize(split_runs.decode_tok_s))},

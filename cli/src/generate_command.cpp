@@ -59,7 +59,7 @@ int RunGenerate(std::span<const std::string> args) {
   flags.Int("steps", &f.steps, "positions to run, BOS and prompt included (llama2.c's -n; 0 = seq_len)");
   flags.Float("temperature", &f.temperature, "sampling temperature; 0 = greedy");
   flags.Float("top-p", &f.top_p, "nucleus sampling threshold in (0, 1]; 1 = off");
-  flags.UInt64("seed", &f.seed, "sampling seed (default: random, printed in --json output)");
+  flags.UInt64("seed", &f.seed, "sampling seed (random unless given; printed in --json output)");
   f.split.Declare(flags);
   flags.Bool("json", &f.json, "print one JSON object: prompt_ids, ids, text, timings");
   if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
@@ -69,6 +69,9 @@ int RunGenerate(std::span<const std::string> args) {
   if (f.steps < 0) return Fail(kCommand, InvalidArgument("--steps must be >= 0"), kExitUsage);
   auto model = LoadModel(f.model, /*fingerprint=*/f.split.cloud.enabled());
   if (!model.ok()) return Fail(kCommand, model.status());
+  if (Status valid = f.split.Validate(model->transformer->n_layers()); !valid.ok()) {
+    return Fail(kCommand, valid, kExitUsage);
+  }
   auto tokenizer = Tokenizer::Load(f.tokenizer, model->checkpoint->config().vocab_size);
   if (!tokenizer.ok()) return Fail(kCommand, tokenizer.status());
 

@@ -11,17 +11,21 @@ void SplitFlags::Declare(FlagSet& flags) {
   cloud.Declare(flags);
 }
 
-Result<std::unique_ptr<TailFactory>> TailFactory::Create(const LoadedModel& model, const SplitFlags& flags) {
-  const int layers = model.transformer->n_layers();
-  if (flags.split < -1 || flags.split > layers) {
-    return InvalidArgument("--split " + std::to_string(flags.split) + " is not within 0.." +
-                           std::to_string(layers));
+Status SplitFlags::Validate(int layers) const {
+  if (split < -1 || split > layers) {
+    return InvalidArgument("--split " + std::to_string(split) + " is not within 0.." + std::to_string(layers));
   }
+  if (cloud.enabled() && split < 0) return InvalidArgument("--cloud needs --split K (the first block the tail runs)");
+  return cloud.Validate();
+}
+
+Result<std::unique_ptr<TailFactory>> TailFactory::Create(const LoadedModel& model, const SplitFlags& flags) {
+  TANDEM_RETURN_IF_ERROR(flags.Validate(model.transformer->n_layers()));
   TANDEM_ASSIGN_OR_RETURN(const ActivationCodec codec, ParseActivationCodec(flags.cloud.codec));
   const bool split = flags.split >= 0;
-  std::unique_ptr<TailFactory> factory(new TailFactory(model, split ? flags.split : layers, split, codec));
+  std::unique_ptr<TailFactory> factory(
+      new TailFactory(model, split ? flags.split : model.transformer->n_layers(), split, codec));
   if (!flags.cloud.enabled()) return factory;
-  if (!split) return InvalidArgument("--cloud needs --split K (the first block the tail runs)");
   TANDEM_ASSIGN_OR_RETURN(const edge::CloudOptions options, flags.cloud.Resolve());
   factory->context_ = std::make_unique<zmq::context_t>();
   TANDEM_ASSIGN_OR_RETURN(
@@ -51,6 +55,7 @@ Result<std::unique_ptr<TailRunner>> TailFactory::NewTail(int capacity, SamplingP
 nlohmann::json TailFactory::Report(const TailRunner& tail) const {
   if (!split_) return nullptr;
   nlohmann::json report = {{"codec", codec_.Name()}, {"payload_bytes", tail.BytesSent()}};
+  report["decode_raw_bytes"] = model_.checkpoint->config().dim * 4;
   if (!connection_) return report;
   const auto& stats = static_cast<const edge::RemoteTail&>(tail).stats();
   const auto& steps = stats.step_payload_bytes;
@@ -62,7 +67,6 @@ nlohmann::json TailFactory::Report(const TailRunner& tail) const {
   if (steps.size() > 1) {
     // Decode steps: one row each.
     report["decode_payload_bytes"] = Median(std::vector<double>(steps.begin() + 1, steps.end()));
-    report["decode_raw_bytes"] = model_.checkpoint->config().dim * 4;
     report["decode_round_trip_ms"] =
         Median(std::vector<double>(stats.step_round_trip_ms.begin() + 1, stats.step_round_trip_ms.end()));
     report["decode_cloud_compute_ms"] =

@@ -17,11 +17,14 @@ struct SplitFlags {
   edge::CloudFlags cloud;
 
   void Declare(FlagSet& flags);
+  // A usage error when the flags do not fit together or with a model of `layers` blocks.
+  Status Validate(int layers) const;
 };
 
 class TailFactory {
  public:
   // Validates the flags; with --cloud, connects and handshakes once for every tail it will make.
+  // Callers run SplitFlags::Validate first, so that usage errors are told apart from run-time ones.
   static Result<std::unique_ptr<TailFactory>> Create(const LoadedModel& model, const SplitFlags& flags);
   ~TailFactory();
 

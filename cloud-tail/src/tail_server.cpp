@@ -63,6 +63,11 @@ struct Metrics {
                      .Help("Open sessions")
                      .Register(registry)
                      .Add({})),
+        queue_depth(prometheus::BuildGauge()
+                        .Name("tandem_cloud_queue_depth")
+                        .Help("ACTIVATIONS waiting for a worker")
+                        .Register(registry)
+                        .Add({})),
         kv_bytes(prometheus::BuildGauge()
                      .Name("tandem_cloud_kv_cache_bytes")
                      .Help("KV-cache memory reserved by open sessions")
@@ -93,6 +98,7 @@ struct Metrics {
   prometheus::Counter& tokens;
   prometheus::Histogram& compute_seconds;
   prometheus::Gauge& sessions;
+  prometheus::Gauge& queue_depth;
   prometheus::Gauge& kv_bytes;
   prometheus::Family<prometheus::Counter>& errors;
   prometheus::Counter& sessions_expired;
@@ -106,6 +112,7 @@ struct Session {
   int worker = 0;
   int64_t kv_bytes = 0;
   uint32_t capacity = 0;
+  ActivationCodec codec;            // from OPEN: every ACTIVATIONS uses its precision
   std::unique_ptr<LocalTail> tail;  // used by the session's worker only
 
   // I/O thread only.
@@ -389,6 +396,7 @@ class TailServer::Impl {
     session->worker = static_cast<int>(next_worker_++ % queues_.size());
     session->kv_bytes = kv_bytes;
     session->capacity = capacity;
+    session->codec = open->codec;
     session->last_active = Clock::now();
     try {
       session->tail = std::make_unique<LocalTail>(model_, open->cut, static_cast<int>(capacity), open->sampling,
@@ -419,7 +427,8 @@ class TailServer::Impl {
     if (header.cols != static_cast<uint32_t>(model_->config().dim)) {
       return refuse(ErrorCode::kBadArgument, "rows must have " + std::to_string(model_->config().dim) + " columns");
     }
-    if (header.rows == 0 || header.rows > static_cast<uint32_t>(options_.max_rows)) {
+    if (header.rows == 0) return refuse(ErrorCode::kBadArgument, "no rows");
+    if (header.rows > static_cast<uint32_t>(options_.max_rows)) {
       return refuse(ErrorCode::kTooLarge, "rows must be in [1, " + std::to_string(options_.max_rows) + "]");
     }
     if (uint64_t{header.position} + header.rows > session.capacity) {
@@ -427,6 +436,14 @@ class TailServer::Impl {
     }
     if (!PrecisionFromWire(header.precision).ok() || !CompressionFromWire(header.compression).ok()) {
       return refuse(ErrorCode::kBadArgument, "unknown activation codec");
+    }
+    // The session's codec, or its precision sent uncompressed (when compressing did not pay).
+    const auto precision = static_cast<Precision>(header.precision);
+    const auto compression = static_cast<Compression>(header.compression);
+    if (precision != session.codec.precision ||
+        (compression != session.codec.compression && compression != Compression::kNone)) {
+      return refuse(ErrorCode::kBadArgument, "the session was opened with codec " + session.codec.Name() + ", not " +
+                                                 ActivationCodec{precision, compression}.Name());
     }
     ++session.next_sequence;
     session.next_position += header.rows;
@@ -437,6 +454,7 @@ class TailServer::Impl {
       const std::lock_guard lock(queue.mutex);
       queue.jobs.push_back({it->second, std::move(message)});
     }
+    metrics_.queue_depth.Increment();
     queue.ready.notify_one();
   }
 
@@ -502,6 +520,7 @@ class TailServer::Impl {
         job = std::move(queue.jobs.front());
         queue.jobs.pop_front();
       }
+      metrics_.queue_depth.Decrement();
       // The route back is the peer and the session's serial (see ForwardReply).
       std::string route = job.session->peer;
       route.append(reinterpret_cast<const char*>(&job.session->serial), sizeof(job.session->serial));

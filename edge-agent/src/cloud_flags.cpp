@@ -14,22 +14,29 @@ void CloudFlags::Declare(FlagSet& flags) {
   flags.Int("timeout-ms", &timeout_ms, "longest wait for any reply from the cloud tail");
 }
 
+Status CloudFlags::Validate() const {
+  TANDEM_RETURN_IF_ERROR(ParseActivationCodec(codec).status());
+  if (timeout_ms <= 0) return InvalidArgument("--timeout-ms must be positive");
+  if (!enabled()) return Status::Ok();
+  if (insecure && (!cloud_key.empty() || !client_key.empty())) {
+    return InvalidArgument("--insecure cannot be combined with --cloud-key or --client-key");
+  }
+  if (!insecure && (cloud_key.empty() || client_key.empty())) {
+    return InvalidArgument("--cloud needs --cloud-key and --client-key (or --insecure for plaintext)");
+  }
+  return Status::Ok();
+}
+
 Result<CloudOptions> CloudFlags::Resolve() const {
+  TANDEM_RETURN_IF_ERROR(Validate());
   CloudOptions options;
   options.endpoint = endpoint;
-  if (timeout_ms <= 0) return InvalidArgument("--timeout-ms must be positive");
   options.timeout = std::chrono::milliseconds(timeout_ms);
   options.security.insecure = insecure;
   if (insecure) {
-    if (!cloud_key.empty() || !client_key.empty()) {
-      return InvalidArgument("--insecure cannot be combined with --cloud-key or --client-key");
-    }
     Log(LogLevel::kWarn, "edge", "CURVE is off (--insecure): activations cross the network unencrypted",
         {{"cloud", endpoint}});
     return options;
-  }
-  if (cloud_key.empty() || client_key.empty()) {
-    return InvalidArgument("--cloud needs --cloud-key and --client-key (or --insecure for plaintext)");
   }
   TANDEM_ASSIGN_OR_RETURN(options.security.server_public_key, ReadPublicKeyFile(cloud_key));
   TANDEM_ASSIGN_OR_RETURN(options.security.own_keys, ReadSecretKeyFile(client_key));

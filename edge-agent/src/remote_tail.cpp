@@ -1,5 +1,6 @@
 #include "tandem/edge/remote_tail.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 namespace tandem::edge {
@@ -95,6 +96,27 @@ RemoteTail::~RemoteTail() {
 }
 
 Result<int> RemoteTail::Forward(const HiddenRows& rows) {
+  // Within the tail's limits from HELLO: a prompt longer than its rows or payload limit goes in chunks,
+  // and the last chunk's token is the prompt's.
+  const wire::Hello& tail = connection_.remote();
+  TANDEM_ASSIGN_OR_RETURN(const int64_t row_bytes, PrecisionPayloadBytes(request_.codec.precision, 1, rows.cols));
+  int64_t chunk_rows = rows.rows;
+  if (tail.max_rows > 0) chunk_rows = std::min<int64_t>(chunk_rows, tail.max_rows);
+  if (tail.max_payload_bytes > 0) {
+    chunk_rows = std::min<int64_t>(chunk_rows, static_cast<int64_t>(tail.max_payload_bytes) / row_bytes);
+  }
+  if (chunk_rows <= 0) return InvalidArgument("one row does not fit in the tail's payload limit");
+  if (chunk_rows >= rows.rows) return SendStep(rows);
+  int token = -1;
+  for (int64_t first = 0; first < rows.rows; first += chunk_rows) {
+    const int64_t n = std::min(chunk_rows, rows.rows - first);
+    const auto begin = rows.values.begin() + first * rows.cols;
+    TANDEM_ASSIGN_OR_RETURN(token, SendStep(HiddenRows{n, rows.cols, std::vector<float>(begin, begin + n * rows.cols)}));
+  }
+  return token;
+}
+
+Result<int> RemoteTail::SendStep(const HiddenRows& rows) {
   const auto start = Clock::now();
   TANDEM_ASSIGN_OR_RETURN(EncodedActivations encoded,
                           EncodeActivations(rows.values, rows.rows, rows.cols, request_.codec));

@@ -89,7 +89,7 @@ TEST_F(CliErrorsTest, MissingFilesAndBadFlags) {
   EXPECT_EQ(result.exit_code, 2);
   EXPECT_NE(result.err.find("unknown flag --bogus"), std::string::npos);
   result = RunProgram("tandem", {"generate", "--model", model_, "--tokenizer", tokenizer_, "--split", "9"});
-  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_EQ(result.exit_code, 2);
   EXPECT_NE(result.err.find("--split 9 is not within 0..5"), std::string::npos);
   result = RunProgram("tandem", {"generate", "--model", model_, "--tokenizer", tokenizer_, "--top-p", "0"});
   EXPECT_NE(result.exit_code, 0);

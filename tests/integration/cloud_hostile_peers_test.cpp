@@ -71,8 +71,8 @@ wire::Message Activations(uint64_t session, uint64_t sequence, uint32_t position
                                Fp32Rows(rows));
 }
 
-wire::Message Open(uint64_t session, int cut = 2, uint32_t max_positions = 32) {
-  wire::OpenRequest open{.session = session, .cut = cut, .max_positions = max_positions};
+wire::Message Open(uint64_t session, int cut = 2, uint32_t max_positions = 32, ActivationCodec codec = {}) {
+  wire::OpenRequest open{.session = session, .cut = cut, .codec = codec, .max_positions = max_positions};
   open.sampling.temperature = 0.0f;  // greedy
   open.sampling.top_p = 1.0f;
   return wire::MakeOpen(open);
@@ -507,6 +507,13 @@ TEST_F(CloudHostilePeersTest, BadSessionsAndShapesGetTheirErrorCodes) {
     client->Send(message);
     client->ExpectError(ErrorCode::kBadArgument, 12);
   }
+  {
+    SCOPED_TRACE("a codec other than the session's");
+    wire::Message message = Activations(12, 0, 0, 1);
+    message.header.precision = static_cast<uint8_t>(Precision::kInt8);
+    client->Send(message);
+    client->ExpectError(ErrorCode::kBadArgument, 12);
+  }
   // None of that moved session 12: its first step still works.
   client->Send(Activations(12, 0, 0, 2));
   client->ExpectToken(12, 0);
@@ -562,7 +569,8 @@ TEST_F(CloudHostilePeersTest, UndecodablePayloadsAreBadFramesAndEndTheSession) {
   for (Case& c : cases) {
     SCOPED_TRACE(c.what);
     const uint64_t session = c.message.header.session;
-    client->Send(Open(session));
+    // Opened with the codec the step claims, so that the payload reaches the decoder.
+    client->Send(Open(session, 2, 32, {Precision::kFp32, static_cast<Compression>(c.message.header.compression)}));
     client->Send(c.message);
     client->ExpectError(ErrorCode::kBadFrame, session);
     // A failed step ends the session: its next step is for an unknown session.

@@ -147,6 +147,24 @@ TEST_F(RemoteTailTest, TheCutLogHoldsEveryRowSentInItsChunks) {
   EXPECT_EQ((*tail)->stats().raw_bytes, 10 * 64 * 4);
 }
 
+TEST_F(RemoteTailTest, APromptOverTheTailsRowLimitGoesInChunks) {
+  wire::Hello limited = hello_;
+  limited.max_rows = 3;
+  InMemoryTail* channel = nullptr;
+  auto connection = Connect(channel, limited);
+  ASSERT_NE(connection, nullptr);
+  const std::vector<int> prompt = {1, 403, 407, 261, 378, 432, 383};
+  EdgeRunner edge(model_.transformer, 2, 16);
+  auto tail = RemoteTail::Open(*connection, {.cut = 2, .sampling = {0.0f, 1.0f, 0}, .max_positions = 16});
+  ASSERT_TRUE(tail.ok());
+  auto generation = Generate(edge, **tail, prompt, GenerateOptions{9, false});
+  ASSERT_TRUE(generation.ok()) << generation.status().ToString();
+  EXPECT_EQ((*tail)->cut_log().chunks(), (std::vector<int64_t>{3, 3, 1, 1, 1}));
+  for (const wire::Message& message : channel->sent) EXPECT_LE(message.header.rows, 3u);
+  // The prompt is the first 7 ids of the first golden record: its greedy continuation goes on with 286.
+  EXPECT_EQ(generation->ids[7], 286);
+}
+
 TEST_F(RemoteTailTest, StaleRepliesAreSkippedAndBadTokensRefused) {
   InMemoryTail* channel = nullptr;
   auto connection = Connect(channel, hello_);

@@ -1,7 +1,7 @@
 // Command-line flags declared once each, with help text: `--name value` or `--name=value`.
 //
 // With an environment prefix (e.g. "TANDEM"), every flag can also come from the environment
-// (--cloud-key ← TANDEM_CLOUD_KEY); a flag on the command line wins. Unknown flags and stray
+// (--max-kv-mb ← TANDEM_MAX_KV_MB); a flag on the command line wins. Unknown flags and stray
 // positional arguments are errors.
 #pragma once
 

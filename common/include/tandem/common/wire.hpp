@@ -95,7 +95,7 @@ struct Hello {
   uint32_t seq_len = 0;
   std::vector<ActivationCodec> codecs;
   uint32_t max_rows = 0;       // cloud only: rows per ACTIVATIONS
-  uint32_t max_sessions = 0;   // cloud only: per connection
+  uint32_t max_sessions = 0;   // cloud only: open sessions, all connections together
   uint64_t max_payload_bytes = 0;  // cloud only
 };
 // A model's identity for HELLO: its fingerprint and shape, and every codec this build speaks.
@@ -124,7 +124,7 @@ struct TokenReply {
   uint64_t session = 0;
   uint64_t sequence = 0;  // of the ACTIVATIONS it answers
   int token = 0;
-  uint32_t compute_us = 0;  // cloud time from receipt to reply (decode, blocks, head, sampling)
+  uint32_t compute_us = 0;  // cloud compute of the step: decode, blocks, head, sampling (not queueing)
   std::vector<std::pair<int, float>> top_logprobs;
 };
 Message MakeToken(const TokenReply& token);

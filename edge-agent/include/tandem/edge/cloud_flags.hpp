@@ -20,7 +20,9 @@ struct CloudFlags {
 
   void Declare(FlagSet& flags);
   bool enabled() const { return !endpoint.empty(); }
-  // Reads the key files and checks the combination; logs a warning when insecure.
+  // The flags' combination and values (a usage error), without touching any file.
+  Status Validate() const;
+  // Validates, reads the key files; logs a warning when insecure.
   Result<CloudOptions> Resolve() const;
 };
 

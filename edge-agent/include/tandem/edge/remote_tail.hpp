@@ -87,6 +87,7 @@ class RemoteTail final : public TailRunner {
   static Result<std::unique_ptr<RemoteTail>> Open(CloudConnection& connection, wire::OpenRequest request);
   ~RemoteTail() override;  // sends CLOSE
 
+  // Sends the rows (in chunks when the tail's HELLO limits require) and returns the last row's token.
   Result<int> Forward(const HiddenRows& rows) override;
   int64_t BytesSent() const override { return stats_.payload_bytes; }
 
@@ -97,6 +98,8 @@ class RemoteTail final : public TailRunner {
  private:
   RemoteTail(CloudConnection& connection, wire::OpenRequest request)
       : connection_(connection), request_(std::move(request)) {}
+  // One ACTIVATIONS and its TOKEN.
+  Result<int> SendStep(const HiddenRows& rows);
 
   CloudConnection& connection_;
   wire::OpenRequest request_;

@@ -2,6 +2,8 @@
 
 #include <prometheus/registry.h>
 
+#include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 
@@ -33,6 +35,7 @@ struct CloudConfig {
   int max_rows = 0;
   int max_message_mb = 16;
   int idle_timeout_s = 120;
+  int drain_timeout_s = 20;
   int workers = 1;
 
   void Declare(FlagSet& flags) {
@@ -48,14 +51,16 @@ struct CloudConfig {
     flags.Int("max-rows", &max_rows, "rows per ACTIVATIONS at most (0 = the model's context length)");
     flags.Int("max-message-mb", &max_message_mb, "largest ZeroMQ frame accepted (MiB); larger drops the peer");
     flags.Int("idle-timeout-s", &idle_timeout_s, "free sessions idle this long");
+    flags.Int("drain-timeout-s", &drain_timeout_s,
+              "on SIGTERM/SIGINT, let open sessions finish for up to this long (a second signal stops at once)");
     flags.Int("workers", &workers, "threads running sessions (each session stays on one)");
   }
 
   Status Validate() const {
     if (max_sessions < 1 || max_kv_mb < 1 || max_rows < 0 || max_message_mb < 1 || idle_timeout_s < 1 ||
-        workers < 1) {
+        workers < 1 || drain_timeout_s < 0) {
       return InvalidArgument("--max-sessions, --max-kv-mb, --max-message-mb, --idle-timeout-s and --workers "
-                             "must be positive, --max-rows >= 0");
+                             "must be positive, --max-rows and --drain-timeout-s >= 0");
     }
     if (model.model.empty()) return InvalidArgument("--model is required (see --help)");
     if (insecure && (!server_key.empty() || !allow_clients.empty())) {
@@ -138,11 +143,13 @@ int RunCloudService(std::span<const std::string> args) {
   auto server = TailServer::Start(model->transformer, model->fingerprint, *options, registry);
   if (!server.ok()) return Fail(server.status());
 
+  std::atomic<bool> draining{false};  // /readyz turns 503 so that load balancers stop sending edges here
   std::unique_ptr<services::HttpServer> http;
   if (!config.http.empty()) {
     services::HttpServerOptions http_options;
     http_options.listen = config.http;
-    auto started = services::HttpServer::Start(http_options, services::HealthRoutes([] { return true; }, registry));
+    auto started = services::HttpServer::Start(
+        http_options, services::HealthRoutes([&draining] { return !draining.load(); }, registry));
     if (!started.ok()) return Fail(started.status());
     http = std::move(*started);
   }
@@ -155,7 +162,16 @@ int RunCloudService(std::span<const std::string> args) {
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
-  Log(LogLevel::kInfo, "cloud", "stopping", {{"signal", strsignal(signal_number)}});
+  draining = true;
+  (*server)->BeginDrain();
+  Log(LogLevel::kInfo, "cloud", "draining",
+      {{"signal", strsignal(signal_number)}, {"open_sessions", std::to_string((*server)->open_sessions())}});
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(config.drain_timeout_s);
+  const timespec poll_interval{0, 50'000'000};
+  while ((*server)->open_sessions() > 0 && std::chrono::steady_clock::now() < deadline) {
+    if (sigtimedwait(&stop_signals, nullptr, &poll_interval) > 0) break;  // a second signal: stop now
+  }
+  Log(LogLevel::kInfo, "cloud", "stopping", {{"open_sessions", std::to_string((*server)->open_sessions())}});
   if (http) http->Stop();
   (*server)->Stop();
   return 0;

@@ -212,6 +212,7 @@ class TailServer::Impl {
     context_.close();
   }
 
+  void BeginDrain() { draining_ = true; }
   const std::string& endpoint() const { return endpoint_; }
   int64_t open_sessions() const { return open_sessions_.load(); }
   int64_t kv_cache_bytes() const { return kv_bytes_.load(); }
@@ -336,6 +337,10 @@ class TailServer::Impl {
                                    std::to_string(hello->dim) + ")"));
       return;
     }
+    if (draining_.load()) {
+      Reply(peer, ErrorMessage(0, 0, ErrorCode::kOverloaded, "the tail is shutting down", /*retryable=*/true));
+      return;
+    }
     if (!peers_.contains(peer) && peers_.size() >= static_cast<size_t>(options_.max_peers) &&
         !ForgetIdlestPeer()) {
       Reply(peer, ErrorMessage(0, 0, ErrorCode::kOverloaded, "too many connections", /*retryable=*/true));
@@ -367,6 +372,7 @@ class TailServer::Impl {
       Reply(peer, ErrorMessage(id, 0, code, std::move(text), retryable));
     };
     if (id == 0) return refuse(ErrorCode::kBadArgument, "session id 0 is reserved");
+    if (draining_.load()) return refuse(ErrorCode::kOverloaded, "the tail is shutting down", /*retryable=*/true);
     if (open->cut < 0 || open->cut > config.n_layers) {
       return refuse(ErrorCode::kBadArgument, "cut " + std::to_string(open->cut) + " is outside [0, " +
                                                  std::to_string(config.n_layers) + "]");
@@ -576,6 +582,7 @@ class TailServer::Impl {
   std::vector<std::thread> workers_;
   std::thread io_thread_;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> draining_{false};
 
   // I/O thread only.
   SessionMap sessions_;
@@ -604,6 +611,7 @@ Result<std::unique_ptr<TailServer>> TailServer::Start(std::shared_ptr<const Tran
 const std::string& TailServer::endpoint() const { return impl_->endpoint(); }
 int64_t TailServer::open_sessions() const { return impl_->open_sessions(); }
 int64_t TailServer::kv_cache_bytes() const { return impl_->kv_cache_bytes(); }
+void TailServer::BeginDrain() { impl_->BeginDrain(); }
 void TailServer::Stop() { impl_->Stop(); }
 
 }  // namespace tandem::cloud

@@ -177,6 +177,10 @@ bool BackgroundProcess::Running() {
   return false;
 }
 
+void BackgroundProcess::Signal(int signal_number) {
+  if (Running()) ::kill(pid_, signal_number);
+}
+
 int BackgroundProcess::Stop() {
   if (!Running()) return exit_code_;
   ::kill(pid_, SIGTERM);

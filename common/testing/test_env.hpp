@@ -61,6 +61,7 @@ class BackgroundProcess {
   std::string WaitForLine(const std::string& text, int timeout_ms = 30000) const;
   std::string Stderr() const;
   bool Running();
+  void Signal(int signal_number);
   // SIGTERM, then waits (SIGKILL after 10 s); the exit code, 128 + signal when killed by one.
   int Stop();
 

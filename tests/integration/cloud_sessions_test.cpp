@@ -1,6 +1,7 @@
 // Many sessions at once against one real tandem-cloud: each gives exactly what it gives alone.
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <future>
 #include <thread>
 
@@ -133,6 +134,32 @@ TEST_F(CloudSessionsTest, IdleSessionsExpire) {
   ASSERT_FALSE(expired.ok());
   EXPECT_NE(expired.status().message().find("unknown_session"), std::string::npos) << expired.status().ToString();
   EXPECT_NE(tail_->log().find("idle session expired"), std::string::npos);
+}
+
+TEST_F(CloudSessionsTest, SigtermDrainsOpenSessionsThenExits) {
+  auto connection = Connect();
+  ASSERT_TRUE(connection.ok()) << connection.status().ToString();
+  EdgeRunner edge(model_.transformer, 1, 16);
+  auto tail = edge::RemoteTail::Open(**connection, {.cut = 1, .sampling = {0.0f, 1.0f, 0}, .max_positions = 16});
+  ASSERT_TRUE(tail.ok());
+  ASSERT_TRUE((*tail)->Forward(*edge.Forward(std::vector<int>{1, 403})).ok());
+
+  tail_->process().Signal(SIGTERM);
+  ASSERT_FALSE(tail_->process().WaitForLine("msg=draining", 5000).empty()) << tail_->log();
+  // The open session goes on; a new edge is told to go elsewhere.
+  EXPECT_TRUE((*tail)->Forward(*edge.Forward(std::vector<int>{407})).ok());
+  auto refused = Connect();
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(refused.status().message().find("shutting down"), std::string::npos) << refused.status().ToString();
+  // Once the last session closes, the tail stops by itself, cleanly.
+  tail->reset();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (tail_->process().Running() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_FALSE(tail_->process().Running()) << "still draining with no session open";
+  EXPECT_EQ(tail_->process().Stop(), 0);
 }
 
 }  // namespace

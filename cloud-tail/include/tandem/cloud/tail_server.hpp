@@ -51,6 +51,9 @@ class TailServer {
   const std::string& endpoint() const;  // as bound, e.g. "tcp://127.0.0.1:40123" for a port of 0 or '*'
   int64_t open_sessions() const;
   int64_t kv_cache_bytes() const;
+  // Starts a graceful stop: new connections and sessions are refused with a retryable ERROR
+  // ("overloaded": try another tail) while open sessions go on until they close or expire.
+  void BeginDrain();
   void Stop();  // idempotent; open sessions are dropped
 
   class Impl;

@@ -5,6 +5,8 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <ATen/Parallel.h>
+
 #include <array>
 #include <atomic>
 #include <condition_variable>
@@ -514,6 +516,8 @@ class TailServer::Impl {
   // ---- workers ----------------------------------------------------------------------------------------
 
   void RunWorker(WorkQueue& queue) {
+    // OpenMP's thread count is per thread: take the process's (--threads) before the first product.
+    at::init_num_threads();
     zmq::socket_t replies(context_, zmq::socket_type::push);
     replies.set(zmq::sockopt::linger, 0);
     replies.connect(kRepliesEndpoint);

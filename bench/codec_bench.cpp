@@ -47,17 +47,17 @@ void BM_Decode(benchmark::State& state, const char* codec_name) {
 
 }  // namespace
 
-#define TANDEM_CODEC_BENCH(name)                                 \
-  BENCHMARK_CAPTURE(BM_Encode, name, #name)->Arg(1)->Arg(128);   \
+#define TANDEM_CODEC_BENCH(name)                               \
+  BENCHMARK_CAPTURE(BM_Encode, name, #name)->Arg(1)->Arg(128); \
   BENCHMARK_CAPTURE(BM_Decode, name, #name)->Arg(1)->Arg(128)
 
 TANDEM_CODEC_BENCH(fp32);
-TANDEM_CODEC_BENCH(fp32+zstd);
+TANDEM_CODEC_BENCH(fp32 + zstd);
 TANDEM_CODEC_BENCH(fp16);
-TANDEM_CODEC_BENCH(bf16+lz4);
+TANDEM_CODEC_BENCH(bf16 + lz4);
 TANDEM_CODEC_BENCH(int8);
-TANDEM_CODEC_BENCH(int8+lz4);
-TANDEM_CODEC_BENCH(int8+zstd);
-TANDEM_CODEC_BENCH(int4+zstd);
+TANDEM_CODEC_BENCH(int8 + lz4);
+TANDEM_CODEC_BENCH(int8 + zstd);
+TANDEM_CODEC_BENCH(int4 + zstd);
 
 BENCHMARK_MAIN();

@@ -1,5 +1,5 @@
-#include <nlohmann/json.hpp>
 #include <sys/resource.h>
+#include <nlohmann/json.hpp>
 
 #include <ATen/ATen.h>
 
@@ -83,10 +83,11 @@ int RunBench(std::span<const std::string> args) {
   SplitFlags split_flags;
   int prompt_tokens = 128, gen_tokens = 128, repeat = 5, warmup = 1;
   uint64_t seed = 1;
-  FlagSet flags("usage: tandem bench --model M [--int8-blocks A:B] [--prompt-tokens 128] "
-                "[--gen-tokens 128] [--threads N] [--repeat R] [--split K [--codec C] [--cloud ...]]\n\n"
-                "With --split, each repeat runs the all-local baseline and the split configuration back to\n"
-                "back, and the per-token decode latency of both is compared.");
+  FlagSet flags(
+      "usage: tandem bench --model M [--int8-blocks A:B] [--prompt-tokens 128] "
+      "[--gen-tokens 128] [--threads N] [--repeat R] [--split K [--codec C] [--cloud ...]]\n\n"
+      "With --split, each repeat runs the all-local baseline and the split configuration back to\n"
+      "back, and the per-token decode latency of both is compared.");
   model_flags.Declare(flags, "llama2.c checkpoint (e.g. from tandem make-model)");
   flags.Int("prompt-tokens", &prompt_tokens, "prompt length of each run (random token ids)");
   flags.Int("gen-tokens", &gen_tokens, "tokens generated in each run (greedy; BOS does not stop it)");
@@ -109,8 +110,9 @@ int RunBench(std::span<const std::string> args) {
   const ModelConfig& config = model->checkpoint->config();
   const int positions = prompt_tokens + gen_tokens - 1;  // the last sampled token is not fed back
   if (positions > config.seq_len) {
-    return Fail(kCommand, InvalidArgument("prompt + generated tokens exceed seq_len " +
-                                          std::to_string(config.seq_len)), kExitUsage);
+    return Fail(kCommand,
+                InvalidArgument("prompt + generated tokens exceed seq_len " + std::to_string(config.seq_len)),
+                kExitUsage);
   }
 
   std::mt19937 rng(static_cast<uint32_t>(seed));
@@ -121,12 +123,13 @@ int RunBench(std::span<const std::string> args) {
   const int layers = config.n_layers;
   const Transformer& transformer = *model->transformer;
   const double weight_mb =
-      static_cast<double>(transformer.BlockWeightBytes({0, layers}) + transformer.ClassifierWeightBytes()) / 1e6;
-  std::printf("model %s (%s), int8 blocks [%s]%s, %d threads, %d prompt + %d generated tokens, "
-              "%.0f MB of weights read per decoded token\n",
-              model_flags.model.c_str(), config.ToString().c_str(), model_flags.int8_blocks.c_str(),
-              model_flags.int8_head ? " + head" : "",
-              ComputeThreads(), prompt_tokens, gen_tokens, weight_mb);
+      static_cast<double>(transformer.BlockWeightBytes({0, layers}) + transformer.ClassifierWeightBytes()) /
+      1e6;
+  std::printf(
+      "model %s (%s), int8 blocks [%s]%s, %d threads, %d prompt + %d generated tokens, "
+      "%.0f MB of weights read per decoded token\n",
+      model_flags.model.c_str(), config.ToString().c_str(), model_flags.int8_blocks.c_str(),
+      model_flags.int8_head ? " + head" : "", ComputeThreads(), prompt_tokens, gen_tokens, weight_mb);
   auto local = TailFactory::Create(*model, SplitFlags{});
   if (!local.ok()) return Fail(kCommand, local.status());
   std::unique_ptr<TailFactory> split;
@@ -139,11 +142,12 @@ int RunBench(std::span<const std::string> args) {
   for (int run = 0; run < warmup + repeat; ++run) {
     const bool measured = run >= warmup;
     Status status = MeasureRun(*model, **local, prompt, positions, measured ? &local_runs : nullptr);
-    if (status.ok() && split) status = MeasureRun(*model, *split, prompt, positions, measured ? &split_runs : nullptr);
+    if (status.ok() && split)
+      status = MeasureRun(*model, *split, prompt, positions, measured ? &split_runs : nullptr);
     if (!status.ok()) return Fail(kCommand, status);
     if (!measured) continue;
-    std::printf("run %d: prefill %.1f tok/s, decode %.1f tok/s", run - warmup + 1, local_runs.prefill_tok_s.back(),
-                local_runs.decode_tok_s.back());
+    std::printf("run %d: prefill %.1f tok/s, decode %.1f tok/s", run - warmup + 1,
+                local_runs.prefill_tok_s.back(), local_runs.decode_tok_s.back());
     if (split) {
       std::printf("; split: prefill %.1f tok/s, decode %.1f tok/s", split_runs.prefill_tok_s.back(),
                   split_runs.decode_tok_s.back());
@@ -156,22 +160,23 @@ int RunBench(std::span<const std::string> args) {
   const double peak_rss_mb = PeakRssMegabytes();  // before the bandwidth probe's buffer
   const double memory_gb_s = MemoryReadGigabytesPerSecond();
   const double decode_gb_s = decode_summary.median * weight_mb / 1e3;
-  std::printf("decode reads weights at %.1f GB/s; memory read bandwidth %.1f GB/s (ratio %.2f)\n", decode_gb_s,
-              memory_gb_s, decode_gb_s / memory_gb_s);
-  std::printf("prefill %.1f tok/s (min %.1f, max %.1f), decode %.1f tok/s (min %.1f, max %.1f), "
-              "peak RSS %.0f MB\n",
-              prefill_summary.median, prefill_summary.min, prefill_summary.max, decode_summary.median,
-              decode_summary.min, decode_summary.max, peak_rss_mb);
+  std::printf("decode reads weights at %.1f GB/s; memory read bandwidth %.1f GB/s (ratio %.2f)\n",
+              decode_gb_s, memory_gb_s, decode_gb_s / memory_gb_s);
+  std::printf(
+      "prefill %.1f tok/s (min %.1f, max %.1f), decode %.1f tok/s (min %.1f, max %.1f), "
+      "peak RSS %.0f MB\n",
+      prefill_summary.median, prefill_summary.min, prefill_summary.max, decode_summary.median,
+      decode_summary.min, decode_summary.max, peak_rss_mb);
   nlohmann::json result = {{"prefill_tok_s", ToJson(prefill_summary)},
-                                 {"decode_tok_s", ToJson(decode_summary)},
-                                 {"peak_rss_mb", peak_rss_mb},
-                                 {"decode_weight_gb_s", decode_gb_s},
-                                 {"memory_read_gb_s", memory_gb_s},
-                                 {"threads", ComputeThreads()},
-                                 {"int8_blocks", model_flags.int8_blocks},
-                                 {"int8_head", model_flags.int8_head},
-                                 {"weight_mb_per_token", weight_mb},
-                                 {"repeat", repeat}};
+                           {"decode_tok_s", ToJson(decode_summary)},
+                           {"peak_rss_mb", peak_rss_mb},
+                           {"decode_weight_gb_s", decode_gb_s},
+                           {"memory_read_gb_s", memory_gb_s},
+                           {"threads", ComputeThreads()},
+                           {"int8_blocks", model_flags.int8_blocks},
+                           {"int8_head", model_flags.int8_head},
+                           {"weight_mb_per_token", weight_mb},
+                           {"repeat", repeat}};
   if (split) {
     const double local_ms = Median(local_runs.decode_ms_per_token);
     const double split_ms = Median(split_runs.decode_ms_per_token);
@@ -183,10 +188,11 @@ int RunBench(std::span<const std::string> args) {
     }
     const double added_ms = Median(added);
     const std::string where = split_flags.cloud.enabled() ? "on " + split_flags.cloud.endpoint : "in-process";
-    std::printf("split at %d (%s, %s): prefill %.1f tok/s, decode %.1f tok/s; per-token decode latency "
-                "%.3f ms vs %.3f ms all local (medians); added per token: %+.3f ms (median of %zu paired runs)\n",
-                split_flags.split, split_flags.cloud.codec.c_str(), where.c_str(), Median(split_runs.prefill_tok_s),
-                Median(split_runs.decode_tok_s), split_ms, local_ms, added_ms, added.size());
+    std::printf(
+        "split at %d (%s, %s): prefill %.1f tok/s, decode %.1f tok/s; per-token decode latency "
+        "%.3f ms vs %.3f ms all local (medians); added per token: %+.3f ms (median of %zu paired runs)\n",
+        split_flags.split, split_flags.cloud.codec.c_str(), where.c_str(), Median(split_runs.prefill_tok_s),
+        Median(split_runs.decode_tok_s), split_ms, local_ms, added_ms, added.size());
     const nlohmann::json& cut = split_runs.cut_report;
     if (cut.contains("decode_payload_bytes")) {
       const double payload = cut["decode_payload_bytes"].get<double>();

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstdio>
 
-
 namespace tandem::cli {
 
 std::optional<int> ParseFlags(FlagSet& flags, std::span<const std::string> args, const char* command) {

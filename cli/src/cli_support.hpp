@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "tandem/common/flags.hpp"
+#include "tandem/common/model_loader.hpp"
 #include "tandem/common/status.hpp"
 #include "tandem/common/tokenizer.hpp"
-#include "tandem/common/model_loader.hpp"
 #include "tandem/common/transformer.hpp"
 
 namespace tandem::cli {

@@ -32,9 +32,9 @@ Result<at::Tensor> SequenceLogits(const Transformer& model, const std::vector<in
   TANDEM_RETURN_IF_ERROR(model.RunBlocks(hidden, edge_cache));
   if (cut.codec) {
     const int64_t rows = hidden.size(0), cols = hidden.size(1);
-    TANDEM_ASSIGN_OR_RETURN(
-        const EncodedActivations encoded,
-        EncodeActivations({hidden.data_ptr<float>(), static_cast<size_t>(rows * cols)}, rows, cols, *cut.codec));
+    TANDEM_ASSIGN_OR_RETURN(const EncodedActivations encoded,
+                            EncodeActivations({hidden.data_ptr<float>(), static_cast<size_t>(rows * cols)},
+                                              rows, cols, *cut.codec));
     TANDEM_ASSIGN_OR_RETURN(std::vector<float> decoded,
                             DecodeActivations(encoded.payload, rows, cols,
                                               {cut.codec->precision, encoded.compression}, rows * cols));
@@ -58,7 +58,8 @@ Result<std::vector<GoldenRecord>> ReadGolden(const std::string& path) {
     if (line.empty()) continue;
     try {
       const auto json = nlohmann::json::parse(line);
-      records.push_back({json.at("prompt_ids").get<std::vector<int>>(), json.at("ids").get<std::vector<int>>()});
+      records.push_back(
+          {json.at("prompt_ids").get<std::vector<int>>(), json.at("ids").get<std::vector<int>>()});
     } catch (const nlohmann::json::exception& error) {
       return InvalidArgument(path + ": line " + std::to_string(number) + ": " + error.what());
     }
@@ -77,10 +78,11 @@ int RunEvalAgreement(std::span<const std::string> args) {
   ModelFlags model_flags;
   std::string tokenizer_path, golden_path, codec_name;
   int split = -1;
-  FlagSet flags("usage: tandem eval-agreement --model M --tokenizer T --golden FILE [--int8-blocks A:B] "
-                "[--split K --codec C]\n\n"
-                "Teacher-forced top-1 agreement with float32 of int8 blocks and/or a lossy activation codec at\n"
-                "the cut, at every position of the golden continuations (the prompt's positions are not counted).");
+  FlagSet flags(
+      "usage: tandem eval-agreement --model M --tokenizer T --golden FILE [--int8-blocks A:B] "
+      "[--split K --codec C]\n\n"
+      "Teacher-forced top-1 agreement with float32 of int8 blocks and/or a lossy activation codec at\n"
+      "the cut, at every position of the golden continuations (the prompt's positions are not counted).");
   model_flags.Declare(flags, "llama2.c checkpoint");
   flags.String("tokenizer", &tokenizer_path, "llama2.c tokenizer of the model (checked against it)");
   flags.String("golden", &golden_path, "JSON lines with prompt_ids and ids");
@@ -91,7 +93,8 @@ int RunEvalAgreement(std::span<const std::string> args) {
     if (Status status = Require(flags, name); !status.ok()) return Fail(kCommand, status, kExitUsage);
   }
   if (model_flags.int8_blocks.empty() && codec_name.empty()) {
-    return Fail(kCommand, InvalidArgument("nothing to compare: give --int8-blocks and/or --split K --codec C"),
+    return Fail(kCommand,
+                InvalidArgument("nothing to compare: give --int8-blocks and/or --split K --codec C"),
                 kExitUsage);
   }
   if (codec_name.empty() != (split < 0)) {
@@ -110,7 +113,8 @@ int RunEvalAgreement(std::span<const std::string> args) {
   Cut cut{layers, std::nullopt};
   if (split >= 0) {
     if (split > layers) {
-      return Fail(kCommand, InvalidArgument("--split must be within 0.." + std::to_string(layers)), kExitUsage);
+      return Fail(kCommand, InvalidArgument("--split must be within 0.." + std::to_string(layers)),
+                  kExitUsage);
     }
     auto codec = ParseActivationCodec(codec_name);
     if (!codec.ok()) return Fail(kCommand, codec.status(), kExitUsage);

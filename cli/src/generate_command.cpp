@@ -51,7 +51,8 @@ int RunGenerate(std::span<const std::string> args) {
   GenerateFlags f;
   f.seed = std::random_device{}();
   FlagSet flags(
-      "usage: tandem generate --model M --tokenizer T [--prompt P] [--split K [--codec C] [--cloud tcp://HOST:PORT "
+      "usage: tandem generate --model M --tokenizer T [--prompt P] [--split K [--codec C] [--cloud "
+      "tcp://HOST:PORT "
       "--cloud-key CLOUD.pub --client-key EDGE.key]] [flags]");
   f.model.Declare(flags, "llama2.c checkpoint (.bin)");
   flags.String("tokenizer", &f.tokenizer, "llama2.c tokenizer (.bin)");

@@ -13,9 +13,11 @@ void SplitFlags::Declare(FlagSet& flags) {
 
 Status SplitFlags::Validate(int layers) const {
   if (split < -1 || split > layers) {
-    return InvalidArgument("--split " + std::to_string(split) + " is not within 0.." + std::to_string(layers));
+    return InvalidArgument("--split " + std::to_string(split) + " is not within 0.." +
+                           std::to_string(layers));
   }
-  if (cloud.enabled() && split < 0) return InvalidArgument("--cloud needs --split K (the first block the tail runs)");
+  if (cloud.enabled() && split < 0)
+    return InvalidArgument("--cloud needs --split K (the first block the tail runs)");
   return cloud.Validate();
 }
 
@@ -39,14 +41,16 @@ TailFactory::~TailFactory() = default;
 
 Result<std::unique_ptr<TailRunner>> TailFactory::NewTail(int capacity, SamplingParams sampling) {
   if (connection_) {
-    TANDEM_ASSIGN_OR_RETURN(auto remote, edge::RemoteTail::Open(*connection_, {.cut = cut_,
-                                                                              .codec = codec_,
-                                                                              .sampling = sampling,
-                                                                              .max_positions =
-                                                                                  static_cast<uint32_t>(capacity)}));
+    TANDEM_ASSIGN_OR_RETURN(
+        auto remote,
+        edge::RemoteTail::Open(*connection_, {.cut = cut_,
+                                              .codec = codec_,
+                                              .sampling = sampling,
+                                              .max_positions = static_cast<uint32_t>(capacity)}));
     return std::unique_ptr<TailRunner>(std::move(remote));
   }
-  std::unique_ptr<TailRunner> tail = std::make_unique<LocalTail>(model_.transformer, cut_, capacity, sampling);
+  std::unique_ptr<TailRunner> tail =
+      std::make_unique<LocalTail>(model_.transformer, cut_, capacity, sampling);
   // A split run passes the boundary rows through the codec, exactly as they would cross the wire.
   if (split_) tail = std::make_unique<LoopbackTail>(std::move(tail), codec_);
   return tail;
@@ -69,8 +73,8 @@ nlohmann::json TailFactory::Report(const TailRunner& tail) const {
     report["decode_payload_bytes"] = Median(std::vector<double>(steps.begin() + 1, steps.end()));
     report["decode_round_trip_ms"] =
         Median(std::vector<double>(stats.step_round_trip_ms.begin() + 1, stats.step_round_trip_ms.end()));
-    report["decode_cloud_compute_ms"] =
-        Median(std::vector<double>(stats.step_cloud_compute_ms.begin() + 1, stats.step_cloud_compute_ms.end()));
+    report["decode_cloud_compute_ms"] = Median(
+        std::vector<double>(stats.step_cloud_compute_ms.begin() + 1, stats.step_cloud_compute_ms.end()));
   }
   report["step_round_trip_ms"] = stats.step_round_trip_ms;
   report["step_cloud_compute_ms"] = stats.step_cloud_compute_ms;

@@ -40,7 +40,8 @@ struct CloudConfig {
 
   void Declare(FlagSet& flags) {
     model.Declare(flags, "llama2.c checkpoint (.bin): the same file the edges load");
-    flags.String("tokenizer", &tokenizer, "llama2.c tokenizer (.bin), checked against the model's vocabulary");
+    flags.String("tokenizer", &tokenizer,
+                 "llama2.c tokenizer (.bin), checked against the model's vocabulary");
     flags.String("bind", &bind, "ZeroMQ endpoint the tail listens on (tcp://HOST:PORT; port 0 = any free)");
     flags.String("server-key", &server_key, "the tail's secret key file (PREFIX.key from tandem keygen)");
     flags.String("allow-clients", &allow_clients, "file of allowed edge public keys, one Z85 key a line");
@@ -49,18 +50,21 @@ struct CloudConfig {
     flags.Int("max-sessions", &max_sessions, "open sessions at most, all edges together");
     flags.Int("max-kv-mb", &max_kv_mb, "KV-cache memory of all sessions at most (MiB)");
     flags.Int("max-rows", &max_rows, "rows per ACTIVATIONS at most (0 = the model's context length)");
-    flags.Int("max-message-mb", &max_message_mb, "largest ZeroMQ frame accepted (MiB); larger drops the peer");
+    flags.Int("max-message-mb", &max_message_mb,
+              "largest ZeroMQ frame accepted (MiB); larger drops the peer");
     flags.Int("idle-timeout-s", &idle_timeout_s, "free sessions idle this long");
-    flags.Int("drain-timeout-s", &drain_timeout_s,
-              "on SIGTERM/SIGINT, let open sessions finish for up to this long (a second signal stops at once)");
+    flags.Int(
+        "drain-timeout-s", &drain_timeout_s,
+        "on SIGTERM/SIGINT, let open sessions finish for up to this long (a second signal stops at once)");
     flags.Int("workers", &workers, "threads running sessions (each session stays on one)");
   }
 
   Status Validate() const {
     if (max_sessions < 1 || max_kv_mb < 1 || max_rows < 0 || max_message_mb < 1 || idle_timeout_s < 1 ||
         workers < 1 || drain_timeout_s < 0) {
-      return InvalidArgument("--max-sessions, --max-kv-mb, --max-message-mb, --idle-timeout-s and --workers "
-                             "must be positive, --max-rows and --drain-timeout-s >= 0");
+      return InvalidArgument(
+          "--max-sessions, --max-kv-mb, --max-message-mb, --idle-timeout-s and --workers "
+          "must be positive, --max-rows and --drain-timeout-s >= 0");
     }
     if (model.model.empty()) return InvalidArgument("--model is required (see --help)");
     if (insecure && (!server_key.empty() || !allow_clients.empty())) {
@@ -100,7 +104,8 @@ Result<TailServerOptions> ServerOptions(const CloudConfig& config) {
 Status WarmUp(const std::shared_ptr<const Transformer>& model) {
   const int dim = model->config().dim;
   LocalTail tail(model, /*cut=*/0, /*capacity=*/9, SamplingParams{0.0f, 1.0f, 0});
-  TANDEM_RETURN_IF_ERROR(tail.Forward(HiddenRows{8, dim, std::vector<float>(8 * static_cast<size_t>(dim), 0.01f)}).status());
+  TANDEM_RETURN_IF_ERROR(
+      tail.Forward(HiddenRows{8, dim, std::vector<float>(8 * static_cast<size_t>(dim), 0.01f)}).status());
   return tail.Forward(HiddenRows{1, dim, std::vector<float>(static_cast<size_t>(dim), 0.01f)}).status();
 }
 
@@ -115,9 +120,10 @@ int RunCloudService(std::span<const std::string> args) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   CloudConfig config;
-  FlagSet flags("usage: tandem-cloud --model M --server-key cloud.key --allow-clients clients.txt "
-                "[--bind tcp://127.0.0.1:5555] [--http 127.0.0.1:9100] [flags]",
-                "TANDEM");
+  FlagSet flags(
+      "usage: tandem-cloud --model M --server-key cloud.key --allow-clients clients.txt "
+      "[--bind tcp://127.0.0.1:5555] [--http 127.0.0.1:9100] [flags]",
+      "TANDEM");
   config.Declare(flags);
   if (Status parsed = flags.Parse(args); !parsed.ok()) return Fail(parsed, kExitUsage);
   if (flags.help_requested()) {
@@ -134,7 +140,8 @@ int RunCloudService(std::span<const std::string> args) {
   auto model = LoadModel(config.model, /*fingerprint=*/true);
   if (!model.ok()) return Fail(model.status());
   if (!config.tokenizer.empty()) {
-    if (auto tokenizer = Tokenizer::Load(config.tokenizer, model->checkpoint->config().vocab_size); !tokenizer.ok()) {
+    if (auto tokenizer = Tokenizer::Load(config.tokenizer, model->checkpoint->config().vocab_size);
+        !tokenizer.ok()) {
       return Fail(tokenizer.status());
     }
   }

@@ -58,8 +58,8 @@ struct Metrics {
                             .Help("Cloud compute per ACTIVATIONS: decode, blocks [k, L), head, sampling")
                             .Register(registry)
                             .Add({}, prometheus::Histogram::BucketBoundaries{0.0001, 0.00025, 0.0005, 0.001,
-                                                                              0.0025, 0.005, 0.01, 0.025, 0.05,
-                                                                              0.1, 0.25, 0.5, 1, 2.5})),
+                                                                             0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                                             0.1, 0.25, 0.5, 1, 2.5})),
         sessions(prometheus::BuildGauge()
                      .Name("tandem_cloud_sessions")
                      .Help("Open sessions")
@@ -175,15 +175,15 @@ class TailServer::Impl {
     try {
       if (!options_.security.insecure) {
         TANDEM_ASSIGN_OR_RETURN(
-            zap_, ZapAuthenticator::Start(context_, options_.allowed_clients,
-                                          [this](bool admitted, const std::string& key, const std::string& peer) {
-                                            metrics_.auth.Add({{"result", admitted ? "admitted" : "denied"}})
-                                                .Increment();
-                                            if (!admitted) {
-                                              Log(LogLevel::kWarn, "cloud", "client refused by CURVE allow-list",
-                                                  {{"client_key", key}, {"peer", peer}});
-                                            }
-                                          }));
+            zap_, ZapAuthenticator::Start(
+                      context_, options_.allowed_clients,
+                      [this](bool admitted, const std::string& key, const std::string& peer) {
+                        metrics_.auth.Add({{"result", admitted ? "admitted" : "denied"}}).Increment();
+                        if (!admitted) {
+                          Log(LogLevel::kWarn, "cloud", "client refused by CURVE allow-list",
+                              {{"client_key", key}, {"peer", peer}});
+                        }
+                      }));
       }
       router_ = zmq::socket_t(context_, zmq::socket_type::router);
       TANDEM_RETURN_IF_ERROR(ConfigureSocket(router_, options_.security, options_.limits, /*server=*/true));
@@ -223,8 +223,8 @@ class TailServer::Impl {
   // ---- I/O thread -------------------------------------------------------------------------------------
 
   void RunIo() {
-    std::array<zmq::pollitem_t, 2> items = {{{router_.handle(), 0, ZMQ_POLLIN, 0},
-                                             {replies_.handle(), 0, ZMQ_POLLIN, 0}}};
+    std::array<zmq::pollitem_t, 2> items = {
+        {{router_.handle(), 0, ZMQ_POLLIN, 0}, {replies_.handle(), 0, ZMQ_POLLIN, 0}}};
     auto last_sweep = Clock::now();
     while (!stopping_.load()) {
       try {
@@ -284,7 +284,8 @@ class TailServer::Impl {
   void HandleIncoming(std::vector<zmq::message_t>& frames) {
     if (frames.size() < 2) return;  // nothing but a routing id
     const std::string peer = frames[0].to_string();
-    auto parsed = ParseFrames(std::span(frames).subspan(1), static_cast<size_t>(options_.limits.max_message_bytes));
+    auto parsed =
+        ParseFrames(std::span(frames).subspan(1), static_cast<size_t>(options_.limits.max_message_bytes));
     if (!parsed.ok()) {
       Reply(peer, ErrorMessage(0, 0, ErrorCode::kBadFrame, parsed.status().message()));
       return;
@@ -293,15 +294,20 @@ class TailServer::Impl {
     const wire::Header& header = message.header;
     if (header.version != wire::kProtocolVersion) {
       Reply(peer, ErrorMessage(header.session, header.sequence, ErrorCode::kVersionMismatch,
-                               "protocol version " + std::to_string(header.version) + " is not supported; this "
-                               "tail speaks version " + std::to_string(wire::kProtocolVersion)));
+                               "protocol version " + std::to_string(header.version) +
+                                   " is not supported; this "
+                                   "tail speaks version " +
+                                   std::to_string(wire::kProtocolVersion)));
       return;
     }
     metrics_.CountMessage("in", header.type);
     switch (header.type) {
-      case MessageType::kHello: return HandleHello(peer, message);
-      case MessageType::kPing: return HandlePing(peer, message);
-      default: break;
+      case MessageType::kHello:
+        return HandleHello(peer, message);
+      case MessageType::kPing:
+        return HandlePing(peer, message);
+      default:
+        break;
     }
     const auto known = peers_.find(peer);
     if (known == peers_.end()) {
@@ -311,12 +317,16 @@ class TailServer::Impl {
     }
     known->second = Clock::now();
     switch (header.type) {
-      case MessageType::kOpen: return HandleOpen(peer, message);
-      case MessageType::kActivations: return HandleActivations(peer, std::move(message));
-      case MessageType::kClose: return HandleClose(peer, header.session);
+      case MessageType::kOpen:
+        return HandleOpen(peer, message);
+      case MessageType::kActivations:
+        return HandleActivations(peer, std::move(message));
+      case MessageType::kClose:
+        return HandleClose(peer, header.session);
       default:
-        Reply(peer, ErrorMessage(header.session, header.sequence, ErrorCode::kUnsupported,
-                                 std::string(wire::MessageTypeName(header.type)) + " is not accepted by a tail"));
+        Reply(peer,
+              ErrorMessage(header.session, header.sequence, ErrorCode::kUnsupported,
+                           std::string(wire::MessageTypeName(header.type)) + " is not accepted by a tail"));
     }
   }
 
@@ -326,21 +336,23 @@ class TailServer::Impl {
       Reply(peer, ErrorMessage(0, 0, ErrorCode::kBadFrame, hello.status().message()));
       return;
     }
-    if (hello->fingerprint != hello_.fingerprint || hello->n_layers != hello_.n_layers || hello->dim != hello_.dim ||
-        hello->vocab_size != hello_.vocab_size) {
+    if (hello->fingerprint != hello_.fingerprint || hello->n_layers != hello_.n_layers ||
+        hello->dim != hello_.dim || hello->vocab_size != hello_.vocab_size) {
       Log(LogLevel::kWarn, "cloud", "HELLO refused: another model",
           {{"edge_fingerprint", std::to_string(hello->fingerprint)},
            {"tail_fingerprint", std::to_string(hello_.fingerprint)}});
-      Reply(peer, ErrorMessage(0, 0, ErrorCode::kFingerprintMismatch,
-                               "this tail serves model fingerprint " + std::to_string(hello_.fingerprint) + " (" +
-                                   std::to_string(hello_.n_layers) + " layers, dim " + std::to_string(hello_.dim) +
-                                   "); the edge has " + std::to_string(hello->fingerprint) + " (" +
-                                   std::to_string(hello->n_layers) + " layers, dim " +
-                                   std::to_string(hello->dim) + ")"));
+      Reply(peer,
+            ErrorMessage(0, 0, ErrorCode::kFingerprintMismatch,
+                         "this tail serves model fingerprint " + std::to_string(hello_.fingerprint) + " (" +
+                             std::to_string(hello_.n_layers) + " layers, dim " + std::to_string(hello_.dim) +
+                             "); the edge has " + std::to_string(hello->fingerprint) + " (" +
+                             std::to_string(hello->n_layers) + " layers, dim " + std::to_string(hello->dim) +
+                             ")"));
       return;
     }
     if (draining_.load()) {
-      Reply(peer, ErrorMessage(0, 0, ErrorCode::kOverloaded, "the tail is shutting down", /*retryable=*/true));
+      Reply(peer,
+            ErrorMessage(0, 0, ErrorCode::kOverloaded, "the tail is shutting down", /*retryable=*/true));
       return;
     }
     if (!peers_.contains(peer) && peers_.size() >= static_cast<size_t>(options_.max_peers) &&
@@ -354,7 +366,8 @@ class TailServer::Impl {
 
   void HandlePing(const std::string& peer, const wire::Message& message) {
     if (message.payload.size() > wire::kMaxPingBytes) {
-      Reply(peer, ErrorMessage(0, message.header.sequence, ErrorCode::kTooLarge, "PING payload over 64 bytes"));
+      Reply(peer,
+            ErrorMessage(0, message.header.sequence, ErrorCode::kTooLarge, "PING payload over 64 bytes"));
       return;
     }
     wire::Message pong = message;
@@ -374,27 +387,31 @@ class TailServer::Impl {
       Reply(peer, ErrorMessage(id, 0, code, std::move(text), retryable));
     };
     if (id == 0) return refuse(ErrorCode::kBadArgument, "session id 0 is reserved");
-    if (draining_.load()) return refuse(ErrorCode::kOverloaded, "the tail is shutting down", /*retryable=*/true);
+    if (draining_.load())
+      return refuse(ErrorCode::kOverloaded, "the tail is shutting down", /*retryable=*/true);
     if (open->cut < 0 || open->cut > config.n_layers) {
       return refuse(ErrorCode::kBadArgument, "cut " + std::to_string(open->cut) + " is outside [0, " +
                                                  std::to_string(config.n_layers) + "]");
     }
-    const uint32_t capacity = open->max_positions == 0 ? static_cast<uint32_t>(config.seq_len) : open->max_positions;
+    const uint32_t capacity =
+        open->max_positions == 0 ? static_cast<uint32_t>(config.seq_len) : open->max_positions;
     if (capacity > static_cast<uint32_t>(config.seq_len)) {
-      return refuse(ErrorCode::kBadArgument,
-                    "max_positions " + std::to_string(capacity) + " exceeds the context length " +
-                        std::to_string(config.seq_len));
+      return refuse(ErrorCode::kBadArgument, "max_positions " + std::to_string(capacity) +
+                                                 " exceeds the context length " +
+                                                 std::to_string(config.seq_len));
     }
     if (sessions_.contains({peer, id})) return refuse(ErrorCode::kSessionExists, "session is already open");
     if (sessions_.size() >= static_cast<size_t>(options_.max_sessions)) {
-      return refuse(ErrorCode::kOverloaded, "the tail holds its maximum of " + std::to_string(options_.max_sessions) +
-                                                " sessions", /*retryable=*/true);
+      return refuse(ErrorCode::kOverloaded,
+                    "the tail holds its maximum of " + std::to_string(options_.max_sessions) + " sessions",
+                    /*retryable=*/true);
     }
     // K and V, float32, for every tail block and position the session may use.
     const int64_t kv_bytes = int64_t{2} * (config.n_layers - open->cut) * config.kv_dim() * capacity * 4;
     if (kv_bytes_.load() + kv_bytes > options_.max_kv_bytes) {
-      return refuse(ErrorCode::kOverloaded, "KV-cache memory is full (" + std::to_string(kv_bytes_.load()) + " of " +
-                                                std::to_string(options_.max_kv_bytes) + " bytes in use)",
+      return refuse(ErrorCode::kOverloaded,
+                    "KV-cache memory is full (" + std::to_string(kv_bytes_.load()) + " of " +
+                        std::to_string(options_.max_kv_bytes) + " bytes in use)",
                     /*retryable=*/true);
     }
     auto session = std::make_shared<Session>();
@@ -407,8 +424,8 @@ class TailServer::Impl {
     session->codec = open->codec;
     session->last_active = Clock::now();
     try {
-      session->tail = std::make_unique<LocalTail>(model_, open->cut, static_cast<int>(capacity), open->sampling,
-                                                  open->top_logprobs);
+      session->tail = std::make_unique<LocalTail>(model_, open->cut, static_cast<int>(capacity),
+                                                  open->sampling, open->top_logprobs);
     } catch (const std::exception& error) {
       return refuse(ErrorCode::kInternal, std::string("cannot allocate the session: ") + error.what());
     }
@@ -433,14 +450,16 @@ class TailServer::Impl {
       return refuse(ErrorCode::kOutOfOrder, "expected position " + std::to_string(session.next_position));
     }
     if (header.cols != static_cast<uint32_t>(model_->config().dim)) {
-      return refuse(ErrorCode::kBadArgument, "rows must have " + std::to_string(model_->config().dim) + " columns");
+      return refuse(ErrorCode::kBadArgument,
+                    "rows must have " + std::to_string(model_->config().dim) + " columns");
     }
     if (header.rows == 0) return refuse(ErrorCode::kBadArgument, "no rows");
     if (header.rows > static_cast<uint32_t>(options_.max_rows)) {
       return refuse(ErrorCode::kTooLarge, "rows must be in [1, " + std::to_string(options_.max_rows) + "]");
     }
     if (uint64_t{header.position} + header.rows > session.capacity) {
-      return refuse(ErrorCode::kTooLarge, "the session holds " + std::to_string(session.capacity) + " positions");
+      return refuse(ErrorCode::kTooLarge,
+                    "the session holds " + std::to_string(session.capacity) + " positions");
     }
     if (!PrecisionFromWire(header.precision).ok() || !CompressionFromWire(header.compression).ok()) {
       return refuse(ErrorCode::kBadArgument, "unknown activation codec");
@@ -450,8 +469,8 @@ class TailServer::Impl {
     const auto compression = static_cast<Compression>(header.compression);
     if (precision != session.codec.precision ||
         (compression != session.codec.compression && compression != Compression::kNone)) {
-      return refuse(ErrorCode::kBadArgument, "the session was opened with codec " + session.codec.Name() + ", not " +
-                                                 ActivationCodec{precision, compression}.Name());
+      return refuse(ErrorCode::kBadArgument, "the session was opened with codec " + session.codec.Name() +
+                                                 ", not " + ActivationCodec{precision, compression}.Name());
     }
     ++session.next_sequence;
     session.next_position += header.rows;
@@ -612,10 +631,20 @@ Result<std::unique_ptr<TailServer>> TailServer::Start(std::shared_ptr<const Tran
   return std::unique_ptr<TailServer>(new TailServer(std::move(impl)));
 }
 
-const std::string& TailServer::endpoint() const { return impl_->endpoint(); }
-int64_t TailServer::open_sessions() const { return impl_->open_sessions(); }
-int64_t TailServer::kv_cache_bytes() const { return impl_->kv_cache_bytes(); }
-void TailServer::BeginDrain() { impl_->BeginDrain(); }
-void TailServer::Stop() { impl_->Stop(); }
+const std::string& TailServer::endpoint() const {
+  return impl_->endpoint();
+}
+int64_t TailServer::open_sessions() const {
+  return impl_->open_sessions();
+}
+int64_t TailServer::kv_cache_bytes() const {
+  return impl_->kv_cache_bytes();
+}
+void TailServer::BeginDrain() {
+  impl_->BeginDrain();
+}
+void TailServer::Stop() {
+  impl_->Stop();
+}
 
 }  // namespace tandem::cloud

@@ -37,8 +37,12 @@ EdgeRunner::EdgeRunner(std::shared_ptr<const Transformer> model, int cut, int ca
 
 EdgeRunner::~EdgeRunner() = default;
 
-int EdgeRunner::cut() const { return cache_->range().last; }
-int EdgeRunner::seq_len() const { return model_->config().seq_len; }
+int EdgeRunner::cut() const {
+  return cache_->range().last;
+}
+int EdgeRunner::seq_len() const {
+  return model_->config().seq_len;
+}
 
 Result<HiddenRows> EdgeRunner::Forward(std::span<const int> tokens) {
   TANDEM_ASSIGN_OR_RETURN(at::Tensor hidden, model_->Embed(tokens));
@@ -48,8 +52,8 @@ Result<HiddenRows> EdgeRunner::Forward(std::span<const int> tokens) {
   return rows;
 }
 
-LocalTail::LocalTail(std::shared_ptr<const Transformer> model, int cut, int capacity,
-                     SamplingParams sampling, int top_logprobs)
+LocalTail::LocalTail(std::shared_ptr<const Transformer> model, int cut, int capacity, SamplingParams sampling,
+                     int top_logprobs)
     : model_(std::move(model)),
       cache_(std::make_unique<KvCache>(model_->config(), BlockRange{cut, model_->n_layers()}, capacity)),
       sampler_(sampling),
@@ -57,8 +61,12 @@ LocalTail::LocalTail(std::shared_ptr<const Transformer> model, int cut, int capa
 
 LocalTail::~LocalTail() = default;
 
-int64_t LocalTail::kv_cache_bytes() const { return cache_->bytes(); }
-int LocalTail::positions() const { return cache_->length(); }
+int64_t LocalTail::kv_cache_bytes() const {
+  return cache_->bytes();
+}
+int LocalTail::positions() const {
+  return cache_->length();
+}
 
 Result<int> LocalTail::Forward(const HiddenRows& rows) {
   if (rows.rows <= 0 || rows.cols != model_->config().dim ||
@@ -83,11 +91,12 @@ Result<int> LocalTail::Forward(const HiddenRows& rows) {
 }
 
 Result<int> LoopbackTail::Forward(const HiddenRows& rows) {
-  TANDEM_ASSIGN_OR_RETURN(EncodedActivations encoded, EncodeActivations(rows.values, rows.rows, rows.cols, codec_));
+  TANDEM_ASSIGN_OR_RETURN(EncodedActivations encoded,
+                          EncodeActivations(rows.values, rows.rows, rows.cols, codec_));
   bytes_sent_ += static_cast<int64_t>(encoded.payload.size());
   const ActivationCodec applied{codec_.precision, encoded.compression};
-  TANDEM_ASSIGN_OR_RETURN(std::vector<float> values,
-                          DecodeActivations(encoded.payload, rows.rows, rows.cols, applied, rows.rows * rows.cols));
+  TANDEM_ASSIGN_OR_RETURN(std::vector<float> values, DecodeActivations(encoded.payload, rows.rows, rows.cols,
+                                                                       applied, rows.rows * rows.cols));
   return inner_->Forward(HiddenRows{rows.rows, rows.cols, std::move(values)});
 }
 

@@ -96,8 +96,9 @@ Result<wire::Message> ParseFrames(std::span<zmq::message_t> frames, size_t max_p
     return InvalidArgument("a message must have exactly two frames (header, payload), got " +
                            std::string(frames.size() > 2 ? "more" : std::to_string(frames.size())));
   }
-  TANDEM_ASSIGN_OR_RETURN(wire::Header header,
-                          wire::ParseHeader({static_cast<const std::byte*>(frames[0].data()), frames[0].size()}));
+  TANDEM_ASSIGN_OR_RETURN(
+      wire::Header header,
+      wire::ParseHeader({static_cast<const std::byte*>(frames[0].data()), frames[0].size()}));
   if (frames[1].size() > max_payload_bytes) {
     return InvalidArgument("payload of " + std::to_string(frames[1].size()) + " bytes exceeds the limit of " +
                            std::to_string(max_payload_bytes));

@@ -67,7 +67,9 @@ class ByteReader {
   size_t offset_ = 0;
 };
 
-Message WithPayload(Header header, std::vector<std::byte> payload) { return {header, std::move(payload)}; }
+Message WithPayload(Header header, std::vector<std::byte> payload) {
+  return {header, std::move(payload)};
+}
 
 Status ExpectType(const Message& message, MessageType type) {
   if (message.header.type == type) return Status::Ok();
@@ -86,33 +88,54 @@ Result<ActivationCodec> CodecFromWire(uint8_t precision, uint8_t compression) {
 
 std::string_view MessageTypeName(MessageType type) {
   switch (type) {
-    case MessageType::kHello: return "HELLO";
-    case MessageType::kOpen: return "OPEN";
-    case MessageType::kActivations: return "ACTIVATIONS";
-    case MessageType::kToken: return "TOKEN";
-    case MessageType::kError: return "ERROR";
-    case MessageType::kClose: return "CLOSE";
-    case MessageType::kPing: return "PING";
-    case MessageType::kPong: return "PONG";
-    case MessageType::kStats: return "STATS";
+    case MessageType::kHello:
+      return "HELLO";
+    case MessageType::kOpen:
+      return "OPEN";
+    case MessageType::kActivations:
+      return "ACTIVATIONS";
+    case MessageType::kToken:
+      return "TOKEN";
+    case MessageType::kError:
+      return "ERROR";
+    case MessageType::kClose:
+      return "CLOSE";
+    case MessageType::kPing:
+      return "PING";
+    case MessageType::kPong:
+      return "PONG";
+    case MessageType::kStats:
+      return "STATS";
   }
   return "UNKNOWN";
 }
 
 std::string_view ErrorCodeName(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kBadFrame: return "bad_frame";
-    case ErrorCode::kVersionMismatch: return "version_mismatch";
-    case ErrorCode::kFingerprintMismatch: return "fingerprint_mismatch";
-    case ErrorCode::kHandshakeRequired: return "handshake_required";
-    case ErrorCode::kUnknownSession: return "unknown_session";
-    case ErrorCode::kSessionExists: return "session_exists";
-    case ErrorCode::kOverloaded: return "overloaded";
-    case ErrorCode::kBadArgument: return "bad_argument";
-    case ErrorCode::kOutOfOrder: return "out_of_order";
-    case ErrorCode::kTooLarge: return "too_large";
-    case ErrorCode::kInternal: return "internal";
-    case ErrorCode::kUnsupported: return "unsupported";
+    case ErrorCode::kBadFrame:
+      return "bad_frame";
+    case ErrorCode::kVersionMismatch:
+      return "version_mismatch";
+    case ErrorCode::kFingerprintMismatch:
+      return "fingerprint_mismatch";
+    case ErrorCode::kHandshakeRequired:
+      return "handshake_required";
+    case ErrorCode::kUnknownSession:
+      return "unknown_session";
+    case ErrorCode::kSessionExists:
+      return "session_exists";
+    case ErrorCode::kOverloaded:
+      return "overloaded";
+    case ErrorCode::kBadArgument:
+      return "bad_argument";
+    case ErrorCode::kOutOfOrder:
+      return "out_of_order";
+    case ErrorCode::kTooLarge:
+      return "too_large";
+    case ErrorCode::kInternal:
+      return "internal";
+    case ErrorCode::kUnsupported:
+      return "unsupported";
   }
   return "unknown";
 }
@@ -232,9 +255,8 @@ Result<OpenRequest> ParseOpen(const Message& message) {
   return open;
 }
 
-Message MakeActivations(uint64_t session, uint64_t sequence, uint32_t position, uint32_t rows,
-                        uint32_t cols, ActivationCodec codec, Compression applied,
-                        std::vector<std::byte> payload) {
+Message MakeActivations(uint64_t session, uint64_t sequence, uint32_t position, uint32_t rows, uint32_t cols,
+                        ActivationCodec codec, Compression applied, std::vector<std::byte> payload) {
   return WithPayload({.type = MessageType::kActivations,
                       .session = session,
                       .sequence = sequence,
@@ -292,7 +314,8 @@ Result<ErrorReply> ParseError(const Message& message) {
                    .retryable = (message.header.flags & kFlagRetryable) != 0};
   ByteReader reader(message.payload, "ERROR");
   TANDEM_ASSIGN_OR_RETURN(const auto code, reader.Get<uint16_t>());
-  if (code < static_cast<uint16_t>(ErrorCode::kBadFrame) || code > static_cast<uint16_t>(ErrorCode::kUnsupported)) {
+  if (code < static_cast<uint16_t>(ErrorCode::kBadFrame) ||
+      code > static_cast<uint16_t>(ErrorCode::kUnsupported)) {
     error.code = ErrorCode::kInternal;  // a newer peer's code: keep the message, treat as internal
   } else {
     error.code = static_cast<ErrorCode>(code);
@@ -307,15 +330,21 @@ Status ErrorToStatus(const ErrorReply& error) {
   const std::string message =
       "cloud tail refused (" + std::string(ErrorCodeName(error.code)) + "): " + error.message;
   switch (error.code) {
-    case ErrorCode::kOverloaded: return ResourceExhausted(message);
-    case ErrorCode::kInternal: return Internal(message);
+    case ErrorCode::kOverloaded:
+      return ResourceExhausted(message);
+    case ErrorCode::kInternal:
+      return Internal(message);
     case ErrorCode::kUnknownSession:
-    case ErrorCode::kHandshakeRequired: return Unavailable(message);
-    default: return InvalidArgument(message);
+    case ErrorCode::kHandshakeRequired:
+      return Unavailable(message);
+    default:
+      return InvalidArgument(message);
   }
 }
 
-Message MakeClose(uint64_t session) { return {{.type = MessageType::kClose, .session = session}, {}}; }
+Message MakeClose(uint64_t session) {
+  return {{.type = MessageType::kClose, .session = session}, {}};
+}
 
 Message MakePing(std::span<const std::byte> payload) {
   return {{.type = MessageType::kPing},

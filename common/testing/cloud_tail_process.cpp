@@ -18,14 +18,14 @@ CurveKeyPair WriteKeys(const std::filesystem::path& prefix) {
 }  // namespace
 
 CloudTailProcess::CloudTailProcess(const std::vector<std::string>& extra_args)
-    : cloud_(WriteKeys(dir_ / "cloud")), edge_(WriteKeys(dir_ / "edge")), stranger_(WriteKeys(dir_ / "stranger")) {
+    : cloud_(WriteKeys(dir_ / "cloud")),
+      edge_(WriteKeys(dir_ / "edge")),
+      stranger_(WriteKeys(dir_ / "stranger")) {
   std::ofstream(dir_ / "clients.txt") << "# the edges this tail admits\n" << edge_.public_key << "\n";
-  std::vector<std::string> args = {"--model",         Stories260KModel().string(),
-                                   "--tokenizer",     Stories260KTokenizer().string(),
-                                   "--bind",          "tcp://127.0.0.1:0",
-                                   "--http",          "127.0.0.1:0",
-                                   "--server-key",    (dir_ / "cloud.key").string(),
-                                   "--allow-clients", (dir_ / "clients.txt").string()};
+  std::vector<std::string> args = {
+      "--model",      Stories260KModel().string(),   "--tokenizer",     Stories260KTokenizer().string(),
+      "--bind",       "tcp://127.0.0.1:0",           "--http",          "127.0.0.1:0",
+      "--server-key", (dir_ / "cloud.key").string(), "--allow-clients", (dir_ / "clients.txt").string()};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   process_ = std::make_unique<BackgroundProcess>("tandem-cloud", args);
   const std::string line = process_->WaitForLine("msg=serving");
@@ -34,8 +34,9 @@ CloudTailProcess::CloudTailProcess(const std::vector<std::string>& extra_args)
 }
 
 std::vector<std::string> CloudTailProcess::EdgeFlags(bool stranger) const {
-  return {"--cloud", endpoint_, "--cloud-key", (dir_ / "cloud.pub").string(), "--client-key",
-          (dir_ / (stranger ? "stranger.key" : "edge.key")).string()};
+  return {"--cloud",      endpoint_,
+          "--cloud-key",  (dir_ / "cloud.pub").string(),
+          "--client-key", (dir_ / (stranger ? "stranger.key" : "edge.key")).string()};
 }
 
 }  // namespace tandem::testing

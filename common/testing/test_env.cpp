@@ -24,9 +24,15 @@ fs::path SharedDir() {
   return {};
 }
 
-fs::path Stories260KModel() { return SharedDir() / "models/stories260K/stories260K.bin"; }
-fs::path Stories260KTokenizer() { return SharedDir() / "models/stories260K/tok512.bin"; }
-fs::path GoldenFile() { return SharedDir() / "golden/stories260K-greedy.jsonl"; }
+fs::path Stories260KModel() {
+  return SharedDir() / "models/stories260K/stories260K.bin";
+}
+fs::path Stories260KTokenizer() {
+  return SharedDir() / "models/stories260K/tok512.bin";
+}
+fs::path GoldenFile() {
+  return SharedDir() / "golden/stories260K-greedy.jsonl";
+}
 
 std::vector<nlohmann::json> GoldenRecords() {
   std::vector<nlohmann::json> records;
@@ -44,8 +50,8 @@ fs::path BinDir() {
 
 TempDir::TempDir() {
   std::random_device device;
-  path_ = fs::temp_directory_path() / ("tandem-test-" + std::to_string(::getpid()) + "-" +
-                                       std::to_string(device()));
+  path_ = fs::temp_directory_path() /
+          ("tandem-test-" + std::to_string(::getpid()) + "-" + std::to_string(device()));
   fs::create_directories(path_);
 }
 
@@ -92,8 +98,8 @@ CommandResult RunProgram(const std::string& program, const std::vector<std::stri
   int open_streams = 2;
   bool timed_out = false;
   while (open_streams > 0) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       timed_out = true;
       break;
@@ -141,7 +147,9 @@ BackgroundProcess::BackgroundProcess(const std::string& program, const std::vect
   }
 }
 
-BackgroundProcess::~BackgroundProcess() { Stop(); }
+BackgroundProcess::~BackgroundProcess() {
+  Stop();
+}
 
 std::string BackgroundProcess::Stderr() const {
   const std::vector<char> bytes = ReadBytes(log_path_);
@@ -157,7 +165,8 @@ std::string BackgroundProcess::WaitForLine(const std::string& text, int timeout_
       return log.substr(begin, log.find('\n', at) - begin);
     }
     siginfo_t info{};  // WNOWAIT: look without reaping, so that Stop() still gets the exit status
-    if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid != 0) {
+    if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+        info.si_pid != 0) {
       return {};
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -166,7 +175,9 @@ std::string BackgroundProcess::WaitForLine(const std::string& text, int timeout_
 }
 
 namespace {
-int ExitCode(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
+int ExitCode(int status) {
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
 }  // namespace
 
 bool BackgroundProcess::Running() {

@@ -8,7 +8,8 @@ namespace tandem::edge {
 void CloudFlags::Declare(FlagSet& flags) {
   flags.String("cloud", &endpoint, "cloud tail endpoint, e.g. tcp://127.0.0.1:5555 (runs the tail there)");
   flags.String("cloud-key", &cloud_key, "the cloud tail's public key file (PREFIX.pub from tandem keygen)");
-  flags.String("client-key", &client_key, "this edge's secret key file (PREFIX.key), allow-listed by the tail");
+  flags.String("client-key", &client_key,
+               "this edge's secret key file (PREFIX.key), allow-listed by the tail");
   flags.Bool("insecure", &insecure, "plaintext ZeroMQ without CURVE: no encryption, no authentication");
   flags.String("codec", &codec, "activation codec: fp32|fp16|bf16|int8|int4, optionally +lz4 or +zstd");
   flags.Int("timeout-ms", &timeout_ms, "longest wait for any reply from the cloud tail");

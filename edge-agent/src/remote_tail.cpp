@@ -13,8 +13,8 @@ int64_t WireSize(const wire::Message& message) {
 }
 
 Status CheckRemoteModel(const wire::Hello& local, const wire::Hello& remote, const std::string& endpoint) {
-  if (remote.fingerprint != local.fingerprint || remote.n_layers != local.n_layers || remote.dim != local.dim ||
-      remote.vocab_size != local.vocab_size) {
+  if (remote.fingerprint != local.fingerprint || remote.n_layers != local.n_layers ||
+      remote.dim != local.dim || remote.vocab_size != local.vocab_size) {
     return InvalidArgument("the cloud tail at " + endpoint + " serves another model (fingerprint " +
                            std::to_string(remote.fingerprint) + ", " + std::to_string(remote.n_layers) +
                            " layers, dim " + std::to_string(remote.dim) + "); this edge has fingerprint " +
@@ -38,7 +38,8 @@ Result<std::unique_ptr<CloudConnection>> CloudConnection::Connect(zmq::context_t
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<MessageChannel> channel,
                           ConnectDealer(context, options.endpoint, options.security, options.limits));
   auto connection = Handshake(std::move(channel), options.timeout, local);
-  if (!connection.ok() && connection.status().code() == StatusCode::kDeadlineExceeded && !options.security.insecure) {
+  if (!connection.ok() && connection.status().code() == StatusCode::kDeadlineExceeded &&
+      !options.security.insecure) {
     // CURVE refusals are silent by design: say what usually causes them.
     return connection.status().WithContext(
         "HELLO unanswered (is the tail running there, does --cloud-key hold its public key, and is this "
@@ -58,7 +59,8 @@ Result<std::unique_ptr<CloudConnection>> CloudConnection::Handshake(std::unique_
   }
   TANDEM_ASSIGN_OR_RETURN(wire::Hello remote, wire::ParseHello(reply));
   TANDEM_RETURN_IF_ERROR(CheckRemoteModel(local, remote, channel->endpoint()));
-  return std::unique_ptr<CloudConnection>(new CloudConnection(std::move(channel), timeout, std::move(remote)));
+  return std::unique_ptr<CloudConnection>(
+      new CloudConnection(std::move(channel), timeout, std::move(remote)));
 }
 
 Result<wire::TokenReply> CloudConnection::AwaitToken(uint64_t session, uint64_t sequence,
@@ -74,7 +76,8 @@ Result<wire::TokenReply> CloudConnection::AwaitToken(uint64_t session, uint64_t 
       TANDEM_ASSIGN_OR_RETURN(wire::ErrorReply error, wire::ParseError(reply));
       return wire::ErrorToStatus(error);
     }
-    if (header.type == wire::MessageType::kToken && header.session == session && header.sequence == sequence) {
+    if (header.type == wire::MessageType::kToken && header.session == session &&
+        header.sequence == sequence) {
       return wire::ParseToken(reply);
     }
     // Anything else is a late reply to an abandoned request: skip it.
@@ -99,7 +102,8 @@ Result<int> RemoteTail::Forward(const HiddenRows& rows) {
   // Within the tail's limits from HELLO: a prompt longer than its rows or payload limit goes in chunks,
   // and the last chunk's token is the prompt's.
   const wire::Hello& tail = connection_.remote();
-  TANDEM_ASSIGN_OR_RETURN(const int64_t row_bytes, PrecisionPayloadBytes(request_.codec.precision, 1, rows.cols));
+  TANDEM_ASSIGN_OR_RETURN(const int64_t row_bytes,
+                          PrecisionPayloadBytes(request_.codec.precision, 1, rows.cols));
   int64_t chunk_rows = rows.rows;
   if (tail.max_rows > 0) chunk_rows = std::min<int64_t>(chunk_rows, tail.max_rows);
   if (tail.max_payload_bytes > 0) {
@@ -111,7 +115,8 @@ Result<int> RemoteTail::Forward(const HiddenRows& rows) {
   for (int64_t first = 0; first < rows.rows; first += chunk_rows) {
     const int64_t n = std::min(chunk_rows, rows.rows - first);
     const auto begin = rows.values.begin() + first * rows.cols;
-    TANDEM_ASSIGN_OR_RETURN(token, SendStep(HiddenRows{n, rows.cols, std::vector<float>(begin, begin + n * rows.cols)}));
+    TANDEM_ASSIGN_OR_RETURN(
+        token, SendStep(HiddenRows{n, rows.cols, std::vector<float>(begin, begin + n * rows.cols)}));
   }
   return token;
 }
@@ -122,9 +127,10 @@ Result<int> RemoteTail::SendStep(const HiddenRows& rows) {
                           EncodeActivations(rows.values, rows.rows, rows.cols, request_.codec));
   const int64_t payload_bytes = static_cast<int64_t>(encoded.payload.size());
   const uint64_t sequence = next_sequence_;
-  const wire::Message message = wire::MakeActivations(
-      request_.session, sequence, static_cast<uint32_t>(cut_log_.positions()), static_cast<uint32_t>(rows.rows),
-      static_cast<uint32_t>(rows.cols), request_.codec, encoded.compression, std::move(encoded.payload));
+  const wire::Message message =
+      wire::MakeActivations(request_.session, sequence, static_cast<uint32_t>(cut_log_.positions()),
+                            static_cast<uint32_t>(rows.rows), static_cast<uint32_t>(rows.cols),
+                            request_.codec, encoded.compression, std::move(encoded.payload));
   TANDEM_RETURN_IF_ERROR(connection_.channel().Send(message));
   // The rows are logged once sent: a replay must resend exactly what the tail has seen.
   cut_log_.Append(rows);
@@ -134,8 +140,10 @@ Result<int> RemoteTail::SendStep(const HiddenRows& rows) {
   stats_.wire_bytes_sent += WireSize(message);
   stats_.step_payload_bytes.push_back(payload_bytes);
 
-  TANDEM_ASSIGN_OR_RETURN(last_reply_, connection_.AwaitToken(request_.session, sequence, stats_.wire_bytes_received));
-  stats_.step_round_trip_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+  TANDEM_ASSIGN_OR_RETURN(last_reply_,
+                          connection_.AwaitToken(request_.session, sequence, stats_.wire_bytes_received));
+  stats_.step_round_trip_ms.push_back(
+      std::chrono::duration<double, std::milli>(Clock::now() - start).count());
   stats_.step_cloud_compute_ms.push_back(last_reply_.compute_us / 1000.0);
   if (last_reply_.token < 0 || last_reply_.token >= static_cast<int>(connection_.remote().vocab_size)) {
     return InvalidArgument("the cloud tail returned token " + std::to_string(last_reply_.token) +

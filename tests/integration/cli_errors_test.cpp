@@ -74,8 +74,14 @@ TEST_F(CliErrorsTest, TokenizerOfAnotherVocabulary) {
   // A model with 1000 tokens cannot use a 512-token tokenizer, nor a 256-token model.
   for (const int vocab : {1000, 256}) {
     const std::string path = (dir_ / ("vocab" + std::to_string(vocab) + ".bin")).string();
-    ASSERT_TRUE(WriteRandomCheckpoint(path, {.dim = 16, .hidden_dim = 32, .n_layers = 1, .n_heads = 2,
-                                             .n_kv_heads = 2, .vocab_size = vocab, .seq_len = 16},
+    ASSERT_TRUE(WriteRandomCheckpoint(path,
+                                      {.dim = 16,
+                                       .hidden_dim = 32,
+                                       .n_layers = 1,
+                                       .n_heads = 2,
+                                       .n_kv_heads = 2,
+                                       .vocab_size = vocab,
+                                       .seq_len = 16},
                                       1)
                     .ok());
     const auto result = Generate(path, tokenizer_);

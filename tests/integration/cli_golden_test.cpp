@@ -28,11 +28,16 @@ TEST_P(GoldenGenerateTest, ReproducesGreedyContinuation) {
   const nlohmann::json& golden = records.at(static_cast<size_t>(record_index));
 
   std::vector<std::string> args = {"generate",
-                                   "--model", testing::Stories260KModel().string(),
-                                   "--tokenizer", testing::Stories260KTokenizer().string(),
-                                   "--prompt", golden["prompt"].get<std::string>(),
-                                   "--steps", std::to_string(golden["steps"].get<int>()),
-                                   "--temperature", "0",
+                                   "--model",
+                                   testing::Stories260KModel().string(),
+                                   "--tokenizer",
+                                   testing::Stories260KTokenizer().string(),
+                                   "--prompt",
+                                   golden["prompt"].get<std::string>(),
+                                   "--steps",
+                                   std::to_string(golden["steps"].get<int>()),
+                                   "--temperature",
+                                   "0",
                                    "--json"};
   if (split >= 0) {
     args.push_back("--split");
@@ -57,14 +62,22 @@ INSTANTIATE_TEST_SUITE_P(AllPromptsAllCuts, GoldenGenerateTest,
 // Sampling is reproducible: one seed, one story; another seed, another story.
 std::vector<int> SampleIds(uint64_t seed, int split) {
   std::vector<std::string> args = {"generate",
-                                   "--model", testing::Stories260KModel().string(),
-                                   "--tokenizer", testing::Stories260KTokenizer().string(),
-                                   "--prompt", "Once upon a time",
-                                   "--steps", "120",
-                                   "--temperature", "0.8",
-                                   "--top-p", "0.9",
-                                   "--seed", std::to_string(seed),
-                                   "--split", std::to_string(split),
+                                   "--model",
+                                   testing::Stories260KModel().string(),
+                                   "--tokenizer",
+                                   testing::Stories260KTokenizer().string(),
+                                   "--prompt",
+                                   "Once upon a time",
+                                   "--steps",
+                                   "120",
+                                   "--temperature",
+                                   "0.8",
+                                   "--top-p",
+                                   "0.9",
+                                   "--seed",
+                                   std::to_string(seed),
+                                   "--split",
+                                   std::to_string(split),
                                    "--json"};
   const auto result = RunProgram("tandem", args);
   EXPECT_EQ(result.exit_code, 0) << result.err;
@@ -90,8 +103,13 @@ namespace {
 
 // Runs `tandem eval-agreement` with `flags` and returns the agreement in percent and the positions counted.
 std::pair<double, long long> Agreement(const std::vector<std::string>& flags) {
-  std::vector<std::string> args = {"eval-agreement", "--model", testing::Stories260KModel().string(), "--tokenizer",
-                                   testing::Stories260KTokenizer().string(), "--golden", testing::GoldenFile().string()};
+  std::vector<std::string> args = {"eval-agreement",
+                                   "--model",
+                                   testing::Stories260KModel().string(),
+                                   "--tokenizer",
+                                   testing::Stories260KTokenizer().string(),
+                                   "--golden",
+                                   testing::GoldenFile().string()};
   args.insert(args.end(), flags.begin(), flags.end());
   const auto result = testing::RunProgram("tandem", args);
   EXPECT_EQ(result.exit_code, 0) << result.err;
@@ -132,12 +150,15 @@ namespace {
 TEST(CliToolsTest, MakeModelThenBench) {
   testing::TempDir dir;
   const std::string model = (dir / "tiny.bin").string();
-  auto result = testing::RunProgram("tandem", {"make-model", "--shape", "tiny", "--seed", "3", "--out", model});
+  auto result =
+      testing::RunProgram("tandem", {"make-model", "--shape", "tiny", "--seed", "3", "--out", model});
   ASSERT_EQ(result.exit_code, 0) << result.err;
-  result = testing::RunProgram("tandem", {"bench", "--model", model, "--int8-blocks", "0:5", "--prompt-tokens",
-                                          "16", "--gen-tokens", "8", "--repeat", "3", "--warmup", "0"});
+  result =
+      testing::RunProgram("tandem", {"bench", "--model", model, "--int8-blocks", "0:5", "--prompt-tokens",
+                                     "16", "--gen-tokens", "8", "--repeat", "3", "--warmup", "0"});
   ASSERT_EQ(result.exit_code, 0) << result.err;
-  const auto last = nlohmann::json::parse(result.out.substr(result.out.rfind('\n', result.out.size() - 2) + 1));
+  const auto last =
+      nlohmann::json::parse(result.out.substr(result.out.rfind('\n', result.out.size() - 2) + 1));
   for (const char* key : {"prefill_tok_s", "decode_tok_s"}) {
     EXPECT_GT(last[key]["min"].get<double>(), 0.0);
     EXPECT_LE(last[key]["min"].get<double>(), last[key]["median"].get<double>());
@@ -163,8 +184,8 @@ TEST(SecondModelTest, AidreamsSplitEqualsMonolithic) {
   auto ids = [&](int split) {
     const auto result = testing::RunProgram(
         "tandem", {"generate", "--model", (dir / "aidreams260K.bin").string(), "--tokenizer",
-                   (dir / "tok512.bin").string(), "--prompt", "I dreamed", "--steps", "0", "--temperature", "0",
-                   "--split", std::to_string(split), "--json"});
+                   (dir / "tok512.bin").string(), "--prompt", "I dreamed", "--steps", "0", "--temperature",
+                   "0", "--split", std::to_string(split), "--json"});
     EXPECT_EQ(result.exit_code, 0) << result.err;
     return result.exit_code == 0 ? nlohmann::json::parse(result.out)["ids"].get<std::vector<int>>()
                                  : std::vector<int>{};

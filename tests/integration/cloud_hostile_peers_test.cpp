@@ -570,7 +570,8 @@ TEST_F(CloudHostilePeersTest, UndecodablePayloadsAreBadFramesAndEndTheSession) {
     SCOPED_TRACE(c.what);
     const uint64_t session = c.message.header.session;
     // Opened with the codec the step claims, so that the payload reaches the decoder.
-    client->Send(Open(session, 2, 32, {Precision::kFp32, static_cast<Compression>(c.message.header.compression)}));
+    client->Send(
+        Open(session, 2, 32, {Precision::kFp32, static_cast<Compression>(c.message.header.compression)}));
     client->Send(c.message);
     client->ExpectError(ErrorCode::kBadFrame, session);
     // A failed step ends the session: its next step is for an unknown session.

@@ -33,7 +33,8 @@ std::vector<SessionPlan> Plans() {
     plan.prompt = records.at(static_cast<size_t>(i) % records.size())["prompt"];
     plan.cut = i % 6;  // every cut 0..5 of the 5-layer model, mixed
     // Half greedy, half seeded nucleus sampling (the cloud samples with the session's RNG).
-    plan.sampling = i % 2 ? SamplingParams{1.0f, 0.9f, static_cast<uint64_t>(1000 + i)} : SamplingParams{0.0f, 1.0f, 0};
+    plan.sampling =
+        i % 2 ? SamplingParams{1.0f, 0.9f, static_cast<uint64_t>(1000 + i)} : SamplingParams{0.0f, 1.0f, 0};
     plan.codec = i % 4 == 3 ? ActivationCodec{Precision::kBf16, Compression::kLz4} : ActivationCodec{};
     plans.push_back(plan);
   }
@@ -53,7 +54,8 @@ class CloudSessionsTest : public ::testing::Test {
     auto model = LoadModel(flags, /*fingerprint=*/true);
     ASSERT_TRUE(model.ok()) << model.status().ToString();
     model_ = *model;
-    auto tokenizer = Tokenizer::Load(testing::Stories260KTokenizer().string(), model_.checkpoint->config().vocab_size);
+    auto tokenizer =
+        Tokenizer::Load(testing::Stories260KTokenizer().string(), model_.checkpoint->config().vocab_size);
     ASSERT_TRUE(tokenizer.ok());
     tokenizer_ = std::make_unique<Tokenizer>(std::move(*tokenizer));
   }
@@ -64,8 +66,8 @@ class CloudSessionsTest : public ::testing::Test {
     options.security.own_keys = tail_->edge_keys();
     options.security.server_public_key = tail_->cloud_keys().public_key;
     options.timeout = std::chrono::seconds(30);
-    return edge::CloudConnection::Connect(context_, options,
-                                          wire::DescribeModel(model_.checkpoint->config(), model_.fingerprint));
+    return edge::CloudConnection::Connect(
+        context_, options, wire::DescribeModel(model_.checkpoint->config(), model_.fingerprint));
   }
 
   // One session on its own connection, as one edge would run it.
@@ -73,11 +75,12 @@ class CloudSessionsTest : public ::testing::Test {
     TANDEM_ASSIGN_OR_RETURN(auto connection, Connect());
     EdgeRunner edge(model_.transformer, plan.cut, kSteps);
     TANDEM_ASSIGN_OR_RETURN(auto tail, edge::RemoteTail::Open(*connection, {.cut = plan.cut,
-                                                                           .codec = plan.codec,
-                                                                           .sampling = plan.sampling,
-                                                                           .max_positions = kSteps}));
+                                                                            .codec = plan.codec,
+                                                                            .sampling = plan.sampling,
+                                                                            .max_positions = kSteps}));
     const std::vector<int> prompt = tokenizer_->Encode(plan.prompt, true, false);
-    TANDEM_ASSIGN_OR_RETURN(Generation generation, Generate(edge, *tail, prompt, GenerateOptions{kSteps, true}));
+    TANDEM_ASSIGN_OR_RETURN(Generation generation,
+                            Generate(edge, *tail, prompt, GenerateOptions{kSteps, true}));
     if (tail->cut_log().positions() != static_cast<int64_t>(generation.ids.size()) - 1 &&
         tail->cut_log().positions() != static_cast<int64_t>(generation.ids.size())) {
       return Internal("the cut log does not hold every position sent");
@@ -125,14 +128,16 @@ TEST_F(CloudSessionsTest, IdleSessionsExpire) {
   auto connection = Connect();
   ASSERT_TRUE(connection.ok()) << connection.status().ToString();
   EdgeRunner edge(model_.transformer, 2, 16);
-  auto tail = edge::RemoteTail::Open(**connection, {.cut = 2, .sampling = {0.0f, 1.0f, 0}, .max_positions = 16});
+  auto tail =
+      edge::RemoteTail::Open(**connection, {.cut = 2, .sampling = {0.0f, 1.0f, 0}, .max_positions = 16});
   ASSERT_TRUE(tail.ok());
   ASSERT_TRUE((*tail)->Forward(*edge.Forward(std::vector<int>{1, 403})).ok());
   // The tail sweeps once a second: after the timeout and a sweep, the session is gone.
   std::this_thread::sleep_for(std::chrono::seconds(kIdleTimeoutSeconds) + std::chrono::milliseconds(1500));
   const auto expired = (*tail)->Forward(*edge.Forward(std::vector<int>{407}));
   ASSERT_FALSE(expired.ok());
-  EXPECT_NE(expired.status().message().find("unknown_session"), std::string::npos) << expired.status().ToString();
+  EXPECT_NE(expired.status().message().find("unknown_session"), std::string::npos)
+      << expired.status().ToString();
   EXPECT_NE(tail_->log().find("idle session expired"), std::string::npos);
 }
 
@@ -140,7 +145,8 @@ TEST_F(CloudSessionsTest, SigtermDrainsOpenSessionsThenExits) {
   auto connection = Connect();
   ASSERT_TRUE(connection.ok()) << connection.status().ToString();
   EdgeRunner edge(model_.transformer, 1, 16);
-  auto tail = edge::RemoteTail::Open(**connection, {.cut = 1, .sampling = {0.0f, 1.0f, 0}, .max_positions = 16});
+  auto tail =
+      edge::RemoteTail::Open(**connection, {.cut = 1, .sampling = {0.0f, 1.0f, 0}, .max_positions = 16});
   ASSERT_TRUE(tail.ok());
   ASSERT_TRUE((*tail)->Forward(*edge.Forward(std::vector<int>{1, 403})).ok());
 
@@ -151,7 +157,8 @@ TEST_F(CloudSessionsTest, SigtermDrainsOpenSessionsThenExits) {
   auto refused = Connect();
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), StatusCode::kResourceExhausted);
-  EXPECT_NE(refused.status().message().find("shutting down"), std::string::npos) << refused.status().ToString();
+  EXPECT_NE(refused.status().message().find("shutting down"), std::string::npos)
+      << refused.status().ToString();
   // Once the last session closes, the tail stops by itself, cleanly.
   tail->reset();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);

@@ -23,7 +23,8 @@ class CloudSplitTest : public ::testing::Test {
     if (!testing::SharedDir().empty()) tail_ = new CloudTailProcess();
   }
   static void TearDownTestSuite() {
-    if (tail_ != nullptr) EXPECT_EQ(tail_->process().Stop(), 0) << "tandem-cloud did not stop cleanly on SIGTERM";
+    if (tail_ != nullptr)
+      EXPECT_EQ(tail_->process().Stop(), 0) << "tandem-cloud did not stop cleanly on SIGTERM";
     delete tail_;
     tail_ = nullptr;
   }
@@ -35,9 +36,16 @@ class CloudSplitTest : public ::testing::Test {
   // `tandem generate --json` on the cloud tail; extra flags after the model and the cloud.
   static testing::CommandResult GenerateOnCloud(const std::string& prompt, int steps,
                                                 std::vector<std::string> extra, bool stranger = false) {
-    std::vector<std::string> args = {"generate",    "--model",  testing::Stories260KModel().string(),
-                                     "--tokenizer", testing::Stories260KTokenizer().string(),
-                                     "--prompt",    prompt,     "--steps", std::to_string(steps), "--json"};
+    std::vector<std::string> args = {"generate",
+                                     "--model",
+                                     testing::Stories260KModel().string(),
+                                     "--tokenizer",
+                                     testing::Stories260KTokenizer().string(),
+                                     "--prompt",
+                                     prompt,
+                                     "--steps",
+                                     std::to_string(steps),
+                                     "--json"};
     const auto cloud = tail_->EdgeFlags(stranger);
     args.insert(args.end(), cloud.begin(), cloud.end());
     args.insert(args.end(), extra.begin(), extra.end());
@@ -58,8 +66,9 @@ TEST_F(CloudSplitTest, EveryCutReproducesTheGoldenOutputs) {
     runs.push_back(std::async(std::launch::async, [&golden] {
       for (int cut = 0; cut <= kLayers; ++cut) {
         SCOPED_TRACE("prompt '" + golden["prompt"].get<std::string>() + "', cut " + std::to_string(cut));
-        const auto result = GenerateOnCloud(golden["prompt"], golden["steps"],
-                                            {"--split", std::to_string(cut), "--codec", "fp32", "--temperature", "0"});
+        const auto result =
+            GenerateOnCloud(golden["prompt"], golden["steps"],
+                            {"--split", std::to_string(cut), "--codec", "fp32", "--temperature", "0"});
         ASSERT_EQ(result.exit_code, 0) << result.err;
         const auto out = nlohmann::json::parse(result.out);
         EXPECT_EQ(out["ids"], golden["ids"]);
@@ -68,7 +77,8 @@ TEST_F(CloudSplitTest, EveryCutReproducesTheGoldenOutputs) {
         const int64_t positions = static_cast<int64_t>(golden["ids"].size()) - 1;
         EXPECT_EQ(out["cut"]["raw_bytes"].get<int64_t>(), positions * kDim * 4);
         EXPECT_EQ(out["cut"]["payload_bytes"].get<int64_t>(), positions * kDim * 4);
-        EXPECT_EQ(out["cut"]["step_round_trip_ms"].size(), static_cast<size_t>(positions - golden["prompt_ids"].size() + 1));
+        EXPECT_EQ(out["cut"]["step_round_trip_ms"].size(),
+                  static_cast<size_t>(positions - golden["prompt_ids"].size() + 1));
       }
     }));
   }
@@ -77,9 +87,16 @@ TEST_F(CloudSplitTest, EveryCutReproducesTheGoldenOutputs) {
 
 TEST_F(CloudSplitTest, SeededSamplingOnTheCloudMatchesTheLocalRun) {
   const std::vector<std::string> sampling = {"--temperature", "1.0", "--top-p", "0.9", "--seed", "42"};
-  std::vector<std::string> local_args = {"generate",    "--model",       testing::Stories260KModel().string(),
-                                         "--tokenizer", testing::Stories260KTokenizer().string(),
-                                         "--prompt",    "Once upon a time", "--steps", "80", "--json"};
+  std::vector<std::string> local_args = {"generate",
+                                         "--model",
+                                         testing::Stories260KModel().string(),
+                                         "--tokenizer",
+                                         testing::Stories260KTokenizer().string(),
+                                         "--prompt",
+                                         "Once upon a time",
+                                         "--steps",
+                                         "80",
+                                         "--json"};
   local_args.insert(local_args.end(), sampling.begin(), sampling.end());
   const auto local = RunProgram("tandem", local_args);
   ASSERT_EQ(local.exit_code, 0) << local.err;
@@ -92,7 +109,8 @@ TEST_F(CloudSplitTest, SeededSamplingOnTheCloudMatchesTheLocalRun) {
 
 TEST_F(CloudSplitTest, Int8ZstdReportsSmallerDecodePayloads) {
   const auto fp32 = GenerateOnCloud("One day", 40, {"--split", "2", "--codec", "fp32", "--temperature", "0"});
-  const auto int8 = GenerateOnCloud("One day", 40, {"--split", "2", "--codec", "int8+zstd", "--temperature", "0"});
+  const auto int8 =
+      GenerateOnCloud("One day", 40, {"--split", "2", "--codec", "int8+zstd", "--temperature", "0"});
   ASSERT_EQ(fp32.exit_code, 0) << fp32.err;
   ASSERT_EQ(int8.exit_code, 0) << int8.err;
   const auto fp32_cut = nlohmann::json::parse(fp32.out)["cut"];
@@ -104,16 +122,28 @@ TEST_F(CloudSplitTest, Int8ZstdReportsSmallerDecodePayloads) {
 }
 
 TEST_F(CloudSplitTest, AClientThatIsNotAllowListedIsRefusedWithAClearError) {
-  const auto result = GenerateOnCloud("Hello", 10, {"--split", "1", "--timeout-ms", "500"}, /*stranger=*/true);
+  const auto result =
+      GenerateOnCloud("Hello", 10, {"--split", "1", "--timeout-ms", "500"}, /*stranger=*/true);
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_NE(result.err.find("allow-clients"), std::string::npos) << result.err;
   EXPECT_TRUE(tail_->process().Running());
 }
 
 TEST_F(CloudSplitTest, ThePlaintextClientOfACurveTailGetsNoAnswer) {
-  std::vector<std::string> args = {"generate", "--model", testing::Stories260KModel().string(), "--tokenizer",
-                                   testing::Stories260KTokenizer().string(), "--prompt", "Hi", "--split", "1",
-                                   "--cloud", tail_->endpoint(), "--insecure", "--timeout-ms", "500"};
+  std::vector<std::string> args = {"generate",
+                                   "--model",
+                                   testing::Stories260KModel().string(),
+                                   "--tokenizer",
+                                   testing::Stories260KTokenizer().string(),
+                                   "--prompt",
+                                   "Hi",
+                                   "--split",
+                                   "1",
+                                   "--cloud",
+                                   tail_->endpoint(),
+                                   "--insecure",
+                                   "--timeout-ms",
+                                   "500"};
   const auto result = RunProgram("tandem", args);
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_NE(result.err.find("no reply"), std::string::npos) << result.err;

@@ -25,29 +25,37 @@ class InMemoryTail final : public MessageChannel {
   Status Send(const wire::Message& message) override {
     sent.push_back(message);
     switch (message.header.type) {
-      case wire::MessageType::kHello: replies.push_back(wire::MakeHello(hello_)); break;
+      case wire::MessageType::kHello:
+        replies.push_back(wire::MakeHello(hello_));
+        break;
       case wire::MessageType::kOpen: {
         TANDEM_ASSIGN_OR_RETURN(open_, wire::ParseOpen(message));
-        tail_ = std::make_unique<LocalTail>(model_, open_.cut, static_cast<int>(open_.max_positions), open_.sampling);
+        tail_ = std::make_unique<LocalTail>(model_, open_.cut, static_cast<int>(open_.max_positions),
+                                            open_.sampling);
         break;
       }
       case wire::MessageType::kActivations: {
         if (silent) break;
         const wire::Header& h = message.header;
-        const ActivationCodec codec{static_cast<Precision>(h.precision), static_cast<Compression>(h.compression)};
-        TANDEM_ASSIGN_OR_RETURN(auto values, DecodeActivations(message.payload, h.rows, h.cols, codec, h.rows * h.cols));
+        const ActivationCodec codec{static_cast<Precision>(h.precision),
+                                    static_cast<Compression>(h.compression)};
+        TANDEM_ASSIGN_OR_RETURN(auto values,
+                                DecodeActivations(message.payload, h.rows, h.cols, codec, h.rows * h.cols));
         TANDEM_ASSIGN_OR_RETURN(int token, tail_->Forward(HiddenRows{h.rows, h.cols, std::move(values)}));
         if (stale_reply_first) replies.push_back(wire::MakeToken({.session = h.session + 100, .token = 3}));
-        replies.push_back(wire::MakeToken({.session = h.session, .sequence = h.sequence, .token = token_override.value_or(token)}));
+        replies.push_back(wire::MakeToken(
+            {.session = h.session, .sequence = h.sequence, .token = token_override.value_or(token)}));
         break;
       }
-      default: break;
+      default:
+        break;
     }
     return Status::Ok();
   }
 
   Result<wire::Message> Receive(std::chrono::milliseconds timeout) override {
-    if (replies.empty()) return DeadlineExceeded("no reply within " + std::to_string(timeout.count()) + " ms");
+    if (replies.empty())
+      return DeadlineExceeded("no reply within " + std::to_string(timeout.count()) + " ms");
     wire::Message next = std::move(replies.front());
     replies.pop_front();
     return next;
@@ -118,7 +126,8 @@ TEST_F(RemoteTailTest, AtCutZeroTheEdgeSendsEmbeddingRowsAndNeverTokenIds) {
     ASSERT_EQ(message.payload.size(), message.header.rows * 64u * 4u);
     const auto* rows = reinterpret_cast<const float*>(message.payload.data());
     const at::Tensor expected = embedded.narrow(0, position, message.header.rows).contiguous();
-    EXPECT_EQ(std::memcmp(rows, expected.data_ptr<float>(), message.payload.size()), 0) << "position " << position;
+    EXPECT_EQ(std::memcmp(rows, expected.data_ptr<float>(), message.payload.size()), 0)
+        << "position " << position;
     position += message.header.rows;
   }
   EXPECT_EQ(position, static_cast<int64_t>(generation->ids.size()) - 1);
@@ -189,7 +198,9 @@ TEST_F(RemoteTailTest, AnErrorFromTheTailBecomesTheStepsStatus) {
   ASSERT_NE(connection, nullptr);
   auto tail = RemoteTail::Open(*connection, {.cut = 1, .sampling = {0.0f, 1.0f, 0}, .max_positions = 8});
   ASSERT_TRUE(tail.ok());
-  channel->replies.push_back(wire::MakeError({.session = 1, .code = wire::ErrorCode::kOverloaded, .retryable = true,
+  channel->replies.push_back(wire::MakeError({.session = 1,
+                                              .code = wire::ErrorCode::kOverloaded,
+                                              .retryable = true,
                                               .message = "KV-cache memory is full"}));
   EdgeRunner edge(model_.transformer, 1, 8);
   auto result = (*tail)->Forward(*edge.Forward(std::vector<int>{1}));

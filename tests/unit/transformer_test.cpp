@@ -14,8 +14,14 @@ class TransformerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     // A small random model with grouped-query attention and a separate classifier.
-    const ModelConfig config{.dim = 32, .hidden_dim = 72, .n_layers = 4, .n_heads = 4, .n_kv_heads = 2,
-                             .vocab_size = 64, .seq_len = 48, .shared_classifier = false};
+    const ModelConfig config{.dim = 32,
+                             .hidden_dim = 72,
+                             .n_layers = 4,
+                             .n_heads = 4,
+                             .n_kv_heads = 2,
+                             .vocab_size = 64,
+                             .seq_len = 48,
+                             .shared_classifier = false};
     path_ = (dir_ / "model.bin").string();
     ASSERT_TRUE(WriteRandomCheckpoint(path_, config, 11, 0.2f).ok());
     auto checkpoint = Checkpoint::Load(path_);

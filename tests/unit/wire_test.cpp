@@ -135,7 +135,10 @@ TEST(WireMessageTest, OpenRoundTripsAndValidatesSampling) {
 }
 
 TEST(WireMessageTest, TokenRoundTripsWithTopLogprobs) {
-  const TokenReply token{.session = 3, .sequence = 8, .token = 411, .compute_us = 250,
+  const TokenReply token{.session = 3,
+                         .sequence = 8,
+                         .token = 411,
+                         .compute_us = 250,
                          .top_logprobs = {{411, -0.1f}, {7, -2.5f}}};
   auto parsed = ParseToken(MakeToken(token));
   ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
@@ -150,7 +153,10 @@ TEST(WireMessageTest, TokenRoundTripsWithTopLogprobs) {
 }
 
 TEST(WireMessageTest, ErrorRoundTripsAndMapsToStatus) {
-  const ErrorReply error{.session = 5, .sequence = 2, .code = ErrorCode::kOverloaded, .retryable = true,
+  const ErrorReply error{.session = 5,
+                         .sequence = 2,
+                         .code = ErrorCode::kOverloaded,
+                         .retryable = true,
                          .message = "KV-cache memory is full"};
   auto parsed = ParseError(MakeError(error));
   ASSERT_TRUE(parsed.ok());

@@ -33,16 +33,16 @@ struct TailServerOptions {
   int max_rows = 0;                          // rows per ACTIVATIONS; 0: the model's context length
   int max_sessions = 256;                    // open sessions, all peers together
   int64_t max_kv_bytes = int64_t{2} << 30;   // KV-cache memory of all sessions together
-  int max_peers = 4096;                      // connections past HELLO remembered; then the idlest is forgotten
+  int max_peers = 4096;  // connections past HELLO remembered; then the idlest is forgotten
   std::chrono::milliseconds idle_timeout{std::chrono::minutes(2)};  // sessions without traffic are freed
-  int workers = 1;                           // threads running sessions' blocks
+  int workers = 1;                                                  // threads running sessions' blocks
 };
 
 class TailServer {
  public:
   // Binds and serves on background threads. `fingerprint` identifies the weights (HELLO must match).
-  static Result<std::unique_ptr<TailServer>> Start(std::shared_ptr<const Transformer> model, uint64_t fingerprint,
-                                                   TailServerOptions options,
+  static Result<std::unique_ptr<TailServer>> Start(std::shared_ptr<const Transformer> model,
+                                                   uint64_t fingerprint, TailServerOptions options,
                                                    std::shared_ptr<prometheus::Registry> registry);
   ~TailServer();
   TailServer(const TailServer&) = delete;

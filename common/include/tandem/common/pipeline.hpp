@@ -116,7 +116,6 @@ using TokenCallback = std::function<void(int token)>;
 // Prefills `prompt_ids` (which start with BOS) in one call, then decodes one token at a time until
 // `steps` positions, or BOS when stop_at_bos. `on_token` sees each sampled token as it is produced.
 Result<Generation> Generate(EdgeRunner& edge, TailRunner& tail, std::span<const int> prompt_ids,
-                            const GenerateOptions& options,
-                            const TokenCallback& on_token = {});
+                            const GenerateOptions& options, const TokenCallback& on_token = {});
 
 }  // namespace tandem

@@ -50,12 +50,18 @@ class [[nodiscard]] Status {
 inline Status InvalidArgument(std::string message) {
   return {StatusCode::kInvalidArgument, std::move(message)};
 }
-inline Status NotFound(std::string message) { return {StatusCode::kNotFound, std::move(message)}; }
+inline Status NotFound(std::string message) {
+  return {StatusCode::kNotFound, std::move(message)};
+}
 inline Status ResourceExhausted(std::string message) {
   return {StatusCode::kResourceExhausted, std::move(message)};
 }
-inline Status Unavailable(std::string message) { return {StatusCode::kUnavailable, std::move(message)}; }
-inline Status Internal(std::string message) { return {StatusCode::kInternal, std::move(message)}; }
+inline Status Unavailable(std::string message) {
+  return {StatusCode::kUnavailable, std::move(message)};
+}
+inline Status Internal(std::string message) {
+  return {StatusCode::kInternal, std::move(message)};
+}
 inline Status DeadlineExceeded(std::string message) {
   return {StatusCode::kDeadlineExceeded, std::move(message)};
 }
@@ -64,7 +70,7 @@ inline Status DeadlineExceeded(std::string message) {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : state_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : state_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
   Result(Status status) : state_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     assert(!std::get<Status>(state_).ok() && "a Result holding a Status must hold an error");
   }
@@ -94,15 +100,15 @@ class [[nodiscard]] Result {
 #define TANDEM_CONCAT(a, b) TANDEM_CONCAT_INNER(a, b)
 
 // Returns the Status from the enclosing function when `expr` (a Status) is not OK.
-#define TANDEM_RETURN_IF_ERROR(expr)                \
-  do {                                              \
-    ::tandem::Status tandem_status_ = (expr);       \
+#define TANDEM_RETURN_IF_ERROR(expr)                 \
+  do {                                               \
+    ::tandem::Status tandem_status_ = (expr);        \
     if (!tandem_status_.ok()) return tandem_status_; \
   } while (false)
 
 // `lhs = value of expr` (a Result<T>), or returns its Status from the enclosing function.
-#define TANDEM_ASSIGN_OR_RETURN(lhs, expr)                                       \
-  auto TANDEM_CONCAT(tandem_result_, __LINE__) = (expr);                         \
-  if (!TANDEM_CONCAT(tandem_result_, __LINE__).ok())                             \
-    return TANDEM_CONCAT(tandem_result_, __LINE__).status();                     \
+#define TANDEM_ASSIGN_OR_RETURN(lhs, expr)                   \
+  auto TANDEM_CONCAT(tandem_result_, __LINE__) = (expr);     \
+  if (!TANDEM_CONCAT(tandem_result_, __LINE__).ok())         \
+    return TANDEM_CONCAT(tandem_result_, __LINE__).status(); \
   lhs = std::move(TANDEM_CONCAT(tandem_result_, __LINE__)).value()

@@ -37,7 +37,7 @@ enum class MessageType : uint8_t {
   kClose = 6,        // edge -> cloud: the session is over; no reply
   kPing = 7,         // edge -> cloud: opaque payload, echoed by PONG
   kPong = 8,
-  kStats = 9,        // reserved for load reports (the scheduler issue)
+  kStats = 9,  // reserved for load reports (the scheduler issue)
 };
 std::string_view MessageTypeName(MessageType type);
 
@@ -49,10 +49,10 @@ enum class ErrorCode : uint16_t {
   kHandshakeRequired = 4,    // a message before a successful HELLO on this connection
   kUnknownSession = 5,
   kSessionExists = 6,
-  kOverloaded = 7,           // session or KV-memory limit reached (retryable)
-  kBadArgument = 8,          // well-formed but invalid: cut, codec, sampling, shape
-  kOutOfOrder = 9,           // sequence number or position is not the next one
-  kTooLarge = 10,            // over a configured limit (rows, payload)
+  kOverloaded = 7,   // session or KV-memory limit reached (retryable)
+  kBadArgument = 8,  // well-formed but invalid: cut, codec, sampling, shape
+  kOutOfOrder = 9,   // sequence number or position is not the next one
+  kTooLarge = 10,    // over a configured limit (rows, payload)
   kInternal = 11,
   kUnsupported = 12,
 };
@@ -71,7 +71,7 @@ struct Header {
   uint8_t compression = 0;  // compression applied to this payload, raw
   uint32_t rows = 0;
   uint32_t cols = 0;
-  uint32_t position = 0;    // ACTIVATIONS: position of the first row in the session
+  uint32_t position = 0;  // ACTIVATIONS: position of the first row in the session
 };
 
 using HeaderBytes = std::array<std::byte, kHeaderBytes>;
@@ -94,8 +94,8 @@ struct Hello {
   uint32_t vocab_size = 0;
   uint32_t seq_len = 0;
   std::vector<ActivationCodec> codecs;
-  uint32_t max_rows = 0;       // cloud only: rows per ACTIVATIONS
-  uint32_t max_sessions = 0;   // cloud only: open sessions, all connections together
+  uint32_t max_rows = 0;           // cloud only: rows per ACTIVATIONS
+  uint32_t max_sessions = 0;       // cloud only: open sessions, all connections together
   uint64_t max_payload_bytes = 0;  // cloud only
 };
 // A model's identity for HELLO: its fingerprint and shape, and every codec this build speaks.
@@ -108,7 +108,7 @@ struct OpenRequest {
   int cut = 0;
   ActivationCodec codec;
   SamplingParams sampling;
-  int top_logprobs = 0;  // 0..kMaxTopLogprobs alternatives returned with each TOKEN
+  int top_logprobs = 0;        // 0..kMaxTopLogprobs alternatives returned with each TOKEN
   uint32_t max_positions = 0;  // positions the session will use (KV cache size); <= seq_len
 };
 inline constexpr int kMaxTopLogprobs = 20;
@@ -116,9 +116,8 @@ Message MakeOpen(const OpenRequest& open);
 Result<OpenRequest> ParseOpen(const Message& message);
 
 // ACTIVATIONS: the header carries shape, codec and position; the payload is the codec's bytes.
-Message MakeActivations(uint64_t session, uint64_t sequence, uint32_t position, uint32_t rows,
-                        uint32_t cols, ActivationCodec codec, Compression applied,
-                        std::vector<std::byte> payload);
+Message MakeActivations(uint64_t session, uint64_t sequence, uint32_t position, uint32_t rows, uint32_t cols,
+                        ActivationCodec codec, Compression applied, std::vector<std::byte> payload);
 
 struct TokenReply {
   uint64_t session = 0;

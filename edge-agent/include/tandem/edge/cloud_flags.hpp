@@ -11,10 +11,10 @@
 namespace tandem::edge {
 
 struct CloudFlags {
-  std::string endpoint;     // empty: no cloud
-  std::string cloud_key;    // the tail's public key file (pinned)
-  std::string client_key;   // this edge's secret key file
-  bool insecure = false;    // plaintext, no authentication
+  std::string endpoint;    // empty: no cloud
+  std::string cloud_key;   // the tail's public key file (pinned)
+  std::string client_key;  // this edge's secret key file
+  bool insecure = false;   // plaintext, no authentication
   std::string codec = "fp32";
   int timeout_ms = 10000;
 

@@ -42,7 +42,8 @@ class CutLog {
 class CloudConnection {
  public:
   // Connects and handshakes: the tail must hold the same weights (fingerprint) and shape.
-  static Result<std::unique_ptr<CloudConnection>> Connect(zmq::context_t& context, const CloudOptions& options,
+  static Result<std::unique_ptr<CloudConnection>> Connect(zmq::context_t& context,
+                                                          const CloudOptions& options,
                                                           const wire::Hello& local);
   // The same over any channel (tests use in-memory ones).
   static Result<std::unique_ptr<CloudConnection>> Handshake(std::unique_ptr<MessageChannel> channel,
@@ -70,9 +71,9 @@ class CloudConnection {
 };
 
 struct RemoteTailStats {
-  int64_t raw_bytes = 0;          // float32 bytes of the rows sent (before the codec)
-  int64_t payload_bytes = 0;      // codec output (after compression)
-  int64_t wire_bytes_sent = 0;    // headers + payloads of every message sent
+  int64_t raw_bytes = 0;        // float32 bytes of the rows sent (before the codec)
+  int64_t payload_bytes = 0;    // codec output (after compression)
+  int64_t wire_bytes_sent = 0;  // headers + payloads of every message sent
   int64_t wire_bytes_received = 0;
   std::vector<int64_t> step_payload_bytes;  // per ACTIVATIONS: the prefill chunk, then one per token
   std::vector<double> step_round_trip_ms;   // ACTIVATIONS sent -> TOKEN received

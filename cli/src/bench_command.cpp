@@ -204,6 +204,8 @@ int RunBench(std::span<const std::string> args) {
                        {"codec", cut.value("codec", split_flags.cloud.codec)},
                        {"decode_payload_bytes", cut.value("decode_payload_bytes", 0.0)},
                        {"decode_raw_bytes", cut.value("decode_raw_bytes", 0)},
+                       {"decode_round_trip_ms", cut.value("decode_round_trip_ms", 0.0)},
+                       {"decode_cloud_compute_ms", cut.value("decode_cloud_compute_ms", 0.0)},
                        {"cloud", split_flags.cloud.endpoint},
                        {"prefill_tok_s", ToJson(Summarize(split_runs.prefill_tok_s))},
                        {"decode_tok_s", ToJson(Summarize(split_runs.decode_tok_s))},

@@ -162,7 +162,7 @@ class TailServer::Impl {
         registry_(std::move(registry)),
         metrics_(*registry_),
         hello_(wire::DescribeModel(model_->config(), fingerprint)),
-        queues_(static_cast<size_t>(std::max(1, options_.workers))) {
+        queues_(static_cast<size_t>(std::max(0, options_.workers))) {
     if (options_.max_rows <= 0) options_.max_rows = model_->config().seq_len;
     hello_.max_rows = static_cast<uint32_t>(options_.max_rows);
     hello_.max_sessions = static_cast<uint32_t>(options_.max_sessions);
@@ -223,6 +223,7 @@ class TailServer::Impl {
   // ---- I/O thread -------------------------------------------------------------------------------------
 
   void RunIo() {
+    if (options_.workers == 0) at::init_num_threads();  // inline steps run here
     std::array<zmq::pollitem_t, 2> items = {
         {{router_.handle(), 0, ZMQ_POLLIN, 0}, {replies_.handle(), 0, ZMQ_POLLIN, 0}}};
     auto last_sweep = Clock::now();
@@ -271,14 +272,19 @@ class TailServer::Impl {
     std::memcpy(&serial, route.data() + peer.size(), sizeof(serial));
     auto message = ParseFrames(std::span(frames).subspan(1), SIZE_MAX);
     if (!message.ok()) return;
-    if (const auto it = sessions_.find({peer, message->header.session});
+    SettleReply(peer, serial, *message);
+  }
+
+  // A step's TOKEN or ERROR: the session's bookkeeping, then the reply.
+  void SettleReply(const std::string& peer, uint64_t serial, const wire::Message& message) {
+    if (const auto it = sessions_.find({peer, message.header.session});
         it != sessions_.end() && it->second->serial == serial) {
       --it->second->in_flight;
       it->second->last_active = Clock::now();
       // A failed step leaves the session's cache behind its bookkeeping: it cannot go on.
-      if (message->header.type == MessageType::kError) EraseSession(it);
+      if (message.header.type == MessageType::kError) EraseSession(it);
     }
-    Reply(peer, *message);
+    Reply(peer, message);
   }
 
   void HandleIncoming(std::vector<zmq::message_t>& frames) {
@@ -418,7 +424,7 @@ class TailServer::Impl {
     session->peer = peer;
     session->id = id;
     session->serial = ++next_serial_;
-    session->worker = static_cast<int>(next_worker_++ % queues_.size());
+    session->worker = queues_.empty() ? 0 : static_cast<int>(next_worker_++ % queues_.size());
     session->kv_bytes = kv_bytes;
     session->capacity = capacity;
     session->codec = open->codec;
@@ -476,6 +482,12 @@ class TailServer::Impl {
     session.next_position += header.rows;
     ++session.in_flight;
     session.last_active = Clock::now();
+    if (options_.workers == 0) {
+      // Inline: no hand-over to a worker and back, at the price of holding every other message meanwhile.
+      const Job job{it->second, std::move(message)};
+      SettleReply(peer, job.session->serial, Execute(job));
+      return;
+    }
     WorkQueue& queue = queues_[static_cast<size_t>(session.worker)];
     {
       const std::lock_guard lock(queue.mutex);

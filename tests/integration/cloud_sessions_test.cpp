@@ -41,12 +41,14 @@ std::vector<SessionPlan> Plans() {
   return plans;
 }
 
-class CloudSessionsTest : public ::testing::Test {
+// Parameter: the tail's --workers (2: steps on worker threads; 0: on the I/O thread).
+class CloudSessionsTest : public ::testing::TestWithParam<int> {
  protected:
   void SetUp() override {
     if (testing::SharedDir().empty()) GTEST_SKIP() << "shared folder not found";
     tail_ = std::make_unique<testing::CloudTailProcess>(
-        std::vector<std::string>{"--workers", "2", "--idle-timeout-s", std::to_string(kIdleTimeoutSeconds)});
+        std::vector<std::string>{"--workers", std::to_string(GetParam()), "--idle-timeout-s",
+                                 std::to_string(kIdleTimeoutSeconds)});
     ASSERT_TRUE(tail_->started()) << tail_->log();
     ModelFlags flags;
     flags.model = testing::Stories260KModel().string();
@@ -94,7 +96,7 @@ class CloudSessionsTest : public ::testing::Test {
   zmq::context_t context_;
 };
 
-TEST_F(CloudSessionsTest, SixteenConcurrentSessionsMatchTheirSoloRuns) {
+TEST_P(CloudSessionsTest, SixteenConcurrentSessionsMatchTheirSoloRuns) {
   const std::vector<SessionPlan> plans = Plans();
   std::vector<std::vector<int>> solo;
   for (const SessionPlan& plan : plans) {
@@ -124,7 +126,7 @@ TEST_F(CloudSessionsTest, SixteenConcurrentSessionsMatchTheirSoloRuns) {
   }
 }
 
-TEST_F(CloudSessionsTest, IdleSessionsExpire) {
+TEST_P(CloudSessionsTest, IdleSessionsExpire) {
   auto connection = Connect();
   ASSERT_TRUE(connection.ok()) << connection.status().ToString();
   EdgeRunner edge(model_.transformer, 2, 16);
@@ -141,7 +143,7 @@ TEST_F(CloudSessionsTest, IdleSessionsExpire) {
   EXPECT_NE(tail_->log().find("idle session expired"), std::string::npos);
 }
 
-TEST_F(CloudSessionsTest, SigtermDrainsOpenSessionsThenExits) {
+TEST_P(CloudSessionsTest, SigtermDrainsOpenSessionsThenExits) {
   auto connection = Connect();
   ASSERT_TRUE(connection.ok()) << connection.status().ToString();
   EdgeRunner edge(model_.transformer, 1, 16);
@@ -168,6 +170,9 @@ TEST_F(CloudSessionsTest, SigtermDrainsOpenSessionsThenExits) {
   EXPECT_FALSE(tail_->process().Running()) << "still draining with no session open";
   EXPECT_EQ(tail_->process().Stop(), 0);
 }
+
+INSTANTIATE_TEST_SUITE_P(Workers, CloudSessionsTest, ::testing::Values(2, 0),
+                         [](const auto& info) { return info.param ? "OnWorkers" : "Inline"; });
 
 }  // namespace
 }  // namespace tandem

@@ -35,7 +35,7 @@ struct TailServerOptions {
   int64_t max_kv_bytes = int64_t{2} << 30;   // KV-cache memory of all sessions together
   int max_peers = 4096;  // connections past HELLO remembered; then the idlest is forgotten
   std::chrono::milliseconds idle_timeout{std::chrono::minutes(2)};  // sessions without traffic are freed
-  int workers = 1;                                                  // threads running sessions' blocks
+  int workers = 1;  // threads running sessions' steps; 0: on the I/O thread (no hand-over, one step at a time)
 };
 
 class TailServer {

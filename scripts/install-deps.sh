@@ -3,10 +3,10 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build ccache pkg-config curl
+  build-essential cmake ninja-build ccache pkg-config curl jq
   libtorch-dev libopenblas0-pthread libdnnl-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libzmq3-dev cppzmq-dev libzstd-dev liblz4-dev prometheus-cpp-dev libboost-dev
+  libzmq3-dev cppzmq-dev libzstd-dev liblz4-dev prometheus-cpp-dev libboost-dev libssl-dev
 )
 
 missing=()

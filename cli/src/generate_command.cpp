@@ -89,6 +89,7 @@ int RunGenerate(std::span<const std::string> args) {
       std::fputs(tokenizer->DecodeAll({previous, token}).c_str(), stdout);
       std::fflush(stdout);
       previous = token;
+      return true;
     };
   }
   auto run = RunPipeline(*model, **tails, f, prompt_ids, stream_text);

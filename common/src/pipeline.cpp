@@ -121,7 +121,7 @@ Result<Generation> Generate(EdgeRunner& edge, TailRunner& tail, std::span<const 
       if (options.stop_at_bos && token == 1) break;
       result.ids.push_back(token);
       ++timings.generated_tokens;
-      if (on_token) on_token(token);
+      if (on_token && !on_token(token)) break;
       if (result.ids.size() > static_cast<size_t>(steps)) break;
       const int last = token;
       TANDEM_ASSIGN_OR_RETURN(rows, edge.Forward(std::span<const int>(&last, 1)));

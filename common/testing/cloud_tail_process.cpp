@@ -17,17 +17,18 @@ CurveKeyPair WriteKeys(const std::filesystem::path& prefix) {
 
 }  // namespace
 
-CloudTailProcess::CloudTailProcess(const std::vector<std::string>& extra_args)
-    : cloud_(WriteKeys(dir_ / "cloud")),
-      edge_(WriteKeys(dir_ / "edge")),
-      stranger_(WriteKeys(dir_ / "stranger")) {
+CloudTailProcess::CloudTailProcess(const std::vector<std::string>& extra_args, bool start, std::string bind)
+    : cloud_(WriteKeys(dir_ / "cloud")), edge_(WriteKeys(dir_ / "edge")), stranger_(WriteKeys(dir_ / "stranger")) {
   std::ofstream(dir_ / "clients.txt") << "# the edges this tail admits\n" << edge_.public_key << "\n";
-  std::vector<std::string> args = {
-      "--model",      Stories260KModel().string(),   "--tokenizer",     Stories260KTokenizer().string(),
-      "--bind",       "tcp://127.0.0.1:0",           "--http",          "127.0.0.1:0",
-      "--server-key", (dir_ / "cloud.key").string(), "--allow-clients", (dir_ / "clients.txt").string()};
-  args.insert(args.end(), extra_args.begin(), extra_args.end());
-  process_ = std::make_unique<BackgroundProcess>("tandem-cloud", args);
+  args_ = {"--model",      Stories260KModel().string(),    "--tokenizer",     Stories260KTokenizer().string(),
+           "--bind",       std::move(bind),                "--http",          "127.0.0.1:0",
+           "--server-key", (dir_ / "cloud.key").string(), "--allow-clients", (dir_ / "clients.txt").string()};
+  args_.insert(args_.end(), extra_args.begin(), extra_args.end());
+  if (start) Start();
+}
+
+void CloudTailProcess::Start() {
+  process_ = std::make_unique<BackgroundProcess>("tandem-cloud", args_);
   const std::string line = process_->WaitForLine("msg=serving");
   endpoint_ = LogField(line, "endpoint");
   http_address_ = LogField(line, "http");
@@ -37,6 +38,18 @@ std::vector<std::string> CloudTailProcess::EdgeFlags(bool stranger) const {
   return {"--cloud",      endpoint_,
           "--cloud-key",  (dir_ / "cloud.pub").string(),
           "--client-key", (dir_ / (stranger ? "stranger.key" : "edge.key")).string()};
+}
+
+EdgeProcess::EdgeProcess(const CloudTailProcess& tail, const std::vector<std::string>& extra_args,
+                         const std::string& endpoint) {
+  std::vector<std::string> args = {"--model", Stories260KModel().string(), "--tokenizer",
+                                   Stories260KTokenizer().string(), "--listen", "127.0.0.1:0"};
+  const auto cloud = tail.EdgeFlags();
+  args.insert(args.end(), cloud.begin(), cloud.end());
+  if (!endpoint.empty()) args.at(7) = endpoint;  // the value after --cloud
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  process_ = std::make_unique<BackgroundProcess>("tandem-edge", args);
+  address_ = LogField(process_->WaitForLine("msg=serving"), "listen");
 }
 
 }  // namespace tandem::testing

@@ -13,8 +13,11 @@ namespace tandem::testing {
 
 class CloudTailProcess {
  public:
-  // `extra_args` go to tandem-cloud after the model, keys and addresses.
-  explicit CloudTailProcess(const std::vector<std::string>& extra_args = {});
+  // `extra_args` go to tandem-cloud after the model and keys; without `start` only the keys are made, and
+  // Start() launches the tail later (an edge can then start first). `bind` defaults to a free port.
+  explicit CloudTailProcess(const std::vector<std::string>& extra_args = {}, bool start = true,
+                            std::string bind = "tcp://127.0.0.1:0");
+  void Start();
 
   bool started() const { return !endpoint_.empty(); }  // false: see log()
   const std::string& endpoint() const { return endpoint_; }
@@ -31,9 +34,26 @@ class CloudTailProcess {
  private:
   TempDir dir_;
   CurveKeyPair cloud_, edge_, stranger_;
+  std::vector<std::string> args_;
   std::unique_ptr<BackgroundProcess> process_;
   std::string endpoint_;
   std::string http_address_;
+};
+
+// A real tandem-edge for `tail` (whose keys it uses), listening on a free port; `extra_args` follow.
+// `endpoint` overrides the tail's (to start the edge before its tail).
+class EdgeProcess {
+ public:
+  EdgeProcess(const CloudTailProcess& tail, const std::vector<std::string>& extra_args = {},
+              const std::string& endpoint = "");
+  bool started() const { return !address_.empty(); }
+  const std::string& address() const { return address_; }  // "127.0.0.1:PORT"
+  std::string log() const { return process_->Stderr(); }
+  BackgroundProcess& process() { return *process_; }
+
+ private:
+  std::unique_ptr<BackgroundProcess> process_;
+  std::string address_;
 };
 
 }  // namespace tandem::testing

@@ -4,7 +4,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <stdexcept>
+#include <string_view>
+#include <thread>
 
 #include <prometheus/counter.h>
 #include <boost/asio/io_context.hpp>
@@ -25,6 +29,8 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using Response = http::response<http::string_body>;
 using Headers = std::vector<std::pair<std::string, std::string>>;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
 
 // Bounds every client operation, so a server that fails to answer fails the test instead of hanging it.
 constexpr std::chrono::seconds kClientTimeout{5};
@@ -39,6 +45,13 @@ class TestClient {
 
   Response Send(http::verb method, const std::string& target, std::string body = "",
                 const Headers& headers = {}) {
+    Write(method, target, std::move(body), headers);
+    return Read();
+  }
+
+  // Sends a request without waiting for the answer.
+  void Write(http::verb method, const std::string& target, std::string body = "",
+             const Headers& headers = {}) {
     http::request<http::string_body> request{method, target, 11};
     request.set(http::field::host, "127.0.0.1");
     for (const auto& [name, value] : headers) request.set(name, value);
@@ -49,7 +62,6 @@ class TestClient {
     http::async_write(stream_, request, [&](beast::error_code e, size_t) { ec = e; });
     Run();
     EXPECT_FALSE(ec) << "write: " << ec.message();
-    return Read();
   }
 
   void SendRaw(const std::string& bytes) {
@@ -69,6 +81,80 @@ class TestClient {
     EXPECT_FALSE(ec) << "read: " << ec.message();
     return response;
   }
+
+  struct Streamed {
+    Response head;                            // status and headers; the body went to `chunks`
+    std::vector<std::string> chunks;          // one per chunk of the body, in order
+    std::vector<Clock::time_point> arrivals;  // when each chunk's header was parsed
+    bool complete = false;                    // the last chunk arrived
+  };
+
+  // Reads a chunked response chunk by chunk, noting when each chunk arrives.
+  Streamed ReadStreamed() {
+    Streamed out;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(64 << 20);
+    auto on_header = [&](std::uint64_t size, beast::string_view, beast::error_code&) {
+      if (size == 0) return;  // the last chunk
+      out.chunks.emplace_back();
+      out.arrivals.push_back(Clock::now());
+    };
+    auto on_body = [&](std::uint64_t, beast::string_view body, beast::error_code&) {
+      out.chunks.back().append(body.data(), body.size());
+      return body.size();
+    };
+    parser.on_chunk_header(on_header);
+    parser.on_chunk_body(on_body);
+    beast::error_code ec;
+    stream_.expires_after(kClientTimeout);
+    http::async_read(stream_, buffer_, parser, [&](beast::error_code e, size_t) { ec = e; });
+    Run();
+    out.complete = !ec && parser.is_done();
+    out.head = parser.release();
+    return out;
+  }
+
+  // Reads raw bytes until `needle` has arrived; false at the deadline or when the server closes.
+  bool ReadRawUntil(std::string_view needle) {
+    std::string received;
+    while (received.find(needle) == std::string::npos) {
+      char bytes[1024];
+      beast::error_code ec;
+      size_t count = 0;
+      stream_.expires_after(kClientTimeout);
+      stream_.async_read_some(asio::buffer(bytes), [&](beast::error_code e, size_t n) {
+        ec = e;
+        count = n;
+      });
+      Run();
+      if (ec) return false;
+      received.append(bytes, count);
+    }
+    return true;
+  }
+
+  // Everything the server sends until it closes the connection.
+  std::string ReadRawUntilClose() {
+    std::string received;
+    for (;;) {
+      char bytes[1024];
+      beast::error_code ec;
+      size_t count = 0;
+      stream_.expires_after(kClientTimeout);
+      stream_.async_read_some(asio::buffer(bytes), [&](beast::error_code e, size_t n) {
+        ec = e;
+        count = n;
+      });
+      Run();
+      received.append(bytes, count);
+      if (ec) {
+        EXPECT_EQ(ec, asio::error::eof) << ec.message();
+        return received;
+      }
+    }
+  }
+
+  void Close() { stream_.close(); }
 
   // True when the server closes the connection (end of stream or reset) before the client deadline.
   bool ServerCloses() {
@@ -98,6 +184,65 @@ std::unique_ptr<HttpServer> StartServer(std::vector<Route> routes, HttpServerOpt
     return nullptr;
   }
   return std::move(server).value();
+}
+
+// A connection attempt that the server accepts (false: refused).
+bool CanConnect(uint16_t port) {
+  asio::io_context ioc;
+  tcp::socket socket(ioc);
+  beast::error_code ec;
+  socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
+  return !ec;
+}
+
+// One-shot event between a handler thread and the test.
+class Notification {
+ public:
+  void Notify() {
+    std::lock_guard lock(mutex_);
+    notified_ = true;
+    cv_.notify_all();
+  }
+  bool WaitFor(Clock::duration timeout) {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, timeout, [this] { return notified_; });
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool notified_ = false;
+};
+
+int64_t NowNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+}
+
+Clock::time_point FromNanos(int64_t nanos) {
+  return Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(nanos)));
+}
+
+// A route whose handler signals that it started, then sleeps `duration` and notes when it finished.
+Route SlowRoute(std::string path, milliseconds duration, Notification& started,
+                std::atomic<int64_t>& finished) {
+  return {"GET", std::move(path), [duration, &started, &finished](const HttpRequest&) {
+            started.Notify();
+            std::this_thread::sleep_for(duration);
+            finished = NowNanos();
+            HttpResponse response;
+            response.body = R"({"done":true})";
+            return response;
+          }};
+}
+
+// Waits until the server has nothing in flight (the answer's last byte is written before it counts down).
+bool WaitForNoneInFlight(const HttpServer& server) {
+  const auto deadline = Clock::now() + std::chrono::seconds(2);
+  while (server.in_flight() != 0) {
+    if (Clock::now() > deadline) return false;
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  return true;
 }
 
 // Echoes what the server parsed, so tests see the HttpRequest a handler gets.
@@ -343,6 +488,9 @@ TEST(HttpServerTest, StartFailsClearlyOnAddressInUseAndBadAddresses) {
   options.listen = "127.0.0.1:0";
   options.threads = 0;
   EXPECT_EQ(HttpServer::Start(options, {}).status().code(), StatusCode::kInvalidArgument);
+  options.threads = 1;
+  options.handler_threads = 0;
+  EXPECT_EQ(HttpServer::Start(options, {}).status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST(HttpServerTest, StopIsIdempotentFastAndClosesConnections) {
@@ -357,6 +505,318 @@ TEST(HttpServerTest, StopIsIdempotentFastAndClosesConnections) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(500));
   EXPECT_TRUE(idle.ServerCloses());
   server->Stop();
+  server.reset();
+}
+
+TEST(HttpServerTest, SlowHandlerDoesNotDelayHealthzOnAnotherConnection) {
+  Notification started;
+  std::atomic<int64_t> finished = 0;
+  std::vector<Route> routes = HealthRoutes(nullptr, nullptr);
+  routes.push_back(SlowRoute("/slow", milliseconds(300), started, finished));
+  HttpServerOptions options;
+  options.threads = 1;
+  auto server = StartServer(std::move(routes), options);
+  ASSERT_NE(server, nullptr);
+  TestClient slow(server->port());
+  slow.Write(http::verb::get, "/slow");
+  ASSERT_TRUE(started.WaitFor(kClientTimeout));
+
+  TestClient health(server->port());
+  const auto start = Clock::now();
+  EXPECT_EQ(health.Send(http::verb::get, "/healthz").result_int(), 200);
+  EXPECT_LT(Clock::now() - start, milliseconds(150));
+  EXPECT_EQ(finished, 0);  // the slow one was still running
+  EXPECT_EQ(slow.Read().result_int(), 200);
+}
+
+TEST(HttpServerTest, StreamedResponseArrivesChunkByChunkThenKeepAliveGoesOn) {
+  std::atomic<int64_t> last_written = 0;
+  std::vector<Route> routes = EchoRoutes();
+  routes.push_back({"GET", "/v1/stream", [&last_written](const HttpRequest&) {
+                      HttpResponse response;
+                      response.content_type = "text/event-stream";
+                      response.headers.emplace_back("Cache-Control", "no-cache");
+                      response.body = "ignored";
+                      response.stream = [&last_written](ResponseStream& out) {
+                        for (int i = 0; i < 5; ++i) {
+                          if (i > 0) std::this_thread::sleep_for(milliseconds(20));
+                          if (i == 4) last_written = NowNanos();
+                          EXPECT_TRUE(out.Write("data: {\"i\":" + std::to_string(i) + "}\n\n"));
+                        }
+                        EXPECT_TRUE(out.Write(""));  // nothing to send; must not end the body
+                        EXPECT_TRUE(out.Write("data: [DONE]\n\n"));
+                        EXPECT_FALSE(out.ClientGone());
+                      };
+                      return response;
+                    }});
+  auto server = StartServer(std::move(routes));
+  ASSERT_NE(server, nullptr);
+  TestClient client(server->port());
+  client.Write(http::verb::get, "/v1/stream");
+  const TestClient::Streamed streamed = client.ReadStreamed();
+
+  ASSERT_TRUE(streamed.complete);
+  EXPECT_EQ(streamed.head.result_int(), 200);
+  EXPECT_EQ(streamed.head[http::field::content_type], "text/event-stream");
+  EXPECT_EQ(streamed.head[http::field::cache_control], "no-cache");
+  EXPECT_EQ(streamed.head[http::field::transfer_encoding], "chunked");
+  EXPECT_EQ(streamed.head.count(http::field::content_length), 0u);
+  EXPECT_FALSE(streamed.head["X-Request-Id"].empty());
+  EXPECT_TRUE(streamed.head.keep_alive());
+  const std::vector<std::string> expected = {"data: {\"i\":0}\n\n", "data: {\"i\":1}\n\n",
+                                             "data: {\"i\":2}\n\n", "data: {\"i\":3}\n\n",
+                                             "data: {\"i\":4}\n\n", "data: [DONE]\n\n"};
+  EXPECT_EQ(streamed.chunks, expected);
+  ASSERT_FALSE(streamed.arrivals.empty());
+  ASSERT_NE(last_written, 0);
+  EXPECT_LT(streamed.arrivals.front(), FromNanos(last_written));  // streamed, not buffered
+
+  EXPECT_EQ(client.Send(http::verb::post, "/v1/echo", "after").body(), "after");
+  EXPECT_TRUE(WaitForNoneInFlight(*server));
+}
+
+TEST(HttpServerTest, RequestPipelinedDuringAStreamIsAnsweredAfterIt) {
+  Notification streaming;
+  Notification second_sent;
+  std::vector<Route> routes = EchoRoutes();
+  routes.push_back({"GET", "/v1/stream", [&](const HttpRequest&) {
+                      HttpResponse response;
+                      response.stream = [&](ResponseStream& out) {
+                        out.Write("data: one\n\n");
+                        streaming.Notify();
+                        EXPECT_TRUE(second_sent.WaitFor(kClientTimeout));
+                        out.Write("data: two\n\n");
+                      };
+                      return response;
+                    }});
+  auto server = StartServer(std::move(routes));
+  ASSERT_NE(server, nullptr);
+  TestClient client(server->port());
+  client.Write(http::verb::get, "/v1/stream");
+  ASSERT_TRUE(streaming.WaitFor(kClientTimeout));
+  client.Write(http::verb::post, "/v1/echo", "next");  // read ahead by the server while it streams
+  second_sent.Notify();
+  const TestClient::Streamed streamed = client.ReadStreamed();
+  EXPECT_TRUE(streamed.complete);
+  EXPECT_EQ(streamed.chunks, (std::vector<std::string>{"data: one\n\n", "data: two\n\n"}));
+  EXPECT_EQ(client.Read().body(), "next");
+}
+
+TEST(HttpServerTest, Http10ClientGetsTheStreamUnchunkedUntilClose) {
+  std::vector<Route> routes = {{"GET", "/v1/stream", [](const HttpRequest&) {
+                                  HttpResponse response;
+                                  response.content_type = "text/event-stream";
+                                  response.stream = [](ResponseStream& out) {
+                                    out.Write("data: a\n\n");
+                                    out.Write("data: b\n\n");
+                                  };
+                                  return response;
+                                }}};
+  auto server = StartServer(std::move(routes));
+  ASSERT_NE(server, nullptr);
+  TestClient client(server->port());
+  client.SendRaw("GET /v1/stream HTTP/1.0\r\n\r\n");
+  const std::string received = client.ReadRawUntilClose();
+  EXPECT_EQ(received.rfind("HTTP/1.0 200", 0), 0u) << received;
+  EXPECT_EQ(received.find("Transfer-Encoding"), std::string::npos) << received;
+  EXPECT_EQ(received.find("Content-Length"), std::string::npos) << received;
+  const size_t body = received.find("\r\n\r\n");
+  ASSERT_NE(body, std::string::npos);
+  EXPECT_EQ(received.substr(body + 4), "data: a\n\ndata: b\n\n");
+}
+
+TEST(HttpServerTest, LargeStreamIsDeliveredWholeThroughTheWriteQueueLimit) {
+  constexpr size_t kPiece = 64 * 1024;
+  constexpr int kPieces = 64;  // 4 MiB: Write has to wait for the queue to drain
+  std::vector<Route> routes = {{"GET", "/v1/big", [](const HttpRequest&) {
+                                  HttpResponse response;
+                                  response.content_type = "application/octet-stream";
+                                  response.stream = [](ResponseStream& out) {
+                                    for (int i = 0; i < kPieces; ++i) {
+                                      if (!out.Write(std::string(kPiece, static_cast<char>('a' + i % 26)))) {
+                                        return;
+                                      }
+                                    }
+                                  };
+                                  return response;
+                                }}};
+  auto server = StartServer(std::move(routes));
+  ASSERT_NE(server, nullptr);
+  TestClient client(server->port());
+  client.Write(http::verb::get, "/v1/big");
+  const TestClient::Streamed streamed = client.ReadStreamed();
+  ASSERT_TRUE(streamed.complete);
+  ASSERT_EQ(streamed.chunks.size(), static_cast<size_t>(kPieces));
+  for (int i = 0; i < kPieces; ++i) {
+    EXPECT_EQ(streamed.chunks[i], std::string(kPiece, static_cast<char>('a' + i % 26))) << i;
+  }
+}
+
+TEST(HttpServerTest, ClientDisconnectMidStreamIsSeenByTheProducer) {
+  Notification returned;
+  std::atomic<int64_t> gone_at = 0;
+  std::vector<Route> routes = {{"GET", "/v1/stream", [&](const HttpRequest&) {
+                                  HttpResponse response;
+                                  response.content_type = "text/event-stream";
+                                  response.stream = [&](ResponseStream& out) {
+                                    EXPECT_TRUE(out.Write("data: first\n\n"));
+                                    // A slow step: polls without writing, so only the server's read
+                                    // of the socket can tell that the client left.
+                                    const auto deadline = Clock::now() + kClientTimeout;
+                                    while (!out.ClientGone() && Clock::now() < deadline) {
+                                      std::this_thread::sleep_for(milliseconds(2));
+                                    }
+                                    if (out.ClientGone()) gone_at = NowNanos();
+                                    EXPECT_FALSE(out.Write("data: late\n\n"));
+                                    returned.Notify();
+                                  };
+                                  return response;
+                                }}};
+  auto server = StartServer(std::move(routes));
+  ASSERT_NE(server, nullptr);
+  TestClient client(server->port());
+  client.Write(http::verb::get, "/v1/stream");
+  ASSERT_TRUE(client.ReadRawUntil("data: first"));
+  EXPECT_EQ(server->in_flight(), 1);
+  const auto closed_at = Clock::now();
+  client.Close();
+
+  ASSERT_TRUE(returned.WaitFor(kClientTimeout));
+  ASSERT_NE(gone_at, 0);
+  EXPECT_LT(FromNanos(gone_at) - closed_at, milliseconds(200));
+  EXPECT_TRUE(WaitForNoneInFlight(*server));
+}
+
+TEST(HttpServerTest, ProducerThatThrowsCutsTheBodyOff) {
+  std::vector<Route> routes = {{"GET", "/v1/stream", [](const HttpRequest&) {
+                                  HttpResponse response;
+                                  response.stream = [](ResponseStream& out) {
+                                    out.Write("data: partial\n\n");
+                                    throw std::runtime_error("model crashed");
+                                  };
+                                  return response;
+                                }}};
+  auto server = StartServer(std::move(routes));
+  ASSERT_NE(server, nullptr);
+  TestClient client(server->port());
+  client.Write(http::verb::get, "/v1/stream");
+  const TestClient::Streamed streamed = client.ReadStreamed();
+  EXPECT_EQ(streamed.head.result_int(), 200);
+  EXPECT_FALSE(streamed.complete);  // no last chunk: the client knows the body is cut off
+  EXPECT_TRUE(WaitForNoneInFlight(*server));
+}
+
+TEST(HttpServerTest, StopEndsAStreamWhoseProducerWritesUntilFalse) {
+  Notification streaming;
+  Notification returned;
+  std::vector<Route> routes = {{"GET", "/v1/stream", [&](const HttpRequest&) {
+                                  HttpResponse response;
+                                  response.stream = [&](ResponseStream& out) {
+                                    streaming.Notify();
+                                    while (out.Write("data: tick\n\n")) {
+                                      std::this_thread::sleep_for(milliseconds(5));
+                                    }
+                                    EXPECT_TRUE(out.ClientGone());
+                                    returned.Notify();
+                                  };
+                                  return response;
+                                }}};
+  auto server = StartServer(std::move(routes));
+  ASSERT_NE(server, nullptr);
+  TestClient client(server->port());
+  client.Write(http::verb::get, "/v1/stream");
+  ASSERT_TRUE(streaming.WaitFor(kClientTimeout));
+  const auto start = Clock::now();
+  server->Stop();
+  EXPECT_LT(Clock::now() - start, milliseconds(500));
+  EXPECT_TRUE(returned.WaitFor(milliseconds(0)));  // Stop waited for the producer
+}
+
+TEST(HttpServerTest, DrainLetsTheRequestInFlightFinishAndRefusesNewConnections) {
+  Notification started;
+  std::atomic<int64_t> finished = 0;
+  auto server = StartServer({SlowRoute("/slow", milliseconds(300), started, finished)});
+  ASSERT_NE(server, nullptr);
+  TestClient slow(server->port());
+  slow.Write(http::verb::get, "/slow");
+  ASSERT_TRUE(started.WaitFor(kClientTimeout));
+  EXPECT_EQ(server->in_flight(), 1);
+
+  const auto start = Clock::now();
+  std::atomic<int64_t> drained = 0;
+  std::thread drainer([&] {
+    server->Drain(std::chrono::seconds(5));
+    drained = NowNanos();
+  });
+  // Once the acceptor is closed a connection attempt is refused, while the request is still running.
+  bool refused = false;
+  while (!refused && Clock::now() - start < milliseconds(250)) refused = !CanConnect(server->port());
+  EXPECT_TRUE(refused);
+  EXPECT_EQ(finished, 0);
+
+  const Response response = slow.Read();
+  EXPECT_EQ(response.result_int(), 200);
+  EXPECT_EQ(response.body(), R"({"done":true})");
+  EXPECT_FALSE(response.keep_alive());  // draining: Connection: close
+  drainer.join();
+  ASSERT_NE(finished, 0);
+  EXPECT_GE(drained, finished);                                    // waited for the request
+  EXPECT_LT(FromNanos(drained) - start, std::chrono::seconds(1));  // and not for the timeout
+  EXPECT_EQ(server->in_flight(), 0);
+  EXPECT_TRUE(slow.ServerCloses());
+
+  const auto stop_start = Clock::now();
+  server->Stop();
+  EXPECT_LT(Clock::now() - stop_start, milliseconds(200));
+}
+
+TEST(HttpServerTest, DrainClosesIdleConnectionsAndAnswersALateRequestWith503) {
+  auto server = StartServer(EchoRoutes());
+  ASSERT_NE(server, nullptr);
+  TestClient busy(server->port());
+  EXPECT_EQ(busy.Send(http::verb::post, "/v1/echo", "x").result_int(), 200);
+  busy.SendRaw("POST /v1/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4\r\n\r\n");  // no body yet
+  // A round trip on another connection: by its end the server has read the start of busy's request.
+  TestClient idle(server->port());
+  EXPECT_EQ(idle.Send(http::verb::post, "/v1/echo", "y").result_int(), 200);
+
+  const auto start = Clock::now();
+  server->Drain(std::chrono::seconds(1));
+  EXPECT_LT(Clock::now() - start, milliseconds(500));  // nothing in flight
+  EXPECT_FALSE(CanConnect(server->port()));
+  EXPECT_TRUE(idle.ServerCloses());
+
+  busy.SendRaw("body");
+  const Response response = busy.Read();
+  EXPECT_EQ(response.result_int(), 503);
+  const nlohmann::json error = ErrorOf(response);
+  EXPECT_EQ(error["code"], "shutting_down");
+  EXPECT_EQ(error["type"], "server_error");
+  EXPECT_FALSE(response.keep_alive());
+  EXPECT_TRUE(busy.ServerCloses());
+}
+
+TEST(HttpServerTest, DrainTimesOutOnASlowHandlerAndStopStillReturns) {
+  Notification started;
+  std::atomic<int64_t> finished = 0;
+  auto server = StartServer({SlowRoute("/slow", std::chrono::seconds(2), started, finished)});
+  ASSERT_NE(server, nullptr);
+  TestClient slow(server->port());
+  slow.Write(http::verb::get, "/slow");
+  ASSERT_TRUE(started.WaitFor(kClientTimeout));
+
+  const auto start = Clock::now();
+  server->Drain(milliseconds(200));
+  const auto drain_took = Clock::now() - start;
+  EXPECT_GE(drain_took, milliseconds(200));
+  EXPECT_LT(drain_took, milliseconds(1000));
+  EXPECT_EQ(server->in_flight(), 1);
+  EXPECT_EQ(finished, 0);
+
+  server->Stop();  // waits for the handler, whose answer goes nowhere
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(4));
+  EXPECT_NE(finished, 0);
+  EXPECT_TRUE(slow.ServerCloses());
   server.reset();
 }
 

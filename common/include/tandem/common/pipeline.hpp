@@ -111,10 +111,12 @@ struct Generation {
   GenerationTimings timings;
 };
 
-using TokenCallback = std::function<void(int token)>;
+// Sees each sampled token as it is produced; returns false to end the generation there (a stop string
+// matched, the client went away).
+using TokenCallback = std::function<bool(int token)>;
 
 // Prefills `prompt_ids` (which start with BOS) in one call, then decodes one token at a time until
-// `steps` positions, or BOS when stop_at_bos. `on_token` sees each sampled token as it is produced.
+// `steps` positions, or BOS when stop_at_bos, or `on_token` returning false.
 Result<Generation> Generate(EdgeRunner& edge, TailRunner& tail, std::span<const int> prompt_ids,
                             const GenerateOptions& options, const TokenCallback& on_token = {});
 

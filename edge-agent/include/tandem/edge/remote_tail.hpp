@@ -52,6 +52,7 @@ class CloudConnection {
 
   const wire::Hello& remote() const { return remote_; }
   std::chrono::milliseconds timeout() const { return timeout_; }
+  void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
   MessageChannel& channel() { return *channel_; }
   uint64_t NextSessionId() { return ++last_session_; }
 

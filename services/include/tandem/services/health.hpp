@@ -17,8 +17,8 @@ inline constexpr char kPrometheusContentType[] = "text/plain; version=0.0.4";
 // GET /readyz:  200 {"status":"ready"} when ready() is true, else 503 with an error object whose code is
 //               "not_ready" (readiness: model loaded, peers reachable, not draining).
 // GET /metrics: the registry in the Prometheus text format 0.0.4 (kPrometheusContentType).
-// `ready` is called on an io thread for every /readyz: it must be thread-safe and cheap; an empty function
-// means always ready. The registry is shared with whoever registers metrics in it; a null registry
+// `ready` is called on a handler thread for every /readyz: it must be thread-safe and cheap; an empty
+// function means always ready. The registry is shared with whoever registers metrics in it; a null registry
 // leaves /metrics out.
 std::vector<Route> HealthRoutes(std::function<bool()> ready, std::shared_ptr<prometheus::Registry> registry);
 

@@ -1,0 +1,45 @@
+// POST /v1/completions: the OpenAI request body, parsed and checked field by field, and the errors in
+// OpenAI's shape (status, type, code, param) so that clients can tell what to fix.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace tandem::edge {
+
+// An error answered to the client: {"error":{"message","type","param","code"}} with `status`.
+struct ApiError {
+  int status = 400;
+  std::string message;
+  std::string type = "invalid_request_error";
+  std::string code;   // empty: null
+  std::string param;  // empty: null
+};
+
+struct CompletionRequest {
+  std::string model;
+  std::string prompt;
+  int max_tokens = 16;  // OpenAI's default
+  float temperature = 1.0f;
+  float top_p = 1.0f;
+  std::optional<uint64_t> seed;   // absent: a random seed, reported in the response
+  std::vector<std::string> stop;  // up to 4 strings; the text ends before the first match
+  bool stream = false;
+};
+
+struct CompletionLimits {
+  int max_tokens_cap = 0;  // the largest max_tokens accepted
+  size_t max_prompt_bytes = 64 * 1024;
+};
+
+// Parses a JSON body. Unknown fields are ignored, as OpenAI's API does for fields it does not use; fields
+// that would change the output and are not supported (n > 1, echo, best_of, logprobs, suffix) are refused.
+// `seed`, `stop` and `stream` may be null.
+std::variant<CompletionRequest, ApiError> ParseCompletionRequest(std::string_view body,
+                                                                 const CompletionLimits& limits);
+
+}  // namespace tandem::edge

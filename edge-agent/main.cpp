@@ -1,0 +1,10 @@
+// tandem-edge: the edge agent, an OpenAI-compatible REST API over a model split with a cloud tail.
+#include <string>
+#include <vector>
+
+#include "tandem/edge/edge_service.hpp"
+
+int main(int argc, char** argv) {
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  return tandem::edge::RunEdgeService(args);
+}

@@ -1,0 +1,83 @@
+#include "tandem/edge/cloud_pool.hpp"
+
+#include "tandem/common/log.hpp"
+
+namespace tandem::edge {
+namespace {
+
+// How long one handshake may wait, and the pause between failed attempts.
+constexpr auto kHandshakeTimeout = std::chrono::milliseconds(1000);
+constexpr auto kRetryPause = std::chrono::milliseconds(250);
+
+}  // namespace
+
+CloudPool::CloudPool(CloudOptions options, wire::Hello local, int size)
+    : options_(std::move(options)), local_(std::move(local)), size_(size) {
+  connector_ = std::thread([this] { RunConnector(); });
+}
+
+CloudPool::~CloudPool() {
+  {
+    const std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  changed_.notify_all();
+  connector_.join();
+  idle_.clear();  // sockets close before the context does
+}
+
+std::unique_ptr<CloudConnection> CloudPool::Acquire(std::chrono::milliseconds wait) {
+  std::unique_lock lock(mutex_);
+  if (!changed_.wait_for(lock, wait, [&] { return stopping_ || !idle_.empty(); }) || stopping_) return nullptr;
+  auto connection = std::move(idle_.front());
+  idle_.pop_front();
+  return connection;
+}
+
+void CloudPool::Release(std::unique_ptr<CloudConnection> connection, bool healthy) {
+  const std::lock_guard lock(mutex_);
+  if (healthy) {
+    idle_.push_back(std::move(connection));
+  } else {
+    connection.reset();
+    --connected_;
+  }
+  changed_.notify_all();
+}
+
+std::string CloudPool::last_error() const {
+  const std::lock_guard lock(mutex_);
+  return last_error_;
+}
+
+void CloudPool::RunConnector() {
+  CloudOptions options = options_;
+  options.timeout = std::min(options.timeout, std::chrono::milliseconds(kHandshakeTimeout));
+  std::unique_lock lock(mutex_);
+  while (!stopping_) {
+    if (connected_.load() >= size_) {
+      changed_.wait(lock, [&] { return stopping_ || connected_.load() < size_; });
+      continue;
+    }
+    lock.unlock();
+    auto connection = CloudConnection::Connect(context_, options, local_);
+    lock.lock();
+    if (connection.ok()) {
+      // Replies wait as long as the edge was told to (--timeout-ms); only the handshake was short.
+      (*connection)->set_timeout(options_.timeout);
+      idle_.push_back(std::move(*connection));
+      if (++connected_ == size_) Log(LogLevel::kInfo, "edge", "connected to the cloud tail", {{"cloud", options_.endpoint}});
+      last_error_.clear();
+      changed_.notify_all();
+    } else {
+      if (last_error_ != connection.status().message()) {
+        Log(LogLevel::kWarn, "edge", "cannot reach the cloud tail; retrying",
+            {{"cloud", options_.endpoint}, {"error", connection.status().message()}});
+      }
+      last_error_ = connection.status().message();
+      changed_.wait_for(lock, kRetryPause, [&] { return stopping_; });
+    }
+  }
+}
+
+}  // namespace tandem::edge

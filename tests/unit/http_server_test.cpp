@@ -502,7 +502,7 @@ TEST(HttpServerTest, StopIsIdempotentFastAndClosesConnections) {
   EXPECT_EQ(idle.Send(http::verb::post, "/v1/echo", "x").result_int(), 200);
   const auto start = std::chrono::steady_clock::now();
   server->Stop();
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(500));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(1500));
   EXPECT_TRUE(idle.ServerCloses());
   server->Stop();
   server.reset();
@@ -512,7 +512,7 @@ TEST(HttpServerTest, SlowHandlerDoesNotDelayHealthzOnAnotherConnection) {
   Notification started;
   std::atomic<int64_t> finished = 0;
   std::vector<Route> routes = HealthRoutes(nullptr, nullptr);
-  routes.push_back(SlowRoute("/slow", milliseconds(300), started, finished));
+  routes.push_back(SlowRoute("/slow", milliseconds(1500), started, finished));
   HttpServerOptions options;
   options.threads = 1;
   auto server = StartServer(std::move(routes), options);
@@ -524,7 +524,7 @@ TEST(HttpServerTest, SlowHandlerDoesNotDelayHealthzOnAnotherConnection) {
   TestClient health(server->port());
   const auto start = Clock::now();
   EXPECT_EQ(health.Send(http::verb::get, "/healthz").result_int(), 200);
-  EXPECT_LT(Clock::now() - start, milliseconds(150));
+  EXPECT_LT(Clock::now() - start, milliseconds(750));  // bounds loose enough for a loaded CI machine
   EXPECT_EQ(finished, 0);  // the slow one was still running
   EXPECT_EQ(slow.Read().result_int(), 200);
 }
@@ -683,7 +683,7 @@ TEST(HttpServerTest, ClientDisconnectMidStreamIsSeenByTheProducer) {
 
   ASSERT_TRUE(returned.WaitFor(kClientTimeout));
   ASSERT_NE(gone_at, 0);
-  EXPECT_LT(FromNanos(gone_at) - closed_at, milliseconds(200));
+  EXPECT_LT(FromNanos(gone_at) - closed_at, milliseconds(1000));
   EXPECT_TRUE(WaitForNoneInFlight(*server));
 }
 
@@ -728,14 +728,14 @@ TEST(HttpServerTest, StopEndsAStreamWhoseProducerWritesUntilFalse) {
   ASSERT_TRUE(streaming.WaitFor(kClientTimeout));
   const auto start = Clock::now();
   server->Stop();
-  EXPECT_LT(Clock::now() - start, milliseconds(500));
+  EXPECT_LT(Clock::now() - start, milliseconds(1500));
   EXPECT_TRUE(returned.WaitFor(milliseconds(0)));  // Stop waited for the producer
 }
 
 TEST(HttpServerTest, DrainLetsTheRequestInFlightFinishAndRefusesNewConnections) {
   Notification started;
   std::atomic<int64_t> finished = 0;
-  auto server = StartServer({SlowRoute("/slow", milliseconds(300), started, finished)});
+  auto server = StartServer({SlowRoute("/slow", milliseconds(1500), started, finished)});
   ASSERT_NE(server, nullptr);
   TestClient slow(server->port());
   slow.Write(http::verb::get, "/slow");
@@ -750,7 +750,7 @@ TEST(HttpServerTest, DrainLetsTheRequestInFlightFinishAndRefusesNewConnections) 
   });
   // Once the acceptor is closed a connection attempt is refused, while the request is still running.
   bool refused = false;
-  while (!refused && Clock::now() - start < milliseconds(250)) refused = !CanConnect(server->port());
+  while (!refused && Clock::now() - start < milliseconds(1000)) refused = !CanConnect(server->port());
   EXPECT_TRUE(refused);
   EXPECT_EQ(finished, 0);
 
@@ -761,13 +761,13 @@ TEST(HttpServerTest, DrainLetsTheRequestInFlightFinishAndRefusesNewConnections) 
   drainer.join();
   ASSERT_NE(finished, 0);
   EXPECT_GE(drained, finished);                                    // waited for the request
-  EXPECT_LT(FromNanos(drained) - start, std::chrono::seconds(1));  // and not for the timeout
+  EXPECT_LT(FromNanos(drained) - start, std::chrono::seconds(4));  // and not for the timeout
   EXPECT_EQ(server->in_flight(), 0);
   EXPECT_TRUE(slow.ServerCloses());
 
   const auto stop_start = Clock::now();
   server->Stop();
-  EXPECT_LT(Clock::now() - stop_start, milliseconds(200));
+  EXPECT_LT(Clock::now() - stop_start, milliseconds(1000));
 }
 
 TEST(HttpServerTest, DrainClosesIdleConnectionsAndAnswersALateRequestWith503) {
@@ -782,7 +782,7 @@ TEST(HttpServerTest, DrainClosesIdleConnectionsAndAnswersALateRequestWith503) {
 
   const auto start = Clock::now();
   server->Drain(std::chrono::seconds(1));
-  EXPECT_LT(Clock::now() - start, milliseconds(500));  // nothing in flight
+  EXPECT_LT(Clock::now() - start, milliseconds(1500));  // nothing in flight
   EXPECT_FALSE(CanConnect(server->port()));
   EXPECT_TRUE(idle.ServerCloses());
 
@@ -809,7 +809,7 @@ TEST(HttpServerTest, DrainTimesOutOnASlowHandlerAndStopStillReturns) {
   server->Drain(milliseconds(200));
   const auto drain_took = Clock::now() - start;
   EXPECT_GE(drain_took, milliseconds(200));
-  EXPECT_LT(drain_took, milliseconds(1000));
+  EXPECT_LT(drain_took, milliseconds(1800));
   EXPECT_EQ(server->in_flight(), 1);
   EXPECT_EQ(finished, 0);
 

@@ -18,11 +18,16 @@ CurveKeyPair WriteKeys(const std::filesystem::path& prefix) {
 }  // namespace
 
 CloudTailProcess::CloudTailProcess(const std::vector<std::string>& extra_args, bool start, std::string bind)
-    : cloud_(WriteKeys(dir_ / "cloud")), edge_(WriteKeys(dir_ / "edge")), stranger_(WriteKeys(dir_ / "stranger")) {
+    : cloud_(WriteKeys(dir_ / "cloud")),
+      edge_(WriteKeys(dir_ / "edge")),
+      stranger_(WriteKeys(dir_ / "stranger")) {
   std::ofstream(dir_ / "clients.txt") << "# the edges this tail admits\n" << edge_.public_key << "\n";
-  args_ = {"--model",      Stories260KModel().string(),    "--tokenizer",     Stories260KTokenizer().string(),
-           "--bind",       std::move(bind),                "--http",          "127.0.0.1:0",
-           "--server-key", (dir_ / "cloud.key").string(), "--allow-clients", (dir_ / "clients.txt").string()};
+  args_ = {"--model",         Stories260KModel().string(),
+           "--tokenizer",     Stories260KTokenizer().string(),
+           "--bind",          std::move(bind),
+           "--http",          "127.0.0.1:0",
+           "--server-key",    (dir_ / "cloud.key").string(),
+           "--allow-clients", (dir_ / "clients.txt").string()};
   args_.insert(args_.end(), extra_args.begin(), extra_args.end());
   if (start) Start();
 }
@@ -42,8 +47,9 @@ std::vector<std::string> CloudTailProcess::EdgeFlags(bool stranger) const {
 
 EdgeProcess::EdgeProcess(const CloudTailProcess& tail, const std::vector<std::string>& extra_args,
                          const std::string& endpoint) {
-  std::vector<std::string> args = {"--model", Stories260KModel().string(), "--tokenizer",
-                                   Stories260KTokenizer().string(), "--listen", "127.0.0.1:0"};
+  std::vector<std::string> args = {"--model",     Stories260KModel().string(),
+                                   "--tokenizer", Stories260KTokenizer().string(),
+                                   "--listen",    "127.0.0.1:0"};
   const auto cloud = tail.EdgeFlags();
   args.insert(args.end(), cloud.begin(), cloud.end());
   if (!endpoint.empty()) args.at(7) = endpoint;  // the value after --cloud

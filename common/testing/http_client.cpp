@@ -86,7 +86,8 @@ HttpResult HttpCall(const std::string& address, const std::string& method, const
 
 HttpResult HttpStream(const std::string& address, const std::string& method, const std::string& target,
                       const std::string& body, const Headers& headers,
-                      const std::function<bool(std::string_view)>& on_data, std::chrono::milliseconds timeout) {
+                      const std::function<bool(std::string_view)>& on_data,
+                      std::chrono::milliseconds timeout) {
   return Exchange(address, method, target, body, headers, &on_data, timeout);
 }
 

@@ -12,7 +12,7 @@
 namespace tandem::testing {
 
 struct HttpResult {
-  int status = 0;  // 0: no response (see error)
+  int status = 0;                                            // 0: no response (see error)
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
   std::string body;
   std::string error;

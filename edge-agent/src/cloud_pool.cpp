@@ -28,7 +28,8 @@ CloudPool::~CloudPool() {
 
 std::unique_ptr<CloudConnection> CloudPool::Acquire(std::chrono::milliseconds wait) {
   std::unique_lock lock(mutex_);
-  if (!changed_.wait_for(lock, wait, [&] { return stopping_ || !idle_.empty(); }) || stopping_) return nullptr;
+  if (!changed_.wait_for(lock, wait, [&] { return stopping_ || !idle_.empty(); }) || stopping_)
+    return nullptr;
   auto connection = std::move(idle_.front());
   idle_.pop_front();
   return connection;
@@ -66,7 +67,8 @@ void CloudPool::RunConnector() {
       // Replies wait as long as the edge was told to (--timeout-ms); only the handshake was short.
       (*connection)->set_timeout(options_.timeout);
       idle_.push_back(std::move(*connection));
-      if (++connected_ == size_) Log(LogLevel::kInfo, "edge", "connected to the cloud tail", {{"cloud", options_.endpoint}});
+      if (++connected_ == size_)
+        Log(LogLevel::kInfo, "edge", "connected to the cloud tail", {{"cloud", options_.endpoint}});
       last_error_.clear();
       changed_.notify_all();
     } else {

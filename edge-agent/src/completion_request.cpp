@@ -39,7 +39,8 @@ std::variant<CompletionRequest, ApiError> ParseCompletionRequest(std::string_vie
   try {
     body = json::parse(text);
   } catch (const json::parse_error& error) {
-    return ApiError{.message = std::string("the body is not valid JSON: ") + error.what(), .code = "invalid_json"};
+    return ApiError{.message = std::string("the body is not valid JSON: ") + error.what(),
+                    .code = "invalid_json"};
   }
   if (!body.is_object()) return ApiError{.message = "the body must be a JSON object", .code = "invalid_json"};
 
@@ -48,21 +49,24 @@ std::variant<CompletionRequest, ApiError> ParseCompletionRequest(std::string_vie
   if (auto error = Read(body, "model", "a string", request.model, Kind::string)) return *error;
   const auto prompt = body.find("prompt");
   if (prompt == body.end() || prompt->is_null()) {
-    return ApiError{.message = "'prompt' is required", .code = "missing_required_parameter", .param = "prompt"};
+    return ApiError{
+        .message = "'prompt' is required", .code = "missing_required_parameter", .param = "prompt"};
   }
   if (!prompt->is_string()) return WrongType("prompt", "a string (one prompt per request)");
   request.prompt = prompt->get<std::string>();
   if (request.prompt.size() > limits.max_prompt_bytes) {
-    return BadParam("prompt", "'prompt' is longer than " + std::to_string(limits.max_prompt_bytes) + " bytes");
+    return BadParam("prompt",
+                    "'prompt' is longer than " + std::to_string(limits.max_prompt_bytes) + " bytes");
   }
 
   int64_t max_tokens = request.max_tokens;
-  if (auto error = Read(body, "max_tokens", "an integer", max_tokens, Kind::number_unsigned, Kind::number_integer)) {
+  if (auto error =
+          Read(body, "max_tokens", "an integer", max_tokens, Kind::number_unsigned, Kind::number_integer)) {
     return *error;
   }
   if (max_tokens < 1 || max_tokens > limits.max_tokens_cap) {
-    return BadParam("max_tokens", "'max_tokens' must be in [1, " + std::to_string(limits.max_tokens_cap) + "], got " +
-                                      std::to_string(max_tokens));
+    return BadParam("max_tokens", "'max_tokens' must be in [1, " + std::to_string(limits.max_tokens_cap) +
+                                      "], got " + std::to_string(max_tokens));
   }
   request.max_tokens = static_cast<int>(max_tokens);
 
@@ -106,8 +110,8 @@ std::variant<CompletionRequest, ApiError> ParseCompletionRequest(std::string_vie
     return BadParam("n", "only n = 1 is supported");
   }
   // Each with the one value that asks for nothing.
-  for (const auto& [name, neutral] : {std::pair<const char*, json>{"echo", false}, {"logprobs", 0},
-                                      {"suffix", ""}, {"best_of", 1}}) {
+  for (const auto& [name, neutral] :
+       {std::pair<const char*, json>{"echo", false}, {"logprobs", 0}, {"suffix", ""}, {"best_of", 1}}) {
     const auto it = body.find(name);
     if (it != body.end() && !it->is_null() && *it != neutral) {
       return BadParam(name, std::string("'") + name + "' is not supported");

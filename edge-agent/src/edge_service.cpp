@@ -1,11 +1,11 @@
 #include "tandem/edge/edge_service.hpp"
 
-#include <nlohmann/json.hpp>
 #include <openssl/crypto.h>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
+#include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <csignal>
@@ -57,24 +57,29 @@ struct EdgeConfig {
     flags.String("tokenizer", &tokenizer, "llama2.c tokenizer (.bin)");
     flags.String("model-name", &model_name, "model id in the API (default: the model file's name)");
     cloud.Declare(flags);
-    flags.String("split", &split, "the cut K (blocks [0,K) here, [K,L) on the tail), or auto (K = 1 until the "
-                                  "planner decides)");
+    flags.String("split", &split,
+                 "the cut K (blocks [0,K) here, [K,L) on the tail), or auto (K = 1 until the "
+                 "planner decides)");
     flags.String("listen", &listen, "HOST:PORT of the REST API");
-    flags.String("api-key", &api_key, "require 'Authorization: Bearer KEY' on every route but /healthz, /readyz");
+    flags.String("api-key", &api_key,
+                 "require 'Authorization: Bearer KEY' on every route but /healthz, /readyz");
     flags.String("api-key-file", &api_key_file, "the API key from a file (first line)");
     flags.Int("max-concurrent", &max_concurrent, "requests generating at once (one tail connection each)");
     flags.Int("max-queue", &max_queue, "requests waiting for a slot; beyond: 503 with Retry-After");
     flags.Int("max-tokens", &max_tokens, "the largest max_tokens accepted (0 = the context length)");
     flags.Int("max-body-kb", &max_body_kb, "the largest request body (KiB)");
-    flags.Int("drain-timeout-s", &drain_timeout_s, "on SIGTERM/SIGINT, how long requests in flight may finish");
+    flags.Int("drain-timeout-s", &drain_timeout_s,
+              "on SIGTERM/SIGINT, how long requests in flight may finish");
   }
 
   Status Validate() const {
-    if (model.model.empty() || tokenizer.empty()) return InvalidArgument("--model and --tokenizer are required");
+    if (model.model.empty() || tokenizer.empty())
+      return InvalidArgument("--model and --tokenizer are required");
     if (!cloud.enabled()) return InvalidArgument("--cloud is required (the tail that runs blocks [K, L))");
     if (max_concurrent < 1 || max_queue < 0 || max_tokens < 0 || max_body_kb < 1 || drain_timeout_s < 0) {
-      return InvalidArgument("--max-concurrent and --max-body-kb must be positive; --max-queue, --max-tokens and "
-                             "--drain-timeout-s >= 0");
+      return InvalidArgument(
+          "--max-concurrent and --max-body-kb must be positive; --max-queue, --max-tokens and "
+          "--drain-timeout-s >= 0");
     }
     if (!api_key.empty() && !api_key_file.empty()) return InvalidArgument("give --api-key or --api-key-file");
     return cloud.Validate();
@@ -92,14 +97,14 @@ struct EdgeMetrics {
                  .Name("tandem_edge_ttft_seconds")
                  .Help("Time to first token: request admitted to first token")
                  .Register(registry)
-                 .Add({}, prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
-                                                                   5, 10})),
+                 .Add({}, prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                                                  2.5, 5, 10})),
         inter_token(prometheus::BuildHistogram()
                         .Name("tandem_edge_inter_token_seconds")
                         .Help("Time between consecutive tokens of a completion")
                         .Register(registry)
-                        .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                                                          0.05, 0.1, 0.25, 0.5})),
+                        .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                                                         0.025, 0.05, 0.1, 0.25, 0.5})),
         tokens(prometheus::BuildCounter()
                    .Name("tandem_edge_tokens_total")
                    .Help("Tokens: prompt (in) and completion (out)")
@@ -115,7 +120,11 @@ struct EdgeMetrics {
         payload_bytes(bytes.Add({{"stage", "payload"}})),
         sent_bytes(bytes.Add({{"stage", "sent"}})),
         received_bytes(bytes.Add({{"stage", "received"}})),
-        cut(prometheus::BuildGauge().Name("tandem_edge_cut").Help("Current cut K").Register(registry).Add({})),
+        cut(prometheus::BuildGauge()
+                .Name("tandem_edge_cut")
+                .Help("Current cut K")
+                .Register(registry)
+                .Add({})),
         rtt(prometheus::BuildGauge()
                 .Name("tandem_edge_rtt_seconds")
                 .Help("Estimated round trip to the tail, without its compute (EWMA over decode steps)")
@@ -266,10 +275,11 @@ class EdgeService {
       const bool open = route.path == "/healthz" || route.path == "/readyz";
       route.handler = [this, api_key = open ? std::string() : api_key, path = route.path,
                        inner = std::move(route.handler)](const HttpRequest& request) {
-        HttpResponse response = api_key.empty() || Authorized(request, api_key)
-                                    ? inner(request)
-                                    : services::ErrorResponse(401, "a valid 'Authorization: Bearer <key>' header is required",
-                                                              "invalid_request_error", "invalid_api_key");
+        HttpResponse response =
+            api_key.empty() || Authorized(request, api_key)
+                ? inner(request)
+                : services::ErrorResponse(401, "a valid 'Authorization: Bearer <key>' header is required",
+                                          "invalid_request_error", "invalid_api_key");
         metrics_.requests.Add({{"route", path}, {"status", std::to_string(response.status)}}).Increment();
         return response;
       };
@@ -287,12 +297,13 @@ class EdgeService {
   }
 
   HttpResponse Models(const HttpRequest&) {
-    return {.body = json{{"object", "list"},
-                         {"data", json::array({{{"id", model_name_},
-                                                {"object", "model"},
-                                                {"created", 0},
-                                                {"owned_by", "tandem"}}})}}
-                        .dump()};
+    return {
+        .body =
+            json{{"object", "list"},
+                 {"data",
+                  json::array(
+                      {{{"id", model_name_}, {"object", "model"}, {"created", 0}, {"owned_by", "tandem"}}})}}
+                .dump()};
   }
 
   HttpResponse Plan(const HttpRequest&) {
@@ -315,27 +326,33 @@ class EdgeService {
     if (auto* error = std::get_if<ApiError>(&parsed)) return Error(*error);
     auto request = std::make_shared<CompletionRequest>(std::move(std::get<CompletionRequest>(parsed)));
     if (!request->model.empty() && request->model != model_name_) {
-      return Error({.status = 404, .message = "model '" + request->model + "' is not served here; GET /v1/models",
-                    .code = "model_not_found", .param = "model"});
+      return Error({.status = 404,
+                    .message = "model '" + request->model + "' is not served here; GET /v1/models",
+                    .code = "model_not_found",
+                    .param = "model"});
     }
     auto ids = std::make_shared<std::vector<int>>(tokenizer_.Encode(request->prompt, true, false));
     const int positions = static_cast<int>(ids->size()) + request->max_tokens - 1;
     const int seq_len = model_.checkpoint->config().seq_len;
     if (positions > seq_len) {
-      return Error({.message = "the prompt (" + std::to_string(ids->size()) + " tokens with BOS) plus max_tokens (" +
-                               std::to_string(request->max_tokens) + ") exceeds the context length of " +
-                               std::to_string(seq_len),
+      return Error({.message = "the prompt (" + std::to_string(ids->size()) +
+                               " tokens with BOS) plus max_tokens (" + std::to_string(request->max_tokens) +
+                               ") exceeds the context length of " + std::to_string(seq_len),
                     .code = "context_length_exceeded",
                     .param = "max_tokens"});
     }
     if (draining_.load()) {
-      return Error({.status = 503, .message = "the edge is shutting down", .type = "server_error",
+      return Error({.status = 503,
+                    .message = "the edge is shutting down",
+                    .type = "server_error",
                     .code = "shutting_down"});
     }
     auto admission = std::make_shared<Admission>(admitted_, config_.max_concurrent + config_.max_queue);
     if (!admission->admitted()) {
-      HttpResponse busy = Error({.status = 503, .message = "all generation slots and the queue are full",
-                                 .type = "server_error", .code = "queue_full"});
+      HttpResponse busy = Error({.status = 503,
+                                 .message = "all generation slots and the queue are full",
+                                 .type = "server_error",
+                                 .code = "queue_full"});
       busy.headers.emplace_back("Retry-After", "1");
       return busy;
     }
@@ -347,15 +364,19 @@ class EdgeService {
     }
     HttpResponse response{.content_type = "text/event-stream"};
     response.headers.emplace_back("Cache-Control", "no-cache");
-    response.stream = [this, request, ids, admission, id, request_id = http.request_id](
-                          services::ResponseStream& stream) {
-      const auto event = [&stream](const json& body) { return stream.Write("data: " + body.dump() + "\n\n"); };
-      auto completion = Run(*request, *ids, request_id, [&](const std::string& piece) {
-        return event(Chunk(id, piece, nullptr));
-      });
+    response.stream = [this, request, ids, admission, id,
+                       request_id = http.request_id](services::ResponseStream& stream) {
+      const auto event = [&stream](const json& body) {
+        return stream.Write("data: " + body.dump() + "\n\n");
+      };
+      auto completion = Run(*request, *ids, request_id,
+                            [&](const std::string& piece) { return event(Chunk(id, piece, nullptr)); });
       if (auto* error = std::get_if<ApiError>(&completion)) {
         event(json{{"error",
-                    {{"message", error->message}, {"type", error->type}, {"code", error->code}, {"param", nullptr}}}});
+                    {{"message", error->message},
+                     {"type", error->type},
+                     {"code", error->code},
+                     {"param", nullptr}}}});
       } else {
         json last = CompletionBody(id, std::get<Completion>(completion));
         last["choices"][0]["text"] = "";
@@ -371,8 +392,9 @@ class EdgeService {
             {"object", "text_completion"},
             {"created", static_cast<int64_t>(std::time(nullptr))},
             {"model", model_name_},
-            {"choices", json::array({{{"text", text}, {"index", 0}, {"logprobs", nullptr},
-                                      {"finish_reason", finish_reason}}})}};
+            {"choices",
+             json::array(
+                 {{{"text", text}, {"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish_reason}}})}};
   }
 
   json CompletionBody(const std::string& id, const Completion& completion) const {
@@ -400,12 +422,15 @@ class EdgeService {
                                          const std::function<bool(const std::string&)>& emit) {
     const auto admitted_at = Clock::now();
     metrics_.queue_depth.Increment();
-    auto connection = pool_.Acquire(pool_.connected() > 0 ? std::chrono::milliseconds(config_.cloud.timeout_ms)
-                                                          : std::chrono::milliseconds(0));
+    auto connection =
+        pool_.Acquire(pool_.connected() > 0 ? std::chrono::milliseconds(config_.cloud.timeout_ms)
+                                            : std::chrono::milliseconds(0));
     metrics_.queue_depth.Decrement();
     if (!connection) {
-      return ApiError{.status = 503, .message = "the cloud tail is not reachable: " + pool_.last_error(),
-                      .type = "server_error", .code = "upstream_unavailable"};
+      return ApiError{.status = 503,
+                      .message = "the cloud tail is not reachable: " + pool_.last_error(),
+                      .type = "server_error",
+                      .code = "upstream_unavailable"};
     }
     metrics_.active.Increment();
     Completion completion;
@@ -416,10 +441,11 @@ class EdgeService {
     Status status;
     {
       EdgeRunner edge(model_.transformer, cut_, positions);
-      auto tail = RemoteTail::Open(*connection, {.cut = cut_,
-                                                 .codec = codec_,
-                                                 .sampling = {request.temperature, request.top_p, completion.seed},
-                                                 .max_positions = static_cast<uint32_t>(positions)});
+      auto tail =
+          RemoteTail::Open(*connection, {.cut = cut_,
+                                         .codec = codec_,
+                                         .sampling = {request.temperature, request.top_p, completion.seed},
+                                         .max_positions = static_cast<uint32_t>(positions)});
       if (!tail.ok()) {
         status = tail.status();
       } else {
@@ -450,8 +476,18 @@ class EdgeService {
           const bool hit_length = completion.completion_tokens == request.max_tokens;
           completion.finish_reason = stopped || !hit_length ? "stop" : "length";
           completion.decode_tokens_per_second = generation->timings.decode_tokens_per_second();
-          if (client_gone) Log(LogLevel::kInfo, "edge", "client gone: generation cancelled", {{"request_id", request_id}});
+          if (client_gone) {
+            Log(LogLevel::kInfo, "edge", "client gone: generation cancelled",
+                {{"request_id", request_id}, {"session", std::to_string((*tail)->session_id())}});
+          }
         }
+        Log(LogLevel::kInfo, "edge", "completion",
+            {{"request_id", request_id},
+             {"session", std::to_string((*tail)->session_id())},
+             {"prompt_tokens", std::to_string(completion.prompt_tokens)},
+             {"completion_tokens", std::to_string(completion.completion_tokens)},
+             {"finish_reason", status.ok() ? completion.finish_reason : "error"},
+             {"ttft_ms", std::to_string(static_cast<int>(completion.ttft_ms))}});
         completion.wire = (*tail)->stats();
         RecordWire(completion.wire);
       }
@@ -463,7 +499,8 @@ class EdgeService {
     metrics_.prompt_tokens.Increment(completion.prompt_tokens);
     metrics_.completion_tokens.Increment(completion.completion_tokens);
     if (!status.ok()) {
-      Log(LogLevel::kWarn, "edge", "completion failed", {{"request_id", request_id}, {"error", status.message()}});
+      Log(LogLevel::kWarn, "edge", "completion failed",
+          {{"request_id", request_id}, {"error", status.message()}});
       const bool busy = status.code() == StatusCode::kResourceExhausted;
       return ApiError{.status = busy ? 503 : 502,
                       .message = status.message(),
@@ -530,7 +567,8 @@ Result<int> ResolveCut(const std::string& split, int layers) {
     if (used == split.size() && cut >= 0 && cut <= layers) return cut;
   } catch (const std::exception&) {
   }
-  return InvalidArgument("--split must be auto or a block in 0.." + std::to_string(layers) + ", got '" + split + "'");
+  return InvalidArgument("--split must be auto or a block in 0.." + std::to_string(layers) + ", got '" +
+                         split + "'");
 }
 
 }  // namespace
@@ -543,9 +581,10 @@ int RunEdgeService(std::span<const std::string> args) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   EdgeConfig config;
-  FlagSet flags("usage: tandem-edge --model M --tokenizer T --cloud tcp://HOST:PORT --cloud-key cloud.pub "
-                "--client-key edge.key [--listen 127.0.0.1:8080] [--split auto|K] [--codec C] [flags]",
-                "TANDEM");
+  FlagSet flags(
+      "usage: tandem-edge --model M --tokenizer T --cloud tcp://HOST:PORT --cloud-key cloud.pub "
+      "--client-key edge.key [--listen 127.0.0.1:8080] [--split auto|K] [--codec C] [flags]",
+      "TANDEM");
   config.Declare(flags);
   if (Status parsed = flags.Parse(args); !parsed.ok()) return Fail(parsed, kExitUsage);
   if (flags.help_requested()) {
@@ -566,7 +605,8 @@ int RunEdgeService(std::span<const std::string> args) {
   const ActivationCodec codec = *ParseActivationCodec(config.cloud.codec);  // checked by Validate
 
   auto registry = std::make_shared<prometheus::Registry>();
-  EdgeService service(config, std::move(*model), std::move(*tokenizer), std::move(*cloud), *cut, codec, registry);
+  EdgeService service(config, std::move(*model), std::move(*tokenizer), std::move(*cloud), *cut, codec,
+                      registry);
   services::HttpServerOptions http_options;
   http_options.listen = config.listen;
   http_options.max_body_bytes = static_cast<size_t>(config.max_body_kb) * 1024;

@@ -71,7 +71,8 @@ class EdgeServiceTest : public ::testing::Test {
   // The request that reproduces a golden record: its prompt, greedy, as many tokens as it continues.
   static json GoldenRequest(const json& golden) {
     const auto tokens = golden["ids"].size() - golden["prompt_ids"].size();
-    return {{"model", "stories260K"}, {"prompt", golden["prompt"]}, {"max_tokens", tokens}, {"temperature", 0}};
+    return {
+        {"model", "stories260K"}, {"prompt", golden["prompt"]}, {"max_tokens", tokens}, {"temperature", 0}};
   }
   static std::string GoldenContinuation(const json& golden) {
     const std::string text = golden["text"], prompt = golden["prompt"];
@@ -112,8 +113,8 @@ TEST_F(EdgeServiceTest, AStreamedCompletionEqualsTheGoldenContinuation) {
   json request = GoldenRequest(golden);
   request["stream"] = true;
   int pieces = 0;
-  const HttpResult result = testing::HttpStream(edge_->address(), "POST", "/v1/completions", request.dump(), kAuth,
-                                                [&](std::string_view) { return ++pieces > 0; });
+  const HttpResult result = testing::HttpStream(edge_->address(), "POST", "/v1/completions", request.dump(),
+                                                kAuth, [&](std::string_view) { return ++pieces > 0; });
   ASSERT_EQ(result.status, 200) << result.body;
   EXPECT_EQ(result.Header("content-type"), "text/event-stream");
   const auto events = testing::SseEvents(result.body);
@@ -133,8 +134,9 @@ TEST_F(EdgeServiceTest, AStreamedCompletionEqualsTheGoldenContinuation) {
 }
 
 TEST_F(EdgeServiceTest, StopStringsEndTheText) {
-  const HttpResult result = Complete(edge_->address(), {{"prompt", "Once upon a time"}, {"max_tokens", 60},
-                                                        {"temperature", 0}, {"stop", {"Lily", "zzz"}}});
+  const HttpResult result = Complete(
+      edge_->address(),
+      {{"prompt", "Once upon a time"}, {"max_tokens", 60}, {"temperature", 0}, {"stop", {"Lily", "zzz"}}});
   ASSERT_EQ(result.status, 200) << result.body;
   const json body = json::parse(result.body);
   EXPECT_EQ(body["choices"][0]["text"], ", there was a little girl named ");
@@ -160,7 +162,8 @@ TEST_F(EdgeServiceTest, MetricsParseAsPrometheusTextAndMove) {
     return result.body;
   };
   const std::string before = scrape();
-  ASSERT_EQ(Complete(edge_->address(), {{"prompt", "Hello"}, {"max_tokens", 8}, {"temperature", 0}}).status, 200);
+  ASSERT_EQ(Complete(edge_->address(), {{"prompt", "Hello"}, {"max_tokens", 8}, {"temperature", 0}}).status,
+            200);
   const std::string after = scrape();
   const std::regex sample(R"(^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? ([-+]?[0-9.eE+-]+|NaN|[+-]Inf)$)");
   std::istringstream lines(after);
@@ -172,7 +175,8 @@ TEST_F(EdgeServiceTest, MetricsParseAsPrometheusTextAndMove) {
     return Sample(text, R"(tandem_edge_tokens_total\{direction="out"\})");
   };
   EXPECT_GE(completion_tokens(after) - std::max(0.0, completion_tokens(before)), 8);
-  EXPECT_GT(Sample(after, "tandem_edge_ttft_seconds_count"), Sample(before, "tandem_edge_ttft_seconds_count"));
+  EXPECT_GT(Sample(after, "tandem_edge_ttft_seconds_count"),
+            Sample(before, "tandem_edge_ttft_seconds_count"));
   EXPECT_EQ(Sample(after, "tandem_edge_cut"), 2);
 }
 
@@ -198,14 +202,14 @@ TEST_F(EdgeServiceTest, BadInputsGetTheirStatusAndError) {
        "invalid_json", nullptr},
       {"missing prompt", "POST", "/v1/completions", json{{"max_tokens", 4}}.dump(), kAuth, 400,
        "invalid_request_error", "missing_required_parameter", "prompt"},
-      {"prompt not a string", "POST", "/v1/completions", with("prompt", 7), kAuth, 400, "invalid_request_error",
-       "invalid_type", "prompt"},
-      {"temperature < 0", "POST", "/v1/completions", with("temperature", -0.5), kAuth, 400, "invalid_request_error",
-       "invalid_value", "temperature"},
+      {"prompt not a string", "POST", "/v1/completions", with("prompt", 7), kAuth, 400,
+       "invalid_request_error", "invalid_type", "prompt"},
+      {"temperature < 0", "POST", "/v1/completions", with("temperature", -0.5), kAuth, 400,
+       "invalid_request_error", "invalid_value", "temperature"},
       {"temperature not a number", "POST", "/v1/completions", with("temperature", "hot"), kAuth, 400,
        "invalid_request_error", "invalid_type", "temperature"},
-      {"top_p 0", "POST", "/v1/completions", with("top_p", 0), kAuth, 400, "invalid_request_error", "invalid_value",
-       "top_p"},
+      {"top_p 0", "POST", "/v1/completions", with("top_p", 0), kAuth, 400, "invalid_request_error",
+       "invalid_value", "top_p"},
       {"top_p over 1", "POST", "/v1/completions", with("top_p", 1.5), kAuth, 400, "invalid_request_error",
        "invalid_value", "top_p"},
       {"max_tokens 0", "POST", "/v1/completions", with("max_tokens", 0), kAuth, 400, "invalid_request_error",
@@ -214,17 +218,31 @@ TEST_F(EdgeServiceTest, BadInputsGetTheirStatusAndError) {
        "invalid_request_error", "invalid_value", "max_tokens"},
       {"prompt + max_tokens over the context", "POST", "/v1/completions", with("max_tokens", 512), kAuth, 400,
        "invalid_request_error", "context_length_exceeded", "max_tokens"},
-      {"another model", "POST", "/v1/completions", with("model", "gpt-4"), kAuth, 404, "invalid_request_error",
-       "model_not_found", "model"},
-      {"body over the limit", "POST", "/v1/completions", with("prompt", std::string(300 * 1024, 'a')), kAuth, 413,
-       "invalid_request_error", "body_too_large", nullptr},
+      {"another model", "POST", "/v1/completions", with("model", "gpt-4"), kAuth, 404,
+       "invalid_request_error", "model_not_found", "model"},
+      {"body over the limit", "POST", "/v1/completions", with("prompt", std::string(300 * 1024, 'a')), kAuth,
+       413, "invalid_request_error", "body_too_large", nullptr},
       {"unknown route", "GET", "/v1/nothing", "", kAuth, 404, "invalid_request_error", "not_found", nullptr},
-      {"wrong method", "GET", "/v1/completions", "", kAuth, 405, "invalid_request_error", "method_not_allowed",
+      {"wrong method", "GET", "/v1/completions", "", kAuth, 405, "invalid_request_error",
+       "method_not_allowed", nullptr},
+      {"missing API key",
+       "POST",
+       "/v1/completions",
+       ok.dump(),
+       {},
+       401,
+       "invalid_request_error",
+       "invalid_api_key",
        nullptr},
-      {"missing API key", "POST", "/v1/completions", ok.dump(), {}, 401, "invalid_request_error", "invalid_api_key",
+      {"wrong API key",
+       "POST",
+       "/v1/completions",
+       ok.dump(),
+       {{"Authorization", "Bearer nope"}},
+       401,
+       "invalid_request_error",
+       "invalid_api_key",
        nullptr},
-      {"wrong API key", "POST", "/v1/completions", ok.dump(), {{"Authorization", "Bearer nope"}}, 401,
-       "invalid_request_error", "invalid_api_key", nullptr},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.what);
@@ -276,10 +294,14 @@ TEST_F(EdgeLifecycleTest, AFullQueueIs503WithRetryAfter) {
                         std::chrono::seconds(10)));
   // A paused tail holds the one slot's request in flight.
   tail.process().Signal(SIGSTOP);
-  auto first = std::async(std::launch::async,
-                          [&] { return Complete(edge.address(), {{"prompt", "Hi"}, {"max_tokens", 4}}, {}); });
+  auto first = std::async(std::launch::async, [&] {
+    return Complete(edge.address(), {{"prompt", "Hi"}, {"max_tokens", 4}}, {});
+  });
   ASSERT_TRUE(WaitUntil(
-      [&] { return Sample(HttpCall(edge.address(), "GET", "/metrics").body, "tandem_edge_active_generations") == 1; },
+      [&] {
+        return Sample(HttpCall(edge.address(), "GET", "/metrics").body, "tandem_edge_active_generations") ==
+               1;
+      },
       std::chrono::seconds(5)));
   const HttpResult shed = Complete(edge.address(), {{"prompt", "Hi"}, {"max_tokens", 4}}, {});
   tail.process().Signal(SIGCONT);
@@ -294,14 +316,19 @@ TEST_F(EdgeLifecycleTest, AClientGoneMidStreamFreesTheTailSession) {
   EdgeProcess edge(tail, {"--split", "1"});
   ASSERT_TRUE(WaitUntil([&] { return HttpCall(edge.address(), "GET", "/readyz").status == 200; },
                         std::chrono::seconds(10)));
-  const json request = {{"prompt", "Once upon a time"}, {"max_tokens", 480}, {"temperature", 1}, {"seed", 3},
-                        {"stream", true}};
+  const json request = {
+      {"prompt", "Once upon a time"}, {"max_tokens", 480}, {"temperature", 1}, {"seed", 3}, {"stream", true}};
   int events = 0;
   testing::HttpStream(edge.address(), "POST", "/v1/completions", request.dump(), {},
-                      [&](std::string_view data) { return (events += static_cast<int>(testing::SseEvents(std::string(data)).size())) < 2; });
+                      [&](std::string_view data) {
+                        return (events += static_cast<int>(testing::SseEvents(std::string(data)).size())) < 2;
+                      });
   const auto hung_up = std::chrono::steady_clock::now();
-  const auto sessions = [&] { return Sample(HttpCall(tail.http_address(), "GET", "/metrics").body, "tandem_cloud_sessions"); };
-  ASSERT_TRUE(WaitUntil([&] { return sessions() == 0; }, std::chrono::seconds(1))) << "tail sessions: " << sessions();
+  const auto sessions = [&] {
+    return Sample(HttpCall(tail.http_address(), "GET", "/metrics").body, "tandem_cloud_sessions");
+  };
+  ASSERT_TRUE(WaitUntil([&] { return sessions() == 0; }, std::chrono::seconds(1)))
+      << "tail sessions: " << sessions();
   EXPECT_LT(std::chrono::steady_clock::now() - hung_up, std::chrono::seconds(1));
   EXPECT_FALSE(edge.process().WaitForLine("client gone", 2000).empty()) << edge.log();
   // The tail sampled far fewer than the 480 tokens asked for.
@@ -322,11 +349,15 @@ TEST_F(EdgeLifecycleTest, SigtermLetsFourRequestsInFlightFinishAndRefusesNewOnes
   std::vector<std::future<HttpResult>> in_flight;
   for (int i = 0; i < 4; ++i) {
     in_flight.push_back(std::async(std::launch::async, [&] {
-      return Complete(edge.address(), {{"prompt", "Once upon a time"}, {"max_tokens", 20}, {"temperature", 0}}, {});
+      return Complete(edge.address(),
+                      {{"prompt", "Once upon a time"}, {"max_tokens", 20}, {"temperature", 0}}, {});
     }));
   }
   ASSERT_TRUE(WaitUntil(
-      [&] { return Sample(HttpCall(edge.address(), "GET", "/metrics").body, "tandem_edge_active_generations") == 4; },
+      [&] {
+        return Sample(HttpCall(edge.address(), "GET", "/metrics").body, "tandem_edge_active_generations") ==
+               4;
+      },
       std::chrono::seconds(5)));
   edge.process().Signal(SIGTERM);
   ASSERT_FALSE(edge.process().WaitForLine("msg=draining", 5000).empty()) << edge.log();

@@ -93,6 +93,7 @@ class RemoteTail final : public TailRunner {
   Result<int> Forward(const HiddenRows& rows) override;
   int64_t BytesSent() const override { return stats_.payload_bytes; }
 
+  uint64_t session_id() const { return request_.session; }
   const CutLog& cut_log() const { return cut_log_; }
   const RemoteTailStats& stats() const { return stats_; }
   const wire::TokenReply& last_reply() const { return last_reply_; }

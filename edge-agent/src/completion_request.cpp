@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 
 namespace tandem::edge {
@@ -59,7 +60,7 @@ std::variant<CompletionRequest, ApiError> ParseCompletionRequest(std::string_vie
                     "'prompt' is longer than " + std::to_string(limits.max_prompt_bytes) + " bytes");
   }
 
-  int64_t max_tokens = request.max_tokens;
+  int64_t max_tokens = std::min(request.max_tokens, limits.max_tokens_cap);  // OpenAI's 16, or the cap
   if (auto error =
           Read(body, "max_tokens", "an integer", max_tokens, Kind::number_unsigned, Kind::number_integer)) {
     return *error;
@@ -85,13 +86,14 @@ std::variant<CompletionRequest, ApiError> ParseCompletionRequest(std::string_vie
   request.top_p = static_cast<float>(top_p);
 
   if (const auto seed = body.find("seed"); seed != body.end() && !seed->is_null()) {
-    if (!seed->is_number_integer()) return WrongType("seed", "an integer");
+    if (!seed->is_number_unsigned()) return WrongType("seed", "a non-negative integer");
     request.seed = seed->get<uint64_t>();
   }
   if (const auto stop = body.find("stop"); stop != body.end() && !stop->is_null()) {
     if (stop->is_string()) {
       request.stop.push_back(stop->get<std::string>());
-    } else if (stop->is_array() && stop->size() <= 4) {
+    } else if (stop->is_array()) {
+      if (stop->size() > 4) return BadParam("stop", "at most 4 stop strings");
       for (const json& item : *stop) {
         if (!item.is_string()) return WrongType("stop", "a string or an array of up to 4 strings");
         request.stop.push_back(item.get<std::string>());

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include "tandem/common/log.hpp"
 #include "tandem/common/model_loader.hpp"
@@ -165,7 +166,11 @@ struct EdgeMetrics {
 };
 
 HttpResponse Error(const ApiError& error) {
-  return services::ErrorResponse(error.status, error.message, error.type, error.code, error.param);
+  HttpResponse response =
+      services::ErrorResponse(error.status, error.message, error.type, error.code, error.param);
+  // Every 503 is worth retrying (busy, tail unreachable for now, shutting down): say when.
+  if (error.status == 503) response.headers.emplace_back("Retry-After", "1");
+  return response;
 }
 
 // Counts a request in flight and releases it on scope exit.
@@ -349,27 +354,28 @@ class EdgeService {
     }
     auto admission = std::make_shared<Admission>(admitted_, config_.max_concurrent + config_.max_queue);
     if (!admission->admitted()) {
-      HttpResponse busy = Error({.status = 503,
-                                 .message = "all generation slots and the queue are full",
-                                 .type = "server_error",
-                                 .code = "queue_full"});
-      busy.headers.emplace_back("Retry-After", "1");
-      return busy;
+      return Error({.status = 503,
+                    .message = "all generation slots and the queue are full",
+                    .type = "server_error",
+                    .code = "queue_full"});
     }
+    auto slot = AcquireSlot();
+    if (auto* error = std::get_if<ApiError>(&slot)) return Error(*error);
+    auto lease = std::get<std::shared_ptr<CloudLease>>(std::move(slot));
     const std::string id = "cmpl-" + http.request_id;
     if (!request->stream) {
-      auto completion = Run(*request, *ids, http.request_id, [](const std::string&) { return true; });
+      auto completion = Run(*request, *ids, http.request_id, *lease, [](const std::string&) { return true; });
       if (auto* error = std::get_if<ApiError>(&completion)) return Error(*error);
       return {.body = CompletionBody(id, std::get<Completion>(completion)).dump()};
     }
     HttpResponse response{.content_type = "text/event-stream"};
     response.headers.emplace_back("Cache-Control", "no-cache");
-    response.stream = [this, request, ids, admission, id,
+    response.stream = [this, request, ids, admission, lease, id,
                        request_id = http.request_id](services::ResponseStream& stream) {
       const auto event = [&stream](const json& body) {
         return stream.Write("data: " + body.dump() + "\n\n");
       };
-      auto completion = Run(*request, *ids, request_id,
+      auto completion = Run(*request, *ids, request_id, *lease,
                             [&](const std::string& piece) { return event(Chunk(id, piece, nullptr)); });
       if (auto* error = std::get_if<ApiError>(&completion)) {
         event(json{{"error",
@@ -417,21 +423,36 @@ class EdgeService {
 
   // Generates one completion on a tail connection; `emit` gets text as it becomes final and returns false
   // when the client is gone, which ends the generation at once (and the tail's session with it).
+  // A tail connection for one generation: waits for a free one while the pool has any, up to the cloud
+  // timeout. Taken before a stream starts, so that its failure is still a proper HTTP status.
+  std::variant<std::shared_ptr<CloudLease>, ApiError> AcquireSlot() {
+    metrics_.queue_depth.Increment();
+    const bool any = pool_.connected() > 0;
+    auto connection = pool_.Acquire(any ? std::chrono::milliseconds(config_.cloud.timeout_ms)
+                                        : std::chrono::milliseconds(0));
+    metrics_.queue_depth.Decrement();
+    if (connection) return std::make_shared<CloudLease>(pool_, std::move(connection));
+    if (any) {
+      return ApiError{.status = 503,
+                      .message = "no generation slot became free within " +
+                                 std::to_string(config_.cloud.timeout_ms) + " ms",
+                      .type = "server_error",
+                      .code = "queue_timeout"};
+    }
+    const std::string reason = pool_.last_error();
+    return ApiError{.status = 503,
+                    .message = "the cloud tail is not reachable: " +
+                               (reason.empty() ? std::string("no handshake with it yet") : reason),
+                    .type = "server_error",
+                    .code = "upstream_unavailable"};
+  }
+
+  // Generates one completion on `connection`; `emit` gets text as it becomes final and returns false when
+  // the client is gone, which ends the generation at once (and the tail's session with it).
   std::variant<Completion, ApiError> Run(const CompletionRequest& request, const std::vector<int>& ids,
-                                         const std::string& request_id,
+                                         const std::string& request_id, CloudLease& lease,
                                          const std::function<bool(const std::string&)>& emit) {
     const auto admitted_at = Clock::now();
-    metrics_.queue_depth.Increment();
-    auto connection =
-        pool_.Acquire(pool_.connected() > 0 ? std::chrono::milliseconds(config_.cloud.timeout_ms)
-                                            : std::chrono::milliseconds(0));
-    metrics_.queue_depth.Decrement();
-    if (!connection) {
-      return ApiError{.status = 503,
-                      .message = "the cloud tail is not reachable: " + pool_.last_error(),
-                      .type = "server_error",
-                      .code = "upstream_unavailable"};
-    }
     metrics_.active.Increment();
     Completion completion;
     completion.prompt_tokens = static_cast<int>(ids.size());
@@ -441,11 +462,11 @@ class EdgeService {
     Status status;
     {
       EdgeRunner edge(model_.transformer, cut_, positions);
-      auto tail =
-          RemoteTail::Open(*connection, {.cut = cut_,
-                                         .codec = codec_,
-                                         .sampling = {request.temperature, request.top_p, completion.seed},
-                                         .max_positions = static_cast<uint32_t>(positions)});
+      auto tail = RemoteTail::Open(lease.connection(),
+                                   {.cut = cut_,
+                                    .codec = codec_,
+                                    .sampling = {request.temperature, request.top_p, completion.seed},
+                                    .max_positions = static_cast<uint32_t>(positions)});
       if (!tail.ok()) {
         status = tail.status();
       } else {
@@ -471,7 +492,8 @@ class EdgeService {
         if (!generation.ok()) {
           status = generation.status();
         } else {
-          if (!stopped && !client_gone) emit(scanner.Flush());
+          if (const std::string rest = stopped || client_gone ? "" : scanner.Flush(); !rest.empty())
+            emit(rest);
           completion.text = scanner.text();
           const bool hit_length = completion.completion_tokens == request.max_tokens;
           completion.finish_reason = stopped || !hit_length ? "stop" : "length";
@@ -494,7 +516,7 @@ class EdgeService {
       healthy = status.ok() || status.code() == StatusCode::kResourceExhausted ||
                 status.code() == StatusCode::kInvalidArgument;
     }  // the tail session closes here, before its connection goes back
-    pool_.Release(std::move(connection), healthy);
+    if (!healthy) lease.MarkBroken();
     metrics_.active.Decrement();
     metrics_.prompt_tokens.Increment(completion.prompt_tokens);
     metrics_.completion_tokens.Increment(completion.completion_tokens);
@@ -625,7 +647,21 @@ int RunEdgeService(std::span<const std::string> args) {
   sigwait(&stop_signals, &signal_number);
   service.BeginDrain();
   Log(LogLevel::kInfo, "edge", "draining", {{"signal", strsignal(signal_number)}});
-  (*http)->Drain(std::chrono::seconds(config.drain_timeout_s));
+  std::atomic<bool> drained{false};
+  std::thread drainer([&] {
+    (*http)->Drain(std::chrono::seconds(config.drain_timeout_s));
+    drained = true;
+  });
+  const timespec poll_interval{0, 50'000'000};
+  while (!drained.load()) {
+    if (sigtimedwait(&stop_signals, nullptr, &poll_interval) > 0) {
+      // A second signal: the operator wants out now; requests in flight are cut off.
+      Log(LogLevel::kWarn, "edge", "second signal: exiting without waiting",
+          {{"in_flight", std::to_string((*http)->in_flight())}});
+      std::_Exit(kExitFailure);
+    }
+  }
+  drainer.join();
   Log(LogLevel::kInfo, "edge", "stopping", {{"in_flight", std::to_string((*http)->in_flight())}});
   (*http)->Stop();
   return 0;

@@ -51,4 +51,23 @@ class CloudPool {
   std::thread connector_;
 };
 
+// A connection borrowed from the pool for one generation; it goes back when the lease ends (or is dropped
+// and replaced when marked broken).
+class CloudLease {
+ public:
+  CloudLease(CloudPool& pool, std::unique_ptr<CloudConnection> connection)
+      : pool_(pool), connection_(std::move(connection)) {}
+  ~CloudLease() { pool_.Release(std::move(connection_), healthy_); }
+  CloudLease(const CloudLease&) = delete;
+  CloudLease& operator=(const CloudLease&) = delete;
+
+  CloudConnection& connection() { return *connection_; }
+  void MarkBroken() { healthy_ = false; }
+
+ private:
+  CloudPool& pool_;
+  std::unique_ptr<CloudConnection> connection_;
+  bool healthy_ = true;
+};
+
 }  // namespace tandem::edge

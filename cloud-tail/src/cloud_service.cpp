@@ -15,12 +15,18 @@
 #include "tandem/common/tokenizer.hpp"
 #include "tandem/services/health.hpp"
 #include "tandem/services/http_server.hpp"
+#include "tandem/services/service_main.hpp"
 
 namespace tandem::cloud {
 namespace {
 
-constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
+using services::kExitFailure;
+using services::kExitUsage;
+
+// Logs the error line and returns the exit code.
+int Fail(const Status& status, int exit_code = kExitFailure) {
+  return services::FailService("cloud", status, exit_code);
+}
 
 struct CloudConfig {
   ModelFlags model;
@@ -79,11 +85,6 @@ struct CloudConfig {
   }
 };
 
-int Fail(const Status& status, int exit_code = kExitFailure) {
-  Log(LogLevel::kError, "cloud", status.message());
-  return exit_code;
-}
-
 Result<TailServerOptions> ServerOptions(const CloudConfig& config) {
   TailServerOptions options;
   options.bind = config.bind;
@@ -115,11 +116,7 @@ Status WarmUp(const std::shared_ptr<const Transformer>& model) {
 
 int RunCloudService(std::span<const std::string> args) {
   // Every thread started from here on inherits the blocked signals; the main thread takes them in sigwait.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  const sigset_t stop_signals = services::BlockStopSignals();
 
   CloudConfig config;
   FlagSet flags(
@@ -127,11 +124,7 @@ int RunCloudService(std::span<const std::string> args) {
       "[--bind tcp://127.0.0.1:5555] [--http 127.0.0.1:9100] [flags]",
       "TANDEM");
   config.Declare(flags);
-  if (Status parsed = flags.Parse(args); !parsed.ok()) return Fail(parsed, kExitUsage);
-  if (flags.help_requested()) {
-    std::printf("%s", flags.Usage().c_str());
-    return 0;
-  }
+  if (auto exit = services::ParseServiceFlags(flags, args, "cloud")) return *exit;
   if (Status valid = config.Validate(); !valid.ok()) return Fail(valid, kExitUsage);
   if (config.insecure) {
     Log(LogLevel::kWarn, "cloud", "CURVE is off (--insecure): any peer can connect and read activations");

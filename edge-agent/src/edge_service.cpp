@@ -24,6 +24,7 @@
 #include "tandem/edge/completion_request.hpp"
 #include "tandem/services/health.hpp"
 #include "tandem/services/http_server.hpp"
+#include "tandem/services/service_main.hpp"
 
 namespace tandem::edge {
 namespace {
@@ -33,8 +34,13 @@ using services::HttpRequest;
 using services::HttpResponse;
 using Clock = std::chrono::steady_clock;
 
-constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
+using services::kExitFailure;
+using services::kExitUsage;
+
+// Logs the error line and returns the exit code.
+int Fail(const Status& status, int exit_code = kExitFailure) {
+  return services::FailService("edge", status, exit_code);
+}
 constexpr int kBos = 1;  // llama2.c's BOS, which also ends a story
 
 // Every setting of tandem-edge: a flag, a TANDEM_* environment variable and its help, declared once.
@@ -566,11 +572,6 @@ class EdgeService {
   std::atomic<double> rtt_ms_{0}, round_trip_ms_{0}, cloud_compute_ms_{0};
 };
 
-int Fail(const Status& status, int exit_code = kExitFailure) {
-  Log(LogLevel::kError, "edge", status.message());
-  return exit_code;
-}
-
 Result<std::string> ReadApiKey(const EdgeConfig& config) {
   if (config.api_key_file.empty()) return config.api_key;
   std::ifstream in(config.api_key_file);
@@ -596,11 +597,7 @@ Result<int> ResolveCut(const std::string& split, int layers) {
 }  // namespace
 
 int RunEdgeService(std::span<const std::string> args) {
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  const sigset_t stop_signals = services::BlockStopSignals();
 
   EdgeConfig config;
   FlagSet flags(
@@ -608,11 +605,7 @@ int RunEdgeService(std::span<const std::string> args) {
       "--client-key edge.key [--listen 127.0.0.1:8080] [--split auto|K] [--codec C] [flags]",
       "TANDEM");
   config.Declare(flags);
-  if (Status parsed = flags.Parse(args); !parsed.ok()) return Fail(parsed, kExitUsage);
-  if (flags.help_requested()) {
-    std::printf("%s", flags.Usage().c_str());
-    return 0;
-  }
+  if (auto exit = services::ParseServiceFlags(flags, args, "edge")) return *exit;
   if (Status valid = config.Validate(); !valid.ok()) return Fail(valid, kExitUsage);
   auto api_key = ReadApiKey(config);
   if (!api_key.ok()) return Fail(api_key.status());

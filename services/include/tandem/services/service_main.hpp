@@ -1,0 +1,30 @@
+// What every Tandem service's main does the same way: exit codes, stop signals, flag parsing, fatal errors.
+#pragma once
+
+#include <signal.h>
+
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "tandem/common/flags.hpp"
+#include "tandem/common/status.hpp"
+
+namespace tandem::services {
+
+inline constexpr int kExitFailure = 1;  // a failure at run time (bad file, bind failure, model error)
+inline constexpr int kExitUsage = 2;    // bad flags
+
+// Blocks SIGTERM and SIGINT in the calling thread and in every thread it starts afterwards (call it first
+// in main); returns the set for sigwait/sigtimedwait.
+sigset_t BlockStopSignals();
+
+// Logs `status` as `component`'s error line and returns `exit_code`.
+int FailService(std::string_view component, const Status& status, int exit_code = kExitFailure);
+
+// Parses `args`: nullopt to go on, or the exit code (0 after printing --help, kExitUsage on a bad flag).
+std::optional<int> ParseServiceFlags(FlagSet& flags, std::span<const std::string> args,
+                                     std::string_view component);
+
+}  // namespace tandem::services

@@ -24,10 +24,12 @@ build: configure
 test: build
 	@cd $(BUILD_DIR) && TANDEM_SHARED=$(SHARED) ctest --output-on-failure -j $(JOBS)
 
+# tandem-cloud and tandem-edge on loopback; one streamed completion through the REST API.
 demo: build
 	@scripts/demo.sh $(BUILD_DIR)/bin "$(TANDEM_MODEL)" "$(TANDEM_TOKENIZER)"
 
-# Engine benchmark on the stories110M shape (random weights, made once): float32 and int8, 2 threads.
+# Benchmarks with their baselines in the same run: the engine on the stories110M shape (float32, int8),
+# and the split on loopback against all-local (tiny and stories110M shapes).
 bench: build
 	@scripts/bench.sh $(BUILD_DIR)
 

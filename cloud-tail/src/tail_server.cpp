@@ -87,11 +87,22 @@ struct Metrics {
         auth(prometheus::BuildCounter()
                  .Name("tandem_cloud_auth_total")
                  .Help("CURVE client authentications by result (admitted, denied)")
-                 .Register(registry)) {}
-
-  void CountMessage(const char* direction, MessageType type) {
-    messages.Add({{"direction", direction}, {"type", std::string(wire::MessageTypeName(type))}}).Increment();
+                 .Register(registry)) {
+    // One counter per (direction, type), made once: counting a message is then an array index, not a
+    // label-map lookup under the family's lock on every token.
+    for (int type = 1; type < kMessageTypes; ++type) {
+      const std::string name(wire::MessageTypeName(static_cast<MessageType>(type)));
+      messages_in[type] = &messages.Add({{"direction", "in"}, {"type", name}});
+      messages_out[type] = &messages.Add({{"direction", "out"}, {"type", name}});
+    }
   }
+
+  void CountIn(MessageType type) { messages_in[static_cast<size_t>(type)]->Increment(); }
+  void CountOut(MessageType type) { messages_out[static_cast<size_t>(type)]->Increment(); }
+
+  static constexpr int kMessageTypes = static_cast<int>(MessageType::kStats) + 1;
+  std::array<prometheus::Counter*, kMessageTypes> messages_in{};
+  std::array<prometheus::Counter*, kMessageTypes> messages_out{};
 
   prometheus::Family<prometheus::Counter>& messages;
   prometheus::Family<prometheus::Counter>& activation_bytes;
@@ -257,7 +268,7 @@ class TailServer::Impl {
         metrics_.errors.Add({{"code", std::string(wire::ErrorCodeName(error->code))}}).Increment();
       }
     }
-    metrics_.CountMessage("out", message.header.type);
+    metrics_.CountOut(message.header.type);
     (void)SendMessage(router_, message, peer);  // a vanished peer's replies are dropped by ZeroMQ
   }
 
@@ -306,7 +317,7 @@ class TailServer::Impl {
                                    std::to_string(wire::kProtocolVersion)));
       return;
     }
-    metrics_.CountMessage("in", header.type);
+    metrics_.CountIn(header.type);
     switch (header.type) {
       case MessageType::kHello:
         return HandleHello(peer, message);

@@ -20,11 +20,12 @@ CurveKeyPair WriteKeys(const std::filesystem::path& prefix) {
 CloudTailProcess::CloudTailProcess(const std::vector<std::string>& extra_args, bool start, std::string bind)
     : cloud_(WriteKeys(dir_ / "cloud")),
       edge_(WriteKeys(dir_ / "edge")),
-      stranger_(WriteKeys(dir_ / "stranger")) {
+      stranger_(WriteKeys(dir_ / "stranger")),
+      bind_(std::move(bind)) {
   std::ofstream(dir_ / "clients.txt") << "# the edges this tail admits\n" << edge_.public_key << "\n";
   args_ = {"--model",         Stories260KModel().string(),
            "--tokenizer",     Stories260KTokenizer().string(),
-           "--bind",          std::move(bind),
+           "--bind",          bind_,
            "--http",          "127.0.0.1:0",
            "--server-key",    (dir_ / "cloud.key").string(),
            "--allow-clients", (dir_ / "clients.txt").string()};
@@ -40,19 +41,18 @@ void CloudTailProcess::Start() {
 }
 
 std::vector<std::string> CloudTailProcess::EdgeFlags(bool stranger) const {
-  return {"--cloud",      endpoint_,
+  // Before Start(), edges are pointed at the address the tail will bind.
+  return {"--cloud",      started() ? endpoint_ : bind_,
           "--cloud-key",  (dir_ / "cloud.pub").string(),
           "--client-key", (dir_ / (stranger ? "stranger.key" : "edge.key")).string()};
 }
 
-EdgeProcess::EdgeProcess(const CloudTailProcess& tail, const std::vector<std::string>& extra_args,
-                         const std::string& endpoint) {
+EdgeProcess::EdgeProcess(const CloudTailProcess& tail, const std::vector<std::string>& extra_args) {
   std::vector<std::string> args = {"--model",     Stories260KModel().string(),
                                    "--tokenizer", Stories260KTokenizer().string(),
                                    "--listen",    "127.0.0.1:0"};
   const auto cloud = tail.EdgeFlags();
   args.insert(args.end(), cloud.begin(), cloud.end());
-  if (!endpoint.empty()) args.at(7) = endpoint;  // the value after --cloud
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   process_ = std::make_unique<BackgroundProcess>("tandem-edge", args);
   address_ = LogField(process_->WaitForLine("msg=serving"), "listen");

@@ -28,24 +28,24 @@ class CloudTailProcess {
   const CurveKeyPair& cloud_keys() const { return cloud_; }
   const CurveKeyPair& edge_keys() const { return edge_; }
   const CurveKeyPair& stranger_keys() const { return stranger_; }
-  // --cloud, --cloud-key and --client-key for `tandem generate` as the allow-listed edge (or the stranger).
+  // --cloud, --cloud-key and --client-key for an edge as the allow-listed client (or the stranger).
   std::vector<std::string> EdgeFlags(bool stranger = false) const;
 
  private:
   TempDir dir_;
   CurveKeyPair cloud_, edge_, stranger_;
+  std::string bind_;
   std::vector<std::string> args_;
   std::unique_ptr<BackgroundProcess> process_;
   std::string endpoint_;
   std::string http_address_;
 };
 
-// A real tandem-edge for `tail` (whose keys it uses), listening on a free port; `extra_args` follow.
-// `endpoint` overrides the tail's (to start the edge before its tail).
+// A real tandem-edge for `tail` (its keys and address; the tail may start later), listening on a free
+// port; `extra_args` follow.
 class EdgeProcess {
  public:
-  EdgeProcess(const CloudTailProcess& tail, const std::vector<std::string>& extra_args = {},
-              const std::string& endpoint = "");
+  explicit EdgeProcess(const CloudTailProcess& tail, const std::vector<std::string>& extra_args = {});
   bool started() const { return !address_.empty(); }
   const std::string& address() const { return address_; }  // "127.0.0.1:PORT"
   std::string log() const { return process_->Stderr(); }

@@ -48,6 +48,22 @@ fs::path BinDir() {
   return fs::current_path() / "bin";
 }
 
+std::vector<std::string> GenerateArgs(const std::string& prompt, int steps,
+                                      const std::vector<std::string>& extra) {
+  std::vector<std::string> args = {"generate",
+                                   "--model",
+                                   Stories260KModel().string(),
+                                   "--tokenizer",
+                                   Stories260KTokenizer().string(),
+                                   "--prompt",
+                                   prompt,
+                                   "--steps",
+                                   std::to_string(steps),
+                                   "--json"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
 TempDir::TempDir() {
   std::random_device device;
   path_ = fs::temp_directory_path() /

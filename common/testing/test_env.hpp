@@ -23,6 +23,10 @@ std::vector<nlohmann::json> GoldenRecords();
 // build/bin, from $TANDEM_BIN_DIR.
 std::filesystem::path BinDir();
 
+// `tandem generate --json` on stories260K with `prompt` and `steps`, then `extra` flags.
+std::vector<std::string> GenerateArgs(const std::string& prompt, int steps,
+                                      const std::vector<std::string>& extra = {});
+
 // A fresh directory under the system temp dir, removed by the destructor.
 class TempDir {
  public:

@@ -27,18 +27,8 @@ TEST_P(GoldenGenerateTest, ReproducesGreedyContinuation) {
   ASSERT_EQ(records.size(), 5u);
   const nlohmann::json& golden = records.at(static_cast<size_t>(record_index));
 
-  std::vector<std::string> args = {"generate",
-                                   "--model",
-                                   testing::Stories260KModel().string(),
-                                   "--tokenizer",
-                                   testing::Stories260KTokenizer().string(),
-                                   "--prompt",
-                                   golden["prompt"].get<std::string>(),
-                                   "--steps",
-                                   std::to_string(golden["steps"].get<int>()),
-                                   "--temperature",
-                                   "0",
-                                   "--json"};
+  std::vector<std::string> args =
+      testing::GenerateArgs(golden["prompt"], golden["steps"].get<int>(), {"--temperature", "0"});
   if (split >= 0) {
     args.push_back("--split");
     args.push_back(std::to_string(split));
@@ -61,24 +51,9 @@ INSTANTIATE_TEST_SUITE_P(AllPromptsAllCuts, GoldenGenerateTest,
 
 // Sampling is reproducible: one seed, one story; another seed, another story.
 std::vector<int> SampleIds(uint64_t seed, int split) {
-  std::vector<std::string> args = {"generate",
-                                   "--model",
-                                   testing::Stories260KModel().string(),
-                                   "--tokenizer",
-                                   testing::Stories260KTokenizer().string(),
-                                   "--prompt",
-                                   "Once upon a time",
-                                   "--steps",
-                                   "120",
-                                   "--temperature",
-                                   "0.8",
-                                   "--top-p",
-                                   "0.9",
-                                   "--seed",
-                                   std::to_string(seed),
-                                   "--split",
-                                   std::to_string(split),
-                                   "--json"};
+  const auto args = testing::GenerateArgs("Once upon a time", 120,
+                                          {"--temperature", "0.8", "--top-p", "0.9", "--seed",
+                                           std::to_string(seed), "--split", std::to_string(split)});
   const auto result = RunProgram("tandem", args);
   EXPECT_EQ(result.exit_code, 0) << result.err;
   if (result.exit_code != 0) return {};

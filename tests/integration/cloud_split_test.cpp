@@ -36,16 +36,7 @@ class CloudSplitTest : public ::testing::Test {
   // `tandem generate --json` on the cloud tail; extra flags after the model and the cloud.
   static testing::CommandResult GenerateOnCloud(const std::string& prompt, int steps,
                                                 std::vector<std::string> extra, bool stranger = false) {
-    std::vector<std::string> args = {"generate",
-                                     "--model",
-                                     testing::Stories260KModel().string(),
-                                     "--tokenizer",
-                                     testing::Stories260KTokenizer().string(),
-                                     "--prompt",
-                                     prompt,
-                                     "--steps",
-                                     std::to_string(steps),
-                                     "--json"};
+    std::vector<std::string> args = testing::GenerateArgs(prompt, steps);
     const auto cloud = tail_->EdgeFlags(stranger);
     args.insert(args.end(), cloud.begin(), cloud.end());
     args.insert(args.end(), extra.begin(), extra.end());
@@ -87,17 +78,7 @@ TEST_F(CloudSplitTest, EveryCutReproducesTheGoldenOutputs) {
 
 TEST_F(CloudSplitTest, SeededSamplingOnTheCloudMatchesTheLocalRun) {
   const std::vector<std::string> sampling = {"--temperature", "1.0", "--top-p", "0.9", "--seed", "42"};
-  std::vector<std::string> local_args = {"generate",
-                                         "--model",
-                                         testing::Stories260KModel().string(),
-                                         "--tokenizer",
-                                         testing::Stories260KTokenizer().string(),
-                                         "--prompt",
-                                         "Once upon a time",
-                                         "--steps",
-                                         "80",
-                                         "--json"};
-  local_args.insert(local_args.end(), sampling.begin(), sampling.end());
+  const auto local_args = testing::GenerateArgs("Once upon a time", 80, sampling);
   const auto local = RunProgram("tandem", local_args);
   ASSERT_EQ(local.exit_code, 0) << local.err;
   std::vector<std::string> split = {"--split", "3"};
@@ -130,20 +111,8 @@ TEST_F(CloudSplitTest, AClientThatIsNotAllowListedIsRefusedWithAClearError) {
 }
 
 TEST_F(CloudSplitTest, ThePlaintextClientOfACurveTailGetsNoAnswer) {
-  std::vector<std::string> args = {"generate",
-                                   "--model",
-                                   testing::Stories260KModel().string(),
-                                   "--tokenizer",
-                                   testing::Stories260KTokenizer().string(),
-                                   "--prompt",
-                                   "Hi",
-                                   "--split",
-                                   "1",
-                                   "--cloud",
-                                   tail_->endpoint(),
-                                   "--insecure",
-                                   "--timeout-ms",
-                                   "500"};
+  const auto args = testing::GenerateArgs(
+      "Hi", 16, {"--split", "1", "--cloud", tail_->endpoint(), "--insecure", "--timeout-ms", "500"});
   const auto result = RunProgram("tandem", args);
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_NE(result.err.find("no reply"), std::string::npos) << result.err;

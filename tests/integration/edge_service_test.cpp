@@ -274,7 +274,7 @@ class EdgeLifecycleTest : public ::testing::Test {
 TEST_F(EdgeLifecycleTest, ReadyzIs503UntilTheTailAnswers) {
   const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(testing::FreePort());
   CloudTailProcess tail({}, /*start=*/false, endpoint);
-  EdgeProcess edge(tail, {"--split", "1"}, endpoint);
+  EdgeProcess edge(tail, {"--split", "1"});
   ASSERT_TRUE(edge.started()) << edge.log();
   const HttpResult before = HttpCall(edge.address(), "GET", "/readyz");
   EXPECT_EQ(before.status, 503) << before.error;

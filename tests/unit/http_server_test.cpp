@@ -118,17 +118,7 @@ class TestClient {
   bool ReadRawUntil(std::string_view needle) {
     std::string received;
     while (received.find(needle) == std::string::npos) {
-      char bytes[1024];
-      beast::error_code ec;
-      size_t count = 0;
-      stream_.expires_after(kClientTimeout);
-      stream_.async_read_some(asio::buffer(bytes), [&](beast::error_code e, size_t n) {
-        ec = e;
-        count = n;
-      });
-      Run();
-      if (ec) return false;
-      received.append(bytes, count);
+      if (ReadSomeInto(received)) return false;
     }
     return true;
   }
@@ -137,17 +127,7 @@ class TestClient {
   std::string ReadRawUntilClose() {
     std::string received;
     for (;;) {
-      char bytes[1024];
-      beast::error_code ec;
-      size_t count = 0;
-      stream_.expires_after(kClientTimeout);
-      stream_.async_read_some(asio::buffer(bytes), [&](beast::error_code e, size_t n) {
-        ec = e;
-        count = n;
-      });
-      Run();
-      received.append(bytes, count);
-      if (ec) {
+      if (const beast::error_code ec = ReadSomeInto(received)) {
         EXPECT_EQ(ec, asio::error::eof) << ec.message();
         return received;
       }
@@ -155,6 +135,21 @@ class TestClient {
   }
 
   void Close() { stream_.close(); }
+
+  // Appends what one read brings (at most 1 KiB) to `received`; the read's error, if any.
+  beast::error_code ReadSomeInto(std::string& received) {
+    char bytes[1024];
+    beast::error_code ec;
+    size_t count = 0;
+    stream_.expires_after(kClientTimeout);
+    stream_.async_read_some(asio::buffer(bytes), [&](beast::error_code e, size_t n) {
+      ec = e;
+      count = n;
+    });
+    Run();
+    received.append(bytes, count);
+    return ec;
+  }
 
   // True when the server closes the connection (end of stream or reset) before the client deadline.
   bool ServerCloses() {
@@ -525,7 +520,7 @@ TEST(HttpServerTest, SlowHandlerDoesNotDelayHealthzOnAnotherConnection) {
   const auto start = Clock::now();
   EXPECT_EQ(health.Send(http::verb::get, "/healthz").result_int(), 200);
   EXPECT_LT(Clock::now() - start, milliseconds(750));  // bounds loose enough for a loaded CI machine
-  EXPECT_EQ(finished, 0);  // the slow one was still running
+  EXPECT_EQ(finished, 0);                              // the slow one was still running
   EXPECT_EQ(slow.Read().result_int(), 200);
 }
 

@@ -226,6 +226,15 @@ class TailServer::Impl {
   }
 
   void BeginDrain() { draining_ = true; }
+
+  wire::TailStats Stats() const {
+    return {.workers = static_cast<uint32_t>(std::max(1, options_.workers)),
+            .sessions = static_cast<uint32_t>(open_sessions_.load()),
+            .queue_depth = static_cast<uint32_t>(std::max(0, queued_.load())),
+            .utilization = utilization_.load(),
+            .free_kv_bytes = std::max<int64_t>(0, options_.max_kv_bytes - kv_bytes_.load()),
+            .profile = options_.profile};
+  }
   const std::string& endpoint() const { return endpoint_; }
   int64_t open_sessions() const { return open_sessions_.load(); }
   int64_t kv_cache_bytes() const { return kv_bytes_.load(); }
@@ -255,9 +264,10 @@ class TailServer::Impl {
         if (error.num() == ETERM) return;
         Log(LogLevel::kError, "cloud", "socket error", {{"error", error.what()}});
       }
-      if (Clock::now() - last_sweep > kSweepInterval) {
+      if (const auto now = Clock::now(); now - last_sweep > kSweepInterval) {
         ExpireIdle();
-        last_sweep = Clock::now();
+        MeasureUtilization(now - last_sweep);
+        last_sweep = now;
       }
     }
   }
@@ -340,6 +350,8 @@ class TailServer::Impl {
         return HandleActivations(peer, std::move(message));
       case MessageType::kClose:
         return HandleClose(peer, header.session);
+      case MessageType::kStats:
+        return Reply(peer, wire::MakeStats(Stats(), header.sequence));
       default:
         Reply(peer,
               ErrorMessage(header.session, header.sequence, ErrorCode::kUnsupported,
@@ -505,6 +517,7 @@ class TailServer::Impl {
       queue.jobs.push_back({it->second, std::move(message)});
     }
     metrics_.queue_depth.Increment();
+    ++queued_;
     queue.ready.notify_one();
   }
 
@@ -520,6 +533,14 @@ class TailServer::Impl {
     --open_sessions_;
     sessions_.erase(it);
     UpdateGauges();
+  }
+
+  // The workers' busy fraction since the last sweep: the load a planner inflates this tail's compute by.
+  void MeasureUtilization(Clock::duration elapsed) {
+    const int64_t busy = busy_us_.exchange(0);
+    const double capacity_us =
+        std::chrono::duration<double, std::micro>(elapsed).count() * std::max(1, options_.workers);
+    utilization_ = static_cast<float>(std::clamp(busy / capacity_us, 0.0, 1.0));
   }
 
   void ExpireIdle() {
@@ -573,6 +594,7 @@ class TailServer::Impl {
         queue.jobs.pop_front();
       }
       metrics_.queue_depth.Decrement();
+      --queued_;
       // The route back is the peer and the session's serial (see ForwardReply).
       std::string route = job.session->peer;
       route.append(reinterpret_cast<const char*>(&job.session->serial), sizeof(job.session->serial));
@@ -603,6 +625,7 @@ class TailServer::Impl {
       return ErrorMessage(header.session, header.sequence, ErrorCode::kInternal, token.status().message());
     }
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    busy_us_ += static_cast<int64_t>(seconds * 1e6);
     metrics_.tokens.Increment();
     metrics_.compute_seconds.Observe(seconds);
     return wire::MakeToken({.session = header.session,
@@ -638,6 +661,9 @@ class TailServer::Impl {
 
   std::atomic<int64_t> open_sessions_{0};
   std::atomic<int64_t> kv_bytes_{0};
+  std::atomic<int> queued_{0};
+  std::atomic<int64_t> busy_us_{0};  // step compute since the last utilization sweep, all workers
+  std::atomic<float> utilization_{0};
 };
 
 TailServer::TailServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -662,6 +688,9 @@ int64_t TailServer::open_sessions() const {
 }
 int64_t TailServer::kv_cache_bytes() const {
   return impl_->kv_cache_bytes();
+}
+wire::TailStats TailServer::Stats() const {
+  return impl_->Stats();
 }
 void TailServer::BeginDrain() {
   impl_->BeginDrain();

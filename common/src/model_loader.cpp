@@ -9,6 +9,9 @@ void ModelFlags::Declare(FlagSet& flags, const std::string& model_help) {
   flags.String("int8-blocks", &int8_blocks, "blocks A:B with int8 weights, e.g. 0:2");
   flags.Bool("int8-head", &int8_head, "int8 weights for the classifier too");
   flags.Int("threads", &threads, "compute threads (0 = OMP_NUM_THREADS or one per core)");
+  flags.Float("emulate-slowdown", &emulate_slowdown,
+              "evaluations only: make every block and head computation take this many times as long (a "
+              "slower device emulated on this machine; 1 = off)");
 }
 
 Result<LoadedModel> LoadModel(const ModelFlags& flags, bool fingerprint) {
@@ -18,6 +21,10 @@ Result<LoadedModel> LoadModel(const ModelFlags& flags, bool fingerprint) {
   if (fingerprint) loaded.fingerprint = loaded.checkpoint->Fingerprint();
   TransformerOptions options;
   options.int8_classifier = flags.int8_head;
+  if (!(flags.emulate_slowdown >= 1 && flags.emulate_slowdown <= 1000)) {
+    return InvalidArgument("--emulate-slowdown must be in [1, 1000]");
+  }
+  options.emulated_slowdown = flags.emulate_slowdown;
   TANDEM_ASSIGN_OR_RETURN(options.int8_blocks,
                           ParseBlockRange(flags.int8_blocks, loaded.checkpoint->config().n_layers));
   TANDEM_ASSIGN_OR_RETURN(loaded.transformer, Transformer::Create(loaded.checkpoint, options));

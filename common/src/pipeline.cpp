@@ -100,10 +100,19 @@ Result<int> LoopbackTail::Forward(const HiddenRows& rows) {
   return inner_->Forward(HiddenRows{rows.rows, rows.cols, std::move(values)});
 }
 
-Result<Generation> Generate(EdgeRunner& edge, TailRunner& tail, std::span<const int> prompt_ids,
+Result<std::vector<int>> TailRunner::ForwardAll(std::span<const HiddenRows> steps) {
+  std::vector<int> tokens;
+  for (const HiddenRows& rows : steps) {
+    TANDEM_ASSIGN_OR_RETURN(const int token, Forward(rows));
+    tokens.push_back(token);
+  }
+  return tokens;
+}
+
+Result<Generation> Generate(const ModelStep& step, int seq_len, std::span<const int> prompt_ids,
                             const GenerateOptions& options, const TokenCallback& on_token) {
   if (prompt_ids.empty()) return InvalidArgument("the prompt has no tokens (BOS expected first)");
-  const int steps = options.steps <= 0 || options.steps > edge.seq_len() ? edge.seq_len() : options.steps;
+  const int steps = options.steps <= 0 || options.steps > seq_len ? seq_len : options.steps;
   Generation result;
   // As llama2.c: position p predicts token p + 1; `steps` positions make steps + 1 tokens in all, of which
   // the prompt's are forced. A prompt longer than that is cut, with nothing to generate.
@@ -113,8 +122,7 @@ Result<Generation> Generate(EdgeRunner& edge, TailRunner& tail, std::span<const 
     GenerationTimings& timings = result.timings;
     timings.prompt_tokens = static_cast<int>(forced);
     auto start = Clock::now();
-    TANDEM_ASSIGN_OR_RETURN(HiddenRows rows, edge.Forward(result.ids));
-    TANDEM_ASSIGN_OR_RETURN(int token, tail.Forward(rows));
+    TANDEM_ASSIGN_OR_RETURN(int token, step(result.ids));
     timings.prefill_ms = MillisecondsSince(start);
     start = Clock::now();
     while (true) {
@@ -124,12 +132,21 @@ Result<Generation> Generate(EdgeRunner& edge, TailRunner& tail, std::span<const 
       if (on_token && !on_token(token)) break;
       if (result.ids.size() > static_cast<size_t>(steps)) break;
       const int last = token;
-      TANDEM_ASSIGN_OR_RETURN(rows, edge.Forward(std::span<const int>(&last, 1)));
-      TANDEM_ASSIGN_OR_RETURN(token, tail.Forward(rows));
+      TANDEM_ASSIGN_OR_RETURN(token, step(std::span<const int>(&last, 1)));
     }
     timings.decode_ms = MillisecondsSince(start);
-    timings.bytes_across_cut = tail.BytesSent();
   }
+  return result;
+}
+
+Result<Generation> Generate(EdgeRunner& edge, TailRunner& tail, std::span<const int> prompt_ids,
+                            const GenerateOptions& options, const TokenCallback& on_token) {
+  const ModelStep step = [&](std::span<const int> tokens) -> Result<int> {
+    TANDEM_ASSIGN_OR_RETURN(HiddenRows rows, edge.Forward(tokens));
+    return tail.Forward(rows);
+  };
+  TANDEM_ASSIGN_OR_RETURN(Generation result, Generate(step, edge.seq_len(), prompt_ids, options, on_token));
+  result.timings.bytes_across_cut = tail.BytesSent();
   return result;
 }
 

@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <cmath>
+#include <thread>
 
 namespace tandem {
 namespace {
@@ -25,7 +27,8 @@ std::vector<at::Tensor> ApplyShared(std::initializer_list<const Linear*> layers,
     outputs.push_back(at::empty({input.size(0), layer->out_features()}, input.options()));
     pointers.push_back(outputs.back().data_ptr<float>());
   }
-  Linear::ForwardSharedInput({layers.begin(), layers.size()}, input.data_ptr<float>(), input.size(0), pointers);
+  Linear::ForwardSharedInput({layers.begin(), layers.size()}, input.data_ptr<float>(), input.size(0),
+                             pointers);
   return outputs;
 }
 
@@ -130,8 +133,8 @@ Result<std::shared_ptr<const Transformer>> Transformer::Create(std::shared_ptr<c
     for (const auto* linear : {&wq, &wk, &wv, &wo, &w1, &w2, &w3}) {
       if (!linear->ok()) return linear->status().WithContext(context);
     }
-    model->blocks_.push_back(Block{WrapWeights(weights.rms_att, {d}), WrapWeights(weights.rms_ffn, {d}),
-                                   *wq, *wk, *wv, *wo, *w1, *w2, *w3});
+    model->blocks_.push_back(Block{WrapWeights(weights.rms_att, {d}), WrapWeights(weights.rms_ffn, {d}), *wq,
+                                   *wk, *wv, *wo, *w1, *w2, *w3});
   }
   auto classifier = options.int8_classifier ? Linear::Int8(checkpoint->classifier(), config.vocab_size, d)
                                             : Linear::Float32(checkpoint->classifier(), config.vocab_size, d);
@@ -146,8 +149,8 @@ Result<std::shared_ptr<const Transformer>> Transformer::Create(std::shared_ptr<c
   auto sin_table = model->rope_sin_.accessor<float, 2>();
   for (int64_t pos = 0; pos < config.seq_len; ++pos) {
     for (int64_t pair = 0; pair < half; ++pair) {
-      const float freq = 1.0f / powf(config.rope_theta, static_cast<float>(2 * pair) /
-                                                            static_cast<float>(config.head_dim()));
+      const float freq = 1.0f / powf(config.rope_theta,
+                                     static_cast<float>(2 * pair) / static_cast<float>(config.head_dim()));
       const float angle = static_cast<float>(pos) * freq;
       cos_table[pos][pair] = cosf(angle);
       sin_table[pos][pair] = sinf(angle);
@@ -297,6 +300,26 @@ void Transformer::RunBlock(const Block& block, at::Tensor& x, KvCache& cache, si
   x.add_(Apply(block.w2, gate));
 }
 
+namespace {
+
+// Device emulation (TransformerOptions::emulated_slowdown): stretches a computation to `factor` times its
+// measured duration by sleeping the difference when it ends, so that one machine can stand in for a slower
+// edge device in evaluations. Sleeping leaves the cores to the other process, as a separate device would.
+class EmulatedSlowdown {
+ public:
+  explicit EmulatedSlowdown(float factor) : factor_(factor), start_(std::chrono::steady_clock::now()) {}
+  ~EmulatedSlowdown() {
+    if (factor_ <= 1) return;
+    std::this_thread::sleep_for((std::chrono::steady_clock::now() - start_) * (factor_ - 1));
+  }
+
+ private:
+  float factor_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+}  // namespace
+
 Status Transformer::RunBlocks(at::Tensor& hidden, KvCache& cache) const {
   if (hidden.dim() != 2 || hidden.size(1) != config_.dim || hidden.scalar_type() != at::kFloat) {
     return InvalidArgument("hidden state must be float32 [T, " + std::to_string(config_.dim) + "]");
@@ -311,6 +334,7 @@ Status Transformer::RunBlocks(at::Tensor& hidden, KvCache& cache) const {
                              " positions exceed the session's capacity of " +
                              std::to_string(cache.capacity()));
   }
+  const EmulatedSlowdown slowdown(options_.emulated_slowdown);
   hidden = hidden.contiguous();
   for (int index = range.first; index < range.last; ++index) {
     RunBlock(blocks_[static_cast<size_t>(index)], hidden, cache, static_cast<size_t>(index - range.first),
@@ -321,6 +345,7 @@ Status Transformer::RunBlocks(at::Tensor& hidden, KvCache& cache) const {
 }
 
 at::Tensor Transformer::Logits(const at::Tensor& hidden) const {
+  const EmulatedSlowdown slowdown(options_.emulated_slowdown);
   return Apply(*classifier_, RmsNorm(hidden, rms_final_));
 }
 
@@ -328,7 +353,8 @@ int64_t Transformer::BlockWeightBytes(BlockRange range) const {
   int64_t total = 0;
   for (int index = range.first; index < range.last; ++index) {
     const Block& block = blocks_[static_cast<size_t>(index)];
-    for (const Linear* linear : {&block.wq, &block.wk, &block.wv, &block.wo, &block.w1, &block.w2, &block.w3}) {
+    for (const Linear* linear :
+         {&block.wq, &block.wk, &block.wv, &block.wo, &block.w1, &block.w2, &block.w3}) {
       total += linear->WeightBytes();
     }
   }

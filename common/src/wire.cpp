@@ -351,4 +351,65 @@ Message MakePing(std::span<const std::byte> payload) {
           std::vector<std::byte>(payload.begin(), payload.begin() + std::min(payload.size(), kMaxPingBytes))};
 }
 
+Message MakeStatsRequest(uint64_t sequence) {
+  return {{.type = MessageType::kStats, .sequence = sequence}, {}};
+}
+
+Message MakeStats(const TailStats& stats, uint64_t sequence) {
+  const ComputeProfile& profile = stats.profile;
+  ByteWriter writer;
+  writer.Put(stats.workers).Put(stats.sessions).Put(stats.queue_depth).Put(stats.utilization);
+  writer.Put(stats.free_kv_bytes).Put(static_cast<float>(profile.head_ms));
+  writer.Put(static_cast<uint16_t>(profile.decode_block_ms.size()))
+      .Put(static_cast<uint8_t>(profile.prefill.size()));
+  for (double ms : profile.decode_block_ms) writer.Put(static_cast<float>(ms));
+  for (const auto& bucket : profile.prefill) {
+    writer.Put(static_cast<uint32_t>(bucket.tokens));
+    for (double ms : bucket.block_ms) writer.Put(static_cast<float>(ms));
+  }
+  return WithPayload({.type = MessageType::kStats, .sequence = sequence}, writer.Take());
+}
+
+Result<TailStats> ParseStats(const Message& message) {
+  TANDEM_RETURN_IF_ERROR(ExpectType(message, MessageType::kStats));
+  ByteReader reader(message.payload, "STATS");
+  TailStats stats;
+  TANDEM_ASSIGN_OR_RETURN(stats.workers, reader.Get<uint32_t>());
+  TANDEM_ASSIGN_OR_RETURN(stats.sessions, reader.Get<uint32_t>());
+  TANDEM_ASSIGN_OR_RETURN(stats.queue_depth, reader.Get<uint32_t>());
+  TANDEM_ASSIGN_OR_RETURN(stats.utilization, reader.Get<float>());
+  TANDEM_ASSIGN_OR_RETURN(stats.free_kv_bytes, reader.Get<int64_t>());
+  if (!(stats.utilization >= 0 && stats.utilization <= 1)) {
+    return InvalidArgument("STATS utilization must be in [0, 1]");
+  }
+  const auto get_ms = [&]() -> Result<double> {
+    TANDEM_ASSIGN_OR_RETURN(const float ms, reader.Get<float>());
+    if (!std::isfinite(ms) || ms < 0) return InvalidArgument("STATS holds a negative or non-finite time");
+    return static_cast<double>(ms);
+  };
+  ComputeProfile& profile = stats.profile;
+  TANDEM_ASSIGN_OR_RETURN(profile.head_ms, get_ms());
+  TANDEM_ASSIGN_OR_RETURN(const auto blocks, reader.Get<uint16_t>());
+  TANDEM_ASSIGN_OR_RETURN(const auto buckets, reader.Get<uint8_t>());
+  if (blocks > kMaxProfileBlocks || buckets > kMaxProfileBuckets ||
+      reader.remaining() != (blocks + buckets * (1u + blocks)) * 4u) {
+    return InvalidArgument("STATS profile does not match its block and bucket counts");
+  }
+  for (int b = 0; b < blocks; ++b) {
+    TANDEM_ASSIGN_OR_RETURN(const double ms, get_ms());
+    profile.decode_block_ms.push_back(ms);
+  }
+  for (int i = 0; i < buckets; ++i) {
+    ComputeProfile::PrefillBucket bucket;
+    TANDEM_ASSIGN_OR_RETURN(const auto tokens, reader.Get<uint32_t>());
+    bucket.tokens = static_cast<int>(std::min<uint32_t>(tokens, 1u << 30));
+    for (int b = 0; b < blocks; ++b) {
+      TANDEM_ASSIGN_OR_RETURN(const double ms, get_ms());
+      bucket.block_ms.push_back(ms);
+    }
+    profile.prefill.push_back(std::move(bucket));
+  }
+  return stats;
+}
+
 }  // namespace tandem::wire

@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include "tandem/common/compute_profile.hpp"
 #include "tandem/common/pipeline.hpp"
 #include "test_env.hpp"
 
@@ -134,6 +135,23 @@ TEST_F(TransformerTest, GenerateStopsAtStepsAndSplitIsLossless) {
   auto cut_prompt = Generate(edge, tail, std::vector<int>{1, 2, 3, 4, 5}, {.steps = 3});
   ASSERT_TRUE(cut_prompt.ok());
   EXPECT_EQ(cut_prompt->ids, (std::vector<int>{1, 2, 3, 4}));
+}
+
+TEST_F(TransformerTest, ProfilesEveryBlockAndThePrefillBucketsThatFit) {
+  // Buckets beyond the context (48) are capped to it; a repeat after the cap is dropped.
+  auto profile = ProfileCompute(*model_, {.prefill_buckets = {8, 32, 64, 256}, .decode_position = 16});
+  ASSERT_TRUE(profile.ok()) << profile.status().ToString();
+  ASSERT_EQ(profile->decode_block_ms.size(), 4u);
+  for (double ms : profile->decode_block_ms) EXPECT_GT(ms, 0);
+  ASSERT_EQ(profile->prefill.size(), 3u);
+  EXPECT_EQ(profile->prefill[0].tokens, 8);
+  EXPECT_EQ(profile->prefill[2].tokens, 48);
+  for (const auto& bucket : profile->prefill) {
+    ASSERT_EQ(bucket.block_ms.size(), 4u);
+    for (double ms : bucket.block_ms) EXPECT_GT(ms, 0);
+  }
+  EXPECT_GT(profile->head_ms, 0);
+  EXPECT_FALSE(ProfileCompute(*model_, {.repeats = 0}).ok());
 }
 
 }  // namespace

@@ -181,5 +181,52 @@ TEST(WireMessageTest, PingPayloadIsBounded) {
   EXPECT_EQ(MakeClose(9).header.session, 9u);
 }
 
+TEST(WireMessageTest, StatsRoundTripsWithTheComputeProfile) {
+  TailStats stats{
+      .workers = 2, .sessions = 5, .queue_depth = 3, .utilization = 0.25f, .free_kv_bytes = 1 << 20};
+  stats.profile.decode_block_ms = {0.5, 0.25, 0.125};
+  stats.profile.prefill = {{16, {4, 2, 1}}, {64, {16, 8, 4}}};
+  stats.profile.head_ms = 0.75;
+  const Message message = MakeStats(stats, 42);
+  EXPECT_EQ(message.header.sequence, 42u);
+  auto parsed = ParseStats(message);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->workers, 2u);
+  EXPECT_EQ(parsed->sessions, 5u);
+  EXPECT_EQ(parsed->queue_depth, 3u);
+  EXPECT_EQ(parsed->utilization, 0.25f);
+  EXPECT_EQ(parsed->free_kv_bytes, 1 << 20);
+  EXPECT_EQ(parsed->profile.decode_block_ms, stats.profile.decode_block_ms);
+  ASSERT_EQ(parsed->profile.prefill.size(), 2u);
+  EXPECT_EQ(parsed->profile.prefill[1].tokens, 64);
+  EXPECT_EQ(parsed->profile.prefill[1].block_ms, stats.profile.prefill[1].block_ms);
+  EXPECT_EQ(parsed->profile.head_ms, 0.75);
+  EXPECT_TRUE(MakeStatsRequest(7).payload.empty());
+}
+
+TEST(WireMessageTest, StatsThatDoNotAddUpAreRefused) {
+  TailStats stats{.workers = 1};
+  stats.profile.decode_block_ms = {0.5, 0.25};
+  const Message good = MakeStats(stats, 0);
+  Message truncated = good;
+  truncated.payload.pop_back();
+  Message trailing = good;
+  trailing.payload.push_back(std::byte{0});
+  for (const Message& bad : {truncated, trailing}) {
+    auto parsed = ParseStats(bad);
+    ASSERT_FALSE(parsed.ok());
+    EXPECT_NE(parsed.status().message().find("STATS"), std::string::npos) << parsed.status().message();
+  }
+  for (const double bad_time : {-1.0, std::nan("")}) {
+    TailStats negative = stats;
+    negative.profile.decode_block_ms[1] = bad_time;
+    EXPECT_FALSE(ParseStats(MakeStats(negative, 0)).ok());
+  }
+  TailStats busy = stats;
+  busy.utilization = 1.5f;
+  EXPECT_FALSE(ParseStats(MakeStats(busy, 0)).ok());
+  EXPECT_FALSE(ParseStats(MakeClose(1)).ok());
+}
+
 }  // namespace
 }  // namespace tandem::wire

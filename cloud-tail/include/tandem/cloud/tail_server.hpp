@@ -12,8 +12,10 @@
 #include <string>
 #include <vector>
 
+#include "tandem/common/compute_profile.hpp"
 #include "tandem/common/status.hpp"
 #include "tandem/common/transport.hpp"
+#include "tandem/common/wire.hpp"
 
 namespace prometheus {
 class Registry;
@@ -35,7 +37,9 @@ struct TailServerOptions {
   int64_t max_kv_bytes = int64_t{2} << 30;   // KV-cache memory of all sessions together
   int max_peers = 4096;  // connections past HELLO remembered; then the idlest is forgotten
   std::chrono::milliseconds idle_timeout{std::chrono::minutes(2)};  // sessions without traffic are freed
-  int workers = 1;  // threads running sessions' steps; 0: on the I/O thread (no hand-over, one step at a time)
+  int workers =
+      1;  // threads running sessions' steps; 0: on the I/O thread (no hand-over, one step at a time)
+  ComputeProfile profile;  // this tail's measured per-block times, reported in STATS
 };
 
 class TailServer {
@@ -51,6 +55,8 @@ class TailServer {
   const std::string& endpoint() const;  // as bound, e.g. "tcp://127.0.0.1:40123" for a port of 0 or '*'
   int64_t open_sessions() const;
   int64_t kv_cache_bytes() const;
+  // Load and compute profile, as STATS reports them.
+  wire::TailStats Stats() const;
   // Starts a graceful stop: new connections and sessions are refused with a retryable ERROR
   // ("overloaded": try another tail) while open sessions go on until they close or expire.
   void BeginDrain();

@@ -17,7 +17,8 @@ struct ModelFlags {
   std::string model;
   std::string int8_blocks;  // "A:B" or "" (none)
   bool int8_head = false;
-  int threads = 0;  // 0: OMP_NUM_THREADS, else one per core
+  int threads = 0;             // 0: OMP_NUM_THREADS, else one per core
+  float emulate_slowdown = 1;  // TransformerOptions::emulated_slowdown
 
   void Declare(FlagSet& flags, const std::string& model_help);
 };

@@ -35,6 +35,9 @@ class TailRunner {
   // Consumes `rows` as the session's next positions and returns the token sampled from the last row.
   // On error the session's state is unchanged.
   virtual Result<int> Forward(const HiddenRows& rows) = 0;
+  // Consumes several steps' rows in order (a replay) and returns each step's token. Remote tails send them
+  // all before waiting, paying one round trip instead of one per step.
+  virtual Result<std::vector<int>> ForwardAll(std::span<const HiddenRows> steps);
   // Bytes that crossed the cut so far (0 when nothing is serialized).
   virtual int64_t BytesSent() const { return 0; }
 };
@@ -115,8 +118,15 @@ struct Generation {
 // matched, the client went away).
 using TokenCallback = std::function<bool(int token)>;
 
-// Prefills `prompt_ids` (which start with BOS) in one call, then decodes one token at a time until
-// `steps` positions, or BOS when stop_at_bos, or `on_token` returning false.
+// One forward step of a whole model: token ids in (the prompt, then one token at a time), the token sampled
+// from the last position out.
+using ModelStep = std::function<Result<int>(std::span<const int> tokens)>;
+
+// Prefills `prompt_ids` (which start with BOS) in one step, then decodes one token at a time until
+// `steps` positions (at most `seq_len`), or BOS when stop_at_bos, or `on_token` returning false.
+Result<Generation> Generate(const ModelStep& step, int seq_len, std::span<const int> prompt_ids,
+                            const GenerateOptions& options, const TokenCallback& on_token = {});
+// The same through an edge part and a tail.
 Result<Generation> Generate(EdgeRunner& edge, TailRunner& tail, std::span<const int> prompt_ids,
                             const GenerateOptions& options, const TokenCallback& on_token = {});
 

@@ -36,6 +36,9 @@ Result<BlockRange> ParseBlockRange(const std::string& text, int n_layers);
 struct TransformerOptions {
   BlockRange int8_blocks;        // blocks whose weights are quantized to int8
   bool int8_classifier = false;  // the LM head too: with a large vocabulary, the biggest matrix
+  // Evaluations only: every block run and classifier call takes this many times its real duration (the
+  // rest asleep), emulating a slower device on this machine. 1: off.
+  float emulated_slowdown = 1;
 };
 
 // Keys and values of one session for the blocks of `range`, positions [0, length()).
@@ -96,7 +99,8 @@ class Transformer {
   void Rotate(at::Tensor& x, int64_t n_heads, int64_t position) const;  // in place
   static void GateInPlace(at::Tensor& gate, const at::Tensor& up);
   at::Tensor Attention(const at::Tensor& q, const KvCache& cache, size_t slot, int64_t position) const;
-  at::Tensor AttendOnePosition(const at::Tensor& q, const KvCache& cache, size_t slot, int64_t position) const;
+  at::Tensor AttendOnePosition(const at::Tensor& q, const KvCache& cache, size_t slot,
+                               int64_t position) const;
   void RunBlock(const Block& block, at::Tensor& x, KvCache& cache, size_t slot, int64_t position) const;
 
   std::shared_ptr<const Checkpoint> checkpoint_;  // owns the mapped float32 weights

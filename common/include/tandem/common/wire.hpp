@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "tandem/common/activation_codec.hpp"
+#include "tandem/common/compute_profile.hpp"
 #include "tandem/common/model_config.hpp"
 #include "tandem/common/sampler.hpp"
 #include "tandem/common/status.hpp"
@@ -37,7 +38,7 @@ enum class MessageType : uint8_t {
   kClose = 6,        // edge -> cloud: the session is over; no reply
   kPing = 7,         // edge -> cloud: opaque payload, echoed by PONG
   kPong = 8,
-  kStats = 9,  // reserved for load reports (the scheduler issue)
+  kStats = 9,  // edge -> cloud: empty, a request; cloud -> edge: its load and per-block compute times
 };
 std::string_view MessageTypeName(MessageType type);
 
@@ -145,5 +146,22 @@ Status ErrorToStatus(const ErrorReply& error);
 Message MakeClose(uint64_t session);
 inline constexpr size_t kMaxPingBytes = 64;
 Message MakePing(std::span<const std::byte> payload);
+
+// STATS reply: what a planner needs to know of the tail now. Requests are STATS with an empty payload,
+// answered with the same sequence number.
+struct TailStats {
+  uint32_t workers = 0;
+  uint32_t sessions = 0;     // open sessions
+  uint32_t queue_depth = 0;  // ACTIVATIONS waiting for a worker
+  float utilization = 0;     // busy fraction of the workers over the last second, 0..1
+  int64_t free_kv_bytes = 0;
+  ComputeProfile profile;  // measured at start-up with its weights and threads
+};
+inline constexpr size_t kMaxProfileBlocks = 4096;
+inline constexpr size_t kMaxProfileBuckets = 16;
+Message MakeStatsRequest(uint64_t sequence);
+Message MakeStats(const TailStats& stats, uint64_t sequence);
+// Refuses truncated or oversized lists and non-finite or negative times.
+Result<TailStats> ParseStats(const Message& message);
 
 }  // namespace tandem::wire

@@ -2,17 +2,20 @@
 
 #include <prometheus/registry.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <functional>
 
 #include "tandem/cloud/tail_server.hpp"
+#include "tandem/common/compute_profile.hpp"
 #include "tandem/common/curve.hpp"
 #include "tandem/common/log.hpp"
 #include "tandem/common/model_loader.hpp"
-#include "tandem/common/pipeline.hpp"
 #include "tandem/common/tokenizer.hpp"
+#include "tandem/sched/heartbeat_sender.hpp"
 #include "tandem/services/health.hpp"
 #include "tandem/services/http_server.hpp"
 #include "tandem/services/service_main.hpp"
@@ -43,6 +46,9 @@ struct CloudConfig {
   int idle_timeout_s = 120;
   int drain_timeout_s = 20;
   int workers = 1;
+  std::string scheduler;
+  std::string advertise;
+  int heartbeat_ms = 1000;
 
   void Declare(FlagSet& flags) {
     model.Declare(flags, "llama2.c checkpoint (.bin): the same file the edges load");
@@ -65,6 +71,13 @@ struct CloudConfig {
     flags.Int("workers", &workers,
               "threads running sessions' steps (a session stays on one); 0 = steps run on the I/O thread: "
               "no hand-over, lowest latency, but nothing else is served during a step");
+    flags.String("scheduler", &scheduler,
+                 "HOST:PORT of tandem-scheduler: send it heartbeats (load, compute profile) so that it plans "
+                 "edges onto this tail (empty = off)");
+    flags.String("advertise", &advertise,
+                 "the endpoint edges should connect to, as told to the scheduler (tcp://HOST:PORT; default: "
+                 "the bound endpoint, which is wrong behind NAT or with a wildcard --bind)");
+    flags.Int("heartbeat-ms", &heartbeat_ms, "interval of the heartbeats to the scheduler");
   }
 
   Status Validate() const {
@@ -75,6 +88,10 @@ struct CloudConfig {
           "--workers, --max-rows and --drain-timeout-s >= 0");
     }
     if (model.model.empty()) return InvalidArgument("--model is required (see --help)");
+    if (heartbeat_ms < 10) return InvalidArgument("--heartbeat-ms must be >= 10");
+    if (!advertise.empty() && advertise.find("://") == std::string::npos) {
+      return InvalidArgument("--advertise must be an endpoint like tcp://HOST:PORT");
+    }
     if (insecure && (!server_key.empty() || !allow_clients.empty())) {
       return InvalidArgument("--insecure cannot be combined with --server-key or --allow-clients");
     }
@@ -102,14 +119,28 @@ Result<TailServerOptions> ServerOptions(const CloudConfig& config) {
   return options;
 }
 
-// One short prefill and a decode step through every block, so that the first session does not pay for
-// kernel set-up and thread-pool start (tens of milliseconds).
-Status WarmUp(const std::shared_ptr<const Transformer>& model) {
-  const int dim = model->config().dim;
-  LocalTail tail(model, /*cut=*/0, /*capacity=*/9, SamplingParams{0.0f, 1.0f, 0});
-  TANDEM_RETURN_IF_ERROR(
-      tail.Forward(HiddenRows{8, dim, std::vector<float>(8 * static_cast<size_t>(dim), 0.01f)}).status());
-  return tail.Forward(HiddenRows{1, dim, std::vector<float>(static_cast<size_t>(dim), 0.01f)}).status();
+// What the tail tells the scheduler in every heartbeat: its identity and limits (fixed) and its load now.
+std::function<sched::TailReport()> HeartbeatReport(const CloudConfig& config, const LoadedModel& model,
+                                                   const TailServer& server) {
+  const ModelConfig& shape = model.checkpoint->config();
+  sched::TailReport identity;
+  identity.endpoint = config.advertise.empty() ? server.endpoint() : config.advertise;
+  identity.fingerprint = std::to_string(model.fingerprint);
+  identity.n_layers = shape.n_layers;
+  identity.dim = shape.dim;
+  identity.max_rows = static_cast<uint32_t>(config.max_rows > 0 ? config.max_rows : shape.seq_len);
+  identity.codecs = AllActivationCodecs();
+  return [identity = std::move(identity), &server] {
+    const wire::TailStats stats = server.Stats();
+    sched::TailReport report = identity;
+    report.workers = static_cast<int>(stats.workers);
+    report.sessions = static_cast<int>(stats.sessions);
+    report.queue_depth = static_cast<int>(stats.queue_depth);
+    report.utilization = std::clamp(static_cast<double>(stats.utilization), 0.0, 1.0);
+    report.free_kv_bytes = stats.free_kv_bytes;
+    report.profile = stats.profile;
+    return report;
+  };
 }
 
 }  // namespace
@@ -140,7 +171,11 @@ int RunCloudService(std::span<const std::string> args) {
       return Fail(tokenizer.status());
     }
   }
-  if (Status warm = WarmUp(model->transformer); !warm.ok()) return Fail(warm.WithContext("warm-up"));
+  // Timing every block before serving also warms it up: the first session does not pay for kernel set-up
+  // and thread-pool start.
+  auto profile = ProfileCompute(*model->transformer);
+  if (!profile.ok()) return Fail(profile.status().WithContext("profiling the blocks"));
+  options->profile = std::move(*profile);
   auto registry = std::make_shared<prometheus::Registry>();
   auto server = TailServer::Start(model->transformer, model->fingerprint, *options, registry);
   if (!server.ok()) return Fail(server.status());
@@ -162,10 +197,32 @@ int RunCloudService(std::span<const std::string> args) {
        {"fingerprint", std::to_string(model->fingerprint)},
        {"security", config.insecure ? "insecure" : "curve"}});
 
+  // Heartbeats to the scheduler. On SIGTERM the last one says "draining", so that the scheduler stops
+  // planning edges here at once rather than after its dead_after.
+  std::unique_ptr<sched::HeartbeatSender> heartbeats;
+  if (!config.scheduler.empty()) {
+    const std::string advertised = config.advertise.empty() ? (*server)->endpoint() : config.advertise;
+    if (advertised.find("://0.0.0.0:") != std::string::npos ||
+        advertised.find("://*:") != std::string::npos) {
+      Log(LogLevel::kWarn, "cloud", "advertising a wildcard address to the scheduler; set --advertise",
+          {{"endpoint", advertised}});
+    }
+    sched::HeartbeatOptions heartbeat_options;
+    heartbeat_options.scheduler = config.scheduler;
+    heartbeat_options.interval = std::chrono::milliseconds(config.heartbeat_ms);
+    // A beat may take up to two intervals (at least half a second) before it counts as failed.
+    heartbeat_options.timeout = std::chrono::milliseconds(std::clamp(2 * config.heartbeat_ms, 500, 5000));
+    auto started =
+        sched::HeartbeatSender::Start(heartbeat_options, HeartbeatReport(config, *model, **server));
+    if (!started.ok()) return Fail(started.status());
+    heartbeats = std::move(*started);
+  }
+
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
   draining = true;
   (*server)->BeginDrain();
+  if (heartbeats) heartbeats->Stop(/*draining=*/true);
   Log(LogLevel::kInfo, "cloud", "draining",
       {{"signal", strsignal(signal_number)}, {"open_sessions", std::to_string((*server)->open_sessions())}});
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(config.drain_timeout_s);
@@ -174,6 +231,7 @@ int RunCloudService(std::span<const std::string> args) {
     if (sigtimedwait(&stop_signals, nullptr, &poll_interval) > 0) break;  // a second signal: stop now
   }
   Log(LogLevel::kInfo, "cloud", "stopping", {{"open_sessions", std::to_string((*server)->open_sessions())}});
+  if (heartbeats) heartbeats->Stop();
   if (http) http->Stop();
   (*server)->Stop();
   return 0;

@@ -1,72 +1,37 @@
 #include "http_client.hpp"
 
-#include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 
-#include <algorithm>
+#include <cstdint>
 #include <limits>
+
+#include "tandem/services/http_client.hpp"
 
 namespace tandem::testing {
 namespace {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
+// The services client does the work; a test wants what arrived even when the exchange broke off.
 HttpResult Exchange(const std::string& address, const std::string& method, const std::string& target,
                     const std::string& body, const Headers& headers,
                     const std::function<bool(std::string_view)>* on_data, std::chrono::milliseconds timeout) {
+  services::HttpClientRequest request;
+  request.method = method;
+  request.target = target;
+  request.body = body;
+  request.headers = headers;
+  request.timeout = timeout;
+  request.max_body_bytes = std::numeric_limits<uint64_t>::max();
+  if (on_data != nullptr) request.on_data = *on_data;
+  services::HttpReply reply;
+  const Status status = services::HttpExchange(address, request, reply);
   HttpResult result;
-  const size_t colon = address.rfind(':');
-  try {
-    asio::io_context io;
-    beast::tcp_stream stream(io);
-    stream.expires_after(timeout);
-    stream.connect(tcp::resolver(io).resolve(address.substr(0, colon), address.substr(colon + 1)));
-    http::request<http::string_body> request(http::string_to_verb(method), target, 11);
-    request.set(http::field::host, address);
-    for (const auto& [name, value] : headers) request.set(name, value);
-    if (!body.empty()) request.set(http::field::content_type, "application/json");
-    request.body() = body;
-    request.prepare_payload();
-    http::write(stream, request);
-
-    beast::flat_buffer buffer;
-    http::response_parser<http::buffer_body> parser;
-    parser.body_limit(std::numeric_limits<std::uint64_t>::max());
-    http::read_header(stream, buffer, parser);
-    result.status = static_cast<int>(parser.get().result_int());
-    for (const auto& field : parser.get()) {
-      std::string name(field.name_string());
-      std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
-      result.headers.emplace_back(name, std::string(field.value()));
-    }
-    char piece[8192];
-    while (!parser.is_done()) {
-      parser.get().body().data = piece;
-      parser.get().body().size = sizeof(piece);
-      beast::error_code error;
-      http::read(stream, buffer, parser, error);
-      if (error == http::error::need_buffer) error = {};
-      if (error) {
-        result.error = error.message();
-        break;
-      }
-      const std::string_view data(piece, sizeof(piece) - parser.get().body().size);
-      result.body.append(data);
-      if (on_data != nullptr && !data.empty() && !(*on_data)(data)) {
-        beast::error_code ignored;
-        stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-        stream.socket().close(ignored);
-        return result;
-      }
-    }
-  } catch (const std::exception& error) {
-    result.error = error.what();
-  }
+  result.status = reply.status;
+  result.headers = std::move(reply.headers);
+  result.body = std::move(reply.body);
+  if (!status.ok()) result.error = status.message();
   return result;
 }
 

@@ -1,5 +1,6 @@
-// A small blocking HTTP/1.1 client for integration tests (Boost.Beast), with a streaming mode that hands
-// the body over as it arrives and can hang up early.
+// A small blocking HTTP/1.1 client for integration tests (services::HttpExchange underneath), with a
+// streaming mode that hands the body over as it arrives and can hang up early. Never throws: a failed
+// exchange keeps what arrived (status 0 when no response header did) and says why in `error`.
 #pragma once
 
 #include <chrono>

@@ -1,5 +1,6 @@
 // tandem-cloud: the cloud tail as a process. Flags (each also a TANDEM_* environment variable), model and
-// keys, the ZeroMQ tail server, /healthz /readyz /metrics over HTTP, and a clean stop on SIGTERM/SIGINT.
+// keys, the ZeroMQ tail server, /healthz /readyz /metrics over HTTP, heartbeats to tandem-scheduler
+// (--scheduler), and a clean stop on SIGTERM/SIGINT.
 #pragma once
 
 #include <span>

@@ -1,0 +1,487 @@
+#include "tandem/sched/scheduler_service.hpp"
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <csignal>
+#include <cstring>
+#include <thread>
+
+#include "tandem/common/flags.hpp"
+#include "tandem/common/log.hpp"
+#include "tandem/sched/scheduler_api.hpp"
+#include "tandem/services/health.hpp"
+#include "tandem/services/service_main.hpp"
+
+namespace tandem::sched {
+namespace {
+
+using nlohmann::json;
+using services::ErrorResponse;
+using services::HttpRequest;
+using services::HttpResponse;
+
+constexpr char kComponent[] = "scheduler";
+constexpr double kBytesPerMsPerMbit = 1e6 / 8 / 1000;  // 1 Mbit/s = 125 bytes per millisecond
+
+HttpResponse JsonResponse(const json& body, int status = 200) {
+  HttpResponse response;
+  response.status = status;
+  response.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  return response;
+}
+
+HttpResponse BadRequest(const Status& status) {
+  return ErrorResponse(400, status.message(), "invalid_request_error", "invalid_field", FieldOf(status));
+}
+
+// The body as JSON, or the 400 answer.
+Result<json> ParseBody(const HttpRequest& request) {
+  json body = json::parse(request.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) return InvalidArgument("the body is not valid JSON");
+  return body;
+}
+
+HttpResponse InvalidJson(const Status& status) {
+  return ErrorResponse(400, status.message(), "invalid_request_error", "invalid_json");
+}
+
+double Ms(Clock::Duration duration) {
+  return ToMilliseconds(duration);
+}
+
+}  // namespace
+
+// The scheduler's Prometheus metrics; the per-tail series exist while the tail is registered.
+class SchedulerService::Metrics {
+ public:
+  explicit Metrics(prometheus::Registry& registry)
+      : plans_(prometheus::BuildCounter()
+                   .Name("tandem_scheduler_plans_total")
+                   .Help("Plans handed out, by choice: split (a tail) or local (every block on the edge)")
+                   .Register(registry)),
+        split_(plans_.Add({{"choice", "split"}})),
+        local_(plans_.Add({{"choice", "local"}})),
+        refused_(prometheus::BuildCounter()
+                     .Name("tandem_scheduler_plans_refused_total")
+                     .Help("Plan requests answered 503: no tail for the model and all-local not allowed, or "
+                           "no feasible plan")
+                     .Register(registry)
+                     .Add({})),
+        alive_(prometheus::BuildGauge()
+                   .Name("tandem_scheduler_tails_alive")
+                   .Help("Tails registered with a heartbeat younger than dead_after")
+                   .Register(registry)
+                   .Add({})),
+        utilization_(prometheus::BuildGauge()
+                         .Name("tandem_scheduler_tail_utilization")
+                         .Help("A tail's reported busy fraction of its workers over the last second")
+                         .Register(registry)),
+        sessions_(prometheus::BuildGauge()
+                      .Name("tandem_scheduler_tail_sessions")
+                      .Help("A tail's reported open sessions")
+                      .Register(registry)),
+        queue_depth_(prometheus::BuildGauge()
+                         .Name("tandem_scheduler_tail_queue_depth")
+                         .Help("A tail's reported steps waiting for a worker")
+                         .Register(registry)),
+        heartbeats_(prometheus::BuildCounter()
+                        .Name("tandem_scheduler_heartbeats_total")
+                        .Help("Heartbeats accepted from tails (draining ones included)")
+                        .Register(registry)
+                        .Add({})),
+        expired_(prometheus::BuildCounter()
+                     .Name("tandem_scheduler_tails_expired_total")
+                     .Help("Tails removed because their heartbeats stopped for dead_after")
+                     .Register(registry)
+                     .Add({})) {}
+
+  void Plan(bool local) { (local ? local_ : split_).Increment(); }
+  void Refused() { refused_.Increment(); }
+  void Alive(size_t tails) { alive_.Set(static_cast<double>(tails)); }
+  void Expired(size_t tails) { expired_.Increment(static_cast<double>(tails)); }
+
+  void Heartbeat() { heartbeats_.Increment(); }
+  void Report(const TailReport& report) {
+    const prometheus::Labels labels = {{"tail", report.endpoint}};
+    Series& series = series_[report.endpoint];
+    if (series.utilization == nullptr) {
+      series = {&utilization_.Add(labels), &sessions_.Add(labels), &queue_depth_.Add(labels)};
+    }
+    series.utilization->Set(report.utilization);
+    series.sessions->Set(report.sessions);
+    series.queue_depth->Set(report.queue_depth);
+  }
+
+  void Remove(const std::string& endpoint) {
+    const auto it = series_.find(endpoint);
+    if (it == series_.end()) return;
+    utilization_.Remove(it->second.utilization);
+    sessions_.Remove(it->second.sessions);
+    queue_depth_.Remove(it->second.queue_depth);
+    series_.erase(it);
+  }
+
+ private:
+  struct Series {
+    prometheus::Gauge* utilization = nullptr;
+    prometheus::Gauge* sessions = nullptr;
+    prometheus::Gauge* queue_depth = nullptr;
+  };
+  prometheus::Family<prometheus::Counter>& plans_;
+  prometheus::Counter& split_;
+  prometheus::Counter& local_;
+  prometheus::Counter& refused_;
+  prometheus::Gauge& alive_;
+  prometheus::Family<prometheus::Gauge>& utilization_;
+  prometheus::Family<prometheus::Gauge>& sessions_;
+  prometheus::Family<prometheus::Gauge>& queue_depth_;
+  prometheus::Counter& heartbeats_;
+  prometheus::Counter& expired_;
+  std::map<std::string, Series> series_;  // by endpoint; the owner's mutex guards it
+};
+
+Result<std::unique_ptr<SchedulerService>> SchedulerService::Create(
+    SchedulerOptions options, const Clock& clock, std::shared_ptr<prometheus::Registry> registry) {
+  TANDEM_ASSIGN_OR_RETURN(TailRegistry tails, TailRegistry::Create(clock, options.registry));
+  if (!(options.default_rtt_ms >= 0) || !std::isfinite(options.default_rtt_ms)) {
+    return InvalidArgument("the default RTT must be a finite number of milliseconds >= 0");
+  }
+  if (!(options.default_bandwidth_mbit > 0) || !std::isfinite(options.default_bandwidth_mbit)) {
+    return InvalidArgument("the default bandwidth must be a finite number of Mbit/s > 0");
+  }
+  if (options.top_candidates < 1) return InvalidArgument("top_candidates must be >= 1");
+  if (registry == nullptr) return InvalidArgument("no metrics registry");
+  return std::unique_ptr<SchedulerService>(
+      new SchedulerService(std::move(options), clock, std::move(tails), std::move(registry)));
+}
+
+SchedulerService::SchedulerService(SchedulerOptions options, const Clock& clock, TailRegistry registry,
+                                   std::shared_ptr<prometheus::Registry> prometheus)
+    : options_(std::move(options)),
+      clock_(clock),
+      prometheus_(std::move(prometheus)),
+      registry_(std::move(registry)),
+      metrics_(std::make_unique<Metrics>(*prometheus_)) {}
+
+SchedulerService::~SchedulerService() = default;
+
+std::vector<services::Route> SchedulerService::Routes() {
+  std::vector<services::Route> routes = services::HealthRoutes({}, prometheus_);
+  // Ready while serving; the body says how many tails could take edges now.
+  for (services::Route& route : routes) {
+    if (route.path != "/readyz") continue;
+    route.handler = [this](const HttpRequest&) {
+      return JsonResponse({{"status", "ready"}, {"tails_alive", tails_alive()}});
+    };
+  }
+  routes.push_back({"POST", "/v1/tails/heartbeat", [this](const HttpRequest& r) { return Heartbeat(r); }});
+  routes.push_back({"GET", "/v1/tails", [this](const HttpRequest& r) { return ListTails(r); }});
+  routes.push_back({"POST", "/v1/plan", [this](const HttpRequest& r) { return Plan(r); }});
+  return routes;
+}
+
+void SchedulerService::ForgetLocked(const std::string& endpoint) {
+  metrics_->Remove(endpoint);
+  metrics_->Alive(registry_.size());
+}
+
+void SchedulerService::ExpireDead() {
+  std::lock_guard lock(mutex_);
+  const std::vector<ExpiredTail> expired = registry_.Expire();
+  if (expired.empty()) return;
+  for (const ExpiredTail& tail : expired) {
+    ForgetLocked(tail.endpoint);
+    Log(LogLevel::kWarn, kComponent, "tail expired: no heartbeat",
+        {{"tail", tail.endpoint},
+         {"silent_ms", std::to_string(static_cast<int64_t>(Ms(tail.silent_for)))},
+         {"tails_alive", std::to_string(registry_.size())}});
+  }
+  metrics_->Expired(expired.size());
+}
+
+size_t SchedulerService::tails_alive() {
+  ExpireDead();
+  std::lock_guard lock(mutex_);
+  return registry_.size();
+}
+
+HttpResponse SchedulerService::Heartbeat(const HttpRequest& request) {
+  ExpireDead();
+  auto body = ParseBody(request);
+  if (!body.ok()) return InvalidJson(body.status());
+  auto report = TailReportFromJson(*body);
+  if (!report.ok()) return BadRequest(report.status());
+  const std::string endpoint = report->endpoint;
+  const bool draining = report->draining;
+  const TailReport copy = *report;
+  std::lock_guard lock(mutex_);
+  auto outcome = registry_.Heartbeat(std::move(*report));
+  if (!outcome.ok()) return BadRequest(outcome.status());
+  metrics_->Heartbeat();
+  if (draining) {
+    ForgetLocked(endpoint);
+    if (outcome->removed) {
+      Log(LogLevel::kInfo, kComponent, "tail left: draining",
+          {{"tail", endpoint}, {"tails_alive", std::to_string(registry_.size())}});
+    }
+  } else {
+    metrics_->Report(copy);
+    metrics_->Alive(registry_.size());
+    if (outcome->joined) {
+      Log(LogLevel::kInfo, kComponent, "tail joined",
+          {{"tail", endpoint},
+           {"fingerprint", copy.fingerprint},
+           {"n_layers", std::to_string(copy.n_layers)},
+           {"workers", std::to_string(copy.workers)},
+           {"tails_alive", std::to_string(registry_.size())}});
+    }
+  }
+  return JsonResponse({{"ok", true},
+                       {"dead_after_ms", static_cast<int64_t>(Ms(registry_.options().dead_after))},
+                       {"joined", outcome->joined},
+                       {"removed", outcome->removed}});
+}
+
+HttpResponse SchedulerService::ListTails(const HttpRequest&) {
+  ExpireDead();
+  std::vector<TailEntry> entries;
+  {
+    std::lock_guard lock(mutex_);
+    entries = registry_.Snapshot();
+  }
+  const Clock::TimePoint now = clock_.Now();
+  json tails = json::array();
+  for (const TailEntry& entry : entries) {
+    const TailReport& report = entry.report;
+    json codecs = json::array();
+    for (const ActivationCodec& codec : report.codecs) codecs.push_back(codec.Name());
+    double decode_ms = report.profile.head_ms;
+    for (double ms : report.profile.decode_block_ms) decode_ms += ms;
+    tails.push_back(
+        {{"endpoint", report.endpoint},
+         {"model", {{"fingerprint", report.fingerprint}, {"n_layers", report.n_layers}, {"dim", report.dim}}},
+         {"workers", report.workers},
+         {"sessions", report.sessions},
+         {"queue_depth", report.queue_depth},
+         {"utilization", report.utilization},
+         {"effective_utilization", entry.effective_utilization},
+         {"free_kv_bytes", report.free_kv_bytes},
+         {"max_rows", report.max_rows},
+         {"codecs", std::move(codecs)},
+         {"decode_ms", RoundedMs(decode_ms)},
+         {"profile", ProfileToJson(report.profile)},
+         {"last_heartbeat_ms_ago", std::round(Ms(now - entry.last_heartbeat) * 1e3) / 1e3},
+         {"registered_ms_ago", std::round(Ms(now - entry.registered) * 1e3) / 1e3},
+         {"heartbeats", entry.heartbeats},
+         {"plans_since_heartbeat", entry.plans_since_heartbeat},
+         {"plans_total", entry.plans_total}});
+  }
+  return JsonResponse({{"dead_after_ms", static_cast<int64_t>(Ms(options_.registry.dead_after))},
+                       {"per_plan_load", options_.registry.per_plan_load},
+                       {"tails", std::move(tails)}});
+}
+
+HttpResponse SchedulerService::Plan(const HttpRequest& request) {
+  ExpireDead();
+  auto body = ParseBody(request);
+  if (!body.ok()) return InvalidJson(body.status());
+  auto parsed = PlanRequestFromJson(*body);
+  if (!parsed.ok()) return BadRequest(parsed.status());
+  const PlanRequest& ask = *parsed;
+
+  PlanInputs inputs;
+  inputs.n_layers = ask.n_layers;
+  inputs.dim = ask.dim;
+  inputs.kv_bytes_per_position_per_block = ask.kv_bytes_per_position_per_block;
+  inputs.edge = ask.profile;
+  inputs.edge_int8_blocks = ask.edge_int8_blocks;
+  inputs.constraints = ask.constraints;
+  inputs.objective = *Objective::Parse(ask.objective);  // checked by PlanRequestFromJson
+  inputs.prompt_tokens = ask.prompt_tokens;
+  inputs.expected_tokens = ask.expected_tokens;
+  inputs.default_bandwidth_bytes_per_ms = options_.default_bandwidth_mbit * kBytesPerMsPerMbit;
+  {
+    std::lock_guard lock(mutex_);
+    inputs.tails = registry_.PlannerTails(ask.fingerprint, ask.n_layers, ask.dim);
+  }
+  const size_t tails_considered = inputs.tails.size();
+  for (TailState& tail : inputs.tails) {
+    tail.link.rtt_ms = options_.default_rtt_ms;
+    for (const LinkReport& link : ask.links) {
+      if (link.endpoint != tail.endpoint) continue;
+      if (link.rtt_ms) tail.link.rtt_ms = *link.rtt_ms;
+      if (link.bandwidth_mbit_s)
+        tail.link.bandwidth_bytes_per_ms = *link.bandwidth_mbit_s * kBytesPerMsPerMbit;
+      tail.link.up = link.up;
+    }
+  }
+
+  auto plan = MakePlan(inputs);
+  if (!plan.ok()) {
+    if (plan.status().code() == StatusCode::kInvalidArgument) {
+      return ErrorResponse(400, plan.status().message(), "invalid_request_error", "invalid_field");
+    }
+    metrics_->Refused();
+    if (tails_considered == 0) {
+      return ErrorResponse(503,
+                           "no live tail serves this model (fingerprint " + ask.fingerprint + ", " +
+                               std::to_string(ask.n_layers) + " layers, dim " + std::to_string(ask.dim) +
+                               ") and all-local is not allowed: " + plan.status().message(),
+                           "server_error", "no_tail");
+    }
+    return ErrorResponse(503, plan.status().message(), "server_error", "no_feasible_plan");
+  }
+
+  const Candidate& best = plan->best;
+  double chosen_utilization = 0;
+  if (!best.local()) {
+    chosen_utilization = inputs.tails[static_cast<size_t>(best.tail)].utilization;
+    std::lock_guard lock(mutex_);
+    // NotFound only when the tail expired since the snapshot: the plan stands, there is nothing to count.
+    (void)registry_.CountPlan(best.endpoint);
+  }
+  metrics_->Plan(best.local());
+
+  json answer = CandidateToJson(best);
+  answer["tail_utilization"] = std::round(chosen_utilization * 1e6) / 1e6;
+  answer["tails_considered"] = tails_considered;
+  json candidates = json::array();
+  const size_t shown = std::min(plan->candidates.size(), static_cast<size_t>(options_.top_candidates));
+  for (size_t i = 0; i < shown; ++i) candidates.push_back(CandidateToJson(plan->candidates[i]));
+  answer["candidates"] = std::move(candidates);
+  return JsonResponse(answer);
+}
+
+namespace {
+
+struct SchedulerConfig {
+  std::string listen = "127.0.0.1:9300";
+  int dead_after_ms = 3000;
+  float default_rtt_ms = 2;
+  float default_bandwidth_mbit = 100;
+  float per_plan_load = 0.05f;
+  int top_candidates = 5;
+  int max_body_kb = 4096;
+  int drain_timeout_s = 5;
+
+  void Declare(FlagSet& flags) {
+    flags.String("listen", &listen, "HOST:PORT of the scheduler's HTTP API (port 0 = any free)");
+    flags.Int("dead-after-ms", &dead_after_ms, "a tail whose last heartbeat is this old leaves the registry");
+    flags.Float("default-rtt-ms", &default_rtt_ms,
+                "edge-to-tail round trip assumed when a plan request gives no estimate for a tail");
+    flags.Float("default-bandwidth-mbit", &default_bandwidth_mbit,
+                "edge-to-tail bandwidth (Mbit/s) assumed when a plan request gives no estimate for a tail");
+    flags.Float("per-plan-load", &per_plan_load,
+                "utilization a plan adds to its tail until the tail's next heartbeat (spreads edges asking "
+                "between two heartbeats); the sum is capped at 0.95");
+    flags.Int("top-candidates", &top_candidates, "candidates listed in a plan answer");
+    flags.Int("max-body-kb", &max_body_kb, "the largest request body (KiB)");
+    flags.Int("drain-timeout-s", &drain_timeout_s,
+              "on SIGTERM/SIGINT, how long requests in flight may finish");
+  }
+
+  Status Validate() const {
+    if (dead_after_ms < 1 || top_candidates < 1 || max_body_kb < 1 || drain_timeout_s < 0) {
+      return InvalidArgument(
+          "--dead-after-ms, --top-candidates and --max-body-kb must be positive, --drain-timeout-s >= 0");
+    }
+    if (!(default_rtt_ms >= 0) || !std::isfinite(default_rtt_ms) || !(default_bandwidth_mbit > 0) ||
+        !std::isfinite(default_bandwidth_mbit)) {
+      return InvalidArgument("--default-rtt-ms must be >= 0 and --default-bandwidth-mbit > 0");
+    }
+    if (!(per_plan_load >= 0 && per_plan_load <= 1))
+      return InvalidArgument("--per-plan-load must be in [0, 1]");
+    return Status::Ok();
+  }
+
+  SchedulerOptions Options() const {
+    SchedulerOptions options;
+    options.registry.dead_after = std::chrono::milliseconds(dead_after_ms);
+    // Flags are floats: rounded so that 0.05 reads back as 0.05, not 0.0500000007.
+    const auto exact = [](float value) { return std::round(static_cast<double>(value) * 1e6) / 1e6; };
+    options.registry.per_plan_load = exact(per_plan_load);
+    options.default_rtt_ms = exact(default_rtt_ms);
+    options.default_bandwidth_mbit = exact(default_bandwidth_mbit);
+    options.top_candidates = top_candidates;
+    return options;
+  }
+};
+
+}  // namespace
+
+int RunSchedulerService(std::span<const std::string> args) {
+  const sigset_t stop_signals = services::BlockStopSignals();
+  const auto fail = [](const Status& status, int code = services::kExitFailure) {
+    return services::FailService(kComponent, status, code);
+  };
+
+  SchedulerConfig config;
+  FlagSet flags("usage: tandem-scheduler [--listen 127.0.0.1:9300] [--dead-after-ms 3000] [flags]", "TANDEM");
+  config.Declare(flags);
+  if (auto exit = services::ParseServiceFlags(flags, args, kComponent)) return *exit;
+  if (Status valid = config.Validate(); !valid.ok()) return fail(valid, services::kExitUsage);
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  auto service = SchedulerService::Create(config.Options(), SteadyClock::Instance(), registry);
+  if (!service.ok()) return fail(service.status(), services::kExitUsage);
+  services::HttpServerOptions http_options;
+  http_options.listen = config.listen;
+  http_options.max_body_bytes = static_cast<size_t>(config.max_body_kb) * 1024;
+  auto http = services::HttpServer::Start(http_options, (*service)->Routes());
+  if (!http.ok()) return fail(http.status());
+  Log(LogLevel::kInfo, kComponent, "serving",
+      {{"listen", (*http)->address()},
+       {"dead_after_ms", std::to_string(config.dead_after_ms)},
+       {"per_plan_load", json(config.Options().registry.per_plan_load).dump()}});
+
+  // Expires silent tails (log line, metrics) even when no request comes in.
+  std::mutex reaper_mutex;
+  std::condition_variable reaper_wake;
+  bool stopping = false;
+  const auto tick = std::chrono::milliseconds(std::clamp(config.dead_after_ms / 4, 10, 250));
+  std::thread reaper([&] {
+    std::unique_lock lock(reaper_mutex);
+    while (!reaper_wake.wait_for(lock, tick, [&] { return stopping; })) {
+      lock.unlock();
+      (*service)->ExpireDead();
+      lock.lock();
+    }
+  });
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  Log(LogLevel::kInfo, kComponent, "draining", {{"signal", strsignal(signal_number)}});
+  std::atomic<bool> drained{false};
+  std::thread drainer([&] {
+    (*http)->Drain(std::chrono::seconds(config.drain_timeout_s));
+    drained = true;
+  });
+  const timespec poll_interval{0, 50'000'000};
+  while (!drained.load()) {
+    if (sigtimedwait(&stop_signals, nullptr, &poll_interval) > 0) {
+      // A second signal: the operator wants out now; requests in flight are cut off.
+      Log(LogLevel::kWarn, kComponent, "second signal: stopping without waiting");
+      (*http)->Stop();
+      break;
+    }
+  }
+  drainer.join();
+  {
+    std::lock_guard lock(reaper_mutex);
+    stopping = true;
+  }
+  reaper_wake.notify_all();
+  reaper.join();
+  Log(LogLevel::kInfo, kComponent, "stopping", {{"in_flight", std::to_string((*http)->in_flight())}});
+  (*http)->Stop();
+  return 0;
+}
+
+}  // namespace tandem::sched

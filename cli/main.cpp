@@ -15,6 +15,7 @@ Commands:
   bench           prefill and decode speed and peak memory, medians over repeats
   eval-agreement  teacher-forced top-1 agreement of int8 blocks with float32 on a golden file
   keygen          write a CURVE key pair (PREFIX.key, PREFIX.pub) for the encrypted edge-cloud link
+  bench-split     the edge's adaptive split against every static split, on an emulated link schedule
 
 Run `tandem <command> --help` for the flags of a command.
 )";
@@ -33,6 +34,7 @@ int main(int argc, char** argv) {
   if (command == "bench") return tandem::cli::RunBench(args);
   if (command == "eval-agreement") return tandem::cli::RunEvalAgreement(args);
   if (command == "keygen") return tandem::cli::RunKeygen(args);
+  if (command == "bench-split") return tandem::cli::RunBenchSplit(args);
   if (command == "--help" || command == "-h" || command == "help") {
     std::fputs(kUsage, stdout);
     return 0;

@@ -46,16 +46,18 @@ cloud_line="$(serving_line "$work/cloud.log" "${pids[0]}")"
 endpoint="$(sed -n 's/.* endpoint=\([^ ]*\).*/\1/p' <<<"$cloud_line")"
 
 "$bin/tandem-edge" --model "$model" --tokenizer "$tokenizer" --cloud "$endpoint" \
-  --cloud-key "$work/cloud.pub" --client-key "$work/edge.key" --listen 127.0.0.1:0 --split 2 \
-  --codec int8+zstd 2>"$work/edge.log" &
+  --cloud-key "$work/cloud.pub" --client-key "$work/edge.key" --listen 127.0.0.1:0 --split auto \
+  --max-edge-blocks 2 --allowed-codecs fp32,int8+zstd 2>"$work/edge.log" &
 pids+=($!)
 edge_line="$(serving_line "$work/edge.log" "${pids[1]}")"
 api="http://$(sed -n 's/.* listen=\([^ ]*\).*/\1/p' <<<"$edge_line")"
+# Ready, and the tail's STATS (its block times and load) have reached the planner.
 for _ in $(seq 100); do
-  [ "$(curl -s -o /dev/null -w '%{http_code}' "$api/readyz")" = 200 ] && break
+  [ "$(curl -s "$api/v1/plan" | jq -r '.planner.tail != null')" = true ] && break
   sleep 0.1
 done
-echo "== tandem-cloud on $endpoint (CURVE), tandem-edge on $api: cut at block 2, int8+zstd activations"
+echo "== tandem-cloud on $endpoint (CURVE), tandem-edge on $api: --split auto, the edge may hold 2 blocks"
+echo "   of 5; the planner picks the cut (1 or 2) and the codec (fp32 or int8+zstd) from measured times"
 echo
 
 prompt="${TANDEM_PROMPT:-Once upon a time}"
@@ -76,4 +78,6 @@ while IFS= read -r line; do
 done < <(curl -sN "$api/v1/completions" -H 'Content-Type: application/json' -d "$request")
 echo
 echo
-jq -r '"== \(.usage.prompt_tokens) prompt + \(.usage.completion_tokens) generated tokens (\(.choices[0].finish_reason)); cut \(.tandem.cut), codec \(.tandem.codec); \(.tandem.activation_bytes_float32) activation bytes as float32, \(.tandem.activation_bytes_payload) sent; TTFT \(.tandem.ttft_ms | floor) ms, \(.tandem.tokens_per_second | floor) tokens/s"' <<<"$last"
+jq -r '"== \(.usage.prompt_tokens) prompt + \(.usage.completion_tokens) generated tokens (\(.choices[0].finish_reason)); cut \(.tandem.cut), codec \(.tandem.codec); \(.tandem.activation_bytes_float32) activation bytes as float32, \(.tandem.activation_bytes_payload) sent; TTFT \(.tandem.ttft_ms * 100 | floor / 100) ms (predicted \(.tandem.plan.predicted_ttft_ms * 100 | floor / 100)), \(.tandem.tokens_per_second | floor) tokens/s"' <<<"$last"
+echo "== GET /v1/plan: the link as the edge sees it, and the candidates it weighed"
+curl -s "$api/v1/plan" | jq -c '{estimates, current: .planner.current.choice, top: [.planner.top_candidates[] | {choice, predicted_ttft_ms, predicted_token_ms}]}' 

@@ -11,5 +11,6 @@ int RunMakeModel(std::span<const std::string> args);
 int RunBench(std::span<const std::string> args);
 int RunEvalAgreement(std::span<const std::string> args);
 int RunKeygen(std::span<const std::string> args);
+int RunBenchSplit(std::span<const std::string> args);
 
 }  // namespace tandem::cli

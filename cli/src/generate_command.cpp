@@ -8,6 +8,7 @@
 #include "commands.hpp"
 #include "split_setup.hpp"
 #include "tandem/common/pipeline.hpp"
+#include "tandem/edge/movable_split.hpp"
 
 namespace tandem::cli {
 namespace {
@@ -23,8 +24,44 @@ struct GenerateFlags {
   float top_p = 0.9f;
   uint64_t seed = 0;
   SplitFlags split;
+  std::string moves;
   bool json = false;
 };
+
+// --moves "N:K,...": after N generated tokens, move the split to cut K ("local": all-local).
+struct Move {
+  int after_tokens = 0;
+  int cut = 0;  // n_layers: all-local
+};
+
+Result<std::vector<Move>> ParseMoves(const std::string& text, int layers) {
+  std::vector<Move> moves;
+  size_t start = 0;
+  while (start < text.size()) {
+    const size_t end = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, end - start);
+    const size_t colon = item.find(':');
+    Move move;
+    try {
+      size_t used = 0;
+      move.after_tokens = std::stoi(item.substr(0, colon), &used);
+      if (colon == std::string::npos || used != colon) throw std::invalid_argument(item);
+      const std::string cut = item.substr(colon + 1);
+      move.cut = cut == "local" ? layers : std::stoi(cut, &used);
+      if (cut != "local" && used != cut.size()) throw std::invalid_argument(item);
+    } catch (const std::exception&) {
+      return InvalidArgument("--moves takes N:K or N:local items separated by commas, got '" + item + "'");
+    }
+    if (move.after_tokens < 1 || move.cut < 0 || move.cut > layers ||
+        (!moves.empty() && move.after_tokens <= moves.back().after_tokens)) {
+      return InvalidArgument("--moves: token counts must be >= 1 and increasing, cuts within 0.." +
+                             std::to_string(layers) + " (got '" + item + "')");
+    }
+    moves.push_back(move);
+    start = end + 1;
+  }
+  return moves;
+}
 
 struct Run {
   Generation generation;
@@ -38,11 +75,41 @@ Result<Run> RunPipeline(const LoadedModel& model, TailFactory& tails, const Gene
   TANDEM_RETURN_IF_ERROR(sampling.Validate());
   const int seq_len = model.transformer->config().seq_len;
   const int capacity = flags.steps <= 0 ? seq_len : std::min(flags.steps, seq_len);
-  EdgeRunner edge(model.transformer, tails.cut(), capacity);
-  TANDEM_ASSIGN_OR_RETURN(const std::unique_ptr<TailRunner> tail, tails.NewTail(capacity, sampling));
+  const int layers = model.transformer->n_layers();
+  TANDEM_ASSIGN_OR_RETURN(const std::vector<Move> moves, ParseMoves(flags.moves, layers));
+  if (moves.empty()) {
+    EdgeRunner edge(model.transformer, tails.cut(), capacity);
+    TANDEM_ASSIGN_OR_RETURN(const std::unique_ptr<TailRunner> tail, tails.NewTail(capacity, sampling));
+    TANDEM_ASSIGN_OR_RETURN(Generation generation,
+                            Generate(edge, *tail, prompt_ids, GenerateOptions{flags.steps, true}, on_token));
+    return Run{std::move(generation), tails.Report(*tail)};
+  }
+  const auto choice = [&](int cut) { return sched::Candidate{.tail = cut < layers ? 0 : -1, .cut = cut}; };
+  edge::MovableSplit split(model.transformer, capacity, [&](const sched::Candidate& next) {
+    return next.local() ? Result<std::unique_ptr<TailRunner>>(
+                              std::make_unique<LocalTail>(model.transformer, layers, capacity, sampling))
+                        : tails.NewTail(capacity, sampling, next.cut);
+  });
+  TANDEM_RETURN_IF_ERROR(split.Start(choice(tails.cut())));
+  int generated = 0;
+  size_t next_move = 0;
+  const ModelStep step = [&](std::span<const int> tokens) -> Result<int> {
+    if (next_move < moves.size() && generated >= moves[next_move].after_tokens) {
+      TANDEM_RETURN_IF_ERROR(split.MoveTo(choice(moves[next_move++].cut)));
+    }
+    return split.Step(tokens);
+  };
   TANDEM_ASSIGN_OR_RETURN(Generation generation,
-                          Generate(edge, *tail, prompt_ids, GenerateOptions{flags.steps, true}, on_token));
-  return Run{std::move(generation), tails.Report(*tail)};
+                          Generate(step, model.transformer->config().seq_len, prompt_ids,
+                                   GenerateOptions{flags.steps, true}, [&](int token) {
+                                     ++generated;
+                                     return !on_token || on_token(token);
+                                   }));
+  nlohmann::json report = tails.Report(split.tail());
+  if (report.is_null()) report = nlohmann::json::object();
+  report["moves"] = split.moves();
+  report["final_cut"] = split.choice().local() ? layers : split.choice().cut;
+  return Run{std::move(generation), std::move(report)};
 }
 
 }  // namespace
@@ -62,6 +129,9 @@ int RunGenerate(std::span<const std::string> args) {
   flags.Float("top-p", &f.top_p, "nucleus sampling threshold in (0, 1]; 1 = off");
   flags.UInt64("seed", &f.seed, "sampling seed (random unless given; printed in --json output)");
   f.split.Declare(flags);
+  flags.String("moves", &f.moves,
+               "move the split mid-generation: N:K,... = after N generated tokens, cut at K (or N:local); "
+               "the run replays its steps on the new side and must give the same output with fp32");
   flags.Bool("json", &f.json, "print one JSON object: prompt_ids, ids, text, timings");
   if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
   for (const char* name : {"model", "tokenizer"}) {

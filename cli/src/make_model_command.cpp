@@ -13,12 +13,30 @@ constexpr const char* kCommand = "make-model";
 // tokenizer works with it.
 const std::map<std::string, ModelConfig>& Shapes() {
   static const std::map<std::string, ModelConfig> shapes = {
-      {"tiny", {.dim = 64, .hidden_dim = 172, .n_layers = 5, .n_heads = 8, .n_kv_heads = 4,
-                .vocab_size = 512, .seq_len = 512}},
-      {"stories15M", {.dim = 288, .hidden_dim = 768, .n_layers = 6, .n_heads = 6, .n_kv_heads = 6,
-                      .vocab_size = 32000, .seq_len = 256}},
-      {"stories110M", {.dim = 768, .hidden_dim = 2048, .n_layers = 12, .n_heads = 12, .n_kv_heads = 12,
-                       .vocab_size = 32000, .seq_len = 1024}},
+      {"tiny",
+       {.dim = 64,
+        .hidden_dim = 172,
+        .n_layers = 5,
+        .n_heads = 8,
+        .n_kv_heads = 4,
+        .vocab_size = 512,
+        .seq_len = 512}},
+      {"stories15M",
+       {.dim = 288,
+        .hidden_dim = 768,
+        .n_layers = 6,
+        .n_heads = 6,
+        .n_kv_heads = 6,
+        .vocab_size = 32000,
+        .seq_len = 256}},
+      {"stories110M",
+       {.dim = 768,
+        .hidden_dim = 2048,
+        .n_layers = 12,
+        .n_heads = 12,
+        .n_kv_heads = 12,
+        .vocab_size = 32000,
+        .seq_len = 1024}},
   };
   return shapes;
 }
@@ -28,8 +46,11 @@ const std::map<std::string, ModelConfig>& Shapes() {
 int RunMakeModel(std::span<const std::string> args) {
   std::string shape = "tiny", out;
   uint64_t seed = 1;
+  int vocab = 0;
   FlagSet flags("usage: tandem make-model --shape tiny|stories15M|stories110M --seed S --out FILE");
   flags.String("shape", &shape, "model shape: tiny, stories15M or stories110M");
+  flags.Int("vocab", &vocab,
+            "vocabulary size instead of the shape's (e.g. 512, to serve the model with tok512.bin)");
   flags.UInt64("seed", &seed, "seed of the random weights (N(0, 0.02); norms are 1)");
   flags.String("out", &out, "output file");
   if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
@@ -38,11 +59,13 @@ int RunMakeModel(std::span<const std::string> args) {
   if (found == Shapes().end()) {
     return Fail(kCommand, InvalidArgument("unknown --shape '" + shape + "'"), kExitUsage);
   }
-  if (Status written = WriteRandomCheckpoint(out, found->second, seed); !written.ok()) {
+  if (vocab < 0) return Fail(kCommand, InvalidArgument("--vocab must be positive"), kExitUsage);
+  ModelConfig config = found->second;
+  if (vocab > 0) config.vocab_size = vocab;
+  if (Status written = WriteRandomCheckpoint(out, config, seed); !written.ok())
     return Fail(kCommand, written);
-  }
-  std::printf("wrote %s: %s, %.1fM parameters\n", out.c_str(), found->second.ToString().c_str(),
-              static_cast<double>(found->second.ParameterCount()) / 1e6);
+  std::printf("wrote %s: %s, %.1fM parameters\n", out.c_str(), config.ToString().c_str(),
+              static_cast<double>(config.ParameterCount()) / 1e6);
   return 0;
 }
 

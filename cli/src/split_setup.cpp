@@ -39,18 +39,18 @@ Result<std::unique_ptr<TailFactory>> TailFactory::Create(const LoadedModel& mode
 
 TailFactory::~TailFactory() = default;
 
-Result<std::unique_ptr<TailRunner>> TailFactory::NewTail(int capacity, SamplingParams sampling) {
+Result<std::unique_ptr<TailRunner>> TailFactory::NewTail(int capacity, SamplingParams sampling, int cut) {
+  if (cut < 0) cut = cut_;
   if (connection_) {
     TANDEM_ASSIGN_OR_RETURN(
         auto remote,
-        edge::RemoteTail::Open(*connection_, {.cut = cut_,
+        edge::RemoteTail::Open(*connection_, {.cut = cut,
                                               .codec = codec_,
                                               .sampling = sampling,
                                               .max_positions = static_cast<uint32_t>(capacity)}));
     return std::unique_ptr<TailRunner>(std::move(remote));
   }
-  std::unique_ptr<TailRunner> tail =
-      std::make_unique<LocalTail>(model_.transformer, cut_, capacity, sampling);
+  std::unique_ptr<TailRunner> tail = std::make_unique<LocalTail>(model_.transformer, cut, capacity, sampling);
   // A split run passes the boundary rows through the codec, exactly as they would cross the wire.
   if (split_) tail = std::make_unique<LoopbackTail>(std::move(tail), codec_);
   return tail;
@@ -60,8 +60,9 @@ nlohmann::json TailFactory::Report(const TailRunner& tail) const {
   if (!split_) return nullptr;
   nlohmann::json report = {{"codec", codec_.Name()}, {"payload_bytes", tail.BytesSent()}};
   report["decode_raw_bytes"] = model_.checkpoint->config().dim * 4;
-  if (!connection_) return report;
-  const auto& stats = static_cast<const edge::RemoteTail&>(tail).stats();
+  const auto* remote = dynamic_cast<const edge::RemoteTail*>(&tail);
+  if (remote == nullptr) return report;
+  const auto& stats = remote->stats();
   const auto& steps = stats.step_payload_bytes;
   report["cloud"] = connection_->channel().endpoint();
   report["raw_bytes"] = stats.raw_bytes;

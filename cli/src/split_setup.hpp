@@ -29,8 +29,8 @@ class TailFactory {
   ~TailFactory();
 
   int cut() const { return cut_; }
-  // A tail for one session of up to `capacity` positions.
-  Result<std::unique_ptr<TailRunner>> NewTail(int capacity, SamplingParams sampling);
+  // A tail for one session of up to `capacity` positions, at the flags' cut or at `cut`.
+  Result<std::unique_ptr<TailRunner>> NewTail(int capacity, SamplingParams sampling, int cut = -1);
   // What crossed the cut, for --json: codec and bytes; with a cloud, wire bytes and per-step timings.
   nlohmann::json Report(const TailRunner& tail) const;
 

@@ -106,6 +106,23 @@ std::variant<CompletionRequest, ApiError> ParseCompletionRequest(std::string_vie
     }
   }
   if (auto error = Read(body, "stream", "a boolean", request.stream, Kind::boolean)) return *error;
+  if (const auto tandem = body.find("tandem"); tandem != body.end() && !tandem->is_null()) {
+    if (!tandem->is_object()) return WrongType("tandem", "an object");
+    CompletionRequest::SplitOverride split;
+    const auto cut = tandem->find("split");
+    if (cut == tandem->end() || !(cut->is_number_unsigned() || *cut == "local")) {
+      return WrongType("tandem.split", "a block number or \"local\"");
+    }
+    split.cut =
+        cut->is_number_unsigned() ? static_cast<int>(std::min<uint64_t>(cut->get<uint64_t>(), 1u << 20)) : -1;
+    if (const auto codec = tandem->find("codec"); codec != tandem->end() && !codec->is_null()) {
+      if (!codec->is_string()) return WrongType("tandem.codec", "a string");
+      auto parsed = ParseActivationCodec(codec->get<std::string>());
+      if (!parsed.ok()) return BadParam("tandem.codec", parsed.status().message());
+      split.codec = *parsed;
+    }
+    request.split = split;
+  }
 
   // Fields that would change what comes back, which this server does not do: refuse rather than ignore.
   if (const auto n = body.find("n"); n != body.end() && !n->is_null() && *n != 1) {

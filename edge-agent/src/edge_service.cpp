@@ -8,11 +8,13 @@
 #include <nlohmann/json.hpp>
 
 #include <atomic>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -22,6 +24,9 @@
 #include "tandem/edge/cloud_flags.hpp"
 #include "tandem/edge/cloud_pool.hpp"
 #include "tandem/edge/completion_request.hpp"
+#include "tandem/edge/edge_planner.hpp"
+#include "tandem/edge/link_monitor.hpp"
+#include "tandem/edge/movable_split.hpp"
 #include "tandem/services/health.hpp"
 #include "tandem/services/http_server.hpp"
 #include "tandem/services/service_main.hpp"
@@ -58,6 +63,17 @@ struct EdgeConfig {
   int max_tokens = 0;
   int max_body_kb = 256;
   int drain_timeout_s = 20;
+  // The planner (--split auto).
+  std::string objective = "weighted:1,1";
+  int min_edge_blocks = 1;
+  int max_edge_blocks = -1;
+  std::string allowed_codecs = "fp32";
+  int max_int8_blocks = -1;
+  bool allow_local = true;
+  int replan_tokens = 16;
+  float hysteresis_gain = 0.1f;
+  int hysteresis_ms = 500;
+  int probe_ms = 200;
 
   void Declare(FlagSet& flags) {
     model.Declare(flags, "llama2.c checkpoint (.bin): the same file as the cloud tail's");
@@ -65,8 +81,8 @@ struct EdgeConfig {
     flags.String("model-name", &model_name, "model id in the API (default: the model file's name)");
     cloud.Declare(flags);
     flags.String("split", &split,
-                 "the cut K (blocks [0,K) here, [K,L) on the tail), or auto (K = 1 until the "
-                 "planner decides)");
+                 "the cut K (blocks [0,K) here, [K,L) on the tail), or auto: the planner picks the cut "
+                 "and codec per request from measured compute, link and tail load");
     flags.String("listen", &listen, "HOST:PORT of the REST API");
     flags.String("api-key", &api_key,
                  "require 'Authorization: Bearer KEY' on every route but /healthz, /readyz");
@@ -77,6 +93,24 @@ struct EdgeConfig {
     flags.Int("max-body-kb", &max_body_kb, "the largest request body (KiB)");
     flags.Int("drain-timeout-s", &drain_timeout_s,
               "on SIGTERM/SIGINT, how long requests in flight may finish");
+    flags.String("objective", &objective,
+                 "what auto minimizes: ttft, per-token, or weighted:A,B (A x TTFT + B x decode time)");
+    flags.Int("min-edge-blocks", &min_edge_blocks,
+              "privacy floor: blocks always run here (1 keeps token ids and embeddings on the device)");
+    flags.Int("max-edge-blocks", &max_edge_blocks, "edge memory budget in blocks (-1 = every block)");
+    flags.String("allowed-codecs", &allowed_codecs,
+                 "accuracy budget: codecs auto may use, comma-separated (e.g. fp32,fp16,int8+zstd)");
+    flags.Int("max-int8-blocks", &max_int8_blocks,
+              "accuracy budget: int8 blocks (of --int8-blocks) auto may run here (-1 = any)");
+    flags.Bool("allow-local", &allow_local,
+               "auto may run every block here: when that is fastest, and when the tail is unreachable");
+    flags.Int("replan-tokens", &replan_tokens,
+              "re-plan every N tokens of a generation and move the split on a large predicted gain (0 = "
+              "never)");
+    flags.Float("hysteresis-gain", &hysteresis_gain,
+                "switch plans only for a predicted gain of at least this fraction ...");
+    flags.Int("hysteresis-ms", &hysteresis_ms, "... sustained for this long");
+    flags.Int("probe-ms", &probe_ms, "interval of the link probes (PING) to the tail");
   }
 
   Status Validate() const {
@@ -89,7 +123,38 @@ struct EdgeConfig {
           "--drain-timeout-s >= 0");
     }
     if (!api_key.empty() && !api_key_file.empty()) return InvalidArgument("give --api-key or --api-key-file");
+    if (min_edge_blocks < 0 || max_int8_blocks < -1 || max_edge_blocks < -1 || replan_tokens < 0 ||
+        hysteresis_gain < 0 || hysteresis_gain >= 1 || hysteresis_ms < 0 || probe_ms < 10) {
+      return InvalidArgument(
+          "--min-edge-blocks, --replan-tokens, --hysteresis-ms >= 0; --max-edge-blocks, --max-int8-blocks >= "
+          "-1; --hysteresis-gain in [0, 1); --probe-ms >= 10");
+    }
+    TANDEM_RETURN_IF_ERROR(sched::Objective::Parse(objective).status());
+    TANDEM_RETURN_IF_ERROR(Codecs().status());
     return cloud.Validate();
+  }
+
+  Result<std::vector<ActivationCodec>> Codecs() const {
+    std::vector<ActivationCodec> codecs;
+    size_t start = 0;
+    while (start <= allowed_codecs.size()) {
+      const size_t end = std::min(allowed_codecs.find(',', start), allowed_codecs.size());
+      TANDEM_ASSIGN_OR_RETURN(const ActivationCodec codec,
+                              ParseActivationCodec(allowed_codecs.substr(start, end - start)));
+      codecs.push_back(codec);
+      start = end + 1;
+    }
+    return codecs;
+  }
+
+  EdgePlannerOptions PlannerOptions() const {
+    return {.constraints = {.min_edge_blocks = min_edge_blocks,
+                            .max_edge_blocks = max_edge_blocks,
+                            .allowed_codecs = *Codecs(),
+                            .max_int8_blocks = max_int8_blocks,
+                            .allow_local = allow_local},
+            .objective = *sched::Objective::Parse(objective),
+            .hysteresis = {.min_gain = hysteresis_gain, .hold = std::chrono::milliseconds(hysteresis_ms)}};
   }
 };
 
@@ -129,14 +194,33 @@ struct EdgeMetrics {
         received_bytes(bytes.Add({{"stage", "received"}})),
         cut(prometheus::BuildGauge()
                 .Name("tandem_edge_cut")
-                .Help("Current cut K")
+                .Help("Cut K of the latest plan (K = layers: all-local)")
                 .Register(registry)
                 .Add({})),
         rtt(prometheus::BuildGauge()
                 .Name("tandem_edge_rtt_seconds")
-                .Help("Estimated round trip to the tail, without its compute (EWMA over decode steps)")
+                .Help("Estimated round trip to the tail without its compute (EWMA of PING probes)")
                 .Register(registry)
                 .Add({})),
+        bandwidth(prometheus::BuildGauge()
+                      .Name("tandem_edge_bandwidth_bytes_per_second")
+                      .Help("Estimated bandwidth to the tail (EWMA over real transfers; 0 = not measured)")
+                      .Register(registry)
+                      .Add({})),
+        link_up(prometheus::BuildGauge()
+                    .Name("tandem_edge_link_up")
+                    .Help("1 while the tail answers probes")
+                    .Register(registry)
+                    .Add({})),
+        plans(prometheus::BuildCounter()
+                  .Name("tandem_edge_plans_total")
+                  .Help("Requests planned, by choice (split or local)")
+                  .Register(registry)),
+        moves(prometheus::BuildCounter()
+                  .Name("tandem_edge_split_moves_total")
+                  .Help("Splits moved mid-generation, by reason (replan: a predicted gain; fallback: the "
+                        "tail failed and the edge finished locally)")
+                  .Register(registry)),
         queue_depth(prometheus::BuildGauge()
                         .Name("tandem_edge_queue_depth")
                         .Help("Requests admitted and waiting for a generation slot")
@@ -166,6 +250,10 @@ struct EdgeMetrics {
   prometheus::Counter& received_bytes;
   prometheus::Gauge& cut;
   prometheus::Gauge& rtt;
+  prometheus::Gauge& bandwidth;
+  prometheus::Gauge& link_up;
+  prometheus::Family<prometheus::Counter>& plans;
+  prometheus::Family<prometheus::Counter>& moves;
   prometheus::Gauge& queue_depth;
   prometheus::Gauge& active;
   prometheus::Gauge& connections;
@@ -199,8 +287,12 @@ struct Completion {
   int completion_tokens = 0;
   double ttft_ms = 0;
   double decode_tokens_per_second = 0;
-  RemoteTailStats wire;
+  RemoteTailStats wire;  // every tail's, summed over moves
   uint64_t seed = 0;
+  sched::Candidate plan;    // the first choice, with its predictions
+  sched::Candidate choice;  // where the split ended
+  int moves = 0;
+  json move_log = json::array();  // each move: when (ms since admission), where to, why
 };
 
 // Text pieces as they become final: a stop string can only be ruled out once enough text follows, so the
@@ -245,25 +337,52 @@ class StopScanner {
 
 class EdgeService {
  public:
-  EdgeService(const EdgeConfig& config, LoadedModel model, Tokenizer tokenizer, CloudOptions cloud, int cut,
-              ActivationCodec codec, std::shared_ptr<prometheus::Registry> registry)
+  // `fixed`: the choice of --split K; nullopt for auto, which plans with `edge_profile`.
+  EdgeService(const EdgeConfig& config, LoadedModel model, Tokenizer tokenizer, CloudOptions cloud,
+              std::optional<sched::Candidate> fixed, ComputeProfile edge_profile,
+              std::shared_ptr<prometheus::Registry> registry)
       : config_(config),
         model_(std::move(model)),
         tokenizer_(std::move(tokenizer)),
-        cut_(cut),
-        codec_(codec),
+        layers_(model_.transformer->n_layers()),
+        fixed_(std::move(fixed)),
         registry_(std::move(registry)),
         metrics_(*registry_),
-        pool_(std::move(cloud), wire::DescribeModel(model_.checkpoint->config(), model_.fingerprint),
-              config.max_concurrent) {
+        pool_(cloud, wire::DescribeModel(model_.checkpoint->config(), model_.fingerprint),
+              config.max_concurrent),
+        link_(SteadyClock::Instance()),
+        monitor_(cloud, wire::DescribeModel(model_.checkpoint->config(), model_.fingerprint), link_,
+                 {.probe_interval = std::chrono::milliseconds(config.probe_ms)}) {
     model_name_ = config.model_name.empty() ? std::filesystem::path(config.model.model).stem().string()
                                             : config.model_name;
-    const int seq_len = model_.checkpoint->config().seq_len;
-    limits_.max_tokens_cap = config.max_tokens > 0 ? std::min(config.max_tokens, seq_len) : seq_len;
-    metrics_.cut.Set(cut_);
+    const ModelConfig& shape = model_.checkpoint->config();
+    limits_.max_tokens_cap =
+        config.max_tokens > 0 ? std::min(config.max_tokens, shape.seq_len) : shape.seq_len;
+    if (!fixed_) {
+      const int64_t kv_dim = int64_t{shape.dim} * shape.n_kv_heads / shape.n_heads;
+      planner_ = std::make_unique<EdgePlanner>(
+          ModelShape{.n_layers = layers_,
+                     .dim = shape.dim,
+                     .kv_bytes_per_position_per_block = 2 * kv_dim * 4,
+                     .edge_int8_blocks = model_.transformer->options().int8_blocks.last},
+          std::move(edge_profile), &monitor_, link_, config.PlannerOptions(), SteadyClock::Instance());
+    }
+    metrics_.cut.Set(fixed_ ? CutOf(*fixed_) : 0);
+    if (planner_) {
+      refresher_ =
+          std::jthread([this, interval = std::chrono::milliseconds(config.probe_ms)](std::stop_token stop) {
+            std::mutex mutex;
+            std::condition_variable_any wake;  // only a stop request wakes it early
+            std::unique_lock lock(mutex);
+            while (!wake.wait_for(lock, stop, interval, [&stop] { return stop.stop_requested(); })) {
+              planner_->Refresh();
+            }
+          });
+    }
   }
 
-  bool Ready() const { return !draining_.load() && pool_.connected() > 0; }
+  // Ready while requests can be served: through the tail, or all-local when the planner may fall back.
+  bool Ready() const { return !draining_.load() && (pool_.connected() > 0 || LocalFallback()); }
   void BeginDrain() { draining_ = true; }
 
   std::vector<services::Route> Routes(const std::string& api_key) {
@@ -277,6 +396,10 @@ class EdgeService {
         auto inner = std::move(route.handler);
         route.handler = [this, inner](const HttpRequest& r) {
           metrics_.connections.Set(pool_.connected());
+          const sched::LinkEstimate link = link_.Estimate();
+          metrics_.rtt.Set(link.rtt_ms / 1000);
+          metrics_.bandwidth.Set(link.bandwidth_bytes_per_ms * 1000);
+          metrics_.link_up.Set(link.up ? 1 : 0);
           return inner(r);
         };
       }
@@ -318,18 +441,25 @@ class EdgeService {
   }
 
   HttpResponse Plan(const HttpRequest&) {
-    return {.body = json{{"cloud", pool_.endpoint()},
-                         {"cut", cut_},
-                         {"codec", codec_.Name()},
-                         {"split", config_.split},
-                         {"layers", model_.transformer->n_layers()},
-                         {"connections", {{"ready", pool_.connected()}, {"size", pool_.size()}}},
-                         {"estimates",
-                          {{"rtt_ms", rtt_ms_.load()},
-                           {"decode_round_trip_ms", round_trip_ms_.load()},
-                           {"cloud_compute_ms", cloud_compute_ms_.load()}}},
-                         {"last_error", pool_.last_error()}}
-                        .dump()};
+    json body = {{"cloud", pool_.endpoint()},
+                 {"split", config_.split},
+                 {"layers", layers_},
+                 {"connections", {{"ready", pool_.connected()}, {"size", pool_.size()}}},
+                 {"last_error", pool_.last_error()}};
+    if (fixed_) {
+      body["cut"] = CutOf(*fixed_);
+      body["codec"] = fixed_->local() ? "" : fixed_->codec.Name();
+    } else {
+      body["planner"] = planner_->Describe();
+      const json& current = body["planner"].contains("current") ? body["planner"]["current"] : json();
+      body["cut"] = current.is_null() ? json() : current["cut"];
+      body["codec"] = current.is_null() ? json() : current["codec"];
+    }
+    const sched::LinkEstimate link = link_.Estimate();
+    body["estimates"] = {{"link_up", link.up},
+                         {"rtt_ms", link.rtt_ms},
+                         {"bandwidth_mbit_s", link.bandwidth_bytes_per_ms * 8 / 1000}};
+    return {.body = body.dump()};
   }
 
   HttpResponse Completions(const HttpRequest& http) {
@@ -341,6 +471,12 @@ class EdgeService {
                     .message = "model '" + request->model + "' is not served here; GET /v1/models",
                     .code = "model_not_found",
                     .param = "model"});
+    }
+    if (request->split && request->split->cut > layers_) {
+      return Error(
+          {.message = "'tandem.split' must be a block in 0.." + std::to_string(layers_) + " or \"local\"",
+           .code = "invalid_value",
+           .param = "tandem.split"});
     }
     auto ids = std::make_shared<std::vector<int>>(tokenizer_.Encode(request->prompt, true, false));
     const int positions = static_cast<int>(ids->size()) + request->max_tokens - 1;
@@ -367,10 +503,11 @@ class EdgeService {
     }
     auto slot = AcquireSlot();
     if (auto* error = std::get_if<ApiError>(&slot)) return Error(*error);
-    auto lease = std::get<std::shared_ptr<CloudLease>>(std::move(slot));
+    auto lease = std::get<std::shared_ptr<CloudLease>>(std::move(slot));  // null: all-local only
     const std::string id = "cmpl-" + http.request_id;
     if (!request->stream) {
-      auto completion = Run(*request, *ids, http.request_id, *lease, [](const std::string&) { return true; });
+      auto completion =
+          Run(*request, *ids, http.request_id, lease.get(), [](const std::string&) { return true; });
       if (auto* error = std::get_if<ApiError>(&completion)) return Error(*error);
       return {.body = CompletionBody(id, std::get<Completion>(completion)).dump()};
     }
@@ -381,7 +518,7 @@ class EdgeService {
       const auto event = [&stream](const json& body) {
         return stream.Write("data: " + body.dump() + "\n\n");
       };
-      auto completion = Run(*request, *ids, request_id, *lease,
+      auto completion = Run(*request, *ids, request_id, lease.get(),
                             [&](const std::string& piece) { return event(Chunk(id, piece, nullptr)); });
       if (auto* error = std::get_if<ApiError>(&completion)) {
         event(json{{"error",
@@ -414,9 +551,16 @@ class EdgeService {
     body["usage"] = {{"prompt_tokens", completion.prompt_tokens},
                      {"completion_tokens", completion.completion_tokens},
                      {"total_tokens", completion.prompt_tokens + completion.completion_tokens}};
-    body["tandem"] = {{"cloud", pool_.endpoint()},
-                      {"cut", cut_},
-                      {"codec", codec_.Name()},
+    body["tandem"] = {{"cloud", completion.choice.endpoint},
+                      {"cut", CutOf(completion.choice)},
+                      {"codec", completion.choice.local() ? "" : completion.choice.codec.Name()},
+                      {"moves", completion.moves},
+                      {"move_log", completion.move_log},
+                      {"plan",
+                       {{"cut", CutOf(completion.plan)},
+                        {"codec", completion.plan.local() ? "" : completion.plan.codec.Name()},
+                        {"predicted_ttft_ms", completion.plan.prefill_ms},
+                        {"predicted_token_ms", completion.plan.decode_ms}}},
                       {"seed", completion.seed},
                       {"bytes_sent", completion.wire.wire_bytes_sent},
                       {"bytes_received", completion.wire.wire_bytes_received},
@@ -438,6 +582,7 @@ class EdgeService {
                                         : std::chrono::milliseconds(0));
     metrics_.queue_depth.Decrement();
     if (connection) return std::make_shared<CloudLease>(pool_, std::move(connection));
+    if (LocalFallback()) return std::shared_ptr<CloudLease>();  // the edge runs every block itself
     if (any) {
       return ApiError{.status = 503,
                       .message = "no generation slot became free within " +
@@ -453,48 +598,163 @@ class EdgeService {
                     .code = "upstream_unavailable"};
   }
 
-  // Generates one completion on `connection`; `emit` gets text as it becomes final and returns false when
-  // the client is gone, which ends the generation at once (and the tail's session with it).
+  // Whether auto may finish requests all-local when the tail is unreachable or slow.
+  bool LocalFallback() const {
+    return !fixed_ && config_.allow_local &&
+           (config_.max_edge_blocks < 0 || config_.max_edge_blocks >= layers_);
+  }
+  int CutOf(const sched::Candidate& choice) const { return choice.local() ? layers_ : choice.cut; }
+  static bool TailFailed(const Status& status) {
+    return status.code() == StatusCode::kUnavailable || status.code() == StatusCode::kDeadlineExceeded ||
+           status.code() == StatusCode::kResourceExhausted;
+  }
+
+  // Opens the tail side of a choice for one request: a session on the leased connection, or all-local.
+  MovableSplit::TailOpener TailOpener(CloudLease* lease, SamplingParams sampling, int positions) {
+    return [this, lease, sampling,
+            positions](const sched::Candidate& choice) -> Result<std::unique_ptr<TailRunner>> {
+      if (choice.local()) {
+        return std::unique_ptr<TailRunner>(
+            std::make_unique<LocalTail>(model_.transformer, layers_, positions, sampling));
+      }
+      if (lease == nullptr) return Unavailable("no connection to the cloud tail");
+      TANDEM_ASSIGN_OR_RETURN(
+          std::unique_ptr<RemoteTail> tail,
+          RemoteTail::Open(lease->connection(), {.cut = choice.cut,
+                                                 .codec = choice.codec,
+                                                 .sampling = sampling,
+                                                 .max_positions = static_cast<uint32_t>(positions)}));
+      tail->set_step_observer([this](int64_t bytes, double round_trip_ms, double compute_ms) {
+        link_.RecordTransfer(bytes, round_trip_ms, compute_ms);
+      });
+      return std::unique_ptr<TailRunner>(std::move(tail));
+    };
+  }
+
+  // Re-plans mid-generation: moves when another choice is predicted to finish the rest sooner, replay
+  // included, by the hysteresis margin. A failed move leaves the split where it was.
+  bool MaybeMove(MovableSplit& split, int remaining, const std::string& request_id) {
+    auto advice = planner_->AdviseMove(split.choice(), split.positions(), remaining);
+    if (!advice.ok() || advice->best.SameChoice(split.choice()) ||
+        advice->move_ms >= advice->stay_ms * (1 - config_.hysteresis_gain)) {
+      return false;
+    }
+    const std::string from = split.choice().Describe();
+    if (Status moved = split.MoveTo(advice->best); !moved.ok()) {
+      Log(LogLevel::kWarn, "edge", "split move failed; staying",
+          {{"request_id", request_id}, {"to", advice->best.Describe()}, {"error", moved.message()}});
+      return false;
+    }
+    metrics_.moves.Add({{"reason", "replan"}}).Increment();
+    Log(LogLevel::kInfo, "edge", "split moved",
+        {{"request_id", request_id},
+         {"from", from},
+         {"to", advice->best.Describe()},
+         {"predicted_stay_ms", std::to_string(advice->stay_ms)},
+         {"predicted_move_ms", std::to_string(advice->move_ms)}});
+    return true;
+  }
+
+  // The first choice of a request: its own override, the fixed one, or the planner's (all-local without a
+  // connection).
+  Result<sched::Candidate> FirstChoice(const CompletionRequest& request, int prompt_tokens, bool connected) {
+    if (request.split) {
+      if (request.split->cut < 0 || request.split->cut == layers_) return sched::Candidate{};
+      return sched::Candidate{
+          .tail = 0, .endpoint = pool_.endpoint(), .cut = request.split->cut, .codec = request.split->codec};
+    }
+    if (fixed_) return *fixed_;
+    const int max_tokens = request.max_tokens;
+    TANDEM_ASSIGN_OR_RETURN(sched::Candidate choice, planner_->Choose(prompt_tokens, max_tokens));
+    if (!choice.local() && !connected) choice = sched::Candidate{};
+    return choice;
+  }
+
+  // Generates one completion; `emit` gets text as it becomes final and returns false when the client is
+  // gone, which ends the generation at once (and the tail's session with it). With --split auto the split
+  // may move mid-generation (re-planning), and a failing tail hands the rest to the edge (fallback).
   std::variant<Completion, ApiError> Run(const CompletionRequest& request, const std::vector<int>& ids,
-                                         const std::string& request_id, CloudLease& lease,
+                                         const std::string& request_id, CloudLease* lease,
                                          const std::function<bool(const std::string&)>& emit) {
     const auto admitted_at = Clock::now();
-    metrics_.active.Increment();
     Completion completion;
     completion.prompt_tokens = static_cast<int>(ids.size());
     completion.seed = request.seed.value_or(std::random_device{}());
     const int positions = static_cast<int>(ids.size()) + request.max_tokens - 1;
+    auto first = FirstChoice(request, completion.prompt_tokens, lease != nullptr);
+    if (!first.ok()) {
+      return ApiError{.status = 503,
+                      .message = first.status().message(),
+                      .type = "server_error",
+                      .code = "upstream_unavailable"};
+    }
+    completion.plan = *first;
+    metrics_.plans.Add({{"choice", first->local() ? "local" : "split"}}).Increment();
+    metrics_.cut.Set(CutOf(*first));
+    metrics_.active.Increment();
+    const SamplingParams sampling{request.temperature, request.top_p, completion.seed};
     bool healthy = true;
     Status status;
     {
-      EdgeRunner edge(model_.transformer, cut_, positions);
-      auto tail = RemoteTail::Open(lease.connection(),
-                                   {.cut = cut_,
-                                    .codec = codec_,
-                                    .sampling = {request.temperature, request.top_p, completion.seed},
-                                    .max_positions = static_cast<uint32_t>(positions)});
-      if (!tail.ok()) {
-        status = tail.status();
-      } else {
-        StopScanner scanner(request.stop);
-        auto last_token_at = Clock::now();
-        int previous = ids.back();
-        bool stopped = false, client_gone = false;
-        auto generation = Generate(edge, **tail, ids, GenerateOptions{positions, true}, [&](int token) {
-          const auto now = Clock::now();
-          if (completion.completion_tokens++ == 0) {
-            completion.ttft_ms = std::chrono::duration<double, std::milli>(now - admitted_at).count();
-            metrics_.ttft.Observe(completion.ttft_ms / 1000);
-          } else {
-            metrics_.inter_token.Observe(std::chrono::duration<double>(now - last_token_at).count());
-          }
-          last_token_at = now;
-          const std::string piece = tokenizer_.DecodeAll({previous, token});
-          previous = token;
-          const std::string final_text = scanner.Add(piece, stopped);
-          if (!final_text.empty() && !emit(final_text)) client_gone = true;
-          return !stopped && !client_gone;
-        });
+      MovableSplit split(model_.transformer, positions, TailOpener(lease, sampling, positions),
+                         [&](TailRunner& tail) {
+                           if (auto* remote = dynamic_cast<RemoteTail*>(&tail))
+                             AddWire(completion.wire, remote->stats());
+                         });
+      // A tail that fails hands the rest to the edge, when auto may run every block here.
+      const auto log_move = [&](const char* reason) {
+        completion.move_log.push_back(
+            {{"at_ms", std::chrono::duration<double, std::milli>(Clock::now() - admitted_at).count()},
+             {"to", split.choice().Describe()},
+             {"cut", CutOf(split.choice())},
+             {"reason", reason}});
+      };
+      const auto fall_back = [&](const Status& failure) {
+        if (!LocalFallback() || request.split || split.choice().local() || !TailFailed(failure))
+          return failure;
+        healthy = false;
+        Log(LogLevel::kWarn, "edge", "tail failed: finishing on the edge",
+            {{"request_id", request_id}, {"error", failure.message()}});
+        metrics_.moves.Add({{"reason", "fallback"}}).Increment();
+        TANDEM_RETURN_IF_ERROR(split.MoveTo(sched::Candidate{}));
+        log_move("fallback");
+        return Status::Ok();
+      };
+      status = split.Start(*first);
+      if (!status.ok()) status = fall_back(status);
+      StopScanner scanner(request.stop);
+      auto last_token_at = Clock::now();
+      int previous = ids.back();
+      bool stopped = false, client_gone = false;
+      const ModelStep step = [&](std::span<const int> tokens) -> Result<int> {
+        const int generated = completion.completion_tokens;
+        if (planner_ && !request.split && config_.replan_tokens > 0 && generated > 0 &&
+            generated % config_.replan_tokens == 0) {
+          if (MaybeMove(split, request.max_tokens - generated, request_id)) log_move("replan");
+        }
+        auto token = split.Step(tokens);
+        if (token.ok()) return token;
+        TANDEM_RETURN_IF_ERROR(fall_back(token.status()));
+        return split.Step(tokens);
+      };
+      const auto on_token = [&](int token) {
+        const auto now = Clock::now();
+        if (completion.completion_tokens++ == 0) {
+          completion.ttft_ms = std::chrono::duration<double, std::milli>(now - admitted_at).count();
+          metrics_.ttft.Observe(completion.ttft_ms / 1000);
+        } else {
+          metrics_.inter_token.Observe(std::chrono::duration<double>(now - last_token_at).count());
+        }
+        last_token_at = now;
+        const std::string piece = tokenizer_.DecodeAll({previous, token});
+        previous = token;
+        const std::string final_text = scanner.Add(piece, stopped);
+        if (!final_text.empty() && !emit(final_text)) client_gone = true;
+        return !stopped && !client_gone;
+      };
+      if (status.ok()) {
+        auto generation = Generate(step, model_.checkpoint->config().seq_len, ids,
+                                   GenerateOptions{positions, true}, on_token);
         if (!generation.ok()) {
           status = generation.status();
         } else {
@@ -505,24 +765,29 @@ class EdgeService {
           completion.finish_reason = stopped || !hit_length ? "stop" : "length";
           completion.decode_tokens_per_second = generation->timings.decode_tokens_per_second();
           if (client_gone) {
-            Log(LogLevel::kInfo, "edge", "client gone: generation cancelled",
-                {{"request_id", request_id}, {"session", std::to_string((*tail)->session_id())}});
+            Log(LogLevel::kInfo, "edge", "client gone: generation cancelled", {{"request_id", request_id}});
           }
         }
-        Log(LogLevel::kInfo, "edge", "completion",
-            {{"request_id", request_id},
-             {"session", std::to_string((*tail)->session_id())},
-             {"prompt_tokens", std::to_string(completion.prompt_tokens)},
-             {"completion_tokens", std::to_string(completion.completion_tokens)},
-             {"finish_reason", status.ok() ? completion.finish_reason : "error"},
-             {"ttft_ms", std::to_string(static_cast<int>(completion.ttft_ms))}});
-        completion.wire = (*tail)->stats();
-        RecordWire(completion.wire);
       }
-      healthy = status.ok() || status.code() == StatusCode::kResourceExhausted ||
-                status.code() == StatusCode::kInvalidArgument;
-    }  // the tail session closes here, before its connection goes back
-    if (!healthy) lease.MarkBroken();
+      completion.choice = split.choice();
+      completion.moves = split.moves();
+      Log(LogLevel::kInfo, "edge", "completion",
+          {{"request_id", request_id},
+           {"plan", completion.plan.Describe()},
+           {"final", completion.choice.Describe()},
+           {"prompt_tokens", std::to_string(completion.prompt_tokens)},
+           {"completion_tokens", std::to_string(completion.completion_tokens)},
+           {"finish_reason", status.ok() ? completion.finish_reason : "error"},
+           {"ttft_ms", std::to_string(static_cast<int>(completion.ttft_ms))}});
+      // A refusal (busy, bad argument) leaves the connection usable; anything else may have left replies
+      // in flight on it.
+      if (!status.ok() && status.code() != StatusCode::kResourceExhausted &&
+          status.code() != StatusCode::kInvalidArgument) {
+        healthy = false;
+      }
+    }  // the tail sessions close here, before the connection goes back
+    RecordWire(completion.wire);
+    if (!healthy && lease != nullptr) lease->MarkBroken();
     metrics_.active.Decrement();
     metrics_.prompt_tokens.Increment(completion.prompt_tokens);
     metrics_.completion_tokens.Increment(completion.completion_tokens);
@@ -538,38 +803,36 @@ class EdgeService {
     return completion;
   }
 
+  static void AddWire(RemoteTailStats& total, const RemoteTailStats& tail) {
+    total.raw_bytes += tail.raw_bytes;
+    total.payload_bytes += tail.payload_bytes;
+    total.wire_bytes_sent += tail.wire_bytes_sent;
+    total.wire_bytes_received += tail.wire_bytes_received;
+  }
+
   void RecordWire(const RemoteTailStats& wire) {
     metrics_.float32_bytes.Increment(static_cast<double>(wire.raw_bytes));
     metrics_.payload_bytes.Increment(static_cast<double>(wire.payload_bytes));
     metrics_.sent_bytes.Increment(static_cast<double>(wire.wire_bytes_sent));
     metrics_.received_bytes.Increment(static_cast<double>(wire.wire_bytes_received));
-    // Link estimates from the decode steps (one row each): round trip, tail compute, and their difference.
-    constexpr double kWeight = 0.2;
-    for (size_t i = 1; i < wire.step_round_trip_ms.size(); ++i) {
-      const auto blend = [&](std::atomic<double>& estimate, double sample) {
-        const double old = estimate.load();
-        estimate = old == 0 ? sample : (1 - kWeight) * old + kWeight * sample;
-      };
-      blend(round_trip_ms_, wire.step_round_trip_ms[i]);
-      blend(cloud_compute_ms_, wire.step_cloud_compute_ms[i]);
-      blend(rtt_ms_, std::max(0.0, wire.step_round_trip_ms[i] - wire.step_cloud_compute_ms[i]));
-    }
-    metrics_.rtt.Set(rtt_ms_.load() / 1000);
   }
 
   const EdgeConfig& config_;
   LoadedModel model_;
   Tokenizer tokenizer_;
-  const int cut_;
-  const ActivationCodec codec_;
+  const int layers_;
+  const std::optional<sched::Candidate> fixed_;
   std::shared_ptr<prometheus::Registry> registry_;
   EdgeMetrics metrics_;
   CloudPool pool_;
+  sched::LinkEstimator link_;
+  LinkMonitor monitor_;
+  std::unique_ptr<EdgePlanner> planner_;  // --split auto
   std::string model_name_;
   CompletionLimits limits_;
   std::atomic<int> admitted_{0};
   std::atomic<bool> draining_{false};
-  std::atomic<double> rtt_ms_{0}, round_trip_ms_{0}, cloud_compute_ms_{0};
+  std::jthread refresher_;  // re-plans as the estimates move (declared last: stopped and joined first)
 };
 
 Result<std::string> ReadApiKey(const EdgeConfig& config) {
@@ -582,12 +845,18 @@ Result<std::string> ReadApiKey(const EdgeConfig& config) {
   return key;
 }
 
-Result<int> ResolveCut(const std::string& split, int layers) {
-  if (split == "auto") return std::min(1, layers);  // the privacy floor: no token ids or embeddings leave
+// --split K as a fixed choice; nullopt for auto.
+Result<std::optional<sched::Candidate>> ResolveSplit(const std::string& split, int layers,
+                                                     const std::string& endpoint, ActivationCodec codec) {
+  if (split == "auto") return std::optional<sched::Candidate>();
   try {
     size_t used = 0;
     const int cut = std::stoi(split, &used);
-    if (used == split.size() && cut >= 0 && cut <= layers) return cut;
+    if (used == split.size() && cut >= 0 && cut < layers) {
+      return std::optional<sched::Candidate>(
+          sched::Candidate{.tail = 0, .endpoint = endpoint, .cut = cut, .codec = codec});
+    }
+    if (used == split.size() && cut == layers) return std::optional<sched::Candidate>(sched::Candidate{});
   } catch (const std::exception&) {
   }
   return InvalidArgument("--split must be auto or a block in 0.." + std::to_string(layers) + ", got '" +
@@ -613,15 +882,22 @@ int RunEdgeService(std::span<const std::string> args) {
   if (!cloud.ok()) return Fail(cloud.status());
   auto model = LoadModel(config.model, /*fingerprint=*/true);
   if (!model.ok()) return Fail(model.status());
-  auto cut = ResolveCut(config.split, model->transformer->n_layers());
-  if (!cut.ok()) return Fail(cut.status(), kExitUsage);
+  const ActivationCodec codec = *ParseActivationCodec(config.cloud.codec);  // checked by Validate
+  auto fixed = ResolveSplit(config.split, model->transformer->n_layers(), config.cloud.endpoint, codec);
+  if (!fixed.ok()) return Fail(fixed.status(), kExitUsage);
   auto tokenizer = Tokenizer::Load(config.tokenizer, model->checkpoint->config().vocab_size);
   if (!tokenizer.ok()) return Fail(tokenizer.status());
-  const ActivationCodec codec = *ParseActivationCodec(config.cloud.codec);  // checked by Validate
+  ComputeProfile profile;
+  if (!*fixed) {
+    // The planner needs this device's own block times, with its weights, precision and threads.
+    auto measured = ProfileCompute(*model->transformer);
+    if (!measured.ok()) return Fail(measured.status().WithContext("profiling the blocks"));
+    profile = std::move(*measured);
+  }
 
   auto registry = std::make_shared<prometheus::Registry>();
-  EdgeService service(config, std::move(*model), std::move(*tokenizer), std::move(*cloud), *cut, codec,
-                      registry);
+  EdgeService service(config, std::move(*model), std::move(*tokenizer), std::move(*cloud), std::move(*fixed),
+                      std::move(profile), registry);
   services::HttpServerOptions http_options;
   http_options.listen = config.listen;
   http_options.max_body_bytes = static_cast<size_t>(config.max_body_kb) * 1024;
@@ -632,8 +908,8 @@ int RunEdgeService(std::span<const std::string> args) {
   Log(LogLevel::kInfo, "edge", "serving",
       {{"listen", (*http)->address()},
        {"cloud", config.cloud.endpoint},
-       {"cut", std::to_string(*cut)},
-       {"codec", codec.Name()},
+       {"split", config.split},
+       {"codec", config.split == "auto" ? config.allowed_codecs : codec.Name()},
        {"auth", api_key->empty() ? "none" : "bearer"}});
 
   int signal_number = 0;

@@ -98,7 +98,7 @@ RemoteTail::~RemoteTail() {
   (void)connection_.channel().Send(wire::MakeClose(request_.session));
 }
 
-Result<int> RemoteTail::Forward(const HiddenRows& rows) {
+Result<std::vector<HiddenRows>> RemoteTail::Chunks(const HiddenRows& rows) const {
   // Within the tail's limits from HELLO: a prompt longer than its rows or payload limit goes in chunks,
   // and the last chunk's token is the prompt's.
   const wire::Hello& tail = connection_.remote();
@@ -110,19 +110,55 @@ Result<int> RemoteTail::Forward(const HiddenRows& rows) {
     chunk_rows = std::min<int64_t>(chunk_rows, static_cast<int64_t>(tail.max_payload_bytes) / row_bytes);
   }
   if (chunk_rows <= 0) return InvalidArgument("one row does not fit in the tail's payload limit");
-  if (chunk_rows >= rows.rows) return SendStep(rows);
-  int token = -1;
+  std::vector<HiddenRows> chunks;
   for (int64_t first = 0; first < rows.rows; first += chunk_rows) {
     const int64_t n = std::min(chunk_rows, rows.rows - first);
     const auto begin = rows.values.begin() + first * rows.cols;
-    TANDEM_ASSIGN_OR_RETURN(
-        token, SendStep(HiddenRows{n, rows.cols, std::vector<float>(begin, begin + n * rows.cols)}));
+    chunks.push_back(HiddenRows{n, rows.cols, std::vector<float>(begin, begin + n * rows.cols)});
+  }
+  return chunks;
+}
+
+Result<int> RemoteTail::Forward(const HiddenRows& rows) {
+  TANDEM_ASSIGN_OR_RETURN(const std::vector<HiddenRows> chunks, Chunks(rows));
+  int token = -1;
+  for (const HiddenRows& chunk : chunks) {
+    const int64_t sent_before = stats_.wire_bytes_sent, received_before = stats_.wire_bytes_received;
+    const auto sent_at = Clock::now();
+    TANDEM_ASSIGN_OR_RETURN(const uint64_t sequence, Send(chunk));
+    TANDEM_ASSIGN_OR_RETURN(token, Await(sequence, sent_at));
+    if (observer_) {
+      observer_(stats_.wire_bytes_sent - sent_before + stats_.wire_bytes_received - received_before,
+                stats_.step_round_trip_ms.back(), stats_.step_cloud_compute_ms.back());
+    }
   }
   return token;
 }
 
-Result<int> RemoteTail::SendStep(const HiddenRows& rows) {
-  const auto start = Clock::now();
+Result<std::vector<int>> RemoteTail::ForwardAll(std::span<const HiddenRows> steps) {
+  struct Sent {
+    uint64_t sequence;
+    Clock::time_point at;
+    bool last_of_step;
+  };
+  std::vector<Sent> sent;
+  for (const HiddenRows& rows : steps) {
+    TANDEM_ASSIGN_OR_RETURN(const std::vector<HiddenRows> chunks, Chunks(rows));
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      const auto at = Clock::now();
+      TANDEM_ASSIGN_OR_RETURN(const uint64_t sequence, Send(chunks[i]));
+      sent.push_back({sequence, at, i + 1 == chunks.size()});
+    }
+  }
+  std::vector<int> tokens;
+  for (const Sent& step : sent) {
+    TANDEM_ASSIGN_OR_RETURN(const int token, Await(step.sequence, step.at));
+    if (step.last_of_step) tokens.push_back(token);
+  }
+  return tokens;
+}
+
+Result<uint64_t> RemoteTail::Send(const HiddenRows& rows) {
   TANDEM_ASSIGN_OR_RETURN(EncodedActivations encoded,
                           EncodeActivations(rows.values, rows.rows, rows.cols, request_.codec));
   const int64_t payload_bytes = static_cast<int64_t>(encoded.payload.size());
@@ -139,11 +175,14 @@ Result<int> RemoteTail::SendStep(const HiddenRows& rows) {
   stats_.payload_bytes += payload_bytes;
   stats_.wire_bytes_sent += WireSize(message);
   stats_.step_payload_bytes.push_back(payload_bytes);
+  return sequence;
+}
 
+Result<int> RemoteTail::Await(uint64_t sequence, Clock::time_point sent_at) {
   TANDEM_ASSIGN_OR_RETURN(last_reply_,
                           connection_.AwaitToken(request_.session, sequence, stats_.wire_bytes_received));
   stats_.step_round_trip_ms.push_back(
-      std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+      std::chrono::duration<double, std::milli>(Clock::now() - sent_at).count());
   stats_.step_cloud_compute_ms.push_back(last_reply_.compute_us / 1000.0);
   if (last_reply_.token < 0 || last_reply_.token >= static_cast<int>(connection_.remote().vocab_size)) {
     return InvalidArgument("the cloud tail returned token " + std::to_string(last_reply_.token) +

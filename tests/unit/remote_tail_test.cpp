@@ -10,6 +10,7 @@
 
 #include "tandem/common/model_loader.hpp"
 #include "tandem/common/transformer.hpp"
+#include "tandem/edge/movable_split.hpp"
 #include "test_env.hpp"
 
 namespace tandem::edge {
@@ -227,6 +228,80 @@ TEST_F(RemoteTailTest, AnotherModelIsRefusedAtHandshake) {
   auto connection = CloudConnection::Handshake(std::move(channel), std::chrono::milliseconds(100), hello_);
   ASSERT_FALSE(connection.ok());
   EXPECT_NE(connection.status().message().find("another model"), std::string::npos);
+}
+
+// Moving the split mid-generation (remote cuts, all-local, back) replays the steps on the new side: with
+// fp32 the output is the unsplit run's, token for token, sampled as well as greedy.
+TEST_F(RemoteTailTest, MovingTheSplitMidGenerationKeepsTheOutput) {
+  const int layers = model_.transformer->n_layers();
+  const std::vector<int> prompt = {1, 403, 407, 261, 378, 300};
+  constexpr int kSteps = 60;
+  for (const float temperature : {0.0f, 1.0f}) {
+    const SamplingParams sampling{temperature, 0.9f, 1234};
+    EdgeRunner whole(model_.transformer, layers, kSteps);
+    LocalTail head(model_.transformer, layers, kSteps, sampling);
+    auto reference = Generate(whole, head, prompt, GenerateOptions{kSteps, false});
+    ASSERT_TRUE(reference.ok());
+
+    InMemoryTail* channel = nullptr;
+    auto connection = Connect(channel, hello_);
+    ASSERT_NE(connection, nullptr);
+    MovableSplit split(model_.transformer, kSteps, [&](const sched::Candidate& choice) {
+      if (choice.local()) {
+        return Result<std::unique_ptr<TailRunner>>(
+            std::make_unique<LocalTail>(model_.transformer, layers, kSteps, sampling));
+      }
+      auto tail = RemoteTail::Open(
+          *connection,
+          {.cut = choice.cut, .sampling = sampling, .max_positions = static_cast<uint32_t>(kSteps)});
+      if (!tail.ok()) return Result<std::unique_ptr<TailRunner>>(tail.status());
+      return Result<std::unique_ptr<TailRunner>>(std::unique_ptr<TailRunner>(std::move(*tail)));
+    });
+    ASSERT_TRUE(split.Start({.tail = 0, .cut = 1}).ok());
+    // After these many generated tokens, the split moves to these cuts (-1: all-local).
+    const std::vector<std::pair<int, int>> moves = {{5, 3}, {12, -1}, {20, 0}, {33, 4}};
+    size_t next = 0;
+    int generated = 0;
+    const ModelStep step = [&](std::span<const int> tokens) -> Result<int> {
+      if (next < moves.size() && generated >= moves[next].first) {
+        const int cut = moves[next++].second;
+        TANDEM_RETURN_IF_ERROR(
+            split.MoveTo(cut < 0 ? sched::Candidate{} : sched::Candidate{.tail = 0, .cut = cut}));
+      }
+      return split.Step(tokens);
+    };
+    auto moved = Generate(step, model_.checkpoint->config().seq_len, prompt, GenerateOptions{kSteps, false},
+                          [&](int) { return ++generated, true; });
+    ASSERT_TRUE(moved.ok()) << moved.status().ToString();
+    EXPECT_EQ(split.moves(), 4);
+    EXPECT_EQ(moved->ids, reference->ids) << "temperature " << temperature;
+  }
+}
+
+// A tail whose replay does not reproduce the tokens already produced is refused, and the split stays
+// where it was.
+TEST_F(RemoteTailTest, AMoveWhoseReplayDivergesIsRefused) {
+  const int layers = model_.transformer->n_layers();
+  const SamplingParams greedy{0.0f, 1.0f, 0};
+  InMemoryTail* channel = nullptr;
+  auto connection = Connect(channel, hello_);
+  ASSERT_NE(connection, nullptr);
+  MovableSplit split(model_.transformer, 16, [&](const sched::Candidate& choice) {
+    if (choice.local()) {
+      return Result<std::unique_ptr<TailRunner>>(
+          std::make_unique<LocalTail>(model_.transformer, layers, 16, greedy));
+    }
+    auto tail = RemoteTail::Open(*connection, {.cut = choice.cut, .sampling = greedy, .max_positions = 16});
+    return Result<std::unique_ptr<TailRunner>>(std::unique_ptr<TailRunner>(std::move(*tail)));
+  });
+  ASSERT_TRUE(split.Start({}).ok());
+  ASSERT_TRUE(split.Step(std::vector<int>{1, 403, 407}).ok());
+  channel->token_override = 7;  // the "new" tail answers something else
+  const Status moved = split.MoveTo({.tail = 0, .cut = 2});
+  EXPECT_EQ(moved.code(), StatusCode::kInternal);
+  EXPECT_NE(moved.message().find("diverged at step 0"), std::string::npos) << moved.message();
+  EXPECT_TRUE(split.choice().local());
+  EXPECT_TRUE(split.Step(std::vector<int>{5}).ok());
 }
 
 }  // namespace

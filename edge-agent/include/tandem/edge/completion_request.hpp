@@ -9,6 +9,8 @@
 #include <variant>
 #include <vector>
 
+#include "tandem/common/activation_codec.hpp"
+
 namespace tandem::edge {
 
 // An error answered to the client: {"error":{"message","type","param","code"}} with `status`.
@@ -29,6 +31,13 @@ struct CompletionRequest {
   std::optional<uint64_t> seed;   // absent: a random seed, reported in the response
   std::vector<std::string> stop;  // up to 4 strings; the text ends before the first match
   bool stream = false;
+  // Tandem's extension "tandem": {"split": K | "local", "codec": "fp32"}: this request runs at that
+  // split instead of the planner's choice (for benchmarks and debugging). cut -1: all-local.
+  struct SplitOverride {
+    int cut = -1;
+    ActivationCodec codec;
+  };
+  std::optional<SplitOverride> split;
 };
 
 struct CompletionLimits {

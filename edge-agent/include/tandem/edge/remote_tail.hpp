@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -91,6 +92,8 @@ class RemoteTail final : public TailRunner {
 
   // Sends the rows (in chunks when the tail's HELLO limits require) and returns the last row's token.
   Result<int> Forward(const HiddenRows& rows) override;
+  // A replay: sends every step's chunks, then collects the replies (one round trip for all of them).
+  Result<std::vector<int>> ForwardAll(std::span<const HiddenRows> steps) override;
   int64_t BytesSent() const override { return stats_.payload_bytes; }
 
   uint64_t session_id() const { return request_.session; }
@@ -98,11 +101,19 @@ class RemoteTail final : public TailRunner {
   const RemoteTailStats& stats() const { return stats_; }
   const wire::TokenReply& last_reply() const { return last_reply_; }
 
+  // Sees every step answered one at a time (not replays): bytes both ways, round trip, tail compute.
+  using StepObserver = std::function<void(int64_t bytes, double round_trip_ms, double compute_ms)>;
+  void set_step_observer(StepObserver observer) { observer_ = std::move(observer); }
+
  private:
   RemoteTail(CloudConnection& connection, wire::OpenRequest request)
       : connection_(connection), request_(std::move(request)) {}
-  // One ACTIVATIONS and its TOKEN.
-  Result<int> SendStep(const HiddenRows& rows);
+  // The chunks `rows` goes in, within the tail's HELLO limits.
+  Result<std::vector<HiddenRows>> Chunks(const HiddenRows& rows) const;
+  // One ACTIVATIONS; returns its sequence number.
+  Result<uint64_t> Send(const HiddenRows& rows);
+  // Its TOKEN.
+  Result<int> Await(uint64_t sequence, std::chrono::steady_clock::time_point sent_at);
 
   CloudConnection& connection_;
   wire::OpenRequest request_;
@@ -110,6 +121,7 @@ class RemoteTail final : public TailRunner {
   CutLog cut_log_;
   RemoteTailStats stats_;
   wire::TokenReply last_reply_;
+  StepObserver observer_;
 };
 
 }  // namespace tandem::edge

@@ -1,0 +1,75 @@
+// The edge's planner: puts its own start-up compute profile, the link monitor's estimates and the tail's
+// last STATS into the planner, and keeps the choice stable across requests (hysteresis). Thread-safe: every
+// request asks it.
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <mutex>
+#include <optional>
+
+#include "tandem/common/clock.hpp"
+#include "tandem/common/compute_profile.hpp"
+#include "tandem/edge/link_monitor.hpp"
+#include "tandem/sched/link_estimator.hpp"
+#include "tandem/sched/planner.hpp"
+
+namespace tandem::edge {
+
+struct EdgePlannerOptions {
+  sched::PlanConstraints constraints;
+  sched::Objective objective;
+  sched::HysteresisOptions hysteresis;
+  double default_bandwidth_bytes_per_ms = 12500;
+};
+
+struct ModelShape {
+  int n_layers = 0;
+  int dim = 0;
+  int64_t kv_bytes_per_position_per_block = 0;
+  int edge_int8_blocks = 0;  // the edge's first blocks with int8 weights
+};
+
+class EdgePlanner {
+ public:
+  // `monitor` may be null (no tail): only all-local is then possible.
+  EdgePlanner(ModelShape shape, ComputeProfile edge_profile, const LinkMonitor* monitor,
+              const sched::LinkEstimator& link, EdgePlannerOptions options, const Clock& clock);
+
+  // The choice for a request of `prompt_tokens` that will decode up to `expected_tokens`, after hysteresis.
+  // Unavailable when nothing is feasible (no tail reachable and all-local not allowed).
+  Result<sched::Candidate> Choose(int prompt_tokens, int expected_tokens);
+  // Re-plans for a request like the last one, so that hysteresis sees the estimates change as it happens
+  // rather than at the next request (the edge calls it after every link probe).
+  void Refresh();
+  // The best choice for the rest of a generation at `positions` with `remaining` tokens to go, without
+  // hysteresis, and the predicted cost of moving there (a replay of `positions`) and of staying.
+  struct MoveAdvice {
+    sched::Candidate best;
+    double stay_ms = 0;  // the current choice's decode time for the rest
+    double move_ms = 0;  // the best's: replay + decode for the rest
+  };
+  Result<MoveAdvice> AdviseMove(const sched::Candidate& current, int positions, int remaining);
+
+  // The last plan, the inputs it came from and the estimates, for GET /v1/plan.
+  nlohmann::json Describe() const;
+  const ComputeProfile& edge_profile() const { return inputs_.edge; }
+
+ private:
+  // Inputs with the latest link estimate and tail report (caller holds mutex_).
+  sched::PlanInputs CurrentInputs(int prompt_tokens, int expected_tokens) const;
+  // MakePlan and the stabilizer (caller holds mutex_).
+  Result<sched::Candidate> PlanLocked(int prompt_tokens, int expected_tokens);
+
+  const LinkMonitor* monitor_;
+  const sched::LinkEstimator& link_;
+  mutable std::mutex mutex_;
+  sched::PlanInputs inputs_;  // the fixed part: shape, edge profile, constraints, objective
+  sched::PlanStabilizer stabilizer_;
+  std::optional<sched::Plan> last_plan_;
+  int plans_ = 0;
+  int switches_ = 0;
+  int last_prompt_tokens_ = 16, last_expected_tokens_ = 16;
+};
+
+}  // namespace tandem::edge

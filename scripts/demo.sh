@@ -53,7 +53,7 @@ edge_line="$(serving_line "$work/edge.log" "${pids[1]}")"
 api="http://$(sed -n 's/.* listen=\([^ ]*\).*/\1/p' <<<"$edge_line")"
 # Ready, and the tail's STATS (its block times and load) have reached the planner.
 for _ in $(seq 100); do
-  [ "$(curl -s "$api/v1/plan" | jq -r '.planner.tail != null')" = true ] && break
+  [ "$(curl -s "$api/v1/plan" | jq -r '[.planner.tails[] | .stats != null] | any')" = true ] && break
   sleep 0.1
 done
 echo "== tandem-cloud on $endpoint (CURVE), tandem-edge on $api: --split auto, the edge may hold 2 blocks"

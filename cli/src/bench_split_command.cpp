@@ -237,7 +237,11 @@ Result<int> AwaitPlanner(const std::string& edge) {
     auto reply = services::HttpRequestOnce(edge, "GET", "/v1/plan", "", std::chrono::seconds(2));
     if (reply.ok() && reply->status == 200) {
       const json plan = json::parse(reply->body, nullptr, false);
-      if (plan.contains("planner") && plan["planner"].contains("tail")) return plan.value("layers", 0);
+      if (plan.contains("planner")) {
+        for (const json& tail : plan["planner"].value("tails", json::array())) {
+          if (tail.contains("stats")) return plan.value("layers", 0);
+        }
+      }
       if (!plan.contains("planner"))
         return InvalidArgument("the edge at " + edge + " does not run --split auto");
       last = "no report from its tail yet";

@@ -4,6 +4,10 @@
 
 #include <limits>
 
+#include "tandem/common/log.hpp"
+#include "tandem/sched/scheduler_api.hpp"
+#include "tandem/services/http_client.hpp"
+
 namespace tandem::edge {
 namespace {
 
@@ -19,9 +23,9 @@ nlohmann::json CandidateJson(const sched::Candidate& candidate, int n_layers) {
 
 }  // namespace
 
-EdgePlanner::EdgePlanner(ModelShape shape, ComputeProfile edge_profile, const LinkMonitor* monitor,
-                         const sched::LinkEstimator& link, EdgePlannerOptions options, const Clock& clock)
-    : monitor_(monitor), link_(link), stabilizer_(clock, options.hysteresis) {
+EdgePlanner::EdgePlanner(ModelShape shape, ComputeProfile edge_profile, TailSet& tails,
+                         EdgePlannerOptions options, const Clock& clock)
+    : tails_(tails), shape_(shape), options_(options), stabilizer_(clock, options.hysteresis) {
   inputs_.n_layers = shape.n_layers;
   inputs_.dim = shape.dim;
   inputs_.kv_bytes_per_position_per_block = shape.kv_bytes_per_position_per_block;
@@ -36,21 +40,45 @@ sched::PlanInputs EdgePlanner::CurrentInputs(int prompt_tokens, int expected_tok
   sched::PlanInputs inputs = inputs_;
   inputs.prompt_tokens = prompt_tokens;
   inputs.expected_tokens = expected_tokens;
-  const std::optional<TailSnapshot> tail = monitor_ ? monitor_->tail() : std::nullopt;
-  // A tail counts once it has reported its compute; until then only all-local can be predicted.
-  if (tail && tail->stats.profile.decode_block_ms.size() == static_cast<size_t>(inputs.n_layers)) {
-    inputs.tails.push_back({.endpoint = monitor_->endpoint(),
+  for (const auto& [endpoint, link] : tails_.All()) {
+    const std::optional<TailSnapshot> tail = link->monitor.tail();
+    // A tail counts once it has reported its compute; until then it cannot be predicted.
+    if (!tail || tail->stats.profile.decode_block_ms.size() != static_cast<size_t>(inputs.n_layers)) continue;
+    inputs.tails.push_back({.endpoint = endpoint,
                             .profile = tail->stats.profile,
                             .utilization = tail->stats.utilization,
                             .max_rows = tail->hello.max_rows,
                             .free_kv_bytes = tail->stats.free_kv_bytes,
                             .codecs = tail->hello.codecs,
-                            .link = link_.Estimate()});
+                            .link = link->link.Estimate()});
   }
   return inputs;
 }
 
 Result<sched::Candidate> EdgePlanner::Choose(int prompt_tokens, int expected_tokens) {
+  if (!options_.scheduler.empty()) {
+    auto planned = AskScheduler(prompt_tokens, expected_tokens);
+    const std::lock_guard lock(mutex_);
+    ++plans_;
+    last_prompt_tokens_ = prompt_tokens;
+    last_expected_tokens_ = expected_tokens;
+    if (planned.ok()) {
+      ++scheduler_plans_;
+      if (!scheduler_error_.empty()) {
+        Log(LogLevel::kInfo, "edge", "planning with the scheduler again",
+            {{"scheduler", options_.scheduler}});
+      }
+      scheduler_error_.clear();
+      current_ = *planned;
+      return planned;
+    }
+    if (scheduler_error_ != planned.status().message()) {
+      Log(LogLevel::kWarn, "edge", "no plan from the scheduler: planning locally",
+          {{"scheduler", options_.scheduler}, {"error", planned.status().message()}});
+    }
+    scheduler_error_ = planned.status().message();
+    return PlanLocked(prompt_tokens, expected_tokens);
+  }
   const std::lock_guard lock(mutex_);
   last_prompt_tokens_ = prompt_tokens;
   last_expected_tokens_ = expected_tokens;
@@ -60,14 +88,70 @@ Result<sched::Candidate> EdgePlanner::Choose(int prompt_tokens, int expected_tok
 
 void EdgePlanner::Refresh() {
   const std::lock_guard lock(mutex_);
+  // With a working scheduler, plans are its to make (one request each, not one per probe).
+  if (!options_.scheduler.empty() && scheduler_error_.empty()) return;
   (void)PlanLocked(last_prompt_tokens_, last_expected_tokens_);  // nothing feasible: the next request says
+}
+
+Result<sched::Candidate> EdgePlanner::AskScheduler(int prompt_tokens, int expected_tokens) {
+  sched::PlanRequest request{.fingerprint = shape_.fingerprint,
+                             .n_layers = shape_.n_layers,
+                             .dim = shape_.dim,
+                             .kv_bytes_per_position_per_block = shape_.kv_bytes_per_position_per_block,
+                             .profile = inputs_.edge,
+                             .edge_int8_blocks = shape_.edge_int8_blocks,
+                             .constraints = inputs_.constraints,
+                             .objective = options_.objective_text,
+                             .prompt_tokens = prompt_tokens,
+                             .expected_tokens = expected_tokens};
+  for (const auto& [endpoint, link] : tails_.All()) {
+    const sched::LinkEstimate estimate = link->link.Estimate();
+    sched::LinkReport report{.endpoint = endpoint, .up = estimate.up};
+    if (estimate.rtt_ms > 0) report.rtt_ms = estimate.rtt_ms;
+    if (estimate.bandwidth_bytes_per_ms > 0)
+      report.bandwidth_mbit_s = estimate.bandwidth_bytes_per_ms * 8 / 1000;
+    request.links.push_back(std::move(report));
+  }
+  TANDEM_ASSIGN_OR_RETURN(
+      const services::HttpReply reply,
+      services::HttpRequestOnce(options_.scheduler, "POST", "/v1/plan",
+                                sched::PlanRequestToJson(request).dump(), options_.scheduler_timeout));
+  const nlohmann::json body = nlohmann::json::parse(reply.body, nullptr, /*allow_exceptions=*/false);
+  if (reply.status != 200 || !body.is_object()) {
+    const std::string why =
+        body.is_object() && body.contains("error") ? body["error"].value("message", "") : "";
+    return Unavailable("the scheduler answered " + std::to_string(reply.status) +
+                       (why.empty() ? "" : ": " + why));
+  }
+  try {
+    if (body.at("local").get<bool>()) {
+      return sched::Candidate{.cut = shape_.n_layers,
+                              .prefill_ms = body.value("predicted_ttft_ms", 0.0),
+                              .decode_ms = body.value("predicted_token_ms", 0.0)};
+    }
+    const std::string endpoint = body.at("tail").get<std::string>();
+    TANDEM_ASSIGN_OR_RETURN(const ActivationCodec codec,
+                            ParseActivationCodec(body.at("codec").get<std::string>()));
+    const int cut = body.at("cut").get<int>();
+    if (cut < 0 || cut >= shape_.n_layers)
+      return Unavailable("the scheduler's plan has cut " + std::to_string(cut));
+    if (tails_.Get(endpoint) == nullptr) return Unavailable("too many tails to add " + endpoint);
+    return sched::Candidate{.tail = 0,
+                            .endpoint = endpoint,
+                            .cut = cut,
+                            .codec = codec,
+                            .prefill_ms = body.value("predicted_ttft_ms", 0.0),
+                            .decode_ms = body.value("predicted_token_ms", 0.0)};
+  } catch (const nlohmann::json::exception& error) {
+    return Unavailable(std::string("the scheduler's plan is malformed: ") + error.what());
+  }
 }
 
 Result<sched::Candidate> EdgePlanner::PlanLocked(int prompt_tokens, int expected_tokens) {
   TANDEM_ASSIGN_OR_RETURN(sched::Plan plan, sched::MakePlan(CurrentInputs(prompt_tokens, expected_tokens)));
-  const std::optional<sched::Candidate> before = stabilizer_.current();
   sched::Candidate chosen = stabilizer_.Choose(plan);
-  if (before && !before->SameChoice(chosen)) ++switches_;
+  if (current_ && !current_->SameChoice(chosen)) ++switches_;
+  current_ = chosen;
   last_plan_ = std::move(plan);
   return chosen;
 }
@@ -93,14 +177,12 @@ Result<EdgePlanner::MoveAdvice> EdgePlanner::AdviseMove(const sched::Candidate& 
 
 nlohmann::json EdgePlanner::Describe() const {
   const std::lock_guard lock(mutex_);
-  const sched::LinkEstimate link = link_.Estimate();
-  nlohmann::json out = {{"plans", plans_},
-                        {"switches", switches_},
-                        {"link",
-                         {{"up", link.up},
-                          {"rtt_ms", link.rtt_ms},
-                          {"bandwidth_mbit_s", link.bandwidth_bytes_per_ms * 8 / 1000}}}};
-  if (const auto& current = stabilizer_.current()) out["current"] = CandidateJson(*current, inputs_.n_layers);
+  nlohmann::json out = {{"plans", plans_}, {"switches", switches_}};
+  if (!options_.scheduler.empty()) {
+    out["scheduler"] = {
+        {"address", options_.scheduler}, {"plans", scheduler_plans_}, {"error", scheduler_error_}};
+  }
+  if (current_) out["current"] = CandidateJson(*current_, inputs_.n_layers);
   if (last_plan_) {
     out["best_prefill"] = CandidateJson(last_plan_->best_prefill, inputs_.n_layers);
     out["best_decode"] = CandidateJson(last_plan_->best_decode, inputs_.n_layers);
@@ -110,13 +192,25 @@ nlohmann::json EdgePlanner::Describe() const {
     }
     out["top_candidates"] = std::move(candidates);
   }
-  if (const std::optional<TailSnapshot> tail = monitor_ ? monitor_->tail() : std::nullopt) {
-    out["tail"] = {{"utilization", tail->stats.utilization},
-                   {"queue_depth", tail->stats.queue_depth},
-                   {"sessions", tail->stats.sessions},
-                   {"workers", tail->stats.workers},
-                   {"free_kv_bytes", tail->stats.free_kv_bytes}};
+  nlohmann::json tails = nlohmann::json::array();
+  for (const auto& [endpoint, link] : tails_.All()) {
+    const sched::LinkEstimate estimate = link->link.Estimate();
+    nlohmann::json tail = {{"cloud", endpoint},
+                           {"connections", link->pool.connected()},
+                           {"link",
+                            {{"up", estimate.up},
+                             {"rtt_ms", estimate.rtt_ms},
+                             {"bandwidth_mbit_s", estimate.bandwidth_bytes_per_ms * 8 / 1000}}}};
+    if (const std::optional<TailSnapshot> snapshot = link->monitor.tail()) {
+      tail["stats"] = {{"utilization", snapshot->stats.utilization},
+                       {"queue_depth", snapshot->stats.queue_depth},
+                       {"sessions", snapshot->stats.sessions},
+                       {"workers", snapshot->stats.workers},
+                       {"free_kv_bytes", snapshot->stats.free_kv_bytes}};
+    }
+    tails.push_back(std::move(tail));
   }
+  out["tails"] = std::move(tails);
   return out;
 }
 

@@ -14,8 +14,10 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <random>
+#include <semaphore>
 #include <thread>
 
 #include "tandem/common/log.hpp"
@@ -27,6 +29,7 @@
 #include "tandem/edge/edge_planner.hpp"
 #include "tandem/edge/link_monitor.hpp"
 #include "tandem/edge/movable_split.hpp"
+#include "tandem/edge/tail_set.hpp"
 #include "tandem/services/health.hpp"
 #include "tandem/services/http_server.hpp"
 #include "tandem/services/service_main.hpp"
@@ -64,6 +67,8 @@ struct EdgeConfig {
   int max_body_kb = 256;
   int drain_timeout_s = 20;
   // The planner (--split auto).
+  std::string scheduler;
+  int scheduler_timeout_ms = 300;
   std::string objective = "weighted:1,1";
   int min_edge_blocks = 1;
   int max_edge_blocks = -1;
@@ -93,6 +98,10 @@ struct EdgeConfig {
     flags.Int("max-body-kb", &max_body_kb, "the largest request body (KiB)");
     flags.Int("drain-timeout-s", &drain_timeout_s,
               "on SIGTERM/SIGINT, how long requests in flight may finish");
+    flags.String("scheduler", &scheduler,
+                 "HOST:PORT of tandem-scheduler: auto asks it for each plan (tail, cut, codec), and plans "
+                 "alone while it does not answer");
+    flags.Int("scheduler-timeout-ms", &scheduler_timeout_ms, "the longest wait for the scheduler's plan");
     flags.String("objective", &objective,
                  "what auto minimizes: ttft, per-token, or weighted:A,B (A x TTFT + B x decode time)");
     flags.Int("min-edge-blocks", &min_edge_blocks,
@@ -116,7 +125,8 @@ struct EdgeConfig {
   Status Validate() const {
     if (model.model.empty() || tokenizer.empty())
       return InvalidArgument("--model and --tokenizer are required");
-    if (!cloud.enabled()) return InvalidArgument("--cloud is required (the tail that runs blocks [K, L))");
+    if (CloudEndpoints().empty())
+      return InvalidArgument("--cloud is required (the tail that runs blocks [K, L))");
     if (max_concurrent < 1 || max_queue < 0 || max_tokens < 0 || max_body_kb < 1 || drain_timeout_s < 0) {
       return InvalidArgument(
           "--max-concurrent and --max-body-kb must be positive; --max-queue, --max-tokens and "
@@ -124,14 +134,27 @@ struct EdgeConfig {
     }
     if (!api_key.empty() && !api_key_file.empty()) return InvalidArgument("give --api-key or --api-key-file");
     if (min_edge_blocks < 0 || max_int8_blocks < -1 || max_edge_blocks < -1 || replan_tokens < 0 ||
-        hysteresis_gain < 0 || hysteresis_gain >= 1 || hysteresis_ms < 0 || probe_ms < 10) {
+        hysteresis_gain < 0 || hysteresis_gain >= 1 || hysteresis_ms < 0 || probe_ms < 10 ||
+        scheduler_timeout_ms < 1) {
       return InvalidArgument(
           "--min-edge-blocks, --replan-tokens, --hysteresis-ms >= 0; --max-edge-blocks, --max-int8-blocks >= "
-          "-1; --hysteresis-gain in [0, 1); --probe-ms >= 10");
+          "-1; --hysteresis-gain in [0, 1); --probe-ms >= 10; --scheduler-timeout-ms >= 1");
     }
     TANDEM_RETURN_IF_ERROR(sched::Objective::Parse(objective).status());
     TANDEM_RETURN_IF_ERROR(Codecs().status());
     return cloud.Validate();
+  }
+
+  // --cloud: one endpoint, or several separated by commas (replicas share the server key pair).
+  std::vector<std::string> CloudEndpoints() const {
+    std::vector<std::string> endpoints;
+    size_t start = 0;
+    while (start <= cloud.endpoint.size()) {
+      const size_t end = std::min(cloud.endpoint.find(',', start), cloud.endpoint.size());
+      if (end > start) endpoints.push_back(cloud.endpoint.substr(start, end - start));
+      start = end + 1;
+    }
+    return endpoints;
   }
 
   Result<std::vector<ActivationCodec>> Codecs() const {
@@ -154,7 +177,10 @@ struct EdgeConfig {
                             .max_int8_blocks = max_int8_blocks,
                             .allow_local = allow_local},
             .objective = *sched::Objective::Parse(objective),
-            .hysteresis = {.min_gain = hysteresis_gain, .hold = std::chrono::milliseconds(hysteresis_ms)}};
+            .hysteresis = {.min_gain = hysteresis_gain, .hold = std::chrono::milliseconds(hysteresis_ms)},
+            .objective_text = objective,
+            .scheduler = scheduler,
+            .scheduler_timeout = std::chrono::milliseconds(scheduler_timeout_ms)};
   }
 };
 
@@ -279,6 +305,26 @@ class Admission {
   bool admitted_;
 };
 
+// One of the --max-concurrent generation slots, released with the last reference.
+class GenerationSlot {
+ public:
+  explicit GenerationSlot(std::counting_semaphore<>& slots) : slots_(slots) {}
+  ~GenerationSlot() { slots_.release(); }
+  GenerationSlot(const GenerationSlot&) = delete;
+  GenerationSlot& operator=(const GenerationSlot&) = delete;
+
+ private:
+  std::counting_semaphore<>& slots_;
+};
+
+// What a request holds from admission to its end: its slot, its first choice, and its tail connections
+// (one per tail it used; returned to their pools at the end).
+struct Prepared {
+  std::shared_ptr<GenerationSlot> slot;
+  sched::Candidate first;
+  std::map<std::string, std::unique_ptr<CloudLease>> leases;
+};
+
 // What one completion produced.
 struct Completion {
   std::string text;
@@ -348,11 +394,11 @@ class EdgeService {
         fixed_(std::move(fixed)),
         registry_(std::move(registry)),
         metrics_(*registry_),
-        pool_(cloud, wire::DescribeModel(model_.checkpoint->config(), model_.fingerprint),
-              config.max_concurrent),
-        link_(SteadyClock::Instance()),
-        monitor_(cloud, wire::DescribeModel(model_.checkpoint->config(), model_.fingerprint), link_,
-                 {.probe_interval = std::chrono::milliseconds(config.probe_ms)}) {
+        tails_(cloud, wire::DescribeModel(model_.checkpoint->config(), model_.fingerprint),
+               config.max_concurrent, {.probe_interval = std::chrono::milliseconds(config.probe_ms)}),
+        primary_(*tails_.Get(config.CloudEndpoints().front())),
+        slots_(config.max_concurrent) {
+    for (const std::string& endpoint : config.CloudEndpoints()) tails_.Get(endpoint);
     model_name_ = config.model_name.empty() ? std::filesystem::path(config.model.model).stem().string()
                                             : config.model_name;
     const ModelConfig& shape = model_.checkpoint->config();
@@ -361,11 +407,12 @@ class EdgeService {
     if (!fixed_) {
       const int64_t kv_dim = int64_t{shape.dim} * shape.n_kv_heads / shape.n_heads;
       planner_ = std::make_unique<EdgePlanner>(
-          ModelShape{.n_layers = layers_,
+          ModelShape{.fingerprint = std::to_string(model_.fingerprint),
+                     .n_layers = layers_,
                      .dim = shape.dim,
                      .kv_bytes_per_position_per_block = 2 * kv_dim * 4,
                      .edge_int8_blocks = model_.transformer->options().int8_blocks.last},
-          std::move(edge_profile), &monitor_, link_, config.PlannerOptions(), SteadyClock::Instance());
+          std::move(edge_profile), tails_, config.PlannerOptions(), SteadyClock::Instance());
     }
     metrics_.cut.Set(fixed_ ? CutOf(*fixed_) : 0);
     if (planner_) {
@@ -382,7 +429,7 @@ class EdgeService {
   }
 
   // Ready while requests can be served: through the tail, or all-local when the planner may fall back.
-  bool Ready() const { return !draining_.load() && (pool_.connected() > 0 || LocalFallback()); }
+  bool Ready() const { return !draining_.load() && (tails_.connected() > 0 || LocalFallback()); }
   void BeginDrain() { draining_ = true; }
 
   std::vector<services::Route> Routes(const std::string& api_key) {
@@ -395,8 +442,8 @@ class EdgeService {
       if (route.path == "/metrics") {
         auto inner = std::move(route.handler);
         route.handler = [this, inner](const HttpRequest& r) {
-          metrics_.connections.Set(pool_.connected());
-          const sched::LinkEstimate link = link_.Estimate();
+          metrics_.connections.Set(tails_.connected());
+          const sched::LinkEstimate link = primary_.link.Estimate();
           metrics_.rtt.Set(link.rtt_ms / 1000);
           metrics_.bandwidth.Set(link.bandwidth_bytes_per_ms * 1000);
           metrics_.link_up.Set(link.up ? 1 : 0);
@@ -441,11 +488,12 @@ class EdgeService {
   }
 
   HttpResponse Plan(const HttpRequest&) {
-    json body = {{"cloud", pool_.endpoint()},
+    // The top-level figures are the first --cloud tail's; `planner.tails` has every tail's.
+    json body = {{"cloud", primary_.pool.endpoint()},
                  {"split", config_.split},
                  {"layers", layers_},
-                 {"connections", {{"ready", pool_.connected()}, {"size", pool_.size()}}},
-                 {"last_error", pool_.last_error()}};
+                 {"connections", {{"ready", primary_.pool.connected()}, {"size", primary_.pool.size()}}},
+                 {"last_error", primary_.pool.last_error()}};
     if (fixed_) {
       body["cut"] = CutOf(*fixed_);
       body["codec"] = fixed_->local() ? "" : fixed_->codec.Name();
@@ -455,7 +503,7 @@ class EdgeService {
       body["cut"] = current.is_null() ? json() : current["cut"];
       body["codec"] = current.is_null() ? json() : current["codec"];
     }
-    const sched::LinkEstimate link = link_.Estimate();
+    const sched::LinkEstimate link = primary_.link.Estimate();
     body["estimates"] = {{"link_up", link.up},
                          {"rtt_ms", link.rtt_ms},
                          {"bandwidth_mbit_s", link.bandwidth_bytes_per_ms * 8 / 1000}};
@@ -503,22 +551,26 @@ class EdgeService {
     }
     auto slot = AcquireSlot();
     if (auto* error = std::get_if<ApiError>(&slot)) return Error(*error);
-    auto lease = std::get<std::shared_ptr<CloudLease>>(std::move(slot));  // null: all-local only
+    // Planned, and the chosen tail's connection leased, before a stream starts: a failure is still a proper
+    // HTTP status.
+    auto prepared = Prepare(*request, static_cast<int>(ids->size()));
+    if (auto* error = std::get_if<ApiError>(&prepared)) return Error(*error);
+    auto held = std::get<std::shared_ptr<Prepared>>(std::move(prepared));
+    held->slot = std::get<std::shared_ptr<GenerationSlot>>(std::move(slot));
     const std::string id = "cmpl-" + http.request_id;
     if (!request->stream) {
-      auto completion =
-          Run(*request, *ids, http.request_id, lease.get(), [](const std::string&) { return true; });
+      auto completion = Run(*request, *ids, http.request_id, *held, [](const std::string&) { return true; });
       if (auto* error = std::get_if<ApiError>(&completion)) return Error(*error);
       return {.body = CompletionBody(id, std::get<Completion>(completion)).dump()};
     }
     HttpResponse response{.content_type = "text/event-stream"};
     response.headers.emplace_back("Cache-Control", "no-cache");
-    response.stream = [this, request, ids, admission, lease, id,
+    response.stream = [this, request, ids, admission, held, id,
                        request_id = http.request_id](services::ResponseStream& stream) {
       const auto event = [&stream](const json& body) {
         return stream.Write("data: " + body.dump() + "\n\n");
       };
-      auto completion = Run(*request, *ids, request_id, lease.get(),
+      auto completion = Run(*request, *ids, request_id, *held,
                             [&](const std::string& piece) { return event(Chunk(id, piece, nullptr)); });
       if (auto* error = std::get_if<ApiError>(&completion)) {
         event(json{{"error",
@@ -571,31 +623,56 @@ class EdgeService {
     return body;
   }
 
-  // Generates one completion on a tail connection; `emit` gets text as it becomes final and returns false
-  // when the client is gone, which ends the generation at once (and the tail's session with it).
-  // A tail connection for one generation: waits for a free one while the pool has any, up to the cloud
-  // timeout. Taken before a stream starts, so that its failure is still a proper HTTP status.
-  std::variant<std::shared_ptr<CloudLease>, ApiError> AcquireSlot() {
+  // One of --max-concurrent generation slots, waiting up to the cloud timeout for one to free up.
+  std::variant<std::shared_ptr<GenerationSlot>, ApiError> AcquireSlot() {
     metrics_.queue_depth.Increment();
-    const bool any = pool_.connected() > 0;
-    auto connection = pool_.Acquire(any ? std::chrono::milliseconds(config_.cloud.timeout_ms)
-                                        : std::chrono::milliseconds(0));
+    const bool acquired = slots_.try_acquire_for(std::chrono::milliseconds(config_.cloud.timeout_ms));
     metrics_.queue_depth.Decrement();
-    if (connection) return std::make_shared<CloudLease>(pool_, std::move(connection));
-    if (LocalFallback()) return std::shared_ptr<CloudLease>();  // the edge runs every block itself
-    if (any) {
-      return ApiError{.status = 503,
-                      .message = "no generation slot became free within " +
-                                 std::to_string(config_.cloud.timeout_ms) + " ms",
-                      .type = "server_error",
-                      .code = "queue_timeout"};
-    }
-    const std::string reason = pool_.last_error();
+    if (acquired) return std::make_shared<GenerationSlot>(slots_);
     return ApiError{.status = 503,
-                    .message = "the cloud tail is not reachable: " +
-                               (reason.empty() ? std::string("no handshake with it yet") : reason),
+                    .message = "no generation slot became free within " +
+                               std::to_string(config_.cloud.timeout_ms) + " ms",
                     .type = "server_error",
-                    .code = "upstream_unavailable"};
+                    .code = "queue_timeout"};
+  }
+
+  // A connection to `tail` for one generation: waits for a free one while the tail has any, up to the
+  // cloud timeout; nullptr when none is up.
+  std::unique_ptr<CloudLease> Lease(TailLink& tail) {
+    const bool any = tail.pool.connected() > 0;
+    auto connection = tail.pool.Acquire(any ? std::chrono::milliseconds(config_.cloud.timeout_ms)
+                                            : std::chrono::milliseconds(0));
+    return connection ? std::make_unique<CloudLease>(tail.pool, std::move(connection)) : nullptr;
+  }
+
+  // The request's first choice and, for a split, a leased connection to its tail. A tail that cannot be
+  // reached turns an auto plan all-local (when allowed); otherwise the request gets 503.
+  std::variant<std::shared_ptr<Prepared>, ApiError> Prepare(const CompletionRequest& request,
+                                                            int prompt_tokens) {
+    const auto unavailable = [](std::string message) {
+      return ApiError{.status = 503,
+                      .message = std::move(message),
+                      .type = "server_error",
+                      .code = "upstream_unavailable"};
+    };
+    auto first = FirstChoice(request, prompt_tokens);
+    if (!first.ok()) return unavailable(first.status().message());
+    auto prepared = std::make_shared<Prepared>();
+    if (!first->local()) {
+      TailLink* tail = tails_.Get(first->endpoint);
+      std::unique_ptr<CloudLease> lease = tail != nullptr ? Lease(*tail) : nullptr;
+      if (lease) {
+        prepared->leases[first->endpoint] = std::move(lease);
+      } else if (LocalFallback() && !request.split) {
+        first = sched::Candidate{};
+      } else {
+        const std::string reason = tail != nullptr ? tail->pool.last_error() : "too many tails";
+        return unavailable("the cloud tail is not reachable: " +
+                           (reason.empty() ? std::string("no handshake with it yet") : reason));
+      }
+    }
+    prepared->first = *first;
+    return prepared;
   }
 
   // Whether auto may finish requests all-local when the tail is unreachable or slow.
@@ -609,23 +686,28 @@ class EdgeService {
            status.code() == StatusCode::kResourceExhausted;
   }
 
-  // Opens the tail side of a choice for one request: a session on the leased connection, or all-local.
-  MovableSplit::TailOpener TailOpener(CloudLease* lease, SamplingParams sampling, int positions) {
-    return [this, lease, sampling,
+  // Opens the tail side of a choice for one request: a session on a connection leased to its tail (kept
+  // for the rest of the request), or all-local.
+  MovableSplit::TailOpener TailOpener(Prepared& prepared, SamplingParams sampling, int positions) {
+    return [this, &prepared, sampling,
             positions](const sched::Candidate& choice) -> Result<std::unique_ptr<TailRunner>> {
       if (choice.local()) {
         return std::unique_ptr<TailRunner>(
             std::make_unique<LocalTail>(model_.transformer, layers_, positions, sampling));
       }
-      if (lease == nullptr) return Unavailable("no connection to the cloud tail");
+      TailLink* link = tails_.Get(choice.endpoint);
+      if (link == nullptr) return Unavailable("too many tails to add " + choice.endpoint);
+      std::unique_ptr<CloudLease>& lease = prepared.leases[choice.endpoint];
+      if (!lease) lease = Lease(*link);
+      if (!lease) return Unavailable("no connection to the cloud tail at " + choice.endpoint);
       TANDEM_ASSIGN_OR_RETURN(
           std::unique_ptr<RemoteTail> tail,
           RemoteTail::Open(lease->connection(), {.cut = choice.cut,
                                                  .codec = choice.codec,
                                                  .sampling = sampling,
                                                  .max_positions = static_cast<uint32_t>(positions)}));
-      tail->set_step_observer([this](int64_t bytes, double round_trip_ms, double compute_ms) {
-        link_.RecordTransfer(bytes, round_trip_ms, compute_ms);
+      tail->set_step_observer([link](int64_t bytes, double round_trip_ms, double compute_ms) {
+        link->link.RecordTransfer(bytes, round_trip_ms, compute_ms);
       });
       return std::unique_ptr<TailRunner>(std::move(tail));
     };
@@ -655,39 +737,31 @@ class EdgeService {
     return true;
   }
 
-  // The first choice of a request: its own override, the fixed one, or the planner's (all-local without a
-  // connection).
-  Result<sched::Candidate> FirstChoice(const CompletionRequest& request, int prompt_tokens, bool connected) {
+  // The first choice of a request: its own override, the fixed one, or the planner's.
+  Result<sched::Candidate> FirstChoice(const CompletionRequest& request, int prompt_tokens) {
     if (request.split) {
       if (request.split->cut < 0 || request.split->cut == layers_) return sched::Candidate{};
-      return sched::Candidate{
-          .tail = 0, .endpoint = pool_.endpoint(), .cut = request.split->cut, .codec = request.split->codec};
+      return sched::Candidate{.tail = 0,
+                              .endpoint = primary_.pool.endpoint(),
+                              .cut = request.split->cut,
+                              .codec = request.split->codec};
     }
     if (fixed_) return *fixed_;
-    const int max_tokens = request.max_tokens;
-    TANDEM_ASSIGN_OR_RETURN(sched::Candidate choice, planner_->Choose(prompt_tokens, max_tokens));
-    if (!choice.local() && !connected) choice = sched::Candidate{};
-    return choice;
+    return planner_->Choose(prompt_tokens, request.max_tokens);
   }
 
   // Generates one completion; `emit` gets text as it becomes final and returns false when the client is
   // gone, which ends the generation at once (and the tail's session with it). With --split auto the split
   // may move mid-generation (re-planning), and a failing tail hands the rest to the edge (fallback).
   std::variant<Completion, ApiError> Run(const CompletionRequest& request, const std::vector<int>& ids,
-                                         const std::string& request_id, CloudLease* lease,
+                                         const std::string& request_id, Prepared& prepared,
                                          const std::function<bool(const std::string&)>& emit) {
     const auto admitted_at = Clock::now();
     Completion completion;
     completion.prompt_tokens = static_cast<int>(ids.size());
     completion.seed = request.seed.value_or(std::random_device{}());
     const int positions = static_cast<int>(ids.size()) + request.max_tokens - 1;
-    auto first = FirstChoice(request, completion.prompt_tokens, lease != nullptr);
-    if (!first.ok()) {
-      return ApiError{.status = 503,
-                      .message = first.status().message(),
-                      .type = "server_error",
-                      .code = "upstream_unavailable"};
-    }
+    const sched::Candidate* first = &prepared.first;
     completion.plan = *first;
     metrics_.plans.Add({{"choice", first->local() ? "local" : "split"}}).Increment();
     metrics_.cut.Set(CutOf(*first));
@@ -696,7 +770,7 @@ class EdgeService {
     bool healthy = true;
     Status status;
     {
-      MovableSplit split(model_.transformer, positions, TailOpener(lease, sampling, positions),
+      MovableSplit split(model_.transformer, positions, TailOpener(prepared, sampling, positions),
                          [&](TailRunner& tail) {
                            if (auto* remote = dynamic_cast<RemoteTail*>(&tail))
                              AddWire(completion.wire, remote->stats());
@@ -787,7 +861,11 @@ class EdgeService {
       }
     }  // the tail sessions close here, before the connection goes back
     RecordWire(completion.wire);
-    if (!healthy && lease != nullptr) lease->MarkBroken();
+    if (!healthy) {
+      for (auto& [endpoint, lease] : prepared.leases) {
+        if (lease) lease->MarkBroken();
+      }
+    }
     metrics_.active.Decrement();
     metrics_.prompt_tokens.Increment(completion.prompt_tokens);
     metrics_.completion_tokens.Increment(completion.completion_tokens);
@@ -824,9 +902,9 @@ class EdgeService {
   const std::optional<sched::Candidate> fixed_;
   std::shared_ptr<prometheus::Registry> registry_;
   EdgeMetrics metrics_;
-  CloudPool pool_;
-  sched::LinkEstimator link_;
-  LinkMonitor monitor_;
+  TailSet tails_;
+  TailLink& primary_;  // the first --cloud tail: the top-level figures of /v1/plan and the link gauges
+  std::counting_semaphore<> slots_;       // --max-concurrent generations
   std::unique_ptr<EdgePlanner> planner_;  // --split auto
   std::string model_name_;
   CompletionLimits limits_;

@@ -43,7 +43,11 @@ bool AwaitTailReport(const EdgeProcess& edge) {
   return WaitUntil(
       [&] {
         const json plan = Plan(edge);
-        return plan.contains("planner") && plan["planner"].contains("tail");
+        if (!plan.contains("planner")) return false;
+        for (const json& tail : plan["planner"]["tails"]) {
+          if (tail.contains("stats")) return true;
+        }
+        return false;
       },
       std::chrono::seconds(20));
 }

@@ -309,6 +309,88 @@ TEST_F(SchedulerServiceTest, BalancesEdgesOverRealTails) {
   EXPECT_EQ(scheduler_process->Stop(), 0) << scheduler_process->Stderr();
 }
 
+// Real edges (tandem-edge --split auto --scheduler) over two real tails: their plans come from the
+// scheduler, spread over both tails, the output stays golden; a killed tail's share moves to the other;
+// with the scheduler gone the edges plan by themselves and keep serving.
+TEST_F(SchedulerServiceTest, RealEdgesFollowTheSchedulersPlans) {
+  std::string scheduler;
+  auto scheduler_process = StartScheduler(&scheduler);
+  ASSERT_FALSE(scheduler.empty()) << scheduler_process->Stderr();
+  auto tail_a = StartTail(scheduler);
+  auto tail_b = StartTail(scheduler);
+  const std::string endpoint_a = testing::LogField(tail_a->WaitForLine("msg=serving"), "endpoint");
+  const std::string endpoint_b = testing::LogField(tail_b->WaitForLine("msg=serving"), "endpoint");
+  ASSERT_FALSE(endpoint_a.empty() || endpoint_b.empty()) << tail_a->Stderr() << tail_b->Stderr();
+  ASSERT_TRUE(WaitUntil([&] { return Tails(scheduler).size() == 2; }, milliseconds(5000)));
+
+  // Each edge is a slow device (emulated) that may not run everything itself: it splits.
+  std::vector<std::unique_ptr<BackgroundProcess>> edges;
+  std::vector<std::string> addresses;
+  for (int i = 0; i < 4; ++i) {
+    edges.push_back(std::make_unique<BackgroundProcess>(
+        "tandem-edge",
+        std::vector<std::string>{"--model", testing::Stories260KModel().string(), "--tokenizer",
+                                 testing::Stories260KTokenizer().string(), "--cloud",
+                                 endpoint_a + "," + endpoint_b, "--insecure", "--listen", "127.0.0.1:0",
+                                 "--split", "auto", "--scheduler", scheduler, "--emulate-slowdown", "3",
+                                 "--allow-local=false", "--timeout-ms", "2000"}));
+    addresses.push_back(testing::LogField(edges.back()->WaitForLine("msg=serving"), "listen"));
+    ASSERT_FALSE(addresses.back().empty()) << edges.back()->Stderr();
+  }
+  const json golden = testing::GoldenRecords().front();
+  const json request = {{"prompt", golden["prompt"]},
+                        {"max_tokens", golden["ids"].size() - golden["prompt_ids"].size()},
+                        {"temperature", 0}};
+  const std::string continuation =
+      golden["text"].get<std::string>().substr(golden["prompt"].get<std::string>().size());
+  // Every edge asks at once; returns the tail each completion ran on.
+  const auto complete_all = [&] {
+    std::vector<std::future<json>> answers;
+    for (const std::string& address : addresses) {
+      answers.push_back(std::async(std::launch::async, [&, address] {
+        const HttpResult result = HttpCall(address, "POST", "/v1/completions", request.dump());
+        EXPECT_EQ(result.status, 200) << result.body;
+        return result.status == 200 ? json::parse(result.body) : json::object();
+      }));
+    }
+    std::multiset<std::string> used;
+    for (auto& answer : answers) {
+      const json body = answer.get();
+      if (!body.contains("tandem")) continue;
+      EXPECT_EQ(body["choices"][0]["text"], continuation);
+      EXPECT_LT(body["tandem"]["cut"].get<int>(), 5) << body["tandem"].dump();
+      used.insert(body["tandem"]["cloud"].get<std::string>());
+    }
+    return used;
+  };
+  // The edges' tail connections come up in the background.
+  for (const std::string& address : addresses) {
+    ASSERT_TRUE(
+        WaitUntil([&] { return HttpCall(address, "GET", "/readyz").status == 200; }, milliseconds(10000)));
+  }
+  std::multiset<std::string> used = complete_all();
+  EXPECT_EQ(used.size(), 4u);
+  EXPECT_GE(used.count(endpoint_a), 1u) << "every edge went to " << endpoint_b;
+  EXPECT_GE(used.count(endpoint_b), 1u) << "every edge went to " << endpoint_a;
+  const json plan = json::parse(HttpCall(addresses[0], "GET", "/v1/plan").body);
+  EXPECT_GE(plan["planner"]["scheduler"]["plans"].get<int>(), 1) << plan.dump();
+  EXPECT_EQ(plan["planner"]["scheduler"]["error"], "") << plan.dump();
+
+  // Tail A dies: once the scheduler dropped it, every edge's next completion runs on B.
+  tail_a->Signal(SIGKILL);
+  ASSERT_TRUE(WaitUntil([&] { return FindTail(Tails(scheduler), endpoint_a).is_null(); },
+                        milliseconds(kDeadAfterMs + 3000)));
+  used = complete_all();
+  EXPECT_EQ(used.count(endpoint_b), 4u) << "some edges still used " << endpoint_a;
+
+  // The scheduler goes away: the edges plan by themselves (B is the tail they can reach) and keep serving.
+  EXPECT_EQ(scheduler_process->Stop(), 0);
+  used = complete_all();
+  EXPECT_EQ(used.count(endpoint_b), 4u);
+  const json alone = json::parse(HttpCall(addresses[0], "GET", "/v1/plan").body);
+  EXPECT_NE(alone["planner"]["scheduler"]["error"], "") << alone.dump();
+}
+
 // A minimal valid tail report and plan request (a synthetic tail: no real one is involved here).
 json Profile(int layers, double block_ms) {
   return {{"decode_block_ms", std::vector<double>(static_cast<size_t>(layers), block_ms)},

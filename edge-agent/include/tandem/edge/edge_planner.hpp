@@ -1,16 +1,19 @@
-// The edge's planner: puts its own start-up compute profile, the link monitor's estimates and the tail's
-// last STATS into the planner, and keeps the choice stable across requests (hysteresis). Thread-safe: every
-// request asks it.
+// The edge's planner: puts its own start-up compute profile, each tail's link estimates and last STATS
+// into the planner, and keeps the choice stable across requests (hysteresis). With a scheduler it asks
+// the scheduler first (POST /v1/plan with the same figures) and plans by itself when the scheduler is
+// away. Thread-safe: every request asks it.
 #pragma once
 
 #include <nlohmann/json_fwd.hpp>
 
+#include <chrono>
 #include <mutex>
 #include <optional>
+#include <string>
 
 #include "tandem/common/clock.hpp"
 #include "tandem/common/compute_profile.hpp"
-#include "tandem/edge/link_monitor.hpp"
+#include "tandem/edge/tail_set.hpp"
 #include "tandem/sched/link_estimator.hpp"
 #include "tandem/sched/planner.hpp"
 
@@ -21,9 +24,13 @@ struct EdgePlannerOptions {
   sched::Objective objective;
   sched::HysteresisOptions hysteresis;
   double default_bandwidth_bytes_per_ms = 12500;
+  std::string objective_text = "weighted:1,1";  // as given, for the scheduler
+  std::string scheduler;                        // HOST:PORT of tandem-scheduler; empty: plan alone
+  std::chrono::milliseconds scheduler_timeout{300};
 };
 
 struct ModelShape {
+  std::string fingerprint;  // decimal, as HELLO and the scheduler compare it
   int n_layers = 0;
   int dim = 0;
   int64_t kv_bytes_per_position_per_block = 0;
@@ -32,9 +39,9 @@ struct ModelShape {
 
 class EdgePlanner {
  public:
-  // `monitor` may be null (no tail): only all-local is then possible.
-  EdgePlanner(ModelShape shape, ComputeProfile edge_profile, const LinkMonitor* monitor,
-              const sched::LinkEstimator& link, EdgePlannerOptions options, const Clock& clock);
+  // `tails` may learn new tails from the scheduler's plans.
+  EdgePlanner(ModelShape shape, ComputeProfile edge_profile, TailSet& tails, EdgePlannerOptions options,
+              const Clock& clock);
 
   // The choice for a request of `prompt_tokens` that will decode up to `expected_tokens`, after hysteresis.
   // Unavailable when nothing is feasible (no tail reachable and all-local not allowed).
@@ -56,20 +63,26 @@ class EdgePlanner {
   const ComputeProfile& edge_profile() const { return inputs_.edge; }
 
  private:
-  // Inputs with the latest link estimate and tail report (caller holds mutex_).
+  // The scheduler's plan, or an error when it cannot give one now.
+  Result<sched::Candidate> AskScheduler(int prompt_tokens, int expected_tokens);
+  // Inputs with the latest link estimates and tail reports (caller holds mutex_).
   sched::PlanInputs CurrentInputs(int prompt_tokens, int expected_tokens) const;
   // MakePlan and the stabilizer (caller holds mutex_).
   Result<sched::Candidate> PlanLocked(int prompt_tokens, int expected_tokens);
 
-  const LinkMonitor* monitor_;
-  const sched::LinkEstimator& link_;
+  TailSet& tails_;
+  const ModelShape shape_;
+  const EdgePlannerOptions options_;
   mutable std::mutex mutex_;
   sched::PlanInputs inputs_;  // the fixed part: shape, edge profile, constraints, objective
   sched::PlanStabilizer stabilizer_;
   std::optional<sched::Plan> last_plan_;
+  std::optional<sched::Candidate> current_;  // the latest choice, the scheduler's or this planner's
   int plans_ = 0;
   int switches_ = 0;
   int last_prompt_tokens_ = 16, last_expected_tokens_ = 16;
+  int scheduler_plans_ = 0;
+  std::string scheduler_error_;  // the last failure to get a plan from the scheduler, "" once one came
 };
 
 }  // namespace tandem::edge

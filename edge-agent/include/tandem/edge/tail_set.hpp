@@ -1,0 +1,49 @@
+// The cloud tails this edge knows: for each, its connection pool, its link estimates and the monitor that
+// feeds them. Tails come from --cloud at start and from the scheduler's plans later; they are never
+// removed (a tail that went away just reads as down), so the pointers handed out stay valid while the set
+// lives. Thread-safe.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "tandem/edge/cloud_pool.hpp"
+#include "tandem/edge/link_monitor.hpp"
+#include "tandem/sched/link_estimator.hpp"
+
+namespace tandem::edge {
+
+struct TailLink {
+  TailLink(const CloudOptions& options, const wire::Hello& local, int connections,
+           const LinkMonitorOptions& monitoring);
+  CloudPool pool;
+  sched::LinkEstimator link;
+  LinkMonitor monitor;  // after `link`, which it feeds
+};
+
+class TailSet {
+ public:
+  // `base` holds the keys, limits and timeout every tail shares (replicas share one server key pair).
+  TailSet(CloudOptions base, wire::Hello local, int connections_per_tail, LinkMonitorOptions monitoring,
+          size_t max_tails = 16);
+
+  // The tail at `endpoint`, connecting to it on first use; nullptr past max_tails.
+  TailLink* Get(const std::string& endpoint);
+  // The tail at `endpoint` if known, without connecting.
+  TailLink* Find(const std::string& endpoint) const;
+  std::vector<std::pair<std::string, TailLink*>> All() const;
+  int connected() const;  // handshaken connections, all tails together
+
+ private:
+  const CloudOptions base_;
+  const wire::Hello local_;
+  const int connections_;
+  const LinkMonitorOptions monitoring_;
+  const size_t max_tails_;
+  mutable std::mutex mutex_;
+  std::vector<std::pair<std::string, std::unique_ptr<TailLink>>> tails_;
+};
+
+}  // namespace tandem::edge

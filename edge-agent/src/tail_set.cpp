@@ -1,0 +1,54 @@
+#include "tandem/edge/tail_set.hpp"
+
+#include "tandem/common/clock.hpp"
+
+namespace tandem::edge {
+
+TailLink::TailLink(const CloudOptions& options, const wire::Hello& local, int connections,
+                   const LinkMonitorOptions& monitoring)
+    : pool(options, local, connections),
+      link(SteadyClock::Instance()),
+      monitor(options, local, link, monitoring) {}
+
+TailSet::TailSet(CloudOptions base, wire::Hello local, int connections_per_tail,
+                 LinkMonitorOptions monitoring, size_t max_tails)
+    : base_(std::move(base)),
+      local_(std::move(local)),
+      connections_(connections_per_tail),
+      monitoring_(monitoring),
+      max_tails_(max_tails) {}
+
+TailLink* TailSet::Get(const std::string& endpoint) {
+  const std::lock_guard lock(mutex_);
+  for (const auto& [known, tail] : tails_) {
+    if (known == endpoint) return tail.get();
+  }
+  if (tails_.size() >= max_tails_) return nullptr;
+  CloudOptions options = base_;
+  options.endpoint = endpoint;
+  tails_.emplace_back(endpoint, std::make_unique<TailLink>(options, local_, connections_, monitoring_));
+  return tails_.back().second.get();
+}
+
+TailLink* TailSet::Find(const std::string& endpoint) const {
+  const std::lock_guard lock(mutex_);
+  for (const auto& [known, tail] : tails_) {
+    if (known == endpoint) return tail.get();
+  }
+  return nullptr;
+}
+
+std::vector<std::pair<std::string, TailLink*>> TailSet::All() const {
+  const std::lock_guard lock(mutex_);
+  std::vector<std::pair<std::string, TailLink*>> all;
+  for (const auto& [endpoint, tail] : tails_) all.emplace_back(endpoint, tail.get());
+  return all;
+}
+
+int TailSet::connected() const {
+  int total = 0;
+  for (const auto& [endpoint, tail] : All()) total += tail->pool.connected();
+  return total;
+}
+
+}  // namespace tandem::edge

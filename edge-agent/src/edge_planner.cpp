@@ -175,6 +175,15 @@ Result<EdgePlanner::MoveAdvice> EdgePlanner::AdviseMove(const sched::Candidate& 
   return advice;
 }
 
+Result<sched::Candidate> EdgePlanner::Alternative(const sched::Candidate& failed, int positions,
+                                                  int remaining) {
+  const std::lock_guard lock(mutex_);
+  sched::PlanInputs inputs = CurrentInputs(positions, std::max(remaining, 1));
+  std::erase_if(inputs.tails, [&](const sched::TailState& tail) { return tail.endpoint == failed.endpoint; });
+  TANDEM_ASSIGN_OR_RETURN(const sched::Plan plan, sched::MakePlan(inputs));
+  return plan.best;
+}
+
 nlohmann::json EdgePlanner::Describe() const {
   const std::lock_guard lock(mutex_);
   nlohmann::json out = {{"plans", plans_}, {"switches", switches_}};

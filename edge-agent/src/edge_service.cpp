@@ -783,14 +783,23 @@ class EdgeService {
              {"cut", CutOf(split.choice())},
              {"reason", reason}});
       };
+      // A tail that fails a step (gone, silent, overloaded) is marked down, and the generation moves to the
+      // best choice without it: another tail, or all-local when allowed. Forced and fixed splits do not move.
       const auto fall_back = [&](const Status& failure) {
-        if (!LocalFallback() || request.split || split.choice().local() || !TailFailed(failure))
-          return failure;
+        if (!planner_ || request.split || split.choice().local() || !TailFailed(failure)) return failure;
         healthy = false;
-        Log(LogLevel::kWarn, "edge", "tail failed: finishing on the edge",
-            {{"request_id", request_id}, {"error", failure.message()}});
+        const sched::Candidate failed = split.choice();
+        if (TailLink* tail = tails_.Find(failed.endpoint)) tail->link.MarkDown();
+        TANDEM_ASSIGN_OR_RETURN(const sched::Candidate next,
+                                planner_->Alternative(failed, split.positions(),
+                                                      request.max_tokens - completion.completion_tokens));
+        Log(LogLevel::kWarn, "edge", "tail failed: moving the generation",
+            {{"request_id", request_id},
+             {"from", failed.Describe()},
+             {"to", next.Describe()},
+             {"error", failure.message()}});
         metrics_.moves.Add({{"reason", "fallback"}}).Increment();
-        TANDEM_RETURN_IF_ERROR(split.MoveTo(sched::Candidate{}));
+        TANDEM_RETURN_IF_ERROR(split.MoveTo(next));
         log_move("fallback");
         return Status::Ok();
       };

@@ -44,6 +44,11 @@ void LinkEstimator::RecordMissedProbe() {
   ++missed_probes_;
 }
 
+void LinkEstimator::MarkDown() {
+  std::lock_guard lock(mutex_);
+  missed_probes_ = std::max(missed_probes_, std::max(options_.down_after_missed_probes, 1));
+}
+
 void LinkEstimator::RecordTransfer(int64_t bytes, double round_trip_ms, double remote_compute_ms) {
   if (bytes <= 0 || !ValidSample(round_trip_ms) || !ValidSample(remote_compute_ms)) return;
   const Clock::TimePoint now = clock_.Now();

@@ -1172,6 +1172,17 @@ TEST_F(LinkEstimatorTest, BandwidthFromTransfers) {
   EXPECT_NEAR(estimator_.Estimate().rtt_ms, 10, 1e-9);
 }
 
+TEST_F(LinkEstimatorTest, AFailedStepMarksTheLinkDownUntilAProbeIsAnswered) {
+  estimator_.RecordRtt(5);
+  ASSERT_TRUE(estimator_.Estimate().up);
+  estimator_.MarkDown();
+  EXPECT_FALSE(estimator_.Estimate().up);
+  estimator_.RecordMissedProbe();
+  EXPECT_FALSE(estimator_.Estimate().up);
+  estimator_.RecordRtt(5);
+  EXPECT_TRUE(estimator_.Estimate().up);
+}
+
 TEST_F(LinkEstimatorTest, ALowerBoundNeverMakesAnEstimate) {
   // Without a real sample the planner's default stands: a bound below it must not replace it.
   estimator_.RecordRtt(10);

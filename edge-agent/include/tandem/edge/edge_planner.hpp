@@ -57,6 +57,10 @@ class EdgePlanner {
     double move_ms = 0;  // the best's: replay + decode for the rest
   };
   Result<MoveAdvice> AdviseMove(const sched::Candidate& current, int positions, int remaining);
+  // Where a generation at `positions` goes when `failed`'s tail failed: the best choice on any other tail
+  // or all-local (this edge's own plan, without the scheduler or hysteresis). Unavailable when none is
+  // feasible.
+  Result<sched::Candidate> Alternative(const sched::Candidate& failed, int positions, int remaining);
 
   // The last plan, the inputs it came from and the estimates, for GET /v1/plan.
   nlohmann::json Describe() const;

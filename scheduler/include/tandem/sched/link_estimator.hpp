@@ -35,6 +35,7 @@ class LinkEstimator {
 
   void RecordRtt(double rtt_ms);  // a probe answered; the link is up
   void RecordMissedProbe();       // a probe timed out
+  void MarkDown();                // a real step failed: down now, until a probe is answered again
   // `bytes` crossed the link (both ways) in a step that took `round_trip_ms`, of which the tail computed
   // `remote_compute_ms`.
   void RecordTransfer(int64_t bytes, double round_trip_ms, double remote_compute_ms);

@@ -35,8 +35,8 @@ struct BenchSplitFlags {
   std::string edge = "127.0.0.1:8080";
   std::string link_listen;
   std::string link_target;
-  std::string schedule = "40s:100mbit:5ms,40s:10mbit:40ms,40s:1mbit:150ms,20s:down,30s:100mbit:5ms";
-  std::string statics = "1,2,4,8,1:int8,local";
+  std::string schedule = "60s:100mbit:5ms,60s:10mbit:40ms,80s:1mbit:150ms,20s:down,50s:100mbit:5ms";
+  std::string statics = "all";
   std::string prompt = "Once upon a time, there was a little girl who loved to play in the park";
   int max_tokens = 16;
   int lead_s = 6;
@@ -50,7 +50,13 @@ struct Plan {
   json forced;
 };
 
-Result<std::vector<Plan>> ParseStatics(const std::string& text) {
+// "all": all-local, cut 1 with int8, and every cut 1..L-1 with fp32 (the oracle of every static split).
+Result<std::vector<Plan>> ParseStatics(std::string text, int layers) {
+  if (text == "all") {
+    // All-local and int8 first: on a slow link a phase may end before the slowest splits come round.
+    text = "local,1:int8";
+    for (int cut = 1; cut < layers; ++cut) text += "," + std::to_string(cut);
+  }
   std::vector<Plan> plans;
   size_t start = 0;
   while (start < text.size()) {
@@ -266,7 +272,9 @@ int RunBenchSplit(std::span<const std::string> args) {
   flags.String("link-listen", &f.link_listen, "where the link emulator listens (the edge's --cloud)");
   flags.String("link-target", &f.link_target, "the tail's HOST:PORT behind the emulated link");
   flags.String("schedule", &f.schedule, "link phases DURATION:RATE:RTT or DURATION:down, comma-separated");
-  flags.String("static", &f.statics, "the static splits to measure: K, K:CODEC or local, comma-separated");
+  flags.String("static", &f.statics,
+               "the static splits to measure: K, K:CODEC or local, comma-separated; all = every cut with "
+               "fp32, cut 1 with int8, and local");
   flags.String("prompt", &f.prompt, "the prompt of every request");
   flags.Int("max-tokens", &f.max_tokens, "tokens per request");
   flags.Int("lead-s", &f.lead_s, "seconds at the start of each phase with adaptive requests only");
@@ -278,8 +286,6 @@ int RunBenchSplit(std::span<const std::string> args) {
   }
   auto phases = netem::ParseLinkSchedule(f.schedule);
   if (!phases.ok()) return Fail(kCommand, phases.status(), kExitUsage);
-  auto statics = ParseStatics(f.statics);
-  if (!statics.ok()) return Fail(kCommand, statics.status(), kExitUsage);
   if (f.max_tokens < 1 || f.lead_s < 0 || f.timeout_s < 1) {
     return Fail(kCommand, InvalidArgument("--max-tokens, --timeout-s >= 1 and --lead-s >= 0"), kExitUsage);
   }
@@ -292,6 +298,8 @@ int RunBenchSplit(std::span<const std::string> args) {
   if (!proxy.ok()) return Fail(kCommand, proxy.status());
   auto layers = AwaitPlanner(f.edge);
   if (!layers.ok()) return Fail(kCommand, layers.status());
+  auto statics = ParseStatics(f.statics, *layers);
+  if (!statics.ok()) return Fail(kCommand, statics.status(), kExitUsage);
   const Plan adaptive{"adaptive", nullptr};
   for (int i = 0; i < 2; ++i) Complete(f, adaptive, *layers);  // warm-up, not recorded
 
@@ -319,17 +327,19 @@ int RunBenchSplit(std::span<const std::string> args) {
   std::vector<Record> records;
   EstimatePoller poller(f.edge, *layers, origin, std::filesystem::path(f.out) / "estimates.csv");
   {
+    // After the lead, one adaptive request then two static ones, the static splits in turn from the first
+    // in every phase: the oracle needs more samples than the adaptive plan.
     size_t next_static = 0;
-    bool static_turn = false;
+    int turn = 0, last_phase = -1;
     while (Clock::now() < end) {
       const int phase = current;
+      if (phase != last_phase) next_static = 0, turn = 0, last_phase = phase;
       const bool down = !(*phases)[static_cast<size_t>(phase)].conditions.up;
       const bool lead = Clock::now() < starts[static_cast<size_t>(phase)] + std::chrono::seconds(f.lead_s);
       const Plan* plan = &adaptive;
-      if (!down && !lead && static_turn && !statics->empty()) {
+      if (!down && !lead && turn++ % 3 != 0 && !statics->empty()) {
         plan = &(*statics)[next_static++ % statics->size()];
       }
-      static_turn = !static_turn;
       const auto started = Clock::now();
       Record record = Complete(f, *plan, *layers);
       record.start_s = Seconds(origin, started);

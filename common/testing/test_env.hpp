@@ -5,7 +5,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -75,6 +77,9 @@ class BackgroundProcess {
   TempDir log_dir_;
   std::filesystem::path log_path_;
 };
+
+// Polls `condition` every 20 ms until it holds or `timeout` passes; its last value.
+bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
 
 // The value of `key=` in a log line ("... endpoint=tcp://127.0.0.1:4000 ..."), up to the next space.
 std::string LogField(const std::string& line, const std::string& key);

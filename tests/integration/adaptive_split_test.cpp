@@ -21,17 +21,9 @@ using testing::CloudTailProcess;
 using testing::EdgeProcess;
 using testing::HttpCall;
 using testing::HttpResult;
+using testing::WaitUntil;
 
 constexpr int kLayers = 5;  // stories260K
-
-bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return condition();
-}
 
 json Plan(const EdgeProcess& edge) {
   const HttpResult result = HttpCall(edge.address(), "GET", "/v1/plan");

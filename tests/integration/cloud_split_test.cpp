@@ -23,8 +23,9 @@ class CloudSplitTest : public ::testing::Test {
     if (!testing::SharedDir().empty()) tail_ = new CloudTailProcess();
   }
   static void TearDownTestSuite() {
-    if (tail_ != nullptr)
+    if (tail_ != nullptr) {
       EXPECT_EQ(tail_->process().Stop(), 0) << "tandem-cloud did not stop cleanly on SIGTERM";
+    }
     delete tail_;
     tail_ = nullptr;
   }

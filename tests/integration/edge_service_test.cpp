@@ -21,6 +21,7 @@ using testing::CloudTailProcess;
 using testing::EdgeProcess;
 using testing::HttpCall;
 using testing::HttpResult;
+using testing::WaitUntil;
 
 constexpr const char* kApiKey = "test-key-0123456789";
 const testing::Headers kAuth = {{"Authorization", std::string("Bearer ") + kApiKey}};
@@ -34,15 +35,6 @@ double Sample(const std::string& metrics, const std::string& name) {
   const std::regex line("(^|\n)" + name + " ([-+0-9.eE]+)");
   std::smatch match;
   return std::regex_search(metrics, match, line) ? std::stod(match[2]) : -1;
-}
-
-bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return condition();
 }
 
 // One tail and one edge (cut 2, API key on) shared by the tests that do not stop them.

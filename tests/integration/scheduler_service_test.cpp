@@ -28,6 +28,7 @@ using std::chrono::milliseconds;
 using testing::BackgroundProcess;
 using testing::HttpCall;
 using testing::HttpResult;
+using testing::WaitUntil;
 
 constexpr int kDeadAfterMs = 1500;
 constexpr int kHeartbeatMs = 200;
@@ -36,15 +37,6 @@ constexpr int kHeartbeatMs = 200;
 // more than this (1 / (1 - u) > 1.5, i.e. u > 1/3).
 constexpr double kEdgeSlowdown = 1.5;
 constexpr double kLoadedUtilization = 0.45;
-
-bool WaitUntil(const std::function<bool()>& condition, milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(milliseconds(20));
-  }
-  return condition();
-}
 
 // The value of a sample in Prometheus text (-1 when absent); `name` is a regex (escape the braces).
 double Sample(const std::string& metrics, const std::string& name) {

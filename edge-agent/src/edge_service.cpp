@@ -790,9 +790,11 @@ class EdgeService {
         healthy = false;
         const sched::Candidate failed = split.choice();
         if (TailLink* tail = tails_.Find(failed.endpoint)) tail->link.MarkDown();
-        TANDEM_ASSIGN_OR_RETURN(const sched::Candidate next,
-                                planner_->Alternative(failed, split.positions(),
-                                                      request.max_tokens - completion.completion_tokens));
+        TANDEM_ASSIGN_OR_RETURN(
+            const sched::Candidate next,
+            planner_->Alternative(failed,
+                                  split.positions() > 0 ? split.positions() : completion.prompt_tokens,
+                                  request.max_tokens - completion.completion_tokens));
         Log(LogLevel::kWarn, "edge", "tail failed: moving the generation",
             {{"request_id", request_id},
              {"from", failed.Describe()},

@@ -22,6 +22,22 @@
 namespace tandem::sched {
 namespace {
 
+// The plan's best candidate, or among the tails' candidates within `margin` of its cost the one on the
+// least loaded tail (utilization with the plans counted since its heartbeat), so that near-equal tails
+// share edges. All-local is kept when it is the best.
+Candidate BalancedChoice(const Plan& plan, const std::vector<TailState>& tails, double margin) {
+  Candidate chosen = plan.best;
+  if (chosen.local()) return chosen;
+  for (const Candidate& candidate : plan.candidates) {
+    if (candidate.local() || candidate.cost > plan.best.cost * (1 + margin)) continue;
+    if (tails[static_cast<size_t>(candidate.tail)].utilization <
+        tails[static_cast<size_t>(chosen.tail)].utilization) {
+      chosen = candidate;
+    }
+  }
+  return chosen;
+}
+
 using nlohmann::json;
 using services::ErrorResponse;
 using services::HttpRequest;
@@ -307,10 +323,10 @@ HttpResponse SchedulerService::Plan(const HttpRequest& request) {
   inputs.prompt_tokens = ask.prompt_tokens;
   inputs.expected_tokens = ask.expected_tokens;
   inputs.default_bandwidth_bytes_per_ms = options_.default_bandwidth_mbit * kBytesPerMsPerMbit;
-  {
-    std::lock_guard lock(mutex_);
-    inputs.tails = registry_.PlannerTails(ask.fingerprint, ask.n_layers, ask.dim);
-  }
+  // The snapshot, the plan and the count of the plan against its tail under one lock: edges asking at the
+  // same moment see each other's plans and spread.
+  std::unique_lock lock(mutex_);
+  inputs.tails = registry_.PlannerTails(ask.fingerprint, ask.n_layers, ask.dim);
   const size_t tails_considered = inputs.tails.size();
   for (TailState& tail : inputs.tails) {
     tail.link.rtt_ms = options_.default_rtt_ms;
@@ -325,6 +341,7 @@ HttpResponse SchedulerService::Plan(const HttpRequest& request) {
 
   auto plan = MakePlan(inputs);
   if (!plan.ok()) {
+    lock.unlock();
     if (plan.status().code() == StatusCode::kInvalidArgument) {
       return ErrorResponse(400, plan.status().message(), "invalid_request_error", "invalid_field");
     }
@@ -339,14 +356,13 @@ HttpResponse SchedulerService::Plan(const HttpRequest& request) {
     return ErrorResponse(503, plan.status().message(), "server_error", "no_feasible_plan");
   }
 
-  const Candidate& best = plan->best;
+  const Candidate best = BalancedChoice(*plan, inputs.tails, options_.balance_margin);
   double chosen_utilization = 0;
   if (!best.local()) {
     chosen_utilization = inputs.tails[static_cast<size_t>(best.tail)].utilization;
-    std::lock_guard lock(mutex_);
-    // NotFound only when the tail expired since the snapshot: the plan stands, there is nothing to count.
     (void)registry_.CountPlan(best.endpoint);
   }
+  lock.unlock();
   metrics_->Plan(best.local());
 
   json answer = CandidateToJson(best);
@@ -367,6 +383,7 @@ struct SchedulerConfig {
   float default_rtt_ms = 2;
   float default_bandwidth_mbit = 100;
   float per_plan_load = 0.05f;
+  float balance_margin = 0.1f;
   int top_candidates = 5;
   int max_body_kb = 4096;
   int drain_timeout_s = 5;
@@ -382,6 +399,9 @@ struct SchedulerConfig {
                 "utilization a plan adds to its tail until the tail's next heartbeat (spreads edges asking "
                 "between two heartbeats); the sum is capped at 0.95");
     flags.Int("top-candidates", &top_candidates, "candidates listed in a plan answer");
+    flags.Float("balance-margin", &balance_margin,
+                "tails whose best plan costs at most this fraction more than the best one are near-ties: "
+                "the least loaded of them gets the edge");
     flags.Int("max-body-kb", &max_body_kb, "the largest request body (KiB)");
     flags.Int("drain-timeout-s", &drain_timeout_s,
               "on SIGTERM/SIGINT, how long requests in flight may finish");
@@ -398,6 +418,8 @@ struct SchedulerConfig {
     }
     if (!(per_plan_load >= 0 && per_plan_load <= 1))
       return InvalidArgument("--per-plan-load must be in [0, 1]");
+    if (!(balance_margin >= 0 && balance_margin <= 1))
+      return InvalidArgument("--balance-margin must be in [0, 1]");
     return Status::Ok();
   }
 
@@ -410,6 +432,7 @@ struct SchedulerConfig {
     options.default_rtt_ms = exact(default_rtt_ms);
     options.default_bandwidth_mbit = exact(default_bandwidth_mbit);
     options.top_candidates = top_candidates;
+    options.balance_margin = exact(balance_margin);
     return options;
   }
 };

@@ -141,6 +141,27 @@ TEST_F(AdaptiveSplitTest, WhenTheTailDiesTheEdgeFinishesLocallyAndThenPlansLocal
   EXPECT_NE(metrics.find("tandem_edge_link_up 0"), std::string::npos);
 }
 
+// The tail stops answering before the prompt's step comes back (the edge still thinks it is up): the
+// edge moves the generation before it has produced anything, and the text is still the golden one.
+TEST_F(AdaptiveSplitTest, ATailThatGoesSilentBeforeTheFirstTokenIsReplacedByTheEdge) {
+  CloudTailProcess tail;
+  ASSERT_TRUE(tail.started()) << tail.log();
+  EdgeProcess edge(tail, {"--split", "auto", "--emulate-slowdown", "30", "--timeout-ms", "800"});
+  ASSERT_TRUE(edge.started()) << edge.log();
+  ASSERT_TRUE(AwaitTailReport(edge)) << edge.log();
+  const json golden = testing::GoldenRecords().front();
+  tail.process().Signal(SIGSTOP);
+  const HttpResult result = HttpCall(edge.address(), "POST", "/v1/completions", GoldenRequest(golden).dump());
+  tail.process().Signal(SIGCONT);
+  ASSERT_EQ(result.status, 200) << result.body << edge.log();
+  const json body = json::parse(result.body);
+  EXPECT_EQ(body["choices"][0]["text"], GoldenContinuation(golden));
+  EXPECT_LT(body["tandem"]["plan"]["cut"].get<int>(), kLayers) << body["tandem"].dump();
+  ASSERT_EQ(body["tandem"]["move_log"].size(), 1u) << body["tandem"].dump();
+  EXPECT_EQ(body["tandem"]["move_log"][0]["reason"], "fallback");
+  EXPECT_EQ(body["tandem"]["cut"], kLayers);
+}
+
 TEST_F(AdaptiveSplitTest, ARequestMayForceItsSplit) {
   CloudTailProcess tail;
   ASSERT_TRUE(tail.started()) << tail.log();

@@ -193,7 +193,10 @@ TEST_F(SchedulerServiceTest, BalancesEdgesOverRealTails) {
     EXPECT_GT(plan["predicted_token_ms"].get<double>(), 0);
     EXPECT_GE(plan["candidates"].size(), 1u);
     EXPECT_LE(plan["candidates"].size(), 5u);
-    EXPECT_EQ(plan["candidates"][0]["tail"], plan["tail"]);
+    // The cheapest candidate, or a near-tie on a less loaded tail (--balance-margin): listed either way.
+    EXPECT_TRUE(std::any_of(plan["candidates"].begin(), plan["candidates"].end(), [&](const json& candidate) {
+      return candidate["tail"] == plan["tail"];
+    })) << plan.dump();
     chosen.insert(plan["tail"].get<std::string>());
   }
   EXPECT_GE(chosen.count(endpoint_a), 1u) << "every edge went to " << endpoint_b;

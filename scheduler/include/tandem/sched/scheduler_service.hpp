@@ -35,6 +35,9 @@ struct SchedulerOptions {
   double default_rtt_ms = 2;            // for a tail the edge gave no link estimate for
   double default_bandwidth_mbit = 100;  // likewise
   int top_candidates = 5;               // candidates listed in a plan answer
+  // Tails whose best candidate costs at most this fraction more than the best are near-ties: the plan goes
+  // to the least loaded of them, so that equal tails share edges even when RTT noise separates them.
+  double balance_margin = 0.1;
 };
 
 // The scheduler's logic behind its routes, testable without a socket. Thread-safe: handlers run

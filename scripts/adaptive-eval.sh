@@ -45,6 +45,9 @@ cp "$out/edge.pub" "$out/clients.txt"
 "$bin/tandem-cloud" --model "$model" --threads 2 --bind "tcp://127.0.0.1:$tail_port" --http "" \
   --server-key "$out/cloud.key" --allow-clients "$out/clients.txt" 2>"$out/tail.log" &
 pids+=($!)
+# The tail times its blocks before it serves; the edge then times its own, so the two profiles are not
+# taken on cores they share at the same moment.
+for _ in $(seq 600); do grep -q "msg=serving" "$out/tail.log" && break; sleep 0.1; done
 "$bin/tandem-edge" --model "$model" --tokenizer "$tokenizer" --threads 1 --emulate-slowdown "$slowdown" --split auto \
   --cloud "tcp://127.0.0.1:$link_port" --cloud-key "$out/cloud.pub" --client-key "$out/edge.key" \
   --listen "127.0.0.1:$edge_port" --allowed-codecs fp32,int8 --timeout-ms 3000 --replan-tokens 4 \

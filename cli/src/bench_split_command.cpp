@@ -153,6 +153,7 @@ std::string Describe(const netem::LinkConditions& link) {
 struct Medians {
   int count = 0;
   double ttft_ms = 0, token_ms = 0, total_ms = 0;
+  double predicted_ttft_ms = 0, predicted_token_ms = 0;  // the planner's, for its first choice
 };
 
 // "1.27 s", or "-" for a negative (never).
@@ -164,13 +165,20 @@ std::string Fixed(double seconds) {
 }
 
 Medians MediansOf(const std::vector<const Record*>& records) {
-  std::vector<double> ttft, token, total;
+  std::vector<double> ttft, token, total, predicted_ttft, predicted_token;
   for (const Record* record : records) {
     ttft.push_back(record->ttft_ms);
     token.push_back(record->token_ms);
     total.push_back(record->total_ms);
+    predicted_ttft.push_back(record->predicted_ttft_ms);
+    predicted_token.push_back(record->predicted_token_ms);
   }
-  return {static_cast<int>(records.size()), Median(ttft), Median(token), Median(total)};
+  return {.count = static_cast<int>(records.size()),
+          .ttft_ms = Median(ttft),
+          .token_ms = Median(token),
+          .total_ms = Median(total),
+          .predicted_ttft_ms = Median(predicted_ttft),
+          .predicted_token_ms = Median(predicted_token)};
 }
 
 void WriteRequestsCsv(const std::filesystem::path& path, const std::vector<Record>& records,
@@ -360,7 +368,8 @@ int RunBenchSplit(std::span<const std::string> args) {
   json summary = json::array();
   std::printf(
       "| phase | link | adaptive plan | planner switched / first used after | adaptive TTFT / token / "
-      "total ms | best static: total ms | adaptive / best |\n|---|---|---|---|---|---|---|\n");
+      "total ms (predicted TTFT / token) | best static: total ms | adaptive / best |\n"
+      "|---|---|---|---|---|---|---|\n");
   for (size_t p = 0; p < phases->size(); ++p) {
     const double phase_start = Seconds(origin, starts[p]);
     std::map<std::string, std::vector<const Record*>> steady;
@@ -427,15 +436,18 @@ int RunBenchSplit(std::span<const std::string> args) {
                         {{"count", mine.count},
                          {"ttft_ms", mine.ttft_ms},
                          {"token_ms", mine.token_ms},
-                         {"total_ms", mine.total_ms}}},
+                         {"total_ms", mine.total_ms},
+                         {"predicted_ttft_ms", mine.predicted_ttft_ms},
+                         {"predicted_token_ms", mine.predicted_token_ms}}},
                        {"failed", failed},
                        {"static", statics_json},
                        {"best_static", best_name},
                        {"ratio_to_best_static", ratio}});
     std::printf(
-        "| %zu | %s | %s (%d req, %d failed) | %s | %.1f / %.2f / %.1f | %s | %s |\n", p,
+        "| %zu | %s | %s (%d req, %d failed) | %s | %.1f / %.2f / %.1f (%.1f / %.2f) | %s | %s |\n", p,
         Describe((*phases)[p].conditions).c_str(), settled.c_str(), mine.count, failed,
         (Fixed(switched_s) + " / " + Fixed(replan_s)).c_str(), mine.ttft_ms, mine.token_ms, mine.total_ms,
+        mine.predicted_ttft_ms, mine.predicted_token_ms,
         best_name.empty() ? "-" : (best_name + ": " + std::to_string(best.total_ms).substr(0, 6)).c_str(),
         best_name.empty() ? "-" : std::to_string(ratio).substr(0, 4).c_str());
   }

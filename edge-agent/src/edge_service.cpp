@@ -1020,6 +1020,7 @@ int RunEdgeService(std::span<const std::string> args) {
     }
   }
   drainer.join();
+  services::IgnoreStopSignals();
   Log(LogLevel::kInfo, "edge", "stopping", {{"in_flight", std::to_string((*http)->in_flight())}});
   (*http)->Stop();
   return 0;

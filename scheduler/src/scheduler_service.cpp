@@ -496,6 +496,7 @@ int RunSchedulerService(std::span<const std::string> args) {
     }
   }
   drainer.join();
+  services::IgnoreStopSignals();
   {
     std::lock_guard lock(reaper_mutex);
     stopping = true;

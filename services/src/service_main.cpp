@@ -15,6 +15,14 @@ sigset_t BlockStopSignals() {
   return signals;
 }
 
+void IgnoreStopSignals() {
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  sigemptyset(&ignore.sa_mask);
+  sigaction(SIGTERM, &ignore, nullptr);
+  sigaction(SIGINT, &ignore, nullptr);
+}
+
 int FailService(std::string_view component, const Status& status, int exit_code) {
   Log(LogLevel::kError, component, status.message());
   return exit_code;

@@ -20,6 +20,12 @@ inline constexpr int kExitUsage = 2;    // bad flags
 // in main); returns the set for sigwait/sigtimedwait.
 sigset_t BlockStopSignals();
 
+// Ignores SIGTERM and SIGINT from here on: for the last steps of a clean stop, once the service no longer
+// waits for a second signal. Threads that libraries started before main (OpenBLAS's pool) never had the
+// signals blocked; one of them would otherwise take a late signal's default action and kill the process
+// halfway through its shutdown.
+void IgnoreStopSignals();
+
 // Logs `status` as `component`'s error line and returns `exit_code`.
 int FailService(std::string_view component, const Status& status, int exit_code = kExitFailure);
 

@@ -1005,21 +1005,14 @@ int RunEdgeService(std::span<const std::string> args) {
   sigwait(&stop_signals, &signal_number);
   service.BeginDrain();
   Log(LogLevel::kInfo, "edge", "draining", {{"signal", strsignal(signal_number)}});
-  std::atomic<bool> drained{false};
-  std::thread drainer([&] {
-    (*http)->Drain(std::chrono::seconds(config.drain_timeout_s));
-    drained = true;
-  });
-  const timespec poll_interval{0, 50'000'000};
-  while (!drained.load()) {
-    if (sigtimedwait(&stop_signals, nullptr, &poll_interval) > 0) {
-      // A second signal: the operator wants out now; requests in flight are cut off.
-      Log(LogLevel::kWarn, "edge", "second signal: exiting without waiting",
-          {{"in_flight", std::to_string((*http)->in_flight())}});
-      std::_Exit(kExitFailure);
-    }
-  }
-  drainer.join();
+  services::DrainUnlessSignalledAgain(**http, stop_signals, std::chrono::seconds(config.drain_timeout_s),
+                                      [&] {
+                                        // The operator wants out now: generations in flight are cut off
+                                        // (waiting for them is what the drain did).
+                                        Log(LogLevel::kWarn, "edge", "second signal: exiting without waiting",
+                                            {{"in_flight", std::to_string((*http)->in_flight())}});
+                                        std::_Exit(kExitFailure);
+                                      });
   services::IgnoreStopSignals();
   Log(LogLevel::kInfo, "edge", "stopping", {{"in_flight", std::to_string((*http)->in_flight())}});
   (*http)->Stop();

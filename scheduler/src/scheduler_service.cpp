@@ -481,21 +481,12 @@ int RunSchedulerService(std::span<const std::string> args) {
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
   Log(LogLevel::kInfo, kComponent, "draining", {{"signal", strsignal(signal_number)}});
-  std::atomic<bool> drained{false};
-  std::thread drainer([&] {
-    (*http)->Drain(std::chrono::seconds(config.drain_timeout_s));
-    drained = true;
-  });
-  const timespec poll_interval{0, 50'000'000};
-  while (!drained.load()) {
-    if (sigtimedwait(&stop_signals, nullptr, &poll_interval) > 0) {
-      // A second signal: the operator wants out now; requests in flight are cut off.
-      Log(LogLevel::kWarn, kComponent, "second signal: stopping without waiting");
-      (*http)->Stop();
-      break;
-    }
-  }
-  drainer.join();
+  services::DrainUnlessSignalledAgain(
+      **http, stop_signals, std::chrono::seconds(config.drain_timeout_s), [&] {
+        // The operator wants out now: requests in flight are cut off.
+        Log(LogLevel::kWarn, kComponent, "second signal: stopping without waiting");
+        (*http)->Stop();
+      });
   services::IgnoreStopSignals();
   {
     std::lock_guard lock(reaper_mutex);

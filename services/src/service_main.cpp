@@ -1,8 +1,11 @@
 #include "tandem/services/service_main.hpp"
 
+#include <atomic>
 #include <cstdio>
+#include <thread>
 
 #include "tandem/common/log.hpp"
+#include "tandem/services/http_server.hpp"
 
 namespace tandem::services {
 
@@ -21,6 +24,26 @@ void IgnoreStopSignals() {
   sigemptyset(&ignore.sa_mask);
   sigaction(SIGTERM, &ignore, nullptr);
   sigaction(SIGINT, &ignore, nullptr);
+}
+
+bool DrainUnlessSignalledAgain(HttpServer& server, const sigset_t& stop_signals, std::chrono::seconds timeout,
+                               const std::function<void()>& on_second_signal) {
+  std::atomic<bool> drained{false};
+  std::thread drainer([&] {
+    server.Drain(timeout);
+    drained = true;
+  });
+  bool quiet = true;
+  const timespec poll_interval{0, 50'000'000};
+  while (!drained.load()) {
+    if (sigtimedwait(&stop_signals, nullptr, &poll_interval) > 0) {
+      quiet = false;
+      on_second_signal();
+      break;
+    }
+  }
+  drainer.join();
+  return quiet;
 }
 
 int FailService(std::string_view component, const Status& status, int exit_code) {

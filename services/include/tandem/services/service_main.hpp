@@ -3,6 +3,8 @@
 
 #include <signal.h>
 
+#include <chrono>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -12,6 +14,8 @@
 #include "tandem/common/status.hpp"
 
 namespace tandem::services {
+
+class HttpServer;
 
 inline constexpr int kExitFailure = 1;  // a failure at run time (bad file, bind failure, model error)
 inline constexpr int kExitUsage = 2;    // bad flags
@@ -25,6 +29,13 @@ sigset_t BlockStopSignals();
 // signals blocked; one of them would otherwise take a late signal's default action and kill the process
 // halfway through its shutdown.
 void IgnoreStopSignals();
+
+// After the first stop signal: drains `server` (new requests refused, those in flight finish, for up to
+// `timeout`) while watching for a second signal. A second signal calls `on_second_signal` (which may end the
+// process, or stop the server to cut the drain short). Returns once the drain is over; false when a second
+// signal came.
+bool DrainUnlessSignalledAgain(HttpServer& server, const sigset_t& stop_signals, std::chrono::seconds timeout,
+                               const std::function<void()>& on_second_signal);
 
 // Logs `status` as `component`'s error line and returns `exit_code`.
 int FailService(std::string_view component, const Status& status, int exit_code = kExitFailure);

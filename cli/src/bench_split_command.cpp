@@ -58,11 +58,8 @@ Result<std::vector<Plan>> ParseStatics(std::string text, int layers) {
     for (int cut = 1; cut < layers; ++cut) text += "," + std::to_string(cut);
   }
   std::vector<Plan> plans;
-  size_t start = 0;
-  while (start < text.size()) {
-    const size_t end = std::min(text.find(',', start), text.size());
-    const std::string item = text.substr(start, end - start);
-    start = end + 1;
+  for (const std::string_view piece : ListItems(text)) {
+    const std::string item(piece);
     if (item == "local") {
       plans.push_back({"local", {{"split", "local"}}});
       continue;

@@ -36,4 +36,11 @@ Status Require(const FlagSet& flags, const std::string& name) {
   return Status::Ok();
 }
 
+std::vector<std::string_view> ListItems(std::string_view text) {
+  if (text.empty()) return {};
+  std::vector<std::string_view> items = SplitList(text);
+  if (items.back().empty()) items.pop_back();
+  return items;
+}
+
 }  // namespace tandem::cli

@@ -30,6 +30,9 @@ int Fail(const char* command, const Status& status, int exit_code = kExitFailure
 // The median of `values` (0 when empty).
 double Median(std::vector<double> values);
 
+// The items of a comma-separated flag value; "" has none, and a trailing comma adds none.
+std::vector<std::string_view> ListItems(std::string_view text);
+
 // Checks that a required flag was given.
 Status Require(const FlagSet& flags, const std::string& name);
 

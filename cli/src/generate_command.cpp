@@ -36,10 +36,8 @@ struct Move {
 
 Result<std::vector<Move>> ParseMoves(const std::string& text, int layers) {
   std::vector<Move> moves;
-  size_t start = 0;
-  while (start < text.size()) {
-    const size_t end = std::min(text.find(',', start), text.size());
-    const std::string item = text.substr(start, end - start);
+  for (const std::string_view piece : ListItems(text)) {
+    const std::string item(piece);
     const size_t colon = item.find(':');
     Move move;
     try {
@@ -58,7 +56,6 @@ Result<std::vector<Move>> ParseMoves(const std::string& text, int layers) {
                              std::to_string(layers) + " (got '" + item + "')");
     }
     moves.push_back(move);
-    start = end + 1;
   }
   return moves;
 }

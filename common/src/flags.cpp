@@ -36,7 +36,9 @@ std::string ToText(const Value& value) {
 FlagSet::FlagSet(std::string usage, std::string env_prefix)
     : usage_(std::move(usage)), env_prefix_(std::move(env_prefix)) {}
 
-void FlagSet::Add(Flag flag) { flags_.push_back(std::move(flag)); }
+void FlagSet::Add(Flag flag) {
+  flags_.push_back(std::move(flag));
+}
 
 void FlagSet::String(const std::string& name, std::string* target, const std::string& help) {
   Add({name, help, *target, false, false, [target](const std::string& text) {
@@ -89,7 +91,8 @@ bool FlagSet::WasSet(const std::string& name) const {
 
 std::string FlagSet::EnvName(const std::string& flag_name) const {
   std::string env = env_prefix_ + "_";
-  for (char c : flag_name) env += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  for (char c : flag_name)
+    env += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return env;
 }
 
@@ -141,6 +144,16 @@ std::string FlagSet::Usage() const {
     out << "\n";
   }
   return out.str();
+}
+
+std::vector<std::string_view> SplitList(std::string_view text, char separator) {
+  std::vector<std::string_view> pieces;
+  for (size_t begin = 0;;) {
+    const size_t end = std::min(text.find(separator, begin), text.size());
+    pieces.push_back(text.substr(begin, end - begin));
+    if (end == text.size()) return pieces;
+    begin = end + 1;
+  }
 }
 
 }  // namespace tandem

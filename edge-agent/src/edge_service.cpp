@@ -148,24 +148,17 @@ struct EdgeConfig {
   // --cloud: one endpoint, or several separated by commas (replicas share the server key pair).
   std::vector<std::string> CloudEndpoints() const {
     std::vector<std::string> endpoints;
-    size_t start = 0;
-    while (start <= cloud.endpoint.size()) {
-      const size_t end = std::min(cloud.endpoint.find(',', start), cloud.endpoint.size());
-      if (end > start) endpoints.push_back(cloud.endpoint.substr(start, end - start));
-      start = end + 1;
+    for (std::string_view endpoint : SplitList(cloud.endpoint)) {
+      if (!endpoint.empty()) endpoints.emplace_back(endpoint);
     }
     return endpoints;
   }
 
   Result<std::vector<ActivationCodec>> Codecs() const {
     std::vector<ActivationCodec> codecs;
-    size_t start = 0;
-    while (start <= allowed_codecs.size()) {
-      const size_t end = std::min(allowed_codecs.find(',', start), allowed_codecs.size());
-      TANDEM_ASSIGN_OR_RETURN(const ActivationCodec codec,
-                              ParseActivationCodec(allowed_codecs.substr(start, end - start)));
+    for (std::string_view name : SplitList(allowed_codecs)) {
+      TANDEM_ASSIGN_OR_RETURN(const ActivationCodec codec, ParseActivationCodec(name));
       codecs.push_back(codec);
-      start = end + 1;
     }
     return codecs;
   }

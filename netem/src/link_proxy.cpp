@@ -188,19 +188,12 @@ Result<std::chrono::microseconds> ParseLinkDuration(std::string_view text) {
 Result<std::vector<LinkPhase>> ParseLinkSchedule(std::string_view text) {
   if (Trim(text).empty()) return InvalidArgument("schedule is empty");
   std::vector<LinkPhase> phases;
-  size_t begin = 0;
-  while (begin <= text.size()) {
-    const size_t comma = std::min(text.find(',', begin), text.size());
-    const std::string_view phase_text = Trim(text.substr(begin, comma - begin));
-    begin = comma + 1;
+  for (const std::string_view piece : SplitList(text)) {
+    const std::string_view phase_text = Trim(piece);
     const std::string context =
         "schedule phase " + std::to_string(phases.size()) + " ('" + std::string(phase_text) + "')";
-    std::vector<std::string_view> fields;
-    for (size_t field_begin = 0; field_begin <= phase_text.size();) {
-      const size_t colon = std::min(phase_text.find(':', field_begin), phase_text.size());
-      fields.push_back(Trim(phase_text.substr(field_begin, colon - field_begin)));
-      field_begin = colon + 1;
-    }
+    std::vector<std::string_view> fields = SplitList(phase_text, ':');
+    for (std::string_view& field : fields) field = Trim(field);
     const bool down = fields.size() == 2 && Lower(fields[1]) == "down";
     if (!down && fields.size() != 3) {
       return InvalidArgument(context + ": expected DURATION:RATE:RTT or DURATION:down");

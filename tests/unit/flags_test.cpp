@@ -67,5 +67,14 @@ TEST(FlagsTest, HelpIsReported) {
   EXPECT_NE(flags.Usage().find("--steps VALUE"), std::string::npos);
 }
 
+TEST(SplitListTest, KeepsEmptyPieces) {
+  using Pieces = std::vector<std::string_view>;
+  EXPECT_EQ(SplitList("a,b"), (Pieces{"a", "b"}));
+  EXPECT_EQ(SplitList("a,,b"), (Pieces{"a", "", "b"}));
+  EXPECT_EQ(SplitList("a,"), (Pieces{"a", ""}));
+  EXPECT_EQ(SplitList(""), (Pieces{""}));
+  EXPECT_EQ(SplitList("30s:down", ':'), (Pieces{"30s", "down"}));
+}
+
 }  // namespace
 }  // namespace tandem

@@ -9,11 +9,16 @@
 #include <functional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tandem/common/status.hpp"
 
 namespace tandem {
+
+// The pieces of a list-valued flag between `separator`s, empty ones included: "a,,b" → {"a", "", "b"},
+// "" → {""}. The views point into `text`.
+std::vector<std::string_view> SplitList(std::string_view text, char separator = ',');
 
 class FlagSet {
  public:

@@ -162,37 +162,31 @@ class SchedulerServiceTest : public ::testing::Test {
 
 TEST_F(SchedulerServiceTest, BalancesEdgesOverRealTails) {
   StartSchedulerAndTwoTails();
-  const std::string& scheduler = scheduler_;
-  const std::string& endpoint_a = endpoint_a_;
-  const std::string& endpoint_b = endpoint_b_;
-  auto& scheduler_process = scheduler_process_;
-  auto& tail_a = tail_a_;
-  auto& tail_b = tail_b_;
-  ASSERT_FALSE(endpoint_a.empty()) << tail_a->Stderr();
-  ASSERT_FALSE(endpoint_b.empty()) << tail_b->Stderr();
+  ASSERT_FALSE(endpoint_a_.empty()) << tail_a_->Stderr();
+  ASSERT_FALSE(endpoint_b_.empty()) << tail_b_->Stderr();
 
   // (a) Both tails register through their heartbeats; four edges asking at once spread over them.
   json tails;
   ASSERT_TRUE(WaitUntil(
       [&] {
-        tails = Tails(scheduler);
+        tails = Tails(scheduler_);
         return tails.size() == 2;
       },
       milliseconds(5000)))
-      << scheduler_process->Stderr();
-  EXPECT_FALSE(FindTail(tails, endpoint_a).is_null()) << tails.dump();
-  EXPECT_FALSE(FindTail(tails, endpoint_b).is_null()) << tails.dump();
+      << scheduler_process_->Stderr();
+  EXPECT_FALSE(FindTail(tails, endpoint_a_).is_null()) << tails.dump();
+  EXPECT_FALSE(FindTail(tails, endpoint_b_).is_null()) << tails.dump();
   for (const json& tail : tails) {
     EXPECT_EQ(tail["model"]["n_layers"], 5);
     EXPECT_EQ(tail["workers"], 1);
     EXPECT_LT(tail["last_heartbeat_ms_ago"].get<double>(), kDeadAfterMs);
     EXPECT_EQ(tail["profile"]["decode_block_ms"].size(), 5u);
   }
-  EXPECT_EQ(HttpCall(scheduler, "GET", "/readyz").body, R"({"status":"ready","tails_alive":2})");
+  EXPECT_EQ(HttpCall(scheduler_, "GET", "/readyz").body, R"({"status":"ready","tails_alive":2})");
   const json request = PlanRequest(tails, SlowerEdgeProfile(tails));
   std::vector<std::future<json>> edges;
   for (int edge = 0; edge < 4; ++edge) {
-    edges.push_back(std::async(std::launch::async, [&] { return Plan(scheduler, request); }));
+    edges.push_back(std::async(std::launch::async, [&] { return Plan(scheduler_, request); }));
   }
   std::multiset<std::string> chosen;
   for (auto& edge : edges) {
@@ -212,38 +206,38 @@ TEST_F(SchedulerServiceTest, BalancesEdgesOverRealTails) {
     })) << plan.dump();
     chosen.insert(plan["tail"].get<std::string>());
   }
-  EXPECT_GE(chosen.count(endpoint_a), 1u) << "every edge went to " << endpoint_b;
-  EXPECT_GE(chosen.count(endpoint_b), 1u) << "every edge went to " << endpoint_a;
+  EXPECT_GE(chosen.count(endpoint_a_), 1u) << "every edge went to " << endpoint_b_;
+  EXPECT_GE(chosen.count(endpoint_b_), 1u) << "every edge went to " << endpoint_a_;
   int plans_total = 0;
-  for (const json& tail : Tails(scheduler)) plans_total += tail["plans_total"].get<int>();
+  for (const json& tail : Tails(scheduler_)) plans_total += tail["plans_total"].get<int>();
   EXPECT_EQ(plans_total, 4);
-  std::string metrics = HttpCall(scheduler, "GET", "/metrics").body;
+  std::string metrics = HttpCall(scheduler_, "GET", "/metrics").body;
   EXPECT_EQ(Sample(metrics, R"(tandem_scheduler_plans_total\{choice="split"\})"), 4) << metrics;
   EXPECT_EQ(Sample(metrics, "tandem_scheduler_tails_alive"), 2) << metrics;
   EXPECT_GE(Sample(metrics, "tandem_scheduler_heartbeats_total"), 2) << metrics;
-  EXPECT_GE(Sample(metrics, R"(tandem_scheduler_tail_utilization\{tail=")" + endpoint_a + R"("\})"), 0)
+  EXPECT_GE(Sample(metrics, R"(tandem_scheduler_tail_utilization\{tail=")" + endpoint_a_ + R"("\})"), 0)
       << metrics;
-  EXPECT_GE(Sample(metrics, R"(tandem_scheduler_tail_sessions\{tail=")" + endpoint_a + R"("\})"), 0)
+  EXPECT_GE(Sample(metrics, R"(tandem_scheduler_tail_sessions\{tail=")" + endpoint_a_ + R"("\})"), 0)
       << metrics;
 
   // (b) A tail killed outright (no draining heartbeat) leaves within dead_after; every plan then goes to
   // the other.
   const auto killed = std::chrono::steady_clock::now();
-  tail_a->Signal(SIGKILL);
-  ASSERT_TRUE(WaitUntil([&] { return FindTail(Tails(scheduler), endpoint_a).is_null(); },
+  tail_a_->Signal(SIGKILL);
+  ASSERT_TRUE(WaitUntil([&] { return FindTail(Tails(scheduler_), endpoint_a_).is_null(); },
                         milliseconds(kDeadAfterMs + 3000)));
   const auto gone_after = std::chrono::steady_clock::now() - killed;
   EXPECT_LT(gone_after, milliseconds(kDeadAfterMs + 1000));
   EXPECT_FALSE(
-      scheduler_process->WaitForLine("msg=\"tail expired: no heartbeat\" tail=" + endpoint_a, 2000).empty())
-      << scheduler_process->Stderr();
-  metrics = HttpCall(scheduler, "GET", "/metrics").body;
+      scheduler_process_->WaitForLine("msg=\"tail expired: no heartbeat\" tail=" + endpoint_a_, 2000).empty())
+      << scheduler_process_->Stderr();
+  metrics = HttpCall(scheduler_, "GET", "/metrics").body;
   EXPECT_EQ(Sample(metrics, "tandem_scheduler_tails_expired_total"), 1) << metrics;
   EXPECT_EQ(Sample(metrics, "tandem_scheduler_tails_alive"), 1) << metrics;
-  EXPECT_EQ(metrics.find(endpoint_a), std::string::npos) << "series of the expired tail remain: " << metrics;
+  EXPECT_EQ(metrics.find(endpoint_a_), std::string::npos) << "series of the expired tail remain: " << metrics;
   for (int edge = 0; edge < 4; ++edge) {
-    const json plan = Plan(scheduler, request);
-    EXPECT_EQ(plan["tail"], endpoint_b) << plan.dump();
+    const json plan = Plan(scheduler_, request);
+    EXPECT_EQ(plan["tail"], endpoint_b_) << plan.dump();
     EXPECT_EQ(plan["tails_considered"], 1);
   }
 
@@ -251,15 +245,15 @@ TEST_F(SchedulerServiceTest, BalancesEdgesOverRealTails) {
   // edges then take more blocks. Only plans made right after a heartbeat count, so that the shift comes
   // from the load the tail reported, not from the plans counted against it.
   json tail = WaitForFreshHeartbeat(
-      scheduler, endpoint_b, [](const json&) { return true; }, milliseconds(3000));
+      scheduler_, endpoint_b_, [](const json&) { return true; }, milliseconds(3000));
   ASSERT_FALSE(tail.is_null());
   const json only_b = json::array({tail});
   const json request_b = PlanRequest(only_b, SlowerEdgeProfile(only_b));
   tail = WaitForFreshHeartbeat(
-      scheduler, endpoint_b, [](const json& t) { return t["utilization"].get<double>() < 0.1; },
+      scheduler_, endpoint_b_, [](const json& t) { return t["utilization"].get<double>() < 0.1; },
       milliseconds(5000));
-  ASSERT_FALSE(tail.is_null()) << "the idle tail reports load: " << Tails(scheduler).dump();
-  const json idle_plan = Plan(scheduler, request_b);
+  ASSERT_FALSE(tail.is_null()) << "the idle tail reports load: " << Tails(scheduler_).dump();
+  const json idle_plan = Plan(scheduler_, request_b);
   const int idle_cut = idle_plan.value("cut", -1);
   EXPECT_EQ(idle_cut, 1) << idle_plan.dump();
 
@@ -268,7 +262,7 @@ TEST_F(SchedulerServiceTest, BalancesEdgesOverRealTails) {
     load.push_back(std::make_unique<BackgroundProcess>(
         "tandem",
         std::vector<std::string>{"bench", "--model", testing::Stories260KModel().string(), "--split", "1",
-                                 "--cloud", endpoint_b, "--insecure", "--threads", "1", "--prompt-tokens",
+                                 "--cloud", endpoint_b_, "--insecure", "--threads", "1", "--prompt-tokens",
                                  "256", "--gen-tokens", "256", "--warmup", "0", "--repeat", "100000"}));
   }
   json loaded_plan;
@@ -276,46 +270,47 @@ TEST_F(SchedulerServiceTest, BalancesEdgesOverRealTails) {
   const bool shifted = WaitUntil(
       [&] {
         const json fresh = WaitForFreshHeartbeat(
-            scheduler, endpoint_b,
+            scheduler_, endpoint_b_,
             [&](const json& t) {
               seen_utilization = std::max(seen_utilization, t["utilization"].get<double>());
               return t["utilization"].get<double>() >= kLoadedUtilization;
             },
             milliseconds(500));
         if (fresh.is_null()) return false;
-        loaded_plan = Plan(scheduler, request_b);
+        loaded_plan = Plan(scheduler_, request_b);
         // The planner saw the load (a heartbeat may have come in between with another figure).
         return loaded_plan.value("tail_utilization", 0.0) >= kLoadedUtilization;
       },
       milliseconds(25000));
   ASSERT_TRUE(shifted) << "highest reported utilization " << seen_utilization << "; " << load[0]->Stderr();
-  EXPECT_EQ(loaded_plan["tail"], endpoint_b);
+  EXPECT_EQ(loaded_plan["tail"], endpoint_b_);
   EXPECT_GT(loaded_plan["cut"].get<int>(), idle_cut) << loaded_plan.dump();
   EXPECT_EQ(loaded_plan["cut"], 4) << loaded_plan.dump();  // every block but the tail's last one
 
   // The load stops: the tail reports idle again and edges go back to the privacy floor.
   for (auto& bench : load) bench->Stop();
   tail = WaitForFreshHeartbeat(
-      scheduler, endpoint_b, [](const json& t) { return t["utilization"].get<double>() < 0.1; },
+      scheduler_, endpoint_b_, [](const json& t) { return t["utilization"].get<double>() < 0.1; },
       milliseconds(5000));
-  ASSERT_FALSE(tail.is_null()) << Tails(scheduler).dump();
-  EXPECT_EQ(Plan(scheduler, request_b)["cut"], idle_cut);
+  ASSERT_FALSE(tail.is_null()) << Tails(scheduler_).dump();
+  EXPECT_EQ(Plan(scheduler_, request_b)["cut"], idle_cut);
 
   // A tail being stopped says so in a last heartbeat and leaves at once, well before dead_after.
   const auto stopped = std::chrono::steady_clock::now();
-  tail_b->Signal(SIGTERM);
-  ASSERT_TRUE(WaitUntil([&] { return Tails(scheduler).empty(); }, milliseconds(kDeadAfterMs + 3000)));
+  tail_b_->Signal(SIGTERM);
+  ASSERT_TRUE(WaitUntil([&] { return Tails(scheduler_).empty(); }, milliseconds(kDeadAfterMs + 3000)));
   EXPECT_LT(std::chrono::steady_clock::now() - stopped, milliseconds(kDeadAfterMs / 2));
-  EXPECT_FALSE(scheduler_process->WaitForLine("msg=\"tail left: draining\" tail=" + endpoint_b, 1000).empty())
-      << scheduler_process->Stderr();
+  EXPECT_FALSE(
+      scheduler_process_->WaitForLine("msg=\"tail left: draining\" tail=" + endpoint_b_, 1000).empty())
+      << scheduler_process_->Stderr();
   // Sessions the load left open keep it draining: Stop()'s second SIGTERM ends the drain, cleanly.
-  EXPECT_EQ(tail_b->Stop(), 0) << tail_b->Stderr();
+  EXPECT_EQ(tail_b_->Stop(), 0) << tail_b_->Stderr();
 
   // No tail left and all-local not allowed: 503 no_tail.
-  const HttpResult refused = HttpCall(scheduler, "POST", "/v1/plan", request_b.dump());
+  const HttpResult refused = HttpCall(scheduler_, "POST", "/v1/plan", request_b.dump());
   EXPECT_EQ(refused.status, 503) << refused.body;
   EXPECT_EQ(json::parse(refused.body)["error"]["code"], "no_tail") << refused.body;
-  EXPECT_EQ(scheduler_process->Stop(), 0) << scheduler_process->Stderr();
+  EXPECT_EQ(scheduler_process_->Stop(), 0) << scheduler_process_->Stderr();
 }
 
 // Real edges (tandem-edge --split auto --scheduler) over two real tails: their plans come from the
@@ -323,14 +318,8 @@ TEST_F(SchedulerServiceTest, BalancesEdgesOverRealTails) {
 // gone the edges plan by themselves and keep serving.
 TEST_F(SchedulerServiceTest, RealEdgesFollowTheSchedulersPlans) {
   StartSchedulerAndTwoTails();
-  const std::string& scheduler = scheduler_;
-  const std::string& endpoint_a = endpoint_a_;
-  const std::string& endpoint_b = endpoint_b_;
-  auto& scheduler_process = scheduler_process_;
-  auto& tail_a = tail_a_;
-  auto& tail_b = tail_b_;
-  ASSERT_FALSE(endpoint_a.empty() || endpoint_b.empty()) << tail_a->Stderr() << tail_b->Stderr();
-  ASSERT_TRUE(WaitUntil([&] { return Tails(scheduler).size() == 2; }, milliseconds(5000)));
+  ASSERT_FALSE(endpoint_a_.empty() || endpoint_b_.empty()) << tail_a_->Stderr() << tail_b_->Stderr();
+  ASSERT_TRUE(WaitUntil([&] { return Tails(scheduler_).size() == 2; }, milliseconds(5000)));
 
   // Each edge is a slow device (emulated) that may not run everything itself: it splits.
   std::vector<std::unique_ptr<BackgroundProcess>> edges;
@@ -340,8 +329,8 @@ TEST_F(SchedulerServiceTest, RealEdgesFollowTheSchedulersPlans) {
         "tandem-edge",
         std::vector<std::string>{"--model", testing::Stories260KModel().string(), "--tokenizer",
                                  testing::Stories260KTokenizer().string(), "--cloud",
-                                 endpoint_a + "," + endpoint_b, "--insecure", "--listen", "127.0.0.1:0",
-                                 "--split", "auto", "--scheduler", scheduler, "--emulate-slowdown", "3",
+                                 endpoint_a_ + "," + endpoint_b_, "--insecure", "--listen", "127.0.0.1:0",
+                                 "--split", "auto", "--scheduler", scheduler_, "--emulate-slowdown", "3",
                                  "--allow-local=false", "--timeout-ms", "2000"}));
     addresses.push_back(testing::LogField(edges.back()->WaitForLine("msg=serving"), "listen"));
     ASSERT_FALSE(addresses.back().empty()) << edges.back()->Stderr();
@@ -377,7 +366,7 @@ TEST_F(SchedulerServiceTest, RealEdgesFollowTheSchedulersPlans) {
     ASSERT_TRUE(
         WaitUntil([&] { return HttpCall(address, "GET", "/readyz").status == 200; }, milliseconds(10000)));
   }
-  // Each edge measures its own RTT to each tail, and the scheduler weighs those: on loopback their noise
+  // Each edge measures its own RTT to each tail, and the scheduler_ weighs those: on loopback their noise
   // can outweigh the load balancing, so how the edges spread here is not checked (the synthetic edges of
   // BalancesEdgesOverRealTails, with equal links, check it).
   std::multiset<std::string> used = complete_all();
@@ -386,20 +375,20 @@ TEST_F(SchedulerServiceTest, RealEdgesFollowTheSchedulersPlans) {
   EXPECT_GE(plan["planner"]["scheduler"]["plans"].get<int>(), 1) << plan.dump();
   EXPECT_EQ(plan["planner"]["scheduler"]["error"], "") << plan.dump();
 
-  // The busier tail dies: once the scheduler dropped it, every edge's next completion runs on the other.
-  const bool a_busier = used.count(endpoint_a) >= used.count(endpoint_b);
-  auto& victim = a_busier ? tail_a : tail_b;
-  const std::string& dead = a_busier ? endpoint_a : endpoint_b;
-  const std::string& survivor = a_busier ? endpoint_b : endpoint_a;
+  // The busier tail dies: once the scheduler_ dropped it, every edge's next completion runs on the other.
+  const bool a_busier = used.count(endpoint_a_) >= used.count(endpoint_b_);
+  auto& victim = a_busier ? tail_a_ : tail_b_;
+  const std::string& dead = a_busier ? endpoint_a_ : endpoint_b_;
+  const std::string& survivor = a_busier ? endpoint_b_ : endpoint_a_;
   victim->Signal(SIGKILL);
-  ASSERT_TRUE(WaitUntil([&] { return FindTail(Tails(scheduler), dead).is_null(); },
+  ASSERT_TRUE(WaitUntil([&] { return FindTail(Tails(scheduler_), dead).is_null(); },
                         milliseconds(kDeadAfterMs + 3000)));
   used = complete_all();
   EXPECT_EQ(used.count(survivor), 4u) << "some edges still used " << dead;
 
-  // The scheduler goes away: the edges plan by themselves (the survivor is the tail they can reach) and
+  // The scheduler_ goes away: the edges plan by themselves (the survivor is the tail they can reach) and
   // keep serving.
-  EXPECT_EQ(scheduler_process->Stop(), 0);
+  EXPECT_EQ(scheduler_process_->Stop(), 0);
   used = complete_all();
   EXPECT_EQ(used.count(survivor), 4u);
   const json alone = json::parse(HttpCall(addresses[0], "GET", "/v1/plan").body);

@@ -230,7 +230,6 @@ int RunCloudService(std::span<const std::string> args) {
   while ((*server)->open_sessions() > 0 && std::chrono::steady_clock::now() < deadline) {
     if (sigtimedwait(&stop_signals, nullptr, &poll_interval) > 0) break;  // a second signal: stop now
   }
-  services::IgnoreStopSignals();
   Log(LogLevel::kInfo, "cloud", "stopping", {{"open_sessions", std::to_string((*server)->open_sessions())}});
   if (heartbeats) heartbeats->Stop();
   if (http) http->Stop();

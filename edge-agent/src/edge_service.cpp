@@ -1006,7 +1006,6 @@ int RunEdgeService(std::span<const std::string> args) {
                                             {{"in_flight", std::to_string((*http)->in_flight())}});
                                         std::_Exit(kExitFailure);
                                       });
-  services::IgnoreStopSignals();
   Log(LogLevel::kInfo, "edge", "stopping", {{"in_flight", std::to_string((*http)->in_flight())}});
   (*http)->Stop();
   return 0;

@@ -487,7 +487,6 @@ int RunSchedulerService(std::span<const std::string> args) {
         Log(LogLevel::kWarn, kComponent, "second signal: stopping without waiting");
         (*http)->Stop();
       });
-  services::IgnoreStopSignals();
   {
     std::lock_guard lock(reaper_mutex);
     stopping = true;

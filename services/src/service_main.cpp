@@ -9,21 +9,33 @@
 
 namespace tandem::services {
 
+namespace {
+
+pthread_t waiting_thread;
+
+// Threads that libraries started before main (OpenBLAS's pool) never had the stop signals blocked, and the
+// kernel may hand them a process-wide SIGTERM; instead of the default action (the process dies at once),
+// they pass it on to the thread that waits for it, where it stays pending until sigwait takes it.
+// pthread_kill is async-signal-safe.
+void ForwardStopSignal(int signal_number) {
+  pthread_kill(waiting_thread, signal_number);
+}
+
+}  // namespace
+
 sigset_t BlockStopSignals() {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  waiting_thread = pthread_self();
+  struct sigaction forward {};
+  forward.sa_handler = ForwardStopSignal;
+  sigemptyset(&forward.sa_mask);
+  sigaction(SIGTERM, &forward, nullptr);
+  sigaction(SIGINT, &forward, nullptr);
   return signals;
-}
-
-void IgnoreStopSignals() {
-  struct sigaction ignore {};
-  ignore.sa_handler = SIG_IGN;
-  sigemptyset(&ignore.sa_mask);
-  sigaction(SIGTERM, &ignore, nullptr);
-  sigaction(SIGINT, &ignore, nullptr);
 }
 
 bool DrainUnlessSignalledAgain(HttpServer& server, const sigset_t& stop_signals, std::chrono::seconds timeout,

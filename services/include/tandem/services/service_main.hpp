@@ -21,14 +21,9 @@ inline constexpr int kExitFailure = 1;  // a failure at run time (bad file, bind
 inline constexpr int kExitUsage = 2;    // bad flags
 
 // Blocks SIGTERM and SIGINT in the calling thread and in every thread it starts afterwards (call it first
-// in main); returns the set for sigwait/sigtimedwait.
+// in main), and makes threads started before (by libraries) pass them on to the calling thread; returns
+// the set for sigwait/sigtimedwait.
 sigset_t BlockStopSignals();
-
-// Ignores SIGTERM and SIGINT from here on: for the last steps of a clean stop, once the service no longer
-// waits for a second signal. Threads that libraries started before main (OpenBLAS's pool) never had the
-// signals blocked; one of them would otherwise take a late signal's default action and kill the process
-// halfway through its shutdown.
-void IgnoreStopSignals();
 
 // After the first stop signal: drains `server` (new requests refused, those in flight finish, for up to
 // `timeout`) while watching for a second signal. A second signal calls `on_second_signal` (which may end the

@@ -18,17 +18,30 @@ CurveKeyPair WriteKeys(const std::filesystem::path& prefix) {
 }  // namespace
 
 CloudTailProcess::CloudTailProcess(const std::vector<std::string>& extra_args, bool start, std::string bind)
-    : cloud_(WriteKeys(dir_ / "cloud")),
-      edge_(WriteKeys(dir_ / "edge")),
-      stranger_(WriteKeys(dir_ / "stranger")),
+    : CloudTailProcess(nullptr, extra_args, start, std::move(bind)) {}
+
+std::unique_ptr<CloudTailProcess> CloudTailProcess::ReplicaOf(const CloudTailProcess& first,
+                                                              const std::vector<std::string>& extra_args) {
+  return std::unique_ptr<CloudTailProcess>(
+      new CloudTailProcess(&first, extra_args, /*start=*/true, "tcp://127.0.0.1:0"));
+}
+
+CloudTailProcess::CloudTailProcess(const CloudTailProcess* first, const std::vector<std::string>& extra_args,
+                                   bool start, std::string bind)
+    : key_dir_(first != nullptr ? first->key_dir_ : dir_.path()),
+      cloud_(first != nullptr ? first->cloud_ : WriteKeys(key_dir_ / "cloud")),
+      edge_(first != nullptr ? first->edge_ : WriteKeys(key_dir_ / "edge")),
+      stranger_(first != nullptr ? first->stranger_ : WriteKeys(key_dir_ / "stranger")),
       bind_(std::move(bind)) {
-  std::ofstream(dir_ / "clients.txt") << "# the edges this tail admits\n" << edge_.public_key << "\n";
+  if (first == nullptr) {
+    std::ofstream(key_dir_ / "clients.txt") << "# the edges this tail admits\n" << edge_.public_key << "\n";
+  }
   args_ = {"--model",         Stories260KModel().string(),
            "--tokenizer",     Stories260KTokenizer().string(),
            "--bind",          bind_,
            "--http",          "127.0.0.1:0",
-           "--server-key",    (dir_ / "cloud.key").string(),
-           "--allow-clients", (dir_ / "clients.txt").string()};
+           "--server-key",    (key_dir_ / "cloud.key").string(),
+           "--allow-clients", (key_dir_ / "clients.txt").string()};
   args_.insert(args_.end(), extra_args.begin(), extra_args.end());
   if (start) Start();
 }
@@ -43,8 +56,8 @@ void CloudTailProcess::Start() {
 std::vector<std::string> CloudTailProcess::EdgeFlags(bool stranger) const {
   // Before Start(), edges are pointed at the address the tail will bind.
   return {"--cloud",      started() ? endpoint_ : bind_,
-          "--cloud-key",  (dir_ / "cloud.pub").string(),
-          "--client-key", (dir_ / (stranger ? "stranger.key" : "edge.key")).string()};
+          "--cloud-key",  (key_dir_ / "cloud.pub").string(),
+          "--client-key", (key_dir_ / (stranger ? "stranger.key" : "edge.key")).string()};
 }
 
 EdgeProcess::EdgeProcess(const CloudTailProcess& tail, const std::vector<std::string>& extra_args) {

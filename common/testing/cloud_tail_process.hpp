@@ -17,6 +17,10 @@ class CloudTailProcess {
   // Start() launches the tail later (an edge can then start first). `bind` defaults to a free port.
   explicit CloudTailProcess(const std::vector<std::string>& extra_args = {}, bool start = true,
                             std::string bind = "tcp://127.0.0.1:0");
+  // Another replica of `first`: the same server key pair and allow-list (as pods of one Deployment share
+  // a Secret), its own port.
+  static std::unique_ptr<CloudTailProcess> ReplicaOf(const CloudTailProcess& first,
+                                                     const std::vector<std::string>& extra_args = {});
   void Start();
 
   bool started() const { return !endpoint_.empty(); }  // false: see log()
@@ -32,7 +36,11 @@ class CloudTailProcess {
   std::vector<std::string> EdgeFlags(bool stranger = false) const;
 
  private:
+  CloudTailProcess(const CloudTailProcess* first, const std::vector<std::string>& extra_args, bool start,
+                   std::string bind);
+
   TempDir dir_;
+  std::filesystem::path key_dir_;  // dir_, or the first replica's
   CurveKeyPair cloud_, edge_, stranger_;
   std::string bind_;
   std::vector<std::string> args_;

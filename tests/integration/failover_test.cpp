@@ -1,0 +1,176 @@
+// Failover by replay with real processes on loopback: two replicas of a tail (one key pair), an edge that
+// may not run every block itself, and streams in flight when the serving tail is killed with SIGKILL. Every
+// stream must finish on the other replica with the text an undisturbed run gives (the golden one), without
+// a repeated or missing chunk.
+//
+// TANDEM_FAILOVER_STREAMS sets the number of concurrent streams (default 20; the documented long run uses
+// 100); TANDEM_FAILOVER_SEED the kill point.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "cloud_tail_process.hpp"
+#include "http_client.hpp"
+#include "test_env.hpp"
+
+namespace tandem {
+namespace {
+
+using nlohmann::json;
+using testing::CloudTailProcess;
+using testing::EdgeProcess;
+using testing::HttpCall;
+using testing::HttpResult;
+
+int EnvInt(const char* name, int fallback) {
+  const char* value = std::getenv(name);
+  return value != nullptr && *value != '\0' ? std::atoi(value) : fallback;
+}
+
+// The tail's open sessions, from its /metrics; -1 when it does not answer.
+int OpenSessions(CloudTailProcess& tail) {
+  if (!tail.process().Running()) return -1;
+  const HttpResult result =
+      HttpCall(tail.http_address(), "GET", "/metrics", "", {}, std::chrono::milliseconds(500));
+  const std::string name = "tandem_cloud_sessions ";
+  const size_t at = result.body.find("\n" + name);
+  return at == std::string::npos ? -1 : std::atoi(result.body.c_str() + at + 1 + name.size());
+}
+
+struct StreamOutcome {
+  int status = 0;
+  std::string text;
+  int content_events = 0;
+  int done_events = 0;
+  std::vector<std::string> errors;
+  json tandem;
+};
+
+// Streams one completion; `on_event` sees each server-sent event as it arrives.
+StreamOutcome Stream(const std::string& address, const json& request, const std::function<void()>& on_event) {
+  StreamOutcome outcome;
+  std::string received;
+  const HttpResult result =
+      testing::HttpStream(address, "POST", "/v1/completions", request.dump(), {}, [&](std::string_view data) {
+        const size_t scanned = received.size() < 1 ? 0 : received.size() - 1;
+        received.append(data);
+        for (size_t at = received.find("\n\n", scanned); at != std::string::npos;
+             at = received.find("\n\n", at + 2)) {
+          on_event();
+        }
+        return true;
+      });
+  outcome.status = result.status;
+  for (const std::string& event : testing::SseEvents(result.body)) {
+    if (event == "[DONE]") {
+      ++outcome.done_events;
+      continue;
+    }
+    const json chunk = json::parse(event);
+    if (chunk.contains("error")) {
+      outcome.errors.push_back(event);
+      continue;
+    }
+    if (outcome.done_events > 0) outcome.errors.push_back("an event after [DONE]: " + event);
+    outcome.text += chunk["choices"][0]["text"].get<std::string>();
+    ++outcome.content_events;
+    if (chunk.contains("tandem")) outcome.tandem = chunk["tandem"];
+  }
+  return outcome;
+}
+
+class FailoverTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (testing::SharedDir().empty()) GTEST_SKIP() << "shared folder not found";
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+  }
+};
+
+TEST_F(FailoverTest, KillingTheServingTailLosesNoStreamAndChangesNoToken) {
+  const int streams = EnvInt("TANDEM_FAILOVER_STREAMS", 20);
+  const unsigned seed =
+      static_cast<unsigned>(EnvInt("TANDEM_FAILOVER_SEED", static_cast<int>(std::random_device{}())));
+  // Slowed tails stretch each stream over a second or two, so that the kill lands inside them.
+  const std::vector<std::string> tail_args = {
+      "--max-sessions", std::to_string(streams + 8), "--threads", "1", "--emulate-slowdown", "8"};
+  CloudTailProcess first(tail_args);
+  ASSERT_TRUE(first.started()) << first.log();
+  const auto second = CloudTailProcess::ReplicaOf(first, tail_args);
+  ASSERT_TRUE(second->started()) << second->log();
+  // Two blocks at most on the edge (stories260K has five): every stream must stay split, so a failing
+  // tail can only be replaced by the other one.
+  EdgeProcess edge(
+      first, {"--cloud", first.endpoint() + "," + second->endpoint(), "--split", "auto", "--max-edge-blocks",
+              "2", "--max-concurrent", std::to_string(streams), "--max-queue", std::to_string(streams),
+              "--timeout-ms", "3000", "--replan-tokens", "0"});
+  ASSERT_TRUE(edge.started()) << edge.log();
+  ASSERT_TRUE(testing::WaitUntil([&] { return HttpCall(edge.address(), "GET", "/readyz").status == 200; },
+                                 std::chrono::seconds(20)))
+      << edge.log();
+
+  const std::vector<json> goldens = testing::GoldenRecords();
+  int total_tokens = 0;
+  for (int i = 0; i < streams; ++i) {
+    const json& golden = goldens[static_cast<size_t>(i) % goldens.size()];
+    total_tokens += static_cast<int>(golden["ids"].size() - golden["prompt_ids"].size());
+  }
+  // Somewhere in the first two thirds of all the tokens the streams will produce.
+  std::mt19937 random(seed);
+  const int kill_at = std::uniform_int_distribution<int>(streams, total_tokens * 2 / 3)(random);
+  std::atomic<int> events{0};
+  std::mutex kill_mutex;
+  std::string killed;
+  const auto maybe_kill = [&] {
+    if (events.fetch_add(1) + 1 != kill_at) return;
+    const std::lock_guard lock(kill_mutex);
+    // The replica serving more streams right now.
+    CloudTailProcess& victim = OpenSessions(first) >= OpenSessions(*second) ? first : *second;
+    victim.process().Signal(SIGKILL);
+    killed = victim.endpoint();
+  };
+
+  std::vector<StreamOutcome> outcomes(static_cast<size_t>(streams));
+  std::vector<std::thread> clients;
+  for (int i = 0; i < streams; ++i) {
+    clients.emplace_back([&, i] {
+      const json& golden = goldens[static_cast<size_t>(i) % goldens.size()];
+      const json request = {{"prompt", golden["prompt"]},
+                            {"max_tokens", golden["ids"].size() - golden["prompt_ids"].size()},
+                            {"temperature", 0},
+                            {"stream", true}};
+      outcomes[static_cast<size_t>(i)] = Stream(edge.address(), request, maybe_kill);
+    });
+  }
+  for (auto& client : clients) client.join();
+  ASSERT_FALSE(killed.empty()) << "the streams ended before event " << kill_at << " of " << events.load();
+  std::printf("killed %s at event %d of %d (seed %u)\n", killed.c_str(), kill_at, events.load(), seed);
+
+  int failed_over = 0;
+  for (int i = 0; i < streams; ++i) {
+    SCOPED_TRACE("stream " + std::to_string(i) + ", seed " + std::to_string(seed));
+    const StreamOutcome& outcome = outcomes[static_cast<size_t>(i)];
+    const json& golden = goldens[static_cast<size_t>(i) % goldens.size()];
+    ASSERT_EQ(outcome.status, 200);
+    EXPECT_TRUE(outcome.errors.empty()) << outcome.errors.front() << "\n" << edge.log();
+    EXPECT_EQ(outcome.done_events, 1);
+    EXPECT_EQ(outcome.text,
+              golden["text"].get<std::string>().substr(golden["prompt"].get<std::string>().size()));
+    ASSERT_TRUE(outcome.tandem.is_object());
+    EXPECT_NE(outcome.tandem["cloud"], killed) << "a stream finished on the killed tail";
+    for (const json& move : outcome.tandem["move_log"]) {
+      if (move["reason"] == "fallback") ++failed_over;
+    }
+  }
+  std::printf("%d of %d streams failed over\n", failed_over, streams);
+  EXPECT_GT(failed_over, 0) << "the kill hit no stream in flight";
+}
+
+}  // namespace
+}  // namespace tandem

@@ -14,6 +14,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 
@@ -84,6 +85,11 @@ struct Metrics {
                              .Help("Sessions freed after the idle timeout")
                              .Register(registry)
                              .Add({})),
+        resends(prometheus::BuildCounter()
+                    .Name("tandem_cloud_step_resends_total")
+                    .Help("ACTIVATIONS an edge sent again (answered from the last reply, not computed)")
+                    .Register(registry)
+                    .Add({})),
         auth(prometheus::BuildCounter()
                  .Name("tandem_cloud_auth_total")
                  .Help("CURVE client authentications by result (admitted, denied)")
@@ -115,6 +121,7 @@ struct Metrics {
   prometheus::Gauge& kv_bytes;
   prometheus::Family<prometheus::Counter>& errors;
   prometheus::Counter& sessions_expired;
+  prometheus::Counter& resends;
   prometheus::Family<prometheus::Counter>& auth;
 };
 
@@ -133,6 +140,10 @@ struct Session {
   uint32_t next_position = 0;
   int in_flight = 0;
   Clock::time_point last_active;
+  // The last step, so that an edge that lost its reply can send it again: the digest of its ACTIVATIONS
+  // and, once computed, its TOKEN.
+  uint64_t last_step_digest = 0;
+  std::optional<wire::Message> last_reply;
 };
 
 struct Job {
@@ -154,6 +165,20 @@ wire::Message ErrorMessage(uint64_t session, uint64_t sequence, ErrorCode code, 
                           .code = code,
                           .retryable = retryable,
                           .message = std::move(text)});
+}
+
+// Identifies an ACTIVATIONS by everything the step depends on. Not a MAC (CURVE authenticates the peer);
+// it only tells an edge's resend from a different step under a reused sequence number.
+uint64_t StepDigest(const wire::Message& message) {
+  const wire::Header& header = message.header;
+  const std::string_view payload(reinterpret_cast<const char*>(message.payload.data()),
+                                 message.payload.size());
+  uint64_t digest = std::hash<std::string_view>{}(payload);
+  for (const uint64_t field : {uint64_t{header.position}, uint64_t{header.rows}, uint64_t{header.cols},
+                               uint64_t{header.precision}, uint64_t{header.compression}}) {
+    digest = (digest ^ field) * 0x100000001b3ULL;  // FNV-1a's prime: mixes each field in
+  }
+  return digest;
 }
 
 std::string BindAddress(std::string bind) {
@@ -300,10 +325,15 @@ class TailServer::Impl {
   void SettleReply(const std::string& peer, uint64_t serial, const wire::Message& message) {
     if (const auto it = sessions_.find({peer, message.header.session});
         it != sessions_.end() && it->second->serial == serial) {
-      --it->second->in_flight;
-      it->second->last_active = Clock::now();
+      Session& session = *it->second;
+      --session.in_flight;
+      session.last_active = Clock::now();
       // A failed step leaves the session's cache behind its bookkeeping: it cannot go on.
-      if (message.header.type == MessageType::kError) EraseSession(it);
+      if (message.header.type == MessageType::kError) {
+        EraseSession(it);
+      } else if (message.header.sequence + 1 == session.next_sequence) {
+        session.last_reply = message;
+      }
     }
     Reply(peer, message);
   }
@@ -472,7 +502,11 @@ class TailServer::Impl {
     const auto it = sessions_.find({peer, header.session});
     if (it == sessions_.end()) return refuse(ErrorCode::kUnknownSession, "no open session with this id");
     Session& session = *it->second;
+    if (session.next_sequence > 0 && header.sequence == session.next_sequence - 1) {
+      return AnswerResend(peer, session, message);
+    }
     if (header.sequence != session.next_sequence) {
+      // A gap, or a step before the last one: the edge only ever resends its last step.
       return refuse(ErrorCode::kOutOfOrder, "expected sequence " + std::to_string(session.next_sequence));
     }
     if (header.position != session.next_position) {
@@ -503,6 +537,8 @@ class TailServer::Impl {
     }
     ++session.next_sequence;
     session.next_position += header.rows;
+    session.last_step_digest = StepDigest(message);
+    session.last_reply.reset();
     ++session.in_flight;
     session.last_active = Clock::now();
     if (options_.workers == 0) {
@@ -519,6 +555,24 @@ class TailServer::Impl {
     metrics_.queue_depth.Increment();
     ++queued_;
     queue.ready.notify_one();
+  }
+
+  // The edge sent its last step again (its reply was lost, or late): steps are idempotent, so the same
+  // rows get the same TOKEN, from the cache and without computing anything; while the step is still being
+  // computed the resend is dropped, as its reply is on the way. The same sequence number with other rows
+  // is refused: that is not a resend.
+  void AnswerResend(const std::string& peer, Session& session, const wire::Message& message) {
+    const wire::Header& header = message.header;
+    if (StepDigest(message) != session.last_step_digest) {
+      Reply(peer, ErrorMessage(header.session, header.sequence, ErrorCode::kOutOfOrder,
+                               "sequence " + std::to_string(header.sequence) +
+                                   " was already used for other rows; expected " +
+                                   std::to_string(session.next_sequence)));
+      return;
+    }
+    metrics_.resends.Increment();
+    session.last_active = Clock::now();
+    if (session.last_reply) Reply(peer, *session.last_reply);
   }
 
   void HandleClose(const std::string& peer, uint64_t id) {

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <zmq.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -19,6 +20,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cloud_tail_process.hpp"
@@ -82,8 +84,9 @@ wire::Message Open(uint64_t session, int cut = 2, uint32_t max_positions = 32, A
 class RawClient {
  public:
   RawClient(zmq::context_t& context, const std::string& endpoint, const SocketSecurity& security,
-            SocketLimits limits = {})
+            SocketLimits limits = {}, const std::string& routing_id = "")
       : socket_(context, zmq::socket_type::dealer) {
+    if (!routing_id.empty()) socket_.set(zmq::sockopt::routing_id, routing_id);
     limits.max_message_bytes = 64 << 20;  // the client side never limits what the test sends
     const Status configured = ConfigureSocket(socket_, security, limits, /*server=*/false);
     EXPECT_TRUE(configured.ok()) << configured.ToString();
@@ -224,15 +227,93 @@ std::string HttpGetMetrics(const std::string& address) {
   return response;
 }
 
-// The value of the `tandem_cloud_sessions` gauge, or -1 when the endpoint does not report it.
-double OpenSessionsGauge(const std::string& http_address) {
+// The value of an unlabelled metric, or -1 when the endpoint does not report it.
+double MetricValue(const std::string& http_address, const std::string& name) {
   std::istringstream lines(HttpGetMetrics(http_address));
   std::string line;
   while (std::getline(lines, line)) {
-    if (line.starts_with("tandem_cloud_sessions ")) return std::stod(line.substr(line.find(' ') + 1));
+    if (line.starts_with(name + " ")) return std::stod(line.substr(name.size() + 1));
   }
   return -1;
 }
+
+double OpenSessionsGauge(const std::string& http_address) {
+  return MetricValue(http_address, "tandem_cloud_sessions");
+}
+
+// A TCP relay for one connection, standing in for a man in the middle: forwards both ways and, when told,
+// flips the lowest bit of the last byte of the next chunk the client sends.
+class ByteFlippingRelay {
+ public:
+  explicit ByteFlippingRelay(const std::string& target_endpoint) {
+    listener_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof(address);
+    bind(listener_, reinterpret_cast<sockaddr*>(&address), length);
+    listen(listener_, 1);
+    getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = ntohs(address.sin_port);
+    target_port_ = std::stoi(target_endpoint.substr(target_endpoint.rfind(':') + 1));
+    accepter_ = std::thread([this] { Run(); });
+  }
+  ~ByteFlippingRelay() {
+    shutdown(listener_, SHUT_RDWR);
+    close(listener_);
+    for (const int fd : {client_.load(), server_.load()}) {
+      if (fd >= 0) shutdown(fd, SHUT_RDWR);
+    }
+    accepter_.join();
+    for (auto& pump : pumps_) pump.join();
+    for (const int fd : {client_.load(), server_.load()}) {
+      if (fd >= 0) close(fd);
+    }
+  }
+  std::string endpoint() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
+  void FlipNextByte() { flip_ = true; }
+  bool flipped() const { return flipped_; }
+
+ private:
+  void Run() {
+    const int client = accept(listener_, nullptr, nullptr);
+    if (client < 0) return;
+    const int server = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in target{};
+    target.sin_family = AF_INET;
+    target.sin_port = htons(static_cast<uint16_t>(target_port_));
+    target.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(server, reinterpret_cast<sockaddr*>(&target), sizeof(target)) != 0) {
+      close(client);
+      close(server);
+      return;
+    }
+    client_ = client;
+    server_ = server;
+    pumps_.emplace_back([this, client, server] { Pump(client, server, /*may_flip=*/true); });
+    pumps_.emplace_back([this, client, server] { Pump(server, client, /*may_flip=*/false); });
+  }
+  void Pump(int from, int to, bool may_flip) {
+    char buffer[65536];
+    ssize_t got = 0;
+    while ((got = recv(from, buffer, sizeof(buffer), 0)) > 0) {
+      if (may_flip && flip_.exchange(false)) {
+        buffer[got - 1] ^= 1;
+        flipped_ = true;
+      }
+      if (send(to, buffer, static_cast<size_t>(got), MSG_NOSIGNAL) != got) break;
+    }
+    shutdown(to, SHUT_WR);
+  }
+
+  int listener_ = -1;
+  int port_ = 0;
+  int target_port_ = 0;
+  std::atomic<int> client_{-1}, server_{-1};
+  std::atomic<bool> flip_{false}, flipped_{false};
+  std::thread accepter_;
+  std::vector<std::thread> pumps_;
+};
 
 class CloudHostilePeersTest : public ::testing::Test {
  protected:
@@ -677,25 +758,83 @@ TEST_F(CloudHostilePeersTest, TenThousandOpensStayBoundedByTheSessionLimit) {
 
 // ---- 4. Replay --------------------------------------------------------------------------------------
 
-TEST_F(CloudHostilePeersTest, AReplayedActivationsFrameIsOutOfOrder) {
+// Steps are idempotent: the last step sent again (an edge whose reply was lost) gets the same TOKEN from
+// the tail's cache, computed once; anything else out of sequence is refused and changes nothing.
+TEST_F(CloudHostilePeersTest, ResendsAreAnsweredOnceComputedAndReplaysAndGapsRefused) {
   auto client = Honest();
   client->Send(Open(40));
-  const wire::Message step = Activations(40, 0, 0, 3);
-  client->Send(step);
-  client->ExpectToken(40, 0);
-  client->Send(step);
-  const auto error = client->ExpectError(ErrorCode::kOutOfOrder, 40);
-  if (error) {
-    EXPECT_EQ(error->sequence, 0u);
-  }
-  // The replay changed nothing: the session goes on from sequence 1, position 3.
-  client->Send(Activations(40, 1, 3, 1));
+  const wire::Message first = Activations(40, 0, 0, 3);
+  client->Send(first);
+  const auto token = client->ExpectToken(40, 0);
+  const double computed = MetricValue(tail_->http_address(), "tandem_cloud_tokens_total");
+  client->Send(first);
+  EXPECT_EQ(client->ExpectToken(40, 0), token) << "a resend of the last step answers as the first time";
+  EXPECT_EQ(MetricValue(tail_->http_address(), "tandem_cloud_tokens_total"), computed)
+      << "the resend was computed again";
+  EXPECT_GE(MetricValue(tail_->http_address(), "tandem_cloud_step_resends_total"), 1);
+
+  const wire::Message second = Activations(40, 1, 3, 1);
+  client->Send(second);
   client->ExpectToken(40, 1);
+  {
+    SCOPED_TRACE("a replay of an older step");
+    client->Send(first);
+    const auto error = client->ExpectError(ErrorCode::kOutOfOrder, 40);
+    if (error) {
+      EXPECT_EQ(error->sequence, 0u);
+    }
+  }
+  {
+    SCOPED_TRACE("a gap in the sequence numbers");
+    client->Send(Activations(40, 3, 4, 1));
+    client->ExpectError(ErrorCode::kOutOfOrder, 40);
+  }
+  {
+    SCOPED_TRACE("the last sequence number again, with other rows");
+    wire::Message other = second;
+    other.payload[0] ^= std::byte{1};
+    client->Send(other);
+    client->ExpectError(ErrorCode::kOutOfOrder, 40);
+  }
+  // None of it changed the session: it goes on from sequence 2, position 4.
+  client->Send(Activations(40, 2, 4, 1));
+  client->ExpectToken(40, 2);
   client->Close(40);
   // A replay on another connection finds no such session there.
   auto other = Honest();
-  other->Send(step);
+  other->Send(first);
   other->ExpectError(ErrorCode::kUnknownSession, 40);
+}
+
+// A man in the middle flips one bit of an ACTIVATIONS frame on the wire: CURVE's authenticator fails, the
+// tail drops that connection, and nothing of the frame is decoded (no token is computed); honest clients
+// are served throughout.
+TEST_F(CloudHostilePeersTest, AFlippedBitOnTheWireDropsTheConnectionBeforeAnythingIsDecoded) {
+  // A fixed routing id, so that the edge can come back as the same peer once the connection is gone.
+  const std::string routing_id = "edge-behind-a-bad-link";
+  const wire::Message step = Activations(45, 0, 0, 3);
+  {
+    ByteFlippingRelay relay(tail_->endpoint());
+    RawClient client(*context_, relay.endpoint(), EdgeSecurity(), {}, routing_id);
+    Handshake(client);
+    client.Send(Open(45));
+    client.Sync();
+    const double computed = MetricValue(tail_->http_address(), "tandem_cloud_tokens_total");
+    relay.FlipNextByte();
+    client.Send(step);
+    client.ExpectSilence();
+    EXPECT_TRUE(relay.flipped());
+    EXPECT_EQ(MetricValue(tail_->http_address(), "tandem_cloud_tokens_total"), computed);
+  }
+  auto honest = Honest();
+  OpenAndStep(*honest, 46);
+  honest->Close(46);
+  // Directly, as the same peer: the session is where it was before the corrupted frame.
+  RawClient back(*context_, tail_->endpoint(), EdgeSecurity(), {}, routing_id);
+  Handshake(back);
+  back.Send(step);
+  back.ExpectToken(45, 0);
+  back.Close(45);
 }
 
 TEST_F(CloudHostilePeersTest, ReopeningAnIdWhileItsLastStepIsInFlightKeepsTheNewSession) {

@@ -13,11 +13,17 @@ void CloudFlags::Declare(FlagSet& flags) {
   flags.Bool("insecure", &insecure, "plaintext ZeroMQ without CURVE: no encryption, no authentication");
   flags.String("codec", &codec, "activation codec: fp32|fp16|bf16|int8|int4, optionally +lz4 or +zstd");
   flags.Int("timeout-ms", &timeout_ms, "longest wait for any reply from the cloud tail");
+  flags.Int("resend-ms", &resend_ms,
+            "a step unanswered this long is sent again, then after growing pauses (0 = never)");
+  flags.Int("max-resends", &max_resends, "times one step may be sent again within --timeout-ms");
 }
 
 Status CloudFlags::Validate() const {
   TANDEM_RETURN_IF_ERROR(ParseActivationCodec(codec).status());
   if (timeout_ms <= 0) return InvalidArgument("--timeout-ms must be positive");
+  if (resend_ms < 0 || max_resends < 0) {
+    return InvalidArgument("--resend-ms and --max-resends must not be negative");
+  }
   if (!enabled()) return Status::Ok();
   if (insecure && (!cloud_key.empty() || !client_key.empty())) {
     return InvalidArgument("--insecure cannot be combined with --cloud-key or --client-key");
@@ -33,6 +39,8 @@ Result<CloudOptions> CloudFlags::Resolve() const {
   CloudOptions options;
   options.endpoint = endpoint;
   options.timeout = std::chrono::milliseconds(timeout_ms);
+  options.resend_after = std::chrono::milliseconds(resend_ms);
+  options.max_resends = max_resends;
   options.security.insecure = insecure;
   if (insecure) {
     Log(LogLevel::kWarn, "edge", "CURVE is off (--insecure): activations cross the network unencrypted",

@@ -1,13 +1,17 @@
 #include "tandem/edge/cloud_pool.hpp"
 
 #include "tandem/common/log.hpp"
+#include "tandem/common/retry.hpp"
 
 namespace tandem::edge {
 namespace {
 
-// How long one handshake may wait, and the pause between failed attempts.
+// How long one handshake may wait.
 constexpr auto kHandshakeTimeout = std::chrono::milliseconds(1000);
-constexpr auto kRetryPause = std::chrono::milliseconds(250);
+// The pauses between failed attempts: quick at first (a tail restarting), then no more than one attempt
+// every few seconds per connection while it stays away. Jittered: all connections of all edges lose a
+// tail at the same moment, and must not come back to it in step.
+constexpr BackoffPolicy kReconnect{.initial = std::chrono::milliseconds(100), .max = std::chrono::seconds(5)};
 
 }  // namespace
 
@@ -54,6 +58,7 @@ std::string CloudPool::last_error() const {
 void CloudPool::RunConnector() {
   CloudOptions options = options_;
   options.timeout = std::min(options.timeout, std::chrono::milliseconds(kHandshakeTimeout));
+  Backoff backoff(kReconnect);
   std::unique_lock lock(mutex_);
   while (!stopping_) {
     if (connected_.load() >= size_) {
@@ -70,6 +75,7 @@ void CloudPool::RunConnector() {
       if (++connected_ == size_)
         Log(LogLevel::kInfo, "edge", "connected to the cloud tail", {{"cloud", options_.endpoint}});
       last_error_.clear();
+      backoff.Reset();
       changed_.notify_all();
     } else {
       if (last_error_ != connection.status().message()) {
@@ -77,7 +83,7 @@ void CloudPool::RunConnector() {
             {{"cloud", options_.endpoint}, {"error", connection.status().message()}});
       }
       last_error_ = connection.status().message();
-      changed_.wait_for(lock, kRetryPause, [&] { return stopping_; });
+      changed_.wait_for(lock, backoff.Next(), [&] { return stopping_; });
     }
   }
 }

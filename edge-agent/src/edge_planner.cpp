@@ -50,7 +50,7 @@ sched::PlanInputs EdgePlanner::CurrentInputs(int prompt_tokens, int expected_tok
                             .max_rows = tail->hello.max_rows,
                             .free_kv_bytes = tail->stats.free_kv_bytes,
                             .codecs = tail->hello.codecs,
-                            .link = link->link.Estimate()});
+                            .link = link->PlanningEstimate()});
   }
   return inputs;
 }
@@ -105,7 +105,7 @@ Result<sched::Candidate> EdgePlanner::AskScheduler(int prompt_tokens, int expect
                              .prompt_tokens = prompt_tokens,
                              .expected_tokens = expected_tokens};
   for (const auto& [endpoint, link] : tails_.All()) {
-    const sched::LinkEstimate estimate = link->link.Estimate();
+    const sched::LinkEstimate estimate = link->PlanningEstimate();
     sched::LinkReport report{.endpoint = endpoint, .up = estimate.up};
     if (estimate.rtt_ms > 0) report.rtt_ms = estimate.rtt_ms;
     if (estimate.bandwidth_bytes_per_ms > 0)
@@ -206,6 +206,7 @@ nlohmann::json EdgePlanner::Describe() const {
     const sched::LinkEstimate estimate = link->link.Estimate();
     nlohmann::json tail = {{"cloud", endpoint},
                            {"connections", link->pool.connected()},
+                           {"circuit", CircuitStateName(link->breaker.state())},
                            {"link",
                             {{"up", estimate.up},
                              {"rtt_ms", estimate.rtt_ms},

@@ -22,6 +22,7 @@
 
 #include "tandem/common/log.hpp"
 #include "tandem/common/model_loader.hpp"
+#include "tandem/common/retry.hpp"
 #include "tandem/common/tokenizer.hpp"
 #include "tandem/edge/cloud_flags.hpp"
 #include "tandem/edge/cloud_pool.hpp"
@@ -50,6 +51,12 @@ int Fail(const Status& status, int exit_code = kExitFailure) {
   return services::FailService("edge", status, exit_code);
 }
 constexpr int kBos = 1;  // llama2.c's BOS, which also ends a story
+// Moves off failed tails one generation may make before it gives up: enough for a replica that dies
+// during the replay onto it, not so many that a broken fleet holds requests for long.
+constexpr int kMaxFailovers = 3;
+// The pause before asking a busy tail again when no other choice exists.
+constexpr BackoffPolicy kBusyRetry{.initial = std::chrono::milliseconds(50),
+                                   .max = std::chrono::milliseconds(400)};
 
 // Every setting of tandem-edge: a flag, a TANDEM_* environment variable and its help, declared once.
 struct EdgeConfig {
@@ -240,6 +247,20 @@ struct EdgeMetrics {
                   .Help("Splits moved mid-generation, by reason (replan: a predicted gain; fallback: the "
                         "tail failed and the edge finished locally)")
                   .Register(registry)),
+        failovers(prometheus::BuildCounter()
+                      .Name("tandem_edge_failovers_total")
+                      .Help("Generations moved off a failed tail, by destination (tail: replayed on "
+                            "another tail; local: finished on the edge)")
+                      .Register(registry)),
+        circuit_opened(prometheus::BuildCounter()
+                           .Name("tandem_edge_circuit_opened_total")
+                           .Help("Times a tail's circuit breaker opened (no work sent to it for a cool-down)")
+                           .Register(registry)),
+        step_resends(prometheus::BuildCounter()
+                         .Name("tandem_edge_step_resends_total")
+                         .Help("Steps sent to a tail again for want of a reply")
+                         .Register(registry)
+                         .Add({})),
         queue_depth(prometheus::BuildGauge()
                         .Name("tandem_edge_queue_depth")
                         .Help("Requests admitted and waiting for a generation slot")
@@ -273,6 +294,9 @@ struct EdgeMetrics {
   prometheus::Gauge& link_up;
   prometheus::Family<prometheus::Counter>& plans;
   prometheus::Family<prometheus::Counter>& moves;
+  prometheus::Family<prometheus::Counter>& failovers;
+  prometheus::Family<prometheus::Counter>& circuit_opened;
+  prometheus::Counter& step_resends;
   prometheus::Gauge& queue_depth;
   prometheus::Gauge& active;
   prometheus::Gauge& connections;
@@ -316,6 +340,8 @@ struct Prepared {
   std::shared_ptr<GenerationSlot> slot;
   sched::Candidate first;
   std::map<std::string, std::unique_ptr<CloudLease>> leases;
+  // A tail whose circuit breaker refused this request: not a failure of the tail.
+  std::string refused_by_breaker;
 };
 
 // What one completion produced.
@@ -690,9 +716,15 @@ class EdgeService {
       }
       TailLink* link = tails_.Get(choice.endpoint);
       if (link == nullptr) return Unavailable("too many tails to add " + choice.endpoint);
+      if (!link->breaker.Allow()) {
+        prepared.refused_by_breaker = choice.endpoint;
+        return Unavailable("the circuit breaker of the cloud tail at " + choice.endpoint + " is open");
+      }
       std::unique_ptr<CloudLease>& lease = prepared.leases[choice.endpoint];
       if (!lease) lease = Lease(*link);
       if (!lease) return Unavailable("no connection to the cloud tail at " + choice.endpoint);
+      // A wait for this tail ends as soon as its link is given up, not at --timeout-ms.
+      lease->connection().set_liveness([link] { return link->link.Estimate().up; });
       TANDEM_ASSIGN_OR_RETURN(
           std::unique_ptr<RemoteTail> tail,
           RemoteTail::Open(lease->connection(), {.cut = choice.cut,
@@ -704,6 +736,26 @@ class EdgeService {
       });
       return std::unique_ptr<TailRunner>(std::move(tail));
     };
+  }
+
+  // A tail failed a request's step: its circuit breaker counts the failure (unless the breaker itself
+  // refused the request), and when the tail is unreachable its link reads as down until a probe is answered
+  // again. A busy or slow tail is not down: the probes tell whether a silent one is.
+  void Penalize(const std::string& endpoint, const Status& failure, Prepared& prepared) {
+    TailLink* tail = tails_.Find(endpoint);
+    if (tail == nullptr) return;
+    if (prepared.refused_by_breaker == endpoint) {
+      prepared.refused_by_breaker.clear();
+      return;
+    }
+    if (failure.code() == StatusCode::kUnavailable) tail->link.MarkDown();
+    const int opened = tail->breaker.opened();
+    tail->breaker.RecordFailure();
+    if (tail->breaker.opened() > opened) {
+      metrics_.circuit_opened.Add({{"cloud", endpoint}}).Increment();
+      Log(LogLevel::kWarn, "edge", "circuit breaker opened: no work goes to the tail for a while",
+          {{"cloud", endpoint}, {"error", failure.message()}});
+    }
   }
 
   // Re-plans mid-generation: moves when another choice is predicted to finish the rest sooner, replay
@@ -776,27 +828,44 @@ class EdgeService {
              {"cut", CutOf(split.choice())},
              {"reason", reason}});
       };
-      // A tail that fails a step (gone, silent, overloaded) is marked down, and the generation moves to the
-      // best choice without it: another tail, or all-local when allowed. Forced and fixed splits do not move.
-      const auto fall_back = [&](const Status& failure) {
+      // A tail that fails a step (gone, silent, overloaded) is marked down and its breaker told, and the
+      // generation moves to the best choice without it: another tail (replaying the steps so far there),
+      // or all-local when allowed. A move that fails too goes on to the next choice, a few times; when
+      // every tail is busy the same one is tried again after a jittered pause. Forced and fixed splits do
+      // not move.
+      const auto fall_back = [&](Status failure) -> Status {
         if (!planner_ || request.split || split.choice().local() || !TailFailed(failure)) return failure;
         healthy = false;
-        const sched::Candidate failed = split.choice();
-        if (TailLink* tail = tails_.Find(failed.endpoint)) tail->link.MarkDown();
-        TANDEM_ASSIGN_OR_RETURN(
-            const sched::Candidate next,
-            planner_->Alternative(failed,
-                                  split.positions() > 0 ? split.positions() : completion.prompt_tokens,
-                                  request.max_tokens - completion.completion_tokens));
-        Log(LogLevel::kWarn, "edge", "tail failed: moving the generation",
-            {{"request_id", request_id},
-             {"from", failed.Describe()},
-             {"to", next.Describe()},
-             {"error", failure.message()}});
-        metrics_.moves.Add({{"reason", "fallback"}}).Increment();
-        TANDEM_RETURN_IF_ERROR(split.MoveTo(next));
-        log_move("fallback");
-        return Status::Ok();
+        Backoff busy_backoff(kBusyRetry);
+        sched::Candidate failed = split.choice();
+        for (int attempt = 0; attempt < kMaxFailovers; ++attempt) {
+          Penalize(failed.endpoint, failure, prepared);
+          const int positions_so_far = split.positions() > 0 ? split.positions() : completion.prompt_tokens;
+          auto next = planner_->Alternative(failed, positions_so_far,
+                                            request.max_tokens - completion.completion_tokens);
+          if (!next.ok()) {
+            if (failure.code() != StatusCode::kResourceExhausted) return next.status();
+            std::this_thread::sleep_for(busy_backoff.Next());
+            next = failed;
+          }
+          Log(LogLevel::kWarn, "edge", "tail failed: moving the generation",
+              {{"request_id", request_id},
+               {"from", failed.Describe()},
+               {"to", next->Describe()},
+               {"error", failure.message()}});
+          metrics_.moves.Add({{"reason", "fallback"}}).Increment();
+          const Status moved = split.MoveTo(*next);
+          if (moved.ok()) {
+            metrics_.failovers.Add({{"to", next->local() ? "local" : "tail"}}).Increment();
+            log_move("fallback");
+            return Status::Ok();
+          }
+          if (next->local() || !TailFailed(moved)) return moved;
+          failure = moved;
+          failed = *next;
+        }
+        return failure.WithContext("no tail took the generation after " + std::to_string(kMaxFailovers) +
+                                   " moves");
       };
       status = split.Start(*first);
       if (!status.ok()) status = fall_back(status);
@@ -849,6 +918,9 @@ class EdgeService {
       }
       completion.choice = split.choice();
       completion.moves = split.moves();
+      if (status.ok() && !completion.choice.local()) {
+        if (TailLink* tail = tails_.Find(completion.choice.endpoint)) tail->breaker.RecordSuccess();
+      }
       Log(LogLevel::kInfo, "edge", "completion",
           {{"request_id", request_id},
            {"plan", completion.plan.Describe()},
@@ -876,11 +948,17 @@ class EdgeService {
     if (!status.ok()) {
       Log(LogLevel::kWarn, "edge", "completion failed",
           {{"request_id", request_id}, {"error", status.message()}});
+      // Busy or unreachable tails are worth retrying later (503 with Retry-After); anything else is the
+      // tail's fault (502).
       const bool busy = status.code() == StatusCode::kResourceExhausted;
-      return ApiError{.status = busy ? 503 : 502,
+      const bool unreachable =
+          status.code() == StatusCode::kUnavailable || status.code() == StatusCode::kDeadlineExceeded;
+      return ApiError{.status = busy || unreachable ? 503 : 502,
                       .message = status.message(),
                       .type = "server_error",
-                      .code = busy ? "upstream_overloaded" : "upstream_error"};
+                      .code = busy          ? "upstream_overloaded"
+                              : unreachable ? "upstream_unavailable"
+                                            : "upstream_error"};
     }
     return completion;
   }
@@ -890,6 +968,7 @@ class EdgeService {
     total.payload_bytes += tail.payload_bytes;
     total.wire_bytes_sent += tail.wire_bytes_sent;
     total.wire_bytes_received += tail.wire_bytes_received;
+    total.resends += tail.resends;
   }
 
   void RecordWire(const RemoteTailStats& wire) {
@@ -897,6 +976,7 @@ class EdgeService {
     metrics_.payload_bytes.Increment(static_cast<double>(wire.payload_bytes));
     metrics_.sent_bytes.Increment(static_cast<double>(wire.wire_bytes_sent));
     metrics_.received_bytes.Increment(static_cast<double>(wire.wire_bytes_received));
+    metrics_.step_resends.Increment(wire.resends);
   }
 
   const EdgeConfig& config_;

@@ -3,10 +3,17 @@
 #include <algorithm>
 #include <chrono>
 
+#include "tandem/common/retry.hpp"
+
 namespace tandem::edge {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// The longest a wait for a reply goes without checking the link's liveness.
+constexpr auto kLivenessSlice = std::chrono::milliseconds(50);
+// How long a connection must have gone without a message before a down link ends a wait on it.
+constexpr auto kSilenceBeforeGivingUp = std::chrono::milliseconds(300);
 
 int64_t WireSize(const wire::Message& message) {
   return static_cast<int64_t>(wire::kHeaderBytes + message.payload.size());
@@ -38,6 +45,7 @@ Result<std::unique_ptr<CloudConnection>> CloudConnection::Connect(zmq::context_t
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<MessageChannel> channel,
                           ConnectDealer(context, options.endpoint, options.security, options.limits));
   auto connection = Handshake(std::move(channel), options.timeout, local);
+  if (connection.ok()) (*connection)->set_resends(options.resend_after, options.max_resends);
   if (!connection.ok() && connection.status().code() == StatusCode::kDeadlineExceeded &&
       !options.security.insecure) {
     // CURVE refusals are silent by design: say what usually causes them.
@@ -64,12 +72,47 @@ Result<std::unique_ptr<CloudConnection>> CloudConnection::Handshake(std::unique_
 }
 
 Result<wire::TokenReply> CloudConnection::AwaitToken(uint64_t session, uint64_t sequence,
-                                                     int64_t& bytes_received) {
-  const auto deadline = Clock::now() + timeout_;
+                                                     int64_t& bytes_received, const wire::Message* resend,
+                                                     int* resends) {
+  const auto start = Clock::now();
+  const auto deadline = start + timeout_;
+  const bool may_resend = resend != nullptr && resend_after_.count() > 0;
+  Backoff backoff({.initial = resend_after_, .max = timeout_, .jitter = 0.2});
+  auto resend_at = may_resend ? start + backoff.Next() : deadline;
+  int sent_again = 0;
+  auto last_heard = start;
   while (true) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    TANDEM_ASSIGN_OR_RETURN(wire::Message reply,
-                            channel_->Receive(std::max(left, std::chrono::milliseconds(0))));
+    const auto now = Clock::now();
+    if (now >= deadline) {
+      return DeadlineExceeded(
+          "no reply from the cloud tail at " + channel_->endpoint() + " within " +
+          std::to_string(timeout_.count()) + " ms" +
+          (sent_again > 0 ? " (the step was sent " + std::to_string(sent_again + 1) + " times)" : ""));
+    }
+    // The monitor's verdict ends a wait only once this connection has been silent for a while too: replies
+    // still coming in (a replay in full flow) prove the tail alive, whatever its probes say.
+    if (alive_ && now - last_heard >= kSilenceBeforeGivingUp && !alive_()) {
+      return Unavailable("the link to the cloud tail at " + channel_->endpoint() +
+                         " is down (its probes go unanswered, or another step on it failed)");
+    }
+    if (now >= resend_at) {
+      // The reply may have been lost with a connection that ZeroMQ re-established: ask again. A tail
+      // still computing the step drops the resend.
+      TANDEM_RETURN_IF_ERROR(channel_->Send(*resend));
+      ++sent_again;
+      if (resends != nullptr) ++*resends;
+      resend_at = sent_again < max_resends_ ? now + backoff.Next() : deadline;
+    }
+    // Short slices, so that liveness and resends are looked at while waiting.
+    const auto wait = std::min({resend_at, deadline, now + kLivenessSlice}) - now;
+    auto received = channel_->Receive(
+        std::max(std::chrono::duration_cast<std::chrono::milliseconds>(wait), std::chrono::milliseconds(1)));
+    if (!received.ok()) {
+      if (received.status().code() == StatusCode::kDeadlineExceeded) continue;
+      return received.status();
+    }
+    wire::Message& reply = *received;
+    last_heard = Clock::now();
     bytes_received += WireSize(reply);
     const wire::Header& header = reply.header;
     if (header.type == wire::MessageType::kError && (header.session == session || header.session == 0)) {
@@ -126,7 +169,9 @@ Result<int> RemoteTail::Forward(const HiddenRows& rows) {
     const int64_t sent_before = stats_.wire_bytes_sent, received_before = stats_.wire_bytes_received;
     const auto sent_at = Clock::now();
     TANDEM_ASSIGN_OR_RETURN(const uint64_t sequence, Send(chunk));
-    TANDEM_ASSIGN_OR_RETURN(token, Await(sequence, sent_at));
+    // One step in flight: it may be sent again. (A pipelined replay is not: the tail only resends its
+    // last reply, and a replay that fails is redone elsewhere.)
+    TANDEM_ASSIGN_OR_RETURN(token, Await(sequence, sent_at, &last_sent_));
     if (observer_) {
       observer_(stats_.wire_bytes_sent - sent_before + stats_.wire_bytes_received - received_before,
                 stats_.step_round_trip_ms.back(), stats_.step_cloud_compute_ms.back());
@@ -163,10 +208,10 @@ Result<uint64_t> RemoteTail::Send(const HiddenRows& rows) {
                           EncodeActivations(rows.values, rows.rows, rows.cols, request_.codec));
   const int64_t payload_bytes = static_cast<int64_t>(encoded.payload.size());
   const uint64_t sequence = next_sequence_;
-  const wire::Message message =
-      wire::MakeActivations(request_.session, sequence, static_cast<uint32_t>(cut_log_.positions()),
-                            static_cast<uint32_t>(rows.rows), static_cast<uint32_t>(rows.cols),
-                            request_.codec, encoded.compression, std::move(encoded.payload));
+  last_sent_ = wire::MakeActivations(request_.session, sequence, static_cast<uint32_t>(cut_log_.positions()),
+                                     static_cast<uint32_t>(rows.rows), static_cast<uint32_t>(rows.cols),
+                                     request_.codec, encoded.compression, std::move(encoded.payload));
+  const wire::Message& message = last_sent_;
   TANDEM_RETURN_IF_ERROR(connection_.channel().Send(message));
   // The rows are logged once sent: a replay must resend exactly what the tail has seen.
   cut_log_.Append(rows);
@@ -178,9 +223,10 @@ Result<uint64_t> RemoteTail::Send(const HiddenRows& rows) {
   return sequence;
 }
 
-Result<int> RemoteTail::Await(uint64_t sequence, Clock::time_point sent_at) {
-  TANDEM_ASSIGN_OR_RETURN(last_reply_,
-                          connection_.AwaitToken(request_.session, sequence, stats_.wire_bytes_received));
+Result<int> RemoteTail::Await(uint64_t sequence, Clock::time_point sent_at, const wire::Message* resend) {
+  TANDEM_ASSIGN_OR_RETURN(
+      last_reply_, connection_.AwaitToken(request_.session, sequence, stats_.wire_bytes_received, resend,
+                                          &stats_.resends));
   stats_.step_round_trip_ms.push_back(
       std::chrono::duration<double, std::milli>(Clock::now() - sent_at).count());
   stats_.step_cloud_compute_ms.push_back(last_reply_.compute_us / 1000.0);

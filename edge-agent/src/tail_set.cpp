@@ -8,7 +8,14 @@ TailLink::TailLink(const CloudOptions& options, const wire::Hello& local, int co
                    const LinkMonitorOptions& monitoring)
     : pool(options, local, connections),
       link(SteadyClock::Instance()),
-      monitor(options, local, link, monitoring) {}
+      monitor(options, local, link, monitoring),
+      breaker(SteadyClock::Instance()) {}
+
+sched::LinkEstimate TailLink::PlanningEstimate() const {
+  sched::LinkEstimate estimate = link.Estimate();
+  if (!breaker.Permits()) estimate.up = false;
+  return estimate;
+}
 
 TailSet::TailSet(CloudOptions base, wire::Hello local, int connections_per_tail,
                  LinkMonitorOptions monitoring, size_t max_tails)

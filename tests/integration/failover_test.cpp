@@ -105,11 +105,11 @@ TEST_F(FailoverTest, KillingTheServingTailLosesNoStreamAndChangesNoToken) {
   const auto second = CloudTailProcess::ReplicaOf(first, tail_args);
   ASSERT_TRUE(second->started()) << second->log();
   // Two blocks at most on the edge (stories260K has five): every stream must stay split, so a failing
-  // tail can only be replaced by the other one.
-  EdgeProcess edge(
-      first, {"--cloud", first.endpoint() + "," + second->endpoint(), "--split", "auto", "--max-edge-blocks",
-              "2", "--max-concurrent", std::to_string(streams), "--max-queue", std::to_string(streams),
-              "--timeout-ms", "3000", "--replan-tokens", "0"});
+  // tail can only be replaced by the other one. The default --timeout-ms (10 s): the link monitor finds a
+  // dead tail within about two seconds, and a slow one must not pass for dead.
+  EdgeProcess edge(first, {"--cloud", first.endpoint() + "," + second->endpoint(), "--split", "auto",
+                           "--max-edge-blocks", "2", "--max-concurrent", std::to_string(streams),
+                           "--max-queue", std::to_string(streams), "--replan-tokens", "0"});
   ASSERT_TRUE(edge.started()) << edge.log();
   ASSERT_TRUE(testing::WaitUntil([&] { return HttpCall(edge.address(), "GET", "/readyz").status == 200; },
                                  std::chrono::seconds(20)))
@@ -169,6 +169,8 @@ TEST_F(FailoverTest, KillingTheServingTailLosesNoStreamAndChangesNoToken) {
     }
   }
   std::printf("%d of %d streams failed over\n", failed_over, streams);
+  CloudTailProcess& survivor = killed == first.endpoint() ? *second : first;
+  EXPECT_TRUE(survivor.process().Running()) << survivor.log();
   EXPECT_GT(failed_over, 0) << "the kill hit no stream in flight";
 }
 

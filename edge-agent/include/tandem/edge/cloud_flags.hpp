@@ -1,5 +1,5 @@
 // The flags that point an edge at a cloud tail (--cloud, --cloud-key, --client-key, --insecure, --codec,
-// --timeout-ms), declared once for every program that runs the edge side.
+// --timeout-ms, --resend-ms, --max-resends), declared once for every program that runs the edge side.
 #pragma once
 
 #include <string>
@@ -17,6 +17,8 @@ struct CloudFlags {
   bool insecure = false;   // plaintext, no authentication
   std::string codec = "fp32";
   int timeout_ms = 10000;
+  int resend_ms = 500;
+  int max_resends = 2;
 
   void Declare(FlagSet& flags);
   bool enabled() const { return !endpoint.empty(); }

@@ -20,6 +20,10 @@ struct CloudOptions {
   SocketSecurity security;
   SocketLimits limits;
   std::chrono::milliseconds timeout{10000};  // the longest wait for any reply
+  // A step unanswered this long is sent again (the tail answers a resend from its cache), then again
+  // after a growing, jittered pause, at most `max_resends` times, all within `timeout`. 0: never.
+  std::chrono::milliseconds resend_after{500};
+  int max_resends = 2;
 };
 
 // Every boundary row a session sent, in order and with its chunking (rows per ACTIVATIONS), so that a tail
@@ -54,12 +58,22 @@ class CloudConnection {
   const wire::Hello& remote() const { return remote_; }
   std::chrono::milliseconds timeout() const { return timeout_; }
   void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
+  void set_resends(std::chrono::milliseconds after, int max) {
+    resend_after_ = after;
+    max_resends_ = max;
+  }
+  // Asked while waiting for a reply: false ends the wait at once (Unavailable), as when the link's
+  // monitor has given the tail up. Set per request; none by default.
+  void set_liveness(std::function<bool()> alive) { alive_ = std::move(alive); }
   MessageChannel& channel() { return *channel_; }
   uint64_t NextSessionId() { return ++last_session_; }
 
   // Waits for the TOKEN answering (session, sequence); an ERROR for it becomes its Status. Replies to
-  // other sessions or older sequences (left over from an abandoned session) are skipped.
-  Result<wire::TokenReply> AwaitToken(uint64_t session, uint64_t sequence, int64_t& bytes_received);
+  // other sessions or older sequences (left over from an abandoned session, or a resend's second answer)
+  // are skipped. With `resend`, the step's own ACTIVATIONS, it is sent again while no reply comes (see
+  // CloudOptions::resend_after); `resends` counts them.
+  Result<wire::TokenReply> AwaitToken(uint64_t session, uint64_t sequence, int64_t& bytes_received,
+                                      const wire::Message* resend = nullptr, int* resends = nullptr);
 
  private:
   CloudConnection(std::unique_ptr<MessageChannel> channel, std::chrono::milliseconds timeout,
@@ -68,6 +82,9 @@ class CloudConnection {
 
   std::unique_ptr<MessageChannel> channel_;
   std::chrono::milliseconds timeout_;
+  std::chrono::milliseconds resend_after_{0};
+  int max_resends_ = 0;
+  std::function<bool()> alive_;
   wire::Hello remote_;
   uint64_t last_session_ = 0;
 };
@@ -80,6 +97,7 @@ struct RemoteTailStats {
   std::vector<int64_t> step_payload_bytes;  // per ACTIVATIONS: the prefill chunk, then one per token
   std::vector<double> step_round_trip_ms;   // ACTIVATIONS sent -> TOKEN received
   std::vector<double> step_cloud_compute_ms;
+  int resends = 0;  // steps sent again for want of a reply
 };
 
 // Blocks [cut, L) and the head on a cloud tail, for one session. Not thread-safe; one per session.
@@ -112,12 +130,14 @@ class RemoteTail final : public TailRunner {
   Result<std::vector<HiddenRows>> Chunks(const HiddenRows& rows) const;
   // One ACTIVATIONS; returns its sequence number.
   Result<uint64_t> Send(const HiddenRows& rows);
-  // Its TOKEN.
-  Result<int> Await(uint64_t sequence, std::chrono::steady_clock::time_point sent_at);
+  // Its TOKEN; `resend` (the step's ACTIVATIONS) goes again while none comes.
+  Result<int> Await(uint64_t sequence, std::chrono::steady_clock::time_point sent_at,
+                    const wire::Message* resend = nullptr);
 
   CloudConnection& connection_;
   wire::OpenRequest request_;
   uint64_t next_sequence_ = 0;
+  wire::Message last_sent_;  // the last ACTIVATIONS, for a resend
   CutLog cut_log_;
   RemoteTailStats stats_;
   wire::TokenReply last_reply_;

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "tandem/common/retry.hpp"
 #include "tandem/edge/cloud_pool.hpp"
 #include "tandem/edge/link_monitor.hpp"
 #include "tandem/sched/link_estimator.hpp"
@@ -18,9 +19,15 @@ namespace tandem::edge {
 struct TailLink {
   TailLink(const CloudOptions& options, const wire::Hello& local, int connections,
            const LinkMonitorOptions& monitoring);
+  // The link as planning should see it: down while the breaker keeps work away from the tail.
+  sched::LinkEstimate PlanningEstimate() const;
+
   CloudPool pool;
   sched::LinkEstimator link;
   LinkMonitor monitor;  // after `link`, which it feeds
+  // Opened by requests that fail on this tail; unlike the link's up/down, which the next answered probe
+  // resets, it keeps a tail that answers probes but fails steps out of plans for a growing cool-down.
+  CircuitBreaker breaker;
 };
 
 class TailSet {

@@ -17,9 +17,9 @@
 #include <map>
 #include <mutex>
 #include <random>
-#include <semaphore>
 #include <thread>
 
+#include "tandem/common/fair_semaphore.hpp"
 #include "tandem/common/log.hpp"
 #include "tandem/common/model_loader.hpp"
 #include "tandem/common/retry.hpp"
@@ -325,13 +325,13 @@ class Admission {
 // One of the --max-concurrent generation slots, released with the last reference.
 class GenerationSlot {
  public:
-  explicit GenerationSlot(std::counting_semaphore<>& slots) : slots_(slots) {}
-  ~GenerationSlot() { slots_.release(); }
+  explicit GenerationSlot(FairSemaphore& slots) : slots_(slots) {}
+  ~GenerationSlot() { slots_.Release(); }
   GenerationSlot(const GenerationSlot&) = delete;
   GenerationSlot& operator=(const GenerationSlot&) = delete;
 
  private:
-  std::counting_semaphore<>& slots_;
+  FairSemaphore& slots_;
 };
 
 // What a request holds from admission to its end: its slot, its first choice, and its tail connections
@@ -645,7 +645,7 @@ class EdgeService {
   // One of --max-concurrent generation slots, waiting up to the cloud timeout for one to free up.
   std::variant<std::shared_ptr<GenerationSlot>, ApiError> AcquireSlot() {
     metrics_.queue_depth.Increment();
-    const bool acquired = slots_.try_acquire_for(std::chrono::milliseconds(config_.cloud.timeout_ms));
+    const bool acquired = slots_.AcquireFor(std::chrono::milliseconds(config_.cloud.timeout_ms));
     metrics_.queue_depth.Decrement();
     if (acquired) return std::make_shared<GenerationSlot>(slots_);
     return ApiError{.status = 503,
@@ -987,8 +987,8 @@ class EdgeService {
   std::shared_ptr<prometheus::Registry> registry_;
   EdgeMetrics metrics_;
   TailSet tails_;
-  TailLink& primary_;  // the first --cloud tail: the top-level figures of /v1/plan and the link gauges
-  std::counting_semaphore<> slots_;       // --max-concurrent generations
+  TailLink& primary_;    // the first --cloud tail: the top-level figures of /v1/plan and the link gauges
+  FairSemaphore slots_;  // --max-concurrent generations, first come first served
   std::unique_ptr<EdgePlanner> planner_;  // --split auto
   std::string model_name_;
   CompletionLimits limits_;

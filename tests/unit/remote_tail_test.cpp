@@ -38,14 +38,20 @@ class InMemoryTail final : public MessageChannel {
       case wire::MessageType::kActivations: {
         if (silent) break;
         const wire::Header& h = message.header;
+        // A resend of the last step is answered from the cache, as the real tail does.
+        if (last_reply && last_reply->header.sequence == h.sequence) {
+          Answer(*last_reply);
+          break;
+        }
         const ActivationCodec codec{static_cast<Precision>(h.precision),
                                     static_cast<Compression>(h.compression)};
         TANDEM_ASSIGN_OR_RETURN(auto values,
                                 DecodeActivations(message.payload, h.rows, h.cols, codec, h.rows * h.cols));
         TANDEM_ASSIGN_OR_RETURN(int token, tail_->Forward(HiddenRows{h.rows, h.cols, std::move(values)}));
         if (stale_reply_first) replies.push_back(wire::MakeToken({.session = h.session + 100, .token = 3}));
-        replies.push_back(wire::MakeToken(
-            {.session = h.session, .sequence = h.sequence, .token = token_override.value_or(token)}));
+        last_reply = wire::MakeToken(
+            {.session = h.session, .sequence = h.sequence, .token = token_override.value_or(token)});
+        Answer(*last_reply);
         break;
       }
       default:
@@ -64,10 +70,20 @@ class InMemoryTail final : public MessageChannel {
 
   const std::string& endpoint() const override { return endpoint_; }
 
+  void Answer(const wire::Message& reply) {
+    if (replies_to_lose > 0) {
+      --replies_to_lose;
+    } else {
+      replies.push_back(reply);
+    }
+  }
+
   std::vector<wire::Message> sent;
   std::deque<wire::Message> replies;
   bool stale_reply_first = false;
-  bool silent = false;  // never answers ACTIVATIONS
+  bool silent = false;      // never answers ACTIVATIONS
+  int replies_to_lose = 0;  // computed, but the reply never arrives
+  std::optional<wire::Message> last_reply;
   std::optional<int> token_override;
 
  private:
@@ -219,6 +235,68 @@ TEST_F(RemoteTailTest, SilenceIsADeadline) {
   EdgeRunner edge(model_.transformer, 5, 8);
   auto result = (*tail)->Forward(*edge.Forward(std::vector<int>{1}));
   EXPECT_EQ(result.status().code(), StatusCode::kDeadlineExceeded);
+}
+
+TEST_F(RemoteTailTest, AStepWhoseReplyIsLostIsSentAgainAndAnsweredOnce) {
+  std::vector<int> expected;
+  for (const int lose : {0, 1, 2}) {
+    SCOPED_TRACE(std::to_string(lose) + " replies lost");
+    InMemoryTail* channel = nullptr;
+    auto connection = Connect(channel, hello_);
+    ASSERT_NE(connection, nullptr);
+    connection->set_timeout(std::chrono::milliseconds(2000));
+    connection->set_resends(std::chrono::milliseconds(5), /*max=*/2);
+    auto tail = RemoteTail::Open(*connection, {.cut = 2, .sampling = {0.0f, 1.0f, 0}, .max_positions = 8});
+    ASSERT_TRUE(tail.ok());
+    EdgeRunner edge(model_.transformer, 2, 8);
+    std::vector<int> tokens;
+    channel->replies_to_lose = lose;  // the prompt's reply (and its first resend's, for 2)
+    for (const std::vector<int>& step : {std::vector<int>{1, 403, 407}, std::vector<int>{11}}) {
+      auto token = (*tail)->Forward(*edge.Forward(step));
+      ASSERT_TRUE(token.ok()) << token.status().ToString();
+      tokens.push_back(*token);
+    }
+    if (lose == 0) expected = tokens;
+    EXPECT_EQ(tokens, expected) << "the resend changed the answer";
+    EXPECT_EQ((*tail)->stats().resends, lose);
+    // Each resend is the step's own frame, byte for byte (the tail tells resends by their content).
+    std::vector<const wire::Message*> activations;
+    for (const wire::Message& sent : channel->sent) {
+      if (sent.header.type == wire::MessageType::kActivations) activations.push_back(&sent);
+    }
+    ASSERT_EQ(activations.size(), static_cast<size_t>(2 + lose));
+    for (int i = 1; i <= lose; ++i) {
+      EXPECT_EQ(activations[static_cast<size_t>(i)]->header.sequence, 0u);
+      EXPECT_EQ(activations[static_cast<size_t>(i)]->payload, activations[0]->payload);
+    }
+  }
+}
+
+TEST_F(RemoteTailTest, AStepGivesUpOnceResendsRunOutOrTheLinkIsDeclaredDown) {
+  InMemoryTail* channel = nullptr;
+  auto connection = Connect(channel, hello_);
+  ASSERT_NE(connection, nullptr);
+  channel->silent = true;
+  connection->set_timeout(std::chrono::milliseconds(200));
+  connection->set_resends(std::chrono::milliseconds(5), /*max=*/2);
+  EdgeRunner edge(model_.transformer, 2, 8);
+  {
+    auto tail = RemoteTail::Open(*connection, {.cut = 2, .sampling = {0.0f, 1.0f, 0}, .max_positions = 8});
+    ASSERT_TRUE(tail.ok());
+    auto result = (*tail)->Forward(*edge.Forward(std::vector<int>{1}));
+    EXPECT_EQ(result.status().code(), StatusCode::kDeadlineExceeded);
+    EXPECT_NE(result.status().message().find("sent 3 times"), std::string::npos) << result.status().message();
+    EXPECT_EQ((*tail)->stats().resends, 2);
+  }
+  // The link monitor has given the tail up: the wait ends long before the 10 s timeout.
+  connection->set_timeout(std::chrono::milliseconds(10000));
+  connection->set_liveness([] { return false; });
+  auto tail = RemoteTail::Open(*connection, {.cut = 2, .sampling = {0.0f, 1.0f, 0}, .max_positions = 8});
+  ASSERT_TRUE(tail.ok());
+  const auto start = std::chrono::steady_clock::now();
+  auto result = (*tail)->Forward(*EdgeRunner(model_.transformer, 2, 8).Forward(std::vector<int>{1}));
+  EXPECT_EQ(result.status().code(), StatusCode::kUnavailable) << result.status().ToString();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
 }
 
 TEST_F(RemoteTailTest, AnotherModelIsRefusedAtHandshake) {

@@ -40,6 +40,7 @@ sched::PlanInputs EdgePlanner::CurrentInputs(int prompt_tokens, int expected_tok
   sched::PlanInputs inputs = inputs_;
   inputs.prompt_tokens = prompt_tokens;
   inputs.expected_tokens = expected_tokens;
+  const bool honour_breakers = tails_.BreakersLeaveATail();
   for (const auto& [endpoint, link] : tails_.All()) {
     const std::optional<TailSnapshot> tail = link->monitor.tail();
     // A tail counts once it has reported its compute; until then it cannot be predicted.
@@ -50,7 +51,7 @@ sched::PlanInputs EdgePlanner::CurrentInputs(int prompt_tokens, int expected_tok
                             .max_rows = tail->hello.max_rows,
                             .free_kv_bytes = tail->stats.free_kv_bytes,
                             .codecs = tail->hello.codecs,
-                            .link = link->PlanningEstimate()});
+                            .link = link->PlanningEstimate(honour_breakers)});
   }
   return inputs;
 }
@@ -104,8 +105,9 @@ Result<sched::Candidate> EdgePlanner::AskScheduler(int prompt_tokens, int expect
                              .objective = options_.objective_text,
                              .prompt_tokens = prompt_tokens,
                              .expected_tokens = expected_tokens};
+  const bool honour_breakers = tails_.BreakersLeaveATail();
   for (const auto& [endpoint, link] : tails_.All()) {
-    const sched::LinkEstimate estimate = link->PlanningEstimate();
+    const sched::LinkEstimate estimate = link->PlanningEstimate(honour_breakers);
     sched::LinkReport report{.endpoint = endpoint, .up = estimate.up};
     if (estimate.rtt_ms > 0) report.rtt_ms = estimate.rtt_ms;
     if (estimate.bandwidth_bytes_per_ms > 0)

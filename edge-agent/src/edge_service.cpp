@@ -340,8 +340,6 @@ struct Prepared {
   std::shared_ptr<GenerationSlot> slot;
   sched::Candidate first;
   std::map<std::string, std::unique_ptr<CloudLease>> leases;
-  // A tail whose circuit breaker refused this request: not a failure of the tail.
-  std::string refused_by_breaker;
 };
 
 // What one completion produced.
@@ -716,10 +714,9 @@ class EdgeService {
       }
       TailLink* link = tails_.Get(choice.endpoint);
       if (link == nullptr) return Unavailable("too many tails to add " + choice.endpoint);
-      if (!link->breaker.Allow()) {
-        prepared.refused_by_breaker = choice.endpoint;
-        return Unavailable("the circuit breaker of the cloud tail at " + choice.endpoint + " is open");
-      }
+      // The planner only picks a tail whose breaker is open when no other is left (see PlanningEstimate);
+      // a half-open breaker's one trial is this request.
+      (void)link->breaker.Allow();
       std::unique_ptr<CloudLease>& lease = prepared.leases[choice.endpoint];
       if (!lease) lease = Lease(*link);
       if (!lease) return Unavailable("no connection to the cloud tail at " + choice.endpoint);
@@ -738,16 +735,12 @@ class EdgeService {
     };
   }
 
-  // A tail failed a request's step: its circuit breaker counts the failure (unless the breaker itself
-  // refused the request), and when the tail is unreachable its link reads as down until a probe is answered
-  // again. A busy or slow tail is not down: the probes tell whether a silent one is.
-  void Penalize(const std::string& endpoint, const Status& failure, Prepared& prepared) {
+  // A tail failed a request's step: its circuit breaker counts the failure, and when the tail is
+  // unreachable its link reads as down until a probe is answered again. A busy or slow tail is not down:
+  // the probes tell whether a silent one is.
+  void Penalize(const std::string& endpoint, const Status& failure) {
     TailLink* tail = tails_.Find(endpoint);
     if (tail == nullptr) return;
-    if (prepared.refused_by_breaker == endpoint) {
-      prepared.refused_by_breaker.clear();
-      return;
-    }
     if (failure.code() == StatusCode::kUnavailable) tail->link.MarkDown();
     const int opened = tail->breaker.opened();
     tail->breaker.RecordFailure();
@@ -839,7 +832,7 @@ class EdgeService {
         Backoff busy_backoff(kBusyRetry);
         sched::Candidate failed = split.choice();
         for (int attempt = 0; attempt < kMaxFailovers; ++attempt) {
-          Penalize(failed.endpoint, failure, prepared);
+          Penalize(failed.endpoint, failure);
           const int positions_so_far = split.positions() > 0 ? split.positions() : completion.prompt_tokens;
           auto next = planner_->Alternative(failed, positions_so_far,
                                             request.max_tokens - completion.completion_tokens);

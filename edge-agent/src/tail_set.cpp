@@ -11,9 +11,9 @@ TailLink::TailLink(const CloudOptions& options, const wire::Hello& local, int co
       monitor(options, local, link, monitoring),
       breaker(SteadyClock::Instance()) {}
 
-sched::LinkEstimate TailLink::PlanningEstimate() const {
+sched::LinkEstimate TailLink::PlanningEstimate(bool honour_breaker) const {
   sched::LinkEstimate estimate = link.Estimate();
-  if (!breaker.Permits()) estimate.up = false;
+  if (honour_breaker && !breaker.Permits()) estimate.up = false;
   return estimate;
 }
 
@@ -50,6 +50,13 @@ std::vector<std::pair<std::string, TailLink*>> TailSet::All() const {
   std::vector<std::pair<std::string, TailLink*>> all;
   for (const auto& [endpoint, tail] : tails_) all.emplace_back(endpoint, tail.get());
   return all;
+}
+
+bool TailSet::BreakersLeaveATail() const {
+  for (const auto& [endpoint, tail] : All()) {
+    if (tail->PlanningEstimate().up) return true;
+  }
+  return false;
 }
 
 int TailSet::connected() const {

@@ -1,13 +1,15 @@
 // Failover by replay with real processes on loopback: two replicas of a tail (one key pair), an edge that
 // may not run every block itself, and streams in flight when the serving tail is killed with SIGKILL. Every
 // stream must finish on the other replica with the text an undisturbed run gives (the golden one), without
-// a repeated or missing chunk.
+// a repeated or missing chunk. And the link going down under a stream (the tail alive behind it): an edge
+// that may hold every block finishes the stream itself, with the same text.
 //
 // TANDEM_FAILOVER_STREAMS sets the number of concurrent streams (default 20; the documented long run uses
 // 100); TANDEM_FAILOVER_SEED the kill point.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
@@ -17,6 +19,7 @@
 
 #include "cloud_tail_process.hpp"
 #include "http_client.hpp"
+#include "tandem/netem/link_proxy.hpp"
 #include "test_env.hpp"
 
 namespace tandem {
@@ -56,8 +59,9 @@ struct StreamOutcome {
 StreamOutcome Stream(const std::string& address, const json& request, const std::function<void()>& on_event) {
   StreamOutcome outcome;
   std::string received;
-  const HttpResult result =
-      testing::HttpStream(address, "POST", "/v1/completions", request.dump(), {}, [&](std::string_view data) {
+  const HttpResult result = testing::HttpStream(
+      address, "POST", "/v1/completions", request.dump(), {},
+      [&](std::string_view data) {
         const size_t scanned = received.size() < 1 ? 0 : received.size() - 1;
         received.append(data);
         for (size_t at = received.find("\n\n", scanned); at != std::string::npos;
@@ -65,7 +69,8 @@ StreamOutcome Stream(const std::string& address, const json& request, const std:
           on_event();
         }
         return true;
-      });
+      },
+      std::chrono::minutes(10));  // a hundred streams on one slowed tail take minutes
   outcome.status = result.status;
   for (const std::string& event : testing::SseEvents(result.body)) {
     if (event == "[DONE]") {
@@ -97,9 +102,12 @@ TEST_F(FailoverTest, KillingTheServingTailLosesNoStreamAndChangesNoToken) {
   const int streams = EnvInt("TANDEM_FAILOVER_STREAMS", 20);
   const unsigned seed =
       static_cast<unsigned>(EnvInt("TANDEM_FAILOVER_SEED", static_cast<int>(std::random_device{}())));
-  // Slowed tails stretch each stream over a second or two, so that the kill lands inside them.
+  // Slowed tails stretch the streams over a few seconds, so that the kill lands inside them; more streams
+  // take longer by themselves, and slowing them as much would hold the replays onto the one survivor in
+  // its queue past --timeout-ms.
+  const std::string slowdown = std::to_string(std::max(1, 160 / streams));
   const std::vector<std::string> tail_args = {
-      "--max-sessions", std::to_string(streams + 8), "--threads", "1", "--emulate-slowdown", "8"};
+      "--max-sessions", std::to_string(streams + 8), "--threads", "1", "--emulate-slowdown", slowdown};
   CloudTailProcess first(tail_args);
   ASSERT_TRUE(first.started()) << first.log();
   const auto second = CloudTailProcess::ReplicaOf(first, tail_args);
@@ -172,6 +180,66 @@ TEST_F(FailoverTest, KillingTheServingTailLosesNoStreamAndChangesNoToken) {
   CloudTailProcess& survivor = killed == first.endpoint() ? *second : first;
   EXPECT_TRUE(survivor.process().Running()) << survivor.log();
   EXPECT_GT(failed_over, 0) << "the kill hit no stream in flight";
+}
+
+TEST_F(FailoverTest, WhenTheLinkGoesDownTheEdgeFinishesLocallyWithTheSameText) {
+  CloudTailProcess tail;
+  ASSERT_TRUE(tail.started()) << tail.log();
+  // The link between edge and tail, which the test cuts: its bytes are held, nothing is reset.
+  auto link = netem::LinkProxy::Start(
+      {.target = "127.0.0.1:" + tail.endpoint().substr(tail.endpoint().rfind(':') + 1)});
+  ASSERT_TRUE(link.ok()) << link.status().ToString();
+  // A slow device (emulated) makes splitting worth it; no re-planning, so that only the failure moves it.
+  EdgeProcess edge(tail, {"--cloud", "tcp://" + (*link)->address(), "--split", "auto", "--emulate-slowdown",
+                          "30", "--replan-tokens", "0"});
+  ASSERT_TRUE(edge.started()) << edge.log();
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        const HttpResult plan = HttpCall(edge.address(), "GET", "/v1/plan");
+        return plan.status == 200 && json::parse(plan.body)["planner"]["tails"][0].contains("stats");
+      },
+      std::chrono::seconds(20)))
+      << edge.log();
+
+  const json golden = testing::GoldenRecords().front();
+  const json request = {{"prompt", golden["prompt"]},
+                        {"max_tokens", golden["ids"].size() - golden["prompt_ids"].size()},
+                        {"temperature", 0},
+                        {"stream", true}};
+  int events = 0;
+  const StreamOutcome outcome = Stream(edge.address(), request, [&] {
+    if (++events == 10) (*link)->SetConditions({.up = false});
+  });
+  ASSERT_EQ(outcome.status, 200);
+  ASSERT_TRUE(outcome.errors.empty()) << outcome.errors.front() << "\n" << edge.log();
+  EXPECT_EQ(outcome.done_events, 1);
+  EXPECT_EQ(outcome.text,
+            golden["text"].get<std::string>().substr(golden["prompt"].get<std::string>().size()));
+  ASSERT_TRUE(outcome.tandem.is_object());
+  EXPECT_LT(outcome.tandem["plan"]["cut"].get<int>(), 5) << "the first plan should be a split";
+  EXPECT_EQ(outcome.tandem["cut"], 5) << outcome.tandem.dump();
+  ASSERT_FALSE(outcome.tandem["move_log"].empty());
+  EXPECT_EQ(outcome.tandem["move_log"].back()["reason"], "fallback");
+
+  // /v1/plan and the metrics show it.
+  const json plan = json::parse(HttpCall(edge.address(), "GET", "/v1/plan").body);
+  EXPECT_EQ(plan["estimates"]["link_up"], false) << plan.dump();
+  const std::string metrics = HttpCall(edge.address(), "GET", "/metrics").body;
+  EXPECT_NE(metrics.find("tandem_edge_failovers_total{to=\"local\"} 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("tandem_edge_link_up 0"), std::string::npos);
+
+  // The link comes back: the held bytes arrive, the probes are answered, and requests split again.
+  (*link)->SetConditions({});
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        return json::parse(HttpCall(edge.address(), "GET", "/v1/plan").body)["estimates"]["link_up"] == true;
+      },
+      std::chrono::seconds(20)));
+  json again = request;
+  again["stream"] = false;
+  const HttpResult after = HttpCall(edge.address(), "POST", "/v1/completions", again.dump());
+  ASSERT_EQ(after.status, 200) << after.body;
+  EXPECT_EQ(json::parse(after.body)["choices"][0]["text"], outcome.text);
 }
 
 }  // namespace

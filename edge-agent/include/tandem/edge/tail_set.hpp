@@ -19,8 +19,9 @@ namespace tandem::edge {
 struct TailLink {
   TailLink(const CloudOptions& options, const wire::Hello& local, int connections,
            const LinkMonitorOptions& monitoring);
-  // The link as planning should see it: down while the breaker keeps work away from the tail.
-  sched::LinkEstimate PlanningEstimate() const;
+  // The link as planning should see it: down while the breaker keeps work away from the tail, unless
+  // `honour_breaker` is false (see TailSet::BreakersLeaveATail).
+  sched::LinkEstimate PlanningEstimate(bool honour_breaker = true) const;
 
   CloudPool pool;
   sched::LinkEstimator link;
@@ -41,6 +42,10 @@ class TailSet {
   // The tail at `endpoint` if known, without connecting.
   TailLink* Find(const std::string& endpoint) const;
   std::vector<std::pair<std::string, TailLink*>> All() const;
+  // Whether some tail is up with a breaker that lets work through. When none is, plans ignore the
+  // breakers: they exist to move work to the healthier tails, and with none left, refusing all work
+  // would turn a partial outage (tails slow or failing some steps) into a total one.
+  bool BreakersLeaveATail() const;
   int connected() const;  // handshaken connections, all tails together
 
  private:

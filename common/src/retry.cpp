@@ -25,8 +25,7 @@ CircuitBreaker::State CircuitBreaker::StateLocked() const {
   return clock_.Now() < closed_until_ ? State::kOpen : State::kHalfOpen;
 }
 
-bool CircuitBreaker::Allow() {
-  const std::lock_guard lock(mutex_);
+bool CircuitBreaker::PermitsLocked() const {
   switch (StateLocked()) {
     case State::kClosed:
       return true;
@@ -34,25 +33,24 @@ bool CircuitBreaker::Allow() {
       return false;
     case State::kHalfOpen:
       // A trial whose outcome never came (its request was cancelled) does not block the next one forever.
-      if (trial_out_ && clock_.Now() < trial_expires_) return false;
-      trial_out_ = true;
-      trial_expires_ = clock_.Now() + options_.open_for.max;
-      return true;
+      return !trial_out_ || clock_.Now() >= trial_expires_;
   }
   return false;
 }
 
+bool CircuitBreaker::Allow() {
+  const std::lock_guard lock(mutex_);
+  if (!PermitsLocked()) return false;
+  if (StateLocked() == State::kHalfOpen) {
+    trial_out_ = true;
+    trial_expires_ = clock_.Now() + options_.open_for.max;
+  }
+  return true;
+}
+
 bool CircuitBreaker::Permits() const {
   const std::lock_guard lock(mutex_);
-  switch (StateLocked()) {
-    case State::kClosed:
-      return true;
-    case State::kOpen:
-      return false;
-    case State::kHalfOpen:
-      return !trial_out_ || clock_.Now() >= trial_expires_;
-  }
-  return false;
+  return PermitsLocked();
 }
 
 void CircuitBreaker::RecordSuccess() {

@@ -66,6 +66,7 @@ class CircuitBreaker {
 
  private:
   State StateLocked() const;
+  bool PermitsLocked() const;
 
   const Clock& clock_;
   const CircuitBreakerOptions options_;

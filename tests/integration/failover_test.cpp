@@ -198,6 +198,44 @@ TEST_F(FailoverTest, KillingTheServingTailLosesNoStreamAndChangesNoToken) {
   EXPECT_GT(failed_over, 0) << "the kill hit no stream in flight";
 }
 
+// With no other tail and all-local not allowed, a generation cannot go on: a stream ends with an error
+// event after the tokens it already sent (which were right: a prefix of the golden text), and the next
+// request is refused with 503 before it starts.
+TEST_F(FailoverTest, WithNowhereToGoAStreamEndsWithAnErrorEventAndNewRequestsGet503) {
+  CloudTailProcess tail({"--emulate-slowdown", "4"});
+  ASSERT_TRUE(tail.started()) << tail.log();
+  EdgeProcess edge(tail, {"--split", "auto", "--max-edge-blocks", "2"});
+  ASSERT_TRUE(edge.started()) << edge.log();
+  ASSERT_TRUE(testing::WaitUntil([&] { return HttpCall(edge.address(), "GET", "/readyz").status == 200; },
+                                 std::chrono::seconds(20)))
+      << edge.log();
+  const json golden = testing::GoldenRecords().front();
+  const std::string golden_text =
+      golden["text"].get<std::string>().substr(golden["prompt"].get<std::string>().size());
+  const json request = {{"prompt", golden["prompt"]},
+                        {"max_tokens", golden["ids"].size() - golden["prompt_ids"].size()},
+                        {"temperature", 0},
+                        {"stream", true}};
+  int events = 0;
+  const StreamOutcome outcome = Stream(edge.address(), request, [&] {
+    if (++events == 10) tail.process().Signal(SIGKILL);
+  });
+  ASSERT_EQ(outcome.status, 200);
+  ASSERT_EQ(outcome.errors.size(), 1u) << edge.log();
+  EXPECT_EQ(json::parse(outcome.errors[0])["error"]["code"], "upstream_unavailable") << outcome.errors[0];
+  EXPECT_EQ(outcome.done_events, 1);
+  EXPECT_GE(outcome.content_events, 9);
+  EXPECT_LT(outcome.text.size(), golden_text.size());
+  EXPECT_EQ(golden_text.substr(0, outcome.text.size()), outcome.text) << "a streamed token was taken back";
+
+  json plain = request;
+  plain["stream"] = false;
+  const HttpResult refused = HttpCall(edge.address(), "POST", "/v1/completions", plain.dump());
+  EXPECT_EQ(refused.status, 503) << refused.body;
+  EXPECT_EQ(json::parse(refused.body)["error"]["code"], "upstream_unavailable") << refused.body;
+  EXPECT_EQ(refused.Header("retry-after"), "1");
+}
+
 TEST_F(FailoverTest, WhenTheLinkGoesDownTheEdgeFinishesLocallyWithTheSameText) {
   CloudTailProcess tail;
   ASSERT_TRUE(tail.started()) << tail.log();

@@ -63,6 +63,15 @@ float AbsMax(std::span<const float> values) {
   return absmax;
 }
 
+// absmax / limit, lowered by an ulp while limit * scale overflows: for absmax near FLT_MAX the rounded
+// quotient can be just large enough that the decoder's q * scale is inf, and it refuses such rows.
+float QuantizationScale(float absmax, int limit) {
+  const auto levels = static_cast<float>(limit);
+  float scale = absmax / levels;
+  while (std::isinf(scale * levels)) scale = std::nextafter(scale, 0.0f);
+  return scale;
+}
+
 // round(x / scale) clamped to [-limit, limit]; 0 when the scale is 0 (an all-zero row or group, or one
 // so tiny that absmax / limit underflows).
 int Quantize(float x, float scale, int limit) {
@@ -101,7 +110,7 @@ Status EncodeRow(std::span<const float> row, Precision precision, std::byte* out
       return Status::Ok();
     }
     case Precision::kInt8: {
-      const float scale = AbsMax(row) / 127.0f;
+      const float scale = QuantizationScale(AbsMax(row), 127);
       Store(out, scale);
       for (size_t i = 0; i < n; ++i) Store(out + 4 + i, static_cast<int8_t>(Quantize(row[i], scale, 127)));
       return Status::Ok();
@@ -112,7 +121,7 @@ Status EncodeRow(std::span<const float> row, Precision precision, std::byte* out
       for (size_t g = 0; g < groups; ++g) {
         const size_t begin = g * kInt4Group;
         const size_t end = std::min(n, begin + kInt4Group);
-        const float scale = AbsMax(row.subspan(begin, end - begin)) / 7.0f;
+        const float scale = QuantizationScale(AbsMax(row.subspan(begin, end - begin)), 7);
         Store(out + 4 * g, scale);
         for (size_t i = begin; i < end; ++i) {
           const int q = Quantize(row[i], scale, 7);

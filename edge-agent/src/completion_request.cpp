@@ -39,7 +39,8 @@ std::variant<CompletionRequest, ApiError> ParseCompletionRequest(std::string_vie
   json body;
   try {
     body = json::parse(text);
-  } catch (const json::parse_error& error) {
+  } catch (const json::exception& error) {
+    // parse_error, and out_of_range for a number past double's range (1e400): both are the client's.
     return ApiError{.message = std::string("the body is not valid JSON: ") + error.what(),
                     .code = "invalid_json"};
   }

@@ -188,6 +188,21 @@ TEST(ActivationCodecTest, AllZeroRowsDecodeToZero) {
   EXPECT_EQ(scale, 0.0f);
 }
 
+// Found by fuzz/fuzz_activation_codec: absmax / 127 rounded up made 127 * scale overflow, so the decoder
+// refused the encoder's own payload.
+TEST(ActivationCodecTest, QuantizedRowsNearFloatMaxDecode) {
+  const float max_float = std::numeric_limits<float>::max();
+  const std::vector<float> values = {-max_float, 1.0f, 0.5f * max_float, -3.3995006e38f, 0.0f};
+  for (Precision precision : {Precision::kInt8, Precision::kInt4}) {
+    SCOPED_TRACE(static_cast<int>(precision));
+    const EncodedActivations encoded = EncodeOrDie(values, 1, 5, {precision});
+    const Result<std::vector<float>> decoded = Decode(encoded.payload, 1, 5, precision, encoded.compression);
+    ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+    const float bound = max_float / (precision == Precision::kInt8 ? 254.0f : 14.0f) * 1.001f;
+    for (size_t i = 0; i < values.size(); ++i) EXPECT_LE(std::fabs((*decoded)[i] - values[i]), bound) << i;
+  }
+}
+
 TEST(ActivationCodecTest, CompressionAppliesWhenItShrinksThePayload) {
   // Mostly zeros: every precision compresses well.
   std::vector<float> values(4 * 768, 0.0f);

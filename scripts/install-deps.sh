@@ -7,6 +7,8 @@ packages=(
   libtorch-dev libopenblas0-pthread libdnnl-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
   libzmq3-dev cppzmq-dev libzstd-dev liblz4-dev prometheus-cpp-dev libboost-dev libssl-dev
+  clang-14 libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer, ASan, UBSan
+  wrk  # scripts/load.sh
 )
 
 missing=()

@@ -1,0 +1,268 @@
+// Recreates the seed corpora in fuzz/corpus/<target>/ from the project's own encoders and writers, so
+// the seeds stay valid when a format changes: `build-fuzz/bin/write_seeds fuzz/corpus`. Each valid seed
+// comes with a truncated variant; all stay far below libFuzzer's -max_len.
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tandem/common/activation_codec.hpp"
+#include "tandem/common/checkpoint.hpp"
+#include "tandem/common/wire.hpp"
+
+namespace {
+
+using namespace tandem;
+namespace fs = std::filesystem;
+using Bytes = std::vector<uint8_t>;
+
+void WriteFile(const fs::path& path, std::span<const uint8_t> bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  if (!out) {
+    std::fprintf(stderr, "cannot write %s\n", path.c_str());
+    std::exit(1);
+  }
+}
+
+// Writes `name` and `name`-truncated (the first half) into `dir`.
+void WriteSeed(const fs::path& dir, const std::string& name, const Bytes& bytes) {
+  WriteFile(dir / name, bytes);
+  if (bytes.size() > 1) WriteFile(dir / (name + "-truncated"), std::span(bytes).first(bytes.size() / 2));
+}
+
+template <typename T>
+void Append(Bytes& out, T value) {
+  const auto* raw = reinterpret_cast<const uint8_t*>(&value);
+  out.insert(out.end(), raw, raw + sizeof(T));
+}
+
+void Append(Bytes& out, std::span<const std::byte> bytes) {
+  const auto* raw = reinterpret_cast<const uint8_t*>(bytes.data());
+  out.insert(out.end(), raw, raw + bytes.size());
+}
+
+// Smooth values with a few large ones, like hidden states.
+std::vector<float> SampleActivations(int64_t rows, int64_t cols) {
+  std::vector<float> values(static_cast<size_t>(rows * cols));
+  for (size_t i = 0; i < values.size(); ++i) values[i] = std::sin(0.37f * i) * (i % 11 == 0 ? 8.0f : 1.0f);
+  return values;
+}
+
+void WriteWireSeeds(const fs::path& dir) {
+  auto frame = [](const wire::Message& message) {
+    Bytes bytes;
+    Append(bytes, std::span<const std::byte>(wire::SerializeHeader(message.header)));
+    Append(bytes, message.payload);
+    return bytes;
+  };
+  ModelConfig config{.dim = 64,
+                     .hidden_dim = 172,
+                     .n_layers = 5,
+                     .n_heads = 8,
+                     .n_kv_heads = 4,
+                     .vocab_size = 512,
+                     .seq_len = 512};
+  wire::Hello hello = wire::DescribeModel(config, 0x1234abcd5678ef00ULL);
+  WriteSeed(dir, "hello-edge", frame(wire::MakeHello(hello)));
+  hello.max_rows = 512;
+  hello.max_sessions = 64;
+  hello.max_payload_bytes = 1 << 20;
+  hello.codecs.resize(3);
+  WriteSeed(dir, "hello-cloud", frame(wire::MakeHello(hello)));
+  WriteSeed(dir, "open",
+            frame(wire::MakeOpen({.session = 7,
+                                  .cut = 2,
+                                  .codec = {Precision::kInt8, Compression::kZstd},
+                                  .sampling = {.temperature = 0.8f, .top_p = 0.9f, .seed = 42},
+                                  .top_logprobs = 3,
+                                  .max_positions = 256})));
+  WriteSeed(dir, "token",
+            frame(wire::MakeToken({.session = 7, .sequence = 3, .token = 99, .compute_us = 1500})));
+  WriteSeed(dir, "token-logprobs",
+            frame(wire::MakeToken({.session = 7,
+                                   .sequence = 4,
+                                   .token = 5,
+                                   .compute_us = 900,
+                                   .top_logprobs = {{5, -0.1f}, {17, -2.5f}, {300, -4.0f}}})));
+  WriteSeed(dir, "error",
+            frame(wire::MakeError({.session = 7,
+                                   .sequence = 4,
+                                   .code = wire::ErrorCode::kOverloaded,
+                                   .retryable = true,
+                                   .message = "too many sessions"})));
+  WriteSeed(dir, "close", frame(wire::MakeClose(7)));
+  const std::array<std::byte, 8> ping{std::byte{1}, std::byte{2}, std::byte{3}};
+  WriteSeed(dir, "ping", frame(wire::MakePing(ping)));
+  WriteSeed(dir, "stats-request", frame(wire::MakeStatsRequest(11)));
+  wire::TailStats stats{
+      .workers = 2, .sessions = 3, .queue_depth = 1, .utilization = 0.5f, .free_kv_bytes = 1 << 24};
+  stats.profile.head_ms = 0.2;
+  stats.profile.decode_block_ms = {0.1, 0.1, 0.12, 0.1, 0.11};
+  stats.profile.prefill = {{.tokens = 16, .block_ms = {1, 1, 1.2, 1, 1.1}},
+                           {.tokens = 64, .block_ms = {3, 3, 3.5, 3, 3.2}}};
+  WriteSeed(dir, "stats", frame(wire::MakeStats(stats, 11)));
+  // ACTIVATIONS as the edge sends them: one per precision, compressed where that shrinks them.
+  const int64_t rows = 2, cols = 40;
+  const std::vector<float> values = SampleActivations(rows, cols);
+  for (ActivationCodec codec : {ActivationCodec{Precision::kFp32, Compression::kNone},
+                                ActivationCodec{Precision::kFp16, Compression::kLz4},
+                                ActivationCodec{Precision::kBf16, Compression::kNone},
+                                ActivationCodec{Precision::kInt8, Compression::kZstd},
+                                ActivationCodec{Precision::kInt4, Compression::kNone}}) {
+    auto encoded = EncodeActivations(values, rows, cols, codec);
+    if (!encoded.ok()) std::abort();
+    WriteSeed(dir, "activations-" + codec.Name(),
+              frame(wire::MakeActivations(7, 5, 10, rows, cols, codec, encoded->compression,
+                                          std::move(encoded->payload))));
+  }
+}
+
+// fuzz_activation_codec input: precision, compression (as applied), rows u8, cols u16, payload.
+void WriteCodecSeeds(const fs::path& dir) {
+  for (const auto& [rows, cols] : {std::pair<int64_t, int64_t>{1, 8}, {3, 37}, {4, 96}}) {
+    const std::vector<float> values = SampleActivations(rows, cols);
+    for (ActivationCodec codec : AllActivationCodecs()) {
+      auto encoded = EncodeActivations(values, rows, cols, codec);
+      if (!encoded.ok()) std::abort();
+      if (encoded->compression != codec.compression) continue;  // same bytes as the uncompressed seed
+      Bytes bytes;
+      Append(bytes, static_cast<uint8_t>(codec.precision));
+      Append(bytes, static_cast<uint8_t>(encoded->compression));
+      Append(bytes, static_cast<uint8_t>(rows));
+      Append(bytes, static_cast<uint16_t>(cols));
+      Append(bytes, std::span<const std::byte>(encoded->payload));
+      WriteSeed(dir, codec.Name() + "-" + std::to_string(rows) + "x" + std::to_string(cols), bytes);
+    }
+  }
+}
+
+void WriteCompletionSeeds(const fs::path& dir) {
+  const std::vector<std::pair<std::string, std::string>> bodies = {
+      {"minimal", R"({"prompt":"Once upon a time"})"},
+      {"full",
+       R"({"model":"stories260K","prompt":"Once upon a time","max_tokens":32,"temperature":0.7,"top_p":0.9,)"
+       R"("seed":42,"stop":["\n","The end"],"stream":true,"n":1,"echo":false,"logprobs":0,"suffix":"",)"
+       R"("best_of":1})"},
+      {"split", R"({"prompt":"Hi","tandem":{"split":2,"codec":"int8+zstd"}})"},
+      {"local", R"({"prompt":"Hi","tandem":{"split":"local"},"stop":"."})"},
+      {"nulls", R"({"prompt":"x","seed":null,"stop":null,"stream":null,"tandem":null,"max_tokens":null})"},
+      {"bad-type", R"({"prompt":["a","b"],"max_tokens":"10"})"},
+      {"bad-range", R"({"prompt":"x","temperature":3,"top_p":0,"max_tokens":100000,"n":2})"},
+      {"unicode", "{\"prompt\":\"caf\\u00e9 \xf0\x9f\x99\x82 \\ud83d\\ude42\",\"stop\":[\"\xc3\xa9\"]}"},
+      {"not-object", R"(["prompt"])"},
+      {"number-overflow", R"({"prompt":"x","temperature":1e400})"},
+      {"big-numbers", R"({"prompt":"x","seed":18446744073709551615,"max_tokens":-1,"temperature":1e-300})"},
+  };
+  for (const auto& [name, body] : bodies) WriteSeed(dir, name + ".json", Bytes(body.begin(), body.end()));
+}
+
+Bytes ReadFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return Bytes(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+void WriteCheckpointSeeds(const fs::path& dir) {
+  const std::vector<std::pair<std::string, ModelConfig>> models = {
+      {"shared-classifier",
+       {.dim = 8,
+        .hidden_dim = 16,
+        .n_layers = 2,
+        .n_heads = 2,
+        .n_kv_heads = 1,
+        .vocab_size = 32,
+        .seq_len = 8}},
+      {"separate-classifier",
+       {.dim = 8,
+        .hidden_dim = 12,
+        .n_layers = 1,
+        .n_heads = 4,
+        .n_kv_heads = 2,
+        .vocab_size = 16,
+        .seq_len = 4,
+        .shared_classifier = false}},
+  };
+  const fs::path scratch = fs::temp_directory_path() / ("tandem-seed-" + std::to_string(::getpid()));
+  for (const auto& [name, config] : models) {
+    if (!WriteRandomCheckpoint(scratch, config, 1).ok()) std::abort();
+    WriteSeed(dir, name + ".bin", ReadFile(scratch));
+  }
+  fs::remove(scratch);
+}
+
+// A llama2.c tokenizer: <unk>, BOS, EOS, the 256 byte pieces, then a few merges; sets `vocab`.
+Bytes MakeTokenizerFile(uint16_t& vocab) {
+  std::vector<std::pair<std::string, float>> tokens = {{"<unk>", 0}, {"\n<s>\n", 0}, {"\n</s>\n", 0}};
+  for (int b = 0; b < 256; ++b) {
+    char piece[8];
+    std::snprintf(piece, sizeof(piece), "<0x%02X>", b);
+    tokens.emplace_back(piece, 0);
+  }
+  const std::vector<std::string> merges = {" ",  "a",   "c",    "e",     "h",   "i",        "m",
+                                           "n",  "o",   "p",    "t",     "u",   "\xc3\xa9", "O",
+                                           "On", "Onc", "Once", " u",    " up", " upo",     " upon",
+                                           "ti", "tim", "time", " time", " a",  "ca",       "caf"};
+  float score = -1;
+  for (const std::string& piece : merges) tokens.emplace_back(piece, score -= 0.5f);
+  vocab = static_cast<uint16_t>(tokens.size());
+  Bytes file;
+  Append(file, int32_t{8});  // max_token_length
+  for (const auto& [piece, token_score] : tokens) {
+    Append(file, token_score);
+    Append(file, static_cast<int32_t>(piece.size()));
+    file.insert(file.end(), piece.begin(), piece.end());
+  }
+  return file;
+}
+
+// fuzz_tokenizer input: (vocab_size - 1) u16, text length u8, text, tokenizer file.
+void WriteTokenizerSeeds(const fs::path& dir) {
+  uint16_t vocab = 0;
+  const Bytes file = MakeTokenizerFile(vocab);
+  for (const auto& [name, text] : {std::pair<std::string, std::string>{"once", "Once upon a time"},
+                                   {"bytes", "caf\xc3\xa9 \xf0\x9f\x99\x82 \xff"},
+                                   {"empty", ""}}) {
+    Bytes bytes;
+    Append(bytes, static_cast<uint16_t>(vocab - 1));
+    Append(bytes, static_cast<uint8_t>(text.size()));
+    bytes.insert(bytes.end(), text.begin(), text.end());
+    bytes.insert(bytes.end(), file.begin(), file.end());
+    WriteSeed(dir, name, bytes);
+  }
+  Bytes wrong_vocab;  // one token fewer than the file holds: refused for trailing bytes
+  Append(wrong_vocab, static_cast<uint16_t>(vocab - 2));
+  Append(wrong_vocab, uint8_t{0});
+  wrong_vocab.insert(wrong_vocab.end(), file.begin(), file.end());
+  WriteFile(dir / "wrong-vocab", wrong_vocab);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: %s CORPUS_DIR (e.g. fuzz/corpus)\n", argv[0]);
+    return 2;
+  }
+  const fs::path root = argv[1];
+  const std::vector<std::pair<std::string, void (*)(const fs::path&)>> writers = {
+      {"wire", WriteWireSeeds},
+      {"activation_codec", WriteCodecSeeds},
+      {"completion_request", WriteCompletionSeeds},
+      {"checkpoint", WriteCheckpointSeeds},
+      {"tokenizer", WriteTokenizerSeeds}};
+  for (const auto& [target, write] : writers) {
+    fs::create_directories(root / target);
+    write(root / target);
+  }
+  return 0;
+}

@@ -6,7 +6,7 @@ SHARED ?= $(abspath ../shared)
 TANDEM_MODEL ?= $(SHARED)/models/stories260K/stories260K.bin
 TANDEM_TOKENIZER ?= $(SHARED)/models/stories260K/tok512.bin
 
-.PHONY: all deps configure build test demo bench clean
+.PHONY: all deps configure build test demo bench fuzz clean
 
 all: build
 
@@ -32,6 +32,18 @@ demo: build
 # and the split on loopback against all-local (tiny and stories110M shapes).
 bench: build
 	@scripts/bench.sh $(BUILD_DIR)
+
+# Load on loopback: tandem loadgen 64x20 with RSS watched, wrk on /healthz; `make load SOAK_MINUTES=30` soaks too.
+.PHONY: load
+SOAK_MINUTES ?= 0
+load: build
+	@scripts/load.sh --bin $(BUILD_DIR)/bin --soak $(SOAK_MINUTES)
+
+# libFuzzer targets (fuzz/, clang-14 with ASan + UBSan, built in build-fuzz/): replay the seed corpora, then
+# fuzz each target for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@scripts/fuzz.sh $(FUZZ_SECONDS)
 
 clean:
 	@rm -rf $(BUILD_DIR)

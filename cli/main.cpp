@@ -16,6 +16,7 @@ Commands:
   eval-agreement  teacher-forced top-1 agreement of int8 blocks with float32 on a golden file
   keygen          write a CURVE key pair (PREFIX.key, PREFIX.pub) for the encrypted edge-cloud link
   bench-split     the edge's adaptive split against every static split, on an emulated link schedule
+  loadgen         concurrent clients against tandem-edge: latency, TTFT, errors, RSS growth (load and soak)
 
 Run `tandem <command> --help` for the flags of a command.
 )";
@@ -35,6 +36,7 @@ int main(int argc, char** argv) {
   if (command == "eval-agreement") return tandem::cli::RunEvalAgreement(args);
   if (command == "keygen") return tandem::cli::RunKeygen(args);
   if (command == "bench-split") return tandem::cli::RunBenchSplit(args);
+  if (command == "loadgen") return tandem::cli::RunLoadgen(args);
   if (command == "--help" || command == "-h" || command == "help") {
     std::fputs(kUsage, stdout);
     return 0;

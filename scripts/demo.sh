@@ -21,23 +21,8 @@ for name in cloud edge; do
 done
 cp "$work/edge.pub" "$work/clients.txt"
 
-pids=()
-stop_all() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
-trap stop_all EXIT
-
-# Waits for a service's "msg=serving" log line and prints it.
-serving_line() {  # log pid
-  for _ in $(seq 200); do
-    if grep -q "msg=serving" "$1"; then grep -m1 "msg=serving" "$1"; return; fi
-    kill -0 "$2" 2>/dev/null || break
-    sleep 0.1
-  done
-  cat "$1" >&2
-  exit 1
-}
+# shellcheck source=scripts/services.sh
+source "$(dirname "$0")/services.sh"
 
 "$bin/tandem-cloud" --model "$model" --tokenizer "$tokenizer" --bind tcp://127.0.0.1:0 --http 127.0.0.1:0 \
   --server-key "$work/cloud.key" --allow-clients "$work/clients.txt" 2>"$work/cloud.log" &

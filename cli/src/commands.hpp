@@ -12,5 +12,6 @@ int RunBench(std::span<const std::string> args);
 int RunEvalAgreement(std::span<const std::string> args);
 int RunKeygen(std::span<const std::string> args);
 int RunBenchSplit(std::span<const std::string> args);
+int RunLoadgen(std::span<const std::string> args);
 
 }  // namespace tandem::cli

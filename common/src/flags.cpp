@@ -47,6 +47,13 @@ void FlagSet::String(const std::string& name, std::string* target, const std::st
        }});
 }
 
+void FlagSet::Strings(const std::string& name, std::vector<std::string>* target, const std::string& help) {
+  Add({name, help + " (repeatable)", "", false, false, [target](const std::string& text) {
+         target->push_back(text);
+         return Status::Ok();
+       }});
+}
+
 void FlagSet::Int(const std::string& name, int* target, const std::string& help) {
   Add({name, help, ToText(*target), false, false,
        [name, target](const std::string& text) { return ParseNumber(name, text, target); }});

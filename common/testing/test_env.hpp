@@ -67,6 +67,7 @@ class BackgroundProcess {
   std::string WaitForLine(const std::string& text, int timeout_ms = 30000) const;
   std::string Stderr() const;
   bool Running();
+  pid_t pid() const { return pid_; }
   void Signal(int signal_number);
   // SIGTERM, then waits (SIGKILL after 10 s); the exit code, 128 + signal when killed by one.
   int Stop();

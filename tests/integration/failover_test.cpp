@@ -46,6 +46,20 @@ int OpenSessions(CloudTailProcess& tail) {
   return at == std::string::npos ? -1 : std::atoi(result.body.c_str() + at + 1 + name.size());
 }
 
+// Until the edge's planner holds the STATS of `tails` tails: before, it cannot plan a split.
+bool AwaitTailReports(const EdgeProcess& edge, size_t tails) {
+  return testing::WaitUntil(
+      [&] {
+        const HttpResult plan = HttpCall(edge.address(), "GET", "/v1/plan");
+        if (plan.status != 200) return false;
+        const json body = json::parse(plan.body);
+        size_t reported = 0;
+        for (const json& tail : body["planner"]["tails"]) reported += tail.contains("stats");
+        return reported >= tails;
+      },
+      std::chrono::seconds(20));
+}
+
 struct StreamOutcome {
   int status = 0;
   std::string text;
@@ -123,9 +137,7 @@ TEST_F(FailoverTest, KillingTheServingTailLosesNoStreamAndChangesNoToken) {
               "2", "--max-concurrent", std::to_string(streams + kSampled), "--max-queue",
               std::to_string(streams), "--replan-tokens", "0", "--timeout-ms", "60000"});
   ASSERT_TRUE(edge.started()) << edge.log();
-  ASSERT_TRUE(testing::WaitUntil([&] { return HttpCall(edge.address(), "GET", "/readyz").status == 200; },
-                                 std::chrono::seconds(20)))
-      << edge.log();
+  ASSERT_TRUE(AwaitTailReports(edge, 2)) << edge.log();
 
   // The greedy streams, whose undisturbed text is the golden one, and a few sampled ones beside them
   // (seeded): their text before any fault is the reference that the failover must reproduce.
@@ -206,9 +218,7 @@ TEST_F(FailoverTest, WithNowhereToGoAStreamEndsWithAnErrorEventAndNewRequestsGet
   ASSERT_TRUE(tail.started()) << tail.log();
   EdgeProcess edge(tail, {"--split", "auto", "--max-edge-blocks", "2"});
   ASSERT_TRUE(edge.started()) << edge.log();
-  ASSERT_TRUE(testing::WaitUntil([&] { return HttpCall(edge.address(), "GET", "/readyz").status == 200; },
-                                 std::chrono::seconds(20)))
-      << edge.log();
+  ASSERT_TRUE(AwaitTailReports(edge, 1)) << edge.log();
   const json golden = testing::GoldenRecords().front();
   const std::string golden_text =
       golden["text"].get<std::string>().substr(golden["prompt"].get<std::string>().size());
@@ -247,13 +257,7 @@ TEST_F(FailoverTest, WhenTheLinkGoesDownTheEdgeFinishesLocallyWithTheSameText) {
   EdgeProcess edge(tail, {"--cloud", "tcp://" + (*link)->address(), "--split", "auto", "--emulate-slowdown",
                           "30", "--replan-tokens", "0"});
   ASSERT_TRUE(edge.started()) << edge.log();
-  ASSERT_TRUE(testing::WaitUntil(
-      [&] {
-        const HttpResult plan = HttpCall(edge.address(), "GET", "/v1/plan");
-        return plan.status == 200 && json::parse(plan.body)["planner"]["tails"][0].contains("stats");
-      },
-      std::chrono::seconds(20)))
-      << edge.log();
+  ASSERT_TRUE(AwaitTailReports(edge, 1)) << edge.log();
 
   const json golden = testing::GoldenRecords().front();
   const json request = {{"prompt", golden["prompt"]},

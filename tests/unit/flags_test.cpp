@@ -35,6 +35,14 @@ TEST(FlagsTest, ParsesBothSpellingsAndKeepsDefaults) {
   EXPECT_FLOAT_EQ(parsed.temperature, 1.0f);
 }
 
+TEST(FlagsTest, RepeatableFlagCollectsEveryOccurrence) {
+  std::vector<std::string> watch;
+  FlagSet flags("usage");
+  flags.Strings("watch", &watch, "watch");
+  ASSERT_TRUE(flags.Parse(std::vector<std::string>{"--watch", "edge=1", "--watch=cloud=2"}).ok());
+  EXPECT_EQ(watch, (std::vector<std::string>{"edge=1", "cloud=2"}));
+}
+
 TEST(FlagsTest, RejectsUnknownMissingAndMalformed) {
   Parsed parsed;
   EXPECT_NE(ParseInto(parsed, {"--modle", "x"}).message().find("unknown flag --modle"), std::string::npos);

@@ -1,0 +1,585 @@
+// tandem loadgen: concurrent clients against tandem-edge's /v1/completions (plain and streamed), with
+// latency percentiles, TTFT, throughput and the resident memory of watched processes; a non-zero exit
+// on unexpected errors or memory growth makes it usable as a load or soak test.
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "cli_support.hpp"
+#include "commands.hpp"
+#include "tandem/services/http_client.hpp"
+
+namespace tandem::cli {
+namespace {
+
+constexpr const char* kCommand = "loadgen";
+constexpr int kMaxClients = 512;
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+// Short prompts in the style of TinyStories, so every model in ../shared continues them sensibly.
+const std::vector<std::string> kPrompts = {"Once upon a time", "Lily and Tom went to the park",
+                                           "The little dog was sad because", "One day, a bird found",
+                                           "Tim had a big red ball"};
+
+struct Options {
+  std::string url = "http://127.0.0.1:8080";
+  int clients = 4;
+  int requests = 10;
+  float duration_s = 0;
+  int warmup = 0;
+  float stream_fraction = 0.5f;
+  int max_tokens = 32;
+  float temperature = 0.8f;
+  std::string prompt;
+  uint64_t seed = 1;
+  std::vector<std::string> watch;
+  std::string report;
+  int timeout_ms = 60000;
+  float max_rss_growth_mb = 50;
+  float sample_s = 5;
+  std::string api_key;
+};
+
+std::atomic<bool> g_stop{false};
+void OnStopSignal(int) {
+  g_stop = true;
+}
+
+double Ms(Clock::duration d) {
+  return std::chrono::duration<double, std::milli>(d).count();
+}
+
+// A uniform number in [0, 1) from (seed, index) (splitmix64), so which requests stream does not depend
+// on timing or thread scheduling.
+double Unit(uint64_t seed, uint64_t index) {
+  uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (index + 1);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  z ^= z >> 31;
+  return static_cast<double>(z >> 11) / static_cast<double>(uint64_t{1} << 53);
+}
+
+// What one request came to. `label` names the kind of failure: "http_502:upstream_error",
+// "transport:DEADLINE_EXCEEDED", "stream:no_done", ...
+struct Outcome {
+  enum class Kind { kOk, kDeliberate, kError } kind = Kind::kError;
+  std::string label;
+  bool streamed = false;
+  double total_ms = 0;
+  double ttft_ms = -1;  // streamed and ok only
+  int64_t tokens = 0;
+};
+
+// Checks a server-sent-events body as it arrives: every `data:` event parses as JSON (text chunks, one
+// final chunk with finish_reason and usage), an error event is a failure, and `data: [DONE]` ends it.
+class SseCheck {
+ public:
+  void Feed(std::string_view piece) {
+    pending_.append(piece);
+    for (size_t end; (end = pending_.find("\n\n")) != std::string::npos;) {
+      Event(std::string_view(pending_).substr(0, end));
+      pending_.erase(0, end + 2);
+    }
+  }
+  // Empty when the stream was complete and well-formed.
+  std::string Problem() const {
+    if (!problem_.empty()) return problem_;
+    if (pending_.find_first_not_of("\r\n") != std::string::npos) return "stream:truncated";
+    if (!done_) return "stream:no_done";
+    if (!finished_) return "stream:no_finish_reason";
+    return "";
+  }
+  std::optional<Clock::time_point> first_content() const { return first_content_; }
+  int64_t tokens() const { return tokens_; }
+
+ private:
+  void Event(std::string_view event) {
+    for (size_t start = 0; start < event.size();) {
+      size_t end = event.find('\n', start);
+      if (end == std::string_view::npos) end = event.size();
+      std::string_view line = event.substr(start, end - start);
+      start = end + 1;
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if (!line.starts_with("data:")) continue;  // comments and other fields carry nothing to check
+      line.remove_prefix(5);
+      if (line.starts_with(' ')) line.remove_prefix(1);
+      Data(line);
+    }
+  }
+  void Data(std::string_view data) {
+    if (!problem_.empty()) return;
+    if (done_) {
+      problem_ = "stream:data_after_done";
+    } else if (data == "[DONE]") {
+      done_ = true;
+    } else {
+      try {
+        Chunk(json::parse(data));
+      } catch (const json::exception&) {  // not JSON, or a field of the wrong type
+        problem_ = "stream:bad_json";
+      }
+    }
+  }
+  void Chunk(const json& chunk) {
+    if (chunk.contains("error")) {
+      problem_ = "stream:" + chunk["error"].value("code", std::string("error"));
+    } else if (!chunk.contains("choices") || !chunk["choices"].is_array() || chunk["choices"].empty()) {
+      problem_ = "stream:no_choices";
+    } else {
+      const json& choice = chunk["choices"][0];
+      if (!first_content_ && !choice.value("text", std::string()).empty()) first_content_ = Clock::now();
+      if (choice.contains("finish_reason") && !choice["finish_reason"].is_null()) finished_ = true;
+      if (chunk.contains("usage")) tokens_ = chunk["usage"].value("completion_tokens", int64_t{0});
+    }
+  }
+
+  std::string pending_;
+  std::string problem_;
+  bool done_ = false;
+  bool finished_ = false;
+  std::optional<Clock::time_point> first_content_;
+  int64_t tokens_ = 0;
+};
+
+Outcome RunRequest(const Options& options, const std::string& host_port, uint64_t index) {
+  Outcome outcome;
+  outcome.streamed = Unit(options.seed, index) < options.stream_fraction;
+  const std::string& prompt = options.prompt.empty() ? kPrompts[index % kPrompts.size()] : options.prompt;
+  const json body = {{"prompt", prompt},
+                     {"max_tokens", options.max_tokens},
+                     {"temperature", options.temperature},
+                     {"seed", (options.seed * 1000003 + index) % 2147483647},
+                     {"stream", outcome.streamed}};
+  services::HttpClientRequest request;
+  request.method = "POST";
+  request.target = "/v1/completions";
+  request.body = body.dump();
+  request.timeout = std::chrono::milliseconds(options.timeout_ms);
+  if (!options.api_key.empty()) request.headers.emplace_back("Authorization", "Bearer " + options.api_key);
+  services::HttpReply reply;
+  SseCheck sse;
+  if (outcome.streamed) {
+    // The status is known before the first body piece; error bodies are plain JSON, not events.
+    request.on_data = [&](std::string_view piece) {
+      if (reply.status == 200) sse.Feed(piece);
+      return true;
+    };
+  }
+  const Clock::time_point start = Clock::now();
+  const Status status = services::HttpExchange(host_port, request, reply);
+  outcome.total_ms = Ms(Clock::now() - start);
+  if (!status.ok()) {
+    outcome.label = "transport:" + std::string(StatusCodeName(status.code()));
+    return outcome;
+  }
+  if (reply.status != 200) {
+    const json error = json::parse(reply.body, nullptr, false);
+    std::string code = "unknown";
+    if (error.is_object() && error.contains("error") && error["error"].is_object()) {
+      code = error["error"].value("code", code);
+    }
+    outcome.label = "http_" + std::to_string(reply.status) + ":" + code;
+    // Overload shedding by design: 503 with Retry-After (queue full, no slot in time, tail busy).
+    if (reply.status == 503 && reply.Header("retry-after") != nullptr) {
+      outcome.kind = Outcome::Kind::kDeliberate;
+    }
+    return outcome;
+  }
+  if (outcome.streamed) {
+    outcome.label = sse.Problem();
+    if (!outcome.label.empty()) return outcome;
+    if (sse.first_content()) outcome.ttft_ms = Ms(*sse.first_content() - start);
+    outcome.tokens = sse.tokens();
+  } else {
+    const json answer = json::parse(reply.body, nullptr, false);
+    if (!answer.is_object() || !answer.contains("choices") || !answer.contains("usage") ||
+        !answer["usage"].is_object()) {
+      outcome.label = "bad_json";
+      return outcome;
+    }
+    outcome.tokens = answer["usage"].value("completion_tokens", int64_t{0});
+  }
+  outcome.kind = Outcome::Kind::kOk;
+  return outcome;
+}
+
+struct Percentiles {
+  size_t count = 0;
+  double p50 = 0, p90 = 0, p99 = 0, max = 0;
+};
+
+// Nearest-rank percentiles.
+Percentiles Summarize(std::vector<double> values) {
+  Percentiles out;
+  out.count = values.size();
+  if (values.empty()) return out;
+  std::sort(values.begin(), values.end());
+  auto rank = [&](double p) {
+    const size_t r = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(values.size())));
+    return values[std::max<size_t>(r, 1) - 1];
+  };
+  out.p50 = rank(50);
+  out.p90 = rank(90);
+  out.p99 = rank(99);
+  out.max = values.back();
+  return out;
+}
+
+json ToJson(const Percentiles& p) {
+  return {{"count", p.count}, {"p50", p.p50}, {"p90", p.p90}, {"p99", p.p99}, {"max", p.max}};
+}
+
+// The outcomes of one phase (warm-up or measured); clients add under the mutex.
+struct Tally {
+  std::mutex mutex;
+  int64_t requests = 0;
+  int64_t ok = 0;
+  int64_t tokens = 0;
+  std::map<std::string, int64_t> deliberate;
+  std::map<std::string, int64_t> errors;
+  std::vector<double> total_ms;
+  std::vector<double> ttft_ms;
+
+  void Add(const Outcome& outcome) {
+    std::lock_guard lock(mutex);
+    ++requests;
+    switch (outcome.kind) {
+      case Outcome::Kind::kOk:
+        ++ok;
+        tokens += outcome.tokens;
+        total_ms.push_back(outcome.total_ms);
+        if (outcome.ttft_ms >= 0) ttft_ms.push_back(outcome.ttft_ms);
+        break;
+      case Outcome::Kind::kDeliberate:
+        ++deliberate[outcome.label];
+        break;
+      case Outcome::Kind::kError:
+        ++errors[outcome.label];
+        break;
+    }
+  }
+  static int64_t Sum(const std::map<std::string, int64_t>& counts) {
+    int64_t total = 0;
+    for (const auto& [label, count] : counts) total += count;
+    return total;
+  }
+  json Counts() const {
+    return {{"requests", requests},
+            {"ok", ok},
+            {"deliberate_503", {{"total", Sum(deliberate)}, {"by_type", deliberate}}},
+            {"errors", {{"total", Sum(errors)}, {"by_type", errors}}}};
+  }
+};
+
+// Runs `clients` threads, each sending `per_client` requests one after another (or until `deadline`, or a
+// stop signal). Request indices interleave the clients, so a run's mix does not depend on timing.
+void RunPhase(const Options& options, const std::string& host_port, uint64_t first_index, int per_client,
+              std::optional<Clock::time_point> deadline, Tally& tally) {
+  std::vector<std::thread> threads;
+  for (int client = 0; client < options.clients; ++client) {
+    threads.emplace_back([&, client] {
+      for (uint64_t i = 0; !g_stop; ++i) {
+        if (deadline ? Clock::now() >= *deadline : i >= static_cast<uint64_t>(per_client)) break;
+        tally.Add(RunRequest(options, host_port, first_index + i * options.clients + client));
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+}
+
+struct Watched {
+  std::string name;
+  int pid = 0;
+  int64_t before_kb = -1;
+  int64_t after_kb = -1;
+  int64_t peak_kb = -1;
+};
+
+// VmRSS of a process in KiB, -1 when it cannot be read (the process is gone).
+int64_t ReadRssKb(int pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.starts_with("VmRSS:")) return std::stoll(line.substr(6));
+  }
+  return -1;
+}
+
+std::string Fixed(double value, int digits) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.*f", digits, value);
+  return text;
+}
+
+double Mb(int64_t kb) {
+  return kb < 0 ? -1 : static_cast<double>(kb) / 1024.0;
+}
+
+Result<std::vector<Watched>> ParseWatch(const std::vector<std::string>& specs) {
+  std::vector<Watched> watched;
+  for (const std::string& spec : specs) {
+    const size_t eq = spec.find('=');
+    Watched w;
+    if (eq == std::string::npos || eq == 0)
+      return InvalidArgument("--watch: expected NAME=PID, got '" + spec + "'");
+    w.name = spec.substr(0, eq);
+    const std::string pid_text = spec.substr(eq + 1);
+    const auto [end, error] = std::from_chars(pid_text.data(), pid_text.data() + pid_text.size(), w.pid);
+    if (error != std::errc() || end != pid_text.data() + pid_text.size() || w.pid <= 0) {
+      return InvalidArgument("--watch: '" + pid_text + "' is not a process id");
+    }
+    if (ReadRssKb(w.pid) < 0) return InvalidArgument("--watch: cannot read /proc/" + pid_text + "/status");
+    watched.push_back(w);
+  }
+  return watched;
+}
+
+// Samples the watched processes' RSS every `interval` until stopped: the soak's time series, and a
+// progress line per sample so a long run shows it is alive.
+class RssSampler {
+ public:
+  RssSampler(std::vector<Watched>& watched, Tally& tally, std::chrono::duration<double> interval,
+             bool progress)
+      : watched_(watched), tally_(tally), interval_(interval), progress_(progress), start_(Clock::now()) {
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~RssSampler() { Stop(); }
+  void Stop() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+  const json& series() const { return series_; }
+
+ private:
+  void Loop() {
+    std::unique_lock lock(mutex_);
+    do {
+      Sample();
+    } while (!wake_.wait_for(lock, interval_, [this] { return stopping_; }));
+    Sample();
+  }
+  void Sample() {
+    json point = {{"t_s", std::chrono::duration<double>(Clock::now() - start_).count()}};
+    std::string line;
+    for (Watched& w : watched_) {
+      const int64_t kb = ReadRssKb(w.pid);
+      w.peak_kb = std::max(w.peak_kb, kb);
+      point[w.name + "_mb"] = Mb(kb);
+      char text[96];
+      std::snprintf(text, sizeof(text), " %s=%.1fMB", w.name.c_str(), Mb(kb));
+      line += text;
+    }
+    int64_t requests = 0, ok = 0;
+    {
+      std::lock_guard lock(tally_.mutex);
+      requests = tally_.requests;
+      ok = tally_.ok;
+    }
+    point["requests"] = requests;
+    point["ok"] = ok;
+    series_.push_back(point);
+    if (progress_) {
+      std::printf("loadgen: t=%.0fs requests=%lld ok=%lld%s\n", point["t_s"].get<double>(),
+                  static_cast<long long>(requests), static_cast<long long>(ok), line.c_str());
+      std::fflush(stdout);
+    }
+  }
+
+  std::vector<Watched>& watched_;
+  Tally& tally_;
+  std::chrono::duration<double> interval_;
+  bool progress_;
+  Clock::time_point start_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  json series_ = json::array();
+  std::thread thread_;
+};
+
+std::string FormatCounts(const std::map<std::string, int64_t>& counts) {
+  std::string out;
+  for (const auto& [label, count] : counts)
+    out += (out.empty() ? "" : ", ") + label + " " + std::to_string(count);
+  return out.empty() ? "" : " (" + out + ")";
+}
+
+void PrintPercentiles(const char* what, const Percentiles& p) {
+  std::printf("%-22s n=%zu p50 %.1f  p90 %.1f  p99 %.1f  max %.1f\n", what, p.count, p.p50, p.p90, p.p99,
+              p.max);
+}
+
+Status CheckOptions(const Options& o) {
+  if (!o.url.starts_with("http://")) return InvalidArgument("--url must start with http:// (no TLS)");
+  if (o.clients < 1 || o.clients > kMaxClients) {
+    return InvalidArgument("--clients must be in [1, " + std::to_string(kMaxClients) + "]");
+  }
+  if (o.requests < 0 || o.warmup < 0) return InvalidArgument("--requests and --warmup must be >= 0");
+  if (o.duration_s < 0) return InvalidArgument("--duration must be >= 0");
+  if (o.stream_fraction < 0 || o.stream_fraction > 1)
+    return InvalidArgument("--stream-fraction must be in [0, 1]");
+  if (o.max_tokens < 1) return InvalidArgument("--max-tokens must be >= 1");
+  if (o.timeout_ms < 1) return InvalidArgument("--timeout-ms must be >= 1");
+  if (o.sample_s <= 0) return InvalidArgument("--sample-s must be > 0");
+  return Status::Ok();
+}
+
+}  // namespace
+
+int RunLoadgen(std::span<const std::string> args) {
+  Options o;
+  FlagSet flags(
+      "usage: tandem loadgen [--url http://127.0.0.1:8080] [--clients N] [--requests M | --duration S]\n"
+      "                      [--warmup W] [--watch NAME=PID]... [--report FILE] [flags]\n\n"
+      "Sends completions from N concurrent clients to tandem-edge: a deterministic mix of plain and\n"
+      "streamed requests, every stream checked event by event. Prints counts, latency percentiles,\n"
+      "TTFT, tokens/s and the RSS of watched processes. Exit 1 on any error other than a 503 with\n"
+      "Retry-After (overload shedding, counted as deliberate), when no request succeeded, or when a\n"
+      "watched process grew by more than --max-rss-growth-mb from the end of the warm-up to the end.");
+  flags.String("url", &o.url, "the edge's API (http://HOST:PORT)");
+  flags.Int("clients", &o.clients, "concurrent clients (one connection per request each)");
+  flags.Int("requests", &o.requests, "requests per client (ignored with --duration)");
+  flags.Float("duration", &o.duration_s, "soak: send for this many seconds instead of --requests (0 = off)");
+  flags.Int("warmup", &o.warmup, "requests per client before measuring (and before the RSS baseline)");
+  flags.Float("stream-fraction", &o.stream_fraction, "the share of requests sent with stream: true");
+  flags.Int("max-tokens", &o.max_tokens, "max_tokens of every request");
+  flags.Float("temperature", &o.temperature, "temperature of every request");
+  flags.String("prompt", &o.prompt, "the prompt of every request (default: a small built-in set)");
+  flags.UInt64("seed", &o.seed, "picks the streamed requests and the requests' sampling seeds");
+  flags.Strings("watch", &o.watch, "NAME=PID: report this process's VmRSS before, during and after");
+  flags.String("report", &o.report, "write the results as JSON here");
+  flags.Int("timeout-ms", &o.timeout_ms, "the longest a request may take, connect to last byte");
+  flags.Float("max-rss-growth-mb", &o.max_rss_growth_mb, "fail when a watched process grew more than this");
+  flags.Float("sample-s", &o.sample_s, "RSS sampling interval (progress lines with --duration)");
+  flags.String("api-key", &o.api_key, "sent as Authorization: Bearer KEY");
+  if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
+  if (Status status = CheckOptions(o); !status.ok()) return Fail(kCommand, status, kExitUsage);
+  Result<std::vector<Watched>> parsed_watch = ParseWatch(o.watch);
+  if (!parsed_watch.ok()) return Fail(kCommand, parsed_watch.status(), kExitUsage);
+  std::vector<Watched> watched = std::move(*parsed_watch);
+  std::string host_port = o.url.substr(7);
+  while (host_port.ends_with('/')) host_port.pop_back();
+  if (host_port.find('/') != std::string::npos) {
+    return Fail(kCommand, InvalidArgument("--url takes no path: " + o.url), kExitUsage);
+  }
+
+  // A soak stopped early with Ctrl-C (or SIGTERM) still reports what it measured.
+  std::signal(SIGINT, OnStopSignal);
+  std::signal(SIGTERM, OnStopSignal);
+
+  const bool soak = o.duration_s > 0;
+  Tally warmup;
+  if (o.warmup > 0) RunPhase(o, host_port, 0, o.warmup, std::nullopt, warmup);
+  for (Watched& w : watched) w.before_kb = ReadRssKb(w.pid);
+
+  Tally tally;
+  const Clock::time_point start = Clock::now();
+  json series;
+  {
+    RssSampler sampler(watched, tally, std::chrono::duration<double>(o.sample_s), soak);
+    const std::optional<Clock::time_point> deadline =
+        soak ? std::optional(start + std::chrono::duration_cast<Clock::duration>(
+                                         std::chrono::duration<double>(o.duration_s)))
+             : std::nullopt;
+    RunPhase(o, host_port, static_cast<uint64_t>(o.warmup) * o.clients, o.requests, deadline, tally);
+    sampler.Stop();
+    series = sampler.series();
+  }
+  const double wall_s = std::chrono::duration<double>(Clock::now() - start).count();
+  for (Watched& w : watched) w.after_kb = ReadRssKb(w.pid);
+
+  const Percentiles total = Summarize(tally.total_ms);
+  const Percentiles ttft = Summarize(tally.ttft_ms);
+  const int64_t errors = Tally::Sum(tally.errors) + Tally::Sum(warmup.errors);
+  std::vector<std::string> failures;
+  if (errors > 0) failures.push_back(std::to_string(errors) + " unexpected errors");
+  if (tally.ok == 0) failures.push_back("no request succeeded");
+
+  std::printf("loadgen: %d clients, %s, %.0f%% streamed, max_tokens %d, against %s\n", o.clients,
+              soak ? (Fixed(o.duration_s, 0) + " s").c_str()
+                   : (std::to_string(o.requests) + " requests each").c_str(),
+              o.stream_fraction * 100.0, o.max_tokens, o.url.c_str());
+  if (o.warmup > 0) {
+    std::printf("warm-up: %lld requests, ok %lld, deliberate 503 %lld, errors %lld%s\n",
+                static_cast<long long>(warmup.requests), static_cast<long long>(warmup.ok),
+                static_cast<long long>(Tally::Sum(warmup.deliberate)),
+                static_cast<long long>(Tally::Sum(warmup.errors)), FormatCounts(warmup.errors).c_str());
+  }
+  std::printf("requests %lld in %.1f s (%.1f/s): ok %lld, deliberate 503 %lld%s, errors %lld%s\n",
+              static_cast<long long>(tally.requests), wall_s, static_cast<double>(tally.requests) / wall_s,
+              static_cast<long long>(tally.ok), static_cast<long long>(Tally::Sum(tally.deliberate)),
+              FormatCounts(tally.deliberate).c_str(), static_cast<long long>(Tally::Sum(tally.errors)),
+              FormatCounts(tally.errors).c_str());
+  PrintPercentiles("latency ms (ok):", total);
+  PrintPercentiles("TTFT ms (streamed ok):", ttft);
+  const double tokens_per_s = static_cast<double>(tally.tokens) / wall_s;
+  std::printf("tokens %lld, %.1f tokens/s aggregate\n", static_cast<long long>(tally.tokens), tokens_per_s);
+
+  json rss = json::object();
+  for (const Watched& w : watched) {
+    const double growth = Mb(w.after_kb) - Mb(w.before_kb);
+    std::printf("RSS %s (pid %d): %.1f MB after warm-up, %.1f MB at end, growth %+.1f MB, peak %.1f MB\n",
+                w.name.c_str(), w.pid, Mb(w.before_kb), Mb(w.after_kb), growth, Mb(w.peak_kb));
+    if (w.after_kb < 0) {
+      failures.push_back(w.name + " (pid " + std::to_string(w.pid) + ") is gone");
+    } else if (growth > o.max_rss_growth_mb) {
+      failures.push_back(w.name + " grew " + Fixed(growth, 1) + " MB");
+    }
+    rss[w.name] = {{"pid", w.pid},
+                   {"before_mb", Mb(w.before_kb)},
+                   {"after_mb", Mb(w.after_kb)},
+                   {"growth_mb", growth},
+                   {"peak_mb", Mb(w.peak_kb)}};
+  }
+  if (g_stop) std::printf("stopped early by a signal\n");
+  std::string verdict = failures.empty() ? "PASS" : "FAIL:";
+  for (const std::string& failure : failures) verdict += " " + failure + ";";
+  std::printf("%s\n", verdict.c_str());
+
+  if (!o.report.empty()) {
+    json report = tally.Counts();
+    report["config"] = {{"url", o.url},
+                        {"clients", o.clients},
+                        {"requests_per_client", soak ? 0 : o.requests},
+                        {"duration_s", o.duration_s},
+                        {"warmup_per_client", o.warmup},
+                        {"stream_fraction", o.stream_fraction},
+                        {"max_tokens", o.max_tokens},
+                        {"seed", o.seed},
+                        {"timeout_ms", o.timeout_ms},
+                        {"max_rss_growth_mb", o.max_rss_growth_mb}};
+    report["warmup"] = warmup.Counts();
+    report["wall_s"] = wall_s;
+    report["requests_per_second"] = static_cast<double>(tally.requests) / wall_s;
+    report["latency_ms"] = {{"total", ToJson(total)}, {"ttft", ToJson(ttft)}};
+    report["tokens"] = tally.tokens;
+    report["tokens_per_second"] = tokens_per_s;
+    report["rss"] = rss;
+    report["rss_series"] = series;
+    report["stopped_early"] = g_stop.load();
+    report["passed"] = failures.empty();
+    report["failures"] = failures;
+    std::ofstream out(o.report);
+    out << report.dump(2) << "\n";
+    if (!out) return Fail(kCommand, InvalidArgument("cannot write --report " + o.report));
+  }
+  return failures.empty() ? 0 : kExitFailure;
+}
+
+}  // namespace tandem::cli

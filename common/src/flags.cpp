@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <memory>
 #include <sstream>
 
 namespace tandem {
@@ -50,6 +51,16 @@ void FlagSet::String(const std::string& name, std::string* target, const std::st
 void FlagSet::Strings(const std::string& name, std::vector<std::string>* target, const std::string& help) {
   Add({name, help + " (repeatable)", "", false, false, [target](const std::string& text) {
          target->push_back(text);
+         return Status::Ok();
+       }});
+}
+
+void FlagSet::List(const std::string& name, std::string* target, const std::string& help) {
+  auto given = std::make_shared<bool>(false);  // replaces the default, then appends
+  Add({name, help + " (comma-separated, or repeated)", *target, false, false,
+       [target, given](const std::string& text) {
+         *target = *given ? *target + "," + text : text;
+         *given = true;
          return Status::Ok();
        }});
 }

@@ -1,5 +1,6 @@
 #include "cloud_tail_process.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <stdexcept>
 
@@ -64,7 +65,12 @@ EdgeProcess::EdgeProcess(const CloudTailProcess& tail, const std::vector<std::st
   std::vector<std::string> args = {"--model",     Stories260KModel().string(),
                                    "--tokenizer", Stories260KTokenizer().string(),
                                    "--listen",    "127.0.0.1:0"};
-  const auto cloud = tail.EdgeFlags();
+  auto cloud = tail.EdgeFlags();
+  // --cloud adds up when repeated: an edge given its own tails (a proxy, replicas) does not also get this
+  // tail's address.
+  if (std::find(extra_args.begin(), extra_args.end(), "--cloud") != extra_args.end()) {
+    cloud.erase(cloud.begin(), cloud.begin() + 2);
+  }
   args.insert(args.end(), cloud.begin(), cloud.end());
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   process_ = std::make_unique<BackgroundProcess>("tandem-edge", args);

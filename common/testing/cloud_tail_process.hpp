@@ -50,7 +50,7 @@ class CloudTailProcess {
 };
 
 // A real tandem-edge for `tail` (its keys and address; the tail may start later), listening on a free
-// port; `extra_args` follow.
+// port; `extra_args` follow. With a --cloud among them, that one replaces the tail's address.
 class EdgeProcess {
  public:
   explicit EdgeProcess(const CloudTailProcess& tail, const std::vector<std::string>& extra_args = {});

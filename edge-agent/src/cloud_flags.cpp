@@ -6,7 +6,7 @@
 namespace tandem::edge {
 
 void CloudFlags::Declare(FlagSet& flags) {
-  flags.String("cloud", &endpoint, "cloud tail endpoint, e.g. tcp://127.0.0.1:5555 (runs the tail there)");
+  flags.List("cloud", &endpoint, "cloud tail endpoint, e.g. tcp://127.0.0.1:5555 (runs the tail there)");
   flags.String("cloud-key", &cloud_key, "the cloud tail's public key file (PREFIX.pub from tandem keygen)");
   flags.String("client-key", &client_key,
                "this edge's secret key file (PREFIX.key), allow-listed by the tail");

@@ -133,7 +133,7 @@ TEST_F(FailoverTest, KillingTheServingTailLosesNoStreamAndChangesNoToken) {
   // seconds; --timeout-ms only has to cover a live tail's queue, which every stream's replay joins at once
   // when its replica dies (seconds on shared cores, with other tests running).
   EdgeProcess edge(
-      first, {"--cloud", first.endpoint() + "," + second->endpoint(), "--split", "auto", "--max-edge-blocks",
+      first, {"--cloud", first.endpoint(), "--cloud", second->endpoint(), "--split", "auto", "--max-edge-blocks",
               "2", "--max-concurrent", std::to_string(streams + kSampled), "--max-queue",
               std::to_string(streams), "--replan-tokens", "0", "--timeout-ms", "60000"});
   ASSERT_TRUE(edge.started()) << edge.log();

@@ -27,7 +27,8 @@ Status ParseInto(Parsed& parsed, std::vector<std::string> args, const std::strin
 
 TEST(FlagsTest, ParsesBothSpellingsAndKeepsDefaults) {
   Parsed parsed;
-  ASSERT_TRUE(ParseInto(parsed, {"--model", "m.bin", "--steps=12", "--json", "--seed", "18446744073709551615"}).ok());
+  ASSERT_TRUE(
+      ParseInto(parsed, {"--model", "m.bin", "--steps=12", "--json", "--seed", "18446744073709551615"}).ok());
   EXPECT_EQ(parsed.model, "m.bin");
   EXPECT_EQ(parsed.steps, 12);
   EXPECT_TRUE(parsed.json);
@@ -41,6 +42,15 @@ TEST(FlagsTest, RepeatableFlagCollectsEveryOccurrence) {
   flags.Strings("watch", &watch, "watch");
   ASSERT_TRUE(flags.Parse(std::vector<std::string>{"--watch", "edge=1", "--watch=cloud=2"}).ok());
   EXPECT_EQ(watch, (std::vector<std::string>{"edge=1", "cloud=2"}));
+}
+
+TEST(FlagsTest, AListMayBeCommaSeparatedOrRepeatedAndReplacesItsDefault) {
+  std::string cloud = "tcp://default:1";
+  FlagSet flags("usage");
+  flags.List("cloud", &cloud, "tails");
+  ASSERT_TRUE(
+      flags.Parse(std::vector<std::string>{"--cloud", "tcp://a:1,tcp://b:2", "--cloud=tcp://c:3"}).ok());
+  EXPECT_EQ(cloud, "tcp://a:1,tcp://b:2,tcp://c:3");
 }
 
 TEST(FlagsTest, RejectsUnknownMissingAndMalformed) {

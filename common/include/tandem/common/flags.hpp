@@ -28,6 +28,9 @@ class FlagSet {
   void String(const std::string& name, std::string* target, const std::string& help);
   // Repeatable: every occurrence appends its value (`--watch a=1 --watch b=2`).
   void Strings(const std::string& name, std::vector<std::string>* target, const std::string& help);
+  // A comma-separated list that may also be given several times: `--cloud A --cloud B` reads as "A,B"
+  // (a repeated String flag would keep only the last).
+  void List(const std::string& name, std::string* target, const std::string& help);
   void Int(const std::string& name, int* target, const std::string& help);
   void UInt64(const std::string& name, uint64_t* target, const std::string& help);
   void Float(const std::string& name, float* target, const std::string& help);

@@ -63,13 +63,13 @@ void CircuitBreaker::RecordSuccess() {
   cool_down_.Reset();
 }
 
-void CircuitBreaker::RecordFailure() {
+bool CircuitBreaker::RecordFailure() {
   const std::lock_guard lock(mutex_);
   switch (StateLocked()) {
     case State::kOpen:
-      return;  // work admitted before it opened, failing late
+      return false;  // work admitted before it opened, failing late
     case State::kClosed:
-      if (++consecutive_failures_ < options_.failure_threshold) return;
+      if (++consecutive_failures_ < options_.failure_threshold) return false;
       break;
     case State::kHalfOpen:
       break;
@@ -78,6 +78,7 @@ void CircuitBreaker::RecordFailure() {
   trial_out_ = false;
   ++opened_;
   closed_until_ = clock_.Now() + cool_down_.Next();
+  return true;
 }
 
 CircuitBreaker::State CircuitBreaker::state() const {

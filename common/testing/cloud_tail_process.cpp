@@ -2,7 +2,11 @@
 
 #include <algorithm>
 #include <fstream>
+
+#include <nlohmann/json.hpp>
+
 #include <stdexcept>
+#include "http_client.hpp"
 
 namespace tandem::testing {
 namespace {
@@ -75,6 +79,20 @@ EdgeProcess::EdgeProcess(const CloudTailProcess& tail, const std::vector<std::st
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   process_ = std::make_unique<BackgroundProcess>("tandem-edge", args);
   address_ = LogField(process_->WaitForLine("msg=serving"), "listen");
+}
+
+bool AwaitTailReports(const EdgeProcess& edge, size_t tails) {
+  return WaitUntil(
+      [&] {
+        const HttpResult plan = HttpCall(edge.address(), "GET", "/v1/plan");
+        if (plan.status != 200) return false;
+        const nlohmann::json body = nlohmann::json::parse(plan.body, nullptr, /*allow_exceptions=*/false);
+        if (!body.contains("planner")) return false;
+        size_t reported = 0;
+        for (const nlohmann::json& tail : body["planner"]["tails"]) reported += tail.contains("stats");
+        return reported >= tails;
+      },
+      std::chrono::seconds(20));
 }
 
 }  // namespace tandem::testing

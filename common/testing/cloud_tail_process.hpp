@@ -64,4 +64,8 @@ class EdgeProcess {
   std::string address_;
 };
 
+// Until the edge's planner holds the STATS of at least `tails` tails (GET /v1/plan): before, it cannot
+// weigh a split on them. False after 20 s.
+bool AwaitTailReports(const EdgeProcess& edge, size_t tails = 1);
+
 }  // namespace tandem::testing

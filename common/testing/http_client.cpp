@@ -56,6 +56,20 @@ HttpResult HttpStream(const std::string& address, const std::string& method, con
   return Exchange(address, method, target, body, headers, &on_data, timeout);
 }
 
+double MetricValue(const std::string& address, const std::string& name, std::chrono::milliseconds timeout) {
+  const HttpResult result = HttpCall(address, "GET", "/metrics", "", {}, timeout);
+  if (result.status != 200) return -1;
+  const std::string prefix = name + " ";
+  for (size_t line = 0; line < result.body.size();) {
+    const size_t end = std::min(result.body.find('\n', line), result.body.size());
+    if (result.body.compare(line, prefix.size(), prefix) == 0) {
+      return std::stod(result.body.substr(line + prefix.size(), end - line - prefix.size()));
+    }
+    line = end + 1;
+  }
+  return -1;
+}
+
 std::vector<std::string> SseEvents(const std::string& body) {
   std::vector<std::string> events;
   size_t at = 0;

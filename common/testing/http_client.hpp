@@ -37,6 +37,11 @@ HttpResult HttpStream(const std::string& address, const std::string& method, con
 // The `data:` payloads of a server-sent-events body, in order.
 std::vector<std::string> SseEvents(const std::string& body);
 
+// The value of an unlabelled series (`name value`) in the Prometheus text at http://address/metrics; -1
+// when the endpoint does not answer in `timeout` or does not report it.
+double MetricValue(const std::string& address, const std::string& name,
+                   std::chrono::milliseconds timeout = std::chrono::seconds(3));
+
 // A free TCP port on 127.0.0.1 (bound, read and released: good enough for a test).
 int FreePort();
 

@@ -742,9 +742,7 @@ class EdgeService {
     TailLink* tail = tails_.Find(endpoint);
     if (tail == nullptr) return;
     if (failure.code() == StatusCode::kUnavailable) tail->link.MarkDown();
-    const int opened = tail->breaker.opened();
-    tail->breaker.RecordFailure();
-    if (tail->breaker.opened() > opened) {
+    if (tail->breaker.RecordFailure()) {
       metrics_.circuit_opened.Add({{"cloud", endpoint}}).Increment();
       Log(LogLevel::kWarn, "edge", "circuit breaker opened: no work goes to the tail for a while",
           {{"cloud", endpoint}, {"error", failure.message()}});

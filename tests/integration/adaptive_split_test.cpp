@@ -30,20 +30,6 @@ json Plan(const EdgeProcess& edge) {
   return result.status == 200 ? json::parse(result.body) : json();
 }
 
-// Until the tail's STATS reached the edge's planner: only then can it weigh splits.
-bool AwaitTailReport(const EdgeProcess& edge) {
-  return WaitUntil(
-      [&] {
-        const json plan = Plan(edge);
-        if (!plan.contains("planner")) return false;
-        for (const json& tail : plan["planner"]["tails"]) {
-          if (tail.contains("stats")) return true;
-        }
-        return false;
-      },
-      std::chrono::seconds(20));
-}
-
 json GoldenRequest(const json& golden) {
   return {{"prompt", golden["prompt"]},
           {"max_tokens", golden["ids"].size() - golden["prompt_ids"].size()},
@@ -68,7 +54,7 @@ TEST_F(AdaptiveSplitTest, WithinTheEdgeMemoryBudgetThePlanSplitsAndTheOutputStay
   ASSERT_TRUE(tail.started()) << tail.log();
   EdgeProcess edge(tail, {"--split", "auto", "--max-edge-blocks", "2"});
   ASSERT_TRUE(edge.started()) << edge.log();
-  ASSERT_TRUE(AwaitTailReport(edge)) << edge.log();
+  ASSERT_TRUE(testing::AwaitTailReports(edge)) << edge.log();
   for (const json& golden : testing::GoldenRecords()) {
     SCOPED_TRACE(golden["prompt"].get<std::string>());
     const HttpResult result =
@@ -95,7 +81,7 @@ TEST_F(AdaptiveSplitTest, WhenTheTailDiesTheEdgeFinishesLocallyAndThenPlansLocal
   EdgeProcess edge(
       tail, {"--split", "auto", "--emulate-slowdown", "30", "--timeout-ms", "1000", "--replan-tokens", "0"});
   ASSERT_TRUE(edge.started()) << edge.log();
-  ASSERT_TRUE(AwaitTailReport(edge)) << edge.log();
+  ASSERT_TRUE(testing::AwaitTailReports(edge)) << edge.log();
   const json golden = testing::GoldenRecords().front();
 
   // Streamed, so that the tail can be killed once the first tokens are out.
@@ -148,7 +134,7 @@ TEST_F(AdaptiveSplitTest, ATailThatGoesSilentBeforeTheFirstTokenIsReplacedByTheE
   ASSERT_TRUE(tail.started()) << tail.log();
   EdgeProcess edge(tail, {"--split", "auto", "--emulate-slowdown", "30", "--timeout-ms", "800"});
   ASSERT_TRUE(edge.started()) << edge.log();
-  ASSERT_TRUE(AwaitTailReport(edge)) << edge.log();
+  ASSERT_TRUE(testing::AwaitTailReports(edge)) << edge.log();
   const json golden = testing::GoldenRecords().front();
   tail.process().Signal(SIGSTOP);
   const HttpResult result = HttpCall(edge.address(), "POST", "/v1/completions", GoldenRequest(golden).dump());
@@ -167,7 +153,7 @@ TEST_F(AdaptiveSplitTest, ARequestMayForceItsSplit) {
   ASSERT_TRUE(tail.started()) << tail.log();
   EdgeProcess edge(tail, {"--split", "auto"});
   ASSERT_TRUE(edge.started()) << edge.log();
-  ASSERT_TRUE(AwaitTailReport(edge)) << edge.log();
+  ASSERT_TRUE(testing::AwaitTailReports(edge)) << edge.log();
   const json golden = testing::GoldenRecords().front();
   for (const json& forced : {json{{"split", 3}, {"codec", "fp32"}}, json{{"split", "local"}}}) {
     json request = GoldenRequest(golden);

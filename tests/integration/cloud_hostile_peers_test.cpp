@@ -4,7 +4,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -18,12 +17,12 @@
 #include <limits>
 #include <optional>
 #include <set>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "cloud_tail_process.hpp"
+#include "http_client.hpp"
 #include "tandem/common/activation_codec.hpp"
 #include "tandem/common/checkpoint.hpp"
 #include "tandem/common/transport.hpp"
@@ -200,45 +199,8 @@ class RawClient {
   zmq::socket_t socket_;
 };
 
-// GET http://address/metrics with a plain socket; the body, or empty on failure.
-std::string HttpGetMetrics(const std::string& address) {
-  const size_t colon = address.rfind(':');
-  if (colon == std::string::npos) return {};
-  sockaddr_in peer{};
-  peer.sin_family = AF_INET;
-  peer.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
-  if (inet_pton(AF_INET, address.substr(0, colon).c_str(), &peer.sin_addr) != 1) return {};
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return {};
-  timeval timeout{.tv_sec = 3, .tv_usec = 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
-  std::string response;
-  if (connect(fd, reinterpret_cast<const sockaddr*>(&peer), sizeof(peer)) == 0) {
-    const std::string request = "GET /metrics HTTP/1.1\r\nHost: " + address + "\r\nConnection: close\r\n\r\n";
-    if (send(fd, request.data(), request.size(), 0) == static_cast<ssize_t>(request.size())) {
-      char buffer[4096];
-      ssize_t got = 0;
-      while ((got = recv(fd, buffer, sizeof(buffer), 0)) > 0)
-        response.append(buffer, static_cast<size_t>(got));
-    }
-  }
-  close(fd);
-  return response;
-}
-
-// The value of an unlabelled metric, or -1 when the endpoint does not report it.
-double MetricValue(const std::string& http_address, const std::string& name) {
-  std::istringstream lines(HttpGetMetrics(http_address));
-  std::string line;
-  while (std::getline(lines, line)) {
-    if (line.starts_with(name + " ")) return std::stod(line.substr(name.size() + 1));
-  }
-  return -1;
-}
-
 double OpenSessionsGauge(const std::string& http_address) {
-  return MetricValue(http_address, "tandem_cloud_sessions");
+  return testing::MetricValue(http_address, "tandem_cloud_sessions");
 }
 
 // A TCP relay for one connection, standing in for a man in the middle: forwards both ways and, when told,
@@ -766,12 +728,12 @@ TEST_F(CloudHostilePeersTest, ResendsAreAnsweredOnceComputedAndReplaysAndGapsRef
   const wire::Message first = Activations(40, 0, 0, 3);
   client->Send(first);
   const auto token = client->ExpectToken(40, 0);
-  const double computed = MetricValue(tail_->http_address(), "tandem_cloud_tokens_total");
+  const double computed = testing::MetricValue(tail_->http_address(), "tandem_cloud_tokens_total");
   client->Send(first);
   EXPECT_EQ(client->ExpectToken(40, 0), token) << "a resend of the last step answers as the first time";
-  EXPECT_EQ(MetricValue(tail_->http_address(), "tandem_cloud_tokens_total"), computed)
+  EXPECT_EQ(testing::MetricValue(tail_->http_address(), "tandem_cloud_tokens_total"), computed)
       << "the resend was computed again";
-  EXPECT_GE(MetricValue(tail_->http_address(), "tandem_cloud_step_resends_total"), 1);
+  EXPECT_GE(testing::MetricValue(tail_->http_address(), "tandem_cloud_step_resends_total"), 1);
 
   const wire::Message second = Activations(40, 1, 3, 1);
   client->Send(second);
@@ -819,12 +781,12 @@ TEST_F(CloudHostilePeersTest, AFlippedBitOnTheWireDropsTheConnectionBeforeAnythi
     Handshake(client);
     client.Send(Open(45));
     client.Sync();
-    const double computed = MetricValue(tail_->http_address(), "tandem_cloud_tokens_total");
+    const double computed = testing::MetricValue(tail_->http_address(), "tandem_cloud_tokens_total");
     relay.FlipNextByte();
     client.Send(step);
     client.ExpectSilence();
     EXPECT_TRUE(relay.flipped());
-    EXPECT_EQ(MetricValue(tail_->http_address(), "tandem_cloud_tokens_total"), computed);
+    EXPECT_EQ(testing::MetricValue(tail_->http_address(), "tandem_cloud_tokens_total"), computed);
   }
   auto honest = Honest();
   OpenAndStep(*honest, 46);

@@ -37,27 +37,9 @@ int EnvInt(const char* name, int fallback) {
 }
 
 // The tail's open sessions, from its /metrics; -1 when it does not answer.
-int OpenSessions(CloudTailProcess& tail) {
+double OpenSessions(CloudTailProcess& tail) {
   if (!tail.process().Running()) return -1;
-  const HttpResult result =
-      HttpCall(tail.http_address(), "GET", "/metrics", "", {}, std::chrono::milliseconds(500));
-  const std::string name = "tandem_cloud_sessions ";
-  const size_t at = result.body.find("\n" + name);
-  return at == std::string::npos ? -1 : std::atoi(result.body.c_str() + at + 1 + name.size());
-}
-
-// Until the edge's planner holds the STATS of `tails` tails: before, it cannot plan a split.
-bool AwaitTailReports(const EdgeProcess& edge, size_t tails) {
-  return testing::WaitUntil(
-      [&] {
-        const HttpResult plan = HttpCall(edge.address(), "GET", "/v1/plan");
-        if (plan.status != 200) return false;
-        const json body = json::parse(plan.body);
-        size_t reported = 0;
-        for (const json& tail : body["planner"]["tails"]) reported += tail.contains("stats");
-        return reported >= tails;
-      },
-      std::chrono::seconds(20));
+  return testing::MetricValue(tail.http_address(), "tandem_cloud_sessions", std::chrono::milliseconds(500));
 }
 
 struct StreamOutcome {
@@ -133,11 +115,11 @@ TEST_F(FailoverTest, KillingTheServingTailLosesNoStreamAndChangesNoToken) {
   // seconds; --timeout-ms only has to cover a live tail's queue, which every stream's replay joins at once
   // when its replica dies (seconds on shared cores, with other tests running).
   EdgeProcess edge(
-      first, {"--cloud", first.endpoint(), "--cloud", second->endpoint(), "--split", "auto", "--max-edge-blocks",
-              "2", "--max-concurrent", std::to_string(streams + kSampled), "--max-queue",
+      first, {"--cloud", first.endpoint(), "--cloud", second->endpoint(), "--split", "auto",
+              "--max-edge-blocks", "2", "--max-concurrent", std::to_string(streams + kSampled), "--max-queue",
               std::to_string(streams), "--replan-tokens", "0", "--timeout-ms", "60000"});
   ASSERT_TRUE(edge.started()) << edge.log();
-  ASSERT_TRUE(AwaitTailReports(edge, 2)) << edge.log();
+  ASSERT_TRUE(testing::AwaitTailReports(edge, 2)) << edge.log();
 
   // The greedy streams, whose undisturbed text is the golden one, and a few sampled ones beside them
   // (seeded): their text before any fault is the reference that the failover must reproduce.
@@ -218,7 +200,7 @@ TEST_F(FailoverTest, WithNowhereToGoAStreamEndsWithAnErrorEventAndNewRequestsGet
   ASSERT_TRUE(tail.started()) << tail.log();
   EdgeProcess edge(tail, {"--split", "auto", "--max-edge-blocks", "2"});
   ASSERT_TRUE(edge.started()) << edge.log();
-  ASSERT_TRUE(AwaitTailReports(edge, 1)) << edge.log();
+  ASSERT_TRUE(testing::AwaitTailReports(edge, 1)) << edge.log();
   const json golden = testing::GoldenRecords().front();
   const std::string golden_text =
       golden["text"].get<std::string>().substr(golden["prompt"].get<std::string>().size());
@@ -257,7 +239,7 @@ TEST_F(FailoverTest, WhenTheLinkGoesDownTheEdgeFinishesLocallyWithTheSameText) {
   EdgeProcess edge(tail, {"--cloud", "tcp://" + (*link)->address(), "--split", "auto", "--emulate-slowdown",
                           "30", "--replan-tokens", "0"});
   ASSERT_TRUE(edge.started()) << edge.log();
-  ASSERT_TRUE(AwaitTailReports(edge, 1)) << edge.log();
+  ASSERT_TRUE(testing::AwaitTailReports(edge, 1)) << edge.log();
 
   const json golden = testing::GoldenRecords().front();
   const json request = {{"prompt", golden["prompt"]},

@@ -49,12 +49,12 @@ class CircuitBreakerTest : public ::testing::Test {
 
 TEST_F(CircuitBreakerTest, OpensAfterConsecutiveFailuresOnly) {
   EXPECT_TRUE(breaker_.Allow());
-  breaker_.RecordFailure();
+  EXPECT_FALSE(breaker_.RecordFailure());
   breaker_.RecordSuccess();  // not consecutive
-  breaker_.RecordFailure();
+  EXPECT_FALSE(breaker_.RecordFailure());
   EXPECT_EQ(breaker_.state(), CircuitBreaker::State::kClosed);
   EXPECT_TRUE(breaker_.Allow());
-  breaker_.RecordFailure();
+  EXPECT_TRUE(breaker_.RecordFailure());  // this one opened it
   EXPECT_EQ(breaker_.state(), CircuitBreaker::State::kOpen);
   EXPECT_FALSE(breaker_.Allow());
   EXPECT_FALSE(breaker_.Permits());
@@ -104,8 +104,8 @@ TEST_F(CircuitBreakerTest, AFailedTrialReopensForLongerUpToTheMax) {
 TEST_F(CircuitBreakerTest, LateOutcomesOfWorkAdmittedBeforeItOpenedChangeNothing) {
   breaker_.RecordFailure();
   breaker_.RecordFailure();
-  breaker_.RecordSuccess();  // a request from before the opening
-  breaker_.RecordFailure();
+  breaker_.RecordSuccess();                // a request from before the opening
+  EXPECT_FALSE(breaker_.RecordFailure());  // already open
   EXPECT_EQ(breaker_.state(), CircuitBreaker::State::kOpen);
   clock_.Advance(milliseconds(1000));
   EXPECT_EQ(breaker_.state(), CircuitBreaker::State::kHalfOpen);

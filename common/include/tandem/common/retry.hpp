@@ -59,7 +59,8 @@ class CircuitBreaker {
   // Whether Allow() would say yes, without taking anything (for planning).
   bool Permits() const;
   void RecordSuccess();
-  void RecordFailure();
+  // True when this failure opened the breaker.
+  bool RecordFailure();
 
   State state() const;
   int opened() const;  // times the breaker opened, for metrics

@@ -1,15 +1,31 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Tandem builds and runs with, only those missing; silent when none are.
+#   scripts/install-deps.sh              everything make test, make demo, make fuzz and make load use
+#   scripts/install-deps.sh --build-only what building the four binaries needs (the Dockerfile's build stage)
 set -euo pipefail
 
-packages=(
-  build-essential cmake ninja-build ccache pkg-config curl jq
+build_packages=(
+  build-essential cmake ninja-build ccache pkg-config
   libtorch-dev libopenblas0-pthread libdnnl-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
   libzmq3-dev cppzmq-dev libzstd-dev liblz4-dev prometheus-cpp-dev libboost-dev libssl-dev
+)
+tool_packages=(
+  curl jq
   clang-14 libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer, ASan, UBSan
   wrk  # scripts/load.sh
+  # deploy/: the compose file's schema (docker-compose config), the Helm renderer (Go, sprig), the
+  # manifests' Kubernetes schemas (python3-kubernetes), and a real Prometheus for prometheus_test.
+  docker-compose golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev
+  python3 python3-yaml python3-kubernetes python3-jsonschema prometheus
 )
+
+packages=("${build_packages[@]}")
+case "${1:-}" in
+  --build-only) ;;
+  "") packages+=("${tool_packages[@]}") ;;
+  *) echo "usage: $0 [--build-only]" >&2; exit 2 ;;
+esac
 
 missing=()
 for package in "${packages[@]}"; do

@@ -101,6 +101,12 @@ struct Metrics {
       messages_in[type] = &messages.Add({{"direction", "in"}, {"type", name}});
       messages_out[type] = &messages.Add({{"direction", "out"}, {"type", name}});
     }
+    // The other label values known up front start at 0 too, so rate() and increase() see the first event.
+    for (auto code = static_cast<uint16_t>(wire::ErrorCode::kBadFrame);
+         code <= static_cast<uint16_t>(wire::ErrorCode::kUnsupported); ++code) {
+      errors.Add({{"code", std::string(wire::ErrorCodeName(static_cast<wire::ErrorCode>(code)))}});
+    }
+    for (const char* result : {"admitted", "denied"}) auth.Add({{"result", result}});
   }
 
   void CountIn(MessageType type) { messages_in[static_cast<size_t>(type)]->Increment(); }

@@ -275,7 +275,13 @@ struct EdgeMetrics {
                         .Name("tandem_edge_cloud_connections")
                         .Help("Connections to the cloud tail with a completed handshake")
                         .Register(registry)
-                        .Add({})) {}
+                        .Add({})) {
+    // Every label value known up front starts at 0: a series born at its first event has no earlier
+    // sample, so rate() and increase() would miss that event and dashboards show "No data" until then.
+    for (const char* choice : {"split", "local"}) plans.Add({{"choice", choice}});
+    for (const char* reason : {"replan", "fallback"}) moves.Add({{"reason", reason}});
+    for (const char* to : {"tail", "local"}) failovers.Add({{"to", to}});
+  }
 
   prometheus::Family<prometheus::Counter>& requests;
   prometheus::Histogram& ttft;
@@ -415,7 +421,10 @@ class EdgeService {
                config.max_concurrent, {.probe_interval = std::chrono::milliseconds(config.probe_ms)}),
         primary_(*tails_.Get(config.CloudEndpoints().front())),
         slots_(config.max_concurrent) {
-    for (const std::string& endpoint : config.CloudEndpoints()) tails_.Get(endpoint);
+    for (const std::string& endpoint : config.CloudEndpoints()) {
+      tails_.Get(endpoint);
+      metrics_.circuit_opened.Add({{"cloud", endpoint}});  // at 0, as in EdgeMetrics
+    }
     model_name_ = config.model_name.empty() ? std::filesystem::path(config.model.model).stem().string()
                                             : config.model_name;
     const ModelConfig& shape = model_.checkpoint->config();

@@ -1,7 +1,8 @@
 # tandem_add_test(NAME <name> LABEL <unit|integration|fault|load> SOURCES <files...> [TIMEOUT <s>])
 # One GoogleTest executable per call, registered with CTest under its label so CI can pick by label.
 # Tests find ../shared through TANDEM_SHARED (set here to the folder beside the checkout unless the
-# environment already names one) and the CLI through TANDEM_BIN_DIR.
+# environment already names one), the CLI through TANDEM_BIN_DIR and the checkout (deployment files,
+# scripts) through TANDEM_SOURCE_DIR.
 function(tandem_add_test)
   cmake_parse_arguments(ARG "" "NAME;LABEL;TIMEOUT" "SOURCES;LIBS" ${ARGN})
   if(NOT ARG_TIMEOUT)
@@ -15,8 +16,13 @@ function(tandem_add_test)
   else()
     get_filename_component(shared_dir ${PROJECT_SOURCE_DIR}/../shared ABSOLUTE)
   endif()
+  set(test_environment
+    TANDEM_SHARED=${shared_dir}
+    TANDEM_BIN_DIR=${CMAKE_BINARY_DIR}/bin
+    TANDEM_SOURCE_DIR=${PROJECT_SOURCE_DIR}
+    OMP_NUM_THREADS=1)
   set_tests_properties(${ARG_NAME} PROPERTIES
     LABELS ${ARG_LABEL}
     TIMEOUT ${ARG_TIMEOUT}
-    ENVIRONMENT "TANDEM_SHARED=${shared_dir};TANDEM_BIN_DIR=${CMAKE_BINARY_DIR}/bin;OMP_NUM_THREADS=1")
+    ENVIRONMENT "${test_environment}")
 endfunction()

@@ -48,6 +48,12 @@ fs::path BinDir() {
   return fs::current_path() / "bin";
 }
 
+fs::path SourceDir() {
+  if (const char* env = std::getenv("TANDEM_SOURCE_DIR"); env && *env) return env;
+  if (fs::exists("../cmake/TandemTesting.cmake")) return fs::absolute("..").lexically_normal();
+  return {};
+}
+
 std::vector<std::string> GenerateArgs(const std::string& prompt, int steps,
                                       const std::vector<std::string>& extra) {
   std::vector<std::string> args = {"generate",
@@ -78,6 +84,11 @@ TempDir::~TempDir() {
 
 namespace {
 
+// build/bin/<program>, or `program` itself when it is a path.
+std::string ProgramPath(const std::string& program) {
+  return program.find('/') != std::string::npos ? program : (BinDir() / program).string();
+}
+
 // In a forked child: becomes `binary` with `args`, or exits 127.
 [[noreturn]] void ExecProgram(const std::string& binary, const std::vector<std::string>& args) {
   std::vector<char*> argv;
@@ -92,7 +103,7 @@ namespace {
 
 CommandResult RunProgram(const std::string& program, const std::vector<std::string>& args,
                          int timeout_seconds) {
-  const std::string binary = (BinDir() / program).string();
+  const std::string binary = ProgramPath(program);
   int out_pipe[2], err_pipe[2];
   if (::pipe(out_pipe) != 0 || ::pipe(err_pipe) != 0) throw std::runtime_error("pipe failed");
   const pid_t pid = ::fork();
@@ -151,7 +162,7 @@ CommandResult RunProgram(const std::string& program, const std::vector<std::stri
 
 BackgroundProcess::BackgroundProcess(const std::string& program, const std::vector<std::string>& args)
     : log_path_(log_dir_ / "stderr.log") {
-  const std::string binary = (BinDir() / program).string();
+  const std::string binary = ProgramPath(program);
   pid_ = ::fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");
   if (pid_ == 0) {

@@ -24,6 +24,9 @@ std::vector<nlohmann::json> GoldenRecords();
 
 // build/bin, from $TANDEM_BIN_DIR.
 std::filesystem::path BinDir();
+// The checkout (deployment files, scripts), from $TANDEM_SOURCE_DIR; else the current directory's parent
+// when it is the checkout (a test run from build/). Empty when neither.
+std::filesystem::path SourceDir();
 
 // `tandem generate --json` on stories260K with `prompt` and `steps`, then `extra` flags.
 std::vector<std::string> GenerateArgs(const std::string& prompt, int steps,
@@ -50,12 +53,12 @@ struct CommandResult {
 };
 
 // Runs build/bin/<program> with `args` (no shell), capturing both streams; kills it after
-// `timeout_seconds`.
+// `timeout_seconds`. A `program` with a slash in it is a path, run as given (a system tool, a script).
 CommandResult RunProgram(const std::string& program, const std::vector<std::string>& args,
                          int timeout_seconds = 120);
 
-// A program from build/bin running beside the test, its stderr captured to a file. Stop() or the
-// destructor sends SIGTERM, then SIGKILL after a grace period.
+// A program from build/bin (or a path, as for RunProgram) running beside the test, its stderr captured to
+// a file. Stop() or the destructor sends SIGTERM, then SIGKILL after a grace period.
 class BackgroundProcess {
  public:
   BackgroundProcess(const std::string& program, const std::vector<std::string>& args);

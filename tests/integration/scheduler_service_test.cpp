@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "http_client.hpp"
+#include "scheduler_process.hpp"
 #include "test_env.hpp"
 
 namespace tandem {
@@ -45,16 +46,12 @@ double Sample(const std::string& metrics, const std::string& name) {
   return std::regex_search(metrics, match, line) ? std::stod(match[2]) : -1;
 }
 
-std::unique_ptr<BackgroundProcess> StartScheduler(std::string* address) {
-  auto process = std::make_unique<BackgroundProcess>(
-      "tandem-scheduler",
-      std::vector<std::string>{"--listen", "127.0.0.1:0", "--dead-after-ms", std::to_string(kDeadAfterMs),
-                               // Larger than the default 0.05: the two tails' start-up
-                               // profiles differ by noise, and four edges must spread
-                               // over them whatever that noise is.
+std::unique_ptr<testing::SchedulerProcess> StartScheduler() {
+  return std::make_unique<testing::SchedulerProcess>(
+      std::vector<std::string>{"--dead-after-ms", std::to_string(kDeadAfterMs),
+                               // Larger than the default 0.05: the two tails' start-up profiles differ by
+                               // noise, and four edges must spread over them whatever that noise is.
                                "--per-plan-load", "0.25"});
-  *address = testing::LogField(process->WaitForLine("msg=serving"), "listen");
-  return process;
 }
 
 std::unique_ptr<BackgroundProcess> StartTail(const std::string& scheduler) {
@@ -148,8 +145,9 @@ class SchedulerServiceTest : public ::testing::Test {
 
   // A scheduler and two tails heartbeating to it; the endpoints are empty when a tail did not start.
   void StartSchedulerAndTwoTails() {
-    scheduler_process_ = StartScheduler(&scheduler_);
-    ASSERT_FALSE(scheduler_.empty()) << scheduler_process_->Stderr();
+    scheduler_process_ = StartScheduler();
+    scheduler_ = scheduler_process_->address();
+    ASSERT_FALSE(scheduler_.empty()) << scheduler_process_->log();
     tail_a_ = StartTail(scheduler_);
     tail_b_ = StartTail(scheduler_);
     endpoint_a_ = testing::LogField(tail_a_->WaitForLine("msg=serving"), "endpoint");
@@ -157,7 +155,8 @@ class SchedulerServiceTest : public ::testing::Test {
   }
 
   std::string scheduler_, endpoint_a_, endpoint_b_;
-  std::unique_ptr<BackgroundProcess> scheduler_process_, tail_a_, tail_b_;
+  std::unique_ptr<testing::SchedulerProcess> scheduler_process_;
+  std::unique_ptr<BackgroundProcess> tail_a_, tail_b_;
 };
 
 TEST_F(SchedulerServiceTest, BalancesEdgesOverRealTails) {
@@ -173,7 +172,7 @@ TEST_F(SchedulerServiceTest, BalancesEdgesOverRealTails) {
         return tails.size() == 2;
       },
       milliseconds(5000)))
-      << scheduler_process_->Stderr();
+      << scheduler_process_->log();
   EXPECT_FALSE(FindTail(tails, endpoint_a_).is_null()) << tails.dump();
   EXPECT_FALSE(FindTail(tails, endpoint_b_).is_null()) << tails.dump();
   for (const json& tail : tails) {
@@ -228,9 +227,10 @@ TEST_F(SchedulerServiceTest, BalancesEdgesOverRealTails) {
                         milliseconds(kDeadAfterMs + 3000)));
   const auto gone_after = std::chrono::steady_clock::now() - killed;
   EXPECT_LT(gone_after, milliseconds(kDeadAfterMs + 1000));
-  EXPECT_FALSE(
-      scheduler_process_->WaitForLine("msg=\"tail expired: no heartbeat\" tail=" + endpoint_a_, 2000).empty())
-      << scheduler_process_->Stderr();
+  EXPECT_FALSE(scheduler_process_->process()
+                   .WaitForLine("msg=\"tail expired: no heartbeat\" tail=" + endpoint_a_, 2000)
+                   .empty())
+      << scheduler_process_->log();
   metrics = HttpCall(scheduler_, "GET", "/metrics").body;
   EXPECT_EQ(Sample(metrics, "tandem_scheduler_tails_expired_total"), 1) << metrics;
   EXPECT_EQ(Sample(metrics, "tandem_scheduler_tails_alive"), 1) << metrics;
@@ -300,9 +300,10 @@ TEST_F(SchedulerServiceTest, BalancesEdgesOverRealTails) {
   tail_b_->Signal(SIGTERM);
   ASSERT_TRUE(WaitUntil([&] { return Tails(scheduler_).empty(); }, milliseconds(kDeadAfterMs + 3000)));
   EXPECT_LT(std::chrono::steady_clock::now() - stopped, milliseconds(kDeadAfterMs / 2));
-  EXPECT_FALSE(
-      scheduler_process_->WaitForLine("msg=\"tail left: draining\" tail=" + endpoint_b_, 1000).empty())
-      << scheduler_process_->Stderr();
+  EXPECT_FALSE(scheduler_process_->process()
+                   .WaitForLine("msg=\"tail left: draining\" tail=" + endpoint_b_, 1000)
+                   .empty())
+      << scheduler_process_->log();
   // Sessions the load left open keep it draining: Stop()'s second SIGTERM ends the drain, cleanly.
   EXPECT_EQ(tail_b_->Stop(), 0) << tail_b_->Stderr();
 
@@ -310,7 +311,7 @@ TEST_F(SchedulerServiceTest, BalancesEdgesOverRealTails) {
   const HttpResult refused = HttpCall(scheduler_, "POST", "/v1/plan", request_b.dump());
   EXPECT_EQ(refused.status, 503) << refused.body;
   EXPECT_EQ(json::parse(refused.body)["error"]["code"], "no_tail") << refused.body;
-  EXPECT_EQ(scheduler_process_->Stop(), 0) << scheduler_process_->Stderr();
+  EXPECT_EQ(scheduler_process_->process().Stop(), 0) << scheduler_process_->log();
 }
 
 // Real edges (tandem-edge --split auto --scheduler) over two real tails: their plans come from the
@@ -388,7 +389,7 @@ TEST_F(SchedulerServiceTest, RealEdgesFollowTheSchedulersPlans) {
 
   // The scheduler_ goes away: the edges plan by themselves (the survivor is the tail they can reach) and
   // keep serving.
-  EXPECT_EQ(scheduler_process_->Stop(), 0);
+  EXPECT_EQ(scheduler_process_->process().Stop(), 0);
   used = complete_all();
   EXPECT_EQ(used.count(survivor), 4u);
   const json alone = json::parse(HttpCall(addresses[0], "GET", "/v1/plan").body);
@@ -423,9 +424,9 @@ json PlanBody() {
 }
 
 TEST_F(SchedulerServiceTest, BadRequestsAreRefusedNamingTheField) {
-  std::string scheduler;
-  auto process = StartScheduler(&scheduler);
-  ASSERT_FALSE(scheduler.empty()) << process->Stderr();
+  const auto process = StartScheduler();
+  const std::string scheduler = process->address();
+  ASSERT_FALSE(scheduler.empty()) << process->log();
 
   // Without any tail: 503 no_tail when local is not allowed, the local plan when it is.
   HttpResult result = HttpCall(scheduler, "POST", "/v1/plan", PlanBody().dump());
@@ -555,7 +556,7 @@ TEST_F(SchedulerServiceTest, BadRequestsAreRefusedNamingTheField) {
   EXPECT_EQ(HttpCall(scheduler, "GET", "/v1/nothing").status, 404);
   EXPECT_EQ(HttpCall(scheduler, "GET", "/healthz").status, 200);
   EXPECT_EQ(Sample(HttpCall(scheduler, "GET", "/metrics").body, "tandem_scheduler_heartbeats_total"), 2);
-  EXPECT_EQ(process->Stop(), 0) << process->Stderr();
+  EXPECT_EQ(process->process().Stop(), 0) << process->log();
 }
 
 }  // namespace

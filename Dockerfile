@@ -17,7 +17,7 @@ FROM debian:12-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libtorch1.13 libdnnl2 libgomp1 libstdc++6 libzmq5 libzstd1 liblz4-1 libprometheus-cpp-core1.0 \
-      libssl3 libopenblas0-pthread curl \
+      libssl3 libopenblas0-pthread curl libsentencepiece0 libpcre2-8-0 libunistring2 \
  && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/tandem --shell /usr/sbin/nologin tandem \
  && mkdir -p /var/lib/tandem /keys /models \

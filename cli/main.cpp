@@ -17,6 +17,7 @@ Commands:
   keygen          write a CURVE key pair (PREFIX.key, PREFIX.pub) for the encrypted edge-cloud link
   bench-split     the edge's adaptive split against every static split, on an emulated link schedule
   loadgen         concurrent clients against tandem-edge: latency, TTFT, errors, RSS growth (load and soak)
+  convert         a llama2.c checkpoint and tokenizer to a Hugging Face model directory (safetensors)
 
 Run `tandem <command> --help` for the flags of a command.
 )";
@@ -37,6 +38,7 @@ int main(int argc, char** argv) {
   if (command == "keygen") return tandem::cli::RunKeygen(args);
   if (command == "bench-split") return tandem::cli::RunBenchSplit(args);
   if (command == "loadgen") return tandem::cli::RunLoadgen(args);
+  if (command == "convert") return tandem::cli::RunConvert(args);
   if (command == "--help" || command == "-h" || command == "help") {
     std::fputs(kUsage, stdout);
     return 0;

@@ -3,6 +3,8 @@
 // comes with a truncated variant; all stay far below libFuzzer's -max_len.
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -14,6 +16,8 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "tandem/common/activation_codec.hpp"
@@ -246,6 +250,91 @@ void WriteTokenizerSeeds(const fs::path& dir) {
   WriteFile(dir / "wrong-vocab", wrong_vocab);
 }
 
+// Small tokenizer.json files of the shapes Tandem reads: SentencePiece-style BPE (Llama 2's normalizer, or
+// Mistral's Metaspace) with a few byte-fallback tokens, and byte-level BPE (GPT-2's ByteLevel regex, or
+// Llama 3's Split regex). Kept to a few hundred bytes so libFuzzer's -max_len does not cut them.
+std::string TokenizerJson(bool byte_level, bool variant) {
+  using nlohmann::json;
+  const std::string space = byte_level ? "\xc4\xa0" : "\xe2\x96\x81";  // Ġ or ▁
+  json vocab = {{"<unk>", 0}, {"<s>", 1}, {"</s>", 2}, {"<0x0A>", 3}, {"<0xC3>", 4}, {"<0xA9>", 5}};
+  const std::vector<std::string> pieces = {space,  "H",     "e",         "l",  "o",          "w",  "r",
+                                           "d",    "1",     "2",         "'",  "s",          "ll", "He",
+                                           "Hell", "Hello", space + "w", "or", space + "wor"};
+  for (size_t i = 0; i < pieces.size(); ++i) vocab[pieces[i]] = static_cast<int>(6 + i);
+  const json merges = {"l l", "H e", "He ll", "Hell o", space + " w", "o r", space + "w or"};
+  json added = json::array();
+  for (const auto& [id, content] : std::vector<std::pair<int, std::string>>{{1, "<s>"}, {2, "</s>"}}) {
+    added.push_back({{"id", id}, {"content", content}, {"special", true}, {"normalized", false}});
+  }
+  json doc = {{"added_tokens", added},
+              {"model",
+               {{"type", "BPE"},
+                {"unk_token", byte_level ? json() : json("<unk>")},
+                {"byte_fallback", !byte_level},
+                {"fuse_unk", true},
+                {"vocab", vocab},
+                {"merges", merges}}}};
+  if (byte_level) {
+    const json pre = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", !variant}};
+    doc["pre_tokenizer"] = pre;
+    if (variant) {
+      doc["pre_tokenizer"] = {{"type", "Sequence"},
+                              {"pretokenizers",
+                               {{{"type", "Split"},
+                                 {"pattern",
+                                  {{"Regex",
+                                    "(?i:'s|'t)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+                                    "?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"}}},
+                                 {"behavior", "Isolated"}},
+                                pre}}};
+      doc["normalizer"] = {{"type", "NFC"}};
+    }
+    doc["decoder"] = {{"type", "ByteLevel"}};
+  } else if (variant) {
+    doc["pre_tokenizer"] = {
+        {"type", "Metaspace"}, {"replacement", space}, {"prepend_scheme", "first"}, {"split", false}};
+    doc["decoder"] = {{"type", "Metaspace"}, {"replacement", space}, {"prepend_scheme", "first"}};
+  } else {
+    doc["normalizer"] = {{"type", "Sequence"},
+                         {"normalizers",
+                          {{{"type", "Prepend"}, {"prepend", space}},
+                           {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", space}}}}};
+    doc["decoder"] = {{"type", "Sequence"},
+                      {"decoders",
+                       {{{"type", "Replace"}, {"pattern", {{"String", space}}}, {"content", " "}},
+                        {{"type", "ByteFallback"}},
+                        {{"type", "Fuse"}},
+                        {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}};
+    doc["post_processor"] = {
+        {"type", "TemplateProcessing"},
+        {"single", {{{"SpecialToken", {{"id", "<s>"}}}}, {{"Sequence", {{"id", "A"}}}}}},
+        {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", {1}}, {"tokens", {"<s>"}}}}}}};
+  }
+  return doc.dump();
+}
+
+// fuzz_tokenizer_json input: text length u8, text, tokenizer.json.
+void WriteTokenizerJsonSeeds(const fs::path& dir) {
+  const std::vector<std::pair<std::string, std::string>> texts = {
+      {"hello", "Hello world's 12!"},
+      {"specials", "<s>Hello</s>\n\xc3\xa9"},
+      {"bytes", "caf\xc3\xa9 \xff\xc3( e\xcc\x81"}};
+  for (const auto& [kind, byte_level, variant] :
+       std::vector<std::tuple<std::string, bool, bool>>{{"llama2", false, false},
+                                                        {"metaspace", false, true},
+                                                        {"gpt2", true, false},
+                                                        {"llama3", true, true}}) {
+    const std::string file = TokenizerJson(byte_level, variant);
+    for (const auto& [name, text] : texts) {
+      Bytes bytes;
+      Append(bytes, static_cast<uint8_t>(text.size()));
+      bytes.insert(bytes.end(), text.begin(), text.end());
+      bytes.insert(bytes.end(), file.begin(), file.end());
+      WriteSeed(dir, kind + "-" + name, bytes);
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -259,7 +348,8 @@ int main(int argc, char** argv) {
       {"activation_codec", WriteCodecSeeds},
       {"completion_request", WriteCompletionSeeds},
       {"checkpoint", WriteCheckpointSeeds},
-      {"tokenizer", WriteTokenizerSeeds}};
+      {"tokenizer", WriteTokenizerSeeds},
+      {"tokenizer_json", WriteTokenizerJsonSeeds}};
   for (const auto& [target, write] : writers) {
     fs::create_directories(root / target);
     write(root / target);

@@ -9,6 +9,7 @@ build_packages=(
   libtorch-dev libopenblas0-pthread libdnnl-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
   libzmq3-dev cppzmq-dev libzstd-dev liblz4-dev prometheus-cpp-dev libboost-dev libssl-dev
+  libsentencepiece-dev libpcre2-dev libunistring-dev  # tokenizer.model; tokenizer.json regexes, NFC
 )
 tool_packages=(
   curl jq

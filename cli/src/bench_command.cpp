@@ -65,7 +65,7 @@ Status MeasureRun(const LoadedModel& model, TailFactory& tails, const std::vecto
   EdgeRunner edge(model.transformer, tails.cut(), positions);
   TANDEM_ASSIGN_OR_RETURN(const auto tail, tails.NewTail(positions, SamplingParams{0.0f, 1.0f, 0}));
   TANDEM_ASSIGN_OR_RETURN(const Generation generation,
-                          Generate(edge, *tail, prompt, GenerateOptions{positions, false}));
+                          Generate(edge, *tail, prompt, GenerateOptions{.steps = positions, .stop_tokens = {}}));
   if (record != nullptr) {
     const GenerationTimings& timings = generation.timings;
     record->prefill_tok_s.push_back(timings.prefill_tokens_per_second());
@@ -88,7 +88,7 @@ int RunBench(std::span<const std::string> args) {
       "[--gen-tokens 128] [--threads N] [--repeat R] [--split K [--codec C] [--cloud ...]]\n\n"
       "With --split, each repeat runs the all-local baseline and the split configuration back to\n"
       "back, and the per-token decode latency of both is compared.");
-  model_flags.Declare(flags, "llama2.c checkpoint (e.g. from tandem make-model)");
+  model_flags.Declare(flags, std::string(kModelFlagHelp) + " (e.g. from tandem make-model)");
   flags.Int("prompt-tokens", &prompt_tokens, "prompt length of each run (random token ids)");
   flags.Int("gen-tokens", &gen_tokens, "tokens generated in each run (greedy; BOS does not stop it)");
   flags.Int("repeat", &repeat, "measured runs");

@@ -1,5 +1,7 @@
 #include "cli_support.hpp"
 
+#include "tandem/common/checkpoint.hpp"
+
 #include <algorithm>
 #include <cstdio>
 
@@ -34,6 +36,23 @@ double Median(std::vector<double> values) {
 Status Require(const FlagSet& flags, const std::string& name) {
   if (!flags.WasSet(name)) return InvalidArgument("--" + name + " is required (see --help)");
   return Status::Ok();
+}
+
+Status RequireModelAndTokenizer(const FlagSet& flags, const std::string& model) {
+  TANDEM_RETURN_IF_ERROR(Require(flags, "model"));
+  if (Checkpoint::IsHuggingFacePath(model)) return Status::Ok();
+  if (!flags.WasSet("tokenizer")) {
+    return InvalidArgument("--tokenizer is required with a llama2.c checkpoint (see --help)");
+  }
+  return Status::Ok();
+}
+
+std::string CompletionText(const Tokenizer& tokenizer, const std::vector<int>& ids) {
+  std::vector<int> kept;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i == 0 || !tokenizer.IsEndOfText(ids[i])) kept.push_back(ids[i]);
+  }
+  return tokenizer.DecodeText(kept);
 }
 
 std::vector<std::string_view> ListItems(std::string_view text) {

@@ -35,5 +35,11 @@ std::vector<std::string_view> ListItems(std::string_view text);
 
 // Checks that a required flag was given.
 Status Require(const FlagSet& flags, const std::string& name);
+// --model, and --tokenizer unless the model is a Hugging Face directory (which holds its tokenizer).
+Status RequireModelAndTokenizer(const FlagSet& flags, const std::string& model);
+
+// The text of generated `ids` (BOS, prompt, completion) as a reader sees it: end-of-text tokens after the
+// first left out.
+std::string CompletionText(const Tokenizer& tokenizer, const std::vector<int>& ids);
 
 }  // namespace tandem::cli

@@ -13,5 +13,6 @@ int RunEvalAgreement(std::span<const std::string> args);
 int RunKeygen(std::span<const std::string> args);
 int RunBenchSplit(std::span<const std::string> args);
 int RunLoadgen(std::span<const std::string> args);
+int RunConvert(std::span<const std::string> args);
 
 }  // namespace tandem::cli

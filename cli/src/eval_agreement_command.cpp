@@ -79,18 +79,18 @@ int RunEvalAgreement(std::span<const std::string> args) {
   std::string tokenizer_path, golden_path, codec_name;
   int split = -1;
   FlagSet flags(
-      "usage: tandem eval-agreement --model M --tokenizer T --golden FILE [--int8-blocks A:B] "
+      "usage: tandem eval-agreement --model M [--tokenizer T] --golden FILE [--int8-blocks A:B] "
       "[--split K --codec C]\n\n"
       "Teacher-forced top-1 agreement with float32 of int8 blocks and/or a lossy activation codec at\n"
       "the cut, at every position of the golden continuations (the prompt's positions are not counted).");
-  model_flags.Declare(flags, "llama2.c checkpoint");
-  flags.String("tokenizer", &tokenizer_path, "llama2.c tokenizer of the model (checked against it)");
+  model_flags.Declare(flags, kModelFlagHelp);
+  flags.String("tokenizer", &tokenizer_path, kTokenizerFlagHelp);
   flags.String("golden", &golden_path, "JSON lines with prompt_ids and ids");
   flags.Int("split", &split, "the cut K where the boundary rows go through --codec");
   flags.String("codec", &codec_name, "activation codec at the cut, e.g. int8+zstd");
   if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
-  for (const char* name : {"model", "tokenizer", "golden"}) {
-    if (Status status = Require(flags, name); !status.ok()) return Fail(kCommand, status, kExitUsage);
+  for (const Status& status : {RequireModelAndTokenizer(flags, model_flags.model), Require(flags, "golden")}) {
+    if (!status.ok()) return Fail(kCommand, status, kExitUsage);
   }
   if (model_flags.int8_blocks.empty() && codec_name.empty()) {
     return Fail(kCommand,
@@ -102,7 +102,8 @@ int RunEvalAgreement(std::span<const std::string> args) {
   }
   auto quantized = LoadModel(model_flags);
   if (!quantized.ok()) return Fail(kCommand, quantized.status());
-  auto tokenizer = Tokenizer::Load(tokenizer_path, quantized->checkpoint->config().vocab_size);
+  auto tokenizer =
+      Tokenizer::LoadForModel(model_flags.model, tokenizer_path, quantized->checkpoint->config().vocab_size);
   if (!tokenizer.ok()) return Fail(kCommand, tokenizer.status());
   // The float32 reference shares the checkpoint's mapping.
   auto reference = Transformer::Create(quantized->checkpoint);

@@ -65,9 +65,10 @@ struct Run {
   nlohmann::json cut_report;  // what crossed the cut; null when all local
 };
 
-// Runs the edge and a tail from `tails` over the prompt.
+// Runs the edge and a tail from `tails` over the prompt, until `options` end it.
 Result<Run> RunPipeline(const LoadedModel& model, TailFactory& tails, const GenerateFlags& flags,
-                        const std::vector<int>& prompt_ids, const TokenCallback& on_token) {
+                        const GenerateOptions& options, const std::vector<int>& prompt_ids,
+                        const TokenCallback& on_token) {
   const SamplingParams sampling{flags.temperature, flags.top_p, flags.seed};
   TANDEM_RETURN_IF_ERROR(sampling.Validate());
   const int seq_len = model.transformer->config().seq_len;
@@ -78,7 +79,7 @@ Result<Run> RunPipeline(const LoadedModel& model, TailFactory& tails, const Gene
     EdgeRunner edge(model.transformer, tails.cut(), capacity);
     TANDEM_ASSIGN_OR_RETURN(const std::unique_ptr<TailRunner> tail, tails.NewTail(capacity, sampling));
     TANDEM_ASSIGN_OR_RETURN(Generation generation,
-                            Generate(edge, *tail, prompt_ids, GenerateOptions{flags.steps, true}, on_token));
+                            Generate(edge, *tail, prompt_ids, options, on_token));
     return Run{std::move(generation), tails.Report(*tail)};
   }
   const auto choice = [&](int cut) { return sched::Candidate{.tail = cut < layers ? 0 : -1, .cut = cut}; };
@@ -98,7 +99,7 @@ Result<Run> RunPipeline(const LoadedModel& model, TailFactory& tails, const Gene
   };
   TANDEM_ASSIGN_OR_RETURN(Generation generation,
                           Generate(step, model.transformer->config().seq_len, prompt_ids,
-                                   GenerateOptions{flags.steps, true}, [&](int token) {
+                                   options, [&](int token) {
                                      ++generated;
                                      return !on_token || on_token(token);
                                    }));
@@ -115,11 +116,11 @@ int RunGenerate(std::span<const std::string> args) {
   GenerateFlags f;
   f.seed = std::random_device{}();
   FlagSet flags(
-      "usage: tandem generate --model M --tokenizer T [--prompt P] [--split K [--codec C] [--cloud "
+      "usage: tandem generate --model M [--tokenizer T] [--prompt P] [--split K [--codec C] [--cloud "
       "tcp://HOST:PORT "
       "--cloud-key CLOUD.pub --client-key EDGE.key]] [flags]");
-  f.model.Declare(flags, "llama2.c checkpoint (.bin)");
-  flags.String("tokenizer", &f.tokenizer, "llama2.c tokenizer (.bin)");
+  f.model.Declare(flags, kModelFlagHelp);
+  flags.String("tokenizer", &f.tokenizer, kTokenizerFlagHelp);
   flags.String("prompt", &f.prompt, "prompt text");
   flags.Int("steps", &f.steps, "positions to run, BOS and prompt included (llama2.c's -n; 0 = seq_len)");
   flags.Float("temperature", &f.temperature, "sampling temperature; 0 = greedy");
@@ -131,8 +132,8 @@ int RunGenerate(std::span<const std::string> args) {
                "the run replays its steps on the new side and must give the same output with fp32");
   flags.Bool("json", &f.json, "print one JSON object: prompt_ids, ids, text, timings");
   if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
-  for (const char* name : {"model", "tokenizer"}) {
-    if (Status status = Require(flags, name); !status.ok()) return Fail(kCommand, status, kExitUsage);
+  if (Status status = RequireModelAndTokenizer(flags, f.model.model); !status.ok()) {
+    return Fail(kCommand, status, kExitUsage);
   }
   if (f.steps < 0) return Fail(kCommand, InvalidArgument("--steps must be >= 0"), kExitUsage);
   auto model = LoadModel(f.model, /*fingerprint=*/f.split.cloud.enabled());
@@ -140,7 +141,7 @@ int RunGenerate(std::span<const std::string> args) {
   if (Status valid = f.split.Validate(model->transformer->n_layers()); !valid.ok()) {
     return Fail(kCommand, valid, kExitUsage);
   }
-  auto tokenizer = Tokenizer::Load(f.tokenizer, model->checkpoint->config().vocab_size);
+  auto tokenizer = Tokenizer::LoadForModel(f.model.model, f.tokenizer, model->checkpoint->config().vocab_size);
   if (!tokenizer.ok()) return Fail(kCommand, tokenizer.status());
 
   // Connects to the cloud tail, if any, before printing anything.
@@ -150,16 +151,18 @@ int RunGenerate(std::span<const std::string> args) {
   const std::vector<int> prompt_ids = tokenizer->Encode(f.prompt, /*add_bos=*/true, /*add_eos=*/false);
   TokenCallback stream_text;
   if (!f.json) {
-    std::fputs(tokenizer->DecodeAll(prompt_ids).c_str(), stdout);
+    std::fputs(tokenizer->DecodeText(prompt_ids).c_str(), stdout);
     std::fflush(stdout);
     stream_text = [&, previous = prompt_ids.back()](int token) mutable {
+      if (tokenizer->IsEndOfText(token)) return true;  // ends the text; not part of it
       std::fputs(tokenizer->DecodeAll({previous, token}).c_str(), stdout);
       std::fflush(stdout);
       previous = token;
       return true;
     };
   }
-  auto run = RunPipeline(*model, **tails, f, prompt_ids, stream_text);
+  const GenerateOptions options{.steps = f.steps, .stop_tokens = tokenizer->EndOfTextIds()};
+  auto run = RunPipeline(*model, **tails, f, options, prompt_ids, stream_text);
   if (!run.ok()) return Fail(kCommand, run.status());
   const Generation& generation = run->generation;
   const GenerationTimings& timings = generation.timings;
@@ -168,7 +171,7 @@ int RunGenerate(std::span<const std::string> args) {
     nlohmann::json out;
     out["prompt_ids"] = prompt_ids;
     out["ids"] = generation.ids;
-    out["text"] = tokenizer->DecodeAll(generation.ids);
+    out["text"] = CompletionText(*tokenizer, generation.ids);
     out["seed"] = f.seed;
     out["split"] = f.split.split;
     out["cut"] = run->cut_report;

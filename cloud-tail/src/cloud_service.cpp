@@ -51,9 +51,9 @@ struct CloudConfig {
   int heartbeat_ms = 1000;
 
   void Declare(FlagSet& flags) {
-    model.Declare(flags, "llama2.c checkpoint (.bin): the same file the edges load");
+    model.Declare(flags, std::string(kModelFlagHelp) + ": the same weights the edges load");
     flags.String("tokenizer", &tokenizer,
-                 "llama2.c tokenizer (.bin), checked against the model's vocabulary");
+                 "optional: a tokenizer to check against the model's vocabulary (the tail never tokenizes)");
     flags.String("bind", &bind, "ZeroMQ endpoint the tail listens on (tcp://HOST:PORT; port 0 = any free)");
     flags.String("server-key", &server_key, "the tail's secret key file (PREFIX.key from tandem keygen)");
     flags.String("allow-clients", &allow_clients, "file of allowed edge public keys, one Z85 key a line");
@@ -166,7 +166,8 @@ int RunCloudService(std::span<const std::string> args) {
   auto model = LoadModel(config.model, /*fingerprint=*/true);
   if (!model.ok()) return Fail(model.status());
   if (!config.tokenizer.empty()) {
-    if (auto tokenizer = Tokenizer::Load(config.tokenizer, model->checkpoint->config().vocab_size);
+    if (auto tokenizer =
+            Tokenizer::LoadForModel(config.model.model, config.tokenizer, model->checkpoint->config().vocab_size);
         !tokenizer.ok()) {
       return Fail(tokenizer.status());
     }

@@ -1,5 +1,7 @@
 #include "tandem/common/checkpoint.hpp"
 
+#include "fnv1a.hpp"
+
 #include <array>
 #include <cstring>
 #include <filesystem>
@@ -36,7 +38,17 @@ Result<uint64_t> Checkpoint::ExpectedFileSize(const ModelConfig& config) {
   return kHeaderBytes + static_cast<uint64_t>(floats) * sizeof(float);
 }
 
+bool Checkpoint::IsHuggingFacePath(const std::string& path) {
+  std::error_code error;
+  return std::filesystem::is_directory(path, error) ||
+         std::filesystem::path(path).extension() == ".safetensors";
+}
+
 Result<std::shared_ptr<const Checkpoint>> Checkpoint::Load(const std::string& path) {
+  return IsHuggingFacePath(path) ? LoadHuggingFace(path) : LoadLlama2c(path);
+}
+
+Result<std::shared_ptr<const Checkpoint>> Checkpoint::LoadLlama2c(const std::string& path) {
   TANDEM_ASSIGN_OR_RETURN(MappedFile file, MappedFile::Open(path));
   const std::string& name = path;
   if (file.size() < kHeaderBytes) {
@@ -66,8 +78,9 @@ Result<std::shared_ptr<const Checkpoint>> Checkpoint::Load(const std::string& pa
                            ") implies " + std::to_string(expected));
   }
 
-  std::shared_ptr<Checkpoint> checkpoint(new Checkpoint(std::move(file), config));
-  const auto* floats = reinterpret_cast<const float*>(checkpoint->file_.bytes().data() + kHeaderBytes);
+  std::shared_ptr<Checkpoint> checkpoint(new Checkpoint(path, Format::kLlama2c, config));
+  checkpoint->file_.emplace(std::move(file));
+  const auto* floats = reinterpret_cast<const float*>(checkpoint->file_->bytes().data() + kHeaderBytes);
   TensorCursor cursor(floats);
   const int64_t d = config.dim, h = config.hidden_dim, kv = config.kv_dim(), layers = config.n_layers;
   checkpoint->token_embedding_ = cursor.Take(int64_t{config.vocab_size} * d);
@@ -92,11 +105,9 @@ Result<std::shared_ptr<const Checkpoint>> Checkpoint::Load(const std::string& pa
   return std::shared_ptr<const Checkpoint>(std::move(checkpoint));
 }
 
-uint64_t Checkpoint::Fingerprint() const {
+uint64_t Fnv1a64(std::span<const std::byte> bytes, uint64_t hash) {
   // FNV-1a over 64-bit words (and the tail bytes): cheap, stable, and changes with any weight bit.
   constexpr uint64_t kPrime = 1099511628211ULL;
-  uint64_t hash = 14695981039346656037ULL;
-  const auto bytes = file_.bytes();
   size_t i = 0;
   for (; i + 8 <= bytes.size(); i += 8) {
     uint64_t word;
@@ -105,6 +116,24 @@ uint64_t Checkpoint::Fingerprint() const {
   }
   for (; i < bytes.size(); ++i) hash = (hash ^ static_cast<uint8_t>(bytes[i])) * kPrime;
   return hash;
+}
+
+uint64_t Checkpoint::Fingerprint() const {
+  if (format_ == Format::kLlama2c) return Fnv1a64(file_->bytes());
+  return HuggingFaceFingerprint();
+}
+
+void Checkpoint::ReleaseWeights(const float* weights, size_t count) const {
+  if (file_) {
+    file_->Release(weights, count * sizeof(float));
+    return;
+  }
+  std::lock_guard lock(widened_mutex_);
+  if (auto it = widened_.find(weights); it != widened_.end()) {
+    widened_.erase(it);
+  } else {
+    ReleaseMappedHuggingFace(weights, count);
+  }
 }
 
 Status WriteRandomCheckpoint(const std::string& path, const ModelConfig& config, uint64_t seed,

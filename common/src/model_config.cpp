@@ -12,11 +12,12 @@ constexpr int32_t kMaxSeqLen = 1 << 20;
 }  // namespace
 
 int64_t ModelConfig::BlockParameterCount() const {
-  const int64_t d = dim, h = hidden_dim, kv = kv_dim();
-  return 2 * d            // rms_att, rms_ffn
-         + 2 * d * d      // wq, wo
-         + 2 * kv * d     // wk, wv
-         + 3 * h * d;     // w1, w2, w3
+  const int64_t d = dim, h = hidden_dim, q = q_dim(), kv = kv_dim();
+  return 2 * d                                      // rms_att, rms_ffn
+         + 2 * q * d                                // wq, wo
+         + 2 * kv * d                               // wk, wv
+         + 3 * h * d                                // w1, w2, w3
+         + (qkv_bias ? q + 2 * kv : 0) + (output_bias ? d : 0);
 }
 
 int64_t ModelConfig::ParameterCount() const {
@@ -31,9 +32,11 @@ Status ModelConfig::Validate() const {
     return InvalidArgument("hidden_dim " + std::to_string(hidden_dim) + " out of range");
   if (!in_range(n_layers, kMaxLayers))
     return InvalidArgument("n_layers " + std::to_string(n_layers) + " out of range");
-  if (!in_range(n_heads, dim) || dim % n_heads != 0)
+  if (!in_range(n_heads, dim) || (explicit_head_dim == 0 && dim % n_heads != 0))
     return InvalidArgument("n_heads " + std::to_string(n_heads) + " does not divide dim " +
                            std::to_string(dim));
+  if (explicit_head_dim < 0 || explicit_head_dim > kMaxDim)
+    return InvalidArgument("head_dim " + std::to_string(explicit_head_dim) + " out of range");
   if (head_dim() % 2 != 0)
     return InvalidArgument("head size " + std::to_string(head_dim()) + " is odd (rotary pairs)");
   if (!in_range(n_kv_heads, n_heads) || n_heads % n_kv_heads != 0)
@@ -43,6 +46,17 @@ Status ModelConfig::Validate() const {
     return InvalidArgument("vocab_size " + std::to_string(vocab_size) + " out of range");
   if (!in_range(seq_len, kMaxSeqLen))
     return InvalidArgument("seq_len " + std::to_string(seq_len) + " out of range");
+  if (!(rms_norm_eps > 0 && rms_norm_eps < 1))
+    return InvalidArgument("rms_norm_eps " + std::to_string(rms_norm_eps) + " out of range (0, 1)");
+  if (!(rope_theta > 1 && rope_theta < 1e12f))
+    return InvalidArgument("rope_theta " + std::to_string(rope_theta) + " out of range (1, 1e12)");
+  if (rope_scaling.enabled()) {
+    const RopeScaling& r = rope_scaling;
+    if (!(r.factor >= 1 && r.low_freq_factor > 0 && r.high_freq_factor > r.low_freq_factor &&
+          r.original_max_positions > 0))
+      return InvalidArgument("llama3 rope_scaling needs factor >= 1, 0 < low_freq_factor < high_freq_factor "
+                             "and original_max_position_embeddings > 0");
+  }
   return Status::Ok();
 }
 
@@ -51,6 +65,16 @@ std::string ModelConfig::ToString() const {
   out << "dim=" << dim << " hidden=" << hidden_dim << " layers=" << n_layers << " heads=" << n_heads
       << " kv_heads=" << n_kv_heads << " vocab=" << vocab_size << " seq_len=" << seq_len
       << " classifier=" << (shared_classifier ? "shared" : "separate");
+  if (explicit_head_dim > 0) out << " head_dim=" << explicit_head_dim;
+  if (rope_layout == RopeLayout::kHalves) out << " rope=halves";
+  if (rope_theta != 10000.0f) out << " theta=" << rope_theta;
+  if (rms_norm_eps != 1e-5f) out << " eps=" << rms_norm_eps;
+  if (rope_scaling.enabled()) {
+    out << " llama3_scaling=" << rope_scaling.factor << "/" << rope_scaling.low_freq_factor << "/"
+        << rope_scaling.high_freq_factor << "/" << rope_scaling.original_max_positions;
+  }
+  if (qkv_bias) out << " qkv_bias";
+  if (output_bias) out << " output_bias";
   return out.str();
 }
 

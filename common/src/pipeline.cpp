@@ -1,5 +1,7 @@
 #include "tandem/common/pipeline.hpp"
 
+#include <algorithm>
+
 #include <ATen/ATen.h>
 
 #include <chrono>
@@ -126,7 +128,9 @@ Result<Generation> Generate(const ModelStep& step, int seq_len, std::span<const 
     timings.prefill_ms = MillisecondsSince(start);
     start = Clock::now();
     while (true) {
-      if (options.stop_at_bos && token == 1) break;
+      if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(), token) != options.stop_tokens.end()) {
+        break;
+      }
       result.ids.push_back(token);
       ++timings.generated_tokens;
       if (on_token && !on_token(token)) break;

@@ -1,217 +1,356 @@
+// The Tokenizer handle: which file a model's tokenizer is, which kind that file is, and the BOS/EOS/stop
+// ids from the model directory's config files. The kinds themselves live in llama2c_tokenizer.cpp,
+// sentencepiece_tokenizer.cpp and hf_tokenizer.cpp.
 #include "tandem/common/tokenizer.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
-#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <optional>
+#include <stdexcept>
 #include <utility>
 
 #include "tandem/common/mapped_file.hpp"
+#include "tokenizer_model.hpp"
 
 namespace tandem {
 namespace {
 
-// Anything larger is not a llama2.c tokenizer; refusing it early keeps a corrupt header from driving
-// allocations.
-constexpr int32_t kMaxTokenLengthLimit = 1 << 20;
+namespace fs = std::filesystem;
+using nlohmann::json;
 
-// A little-endian (host order, as llama2.c writes it) cursor that never reads past the end.
-class Reader {
+// config.json, generation_config.json and tokenizer_config.json are kilobytes; some tokenizer_config.json
+// carry chat templates and added-token tables of a few MB.
+constexpr std::uintmax_t kMaxConfigBytes = std::uintmax_t{64} << 20;
+
+bool HasExtension(const std::string& path, std::string_view extension) {
+  return fs::path(path).extension() == extension;
+}
+
+bool LooksLikeJson(std::string_view bytes) {
+  const size_t first = bytes.find_first_not_of(" \t\r\n");
+  return first != std::string_view::npos && bytes[first] == '{';
+}
+
+// A SentencePiece ModelProto starts with its first `pieces` entry: field 1, length-delimited (0x0A), a
+// varint length, then the SentencePiece message's first field: piece (0x0A), score (0x15) or type (0x18).
+// A llama2.c file starts with a little int32 max_token_length, whose second and third bytes are small.
+bool LooksLikeSentencePiece(std::string_view bytes) {
+  if (bytes.size() < 3 || static_cast<unsigned char>(bytes[0]) != 0x0A) return false;
+  uint64_t length = 0;
+  size_t i = 1;
+  for (int shift = 0; i < bytes.size() && shift < 35; shift += 7) {
+    const auto byte = static_cast<unsigned char>(bytes[i++]);
+    length |= static_cast<uint64_t>(byte & 0x7F) << shift;
+    if ((byte & 0x80) == 0) break;
+  }
+  if (length == 0 || i >= bytes.size() || length > bytes.size() - i) return false;
+  const auto tag = static_cast<unsigned char>(bytes[i]);
+  return tag == 0x0A || tag == 0x15 || tag == 0x18;
+}
+
+Result<std::unique_ptr<TokenizerModel>> LoadModelFile(const std::string& path, int32_t vocab_size) {
+  TANDEM_ASSIGN_OR_RETURN(const MappedFile file, MappedFile::Open(path));
+  const std::string_view bytes(reinterpret_cast<const char*>(file.bytes().data()), file.size());
+  if (HasExtension(path, ".json") ||
+      (!HasExtension(path, ".bin") && !HasExtension(path, ".model") && LooksLikeJson(bytes))) {
+    return LoadHfTokenizerJson(path, bytes, vocab_size);
+  }
+  if (HasExtension(path, ".model") || (!HasExtension(path, ".bin") && LooksLikeSentencePiece(bytes))) {
+    return LoadSentencePieceTokenizer(path, bytes, vocab_size);
+  }
+  return LoadLlama2cTokenizer(path, bytes, vocab_size);
+}
+
+// --- BOS/EOS/stops from the model directory ---
+
+// One config file of the model directory, parsed; nullopt when the file does not exist.
+Result<std::optional<json>> ReadJsonIfExists(const fs::path& path) {
+  std::error_code error;
+  if (!fs::exists(path, error)) return std::optional<json>();
+  const std::uintmax_t size = fs::file_size(path, error);
+  if (error) return InvalidArgument(path.string() + ": " + error.message());
+  if (size > kMaxConfigBytes)
+    return InvalidArgument(path.string() + ": larger than " + std::to_string(kMaxConfigBytes) + " bytes");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return InvalidArgument(path.string() + ": cannot open");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  json doc;
+  try {
+    doc = json::parse(text);
+  } catch (const json::exception& e) {
+    return InvalidArgument(path.string() + ": not valid JSON: " + e.what());
+  }
+  if (!doc.is_object()) return InvalidArgument(path.string() + ": not a JSON object");
+  return std::optional<json>(std::move(doc));
+}
+
+// Reads the special-token fields of the three config files and checks every id against the vocabulary.
+class SpecialTokenFiles {
  public:
-  explicit Reader(std::string_view bytes) : bytes_(bytes) {}
+  SpecialTokenFiles(const fs::path& dir, const TokenizerModel& model) : dir_(dir), model_(model) {}
 
-  size_t offset() const { return offset_; }
-  size_t remaining() const { return bytes_.size() - offset_; }
-
-  template <typename T>
-  bool Read(T& value) {
-    if (remaining() < sizeof(T)) return false;
-    std::memcpy(&value, bytes_.data() + offset_, sizeof(T));
-    offset_ += sizeof(T);
-    return true;
+  Status Load() {
+    TANDEM_ASSIGN_OR_RETURN(tokenizer_config_, ReadJsonIfExists(dir_ / "tokenizer_config.json"));
+    TANDEM_ASSIGN_OR_RETURN(config_, ReadJsonIfExists(dir_ / "config.json"));
+    TANDEM_ASSIGN_OR_RETURN(generation_config_, ReadJsonIfExists(dir_ / "generation_config.json"));
+    return Status::Ok();
   }
 
-  bool ReadString(size_t length, std::string& out) {
-    if (remaining() < length) return false;
-    out.assign(bytes_.data() + offset_, length);
-    offset_ += length;
-    return true;
+  Result<SpecialTokens> Resolve(SpecialTokens specials) const {
+    // BOS: tokenizer_config.json's bos_token, else config.json's, else generation_config.json's id.
+    if (Has(tokenizer_config_, "bos_token")) {
+      TANDEM_ASSIGN_OR_RETURN(specials.bos_token, TokenByName("bos_token"));
+    } else if (Has(config_, "bos_token_id")) {
+      TANDEM_ASSIGN_OR_RETURN(specials.bos_token, FirstId(config_, "config.json", "bos_token_id"));
+    } else if (Has(generation_config_, "bos_token_id")) {
+      TANDEM_ASSIGN_OR_RETURN(specials.bos_token,
+                              FirstId(generation_config_, "generation_config.json", "bos_token_id"));
+    }
+    if (Has(tokenizer_config_, "add_bos_token") && !tokenizer_config_->at("add_bos_token").is_null()) {
+      const json& value = tokenizer_config_->at("add_bos_token");
+      if (!value.is_boolean())
+        return FieldError("tokenizer_config.json", "add_bos_token", "must be true or false");
+      specials.add_bos = value.get<bool>();
+    }
+
+    // EOS: the same order; every eos_token_id of config.json and generation_config.json is a stop.
+    const bool eos_from_files = Has(tokenizer_config_, "eos_token") || Has(config_, "eos_token_id") ||
+                                Has(generation_config_, "eos_token_id");
+    if (Has(tokenizer_config_, "eos_token")) {
+      TANDEM_ASSIGN_OR_RETURN(specials.eos, TokenByName("eos_token"));
+    } else if (Has(config_, "eos_token_id")) {
+      TANDEM_ASSIGN_OR_RETURN(specials.eos, FirstId(config_, "config.json", "eos_token_id"));
+    } else if (Has(generation_config_, "eos_token_id")) {
+      TANDEM_ASSIGN_OR_RETURN(specials.eos,
+                              FirstId(generation_config_, "generation_config.json", "eos_token_id"));
+    }
+    if (eos_from_files) {
+      specials.stops.clear();
+      if (specials.eos >= 0) specials.stops.push_back(specials.eos);
+      TANDEM_ASSIGN_OR_RETURN(const std::vector<int> config_stops,
+                              Ids(config_, "config.json", "eos_token_id"));
+      TANDEM_ASSIGN_OR_RETURN(const std::vector<int> generation_stops,
+                              Ids(generation_config_, "generation_config.json", "eos_token_id"));
+      specials.stops.insert(specials.stops.end(), config_stops.begin(), config_stops.end());
+      specials.stops.insert(specials.stops.end(), generation_stops.begin(), generation_stops.end());
+    }
+    std::sort(specials.stops.begin(), specials.stops.end());
+    specials.stops.erase(std::unique(specials.stops.begin(), specials.stops.end()), specials.stops.end());
+    return specials;
   }
 
  private:
-  std::string_view bytes_;
-  size_t offset_ = 0;
+  static bool Has(const std::optional<json>& doc, const char* key) { return doc && doc->contains(key); }
+
+  Status FieldError(const std::string& file, const std::string& field, const std::string& problem) const {
+    return InvalidArgument((dir_ / file).string() + ": " + field + " " + problem);
+  }
+
+  Result<int> CheckId(const json& value, const std::string& file, const std::string& field) const {
+    if (!value.is_number_integer())
+      return FieldError(file, field, "must be an integer, a list of them, or null");
+    const int64_t id = value.is_number_unsigned()
+                           ? static_cast<int64_t>(std::min<uint64_t>(value.get<uint64_t>(), INT64_MAX))
+                           : value.get<int64_t>();
+    if (id < 0 || id >= model_.vocab_size()) {
+      return FieldError(file, field,
+                        std::to_string(id) + " is outside the tokenizer's vocabulary of " +
+                            std::to_string(model_.vocab_size()) + " tokens");
+    }
+    return static_cast<int>(id);
+  }
+
+  // An id field that may be an int, a list of ints, or null: all its ids.
+  Result<std::vector<int>> Ids(const std::optional<json>& doc, const std::string& file,
+                               const char* field) const {
+    std::vector<int> ids;
+    if (!Has(doc, field)) return ids;
+    const json& value = doc->at(field);
+    if (value.is_null()) return ids;
+    if (value.is_array()) {
+      for (size_t i = 0; i < value.size(); ++i) {
+        TANDEM_ASSIGN_OR_RETURN(const int id,
+                                CheckId(value[i], file, std::string(field) + "[" + std::to_string(i) + "]"));
+        ids.push_back(id);
+      }
+      return ids;
+    }
+    TANDEM_ASSIGN_OR_RETURN(const int id, CheckId(value, file, field));
+    ids.push_back(id);
+    return ids;
+  }
+
+  // The first of Ids(), -1 for null or [].
+  Result<int> FirstId(const std::optional<json>& doc, const std::string& file, const char* field) const {
+    TANDEM_ASSIGN_OR_RETURN(const std::vector<int> ids, Ids(doc, file, field));
+    return ids.empty() ? -1 : ids.front();
+  }
+
+  // tokenizer_config.json's bos_token / eos_token: "<s>", {"content": "<s>", ...} or null (-1).
+  Result<int> TokenByName(const char* field) const {
+    const json& value = tokenizer_config_->at(field);
+    if (value.is_null()) return -1;
+    std::string name;
+    if (value.is_string()) {
+      name = value.get<std::string>();
+    } else if (value.is_object() && value.contains("content") && value.at("content").is_string()) {
+      name = value.at("content").get<std::string>();
+    } else {
+      return FieldError("tokenizer_config.json", field, "must be a string, {\"content\": ...} or null");
+    }
+    const int id = model_.TokenId(name);
+    if (id < 0)
+      return FieldError("tokenizer_config.json", field, "\"" + name + "\" is not in the vocabulary");
+    return id;
+  }
+
+  fs::path dir_;
+  const TokenizerModel& model_;
+  std::optional<json> tokenizer_config_;
+  std::optional<json> config_;
+  std::optional<json> generation_config_;
 };
 
-// "<0xHH>" (llama2.c's sscanf "<0x%02hhX>", which accepts either case) -> the byte; -1 otherwise.
-int ParseBytePiece(std::string_view piece) {
-  if (piece.size() != 6 || piece.substr(0, 3) != "<0x" || piece[5] != '>') return -1;
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
-  const int high = hex(piece[3]);
-  const int low = hex(piece[4]);
-  if (high < 0 || low < 0) return -1;
-  return high * 16 + low;
+Status ApplyModelDirectory(const fs::path& dir, TokenizerModel& model) {
+  SpecialTokenFiles files(dir, model);
+  TANDEM_RETURN_IF_ERROR(files.Load());
+  TANDEM_ASSIGN_OR_RETURN(SpecialTokens specials, files.Resolve(model.specials()));
+  model.set_specials(std::move(specials));
+  return Status::Ok();
 }
-
-// isprint/isspace in the "C" locale, spelled out so the output does not depend on the process locale.
-bool IsPrintOrSpace(unsigned char c) {
-  return (c >= 0x20 && c <= 0x7E) || (c >= 0x09 && c <= 0x0D);
-}
-
-bool IsContinuationByte(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; }
 
 }  // namespace
 
-Result<Tokenizer> Tokenizer::Load(const std::string& path, int32_t vocab_size) {
-  if (vocab_size <= 0) {
-    return InvalidArgument(path + ": vocab_size " + std::to_string(vocab_size) + " must be positive");
+std::string TokenizerModel::DecodeAll(const std::vector<int>& ids) const {
+  std::string text;
+  for (size_t i = 1; i < ids.size(); ++i) text.append(Decode(ids[i - 1], ids[i]));
+  return text;
+}
+
+std::string_view TokenizerKindName(TokenizerKind kind) {
+  switch (kind) {
+    case TokenizerKind::kLlama2c:
+      return "llama2.c";
+    case TokenizerKind::kSentencePiece:
+      return "sentencepiece";
+    case TokenizerKind::kHfBpe:
+      return "tokenizer.json BPE";
+    case TokenizerKind::kHfByteLevelBpe:
+      return "tokenizer.json byte-level BPE";
   }
+  return "unknown";
+}
+
+Tokenizer::Tokenizer(std::shared_ptr<const TokenizerModel> model) : model_(std::move(model)) {}
+
+Result<Tokenizer> Tokenizer::Load(const std::string& path, int32_t vocab_size) {
   TANDEM_ASSIGN_OR_RETURN(const MappedFile file, MappedFile::Open(path));
   const std::string_view bytes(reinterpret_cast<const char*>(file.bytes().data()), file.size());
-  Reader reader(bytes);
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<TokenizerModel> model,
+                          LoadLlama2cTokenizer(path, bytes, vocab_size));
+  return Tokenizer(std::move(model));
+}
 
-  Tokenizer tokenizer;
-  if (!reader.Read(tokenizer.max_token_length_)) {
-    return InvalidArgument(path + ": truncated at byte " + std::to_string(bytes.size()) +
-                           " (max_token_length header needs 4 bytes)");
-  }
-  const int32_t max_length = tokenizer.max_token_length_;
-  if (max_length <= 0 || max_length > kMaxTokenLengthLimit) {
-    return InvalidArgument(path + ": max_token_length " + std::to_string(max_length) +
-                           " is out of range (1.." + std::to_string(kMaxTokenLengthLimit) + ")");
-  }
+Result<Tokenizer> Tokenizer::LoadFile(const std::string& path, int32_t vocab_size) {
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<TokenizerModel> model, LoadModelFile(path, vocab_size));
+  return Tokenizer(std::move(model));
+}
 
-  // Every token takes at least 8 bytes, so a vocab_size too large for the file cannot force a big reserve.
-  const size_t reserve = std::min(static_cast<size_t>(vocab_size), reader.remaining() / 8);
-  tokenizer.pieces_.reserve(reserve);
-  tokenizer.scores_.reserve(reserve);
-  tokenizer.ids_.reserve(reserve);
-
-  const std::string of_total = " of " + std::to_string(vocab_size) + ")";
-  for (int32_t i = 0; i < vocab_size; ++i) {
-    float score = 0.0f;
-    int32_t length = 0;
-    if (!reader.Read(score) || !reader.Read(length)) {
-      return InvalidArgument(path + ": truncated at byte " + std::to_string(bytes.size()) + " (token " +
-                             std::to_string(i) + of_total);
+Result<Tokenizer> Tokenizer::LoadForModel(const std::string& model_path, const std::string& tokenizer_path,
+                                          int32_t vocab_size) {
+  std::error_code error;
+  const bool model_is_directory = !model_path.empty() && fs::is_directory(model_path, error);
+  std::string path = tokenizer_path;
+  if (path.empty()) {
+    if (!model_is_directory) {
+      if (model_path.empty()) return InvalidArgument("no tokenizer: give --tokenizer or a model directory");
+      return InvalidArgument(model_path +
+                             " is a checkpoint file, not a model directory: --tokenizer is required");
     }
-    if (length < 0) {
-      return InvalidArgument(path + ": token " + std::to_string(i) + " length " + std::to_string(length) +
-                             " is negative");
+    const fs::path json_path = fs::path(model_path) / "tokenizer.json";
+    const fs::path model_file = fs::path(model_path) / "tokenizer.model";
+    if (fs::exists(json_path, error)) {
+      path = json_path.string();
+    } else if (fs::exists(model_file, error)) {
+      path = model_file.string();
+    } else {
+      return NotFound("no tokenizer in " + model_path + ": neither " + json_path.string() + " nor " +
+                      model_file.string() + " exists (give --tokenizer)");
     }
-    if (length > max_length) {
-      return InvalidArgument(path + ": token " + std::to_string(i) + " length " + std::to_string(length) +
-                             " exceeds max_token_length " + std::to_string(max_length));
-    }
-    std::string piece;
-    if (!reader.ReadString(static_cast<size_t>(length), piece)) {
-      return InvalidArgument(path + ": truncated at byte " + std::to_string(bytes.size()) + " (token " +
-                             std::to_string(i) + of_total);
-    }
-    // On duplicate pieces the lowest id wins (llama2.c's bsearch picks an unspecified one).
-    tokenizer.ids_.emplace(piece, i);
-    tokenizer.pieces_.push_back(std::move(piece));
-    tokenizer.scores_.push_back(score);
   }
-  if (reader.remaining() != 0) {
-    return InvalidArgument(path + ": " + std::to_string(reader.remaining()) + " trailing bytes after " +
-                           std::to_string(vocab_size) + " tokens (at byte " +
-                           std::to_string(reader.offset()) + "); does vocab_size match this tokenizer?");
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<TokenizerModel> model, LoadModelFile(path, vocab_size));
+  // The llama2.c format fixes its special ids; a directory's config files name the tokens of the
+  // directory's own tokenizer, so they apply to the other kinds only.
+  if (model->kind() != TokenizerKind::kLlama2c) {
+    fs::path config_dir = model_is_directory ? fs::path(model_path) : fs::path(path).parent_path();
+    if (config_dir.empty()) config_dir = ".";
+    TANDEM_RETURN_IF_ERROR(ApplyModelDirectory(config_dir, *model));
   }
-
-  tokenizer.byte_pieces_.resize(256);
-  for (int b = 0; b < 256; ++b) tokenizer.byte_pieces_[b] = static_cast<char>(b);
-  return tokenizer;
+  return Tokenizer(std::move(model));
 }
 
 std::vector<int> Tokenizer::Encode(std::string_view text, bool add_bos, bool add_eos) const {
-  const int vocab = vocab_size();
-  std::vector<int> tokens;
-  tokens.reserve(text.size() + 3);
-  if (add_bos) tokens.push_back(kBos);
-
-  // llama2.c's add_dummy_prefix. (A vocabulary without " " would make llama2.c push -1; skip instead.)
-  if (!text.empty()) {
-    if (auto it = ids_.find(" "); it != ids_.end()) tokens.push_back(it->second);
-  }
-
-  // Ids 3..258 are the raw bytes <0x00>..<0xFF>; a vocabulary too small to have them gets <unk>.
-  auto push_bytes = [&](std::string_view bytes) {
-    for (char c : bytes) {
-      const int id = static_cast<unsigned char>(c) + 3;
-      tokens.push_back(id < vocab ? id : kUnknown);
-    }
-  };
-
-  // Walk code points as llama2.c does: a byte that is not a continuation starts a new buffer, and the
-  // buffer is flushed when the next byte is not a continuation or it already holds 4 bytes.
-  std::string buffer;  // reused for every lookup below to avoid allocations
-  size_t start = 0;
-  size_t length = 0;
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (!IsContinuationByte(text[i])) length = 0;
-    if (length == 0) start = i;
-    ++length;
-    if (i + 1 < text.size() && IsContinuationByte(text[i + 1]) && length < 4) continue;
-    const std::string_view code_point = text.substr(start, length);
-    buffer.assign(code_point);
-    if (auto it = ids_.find(buffer); it != ids_.end()) {
-      tokens.push_back(it->second);
-    } else {
-      push_bytes(code_point);
-    }
-    length = 0;
-  }
-
-  // Merge the adjacent pair whose concatenation has the highest score (the leftmost on ties) until none.
-  // The bounds check only matters for vocabularies too small to hold BOS.
-  while (true) {
-    float best_score = -1e10f;
-    int best_id = -1;
-    size_t best_index = 0;
-    for (size_t i = 0; i + 1 < tokens.size(); ++i) {
-      if (tokens[i] >= vocab || tokens[i + 1] >= vocab) continue;
-      buffer.assign(pieces_[tokens[i]]);
-      buffer.append(pieces_[tokens[i + 1]]);
-      auto it = ids_.find(buffer);
-      if (it != ids_.end() && scores_[it->second] > best_score) {
-        best_score = scores_[it->second];
-        best_id = it->second;
-        best_index = i;
-      }
-    }
-    if (best_id < 0) break;
-    tokens[best_index] = best_id;
-    tokens.erase(tokens.begin() + static_cast<std::ptrdiff_t>(best_index) + 1);
-  }
-
-  if (add_eos) tokens.push_back(kEos);
-  return tokens;
+  return model_->Encode(text, add_bos, add_eos);
 }
 
 std::string_view Tokenizer::Decode(int previous, int token) const {
-  if (token < 0 || token >= vocab_size()) return {};
-  std::string_view piece = pieces_[token];
-  if (previous == kBos && !piece.empty() && piece.front() == ' ') piece.remove_prefix(1);
-  if (const int byte = ParseBytePiece(piece); byte >= 0) {
-    return std::string_view(byte_pieces_).substr(static_cast<size_t>(byte), 1);
-  }
-  return piece;
+  return model_->Decode(previous, token);
 }
 
 std::string Tokenizer::DecodeAll(const std::vector<int>& ids) const {
+  return model_->DecodeAll(ids);
+}
+
+std::string Tokenizer::DecodeText(const std::vector<int>& ids) const {
   std::string text;
-  for (size_t i = 1; i < ids.size(); ++i) {
-    const std::string_view piece = Decode(ids[i - 1], ids[i]);
-    // llama2.c's safe_printf: nothing for empty pieces or lone unprintable bytes.
-    if (piece.empty()) continue;
-    if (piece.size() == 1 && !IsPrintOrSpace(static_cast<unsigned char>(piece[0]))) continue;
-    text.append(piece);
+  size_t i = 0;
+  int previous = -1;
+  if (!ids.empty() && bos() >= 0 && ids[0] == bos()) {
+    previous = ids[0];
+    i = 1;
+  }
+  for (; i < ids.size(); ++i) {
+    text.append(Decode(previous, ids[i]));
+    previous = ids[i];
   }
   return text;
+}
+
+int32_t Tokenizer::vocab_size() const {
+  return model_->vocab_size();
+}
+
+const std::string& Tokenizer::piece(int token) const {
+  return model_->piece(token);
+}
+
+int Tokenizer::bos() const {
+  return model_->specials().bos();
+}
+
+int Tokenizer::eos() const {
+  return model_->specials().eos;
+}
+
+bool Tokenizer::IsEndOfText(int token) const {
+  const std::vector<int>& stops = model_->specials().stops;
+  return std::binary_search(stops.begin(), stops.end(), token);
+}
+
+const std::vector<int>& Tokenizer::EndOfTextIds() const {
+  return model_->specials().stops;
+}
+
+TokenizerKind Tokenizer::kind() const {
+  return model_->kind();
+}
+
+std::optional<float> Tokenizer::score(int token) const {
+  return model_->score(token);
 }
 
 }  // namespace tandem

@@ -65,6 +65,33 @@ void SoftmaxInPlace(float* values, int64_t n) {
   for (int64_t i = 0; i < n; ++i) values[i] /= total;
 }
 
+// Radians per position of each rotary pair, in float as llama2.c computes them (so that the golden
+// outputs reproduce), then Llama 3's scaling as Hugging Face's _compute_llama3_parameters applies it.
+std::vector<float> RotaryFrequencies(const ModelConfig& config) {
+  const int64_t half = config.head_dim() / 2;
+  std::vector<float> frequencies(static_cast<size_t>(half));
+  for (int64_t pair = 0; pair < half; ++pair) {
+    frequencies[pair] = 1.0f / powf(config.rope_theta,
+                                    static_cast<float>(2 * pair) / static_cast<float>(config.head_dim()));
+  }
+  if (!config.rope_scaling.enabled()) return frequencies;
+  const RopeScaling& scaling = config.rope_scaling;
+  const float original = static_cast<float>(scaling.original_max_positions);
+  const float low_freq_wavelength = original / scaling.low_freq_factor;
+  const float high_freq_wavelength = original / scaling.high_freq_factor;
+  for (float& frequency : frequencies) {
+    const float wavelength = 2.0f * static_cast<float>(M_PI) / frequency;
+    if (wavelength > low_freq_wavelength) {
+      frequency /= scaling.factor;  // long wavelengths: stretched
+    } else if (wavelength >= high_freq_wavelength) {
+      const float smooth = (original / wavelength - scaling.low_freq_factor) /
+                           (scaling.high_freq_factor - scaling.low_freq_factor);
+      frequency = (1.0f - smooth) * frequency / scaling.factor + smooth * frequency;
+    }  // short wavelengths: kept
+  }
+  return frequencies;
+}
+
 }  // namespace
 
 Result<BlockRange> ParseBlockRange(const std::string& text, int n_layers) {
@@ -112,7 +139,7 @@ Result<std::shared_ptr<const Transformer>> Transformer::Create(std::shared_ptr<c
                            " blocks");
   }
   std::shared_ptr<Transformer> model(new Transformer(checkpoint, options));
-  const int64_t d = config.dim, h = config.hidden_dim, kv = config.kv_dim();
+  const int64_t d = config.dim, h = config.hidden_dim, q = config.q_dim(), kv = config.kv_dim();
   const std::string& path = checkpoint->path();
 
   model->token_embedding_ = WrapWeights(checkpoint->token_embedding(), {config.vocab_size, d});
@@ -124,38 +151,26 @@ Result<std::shared_ptr<const Transformer>> Transformer::Create(std::shared_ptr<c
     auto make = [&](const float* w, int64_t out, int64_t in) -> Result<Linear> {
       auto linear = int8 ? Linear::Int8(w, out, in) : Linear::Float32(w, out, in);
       // The float32 originals of quantized weights are no longer needed in memory.
-      if (int8) checkpoint->file().Release(w, static_cast<size_t>(out * in) * sizeof(float));
+      if (int8) checkpoint->ReleaseWeights(w, static_cast<size_t>(out * in));
       return linear;
     };
-    auto wq = make(weights.wq, d, d), wk = make(weights.wk, kv, d), wv = make(weights.wv, kv, d),
-         wo = make(weights.wo, d, d), w1 = make(weights.w1, h, d), w2 = make(weights.w2, d, h),
+    auto wq = make(weights.wq, q, d), wk = make(weights.wk, kv, d), wv = make(weights.wv, kv, d),
+         wo = make(weights.wo, d, q), w1 = make(weights.w1, h, d), w2 = make(weights.w2, d, h),
          w3 = make(weights.w3, h, d);
     for (const auto* linear : {&wq, &wk, &wv, &wo, &w1, &w2, &w3}) {
       if (!linear->ok()) return linear->status().WithContext(context);
     }
+    auto bias = [](const float* b, int64_t size) { return b ? WrapWeights(b, {size}) : at::Tensor(); };
     model->blocks_.push_back(Block{WrapWeights(weights.rms_att, {d}), WrapWeights(weights.rms_ffn, {d}), *wq,
-                                   *wk, *wv, *wo, *w1, *w2, *w3});
+                                   *wk, *wv, *wo, *w1, *w2, *w3, bias(weights.bq, q), bias(weights.bk, kv),
+                                   bias(weights.bv, kv), bias(weights.bo, d)});
   }
   auto classifier = options.int8_classifier ? Linear::Int8(checkpoint->classifier(), config.vocab_size, d)
                                             : Linear::Float32(checkpoint->classifier(), config.vocab_size, d);
   if (!classifier.ok()) return classifier.status().WithContext(path + ": classifier");
   model->classifier_ = std::make_unique<Linear>(*classifier);
 
-  // Rotary tables computed in float exactly as llama2.c does, so the golden outputs reproduce.
-  const int64_t half = config.head_dim() / 2;
-  model->rope_cos_ = at::empty({config.seq_len, half});
-  model->rope_sin_ = at::empty({config.seq_len, half});
-  auto cos_table = model->rope_cos_.accessor<float, 2>();
-  auto sin_table = model->rope_sin_.accessor<float, 2>();
-  for (int64_t pos = 0; pos < config.seq_len; ++pos) {
-    for (int64_t pair = 0; pair < half; ++pair) {
-      const float freq = 1.0f / powf(config.rope_theta,
-                                     static_cast<float>(2 * pair) / static_cast<float>(config.head_dim()));
-      const float angle = static_cast<float>(pos) * freq;
-      cos_table[pos][pair] = cosf(angle);
-      sin_table[pos][pair] = sinf(angle);
-    }
-  }
+  model->rope_frequencies_ = RotaryFrequencies(config);
   return std::shared_ptr<const Transformer>(std::move(model));
 }
 
@@ -189,19 +204,39 @@ at::Tensor Transformer::RmsNorm(const at::Tensor& input, const at::Tensor& weigh
   return out;
 }
 
-void Transformer::Rotate(at::Tensor& x, int64_t n_heads, int64_t position) const {
-  // x [T, n_heads * head_dim]; llama2.c rotates interleaved pairs (2i, 2i+1) of each head.
+Transformer::RotaryAngles Transformer::Angles(int64_t position, int64_t rows) const {
+  const auto half = static_cast<int64_t>(rope_frequencies_.size());
+  RotaryAngles angles{at::empty({rows, half}), at::empty({rows, half})};
+  float* cos = angles.cos.data_ptr<float>();
+  float* sin = angles.sin.data_ptr<float>();
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t pair = 0; pair < half; ++pair) {
+      const float angle = static_cast<float>(position + r) * rope_frequencies_[pair];
+      cos[r * half + pair] = cosf(angle);
+      sin[r * half + pair] = sinf(angle);
+    }
+  }
+  return angles;
+}
+
+void Transformer::Rotate(at::Tensor& x, int64_t n_heads, const RotaryAngles& angles) const {
+  // x [T, n_heads * head_dim]. Pair i of a head is (2i, 2i+1) when interleaved (llama2.c), (i, i + half)
+  // in halves (Hugging Face's rotate_half); both turn (a, b) into (a cos - b sin, a sin + b cos).
   const int64_t rows = x.size(0), half = config_.head_dim() / 2, width = x.size(1);
+  const bool interleaved = config_.rope_layout == RopeLayout::kInterleaved;
+  const int64_t stride = interleaved ? 2 : 1, partner = interleaved ? 1 : half;
   float* data = x.data_ptr<float>();
   for (int64_t r = 0; r < rows; ++r) {
-    const float* cos = rope_cos_.data_ptr<float>() + (position + r) * half;
-    const float* sin = rope_sin_.data_ptr<float>() + (position + r) * half;
+    const float* cos = angles.cos.data_ptr<float>() + r * half;
+    const float* sin = angles.sin.data_ptr<float>() + r * half;
     for (int64_t head = 0; head < n_heads; ++head) {
-      float* pairs = data + r * width + head * half * 2;
+      float* values = data + r * width + head * half * 2;
       for (int64_t i = 0; i < half; ++i) {
-        const float even = pairs[2 * i], odd = pairs[2 * i + 1];
-        pairs[2 * i] = even * cos[i] - odd * sin[i];
-        pairs[2 * i + 1] = even * sin[i] + odd * cos[i];
+        float& a = values[i * stride];
+        float& b = values[i * stride + partner];
+        const float first = a, second = b;
+        a = first * cos[i] - second * sin[i];
+        b = first * sin[i] + second * cos[i];
       }
     }
   }
@@ -220,7 +255,7 @@ at::Tensor Transformer::Attention(const at::Tensor& q, const KvCache& cache, siz
   // Prefill: per query head h (reading kv head h / group, as in llama2.c), scores = Q_h K_hᵀ over the
   // cache's first `span` positions, a causal softmax per row, then P V_h written into the head's columns.
   // The products run on the cache and q in place (leading dimensions), with no permuted copies.
-  const int64_t rows = q.size(0), heads = config_.n_heads, hd = config_.head_dim(), dim = config_.dim;
+  const int64_t rows = q.size(0), heads = config_.n_heads, hd = config_.head_dim(), dim = config_.q_dim();
   const int64_t group = heads / config_.n_kv_heads, span = position + rows, capacity = cache.capacity();
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   at::Tensor out = at::empty({rows, dim});
@@ -256,7 +291,7 @@ at::Tensor Transformer::AttendOnePosition(const at::Tensor& q, const KvCache& ca
   const int64_t heads = config_.n_heads, hd = config_.head_dim(), group = heads / config_.n_kv_heads;
   const int64_t span = position + 1, capacity = cache.capacity();
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  at::Tensor out = at::empty({1, config_.dim});
+  at::Tensor out = at::empty({1, config_.q_dim()});
   const float* queries = q.data_ptr<float>();
   const float* keys = cache.keys_[slot].data_ptr<float>();
   const float* values = cache.values_[slot].data_ptr<float>();
@@ -281,17 +316,24 @@ at::Tensor Transformer::AttendOnePosition(const at::Tensor& q, const KvCache& ca
   return out;
 }
 
-void Transformer::RunBlock(const Block& block, at::Tensor& x, KvCache& cache, size_t slot,
-                           int64_t position) const {
+void Transformer::RunBlock(const Block& block, at::Tensor& x, KvCache& cache, size_t slot, int64_t position,
+                           const RotaryAngles& angles) const {
   const int64_t rows = x.size(0), kv_heads = config_.n_kv_heads, hd = config_.head_dim();
   at::Tensor normed = RmsNorm(x, block.rms_att);
   auto projections = ApplyShared({&block.wq, &block.wk, &block.wv}, normed);
   at::Tensor &q = projections[0], &k = projections[1], &v = projections[2];
-  Rotate(q, config_.n_heads, position);
-  Rotate(k, kv_heads, position);
+  if (block.bq.defined()) {
+    q.add_(block.bq);
+    k.add_(block.bk);
+    v.add_(block.bv);
+  }
+  Rotate(q, config_.n_heads, angles);
+  Rotate(k, kv_heads, angles);
   cache.keys_[slot].narrow(1, position, rows).copy_(k.view({rows, kv_heads, hd}).transpose(0, 1));
   cache.values_[slot].narrow(1, position, rows).copy_(v.view({rows, kv_heads, hd}).transpose(0, 1));
-  x.add_(Apply(block.wo, Attention(q, cache, slot, position)));
+  at::Tensor attended = Apply(block.wo, Attention(q, cache, slot, position));
+  if (block.bo.defined()) attended.add_(block.bo);
+  x.add_(attended);
 
   normed = RmsNorm(x, block.rms_ffn);
   auto swiglu_inputs = ApplyShared({&block.w1, &block.w3}, normed);
@@ -336,9 +378,10 @@ Status Transformer::RunBlocks(at::Tensor& hidden, KvCache& cache) const {
   }
   const EmulatedSlowdown slowdown(options_.emulated_slowdown);
   hidden = hidden.contiguous();
+  const RotaryAngles angles = Angles(position, rows);
   for (int index = range.first; index < range.last; ++index) {
     RunBlock(blocks_[static_cast<size_t>(index)], hidden, cache, static_cast<size_t>(index - range.first),
-             position);
+             position, angles);
   }
   cache.length_ += static_cast<int>(rows);
   return Status::Ok();

@@ -50,7 +50,6 @@ using services::kExitUsage;
 int Fail(const Status& status, int exit_code = kExitFailure) {
   return services::FailService("edge", status, exit_code);
 }
-constexpr int kBos = 1;  // llama2.c's BOS, which also ends a story
 // Moves off failed tails one generation may make before it gives up: enough for a replica that dies
 // during the replay onto it, not so many that a broken fleet holds requests for long.
 constexpr int kMaxFailovers = 3;
@@ -88,8 +87,8 @@ struct EdgeConfig {
   int probe_ms = 200;
 
   void Declare(FlagSet& flags) {
-    model.Declare(flags, "llama2.c checkpoint (.bin): the same file as the cloud tail's");
-    flags.String("tokenizer", &tokenizer, "llama2.c tokenizer (.bin)");
+    model.Declare(flags, std::string(kModelFlagHelp) + ": the same weights as the cloud tail's");
+    flags.String("tokenizer", &tokenizer, kTokenizerFlagHelp);
     flags.String("model-name", &model_name, "model id in the API (default: the model file's name)");
     cloud.Declare(flags);
     flags.String("split", &split,
@@ -130,8 +129,9 @@ struct EdgeConfig {
   }
 
   Status Validate() const {
-    if (model.model.empty() || tokenizer.empty())
-      return InvalidArgument("--model and --tokenizer are required");
+    if (model.model.empty()) return InvalidArgument("--model is required");
+    if (tokenizer.empty() && !Checkpoint::IsHuggingFacePath(model.model))
+      return InvalidArgument("--tokenizer is required with a llama2.c checkpoint");
     if (CloudEndpoints().empty())
       return InvalidArgument("--cloud is required (the tail that runs blocks [K, L))");
     if (max_concurrent < 1 || max_queue < 0 || max_tokens < 0 || max_body_kb < 1 || drain_timeout_s < 0) {
@@ -425,13 +425,17 @@ class EdgeService {
       tails_.Get(endpoint);
       metrics_.circuit_opened.Add({{"cloud", endpoint}});  // at 0, as in EdgeMetrics
     }
-    model_name_ = config.model_name.empty() ? std::filesystem::path(config.model.model).stem().string()
-                                            : config.model_name;
+    // A directory's name ("Qwen2.5-0.5B/" too), or a file's without its extension.
+    const std::filesystem::path model_path = std::filesystem::path(config.model.model).lexically_normal();
+    const std::filesystem::path named = model_path.has_filename() ? model_path : model_path.parent_path();
+    model_name_ = !config.model_name.empty()          ? config.model_name
+                  : Checkpoint::IsHuggingFacePath(named.string()) ? named.filename().string()
+                                                                  : named.stem().string();
     const ModelConfig& shape = model_.checkpoint->config();
     limits_.max_tokens_cap =
         config.max_tokens > 0 ? std::min(config.max_tokens, shape.seq_len) : shape.seq_len;
     if (!fixed_) {
-      const int64_t kv_dim = int64_t{shape.dim} * shape.n_kv_heads / shape.n_heads;
+      const int64_t kv_dim = shape.kv_dim();
       planner_ = std::make_unique<EdgePlanner>(
           ModelShape{.fingerprint = std::to_string(model_.fingerprint),
                      .n_layers = layers_,
@@ -893,6 +897,7 @@ class EdgeService {
           metrics_.inter_token.Observe(std::chrono::duration<double>(now - last_token_at).count());
         }
         last_token_at = now;
+        if (tokenizer_.IsEndOfText(token)) return false;  // the model ended the text: not part of it
         const std::string piece = tokenizer_.DecodeAll({previous, token});
         previous = token;
         const std::string final_text = scanner.Add(piece, stopped);
@@ -901,7 +906,8 @@ class EdgeService {
       };
       if (status.ok()) {
         auto generation = Generate(step, model_.checkpoint->config().seq_len, ids,
-                                   GenerateOptions{positions, true}, on_token);
+                                   GenerateOptions{.steps = positions, .stop_tokens = tokenizer_.EndOfTextIds()},
+                                   on_token);
         if (!generation.ok()) {
           status = generation.status();
         } else {
@@ -1032,7 +1038,7 @@ int RunEdgeService(std::span<const std::string> args) {
 
   EdgeConfig config;
   FlagSet flags(
-      "usage: tandem-edge --model M --tokenizer T --cloud tcp://HOST:PORT --cloud-key cloud.pub "
+      "usage: tandem-edge --model M [--tokenizer T] --cloud tcp://HOST:PORT --cloud-key cloud.pub "
       "--client-key edge.key [--listen 127.0.0.1:8080] [--split auto|K] [--codec C] [flags]",
       "TANDEM");
   config.Declare(flags);
@@ -1047,7 +1053,8 @@ int RunEdgeService(std::span<const std::string> args) {
   const ActivationCodec codec = *ParseActivationCodec(config.cloud.codec);  // checked by Validate
   auto fixed = ResolveSplit(config.split, model->transformer->n_layers(), config.cloud.endpoint, codec);
   if (!fixed.ok()) return Fail(fixed.status(), kExitUsage);
-  auto tokenizer = Tokenizer::Load(config.tokenizer, model->checkpoint->config().vocab_size);
+  auto tokenizer =
+      Tokenizer::LoadForModel(config.model.model, config.tokenizer, model->checkpoint->config().vocab_size);
   if (!tokenizer.ok()) return Fail(tokenizer.status());
   ComputeProfile profile;
   if (!*fixed) {

@@ -82,7 +82,7 @@ class CloudSessionsTest : public ::testing::TestWithParam<int> {
                                                                             .max_positions = kSteps}));
     const std::vector<int> prompt = tokenizer_->Encode(plan.prompt, true, false);
     TANDEM_ASSIGN_OR_RETURN(Generation generation,
-                            Generate(edge, *tail, prompt, GenerateOptions{kSteps, true}));
+                            Generate(edge, *tail, prompt, GenerateOptions{.steps = kSteps}));
     if (tail->cut_log().positions() != static_cast<int64_t>(generation.ids.size()) - 1 &&
         tail->cut_log().positions() != static_cast<int64_t>(generation.ids.size())) {
       return Internal("the cut log does not hold every position sent");

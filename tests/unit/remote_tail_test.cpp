@@ -127,7 +127,7 @@ TEST_F(RemoteTailTest, AtCutZeroTheEdgeSendsEmbeddingRowsAndNeverTokenIds) {
   EdgeRunner edge(model_.transformer, /*cut=*/0, 32);
   auto tail = RemoteTail::Open(*connection, {.cut = 0, .sampling = {0.0f, 1.0f, 0}, .max_positions = 32});
   ASSERT_TRUE(tail.ok());
-  auto generation = Generate(edge, **tail, prompt, GenerateOptions{32, false});
+  auto generation = Generate(edge, **tail, prompt, GenerateOptions{.steps = 32, .stop_tokens = {}});
   ASSERT_TRUE(generation.ok()) << generation.status().ToString();
 
   const at::Tensor embedded = *model_.transformer->Embed(generation->ids);
@@ -158,7 +158,7 @@ TEST_F(RemoteTailTest, TheCutLogHoldsEveryRowSentInItsChunks) {
   EdgeRunner edge(model_.transformer, /*cut=*/2, 16);
   auto tail = RemoteTail::Open(*connection, {.cut = 2, .sampling = {0.0f, 1.0f, 0}, .max_positions = 16});
   ASSERT_TRUE(tail.ok());
-  auto generation = Generate(edge, **tail, prompt, GenerateOptions{10, false});
+  auto generation = Generate(edge, **tail, prompt, GenerateOptions{.steps = 10, .stop_tokens = {}});
   ASSERT_TRUE(generation.ok());
   const CutLog& log = (*tail)->cut_log();
   EXPECT_EQ(log.positions(), 10);
@@ -183,7 +183,7 @@ TEST_F(RemoteTailTest, APromptOverTheTailsRowLimitGoesInChunks) {
   EdgeRunner edge(model_.transformer, 2, 16);
   auto tail = RemoteTail::Open(*connection, {.cut = 2, .sampling = {0.0f, 1.0f, 0}, .max_positions = 16});
   ASSERT_TRUE(tail.ok());
-  auto generation = Generate(edge, **tail, prompt, GenerateOptions{9, false});
+  auto generation = Generate(edge, **tail, prompt, GenerateOptions{.steps = 9, .stop_tokens = {}});
   ASSERT_TRUE(generation.ok()) << generation.status().ToString();
   EXPECT_EQ((*tail)->cut_log().chunks(), (std::vector<int64_t>{3, 3, 1, 1, 1}));
   for (const wire::Message& message : channel->sent) EXPECT_LE(message.header.rows, 3u);
@@ -318,7 +318,7 @@ TEST_F(RemoteTailTest, MovingTheSplitMidGenerationKeepsTheOutput) {
     const SamplingParams sampling{temperature, 0.9f, 1234};
     EdgeRunner whole(model_.transformer, layers, kSteps);
     LocalTail head(model_.transformer, layers, kSteps, sampling);
-    auto reference = Generate(whole, head, prompt, GenerateOptions{kSteps, false});
+    auto reference = Generate(whole, head, prompt, GenerateOptions{.steps = kSteps, .stop_tokens = {}});
     ASSERT_TRUE(reference.ok());
 
     InMemoryTail* channel = nullptr;
@@ -348,7 +348,7 @@ TEST_F(RemoteTailTest, MovingTheSplitMidGenerationKeepsTheOutput) {
       }
       return split.Step(tokens);
     };
-    auto moved = Generate(step, model_.checkpoint->config().seq_len, prompt, GenerateOptions{kSteps, false},
+    auto moved = Generate(step, model_.checkpoint->config().seq_len, prompt, GenerateOptions{.steps = kSteps, .stop_tokens = {}},
                           [&](int) { return ++generated, true; });
     ASSERT_TRUE(moved.ok()) << moved.status().ToString();
     EXPECT_EQ(split.moves(), 4);

@@ -117,7 +117,7 @@ TEST_F(TransformerTest, GenerateStopsAtStepsAndSplitIsLossless) {
     EdgeRunner edge(model_, cut, 20);
     std::unique_ptr<TailRunner> tail = std::make_unique<LocalTail>(model_, cut, 20, greedy);
     if (loopback) tail = std::make_unique<LoopbackTail>(std::move(tail), ActivationCodec{});
-    auto result = Generate(edge, *tail, prompt, {.steps = 20, .stop_at_bos = false});
+    auto result = Generate(edge, *tail, prompt, {.steps = 20, .stop_tokens = {}});
     EXPECT_TRUE(result.ok());
     return *result;
   };

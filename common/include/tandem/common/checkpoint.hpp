@@ -1,14 +1,22 @@
-// llama2.c checkpoints (the "version 0" float32 export), read through a memory map.
+// Model weights, read through memory maps: llama2.c checkpoints, and Hugging Face model directories
+// (config.json + safetensors, hf_config.hpp and safetensors.hpp).
 //
-// Layout: 7 little-endian int32 (dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len;
+// llama2.c layout (the "version 0" float32 export): 7 little-endian int32 (dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len;
 // a negative vocab_size means the classifier is stored separately), then float32 tensors in this order:
 // token_embedding [vocab, dim], rms_att [L, dim], wq [L, dim, dim], wk [L, kv_dim, dim],
 // wv [L, kv_dim, dim], wo [L, dim, dim], rms_ffn [L, dim], w1 [L, hidden, dim], w2 [L, dim, hidden],
 // w3 [L, hidden, dim], rms_final [dim], two legacy RoPE tables [seq_len, head_dim/2] (ignored), and,
 // when not shared, wcls [vocab, dim]. Every matrix is row-major [out, in].
+//
+// Hugging Face: the Llama tensor names (model.embed_tokens.weight, model.layers.N.self_attn.q_proj.weight,
+// ..., model.norm.weight, lm_head.weight unless tied), also row-major [out, in]. F32 tensors are used in
+// place in the mapping; F16 and BF16 ones are widened to float32 copies at load.
 #pragma once
 
+#include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,10 +29,14 @@ namespace tandem {
 // Pointers into the mapping for one transformer block.
 struct BlockWeights {
   const float* rms_att = nullptr;  // [dim]
-  const float* wq = nullptr;       // [dim, dim]
+  const float* wq = nullptr;       // [q_dim, dim]
   const float* wk = nullptr;       // [kv_dim, dim]
   const float* wv = nullptr;       // [kv_dim, dim]
-  const float* wo = nullptr;       // [dim, dim]
+  const float* wo = nullptr;       // [dim, q_dim]
+  const float* bq = nullptr;       // [q_dim]; biases are null unless the config has them
+  const float* bk = nullptr;       // [kv_dim]
+  const float* bv = nullptr;       // [kv_dim]
+  const float* bo = nullptr;       // [dim]
   const float* rms_ffn = nullptr;  // [dim]
   const float* w1 = nullptr;       // [hidden, dim]
   const float* w2 = nullptr;       // [dim, hidden]
@@ -34,30 +46,58 @@ struct BlockWeights {
 // An immutable, validated checkpoint. Thread-safe; share it with std::shared_ptr.
 class Checkpoint {
  public:
-  // Maps `path`, validates the header and checks that the file size is exactly what the header implies
-  // before any tensor is touched. Errors name the file and the problem.
+  enum class Format { kLlama2c, kHuggingFace };
+
+  // A directory (or a .safetensors file beside its config.json) loads as a Hugging Face model, anything
+  // else as a llama2.c file. llama2.c: maps `path`, validates the header and checks that the file size is
+  // exactly what the header implies before any tensor is touched. Hugging Face: validates config.json and
+  // the safetensors headers, then that every tensor the config implies is there with its shape, and that
+  // no other tensor is. Errors name the file and the problem.
   static Result<std::shared_ptr<const Checkpoint>> Load(const std::string& path);
+  // Whether `path` names a Hugging Face model (a directory, or a .safetensors file).
+  static bool IsHuggingFacePath(const std::string& path);
 
   const ModelConfig& config() const { return config_; }
-  const std::string& path() const { return file_.path(); }
-  const MappedFile& file() const { return file_; }
+  Format format() const { return format_; }
+  const std::string& path() const { return path_; }
+  // The mapped llama2.c file (Format::kLlama2c only).
+  const MappedFile& file() const { return *file_; }
 
   const float* token_embedding() const { return token_embedding_; }  // [vocab, dim]
   const BlockWeights& block(int index) const { return blocks_.at(index); }
   const float* rms_final() const { return rms_final_; }    // [dim]
   const float* classifier() const { return classifier_; }  // [vocab, dim]; == token_embedding() if shared
 
-  // A stable hash of the config and every weight byte (FNV-1a 64 over the file), for handshakes.
+  // A stable hash of the config and every weight byte, for handshakes: FNV-1a 64 over the llama2.c file,
+  // or over the config's description and each safetensors tensor (name, dtype, bytes) in name order.
   uint64_t Fingerprint() const;
+
+  // The float32 weights at `weights` ([count]) are no longer read (an int8 copy stands in): mapped pages
+  // leave the resident set, a widened copy is freed.
+  void ReleaseWeights(const float* weights, size_t count) const;
 
   // Size in bytes of a checkpoint file with this config (header included), or an error when the config
   // is invalid.
   static Result<uint64_t> ExpectedFileSize(const ModelConfig& config);
 
  private:
-  Checkpoint(MappedFile file, ModelConfig config) : file_(std::move(file)), config_(config) {}
+  struct HuggingFaceFiles;  // the safetensors files, kept mapped
+  Checkpoint(std::string path, Format format, ModelConfig config)
+      : path_(std::move(path)), format_(format), config_(config) {}
+  static Result<std::shared_ptr<const Checkpoint>> LoadLlama2c(const std::string& path);
+  static Result<std::shared_ptr<const Checkpoint>> LoadHuggingFace(const std::string& path);
+  // The float32 data of one Hugging Face tensor of `shape`: in the mapping when F32, else widened into
+  // widened_.
+  Result<const float*> HfTensor(const std::string& name, std::vector<int64_t> shape);
+  uint64_t HuggingFaceFingerprint() const;
+  void ReleaseMappedHuggingFace(const float* weights, size_t count) const;
 
-  MappedFile file_;
+  std::string path_;
+  Format format_;
+  std::optional<MappedFile> file_;          // llama2.c
+  std::shared_ptr<HuggingFaceFiles> hf_;    // Hugging Face
+  mutable std::mutex widened_mutex_;        // ReleaseWeights may run from several Transformer::Create
+  mutable std::map<const float*, std::vector<float>> widened_;
   ModelConfig config_;
   const float* token_embedding_ = nullptr;
   std::vector<BlockWeights> blocks_;

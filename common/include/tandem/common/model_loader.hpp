@@ -13,6 +13,13 @@
 
 namespace tandem {
 
+// What --model and --tokenizer take, for every program's --help.
+inline constexpr const char* kModelFlagHelp =
+    "llama2.c checkpoint (.bin) or Hugging Face model directory (config.json + safetensors)";
+inline constexpr const char* kTokenizerFlagHelp =
+    "tokenizer: llama2.c tokenizer.bin, tokenizer.json or tokenizer.model (default: the Hugging Face "
+    "model directory's; required with a llama2.c checkpoint)";
+
 struct ModelFlags {
   std::string model;
   std::string int8_blocks;  // "A:B" or "" (none)

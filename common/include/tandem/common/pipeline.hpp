@@ -96,7 +96,9 @@ class LoopbackTail final : public TailRunner {
 struct GenerateOptions {
   // llama2.c's -n: forward positions, BOS and prompt included; <= 0 or > seq_len means seq_len.
   int steps = 256;
-  bool stop_at_bos = true;  // llama2.c ends a story when the model emits BOS
+  // Tokens that end the generation when sampled (kept in ids): the tokenizer's end-of-text ids. llama2.c's
+  // models end a story with BOS, the default; empty: none.
+  std::vector<int> stop_tokens = {1};
 };
 
 struct GenerationTimings {
@@ -123,7 +125,7 @@ using TokenCallback = std::function<bool(int token)>;
 using ModelStep = std::function<Result<int>(std::span<const int> tokens)>;
 
 // Prefills `prompt_ids` (which start with BOS) in one step, then decodes one token at a time until
-// `steps` positions (at most `seq_len`), or BOS when stop_at_bos, or `on_token` returning false.
+// `steps` positions (at most `seq_len`), or a stop token, or `on_token` returning false.
 Result<Generation> Generate(const ModelStep& step, int seq_len, std::span<const int> prompt_ids,
                             const GenerateOptions& options, const TokenCallback& on_token = {});
 // The same through an edge part and a tail.

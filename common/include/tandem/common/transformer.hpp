@@ -5,8 +5,10 @@
 // T > 1, decode when T = 1) and Logits (final RMSNorm + classifier). An edge/cloud cut at k is
 // RunBlocks over [0, k) on one side and [k, L) on the other; nothing else changes.
 //
-// Numerics follow llama2.c: RMSNorm with eps 1e-5, rotary embedding on interleaved pairs with theta 10000,
-// grouped-query attention, SwiGLU. Blocks in the int8 range hold int8 weights (per-output-row scales).
+// Numerics follow llama2.c: RMSNorm, rotary embedding (on interleaved pairs for llama2.c checkpoints, on
+// the two halves of each head for Hugging Face ones; Llama 3's frequency scaling when configured),
+// grouped-query attention with optional q/k/v/o biases, SwiGLU. Blocks in the int8 range hold int8
+// weights (per-output-row scales).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -92,16 +94,23 @@ class Transformer {
   struct Block {
     at::Tensor rms_att, rms_ffn;  // [dim]
     Linear wq, wk, wv, wo, w1, w2, w3;
+    at::Tensor bq, bk, bv, bo;  // biases, undefined when the model has none
+  };
+  // cos and sin of each rotary angle for positions [position, position + rows): [rows, head_dim / 2].
+  struct RotaryAngles {
+    at::Tensor cos, sin;
   };
 
   Transformer(std::shared_ptr<const Checkpoint> checkpoint, const TransformerOptions& options);
   at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight) const;
-  void Rotate(at::Tensor& x, int64_t n_heads, int64_t position) const;  // in place
+  RotaryAngles Angles(int64_t position, int64_t rows) const;
+  void Rotate(at::Tensor& x, int64_t n_heads, const RotaryAngles& angles) const;  // in place
   static void GateInPlace(at::Tensor& gate, const at::Tensor& up);
   at::Tensor Attention(const at::Tensor& q, const KvCache& cache, size_t slot, int64_t position) const;
   at::Tensor AttendOnePosition(const at::Tensor& q, const KvCache& cache, size_t slot,
                                int64_t position) const;
-  void RunBlock(const Block& block, at::Tensor& x, KvCache& cache, size_t slot, int64_t position) const;
+  void RunBlock(const Block& block, at::Tensor& x, KvCache& cache, size_t slot, int64_t position,
+                const RotaryAngles& angles) const;
 
   std::shared_ptr<const Checkpoint> checkpoint_;  // owns the mapped float32 weights
   ModelConfig config_;
@@ -110,7 +119,7 @@ class Transformer {
   at::Tensor rms_final_;        // [dim]
   std::vector<Block> blocks_;
   std::unique_ptr<Linear> classifier_;
-  at::Tensor rope_cos_, rope_sin_;  // [seq_len, head_dim / 2]
+  std::vector<float> rope_frequencies_;  // [head_dim / 2], radians per position
 };
 
 }  // namespace tandem

@@ -1,0 +1,130 @@
+// tandem convert: a llama2.c checkpoint and tokenizer to a Hugging Face model directory (model.safetensors,
+// config.json, tokenizer.json, tokenizer_config.json, generation_config.json) that Tandem, and
+// transformers, load as a LlamaForCausalLM.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "cli_support.hpp"
+#include "commands.hpp"
+#include "tandem/common/checkpoint.hpp"
+#include "tandem/common/hf_config.hpp"
+#include "tandem/common/safetensors.hpp"
+#include "tandem/common/tokenizer.hpp"
+
+namespace tandem::cli {
+namespace {
+
+constexpr const char* kCommand = "convert";
+
+std::span<const std::byte> Bytes(const float* data, int64_t count) {
+  return {reinterpret_cast<const std::byte*>(data), static_cast<size_t>(count) * sizeof(float)};
+}
+
+// The rows of wq or wk [heads * head_dim, in] reordered from llama2.c's rotary pairs (2i, 2i+1) to Hugging
+// Face's (i, i + head_dim/2): row h*hd + s*half + i takes row h*hd + 2i + s. transformers'
+// convert_llama_weights_to_hf.py permute() does the same.
+std::vector<float> PermuteForHalves(const float* weights, int64_t heads, int64_t head_dim, int64_t in) {
+  const int64_t half = head_dim / 2;
+  std::vector<float> permuted(static_cast<size_t>(heads * head_dim * in));
+  for (int64_t h = 0; h < heads; ++h) {
+    for (int64_t s = 0; s < 2; ++s) {
+      for (int64_t i = 0; i < half; ++i) {
+        const float* from = weights + (h * head_dim + 2 * i + s) * in;
+        std::copy(from, from + in, permuted.data() + (h * head_dim + s * half + i) * in);
+      }
+    }
+  }
+  return permuted;
+}
+
+Status WriteText(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::trunc);
+  out << text;
+  out.close();
+  if (!out) return Internal(path.string() + ": write failed");
+  return Status::Ok();
+}
+
+// model.safetensors (F32) and config.json for `checkpoint`.
+Status WriteWeights(const Checkpoint& checkpoint, const std::filesystem::path& out, int bos, int eos) {
+  ModelConfig config = checkpoint.config();
+  const int64_t d = config.dim, h = config.hidden_dim, q = config.q_dim(), kv = config.kv_dim();
+  const int64_t hd = config.head_dim(), vocab = config.vocab_size;
+  std::vector<TensorToWrite> tensors;
+  std::vector<std::vector<float>> permuted;  // kept alive until written
+  permuted.reserve(static_cast<size_t>(2 * config.n_layers));
+  auto add = [&](const std::string& name, const float* data, std::vector<int64_t> shape) {
+    int64_t count = 1;
+    for (int64_t size : shape) count *= size;
+    tensors.push_back({name, TensorDtype::kF32, std::move(shape), Bytes(data, count)});
+  };
+  add("model.embed_tokens.weight", checkpoint.token_embedding(), {vocab, d});
+  for (int layer = 0; layer < config.n_layers; ++layer) {
+    const BlockWeights& b = checkpoint.block(layer);
+    const std::string p = "model.layers." + std::to_string(layer) + ".";
+    permuted.push_back(PermuteForHalves(b.wq, config.n_heads, hd, d));
+    add(p + "self_attn.q_proj.weight", permuted.back().data(), {q, d});
+    permuted.push_back(PermuteForHalves(b.wk, config.n_kv_heads, hd, d));
+    add(p + "self_attn.k_proj.weight", permuted.back().data(), {kv, d});
+    add(p + "self_attn.v_proj.weight", b.wv, {kv, d});
+    add(p + "self_attn.o_proj.weight", b.wo, {d, q});
+    add(p + "input_layernorm.weight", b.rms_att, {d});
+    add(p + "post_attention_layernorm.weight", b.rms_ffn, {d});
+    add(p + "mlp.gate_proj.weight", b.w1, {h, d});
+    add(p + "mlp.down_proj.weight", b.w2, {d, h});
+    add(p + "mlp.up_proj.weight", b.w3, {h, d});
+  }
+  add("model.norm.weight", checkpoint.rms_final(), {d});
+  if (!config.shared_classifier) add("lm_head.weight", checkpoint.classifier(), {vocab, d});
+  TANDEM_RETURN_IF_ERROR(WriteSafetensors((out / "model.safetensors").string(), tensors, {{"format", "pt"}}));
+
+  config.rope_layout = RopeLayout::kHalves;
+  return WriteText(out / "config.json", WriteHfConfigJson(config, bos, eos));
+}
+
+}  // namespace
+
+int RunConvert(std::span<const std::string> args) {
+  std::string model, tokenizer_path, out;
+  FlagSet flags("usage: tandem convert --model CHECKPOINT.bin --tokenizer TOKENIZER.bin --out DIR\n"
+                "Writes a Hugging Face LlamaForCausalLM directory (safetensors, config.json, tokenizer.json)\n"
+                "from a llama2.c checkpoint and tokenizer; the q/k rows are permuted to the rotate_half\n"
+                "convention, so the directory computes the same model.");
+  flags.String("model", &model, "llama2.c checkpoint");
+  flags.String("tokenizer", &tokenizer_path, "llama2.c tokenizer (tokenizer.bin, tok512.bin)");
+  flags.String("out", &out, "output directory (created; files in it are replaced)");
+  if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
+  for (const char* required : {"model", "tokenizer", "out"}) {
+    if (Status status = Require(flags, required); !status.ok()) return Fail(kCommand, status, kExitUsage);
+  }
+  if (Checkpoint::IsHuggingFacePath(model)) {
+    return Fail(kCommand, InvalidArgument(model + " is already a Hugging Face model"), kExitUsage);
+  }
+  auto checkpoint = Checkpoint::Load(model);
+  if (!checkpoint.ok()) return Fail(kCommand, checkpoint.status());
+  auto tokenizer = Tokenizer::LoadForModel(model, tokenizer_path, (*checkpoint)->config().vocab_size);
+  if (!tokenizer.ok()) return Fail(kCommand, tokenizer.status());
+
+  std::error_code error;
+  std::filesystem::create_directories(out, error);
+  if (error) return Fail(kCommand, InvalidArgument(out + ": cannot create: " + error.message()));
+  const std::filesystem::path dir(out);
+  const int bos = tokenizer->bos(), eos = tokenizer->eos();
+  if (Status written = WriteWeights(**checkpoint, dir, bos, eos); !written.ok()) return Fail(kCommand, written);
+  const int positions = (*checkpoint)->config().seq_len;
+  if (Status written = WriteHfTokenizerFiles(*tokenizer, out, positions); !written.ok()) {
+    return Fail(kCommand, written);
+  }
+  // llama2.c's models end a story with BOS: it stops a generation as EOS does.
+  const nlohmann::json generation = {{"bos_token_id", bos}, {"eos_token_id", {eos, bos}}};
+  if (Status written = WriteText(dir / "generation_config.json", generation.dump(2) + "\n"); !written.ok()) {
+    return Fail(kCommand, written);
+  }
+  std::printf("wrote %s: LlamaForCausalLM %s, tokenizer.json with %d tokens\n", out.c_str(),
+              (*checkpoint)->config().ToString().c_str(), tokenizer->vocab_size());
+  return 0;
+}
+
+}  // namespace tandem::cli

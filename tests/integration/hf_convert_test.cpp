@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "cloud_tail_process.hpp"
+#include "http_client.hpp"
 #include "tandem/common/tokenizer.hpp"
 #include "test_env.hpp"
 
@@ -110,6 +111,28 @@ TEST_F(HfConvertTest, ReproducesTheGoldenOutputsAcrossProcesses) {
   const testing::CommandResult refused = RunProgram("tandem", args, 60);
   EXPECT_NE(refused.exit_code, 0);
   EXPECT_NE(refused.err.find("fingerprint"), std::string::npos) << refused.err;
+}
+
+// tandem-edge and tandem-cloud on the directory, the edge with the directory's own tokenizer: the REST
+// API names the model after the directory and completes greedily as the golden run does.
+TEST_F(HfConvertTest, TheEdgeServesTheDirectoryThroughTheRestApi) {
+  testing::CloudTailProcess tail({"--model", model_});
+  ASSERT_TRUE(tail.started()) << tail.log();
+  testing::EdgeProcess edge(tail, {"--model", model_, "--tokenizer", "", "--split", "3"});
+  ASSERT_TRUE(edge.started()) << edge.log();
+  const testing::HttpResult models = testing::HttpCall(edge.address(), "GET", "/v1/models");
+  ASSERT_EQ(models.status, 200) << models.body;
+  EXPECT_EQ(json::parse(models.body)["data"][0]["id"], "stories260K-hf");
+
+  const json golden = testing::GoldenRecords().at(0);
+  const std::string prompt = golden["prompt"];
+  const json request = {{"prompt", prompt}, {"max_tokens", 40}, {"temperature", 0}};
+  const testing::HttpResult completion =
+      testing::HttpCall(edge.address(), "POST", "/v1/completions", request.dump());
+  ASSERT_EQ(completion.status, 200) << completion.body << edge.log();
+  const std::string text = json::parse(completion.body)["choices"][0]["text"];
+  ASSERT_FALSE(text.empty());
+  EXPECT_EQ(text, golden["text"].get<std::string>().substr(prompt.size(), text.size()));
 }
 
 // The exported tokenizer.json, run by the Hugging Face BPE code, tokenizes as llama2.c does: every golden

@@ -27,6 +27,12 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using ::tandem::testing::TempDir;
 
+// An "added_tokens" entry of tokenizer.json, matched as it is written.
+json AddedToken(int id, const std::string& content, bool special) {
+  return {{"id", id},          {"content", content},   {"single_word", false}, {"lstrip", false},
+          {"rstrip", false},   {"normalized", false},  {"special", special}};
+}
+
 const std::string kSpace = "\xE2\x96\x81";  // ▁
 const std::string kG = "\xC4\xA0";          // Ġ: byte 0x20 in the byte-level alphabet
 
@@ -98,13 +104,7 @@ json SentencePieceStyleJson(SpStyle style, bool byte_fallback = true, bool fuse_
   json added = json::array();
   for (const auto& [id, content] :
        std::vector<std::pair<int, std::string>>{{0, "<unk>"}, {1, "<s>"}, {2, "</s>"}}) {
-    added.push_back({{"id", id},
-                     {"content", content},
-                     {"single_word", false},
-                     {"lstrip", false},
-                     {"rstrip", false},
-                     {"normalized", false},
-                     {"special", true}});
+    added.push_back(AddedToken(id, content, /*special=*/true));
   }
   json doc = {{"version", "1.0"},
               {"truncation", nullptr},
@@ -318,13 +318,7 @@ json ByteLevelJson(ByteLevelStyle style, bool pair_merges) {
                                                        {kEnd, "<|end_of_text|>", true},
                                                        {kEot, "<|eot_id|>", true},
                                                        {kPartial, "<|e", false}}) {
-    added.push_back({{"id", id},
-                     {"content", content},
-                     {"single_word", false},
-                     {"lstrip", false},
-                     {"rstrip", false},
-                     {"normalized", false},
-                     {"special", special}});
+    added.push_back(AddedToken(id, content, special));
   }
   const json byte_level = {{"type", "ByteLevel"},
                            {"add_prefix_space", false},

@@ -39,6 +39,23 @@ void BM_Linear(benchmark::State& state, tandem::WeightFormat format, int64_t row
                                                 benchmark::Counter::kIsRate);
 }
 
+// `rows` sessions' decode rows through one ForwardDecodeBatch call (continuous batching): rows/s against
+// decode_float32 / decode_int8 (one row a call) is the batching gain.
+void BM_DecodeBatch(benchmark::State& state, tandem::WeightFormat format, int64_t rows) {
+  const auto weights = RandomWeights(kOut * kIn);
+  auto linear = format == tandem::WeightFormat::kFloat32 ? tandem::Linear::Float32(weights.data(), kOut, kIn)
+                                                         : tandem::Linear::Int8(weights.data(), kOut, kIn);
+  const auto x = RandomWeights(rows * kIn);
+  std::vector<float> y(static_cast<size_t>(rows * kOut));
+  for (auto _ : state) {
+    linear->ForwardDecodeBatch(x.data(), rows, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(state.iterations() * linear->WeightBytes());
+  state.counters["rows/s"] = benchmark::Counter(static_cast<double>(state.iterations() * rows),
+                                                benchmark::Counter::kIsRate);
+}
+
 // Reads `bytes` with the compute threads: the memory bandwidth the decode kernels can hope for.
 void BM_MemoryRead(benchmark::State& state, int64_t bytes) {
   std::vector<int64_t> data(static_cast<size_t>(bytes / 8), 1);
@@ -56,6 +73,10 @@ BENCHMARK_CAPTURE(BM_MemoryRead, float32_weights, kOut * kIn * 4)->UseRealTime()
 BENCHMARK_CAPTURE(BM_Linear, decode_float32, tandem::WeightFormat::kFloat32, 1)->UseRealTime();
 BENCHMARK_CAPTURE(BM_MemoryRead, int8_weights, kOut * kIn)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Linear, decode_int8, tandem::WeightFormat::kInt8, 1)->UseRealTime();
+BENCHMARK_CAPTURE(BM_DecodeBatch, decode_batch4_float32, tandem::WeightFormat::kFloat32, 4)->UseRealTime();
+BENCHMARK_CAPTURE(BM_DecodeBatch, decode_batch8_float32, tandem::WeightFormat::kFloat32, 8)->UseRealTime();
+BENCHMARK_CAPTURE(BM_DecodeBatch, decode_batch4_int8, tandem::WeightFormat::kInt8, 4)->UseRealTime();
+BENCHMARK_CAPTURE(BM_DecodeBatch, decode_batch8_int8, tandem::WeightFormat::kInt8, 8)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Linear, prefill_float32, tandem::WeightFormat::kFloat32, 128)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Linear, prefill_int8, tandem::WeightFormat::kInt8, 128)->UseRealTime();
 

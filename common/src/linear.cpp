@@ -115,6 +115,39 @@ void Linear::Forward(const float* x, int64_t rows, float* y) const {
   }
 }
 
+void Linear::ForwardDecodeBatch(const float* x, int64_t rows, float* y) const {
+  if (!kHaveDecodeKernels) {  // Forward(row, 1) is then oneDNN's, row by row
+    for (int64_t r = 0; r < rows; ++r) Forward(x + r * in_, 1, y + r * out_);
+    return;
+  }
+  thread_local std::vector<uint8_t> x_biased;
+  thread_local std::vector<float> x_scales;
+  for (int64_t first = 0; first < rows; first += kernels::kMaxBatch) {
+    const int64_t batch = std::min(rows - first, kernels::kMaxBatch);
+    const float* xs = x + first * in_;
+    float* ys = y + first * out_;
+    if (format_ == WeightFormat::kInt8) {
+      // Each row quantized on its own, as ForwardSharedInput quantizes a lone row.
+      x_biased.resize(static_cast<size_t>(batch * in_));
+      x_scales.resize(static_cast<size_t>(batch));
+      for (int64_t b = 0; b < batch; ++b) {
+        x_scales[b] = QuantizeRow(xs + b * in_, in_, reinterpret_cast<int8_t*>(x_biased.data() + b * in_));
+      }
+      for (auto& byte : x_biased) byte ^= 0x80;
+    }
+    const uint8_t* biased = x_biased.data();
+    const float* scales = x_scales.data();
+    at::parallel_for(0, out_, kRowsPerTask, [&](int64_t begin, int64_t end) {
+      if (format_ == WeightFormat::kFloat32) {
+        kernels::MatVecFloat32Batch(weight_f32_, xs, batch, in_, begin, end, ys, out_);
+      } else {
+        kernels::MatVecInt8Batch(weight_i8_->data(), scales_->data(), row_sums_->data(), biased, scales, batch,
+                                 in_, begin, end, ys, out_);
+      }
+    });
+  }
+}
+
 void Linear::DecodeRows(const float* x, const uint8_t* x_biased, float x_scale, int64_t begin, int64_t end,
                         float* y) const {
   if (format_ == WeightFormat::kFloat32) {

@@ -90,4 +90,47 @@ void MatVecInt8(const int8_t* w, const float* w_scale, const int32_t* w_row_sum,
   }
 }
 
+void MatVecFloat32Batch(const float* w, const float* x, int64_t batch, int64_t n, int64_t row_begin,
+                        int64_t row_end, float* y, int64_t y_stride) {
+  const int64_t body = n - n % 16;
+  const __mmask16 tail = TailMask16(n - body);
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    const float* row = w + r * n;
+    __m512 acc[kMaxBatch];
+    for (int64_t b = 0; b < batch; ++b) acc[b] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < body; i += 16) {
+      const __m512 wv = _mm512_loadu_ps(row + i);
+      for (int64_t b = 0; b < batch; ++b) acc[b] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + b * n + i), acc[b]);
+    }
+    if (tail) {
+      const __m512 wv = _mm512_maskz_loadu_ps(tail, row + body);
+      for (int64_t b = 0; b < batch; ++b) {
+        acc[b] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(tail, x + b * n + body), acc[b]);
+      }
+    }
+    for (int64_t b = 0; b < batch; ++b) y[b * y_stride + r] = _mm512_reduce_add_ps(acc[b]);
+  }
+}
+
+void MatVecInt8Batch(const int8_t* w, const float* w_scale, const int32_t* w_row_sum, const uint8_t* x_biased,
+                     const float* x_scales, int64_t batch, int64_t n, int64_t row_begin, int64_t row_end,
+                     float* y, int64_t y_stride) {
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    const int8_t* row = w + r * n;
+    __m512i acc[kMaxBatch];
+    for (int64_t b = 0; b < batch; ++b) acc[b] = _mm512_setzero_si512();
+    for (int64_t i = 0; i < n; i += 64) {
+      const __mmask64 mask = TailMask64(n - i);
+      const __m512i wv = _mm512_maskz_loadu_epi8(mask, row + i);
+      for (int64_t b = 0; b < batch; ++b) {
+        acc[b] = _mm512_dpbusd_epi32(acc[b], _mm512_maskz_loadu_epi8(mask, x_biased + b * n + i), wv);
+      }
+    }
+    for (int64_t b = 0; b < batch; ++b) {
+      const int32_t dot = _mm512_reduce_add_epi32(acc[b]) - 128 * w_row_sum[r];
+      y[b * y_stride + r] = static_cast<float>(dot) * x_scales[b] * w_scale[r];
+    }
+  }
+}
+
 }  // namespace tandem::kernels

@@ -73,6 +73,31 @@ INSTANTIATE_TEST_SUITE_P(Shapes, LinearTest,
                                            std::make_tuple(7, 64, 172), std::make_tuple(3, 5, 3),
                                            std::make_tuple(128, 96, 64)));
 
+// The decode rows of many sessions through one call give, bit for bit, what each gives alone: batching
+// must not change a session's output. Odd sizes reach the kernels' tails; 11 rows span two groups.
+TEST(LinearTest, DecodeBatchIsBitForBitTheRowsAlone) {
+  for (const auto& [out, in] : std::vector<std::pair<int64_t, int64_t>>{{67, 45}, {256, 768}, {130, 129}}) {
+    const std::vector<float> w = RandomVector(static_cast<size_t>(out * in), 5);
+    for (const bool int8 : {false, true}) {
+      auto linear = int8 ? Linear::Int8(w.data(), out, in) : Linear::Float32(w.data(), out, in);
+      ASSERT_TRUE(linear.ok());
+      for (const int64_t rows : {1, 3, 8, 11}) {
+        const std::vector<float> x = RandomVector(static_cast<size_t>(rows * in), 9 + static_cast<uint32_t>(rows));
+        std::vector<float> batched(static_cast<size_t>(rows * out)), alone(static_cast<size_t>(out));
+        linear->ForwardDecodeBatch(x.data(), rows, batched.data());
+        for (int64_t r = 0; r < rows; ++r) {
+          linear->Forward(x.data() + r * in, 1, alone.data());
+          for (int64_t o = 0; o < out; ++o) {
+            ASSERT_EQ(batched[r * out + o], alone[o])
+                << (int8 ? "int8" : "float32") << " " << out << "x" << in << ", row " << r << " of " << rows
+                << ", output " << o;
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(LinearTest, ZeroRowsAndZeroInputsAreExact) {
   std::vector<float> w(12, 0.0f), x(4, 1.0f), y(3, -1.0f);
   auto linear = Linear::Int8(w.data(), 3, 4);

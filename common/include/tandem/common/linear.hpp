@@ -43,6 +43,11 @@ class Linear {
   static void ForwardSharedInput(std::span<const Linear* const> layers, const float* x, int64_t rows,
                                  std::span<float* const> outputs);
 
+  // `rows` independent decode rows x [rows, in] → y [rows, out], each row bit for bit what Forward(row, 1)
+  // gives, with the weights read once per group of rows rather than once per row: how the decode steps of
+  // many sessions go through a layer together (continuous batching).
+  void ForwardDecodeBatch(const float* x, int64_t rows, float* y) const;
+
   int64_t out_features() const { return out_; }
   int64_t in_features() const { return in_; }
   WeightFormat format() const { return format_; }

@@ -362,6 +362,92 @@ class EmulatedSlowdown {
 
 }  // namespace
 
+void Transformer::RunBlockBatch(const Block& block, int block_index, at::Tensor& x,
+                                std::span<KvCache* const> caches) const {
+  const auto rows = static_cast<int64_t>(caches.size());
+  const int64_t kv_heads = config_.n_kv_heads, hd = config_.head_dim();
+  const auto forward = [rows](const Linear& linear, const at::Tensor& input) {
+    at::Tensor output = at::empty({rows, linear.out_features()});
+    linear.ForwardDecodeBatch(input.contiguous().data_ptr<float>(), rows, output.data_ptr<float>());
+    return output;
+  };
+  const at::Tensor normed = RmsNorm(x, block.rms_att);
+  at::Tensor q = forward(block.wq, normed), k = forward(block.wk, normed), v = forward(block.wv, normed);
+  if (block.bq.defined()) {
+    q.add_(block.bq);
+    k.add_(block.bk);
+    v.add_(block.bv);
+  }
+  at::Tensor attended = at::empty({rows, config_.q_dim()});
+  for (int64_t r = 0; r < rows; ++r) {
+    KvCache& cache = *caches[r];
+    const auto slot = static_cast<size_t>(block_index - cache.range().first);
+    const int64_t position = cache.length();
+    const RotaryAngles angles = Angles(position, 1);
+    at::Tensor q_row = q.narrow(0, r, 1).contiguous(), k_row = k.narrow(0, r, 1).contiguous();
+    Rotate(q_row, config_.n_heads, angles);
+    Rotate(k_row, kv_heads, angles);
+    cache.keys_[slot].narrow(1, position, 1).copy_(k_row.view({1, kv_heads, hd}).transpose(0, 1));
+    cache.values_[slot].narrow(1, position, 1).copy_(v.narrow(0, r, 1).view({1, kv_heads, hd}).transpose(0, 1));
+    attended.narrow(0, r, 1).copy_(AttendOnePosition(q_row, cache, slot, position));
+  }
+  at::Tensor projected = forward(block.wo, attended);
+  if (block.bo.defined()) projected.add_(block.bo);
+  x.add_(projected);
+
+  const at::Tensor normed_ffn = RmsNorm(x, block.rms_ffn);
+  at::Tensor gate = forward(block.w1, normed_ffn);
+  GateInPlace(gate, forward(block.w3, normed_ffn));
+  x.add_(forward(block.w2, gate));
+}
+
+Status Transformer::RunDecodeBatch(std::span<at::Tensor> hidden, std::span<KvCache* const> caches) const {
+  if (hidden.size() != caches.size()) return InvalidArgument("one KV cache per decode step");
+  int first = config_.n_layers, last = 0;
+  for (size_t i = 0; i < hidden.size(); ++i) {
+    const at::Tensor& row = hidden[i];
+    if (row.dim() != 2 || row.size(0) != 1 || row.size(1) != config_.dim || row.scalar_type() != at::kFloat) {
+      return InvalidArgument("decode step " + std::to_string(i) + ": hidden state must be float32 [1, " +
+                             std::to_string(config_.dim) + "]");
+    }
+    const KvCache& cache = *caches[i];
+    if (cache.range().first < 0 || cache.range().last > config_.n_layers) {
+      return InvalidArgument("decode step " + std::to_string(i) + ": KV cache covers blocks outside the model");
+    }
+    if (cache.length() + 1 > cache.capacity()) {
+      return ResourceExhausted("decode step " + std::to_string(i) + ": context full at " +
+                               std::to_string(cache.capacity()) + " positions");
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (caches[j] == caches[i]) return InvalidArgument("two decode steps of one KV cache");
+    }
+    if (!cache.range().empty()) {
+      first = std::min(first, cache.range().first);
+      last = std::max(last, cache.range().last);
+    }
+  }
+  const EmulatedSlowdown slowdown(options_.emulated_slowdown);
+  for (int index = first; index < last; ++index) {
+    // The steps whose range holds this block, their rows gathered into one matrix and scattered back.
+    std::vector<size_t> members;
+    std::vector<KvCache*> member_caches;
+    for (size_t i = 0; i < caches.size(); ++i) {
+      if (caches[i]->range().contains(index)) {
+        members.push_back(i);
+        member_caches.push_back(caches[i]);
+      }
+    }
+    if (members.empty()) continue;
+    std::vector<at::Tensor> rows;
+    for (size_t i : members) rows.push_back(hidden[i]);
+    at::Tensor x = at::cat(rows);
+    RunBlockBatch(blocks_[static_cast<size_t>(index)], index, x, member_caches);
+    for (size_t m = 0; m < members.size(); ++m) hidden[members[m]].copy_(x.narrow(0, static_cast<int64_t>(m), 1));
+  }
+  for (KvCache* cache : caches) cache->length_ += 1;
+  return Status::Ok();
+}
+
 Status Transformer::RunBlocks(at::Tensor& hidden, KvCache& cache) const {
   if (hidden.dim() != 2 || hidden.size(1) != config_.dim || hidden.scalar_type() != at::kFloat) {
     return InvalidArgument("hidden state must be float32 [T, " + std::to_string(config_.dim) + "]");

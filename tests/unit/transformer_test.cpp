@@ -57,6 +57,67 @@ class TransformerTest : public ::testing::Test {
   const std::vector<int> tokens_ = {1, 5, 9, 33, 2, 60, 17, 17, 40, 3, 8, 21};
 };
 
+// Sixteen sessions at different cuts and positions, decoded together, step bit for bit as each alone:
+// what continuous batching in a tail relies on. Float32 and int8 blocks.
+TEST_F(TransformerTest, BatchedDecodeIsBitForBitEachSessionAlone) {
+  for (const bool int8 : {false, true}) {
+    auto model = Transformer::Create(checkpoint_, {.int8_blocks = int8 ? BlockRange{0, 4} : BlockRange{}});
+    ASSERT_TRUE(model.ok());
+    const Transformer& runtime = **model;
+    constexpr int kSessions = 16;
+    std::vector<std::unique_ptr<KvCache>> alone, batched;
+    std::vector<at::Tensor> alone_hidden, batched_hidden;
+    for (int s = 0; s < kSessions; ++s) {
+      const BlockRange range{s % 3, 4 - (s % 2)};  // cuts 0..2 on the head side, tails ending at 3 or 4
+      const int prompt = 1 + s % 5;                // and every session at its own position
+      for (auto* caches : {&alone, &batched}) caches->push_back(std::make_unique<KvCache>(runtime.config(), range, 48));
+      auto prefill = runtime.Embed(std::span(tokens_).first(static_cast<size_t>(prompt)));
+      ASSERT_TRUE(prefill.ok());
+      at::Tensor copy = prefill->clone();
+      ASSERT_TRUE(runtime.RunBlocks(*prefill, *alone.back()).ok());
+      ASSERT_TRUE(runtime.RunBlocks(copy, *batched.back()).ok());
+    }
+    for (int step = 0; step < 4; ++step) {
+      std::vector<at::Tensor> inputs;
+      std::vector<KvCache*> caches;
+      for (int s = 0; s < kSessions; ++s) {
+        auto token = runtime.Embed(std::span(tokens_).subspan(static_cast<size_t>(5 + (s + step) % 7), 1));
+        ASSERT_TRUE(token.ok());
+        at::Tensor single = token->clone();
+        ASSERT_TRUE(runtime.RunBlocks(single, *alone[s]).ok());
+        alone_hidden.push_back(single);
+        inputs.push_back(*token);
+        caches.push_back(batched[s].get());
+      }
+      ASSERT_TRUE(runtime.RunDecodeBatch(inputs, caches).ok());
+      for (int s = 0; s < kSessions; ++s) {
+        EXPECT_TRUE(at::equal(inputs[s], alone_hidden[alone_hidden.size() - kSessions + s]))
+            << (int8 ? "int8" : "float32") << " session " << s << " step " << step;
+        EXPECT_EQ(batched[s]->length(), alone[s]->length());
+      }
+    }
+  }
+}
+
+TEST_F(TransformerTest, BatchedDecodeRefusesBadStepsWithoutChangingACache) {
+  KvCache cache(model_->config(), {0, 4}, 2), other(model_->config(), {0, 4}, 48);
+  auto row = model_->Embed(std::span(tokens_).first(1));
+  ASSERT_TRUE(row.ok());
+  std::vector<at::Tensor> one = {row->clone()};
+  std::vector<KvCache*> full = {&cache};
+  ASSERT_TRUE(model_->RunDecodeBatch(one, full).ok());
+  ASSERT_TRUE(model_->RunDecodeBatch(one, full).ok());
+  EXPECT_EQ(model_->RunDecodeBatch(one, full).code(), StatusCode::kResourceExhausted);
+  std::vector<at::Tensor> two = {row->clone(), row->clone()};
+  std::vector<KvCache*> same = {&other, &other};
+  EXPECT_EQ(model_->RunDecodeBatch(two, same).code(), StatusCode::kInvalidArgument);
+  std::vector<at::Tensor> wide = {at::zeros({2, 32})};
+  std::vector<KvCache*> single = {&other};
+  EXPECT_EQ(model_->RunDecodeBatch(wide, single).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(other.length(), 0);
+  EXPECT_EQ(cache.length(), 2);
+}
+
 TEST_F(TransformerTest, EveryCutEqualsTheMonolithicModel) {
   const at::Tensor whole = Run(*model_, tokens_, model_->n_layers(), tokens_.size());
   for (int cut = 0; cut <= model_->n_layers(); ++cut) {

@@ -82,6 +82,13 @@ class Transformer {
   // the positions would exceed its capacity or the shape is wrong.
   Status RunBlocks(at::Tensor& hidden, KvCache& cache) const;
 
+  // One decode position of several sessions at once: step i runs the blocks of caches[i]->range() on
+  // hidden[i] [1, dim] in place and advances that cache, as RunBlocks would. Steps whose ranges share a
+  // block go through its linear layers together (Linear::ForwardDecodeBatch; attention stays per session),
+  // so each hidden state is bit for bit what RunBlocks gives it alone, whatever the cuts. Fails, changing
+  // nothing, when a step is not one float32 row or a cache is full.
+  Status RunDecodeBatch(std::span<at::Tensor> hidden, std::span<KvCache* const> caches) const;
+
   // Final RMSNorm and classifier: hidden [T, dim] → logits [T, vocab].
   at::Tensor Logits(const at::Tensor& hidden) const;
 
@@ -111,6 +118,9 @@ class Transformer {
                                int64_t position) const;
   void RunBlock(const Block& block, at::Tensor& x, KvCache& cache, size_t slot, int64_t position,
                 const RotaryAngles& angles) const;
+  // RunBlock on rows of different sessions at one position each: row r of x belongs to caches[r] (its
+  // slot for this block in slots[r]).
+  void RunBlockBatch(const Block& block, int block_index, at::Tensor& x, std::span<KvCache* const> caches) const;
 
   std::shared_ptr<const Checkpoint> checkpoint_;  // owns the mapped float32 weights
   ModelConfig config_;

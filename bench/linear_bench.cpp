@@ -24,14 +24,16 @@ std::vector<float> RandomWeights(int64_t n) {
 // The linear layers of one stories110M block plus a share of the classifier: ~28 MB float32.
 constexpr int64_t kOut = 4 * 768 + 3 * 2048, kIn = 768;
 
-void BM_Linear(benchmark::State& state, tandem::WeightFormat format, int64_t rows) {
+// Times `forward(linear, x, rows, y)` on one stories110M block's layers in `format`.
+template <typename Forward>
+void TimeLinear(benchmark::State& state, tandem::WeightFormat format, int64_t rows, const Forward& forward) {
   const auto weights = RandomWeights(kOut * kIn);
   auto linear = format == tandem::WeightFormat::kFloat32 ? tandem::Linear::Float32(weights.data(), kOut, kIn)
                                                          : tandem::Linear::Int8(weights.data(), kOut, kIn);
   const auto x = RandomWeights(rows * kIn);
   std::vector<float> y(static_cast<size_t>(rows * kOut));
   for (auto _ : state) {
-    linear->Forward(x.data(), rows, y.data());
+    forward(*linear, x.data(), rows, y.data());
     benchmark::DoNotOptimize(y.data());
   }
   state.SetBytesProcessed(state.iterations() * linear->WeightBytes());
@@ -39,21 +41,18 @@ void BM_Linear(benchmark::State& state, tandem::WeightFormat format, int64_t row
                                                 benchmark::Counter::kIsRate);
 }
 
+void BM_Linear(benchmark::State& state, tandem::WeightFormat format, int64_t rows) {
+  TimeLinear(state, format, rows, [](const tandem::Linear& linear, const float* x, int64_t n, float* y) {
+    linear.Forward(x, n, y);
+  });
+}
+
 // `rows` sessions' decode rows through one ForwardDecodeBatch call (continuous batching): rows/s against
 // decode_float32 / decode_int8 (one row a call) is the batching gain.
 void BM_DecodeBatch(benchmark::State& state, tandem::WeightFormat format, int64_t rows) {
-  const auto weights = RandomWeights(kOut * kIn);
-  auto linear = format == tandem::WeightFormat::kFloat32 ? tandem::Linear::Float32(weights.data(), kOut, kIn)
-                                                         : tandem::Linear::Int8(weights.data(), kOut, kIn);
-  const auto x = RandomWeights(rows * kIn);
-  std::vector<float> y(static_cast<size_t>(rows * kOut));
-  for (auto _ : state) {
-    linear->ForwardDecodeBatch(x.data(), rows, y.data());
-    benchmark::DoNotOptimize(y.data());
-  }
-  state.SetBytesProcessed(state.iterations() * linear->WeightBytes());
-  state.counters["rows/s"] = benchmark::Counter(static_cast<double>(state.iterations() * rows),
-                                                benchmark::Counter::kIsRate);
+  TimeLinear(state, format, rows, [](const tandem::Linear& linear, const float* x, int64_t n, float* y) {
+    linear.ForwardDecodeBatch(x, n, y);
+  });
 }
 
 // Reads `bytes` with the compute threads: the memory bandwidth the decode kernels can hope for.

@@ -32,6 +32,18 @@ std::vector<at::Tensor> ApplyShared(std::initializer_list<const Linear*> layers,
   return outputs;
 }
 
+// The same for rows of different sessions, one each: every row bit for bit what it gives alone
+// (Linear::ForwardDecodeBatch).
+std::vector<at::Tensor> ApplyDecodeBatch(std::initializer_list<const Linear*> layers, const at::Tensor& x) {
+  const at::Tensor input = x.contiguous();
+  std::vector<at::Tensor> outputs;
+  for (const Linear* layer : layers) {
+    outputs.push_back(at::empty({input.size(0), layer->out_features()}, input.options()));
+    layer->ForwardDecodeBatch(input.data_ptr<float>(), input.size(0), outputs.back().data_ptr<float>());
+  }
+  return outputs;
+}
+
 at::Tensor Apply(const Linear& linear, const at::Tensor& x) {
   at::Tensor input = x.contiguous();
   at::Tensor output = at::empty({input.size(0), linear.out_features()}, input.options());
@@ -316,30 +328,74 @@ at::Tensor Transformer::AttendOnePosition(const at::Tensor& q, const KvCache& ca
   return out;
 }
 
-void Transformer::RunBlock(const Block& block, at::Tensor& x, KvCache& cache, size_t slot, int64_t position,
-                           const RotaryAngles& angles) const {
-  const int64_t rows = x.size(0), kv_heads = config_.n_kv_heads, hd = config_.head_dim();
-  at::Tensor normed = RmsNorm(x, block.rms_att);
-  auto projections = ApplyShared({&block.wq, &block.wk, &block.wv}, normed);
-  at::Tensor &q = projections[0], &k = projections[1], &v = projections[2];
+std::vector<at::Tensor> Transformer::ProjectQkv(const Block& block, const at::Tensor& x, ApplyLayers apply) const {
+  std::vector<at::Tensor> qkv = apply({&block.wq, &block.wk, &block.wv}, RmsNorm(x, block.rms_att));
   if (block.bq.defined()) {
-    q.add_(block.bq);
-    k.add_(block.bk);
-    v.add_(block.bv);
+    qkv[0].add_(block.bq);
+    qkv[1].add_(block.bk);
+    qkv[2].add_(block.bv);
   }
+  return qkv;
+}
+
+at::Tensor Transformer::AttendAndCache(at::Tensor& q, at::Tensor& k, const at::Tensor& v, KvCache& cache,
+                                       size_t slot, int64_t position, const RotaryAngles& angles) const {
+  const int64_t rows = q.size(0), kv_heads = config_.n_kv_heads, hd = config_.head_dim();
   Rotate(q, config_.n_heads, angles);
   Rotate(k, kv_heads, angles);
   cache.keys_[slot].narrow(1, position, rows).copy_(k.view({rows, kv_heads, hd}).transpose(0, 1));
   cache.values_[slot].narrow(1, position, rows).copy_(v.view({rows, kv_heads, hd}).transpose(0, 1));
-  at::Tensor attended = Apply(block.wo, Attention(q, cache, slot, position));
-  if (block.bo.defined()) attended.add_(block.bo);
-  x.add_(attended);
+  return Attention(q, cache, slot, position);
+}
 
-  normed = RmsNorm(x, block.rms_ffn);
-  auto swiglu_inputs = ApplyShared({&block.w1, &block.w3}, normed);
+void Transformer::FinishBlock(const Block& block, const at::Tensor& attended, at::Tensor& x,
+                              ApplyLayers apply) const {
+  at::Tensor projected = apply({&block.wo}, attended)[0];
+  if (block.bo.defined()) projected.add_(block.bo);
+  x.add_(projected);
+  auto swiglu_inputs = apply({&block.w1, &block.w3}, RmsNorm(x, block.rms_ffn));
   at::Tensor& gate = swiglu_inputs[0];
   GateInPlace(gate, swiglu_inputs[1]);
-  x.add_(Apply(block.w2, gate));
+  x.add_(apply({&block.w2}, gate)[0]);
+}
+
+void Transformer::RunBlock(const Block& block, at::Tensor& x, KvCache& cache, size_t slot, int64_t position,
+                           const RotaryAngles& angles) const {
+  std::vector<at::Tensor> qkv = ProjectQkv(block, x, ApplyShared);
+  FinishBlock(block, AttendAndCache(qkv[0], qkv[1], qkv[2], cache, slot, position, angles), x, ApplyShared);
+}
+
+void Transformer::RunBlockBatch(const Block& block, int block_index, at::Tensor& x,
+                                std::span<KvCache* const> caches) const {
+  const auto rows = static_cast<int64_t>(caches.size());
+  std::vector<at::Tensor> qkv = ProjectQkv(block, x, ApplyDecodeBatch);
+  at::Tensor attended = at::empty({rows, config_.q_dim()});
+  for (int64_t r = 0; r < rows; ++r) {
+    KvCache& cache = *caches[r];
+    const int64_t position = cache.length();
+    at::Tensor q = qkv[0].narrow(0, r, 1).contiguous(), k = qkv[1].narrow(0, r, 1).contiguous();
+    attended.narrow(0, r, 1).copy_(AttendAndCache(q, k, qkv[2].narrow(0, r, 1), cache,
+                                                  static_cast<size_t>(block_index - cache.range().first),
+                                                  position, Angles(position, 1)));
+  }
+  FinishBlock(block, attended, x, ApplyDecodeBatch);
+}
+
+Status Transformer::CheckRun(const at::Tensor& hidden, const KvCache& cache) const {
+  if (hidden.dim() != 2 || hidden.size(1) != config_.dim || hidden.scalar_type() != at::kFloat) {
+    return InvalidArgument("hidden state must be float32 [T, " + std::to_string(config_.dim) + "]");
+  }
+  const BlockRange range = cache.range();
+  if (range.first < 0 || range.last > config_.n_layers) {
+    return InvalidArgument("KV cache covers blocks outside the model");
+  }
+  const int64_t rows = hidden.size(0), position = cache.length();
+  if (position + rows > cache.capacity()) {
+    return ResourceExhausted("context full: " + std::to_string(position) + " + " + std::to_string(rows) +
+                             " positions exceed the session's capacity of " +
+                             std::to_string(cache.capacity()));
+  }
+  return Status::Ok();
 }
 
 namespace {
@@ -362,62 +418,14 @@ class EmulatedSlowdown {
 
 }  // namespace
 
-void Transformer::RunBlockBatch(const Block& block, int block_index, at::Tensor& x,
-                                std::span<KvCache* const> caches) const {
-  const auto rows = static_cast<int64_t>(caches.size());
-  const int64_t kv_heads = config_.n_kv_heads, hd = config_.head_dim();
-  const auto forward = [rows](const Linear& linear, const at::Tensor& input) {
-    at::Tensor output = at::empty({rows, linear.out_features()});
-    linear.ForwardDecodeBatch(input.contiguous().data_ptr<float>(), rows, output.data_ptr<float>());
-    return output;
-  };
-  const at::Tensor normed = RmsNorm(x, block.rms_att);
-  at::Tensor q = forward(block.wq, normed), k = forward(block.wk, normed), v = forward(block.wv, normed);
-  if (block.bq.defined()) {
-    q.add_(block.bq);
-    k.add_(block.bk);
-    v.add_(block.bv);
-  }
-  at::Tensor attended = at::empty({rows, config_.q_dim()});
-  for (int64_t r = 0; r < rows; ++r) {
-    KvCache& cache = *caches[r];
-    const auto slot = static_cast<size_t>(block_index - cache.range().first);
-    const int64_t position = cache.length();
-    const RotaryAngles angles = Angles(position, 1);
-    at::Tensor q_row = q.narrow(0, r, 1).contiguous(), k_row = k.narrow(0, r, 1).contiguous();
-    Rotate(q_row, config_.n_heads, angles);
-    Rotate(k_row, kv_heads, angles);
-    cache.keys_[slot].narrow(1, position, 1).copy_(k_row.view({1, kv_heads, hd}).transpose(0, 1));
-    cache.values_[slot].narrow(1, position, 1).copy_(v.narrow(0, r, 1).view({1, kv_heads, hd}).transpose(0, 1));
-    attended.narrow(0, r, 1).copy_(AttendOnePosition(q_row, cache, slot, position));
-  }
-  at::Tensor projected = forward(block.wo, attended);
-  if (block.bo.defined()) projected.add_(block.bo);
-  x.add_(projected);
-
-  const at::Tensor normed_ffn = RmsNorm(x, block.rms_ffn);
-  at::Tensor gate = forward(block.w1, normed_ffn);
-  GateInPlace(gate, forward(block.w3, normed_ffn));
-  x.add_(forward(block.w2, gate));
-}
-
 Status Transformer::RunDecodeBatch(std::span<at::Tensor> hidden, std::span<KvCache* const> caches) const {
   if (hidden.size() != caches.size()) return InvalidArgument("one KV cache per decode step");
   int first = config_.n_layers, last = 0;
   for (size_t i = 0; i < hidden.size(); ++i) {
-    const at::Tensor& row = hidden[i];
-    if (row.dim() != 2 || row.size(0) != 1 || row.size(1) != config_.dim || row.scalar_type() != at::kFloat) {
-      return InvalidArgument("decode step " + std::to_string(i) + ": hidden state must be float32 [1, " +
-                             std::to_string(config_.dim) + "]");
-    }
+    const std::string step = "decode step " + std::to_string(i);
     const KvCache& cache = *caches[i];
-    if (cache.range().first < 0 || cache.range().last > config_.n_layers) {
-      return InvalidArgument("decode step " + std::to_string(i) + ": KV cache covers blocks outside the model");
-    }
-    if (cache.length() + 1 > cache.capacity()) {
-      return ResourceExhausted("decode step " + std::to_string(i) + ": context full at " +
-                               std::to_string(cache.capacity()) + " positions");
-    }
+    TANDEM_RETURN_IF_ERROR(CheckRun(hidden[i], cache).WithContext(step));
+    if (hidden[i].size(0) != 1) return InvalidArgument(step + ": one row per decode step");
     for (size_t j = 0; j < i; ++j) {
       if (caches[j] == caches[i]) return InvalidArgument("two decode steps of one KV cache");
     }
@@ -449,19 +457,9 @@ Status Transformer::RunDecodeBatch(std::span<at::Tensor> hidden, std::span<KvCac
 }
 
 Status Transformer::RunBlocks(at::Tensor& hidden, KvCache& cache) const {
-  if (hidden.dim() != 2 || hidden.size(1) != config_.dim || hidden.scalar_type() != at::kFloat) {
-    return InvalidArgument("hidden state must be float32 [T, " + std::to_string(config_.dim) + "]");
-  }
+  TANDEM_RETURN_IF_ERROR(CheckRun(hidden, cache));
   const BlockRange range = cache.range();
-  if (range.first < 0 || range.last > config_.n_layers) {
-    return InvalidArgument("KV cache covers blocks outside the model");
-  }
   const int64_t rows = hidden.size(0), position = cache.length();
-  if (position + rows > cache.capacity()) {
-    return ResourceExhausted("context full: " + std::to_string(position) + " + " + std::to_string(rows) +
-                             " positions exceed the session's capacity of " +
-                             std::to_string(cache.capacity()));
-  }
   const EmulatedSlowdown slowdown(options_.emulated_slowdown);
   hidden = hidden.contiguous();
   const RotaryAngles angles = Angles(position, rows);

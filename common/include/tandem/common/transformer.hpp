@@ -13,6 +13,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <initializer_list>
 #include <memory>
 #include <span>
 #include <vector>
@@ -116,10 +117,21 @@ class Transformer {
   at::Tensor Attention(const at::Tensor& q, const KvCache& cache, size_t slot, int64_t position) const;
   at::Tensor AttendOnePosition(const at::Tensor& q, const KvCache& cache, size_t slot,
                                int64_t position) const;
+  // How a block's linear layers that read one input run: ApplyShared (the rows of one session) or
+  // ApplyDecodeBatch (one row each of several sessions), both in transformer.cpp.
+  using ApplyLayers = std::vector<at::Tensor> (*)(std::initializer_list<const Linear*>, const at::Tensor&);
+  // RMSNorm, then q, k and v of x with their biases.
+  std::vector<at::Tensor> ProjectQkv(const Block& block, const at::Tensor& x, ApplyLayers apply) const;
+  // Rotates q and k of one session's rows, appends k and v to its cache, and attends.
+  at::Tensor AttendAndCache(at::Tensor& q, at::Tensor& k, const at::Tensor& v, KvCache& cache, size_t slot,
+                            int64_t position, const RotaryAngles& angles) const;
+  // The rest of a block after attention: output projection and residual, then the SwiGLU feed-forward.
+  void FinishBlock(const Block& block, const at::Tensor& attended, at::Tensor& x, ApplyLayers apply) const;
   void RunBlock(const Block& block, at::Tensor& x, KvCache& cache, size_t slot, int64_t position,
                 const RotaryAngles& angles) const;
-  // RunBlock on rows of different sessions at one position each: row r of x belongs to caches[r] (its
-  // slot for this block in slots[r]).
+  // The errors RunBlocks refuses `hidden` for `cache` with (wrong shape, range outside the model, full).
+  Status CheckRun(const at::Tensor& hidden, const KvCache& cache) const;
+  // RunBlock on rows of different sessions at one position each: row r of x belongs to caches[r].
   void RunBlockBatch(const Block& block, int block_index, at::Tensor& x, std::span<KvCache* const> caches) const;
 
   std::shared_ptr<const Checkpoint> checkpoint_;  // owns the mapped float32 weights

@@ -113,14 +113,14 @@ int RunConvert(std::span<const std::string> args) {
   const std::filesystem::path dir(out);
   const int bos = tokenizer->bos(), eos = tokenizer->eos();
   if (Status written = WriteWeights(**checkpoint, dir, bos, eos); !written.ok()) return Fail(kCommand, written);
-  const int positions = (*checkpoint)->config().seq_len;
-  if (Status written = WriteHfTokenizerFiles(*tokenizer, out, positions); !written.ok()) {
-    return Fail(kCommand, written);
-  }
+  auto tokenizer_files = ExportHfTokenizer(*tokenizer, (*checkpoint)->config().seq_len);
+  if (!tokenizer_files.ok()) return Fail(kCommand, tokenizer_files.status());
   // llama2.c's models end a story with BOS: it stops a generation as EOS does.
   const nlohmann::json generation = {{"bos_token_id", bos}, {"eos_token_id", {eos, bos}}};
-  if (Status written = WriteText(dir / "generation_config.json", generation.dump(2) + "\n"); !written.ok()) {
-    return Fail(kCommand, written);
+  for (const auto& [file, text] : {std::pair{"tokenizer.json", tokenizer_files->tokenizer_json},
+                                   {"tokenizer_config.json", tokenizer_files->tokenizer_config_json},
+                                   {"generation_config.json", generation.dump(2) + "\n"}}) {
+    if (Status written = WriteText(dir / file, text); !written.ok()) return Fail(kCommand, written);
   }
   std::printf("wrote %s: LlamaForCausalLM %s, tokenizer.json with %d tokens\n", out.c_str(),
               (*checkpoint)->config().ToString().c_str(), tokenizer->vocab_size());

@@ -1,9 +1,7 @@
-// WriteHfTokenizerFiles: a llama2.c vocabulary as the tokenizer.json Llama 2 ships (see tokenizer.hpp).
+// ExportHfTokenizer: a llama2.c vocabulary as the tokenizer.json Llama 2 ships (see tokenizer.hpp).
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <filesystem>
-#include <fstream>
 #include <map>
 
 #include "tandem/common/tokenizer.hpp"
@@ -43,17 +41,9 @@ json SpecialToken(int id, const std::string& content) {
           {"rstrip", false},   {"normalized", false}, {"special", true}};
 }
 
-Status WriteJson(const std::filesystem::path& path, const json& value) {
-  std::ofstream out(path, std::ios::trunc);
-  out << value.dump(2) << "\n";
-  out.close();
-  if (!out) return Internal(path.string() + ": write failed");
-  return Status::Ok();
-}
-
 }  // namespace
 
-Status WriteHfTokenizerFiles(const Tokenizer& tokenizer, const std::string& directory, int max_positions) {
+Result<HfTokenizerFiles> ExportHfTokenizer(const Tokenizer& tokenizer, int max_positions) {
   if (tokenizer.kind() != TokenizerKind::kLlama2c) {
     return InvalidArgument("only a llama2.c tokenizer can be exported as tokenizer.json");
   }
@@ -131,8 +121,6 @@ Status WriteHfTokenizerFiles(const Tokenizer& tokenizer, const std::string& dire
         {"vocab", vocab},
         {"merges", merge_list}}},
   };
-  const std::filesystem::path dir(directory);
-  TANDEM_RETURN_IF_ERROR(WriteJson(dir / "tokenizer.json", document));
   const json config = {{"tokenizer_class", "LlamaTokenizerFast"},
                        {"add_bos_token", true},
                        {"add_eos_token", false},
@@ -141,7 +129,7 @@ Status WriteHfTokenizerFiles(const Tokenizer& tokenizer, const std::string& dire
                        {"unk_token", "<unk>"},
                        {"model_max_length", max_positions},
                        {"clean_up_tokenization_spaces", false}};
-  return WriteJson(dir / "tokenizer_config.json", config);
+  return HfTokenizerFiles{document.dump(2) + "\n", config.dump(2) + "\n"};
 }
 
 }  // namespace tandem

@@ -150,10 +150,14 @@ class Tokenizer {
   std::shared_ptr<const TokenizerModel> model_;
 };
 
-// Writes tokenizer.json (a SentencePiece-style BPE with byte fallback, as Llama 2's) and
-// tokenizer_config.json for a llama2.c `tokenizer` into `directory`, for tandem convert. The merges are
-// every pair of tokens whose union is a token, ranked by that token's score: Hugging Face's BPE then
-// merges in llama2.c's order. `max_positions` is the model's context. Fails for other kinds.
-Status WriteHfTokenizerFiles(const Tokenizer& tokenizer, const std::string& directory, int max_positions);
+// tokenizer.json (a SentencePiece-style BPE with byte fallback, as Llama 2's) and tokenizer_config.json
+// for a llama2.c `tokenizer`, for tandem convert. The merges are every pair of tokens whose union is a
+// token, ranked by that token's score: Hugging Face's BPE then merges in llama2.c's order. `max_positions`
+// is the model's context. Fails for other kinds.
+struct HfTokenizerFiles {
+  std::string tokenizer_json;
+  std::string tokenizer_config_json;
+};
+Result<HfTokenizerFiles> ExportHfTokenizer(const Tokenizer& tokenizer, int max_positions);
 
 }  // namespace tandem

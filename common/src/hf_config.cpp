@@ -1,12 +1,12 @@
 #include "tandem/common/hf_config.hpp"
 
+#include "json_file.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <optional>
-#include <sstream>
 
 namespace tandem {
 namespace {
@@ -148,12 +148,8 @@ Status RefuseUnsupported(const Fields& fields, HfArchitecture architecture) {
   return Status::Ok();
 }
 
-}  // namespace
-
-Result<HfModelConfig> ParseHfConfig(const std::string& text, const std::string& path) {
-  const json config = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (config.is_discarded()) return InvalidArgument(path + ": not valid JSON");
-  if (!config.is_object()) return InvalidArgument(path + ": not a JSON object");
+// The fields of config.json's object `config`.
+Result<HfModelConfig> HfConfigFromJson(const json& config, const std::string& path) {
   const Fields fields(config, path);
 
   HfModelConfig result;
@@ -204,13 +200,20 @@ Result<HfModelConfig> ParseHfConfig(const std::string& text, const std::string& 
   return result;
 }
 
+}  // namespace
+
+Result<HfModelConfig> ParseHfConfig(const std::string& text, const std::string& path) {
+  const json config = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (config.is_discarded()) return InvalidArgument(path + ": not valid JSON");
+  if (!config.is_object()) return InvalidArgument(path + ": not a JSON object");
+  return HfConfigFromJson(config, path);
+}
+
 Result<HfModelConfig> LoadHfConfig(const std::string& directory) {
-  const std::string path = (std::filesystem::path(directory) / "config.json").string();
-  std::ifstream in(path);
-  if (!in) return InvalidArgument(path + ": cannot be read (a Hugging Face model directory has one)");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return ParseHfConfig(text.str(), path);
+  const std::filesystem::path path = std::filesystem::path(directory) / "config.json";
+  TANDEM_ASSIGN_OR_RETURN(const std::optional<json> config, ReadJsonObjectIfExists(path));
+  if (!config) return InvalidArgument(path.string() + ": missing (a Hugging Face model directory has one)");
+  return HfConfigFromJson(*config, path.string());
 }
 
 std::string WriteHfConfigJson(const ModelConfig& shape, int bos_token_id, int eos_token_id) {

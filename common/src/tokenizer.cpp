@@ -7,12 +7,11 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <optional>
 #include <stdexcept>
 #include <utility>
 
+#include "json_file.hpp"
 #include "tandem/common/mapped_file.hpp"
 #include "tokenizer_model.hpp"
 
@@ -21,10 +20,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-// config.json, generation_config.json and tokenizer_config.json are kilobytes; some tokenizer_config.json
-// carry chat templates and added-token tables of a few MB.
-constexpr std::uintmax_t kMaxConfigBytes = std::uintmax_t{64} << 20;
 
 bool HasExtension(const std::string& path, std::string_view extension) {
   return fs::path(path).extension() == extension;
@@ -67,36 +62,15 @@ Result<std::unique_ptr<TokenizerModel>> LoadModelFile(const std::string& path, i
 
 // --- BOS/EOS/stops from the model directory ---
 
-// One config file of the model directory, parsed; nullopt when the file does not exist.
-Result<std::optional<json>> ReadJsonIfExists(const fs::path& path) {
-  std::error_code error;
-  if (!fs::exists(path, error)) return std::optional<json>();
-  const std::uintmax_t size = fs::file_size(path, error);
-  if (error) return InvalidArgument(path.string() + ": " + error.message());
-  if (size > kMaxConfigBytes)
-    return InvalidArgument(path.string() + ": larger than " + std::to_string(kMaxConfigBytes) + " bytes");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return InvalidArgument(path.string() + ": cannot open");
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  json doc;
-  try {
-    doc = json::parse(text);
-  } catch (const json::exception& e) {
-    return InvalidArgument(path.string() + ": not valid JSON: " + e.what());
-  }
-  if (!doc.is_object()) return InvalidArgument(path.string() + ": not a JSON object");
-  return std::optional<json>(std::move(doc));
-}
-
 // Reads the special-token fields of the three config files and checks every id against the vocabulary.
 class SpecialTokenFiles {
  public:
   SpecialTokenFiles(const fs::path& dir, const TokenizerModel& model) : dir_(dir), model_(model) {}
 
   Status Load() {
-    TANDEM_ASSIGN_OR_RETURN(tokenizer_config_, ReadJsonIfExists(dir_ / "tokenizer_config.json"));
-    TANDEM_ASSIGN_OR_RETURN(config_, ReadJsonIfExists(dir_ / "config.json"));
-    TANDEM_ASSIGN_OR_RETURN(generation_config_, ReadJsonIfExists(dir_ / "generation_config.json"));
+    TANDEM_ASSIGN_OR_RETURN(tokenizer_config_, ReadJsonObjectIfExists(dir_ / "tokenizer_config.json"));
+    TANDEM_ASSIGN_OR_RETURN(config_, ReadJsonObjectIfExists(dir_ / "config.json"));
+    TANDEM_ASSIGN_OR_RETURN(generation_config_, ReadJsonObjectIfExists(dir_ / "generation_config.json"));
     return Status::Ok();
   }
 

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace tandem::testing {
@@ -89,6 +90,8 @@ bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds
 std::string LogField(const std::string& line, const std::string& key);
 
 std::vector<char> ReadBytes(const std::filesystem::path& path);
+// Replaces `path` with `bytes` (a test failure when it cannot be written).
+void WriteBytes(const std::filesystem::path& path, std::string_view bytes);
 void WriteBytes(const std::filesystem::path& path, const std::vector<char>& bytes);
 
 }  // namespace tandem::testing

@@ -40,7 +40,7 @@ std::string ReadText(const fs::path& path) {
 
 void WriteText(const fs::path& path, const std::string& text,
                fs::perms perms = fs::perms::owner_read | fs::perms::owner_write) {
-  std::ofstream(path) << text;
+  testing::WriteBytes(path, text);
   fs::permissions(path, perms);
 }
 

@@ -161,8 +161,6 @@ Weights RandomWeights(const TinyModel& m, uint64_t seed) {
   return w;
 }
 
-void WriteText(const std::filesystem::path& path, const std::string& text) { std::ofstream(path) << text; }
-
 // ---- The float64 reference: Hugging Face's LlamaForCausalLM / Qwen2ForCausalLM, written out. ----
 
 std::vector<double> MatVec(const Matrix& w, const std::vector<double>& x, int64_t out) {
@@ -288,7 +286,7 @@ class HfModelTest : public ::testing::TestWithParam<TinyModel> {
  protected:
   // A model directory with config.json and model.safetensors.
   std::string WriteModel(const TinyModel& model, const Weights& weights) {
-    WriteText(dir_.path() / "config.json", model.Config().dump(2));
+    testing::WriteBytes(dir_.path() / "config.json", model.Config().dump(2));
     const Status written = weights.Write((dir_.path() / "model.safetensors").string());
     EXPECT_TRUE(written.ok()) << written.ToString();
     return dir_.path().string();
@@ -465,7 +463,7 @@ TEST(HfCheckpointTest, RefusesWeightsThatDoNotFitTheConfig) {
     }
     json config = model.Config();
     c.spoil(config, tensors);
-    WriteText(dir.path() / "config.json", config.dump());
+    testing::WriteBytes(dir.path() / "config.json", config.dump());
     ASSERT_TRUE(WriteSafetensors((dir.path() / "model.safetensors").string(), tensors).ok());
     std::filesystem::remove(original);
     auto loaded = Checkpoint::Load(dir.path().string());
@@ -479,7 +477,7 @@ TEST(HfCheckpointTest, ADirectoryWithoutConfigOrWeightsIsRefused) {
   auto loaded = Checkpoint::Load(dir.path().string());
   ASSERT_FALSE(loaded.ok());
   EXPECT_NE(loaded.status().message().find("config.json"), std::string::npos) << loaded.status().message();
-  WriteText(dir.path() / "config.json", QwenStyle().Config().dump());
+  testing::WriteBytes(dir.path() / "config.json", QwenStyle().Config().dump());
   loaded = Checkpoint::Load(dir.path().string());
   ASSERT_FALSE(loaded.ok());
   EXPECT_NE(loaded.status().message().find("model.safetensors"), std::string::npos) << loaded.status().message();

@@ -36,12 +36,6 @@ json AddedToken(int id, const std::string& content, bool special) {
 const std::string kSpace = "\xE2\x96\x81";  // ▁
 const std::string kG = "\xC4\xA0";          // Ġ: byte 0x20 in the byte-level alphabet
 
-void WriteText(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-  ASSERT_TRUE(out) << path;
-}
-
 // The concatenation of Decode(previous, id) over `ids`, starting after -1.
 std::string Concatenate(const Tokenizer& tokenizer, const std::vector<int>& ids) {
   std::string text;
@@ -158,7 +152,7 @@ class SentencePieceStyleTest : public ::testing::Test {
  protected:
   Tokenizer Load(const json& doc, int32_t vocab_size = 32000) {
     const fs::path path = temp_ / "tokenizer.json";
-    WriteText(path, doc.dump());
+    testing::WriteBytes(path, doc.dump());
     auto loaded = Tokenizer::LoadFile(path.string(), vocab_size);
     EXPECT_TRUE(loaded.ok()) << loaded.status().ToString();
     return std::move(loaded).value();
@@ -372,7 +366,7 @@ class ByteLevelTest : public ::testing::Test {
  protected:
   Tokenizer Load(ByteLevelStyle style, bool pair_merges = false) {
     const fs::path path = temp_ / "tokenizer.json";
-    WriteText(path, ByteLevelJson(style, pair_merges).dump());
+    testing::WriteBytes(path, ByteLevelJson(style, pair_merges).dump());
     auto loaded = Tokenizer::LoadFile(path.string(), 300);
     EXPECT_TRUE(loaded.ok()) << loaded.status().ToString();
     return std::move(loaded).value();
@@ -498,10 +492,10 @@ TEST_F(ByteLevelTest, SpecialTokensMatchedInText) {
 TEST_F(ByteLevelTest, EveryGenerationConfigEosIsAStop) {
   const fs::path dir = temp_ / "llama3";
   fs::create_directories(dir);
-  WriteText(dir / "tokenizer.json", ByteLevelJson(ByteLevelStyle::kLlama3, true).dump());
-  WriteText(dir / "config.json", R"({"bos_token_id": 272, "eos_token_id": 273, "vocab_size": 300})");
-  WriteText(dir / "generation_config.json", R"({"bos_token_id": 272, "eos_token_id": [273, 274, 275]})");
-  WriteText(dir / "tokenizer_config.json",
+  testing::WriteBytes(dir / "tokenizer.json", ByteLevelJson(ByteLevelStyle::kLlama3, true).dump());
+  testing::WriteBytes(dir / "config.json", R"({"bos_token_id": 272, "eos_token_id": 273, "vocab_size": 300})");
+  testing::WriteBytes(dir / "generation_config.json", R"({"bos_token_id": 272, "eos_token_id": [273, 274, 275]})");
+  testing::WriteBytes(dir / "tokenizer_config.json",
             R"({"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>", "model_max_length": 8192})");
   auto loaded = Tokenizer::LoadForModel(dir.string(), "", 300);
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
@@ -516,11 +510,11 @@ TEST_F(ByteLevelTest, EveryGenerationConfigEosIsAStop) {
 TEST_F(ByteLevelTest, Qwen2HasNoBos) {
   const fs::path dir = temp_ / "qwen2";
   fs::create_directories(dir);
-  WriteText(dir / "tokenizer.json", ByteLevelJson(ByteLevelStyle::kQwen2, false).dump());
+  testing::WriteBytes(dir / "tokenizer.json", ByteLevelJson(ByteLevelStyle::kQwen2, false).dump());
   // As Qwen2's files: config.json names a bos_token_id, but the tokenizer has none and adds none.
-  WriteText(dir / "config.json", R"({"bos_token_id": 273, "eos_token_id": 274})");
-  WriteText(dir / "generation_config.json", R"({"bos_token_id": 273, "eos_token_id": [274, 273]})");
-  WriteText(dir / "tokenizer_config.json",
+  testing::WriteBytes(dir / "config.json", R"({"bos_token_id": 273, "eos_token_id": 274})");
+  testing::WriteBytes(dir / "generation_config.json", R"({"bos_token_id": 273, "eos_token_id": [274, 273]})");
+  testing::WriteBytes(dir / "tokenizer_config.json",
             R"({"bos_token": null, "eos_token": "<|eot_id|>", "errors": "replace"})");
   auto loaded = Tokenizer::LoadForModel(dir.string(), "", 300);
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
@@ -613,7 +607,7 @@ class SentencePieceModelTest : public ::testing::Test {
  protected:
   void SetUp() override {
     path_ = temp_ / "tokenizer.model";
-    WriteText(path_, SentencePieceModel());
+    testing::WriteBytes(path_, SentencePieceModel());
     auto probe = Tokenizer::LoadFile(path_.string(), 300);
     if (!probe.ok() && probe.status().message().find("AddressSanitizer") != std::string::npos) {
       GTEST_SKIP() << probe.status().message();
@@ -662,7 +656,7 @@ TEST_F(SentencePieceModelTest, InvalidUtf8DoesWhatSentencePieceDoes) {
 
 TEST_F(SentencePieceModelTest, DetectedByContentAndVocabularyChecked) {
   const fs::path unnamed = temp_ / "sp-without-extension";
-  WriteText(unnamed, SentencePieceModel());
+  testing::WriteBytes(unnamed, SentencePieceModel());
   auto loaded = Tokenizer::LoadFile(unnamed.string(), 272);
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   EXPECT_EQ(loaded->kind(), TokenizerKind::kSentencePiece);
@@ -671,7 +665,7 @@ TEST_F(SentencePieceModelTest, DetectedByContentAndVocabularyChecked) {
   EXPECT_NE(small.status().message().find("more than the model's vocab_size 271"), std::string::npos)
       << small.status().message();
   EXPECT_NE(small.status().message().find(path_.string()), std::string::npos);
-  WriteText(path_, "\x0a\x05garbage-not-a-model");
+  testing::WriteBytes(path_, "\x0a\x05garbage-not-a-model");
   auto garbage = Tokenizer::LoadFile(path_.string(), 300);
   ASSERT_FALSE(garbage.ok());
   EXPECT_NE(garbage.status().message().find("not a SentencePiece model"), std::string::npos)
@@ -704,7 +698,7 @@ std::string Llama2cFile() {
 TEST(Llama2cKindTest, InvalidUtf8AndSpecialIds) {
   TempDir temp;
   const fs::path path = temp / "tok";  // no extension: recognised by content
-  WriteText(path, Llama2cFile());
+  testing::WriteBytes(path, Llama2cFile());
   auto loaded = Tokenizer::LoadFile(path.string(), 261);
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   EXPECT_EQ(loaded->kind(), TokenizerKind::kLlama2c);
@@ -727,7 +721,7 @@ TEST(Llama2cKindTest, InvalidUtf8AndSpecialIds) {
 
 TEST(TokenizerHandleTest, CopiesShareTheModel) {
   TempDir temp;
-  WriteText(temp / "tokenizer.json", SentencePieceStyleJson(SpStyle::kLegacy).dump());
+  testing::WriteBytes(temp / "tokenizer.json", SentencePieceStyleJson(SpStyle::kLegacy).dump());
   std::string_view piece;
   std::optional<Tokenizer> copy;
   {
@@ -747,7 +741,7 @@ class MalformedJsonTest : public ::testing::Test {
   // Writes `text` as a tokenizer.json and expects it refused with an error naming the file and `problem`.
   void ExpectRefused(const std::string& text, const std::string& problem, int32_t vocab_size = 32000) {
     const fs::path path = temp_ / "tokenizer.json";
-    WriteText(path, text);
+    testing::WriteBytes(path, text);
     auto loaded = Tokenizer::LoadFile(path.string(), vocab_size);
     ASSERT_FALSE(loaded.ok()) << "accepted: " << text.substr(0, 200);
     EXPECT_EQ(loaded.status().code(), StatusCode::kInvalidArgument);
@@ -858,7 +852,7 @@ TEST_F(MalformedJsonTest, IdsOutsideTheModelOrRepeated) {
   ExpectRefused(Edited([](json& d) { d["model"]["vocab"]["zz"] = "7"; }).dump(), "must be an integer");
   // A vocabulary smaller than the model's is fine (models pad their embeddings).
   const fs::path path = temp_ / "small.json";
-  WriteText(path, SentencePieceStyleJson(SpStyle::kLegacy).dump());
+  testing::WriteBytes(path, SentencePieceStyleJson(SpStyle::kLegacy).dump());
   auto loaded = Tokenizer::LoadFile(path.string(), 32000);
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   EXPECT_EQ(loaded->vocab_size(), kSpVocab);
@@ -879,14 +873,14 @@ class LoadForModelTest : public ::testing::Test {
 
 TEST_F(LoadForModelTest, PrefersTokenizerJsonThenTokenizerModel) {
   const fs::path both = Dir("both");
-  WriteText(both / "tokenizer.json", SentencePieceStyleJson(SpStyle::kLegacy).dump());
-  WriteText(both / "tokenizer.model", SentencePieceModel());
+  testing::WriteBytes(both / "tokenizer.json", SentencePieceStyleJson(SpStyle::kLegacy).dump());
+  testing::WriteBytes(both / "tokenizer.model", SentencePieceModel());
   auto json_kind = Tokenizer::LoadForModel(both.string(), "", 32000);
   ASSERT_TRUE(json_kind.ok()) << json_kind.status().ToString();
   EXPECT_EQ(json_kind->kind(), TokenizerKind::kHfBpe);
 
   const fs::path model_only = Dir("model-only");
-  WriteText(model_only / "tokenizer.model", SentencePieceModel());
+  testing::WriteBytes(model_only / "tokenizer.model", SentencePieceModel());
   auto sp_kind = Tokenizer::LoadForModel(model_only.string(), "", 32000);
   ASSERT_TRUE(sp_kind.ok()) << sp_kind.status().ToString();
   EXPECT_EQ(sp_kind->kind(), TokenizerKind::kSentencePiece);
@@ -901,7 +895,7 @@ TEST_F(LoadForModelTest, PrefersTokenizerJsonThenTokenizerModel) {
 
 TEST_F(LoadForModelTest, CheckpointFileNeedsATokenizer) {
   const fs::path checkpoint = temp_ / "model.bin";
-  WriteText(checkpoint, "not really a checkpoint");
+  testing::WriteBytes(checkpoint, "not really a checkpoint");
   auto result = Tokenizer::LoadForModel(checkpoint.string(), "", 512);
   ASSERT_FALSE(result.ok());
   EXPECT_EQ(result.status().code(), StatusCode::kInvalidArgument);
@@ -911,8 +905,8 @@ TEST_F(LoadForModelTest, CheckpointFileNeedsATokenizer) {
 
   // With --tokenizer, a llama2.c tokenizer beside a checkpoint file: its own fixed ids, no config files read.
   const fs::path tok = temp_ / "tok.bin";
-  WriteText(tok, Llama2cFile());
-  WriteText(temp_ / "config.json", "this would be an error if it were read");
+  testing::WriteBytes(tok, Llama2cFile());
+  testing::WriteBytes(temp_ / "config.json", "this would be an error if it were read");
   auto loaded = Tokenizer::LoadForModel(checkpoint.string(), tok.string(), 261);
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   EXPECT_EQ(loaded->kind(), TokenizerKind::kLlama2c);
@@ -923,10 +917,10 @@ TEST_F(LoadForModelTest, ALlama2cTokenizerKeepsItsIdsBesideAModelDirectory) {
   // --tokenizer names a llama2.c file for a Hugging Face directory: the directory's files describe the
   // directory's own tokenizer (their token names need not exist in this vocabulary), so they are not read.
   const fs::path dir = Dir("model");
-  WriteText(dir / "config.json", R"({"bos_token_id": 1, "eos_token_id": [2, 5]})");
-  WriteText(dir / "tokenizer_config.json", R"({"bos_token": "<s>"})");
+  testing::WriteBytes(dir / "config.json", R"({"bos_token_id": 1, "eos_token_id": [2, 5]})");
+  testing::WriteBytes(dir / "tokenizer_config.json", R"({"bos_token": "<s>"})");
   const fs::path tok = temp_ / "tok.bin";
-  WriteText(tok, Llama2cFile());
+  testing::WriteBytes(tok, Llama2cFile());
   auto loaded = Tokenizer::LoadForModel(dir.string(), tok.string(), 261);
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   EXPECT_EQ(loaded->bos(), 1);
@@ -937,8 +931,8 @@ TEST_F(LoadForModelTest, ALlama2cTokenizerKeepsItsIdsBesideAModelDirectory) {
 
 TEST_F(LoadForModelTest, TokenizerConfigNamesAndAddBos) {
   const fs::path dir = Dir("llama2");
-  WriteText(dir / "tokenizer.json", SentencePieceStyleJson(SpStyle::kLegacy).dump());
-  WriteText(dir / "tokenizer_config.json", R"({"add_bos_token": true, "add_eos_token": false,
+  testing::WriteBytes(dir / "tokenizer.json", SentencePieceStyleJson(SpStyle::kLegacy).dump());
+  testing::WriteBytes(dir / "tokenizer_config.json", R"({"add_bos_token": true, "add_eos_token": false,
       "bos_token": {"__type": "AddedToken", "content": "<s>", "lstrip": false},
       "eos_token": {"__type": "AddedToken", "content": "</s>"}, "unk_token": "<unk>"})");
   auto loaded = Tokenizer::LoadForModel(dir.string(), "", 32000);
@@ -948,7 +942,7 @@ TEST_F(LoadForModelTest, TokenizerConfigNamesAndAddBos) {
   EXPECT_TRUE(loaded->IsEndOfText(2));
   EXPECT_EQ(loaded->Encode("hello", true, true), (std::vector<int>{1, kSpHello, 2}));
 
-  WriteText(dir / "tokenizer_config.json", R"({"add_bos_token": false, "bos_token": "<s>"})");
+  testing::WriteBytes(dir / "tokenizer_config.json", R"({"add_bos_token": false, "bos_token": "<s>"})");
   auto no_bos = Tokenizer::LoadForModel(dir.string(), "", 32000);
   ASSERT_TRUE(no_bos.ok()) << no_bos.status().ToString();
   EXPECT_EQ(no_bos->bos(), -1);
@@ -958,7 +952,7 @@ TEST_F(LoadForModelTest, TokenizerConfigNamesAndAddBos) {
 
   // A tokenizer.json given with --tokenizer beside a checkpoint file: the files of its own directory.
   const fs::path checkpoint = temp_ / "model.bin";
-  WriteText(checkpoint, "x");
+  testing::WriteBytes(checkpoint, "x");
   auto beside = Tokenizer::LoadForModel(checkpoint.string(), (dir / "tokenizer.json").string(), 32000);
   ASSERT_TRUE(beside.ok()) << beside.status().ToString();
   EXPECT_EQ(beside->bos(), -1);
@@ -966,10 +960,10 @@ TEST_F(LoadForModelTest, TokenizerConfigNamesAndAddBos) {
 
 TEST_F(LoadForModelTest, MalformedConfigFilesAreErrors) {
   const fs::path dir = Dir("bad");
-  WriteText(dir / "tokenizer.json", SentencePieceStyleJson(SpStyle::kLegacy).dump());
+  testing::WriteBytes(dir / "tokenizer.json", SentencePieceStyleJson(SpStyle::kLegacy).dump());
   const auto expect_error = [&](const std::string& file, const std::string& text,
                                 const std::string& problem) {
-    WriteText(dir / file, text);
+    testing::WriteBytes(dir / file, text);
     auto loaded = Tokenizer::LoadForModel(dir.string(), "", 32000);
     ASSERT_FALSE(loaded.ok()) << file << ": " << text;
     EXPECT_NE(loaded.status().message().find((dir / file).string()), std::string::npos)

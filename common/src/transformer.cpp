@@ -366,7 +366,8 @@ void Transformer::RunBlock(const Block& block, at::Tensor& x, KvCache& cache, si
 }
 
 void Transformer::RunBlockBatch(const Block& block, int block_index, at::Tensor& x,
-                                std::span<KvCache* const> caches) const {
+                                std::span<KvCache* const> caches,
+                                std::span<const RotaryAngles* const> angles) const {
   const auto rows = static_cast<int64_t>(caches.size());
   std::vector<at::Tensor> qkv = ProjectQkv(block, x, ApplyDecodeBatch);
   at::Tensor attended = at::empty({rows, config_.q_dim()});
@@ -376,7 +377,7 @@ void Transformer::RunBlockBatch(const Block& block, int block_index, at::Tensor&
     at::Tensor q = qkv[0].narrow(0, r, 1).contiguous(), k = qkv[1].narrow(0, r, 1).contiguous();
     attended.narrow(0, r, 1).copy_(AttendAndCache(q, k, qkv[2].narrow(0, r, 1), cache,
                                                   static_cast<size_t>(block_index - cache.range().first),
-                                                  position, Angles(position, 1)));
+                                                  position, *angles[r]));
   }
   FinishBlock(block, attended, x, ApplyDecodeBatch);
 }
@@ -435,21 +436,25 @@ Status Transformer::RunDecodeBatch(std::span<at::Tensor> hidden, std::span<KvCac
     }
   }
   const EmulatedSlowdown slowdown(options_.emulated_slowdown);
+  std::vector<RotaryAngles> angles;  // each step's position, for every block it runs
+  for (const KvCache* cache : caches) angles.push_back(Angles(cache->length(), 1));
   for (int index = first; index < last; ++index) {
     // The steps whose range holds this block, their rows gathered into one matrix and scattered back.
     std::vector<size_t> members;
     std::vector<KvCache*> member_caches;
+    std::vector<const RotaryAngles*> member_angles;
     for (size_t i = 0; i < caches.size(); ++i) {
       if (caches[i]->range().contains(index)) {
         members.push_back(i);
         member_caches.push_back(caches[i]);
+        member_angles.push_back(&angles[i]);
       }
     }
     if (members.empty()) continue;
     std::vector<at::Tensor> rows;
     for (size_t i : members) rows.push_back(hidden[i]);
     at::Tensor x = at::cat(rows);
-    RunBlockBatch(blocks_[static_cast<size_t>(index)], index, x, member_caches);
+    RunBlockBatch(blocks_[static_cast<size_t>(index)], index, x, member_caches, member_angles);
     for (size_t m = 0; m < members.size(); ++m) hidden[members[m]].copy_(x.narrow(0, static_cast<int64_t>(m), 1));
   }
   for (KvCache* cache : caches) cache->length_ += 1;

@@ -131,8 +131,10 @@ class Transformer {
                 const RotaryAngles& angles) const;
   // The errors RunBlocks refuses `hidden` for `cache` with (wrong shape, range outside the model, full).
   Status CheckRun(const at::Tensor& hidden, const KvCache& cache) const;
-  // RunBlock on rows of different sessions at one position each: row r of x belongs to caches[r].
-  void RunBlockBatch(const Block& block, int block_index, at::Tensor& x, std::span<KvCache* const> caches) const;
+  // RunBlock on rows of different sessions at one position each: row r of x belongs to caches[r], whose
+  // rotary angles at that position are angles[r].
+  void RunBlockBatch(const Block& block, int block_index, at::Tensor& x, std::span<KvCache* const> caches,
+                     std::span<const RotaryAngles* const> angles) const;
 
   std::shared_ptr<const Checkpoint> checkpoint_;  // owns the mapped float32 weights
   ModelConfig config_;

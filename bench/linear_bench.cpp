@@ -74,8 +74,10 @@ BENCHMARK_CAPTURE(BM_MemoryRead, int8_weights, kOut * kIn)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Linear, decode_int8, tandem::WeightFormat::kInt8, 1)->UseRealTime();
 BENCHMARK_CAPTURE(BM_DecodeBatch, decode_batch4_float32, tandem::WeightFormat::kFloat32, 4)->UseRealTime();
 BENCHMARK_CAPTURE(BM_DecodeBatch, decode_batch8_float32, tandem::WeightFormat::kFloat32, 8)->UseRealTime();
+BENCHMARK_CAPTURE(BM_DecodeBatch, decode_batch16_float32, tandem::WeightFormat::kFloat32, 16)->UseRealTime();
 BENCHMARK_CAPTURE(BM_DecodeBatch, decode_batch4_int8, tandem::WeightFormat::kInt8, 4)->UseRealTime();
 BENCHMARK_CAPTURE(BM_DecodeBatch, decode_batch8_int8, tandem::WeightFormat::kInt8, 8)->UseRealTime();
+BENCHMARK_CAPTURE(BM_DecodeBatch, decode_batch16_int8, tandem::WeightFormat::kInt8, 16)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Linear, prefill_float32, tandem::WeightFormat::kFloat32, 128)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Linear, prefill_int8, tandem::WeightFormat::kInt8, 128)->UseRealTime();
 

@@ -92,111 +92,91 @@ void MatVecInt8(const int8_t* w, const float* w_scale, const int32_t* w_row_sum,
   }
 }
 
-// Two weight rows per step: each x chunk loaded once serves both, and 2 x kBatch accumulators (at most 16)
-// stay in registers (kBatch is a template argument so that the loops over it unroll). Per (row, input) the
-// arithmetic is MatVecFloat32's, in its order.
-template <int64_t kBatch>
-void MatVecFloat32Rows(const float* w, const float* x, int64_t n, int64_t row_begin, int64_t row_end, float* y,
-                       int64_t y_stride) {
+// Batched kernels: a tile of kW weight rows × kB input rows keeps kW·kB accumulators in registers (kW + kB
+// loads feed kW·kB FMAs). The tile's weight rows come from memory for the first group of inputs and from L1
+// for the others, so the weights are read once per call whatever the batch. Per (weight row, input row) the
+// arithmetic is MatVecFloat32's / MatVecInt8's, in the same order.
+constexpr int64_t kTileRows = 4, kTileInputs = 4;
+
+template <int64_t kW, int64_t kB>
+void Float32Tile(const float* w, const float* x, int64_t n, float* y, int64_t y_stride) {
   const int64_t body = n - n % 16;
   const __mmask16 tail = TailMask16(n - body);
-  for (int64_t r = row_begin; r < row_end; r += 2) {
-    const bool pair = r + 1 < row_end;
-    const float* row0 = w + r * n;
-    const float* row1 = pair ? row0 + n : row0;  // a lone last row is computed twice, stored once
-    __m512 acc0[kBatch], acc1[kBatch];
-    for (int64_t b = 0; b < kBatch; ++b) acc0[b] = acc1[b] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < body; i += 16) {
-      const __m512 w0 = _mm512_loadu_ps(row0 + i), w1 = _mm512_loadu_ps(row1 + i);
-      for (int64_t b = 0; b < kBatch; ++b) {
-        const __m512 xv = _mm512_loadu_ps(x + b * n + i);
-        acc0[b] = _mm512_fmadd_ps(w0, xv, acc0[b]);
-        acc1[b] = _mm512_fmadd_ps(w1, xv, acc1[b]);
-      }
-    }
-    if (tail) {
-      const __m512 w0 = _mm512_maskz_loadu_ps(tail, row0 + body), w1 = _mm512_maskz_loadu_ps(tail, row1 + body);
-      for (int64_t b = 0; b < kBatch; ++b) {
-        const __m512 xv = _mm512_maskz_loadu_ps(tail, x + b * n + body);
-        acc0[b] = _mm512_fmadd_ps(w0, xv, acc0[b]);
-        acc1[b] = _mm512_fmadd_ps(w1, xv, acc1[b]);
-      }
-    }
-    for (int64_t b = 0; b < kBatch; ++b) {
-      y[b * y_stride + r] = _mm512_reduce_add_ps(acc0[b]);
-      if (pair) y[b * y_stride + r + 1] = _mm512_reduce_add_ps(acc1[b]);
+  __m512 acc[kW][kB];
+  for (int64_t r = 0; r < kW; ++r)
+    for (int64_t b = 0; b < kB; ++b) acc[r][b] = _mm512_setzero_ps();
+  const auto step = [&](int64_t i, auto load) {
+    __m512 wv[kW], xv[kB];
+    for (int64_t r = 0; r < kW; ++r) wv[r] = load(w + r * n + i);
+    for (int64_t b = 0; b < kB; ++b) xv[b] = load(x + b * n + i);
+    for (int64_t r = 0; r < kW; ++r)
+      for (int64_t b = 0; b < kB; ++b) acc[r][b] = _mm512_fmadd_ps(wv[r], xv[b], acc[r][b]);
+  };
+  for (int64_t i = 0; i < body; i += 16) step(i, [](const float* p) { return _mm512_loadu_ps(p); });
+  if (tail) step(body, [tail](const float* p) { return _mm512_maskz_loadu_ps(tail, p); });
+  for (int64_t r = 0; r < kW; ++r)
+    for (int64_t b = 0; b < kB; ++b) y[b * y_stride + r] = _mm512_reduce_add_ps(acc[r][b]);
+}
+
+template <int64_t kW, int64_t kB>
+void Int8Tile(const int8_t* w, const float* w_scale, const int32_t* w_row_sum, const uint8_t* x_biased,
+              const float* x_scales, int64_t n, float* y, int64_t y_stride) {
+  __m512i acc[kW][kB];
+  for (int64_t r = 0; r < kW; ++r)
+    for (int64_t b = 0; b < kB; ++b) acc[r][b] = _mm512_setzero_si512();
+  for (int64_t i = 0; i < n; i += 64) {
+    const __mmask64 mask = TailMask64(n - i);
+    __m512i wv[kW], xv[kB];
+    for (int64_t r = 0; r < kW; ++r) wv[r] = _mm512_maskz_loadu_epi8(mask, w + r * n + i);
+    for (int64_t b = 0; b < kB; ++b) xv[b] = _mm512_maskz_loadu_epi8(mask, x_biased + b * n + i);
+    for (int64_t r = 0; r < kW; ++r)
+      for (int64_t b = 0; b < kB; ++b) acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], xv[b], wv[r]);
+  }
+  for (int64_t r = 0; r < kW; ++r) {
+    for (int64_t b = 0; b < kB; ++b) {
+      const int32_t dot = _mm512_reduce_add_epi32(acc[r][b]) - 128 * w_row_sum[r];
+      y[b * y_stride + r] = static_cast<float>(dot) * x_scales[b] * w_scale[r];
     }
   }
 }
 
-// As MatVecFloat32Rows; integer dot products are exact in any order.
-template <int64_t kBatch>
-void MatVecInt8Rows(const int8_t* w, const float* w_scale, const int32_t* w_row_sum, const uint8_t* x_biased,
-                    const float* x_scales, int64_t n, int64_t row_begin, int64_t row_end, float* y,
-                    int64_t y_stride) {
-  for (int64_t r = row_begin; r < row_end; r += 2) {
-    const bool pair = r + 1 < row_end;
-    const int8_t* row0 = w + r * n;
-    const int8_t* row1 = pair ? row0 + n : row0;
-    __m512i acc0[kBatch], acc1[kBatch];
-    for (int64_t b = 0; b < kBatch; ++b) acc0[b] = acc1[b] = _mm512_setzero_si512();
-    for (int64_t i = 0; i < n; i += 64) {
-      const __mmask64 mask = TailMask64(n - i);
-      const __m512i w0 = _mm512_maskz_loadu_epi8(mask, row0 + i), w1 = _mm512_maskz_loadu_epi8(mask, row1 + i);
-      for (int64_t b = 0; b < kBatch; ++b) {
-        const __m512i xv = _mm512_maskz_loadu_epi8(mask, x_biased + b * n + i);
-        acc0[b] = _mm512_dpbusd_epi32(acc0[b], xv, w0);
-        acc1[b] = _mm512_dpbusd_epi32(acc1[b], xv, w1);
-      }
-    }
-    for (int64_t b = 0; b < kBatch; ++b) {
-      const auto finish = [&](int64_t row, __m512i acc) {
-        const int32_t dot = _mm512_reduce_add_epi32(acc) - 128 * w_row_sum[row];
-        y[b * y_stride + row] = static_cast<float>(dot) * x_scales[b] * w_scale[row];
-      };
-      finish(r, acc0[b]);
-      if (pair) finish(r + 1, acc1[b]);
-    }
+// Calls f.operator()<K>() for the runtime k in [1, kMax]; nothing for 0.
+template <int64_t kMax, typename F>
+void WithConstant(int64_t k, const F& f) {
+  if constexpr (kMax > 0) {
+    if (k == kMax) return f.template operator()<kMax>();
+    WithConstant<kMax - 1>(k, f);
   }
 }
 
-// Calls kernel<B>(args...) for the runtime batch size B in [1, kMaxBatch].
-template <template <int64_t> class Kernel, typename... Args>
-void ForBatch(int64_t batch, Args... args) {
-  switch (batch) {
-    case 1: return Kernel<1>::Run(args...);
-    case 2: return Kernel<2>::Run(args...);
-    case 3: return Kernel<3>::Run(args...);
-    case 4: return Kernel<4>::Run(args...);
-    case 5: return Kernel<5>::Run(args...);
-    case 6: return Kernel<6>::Run(args...);
-    case 7: return Kernel<7>::Run(args...);
-    default: return Kernel<8>::Run(args...);
-  }
+// Runs tile.operator()<kW, kB>(row, input) over rows [row_begin, row_end) × inputs [0, batch): full tiles,
+// then narrower ones at the edges (each size a template instance, so that the loops over it unroll).
+template <typename Tile>
+void ForEachTile(int64_t batch, int64_t row_begin, int64_t row_end, const Tile& tile) {
+  const auto inputs = [&]<int64_t kW>(int64_t row) {
+    int64_t b = 0;
+    for (; b + kTileInputs <= batch; b += kTileInputs) tile.template operator()<kW, kTileInputs>(row, b);
+    WithConstant<kTileInputs - 1>(batch - b, [&]<int64_t kB>() { tile.template operator()<kW, kB>(row, b); });
+  };
+  int64_t r = row_begin;
+  for (; r + kTileRows <= row_end; r += kTileRows) inputs.template operator()<kTileRows>(r);
+  WithConstant<kTileRows - 1>(row_end - r, [&]<int64_t kW>() { inputs.template operator()<kW>(r); });
 }
-template <int64_t kBatch>
-struct Float32Rows {
-  static void Run(const float* w, const float* x, int64_t n, int64_t begin, int64_t end, float* y, int64_t ys) {
-    MatVecFloat32Rows<kBatch>(w, x, n, begin, end, y, ys);
-  }
-};
-template <int64_t kBatch>
-struct Int8Rows {
-  static void Run(const int8_t* w, const float* w_scale, const int32_t* w_row_sum, const uint8_t* x_biased,
-                  const float* x_scales, int64_t n, int64_t begin, int64_t end, float* y, int64_t ys) {
-    MatVecInt8Rows<kBatch>(w, w_scale, w_row_sum, x_biased, x_scales, n, begin, end, y, ys);
-  }
-};
 
 void MatVecFloat32Batch(const float* w, const float* x, int64_t batch, int64_t n, int64_t row_begin,
                         int64_t row_end, float* y, int64_t y_stride) {
-  ForBatch<Float32Rows>(batch, w, x, n, row_begin, row_end, y, y_stride);
+  ForEachTile(batch, row_begin, row_end, [&]<int64_t kW, int64_t kB>(int64_t row, int64_t input) {
+    Float32Tile<kW, kB>(w + row * n, x + input * n, n, y + input * y_stride + row, y_stride);
+  });
 }
 
 void MatVecInt8Batch(const int8_t* w, const float* w_scale, const int32_t* w_row_sum, const uint8_t* x_biased,
                      const float* x_scales, int64_t batch, int64_t n, int64_t row_begin, int64_t row_end,
                      float* y, int64_t y_stride) {
-  ForBatch<Int8Rows>(batch, w, w_scale, w_row_sum, x_biased, x_scales, n, row_begin, row_end, y, y_stride);
+  ForEachTile(batch, row_begin, row_end, [&]<int64_t kW, int64_t kB>(int64_t row, int64_t input) {
+    Int8Tile<kW, kB>(w + row * n, w_scale + row, w_row_sum + row, x_biased + input * n, x_scales + input, n,
+                     y + input * y_stride + row, y_stride);
+  });
 }
 
 }  // namespace tandem::kernels

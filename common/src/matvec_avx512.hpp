@@ -21,9 +21,10 @@ void MatVecInt8(const int8_t* w, const float* w_scale, const int32_t* w_row_sum,
                 float x_scale, int64_t n, int64_t row_begin, int64_t row_end, float* y);
 
 // The same for `batch` input rows at once (x row b at x + b * n, its output row at y + b * y_stride): each
-// weight row is read once for all of them, and every y[b][r] is computed in exactly the order MatVecFloat32
-// computes it for x row b alone, so batching changes no bit. batch <= kMaxBatch.
-inline constexpr int64_t kMaxBatch = 8;
+// weight row is read from memory once for all of them, and every y[b][r] is computed in exactly the order
+// MatVecFloat32 computes it for x row b alone, so batching changes no bit. batch <= kMaxBatch (a bound on
+// the inputs kept in L2 while the weights stream past, not on the arithmetic).
+inline constexpr int64_t kMaxBatch = 64;
 void MatVecFloat32Batch(const float* w, const float* x, int64_t batch, int64_t n, int64_t row_begin,
                         int64_t row_end, float* y, int64_t y_stride);
 

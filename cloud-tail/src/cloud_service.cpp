@@ -46,6 +46,8 @@ struct CloudConfig {
   int idle_timeout_s = 120;
   int drain_timeout_s = 20;
   int workers = 1;
+  int max_batch = 32;
+  int max_batch_wait_us = 2000;
   std::string scheduler;
   std::string advertise;
   int heartbeat_ms = 1000;
@@ -71,6 +73,12 @@ struct CloudConfig {
     flags.Int("workers", &workers,
               "threads running sessions' steps (a session stays on one); 0 = steps run on the I/O thread: "
               "no hand-over, lowest latency, but nothing else is served during a step");
+    flags.Int("max-batch", &max_batch,
+              "continuous batching: decode steps of this many sessions at most run together through the "
+              "weights (1 = every step alone)");
+    flags.Int("max-batch-wait-us", &max_batch_wait_us,
+              "how long a batch waits for the sessions it expects (those of the last batch) before it runs "
+              "without them (0 = never waits)");
     flags.String("scheduler", &scheduler,
                  "HOST:PORT of tandem-scheduler: send it heartbeats (load, compute profile) so that it plans "
                  "edges onto this tail (empty = off)");
@@ -82,10 +90,10 @@ struct CloudConfig {
 
   Status Validate() const {
     if (max_sessions < 1 || max_kv_mb < 1 || max_rows < 0 || max_message_mb < 1 || idle_timeout_s < 1 ||
-        workers < 0 || drain_timeout_s < 0) {
+        workers < 0 || drain_timeout_s < 0 || max_batch < 1 || max_batch_wait_us < 0) {
       return InvalidArgument(
-          "--max-sessions, --max-kv-mb, --max-message-mb and --idle-timeout-s must be positive, "
-          "--workers, --max-rows and --drain-timeout-s >= 0");
+          "--max-sessions, --max-kv-mb, --max-message-mb, --idle-timeout-s and --max-batch must be positive, "
+          "--workers, --max-rows, --max-batch-wait-us and --drain-timeout-s >= 0");
     }
     if (model.model.empty()) return InvalidArgument("--model is required (see --help)");
     if (heartbeat_ms < 10) return InvalidArgument("--heartbeat-ms must be >= 10");
@@ -116,6 +124,8 @@ Result<TailServerOptions> ServerOptions(const CloudConfig& config) {
   options.max_kv_bytes = int64_t{config.max_kv_mb} << 20;
   options.idle_timeout = std::chrono::seconds(config.idle_timeout_s);
   options.workers = config.workers;
+  options.max_batch = config.max_batch;
+  options.max_batch_wait = std::chrono::microseconds(config.max_batch_wait_us);
   return options;
 }
 

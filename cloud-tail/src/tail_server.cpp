@@ -7,6 +7,7 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <condition_variable>
@@ -56,11 +57,18 @@ struct Metrics {
                    .Add({})),
         compute_seconds(prometheus::BuildHistogram()
                             .Name("tandem_cloud_token_compute_seconds")
-                            .Help("Cloud compute per ACTIVATIONS: decode, blocks [k, L), head, sampling")
+                            .Help("Cloud compute per ACTIVATIONS: decode, blocks [k, L), head, sampling (a batched step: "
+                                  "its batch's)")
                             .Register(registry)
                             .Add({}, prometheus::Histogram::BucketBoundaries{0.0001, 0.00025, 0.0005, 0.001,
                                                                              0.0025, 0.005, 0.01, 0.025, 0.05,
                                                                              0.1, 0.25, 0.5, 1, 2.5})),
+        batch_steps(prometheus::BuildHistogram()
+                        .Name("tandem_cloud_batch_steps")
+                        .Help("Steps a worker ran together, per pass (continuous batching; 1: alone, as a "
+                              "prefill always is)")
+                        .Register(registry)
+                        .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64})),
         sessions(prometheus::BuildGauge()
                      .Name("tandem_cloud_sessions")
                      .Help("Open sessions")
@@ -122,6 +130,7 @@ struct Metrics {
   prometheus::Counter& wire_bytes;
   prometheus::Counter& tokens;
   prometheus::Histogram& compute_seconds;
+  prometheus::Histogram& batch_steps;
   prometheus::Gauge& sessions;
   prometheus::Gauge& queue_depth;
   prometheus::Gauge& kv_bytes;
@@ -644,55 +653,147 @@ class TailServer::Impl {
     zmq::socket_t replies(context_, zmq::socket_type::push);
     replies.set(zmq::sockopt::linger, 0);
     replies.connect(kRepliesEndpoint);
+    // Sessions that decoded in the last batch, plus any just prefilled: each is likely to send its next
+    // step in a moment, so the next batch waits (a little) for them.
+    size_t expected = 1;
     while (true) {
-      Job job;
-      {
-        std::unique_lock lock(queue.mutex);
-        queue.ready.wait(lock, [&] { return stopping_.load() || !queue.jobs.empty(); });
-        if (stopping_.load()) return;
-        job = std::move(queue.jobs.front());
-        queue.jobs.pop_front();
+      std::vector<Job> jobs = TakeSteps(queue, expected);
+      if (jobs.empty()) return;  // stopping
+      metrics_.queue_depth.Decrement(static_cast<double>(jobs.size()));
+      queued_ -= static_cast<int>(jobs.size());
+      const bool prefill = jobs.front().message.header.rows > 1;
+      expected = prefill ? expected + 1 : jobs.size();
+      const std::vector<wire::Message> answers = ExecuteAll(jobs);
+      for (size_t i = 0; i < jobs.size(); ++i) {
+        // The route back is the peer and the session's serial (see ForwardReply).
+        std::string route = jobs[i].session->peer;
+        route.append(reinterpret_cast<const char*>(&jobs[i].session->serial), sizeof(uint64_t));
+        (void)SendMessage(replies, answers[i], route);
       }
-      metrics_.queue_depth.Decrement();
-      --queued_;
-      // The route back is the peer and the session's serial (see ForwardReply).
-      std::string route = job.session->peer;
-      route.append(reinterpret_cast<const char*>(&job.session->serial), sizeof(job.session->serial));
-      (void)SendMessage(replies, Execute(job), route);
     }
+  }
+
+  // The steps this worker runs next: the oldest queued step alone when it is a prefill; else decode steps
+  // (one row) of up to max_batch sessions, each session's oldest only, so that its steps keep their order.
+  // Waits up to max_batch_wait for `expected` of them. Empty when stopping.
+  std::vector<Job> TakeSteps(WorkQueue& queue, size_t expected) {
+    std::unique_lock lock(queue.mutex);
+    queue.ready.wait(lock, [&] { return stopping_.load() || !queue.jobs.empty(); });
+    if (stopping_.load()) return {};
+    std::vector<Job> batch;
+    if (queue.jobs.front().message.header.rows > 1) {
+      batch.push_back(std::move(queue.jobs.front()));
+      queue.jobs.pop_front();
+      return batch;
+    }
+    const auto limit = static_cast<size_t>(std::max(1, options_.max_batch));
+    const auto deadline = Clock::now() + options_.max_batch_wait;
+    TakeDecodeSteps(queue.jobs, limit, batch);
+    while (batch.size() < std::min(limit, expected) && !stopping_.load() &&
+           queue.ready.wait_until(lock, deadline) == std::cv_status::no_timeout) {
+      TakeDecodeSteps(queue.jobs, limit, batch);
+    }
+    TakeDecodeSteps(queue.jobs, limit, batch);
+    return batch;
+  }
+
+  static void TakeDecodeSteps(std::deque<Job>& jobs, size_t limit, std::vector<Job>& batch) {
+    // Sessions whose next step must not be taken: in the batch already, or queued behind a prefill.
+    std::vector<const Session*> held;
+    for (const Job& job : batch) held.push_back(job.session.get());
+    for (auto it = jobs.begin(); it != jobs.end() && batch.size() < limit;) {
+      const Session* session = it->session.get();
+      const bool free = std::find(held.begin(), held.end(), session) == held.end();
+      held.push_back(session);
+      if (free && it->message.header.rows == 1) {
+        batch.push_back(std::move(*it));
+        it = jobs.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  // The answers to steps taken together, in order: one decode batch through the weights (a lone step runs
+  // as it would unbatched).
+  std::vector<wire::Message> ExecuteAll(std::vector<Job>& jobs) {
+    if (jobs.size() == 1) return {Execute(jobs.front())};
+    const auto start = Clock::now();
+    std::vector<wire::Message> answers(jobs.size());
+    std::vector<size_t> members;
+    std::vector<LocalTail*> tails;
+    std::vector<HiddenRows> rows;
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      auto decoded = DecodeStep(jobs[i]);
+      if (!decoded.ok()) {
+        answers[i] = StepError(jobs[i], ErrorCode::kBadFrame, decoded.status());
+        continue;
+      }
+      members.push_back(i);
+      tails.push_back(jobs[i].session->tail.get());
+      rows.push_back(std::move(*decoded));
+    }
+    std::vector<Result<int>> tokens;
+    try {
+      tokens = LocalTail::ForwardDecodeBatch(tails, rows);
+    } catch (const std::exception& error) {
+      tokens.assign(tails.size(), Internal(error.what()));
+    }
+    const double seconds = FinishPass(start, members.size());
+    for (size_t m = 0; m < members.size(); ++m) {
+      answers[members[m]] = Answer(jobs[members[m]], tokens[m], seconds);
+    }
+    return answers;
   }
 
   wire::Message Execute(const Job& job) {
     const auto start = Clock::now();
-    const wire::Header& header = job.message.header;
-    const ActivationCodec codec{static_cast<Precision>(header.precision),
-                                static_cast<Compression>(header.compression)};  // checked by the I/O thread
-    const int64_t rows = header.rows, cols = header.cols;
-    auto values = DecodeActivations(job.message.payload, rows, cols, codec, rows * cols);
-    if (!values.ok()) {
-      return ErrorMessage(header.session, header.sequence, ErrorCode::kBadFrame, values.status().message());
-    }
-    metrics_.wire_bytes.Increment(static_cast<double>(job.message.payload.size()));
-    metrics_.float32_bytes.Increment(static_cast<double>(rows * cols * 4));
-    LocalTail& tail = *job.session->tail;
+    auto rows = DecodeStep(job);
+    if (!rows.ok()) return StepError(job, ErrorCode::kBadFrame, rows.status());
     Result<int> token = Internal("not run");
     try {
-      token = tail.Forward(HiddenRows{rows, cols, std::move(*values)});
+      token = job.session->tail->Forward(*rows);
     } catch (const std::exception& error) {
       token = Internal(error.what());
     }
-    if (!token.ok()) {
-      return ErrorMessage(header.session, header.sequence, ErrorCode::kInternal, token.status().message());
-    }
+    return Answer(job, token, FinishPass(start, 1));
+  }
+
+  // A step's rows from its payload (the I/O thread checked the header against the session).
+  Result<HiddenRows> DecodeStep(const Job& job) {
+    const wire::Header& header = job.message.header;
+    const ActivationCodec codec{static_cast<Precision>(header.precision),
+                                static_cast<Compression>(header.compression)};
+    const int64_t rows = header.rows, cols = header.cols;
+    TANDEM_ASSIGN_OR_RETURN(std::vector<float> values,
+                            DecodeActivations(job.message.payload, rows, cols, codec, rows * cols));
+    metrics_.wire_bytes.Increment(static_cast<double>(job.message.payload.size()));
+    metrics_.float32_bytes.Increment(static_cast<double>(rows * cols * 4));
+    return HiddenRows{rows, cols, std::move(values)};
+  }
+
+  // Accounts a worker pass of `steps` steps begun at `start`; returns its seconds.
+  double FinishPass(Clock::time_point start, size_t steps) {
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     busy_us_ += static_cast<int64_t>(seconds * 1e6);
+    metrics_.batch_steps.Observe(static_cast<double>(steps));
+    return seconds;
+  }
+
+  static wire::Message StepError(const Job& job, ErrorCode code, const Status& status) {
+    return ErrorMessage(job.message.header.session, job.message.header.sequence, code, status.message());
+  }
+
+  // The TOKEN of a computed step, or its ERROR.
+  wire::Message Answer(const Job& job, const Result<int>& token, double seconds) {
+    if (!token.ok()) return StepError(job, ErrorCode::kInternal, token.status());
     metrics_.tokens.Increment();
     metrics_.compute_seconds.Observe(seconds);
-    return wire::MakeToken({.session = header.session,
-                            .sequence = header.sequence,
+    return wire::MakeToken({.session = job.message.header.session,
+                            .sequence = job.message.header.sequence,
                             .token = *token,
                             .compute_us = static_cast<uint32_t>(seconds * 1e6),
-                            .top_logprobs = tail.top_logprobs()});
+                            .top_logprobs = job.session->tail->top_logprobs()});
   }
 
   std::shared_ptr<const Transformer> model_;

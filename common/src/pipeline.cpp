@@ -70,26 +70,69 @@ int LocalTail::positions() const {
   return cache_->length();
 }
 
-Result<int> LocalTail::Forward(const HiddenRows& rows) {
+Status LocalTail::CheckRows(const HiddenRows& rows) const {
   if (rows.rows <= 0 || rows.cols != model_->config().dim ||
       rows.values.size() != static_cast<size_t>(rows.rows * rows.cols)) {
     return InvalidArgument("hidden rows must be [T > 0, " + std::to_string(model_->config().dim) + "]");
   }
-  at::Tensor hidden = ToTensor(rows);
-  TANDEM_RETURN_IF_ERROR(model_->RunBlocks(hidden, *cache_));
-  // Only the last position's logits pick the next token.
-  const at::Tensor logits = model_->Logits(hidden.narrow(0, rows.rows - 1, 1)).contiguous();
-  const int token = sampler_.Sample({logits.data_ptr<float>(), static_cast<size_t>(logits.numel())});
+  return Status::Ok();
+}
+
+Result<int> LocalTail::Sample(std::span<const float> logits) {
+  const int token = sampler_.Sample(logits);
   if (token < 0) return Internal("the model produced no finite logits");
   if (top_logprobs_count_ > 0) {
-    const auto k = std::min<int64_t>(top_logprobs_count_, logits.numel());
-    const auto [values, indices] = at::log_softmax(logits.view(-1), 0).topk(k);
+    const auto n = static_cast<int64_t>(logits.size());
+    const auto k = std::min<int64_t>(top_logprobs_count_, n);
+    const at::Tensor view = at::from_blob(const_cast<float*>(logits.data()), {n}, at::kFloat);
+    const auto [values, indices] = at::log_softmax(view, 0).topk(k);
     top_logprobs_.clear();
     for (int64_t i = 0; i < k; ++i) {
       top_logprobs_.emplace_back(static_cast<int>(indices[i].item<int64_t>()), values[i].item<float>());
     }
   }
   return token;
+}
+
+Result<int> LocalTail::Forward(const HiddenRows& rows) {
+  TANDEM_RETURN_IF_ERROR(CheckRows(rows));
+  at::Tensor hidden = ToTensor(rows);
+  TANDEM_RETURN_IF_ERROR(model_->RunBlocks(hidden, *cache_));
+  // Only the last position's logits pick the next token.
+  const at::Tensor logits = model_->Logits(hidden.narrow(0, rows.rows - 1, 1)).contiguous();
+  return Sample({logits.data_ptr<float>(), static_cast<size_t>(logits.numel())});
+}
+
+std::vector<Result<int>> LocalTail::ForwardDecodeBatch(std::span<LocalTail* const> tails,
+                                                       std::span<const HiddenRows> rows) {
+  std::vector<Result<int>> tokens(tails.size(), Internal("not run"));
+  std::vector<size_t> members;  // the steps that run together
+  std::vector<at::Tensor> hidden;
+  std::vector<KvCache*> caches;
+  for (size_t i = 0; i < tails.size(); ++i) {
+    LocalTail& tail = *tails[i];
+    const bool joins = i < rows.size() && tail.model_ == tails[0]->model_ && rows[i].rows == 1 &&
+                       tail.CheckRows(rows[i]).ok() && tail.cache_->length() < tail.cache_->capacity();
+    if (!joins) {
+      tokens[i] = i < rows.size() ? tail.Forward(rows[i]) : InvalidArgument("no rows for this tail");
+      continue;
+    }
+    members.push_back(i);
+    hidden.push_back(ToTensor(rows[i]));
+    caches.push_back(tail.cache_.get());
+  }
+  if (members.empty()) return tokens;
+  const Transformer& model = *tails[members[0]]->model_;
+  if (const Status status = model.RunDecodeBatch(hidden, caches); !status.ok()) {
+    for (size_t i : members) tokens[i] = status;
+    return tokens;
+  }
+  const at::Tensor logits = model.LogitsDecodeBatch(at::cat(hidden)).contiguous();
+  const auto vocab = static_cast<size_t>(logits.size(1));
+  for (size_t m = 0; m < members.size(); ++m) {
+    tokens[members[m]] = tails[members[m]]->Sample({logits.data_ptr<float>() + m * vocab, vocab});
+  }
+  return tokens;
 }
 
 Result<int> LoopbackTail::Forward(const HiddenRows& rows) {

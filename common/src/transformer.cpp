@@ -481,6 +481,11 @@ at::Tensor Transformer::Logits(const at::Tensor& hidden) const {
   return Apply(*classifier_, RmsNorm(hidden, rms_final_));
 }
 
+at::Tensor Transformer::LogitsDecodeBatch(const at::Tensor& hidden) const {
+  const EmulatedSlowdown slowdown(options_.emulated_slowdown);
+  return std::move(ApplyDecodeBatch({classifier_.get()}, RmsNorm(hidden, rms_final_))[0]);
+}
+
 int64_t Transformer::BlockWeightBytes(BlockRange range) const {
   int64_t total = 0;
   for (int index = range.first; index < range.last; ++index) {

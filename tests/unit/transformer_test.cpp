@@ -61,7 +61,8 @@ class TransformerTest : public ::testing::Test {
 // what continuous batching in a tail relies on. Float32 and int8 blocks.
 TEST_F(TransformerTest, BatchedDecodeIsBitForBitEachSessionAlone) {
   for (const bool int8 : {false, true}) {
-    auto model = Transformer::Create(checkpoint_, {.int8_blocks = int8 ? BlockRange{0, 4} : BlockRange{}});
+    auto model = Transformer::Create(checkpoint_, {.int8_blocks = int8 ? BlockRange{0, 4} : BlockRange{},
+                                                   .int8_classifier = int8});
     ASSERT_TRUE(model.ok());
     const Transformer& runtime = **model;
     constexpr int kSessions = 16;
@@ -94,6 +95,12 @@ TEST_F(TransformerTest, BatchedDecodeIsBitForBitEachSessionAlone) {
         EXPECT_TRUE(at::equal(inputs[s], alone_hidden[alone_hidden.size() - kSessions + s]))
             << (int8 ? "int8" : "float32") << " session " << s << " step " << step;
         EXPECT_EQ(batched[s]->length(), alone[s]->length());
+      }
+      // The heads of all sessions in one classifier pass: each row's logits as the row's alone.
+      const at::Tensor logits = runtime.LogitsDecodeBatch(at::cat(inputs));
+      for (int s = 0; s < kSessions; ++s) {
+        EXPECT_TRUE(at::equal(logits.narrow(0, s, 1), runtime.Logits(inputs[s])))
+            << (int8 ? "int8" : "float32") << " logits of session " << s << " step " << step;
       }
     }
   }

@@ -3,7 +3,9 @@
 //
 // One I/O thread owns the sockets: it checks every message (handshake, session, sequence, position, sizes)
 // and answers control messages itself; ACTIVATIONS go to a worker (a session always to the same one, so
-// its steps run in order), whose TOKEN or ERROR returns through an inproc socket to the I/O thread.
+// its steps run in order), whose TOKEN or ERROR returns through an inproc socket to the I/O thread. A
+// worker batches the decode steps of its sessions that are ready (continuous batching); prefills run
+// alone, between batches.
 #pragma once
 
 #include <chrono>
@@ -39,6 +41,11 @@ struct TailServerOptions {
   std::chrono::milliseconds idle_timeout{std::chrono::minutes(2)};  // sessions without traffic are freed
   int workers =
       1;  // threads running sessions' steps; 0: on the I/O thread (no hand-over, one step at a time)
+  // Continuous batching: a worker runs the decode steps (one row each) of up to `max_batch` of its
+  // sessions together, through the weights once. When fewer are ready than it answered last time, it
+  // waits up to `max_batch_wait` for the rest. 1: every step alone.
+  int max_batch = 32;
+  std::chrono::microseconds max_batch_wait{2000};
   ComputeProfile profile;  // this tail's measured per-block times, reported in STATS
 };
 

@@ -64,6 +64,12 @@ class LocalTail final : public TailRunner {
             int top_logprobs = 0);
   ~LocalTail() override;
   Result<int> Forward(const HiddenRows& rows) override;
+  // One decode row for each of several sessions' tails (of one model), run together: their blocks through
+  // Transformer::RunDecodeBatch, their heads through one classifier pass, then each sampled by its own
+  // sampler. tokens[i] is what tails[i]->Forward(rows[i]) would return, bit for bit; a step that cannot
+  // join the batch (not one row, a full cache) runs alone and gets its own error.
+  static std::vector<Result<int>> ForwardDecodeBatch(std::span<LocalTail* const> tails,
+                                                     std::span<const HiddenRows> rows);
 
   // The last step's most likely tokens and their log-probabilities (temperature 1), best first.
   const std::vector<std::pair<int, float>>& top_logprobs() const { return top_logprobs_; }
@@ -71,6 +77,10 @@ class LocalTail final : public TailRunner {
   int positions() const;  // positions consumed so far
 
  private:
+  Status CheckRows(const HiddenRows& rows) const;
+  // Samples the next token from one position's logits and keeps its top log-probabilities.
+  Result<int> Sample(std::span<const float> logits);
+
   std::shared_ptr<const Transformer> model_;
   std::unique_ptr<KvCache> cache_;
   Sampler sampler_;

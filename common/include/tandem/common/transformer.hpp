@@ -92,6 +92,9 @@ class Transformer {
 
   // Final RMSNorm and classifier: hidden [T, dim] → logits [T, vocab].
   at::Tensor Logits(const at::Tensor& hidden) const;
+  // The same for rows of different sessions (RunDecodeBatch's outputs, stacked): one pass over the
+  // classifier for all, each row's logits bit for bit what Logits gives that row alone.
+  at::Tensor LogitsDecodeBatch(const at::Tensor& hidden) const;
 
   // Weight bytes read per token by blocks in `range` (int8 blocks count their int8 bytes).
   int64_t BlockWeightBytes(BlockRange range) const;

@@ -689,11 +689,11 @@ class TailServer::Impl {
     const auto limit = static_cast<size_t>(std::max(1, options_.max_batch));
     const auto deadline = Clock::now() + options_.max_batch_wait;
     TakeDecodeSteps(queue.jobs, limit, batch);
-    while (batch.size() < std::min(limit, expected) && !stopping_.load() &&
-           queue.ready.wait_until(lock, deadline) == std::cv_status::no_timeout) {
-      TakeDecodeSteps(queue.jobs, limit, batch);
+    while (batch.size() < std::min(limit, expected) && !stopping_.load()) {
+      const bool woken = queue.ready.wait_until(lock, deadline) == std::cv_status::no_timeout;
+      TakeDecodeSteps(queue.jobs, limit, batch);  // after a timeout too: a step may have come meanwhile
+      if (!woken) break;
     }
-    TakeDecodeSteps(queue.jobs, limit, batch);
     return batch;
   }
 

@@ -111,8 +111,8 @@ std::vector<Result<int>> LocalTail::ForwardDecodeBatch(std::span<LocalTail* cons
   std::vector<KvCache*> caches;
   for (size_t i = 0; i < tails.size(); ++i) {
     LocalTail& tail = *tails[i];
-    const bool joins = i < rows.size() && tail.model_ == tails[0]->model_ && rows[i].rows == 1 &&
-                       tail.CheckRows(rows[i]).ok() && tail.cache_->length() < tail.cache_->capacity();
+    const bool joins =
+        i < rows.size() && tail.model_ == tails[0]->model_ && rows[i].rows == 1 && tail.CheckRows(rows[i]).ok();
     if (!joins) {
       tokens[i] = i < rows.size() ? tail.Forward(rows[i]) : InvalidArgument("no rows for this tail");
       continue;
@@ -123,8 +123,10 @@ std::vector<Result<int>> LocalTail::ForwardDecodeBatch(std::span<LocalTail* cons
   }
   if (members.empty()) return tokens;
   const Transformer& model = *tails[members[0]]->model_;
-  if (const Status status = model.RunDecodeBatch(hidden, caches); !status.ok()) {
-    for (size_t i : members) tokens[i] = status;
+  if (!model.RunDecodeBatch(hidden, caches).ok()) {
+    // A step the batch refuses (a full cache) fails it whole, changing nothing: each then runs alone and
+    // gets its own answer.
+    for (size_t i : members) tokens[i] = tails[i]->Forward(rows[i]);
     return tokens;
   }
   const at::Tensor logits = model.LogitsDecodeBatch(at::cat(hidden)).contiguous();

@@ -67,7 +67,7 @@ class LocalTail final : public TailRunner {
   // One decode row for each of several sessions' tails (of one model), run together: their blocks through
   // Transformer::RunDecodeBatch, their heads through one classifier pass, then each sampled by its own
   // sampler. tokens[i] is what tails[i]->Forward(rows[i]) would return, bit for bit; a step that cannot
-  // join the batch (not one row, a full cache) runs alone and gets its own error.
+  // join the batch (not one row, a full cache) runs alone and gets its own answer.
   static std::vector<Result<int>> ForwardDecodeBatch(std::span<LocalTail* const> tails,
                                                      std::span<const HiddenRows> rows);
 

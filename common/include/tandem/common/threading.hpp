@@ -7,7 +7,8 @@
 
 namespace tandem {
 
-// Sets the compute thread count (<= 0: OMP_NUM_THREADS when set, else one per core). Call once at start-up, before any model work.
+// Sets the compute thread count (<= 0: OMP_NUM_THREADS when set, else one per CPU this process may run
+// on). Call once at start-up, before any model work.
 void ConfigureComputeThreads(int threads);
 int ComputeThreads();
 

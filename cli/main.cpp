@@ -13,6 +13,7 @@ Commands:
   generate        generate text from a prompt, optionally split at block K (--split K)
   make-model      write a llama2.c model with random weights (tiny, stories15M, stories110M shapes)
   bench           prefill and decode speed and peak memory, medians over repeats
+  bench-suite     every throughput figure (monolithic, split per codec, tail at 1-64 sessions, codecs)
   eval-agreement  teacher-forced top-1 agreement of int8 blocks with float32 on a golden file
   keygen          write a CURVE key pair (PREFIX.key, PREFIX.pub) for the encrypted edge-cloud link
   bench-split     the edge's adaptive split against every static split, on an emulated link schedule
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
   if (command == "generate") return tandem::cli::RunGenerate(args);
   if (command == "make-model") return tandem::cli::RunMakeModel(args);
   if (command == "bench") return tandem::cli::RunBench(args);
+  if (command == "bench-suite") return tandem::cli::RunBenchSuite(args);
   if (command == "eval-agreement") return tandem::cli::RunEvalAgreement(args);
   if (command == "keygen") return tandem::cli::RunKeygen(args);
   if (command == "bench-split") return tandem::cli::RunBenchSplit(args);

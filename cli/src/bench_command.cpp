@@ -1,13 +1,8 @@
-#include <sys/resource.h>
 #include <nlohmann/json.hpp>
 
-#include <ATen/ATen.h>
-
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
-#include <random>
 
+#include "bench_support.hpp"
 #include "cli_support.hpp"
 #include "commands.hpp"
 #include "split_setup.hpp"
@@ -18,63 +13,6 @@ namespace tandem::cli {
 namespace {
 
 constexpr const char* kCommand = "bench";
-
-struct Summary {
-  double median = 0, min = 0, max = 0;
-};
-
-Summary Summarize(const std::vector<double>& values) {
-  const auto [min, max] = std::minmax_element(values.begin(), values.end());
-  return {Median(values), *min, *max};
-}
-
-nlohmann::json ToJson(const Summary& summary) {
-  return {{"median", summary.median}, {"min", summary.min}, {"max", summary.max}};
-}
-
-// Read bandwidth of main memory with the compute threads, measured in the same run as the model: decode
-// reads every weight once a token, so bytes/token × tok/s against this is the kernels' efficiency. The
-// buffer (1 GiB) is larger than any last-level cache; LibTorch's vectorized sum does the reading.
-double MemoryReadGigabytesPerSecond() {
-  const at::Tensor buffer = at::ones({int64_t{1} << 28}, at::kFloat);
-  std::vector<double> rates;
-  for (int run = 0; run < 5; ++run) {
-    const auto start = std::chrono::steady_clock::now();
-    const float total = buffer.sum().item<float>();
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (total > 0) rates.push_back(static_cast<double>(buffer.nbytes()) / seconds / 1e9);
-  }
-  return Summarize(rates).median;
-}
-
-double PeakRssMegabytes() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
-}
-
-// Prefill and decode speed of each measured run of one configuration.
-struct Runs {
-  std::vector<double> prefill_tok_s, decode_tok_s, decode_ms_per_token;
-  nlohmann::json cut_report;  // what crossed the cut in the last run (TailFactory::Report)
-};
-
-// One greedy generation of `positions` positions through a fresh tail from `tails`, recorded unless warmup.
-Status MeasureRun(const LoadedModel& model, TailFactory& tails, const std::vector<int>& prompt, int positions,
-                  Runs* record) {
-  EdgeRunner edge(model.transformer, tails.cut(), positions);
-  TANDEM_ASSIGN_OR_RETURN(const auto tail, tails.NewTail(positions, SamplingParams{0.0f, 1.0f, 0}));
-  TANDEM_ASSIGN_OR_RETURN(const Generation generation,
-                          Generate(edge, *tail, prompt, GenerateOptions{.steps = positions, .stop_tokens = {}}));
-  if (record != nullptr) {
-    const GenerationTimings& timings = generation.timings;
-    record->prefill_tok_s.push_back(timings.prefill_tokens_per_second());
-    record->decode_tok_s.push_back(timings.decode_tokens_per_second());
-    record->decode_ms_per_token.push_back(1000.0 / timings.decode_tokens_per_second());
-    record->cut_report = tails.Report(*tail);
-  }
-  return Status::Ok();
-}
 
 }  // namespace
 
@@ -115,10 +53,7 @@ int RunBench(std::span<const std::string> args) {
                 kExitUsage);
   }
 
-  std::mt19937 rng(static_cast<uint32_t>(seed));
-  std::uniform_int_distribution<int> token(3, config.vocab_size - 1);
-  std::vector<int> prompt = {1};
-  while (static_cast<int>(prompt.size()) < prompt_tokens) prompt.push_back(token(rng));
+  const std::vector<int> prompt = RandomPrompt(prompt_tokens, config.vocab_size, seed);
 
   const int layers = config.n_layers;
   const Transformer& transformer = *model->transformer;

@@ -26,6 +26,37 @@ int Fail(const char* command, const Status& status, int exit_code) {
   return exit_code;
 }
 
+// "tiny" matches stories260K, so its 512-token tokenizer works with it.
+const std::map<std::string, ModelConfig>& ModelShapes() {
+  static const std::map<std::string, ModelConfig> shapes = {
+      {"tiny",
+       {.dim = 64,
+        .hidden_dim = 172,
+        .n_layers = 5,
+        .n_heads = 8,
+        .n_kv_heads = 4,
+        .vocab_size = 512,
+        .seq_len = 512}},
+      {"stories15M",
+       {.dim = 288,
+        .hidden_dim = 768,
+        .n_layers = 6,
+        .n_heads = 6,
+        .n_kv_heads = 6,
+        .vocab_size = 32000,
+        .seq_len = 256}},
+      {"stories110M",
+       {.dim = 768,
+        .hidden_dim = 2048,
+        .n_layers = 12,
+        .n_heads = 12,
+        .n_kv_heads = 12,
+        .vocab_size = 32000,
+        .seq_len = 1024}},
+  };
+  return shapes;
+}
+
 double Median(std::vector<double> values) {
   if (values.empty()) return 0;
   std::sort(values.begin(), values.end());

@@ -2,6 +2,7 @@
 // loading are tandem::ModelFlags and tandem::LoadModel (model_loader.hpp), shared with the services.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -26,6 +27,9 @@ std::optional<int> ParseFlags(FlagSet& flags, std::span<const std::string> args,
 
 // Prints "tandem <command>: <message>" on one line to stderr and returns `exit_code`.
 int Fail(const char* command, const Status& status, int exit_code = kExitFailure);
+
+// Shapes of the public llama2.c TinyStories models by name: tiny, stories15M, stories110M.
+const std::map<std::string, ModelConfig>& ModelShapes();
 
 // The median of `values` (0 when empty).
 double Median(std::vector<double> values);

@@ -9,6 +9,7 @@ namespace tandem::cli {
 int RunGenerate(std::span<const std::string> args);
 int RunMakeModel(std::span<const std::string> args);
 int RunBench(std::span<const std::string> args);
+int RunBenchSuite(std::span<const std::string> args);
 int RunEvalAgreement(std::span<const std::string> args);
 int RunKeygen(std::span<const std::string> args);
 int RunBenchSplit(std::span<const std::string> args);

@@ -1,5 +1,4 @@
 #include <cstdio>
-#include <map>
 
 #include "cli_support.hpp"
 #include "commands.hpp"
@@ -8,38 +7,6 @@ namespace tandem::cli {
 namespace {
 
 constexpr const char* kCommand = "make-model";
-
-// Shapes of the public llama2.c TinyStories models; "tiny" matches stories260K, so its 512-token
-// tokenizer works with it.
-const std::map<std::string, ModelConfig>& Shapes() {
-  static const std::map<std::string, ModelConfig> shapes = {
-      {"tiny",
-       {.dim = 64,
-        .hidden_dim = 172,
-        .n_layers = 5,
-        .n_heads = 8,
-        .n_kv_heads = 4,
-        .vocab_size = 512,
-        .seq_len = 512}},
-      {"stories15M",
-       {.dim = 288,
-        .hidden_dim = 768,
-        .n_layers = 6,
-        .n_heads = 6,
-        .n_kv_heads = 6,
-        .vocab_size = 32000,
-        .seq_len = 256}},
-      {"stories110M",
-       {.dim = 768,
-        .hidden_dim = 2048,
-        .n_layers = 12,
-        .n_heads = 12,
-        .n_kv_heads = 12,
-        .vocab_size = 32000,
-        .seq_len = 1024}},
-  };
-  return shapes;
-}
 
 }  // namespace
 
@@ -55,8 +22,8 @@ int RunMakeModel(std::span<const std::string> args) {
   flags.String("out", &out, "output file");
   if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
   if (Status status = Require(flags, "out"); !status.ok()) return Fail(kCommand, status, kExitUsage);
-  const auto found = Shapes().find(shape);
-  if (found == Shapes().end()) {
+  const auto found = ModelShapes().find(shape);
+  if (found == ModelShapes().end()) {
     return Fail(kCommand, InvalidArgument("unknown --shape '" + shape + "'"), kExitUsage);
   }
   if (vocab < 0) return Fail(kCommand, InvalidArgument("--vocab must be positive"), kExitUsage);

@@ -24,11 +24,19 @@ Status SplitFlags::Validate(int layers) const {
 Result<std::unique_ptr<TailFactory>> TailFactory::Create(const LoadedModel& model, const SplitFlags& flags) {
   TANDEM_RETURN_IF_ERROR(flags.Validate(model.transformer->n_layers()));
   TANDEM_ASSIGN_OR_RETURN(const ActivationCodec codec, ParseActivationCodec(flags.cloud.codec));
+  if (flags.cloud.enabled()) {
+    TANDEM_ASSIGN_OR_RETURN(const edge::CloudOptions options, flags.cloud.Resolve());
+    return Connect(model, flags.split, codec, options);
+  }
   const bool split = flags.split >= 0;
-  std::unique_ptr<TailFactory> factory(
+  return std::unique_ptr<TailFactory>(
       new TailFactory(model, split ? flags.split : model.transformer->n_layers(), split, codec));
-  if (!flags.cloud.enabled()) return factory;
-  TANDEM_ASSIGN_OR_RETURN(const edge::CloudOptions options, flags.cloud.Resolve());
+}
+
+Result<std::unique_ptr<TailFactory>> TailFactory::Connect(const LoadedModel& model, int cut,
+                                                          ActivationCodec codec,
+                                                          const edge::CloudOptions& options) {
+  std::unique_ptr<TailFactory> factory(new TailFactory(model, cut, /*split=*/true, codec));
   factory->context_ = std::make_unique<zmq::context_t>();
   TANDEM_ASSIGN_OR_RETURN(
       factory->connection_,

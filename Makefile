@@ -33,6 +33,12 @@ demo: build
 bench: build
 	@scripts/bench.sh $(BUILD_DIR)
 
+# Every throughput figure in one run (about 90 s on 2 cores; docs/performance.md):
+# $(BUILD_DIR)/bench-results/bench-suite.{json,md}.
+.PHONY: bench-suite
+bench-suite: build
+	@$(BUILD_DIR)/bin/tandem bench-suite --out-dir $(BUILD_DIR)/bench-results
+
 # Load on loopback: tandem loadgen 64x20 with RSS watched, wrk on /healthz; `make load SOAK_MINUTES=30` soaks too.
 .PHONY: load
 SOAK_MINUTES ?= 0

@@ -40,10 +40,10 @@ constexpr const char* kCommand = "bench-suite";
 struct SuiteOptions {
   ModelFlags model;  // --model and --threads; int8 settings are the suite's own
   std::string out_dir = "bench-results";
-  int prompt_tokens = 128, gen_tokens = 128;              // monolithic runs
-  int split_prompt_tokens = 16, split_gen_tokens = 32;    // each codec's split runs
+  int prompt_tokens = 128, gen_tokens = 128;            // monolithic runs
+  int split_prompt_tokens = 16, split_gen_tokens = 32;  // each codec's split runs
   int repeat = 3, warmup = 1;
-  int cut = 1;                                            // split and tail parts: the tail runs [cut, L)
+  int cut = 1;  // split and tail parts: the tail runs [cut, L)
   std::string codecs = "all";
   std::string sessions = "1,4,16,64";
   int tail_prompt_tokens = 16, tail_decode_steps = 32;
@@ -92,7 +92,8 @@ Result<json> MeasureMonolithic(const LoadedModel& model, const SuiteOptions& opt
   const int positions = options.prompt_tokens + options.gen_tokens - 1;
   Runs runs;
   for (int run = 0; run < options.warmup + options.repeat; ++run) {
-    TANDEM_RETURN_IF_ERROR(MeasureRun(model, *tails, prompt, positions, run >= options.warmup ? &runs : nullptr));
+    TANDEM_RETURN_IF_ERROR(
+        MeasureRun(model, *tails, prompt, positions, run >= options.warmup ? &runs : nullptr));
   }
   const Transformer& transformer = *model.transformer;
   const double weight_mb = static_cast<double>(transformer.BlockWeightBytes({0, transformer.n_layers()}) +
@@ -130,7 +131,7 @@ Result<LoopbackTail> StartLoopbackTail(const LoadedModel& model, const SuiteOpti
   tail.client.endpoint = tail.server->endpoint();
   tail.client.security.own_keys = client_keys;
   tail.client.security.server_public_key = server_keys.public_key;
-  tail.client.timeout = std::chrono::seconds(120);  // 64 sessions' prefills queue behind each other
+  tail.client.timeout = std::chrono::seconds(120);          // 64 sessions' prefills queue behind each other
   tail.client.resend_after = std::chrono::milliseconds(0);  // a resend would be extra load, not a retry
   tail.client.max_resends = 0;
   return tail;
@@ -208,11 +209,11 @@ Result<TailRound> RunTailRound(const LoadedModel& model, LoopbackTail& tail, con
     bool waited = false;
     auto run = [&]() -> Status {
       TANDEM_ASSIGN_OR_RETURN(auto connection, edge::CloudConnection::Connect(context, tail.client, hello));
-      TANDEM_ASSIGN_OR_RETURN(
-          auto remote, edge::RemoteTail::Open(*connection, {.cut = cut,
-                                                            .codec = {},
-                                                            .sampling = SamplingParams{0.0f, 1.0f, 0},
-                                                            .max_positions = positions}));
+      TANDEM_ASSIGN_OR_RETURN(auto remote,
+                              edge::RemoteTail::Open(*connection, {.cut = cut,
+                                                                   .codec = {},
+                                                                   .sampling = SamplingParams{0.0f, 1.0f, 0},
+                                                                   .max_positions = positions}));
       TANDEM_RETURN_IF_ERROR(remote->Forward(workload.prefill).status());
       TANDEM_RETURN_IF_ERROR(remote->Forward(workload.decode.front()).status());
       start_line.arrive_and_wait();
@@ -259,7 +260,8 @@ Result<json> MeasureTailAggregate(const LoadedModel& model, LoopbackTail& tail, 
   for (const int sessions : session_counts) {
     std::vector<double> aggregate, p50, p90, batch;
     for (int run = 0; run < options.repeat; ++run) {
-      TANDEM_ASSIGN_OR_RETURN(const TailRound round, RunTailRound(model, tail, workload, sessions, options.cut));
+      TANDEM_ASSIGN_OR_RETURN(const TailRound round,
+                              RunTailRound(model, tail, workload, sessions, options.cut));
       aggregate.push_back(round.aggregate_tok_s);
       p50.push_back(Percentile(round.step_ms, 50));
       p90.push_back(Percentile(round.step_ms, 90));
@@ -271,19 +273,21 @@ Result<json> MeasureTailAggregate(const LoadedModel& model, LoopbackTail& tail, 
                     {"p90_ms", Median(p90)},
                     {"mean_batch", Median(batch)}});
   }
-  json result = {{"cut", options.cut},
-                 {"blocks", std::to_string(options.cut) + ":" + std::to_string(model.transformer->n_layers())},
-                 {"prompt_tokens", options.tail_prompt_tokens},
-                 {"decode_steps", options.tail_decode_steps},
-                 {"max_batch", options.max_batch},
-                 {"max_batch_wait_us", options.max_batch_wait_us},
-                 {"sessions", rows}};
+  json result = {
+      {"cut", options.cut},
+      {"blocks", std::to_string(options.cut) + ":" + std::to_string(model.transformer->n_layers())},
+      {"prompt_tokens", options.tail_prompt_tokens},
+      {"decode_steps", options.tail_decode_steps},
+      {"max_batch", options.max_batch},
+      {"max_batch_wait_us", options.max_batch_wait_us},
+      {"sessions", rows}};
   // Each figure against the single session's, when both were measured.
-  const auto single = std::find_if(rows.begin(), rows.end(), [](const json& row) { return row["sessions"] == 1; });
+  const auto single =
+      std::find_if(rows.begin(), rows.end(), [](const json& row) { return row["sessions"] == 1; });
   if (single != rows.end()) {
     for (json& row : rows) {
-      row["aggregate_vs_single"] =
-          row["aggregate_tok_s"]["median"].get<double>() / (*single)["aggregate_tok_s"]["median"].get<double>();
+      row["aggregate_vs_single"] = row["aggregate_tok_s"]["median"].get<double>() /
+                                   (*single)["aggregate_tok_s"]["median"].get<double>();
       row["p50_vs_single"] = row["p50_ms"].get<double>() / (*single)["p50_ms"].get<double>();
     }
     result["sessions"] = rows;
@@ -309,7 +313,8 @@ Result<json> MeasureCodecs(const HiddenRows& rows, const std::vector<ActivationC
       start = Clock::now();
       for (int call = 0; call < kCallsPerTiming; ++call) {
         TANDEM_RETURN_IF_ERROR(
-            DecodeActivations(encoded.payload, rows.rows, rows.cols, applied, rows.rows * rows.cols).status());
+            DecodeActivations(encoded.payload, rows.rows, rows.cols, applied, rows.rows * rows.cols)
+                .status());
       }
       decode_gb_s.push_back(raw_bytes * kCallsPerTiming / Seconds(start) / 1e9);
     }
@@ -375,23 +380,26 @@ std::string Markdown(const json& report) {
                    machine["caches_per_core_or_shared"].dump() + ", " +
                    Cell(machine["memory_gib"].get<double>(), 0) + " GiB; " +
                    std::to_string(machine["compute_threads"].get<int>()) + " compute threads; memory read " +
-                   Cell(report["memory_read_gb_s"].get<double>(), 1) + " GB/s. Model: " +
-                   report["model"].get<std::string>() + ".\n\n";
-  md += "| monolithic | prefill tok/s | decode tok/s | weights read GB/s | peak RSS MB |\n|---|---:|---:|---:|---:|\n";
+                   Cell(report["memory_read_gb_s"].get<double>(), 1) +
+                   " GB/s. Model: " + report["model"].get<std::string>() + ".\n\n";
+  md +=
+      "| monolithic | prefill tok/s | decode tok/s | weights read GB/s | peak RSS MB "
+      "|\n|---|---:|---:|---:|---:|\n";
   for (const char* name : {"monolithic_float32", "monolithic_int8"}) {
     const json& part = report[name];
     md += std::string("| ") + name + " | " + Cell(part["prefill_tok_s"]["median"].get<double>(), 1) + " | " +
           Cell(part["decode_tok_s"]["median"].get<double>(), 1) + " | " +
-          Cell(part["decode_weight_gb_s"].get<double>(), 1) + " | " + Cell(part["peak_rss_mb"].get<double>(), 0) +
-          " |\n";
+          Cell(part["decode_weight_gb_s"].get<double>(), 1) + " | " +
+          Cell(part["peak_rss_mb"].get<double>(), 0) + " |\n";
   }
   const json& split = report["split_decode"];
   md += "\n| split at " + std::to_string(split["cut"].get<int>()) +
         ", codec | decode tok/s | ms/token | bytes/step | round trip ms | tail compute ms |\n"
         "|---|---:|---:|---:|---:|---:|\n";
   for (const json& row : split["codecs"]) {
-    md += "| " + row["codec"].get<std::string>() + " | " + Cell(row["decode_tok_s"]["median"].get<double>(), 1) +
-          " | " + Cell(row["decode_ms_per_token"].get<double>(), 2) + " | " +
+    md += "| " + row["codec"].get<std::string>() + " | " +
+          Cell(row["decode_tok_s"]["median"].get<double>(), 1) + " | " +
+          Cell(row["decode_ms_per_token"].get<double>(), 2) + " | " +
           Cell(row["decode_payload_bytes"].get<double>(), 0) + " | " +
           Cell(row["decode_round_trip_ms"].get<double>(), 2) + " | " +
           Cell(row["decode_cloud_compute_ms"].get<double>(), 2) + " |\n";
@@ -404,9 +412,9 @@ std::string Markdown(const json& report) {
   for (const json& row : tail["sessions"]) {
     md += "| " + std::to_string(row["sessions"].get<int>()) + " | " +
           Cell(row["aggregate_tok_s"]["median"].get<double>(), 1) + " | " +
-          Cell(row.value("aggregate_vs_single", 0.0), 2) + " | " + Cell(row["p50_ms"].get<double>(), 2) + " | " +
-          Cell(row.value("p50_vs_single", 0.0), 2) + " | " + Cell(row["p90_ms"].get<double>(), 2) + " | " +
-          Cell(row["mean_batch"].get<double>(), 1) + " |\n";
+          Cell(row.value("aggregate_vs_single", 0.0), 2) + " | " + Cell(row["p50_ms"].get<double>(), 2) +
+          " | " + Cell(row.value("p50_vs_single", 0.0), 2) + " | " + Cell(row["p90_ms"].get<double>(), 2) +
+          " | " + Cell(row["mean_batch"].get<double>(), 1) + " |\n";
   }
   md += "\nTail part peak RSS " + Cell(tail["peak_rss_mb"].get<double>(), 0) + " MB.\n";
   const json& codecs = report["codecs"];
@@ -414,9 +422,10 @@ std::string Markdown(const json& report) {
         std::to_string(codecs["cols"].get<int64_t>()) +
         ") | bytes/row | vs fp32 | encode GB/s | decode GB/s |\n|---|---:|---:|---:|---:|\n";
   for (const json& row : codecs["codecs"]) {
-    md += "| " + row["codec"].get<std::string>() + " | " + Cell(row["bytes_per_row"].get<double>(), 0) + " | " +
-          Cell(row["ratio_vs_fp32"].get<double>(), 2) + " | " + Cell(row["encode_gb_s"].get<double>(), 2) +
-          " | " + Cell(row["decode_gb_s"].get<double>(), 2) + " |\n";
+    md += "| " + row["codec"].get<std::string>() + " | " + Cell(row["bytes_per_row"].get<double>(), 0) +
+          " | " + Cell(row["ratio_vs_fp32"].get<double>(), 2) + " | " +
+          Cell(row["encode_gb_s"].get<double>(), 2) + " | " + Cell(row["decode_gb_s"].get<double>(), 2) +
+          " |\n";
   }
   md += "\nCodec part peak RSS " + Cell(codecs["peak_rss_mb"].get<double>(), 0) + " MB. Whole suite " +
         Cell(report["seconds"].get<double>(), 0) + " s.\n";
@@ -435,7 +444,8 @@ Result<std::vector<int>> ParseSessionCounts(const std::string& text) {
   std::vector<int> counts;
   for (const std::string_view item : ListItems(text)) {
     const int count = std::atoi(std::string(item).c_str());
-    if (count < 1 || count > 256) return InvalidArgument("--sessions: '" + std::string(item) + "' is not in 1..256");
+    if (count < 1 || count > 256)
+      return InvalidArgument("--sessions: '" + std::string(item) + "' is not in 1..256");
     counts.push_back(count);
   }
   if (counts.empty()) return InvalidArgument("--sessions names no count");
@@ -451,7 +461,8 @@ Result<json> RunSuite(const SuiteOptions& options, const std::vector<ActivationC
     model_flags.model = (std::filesystem::path(options.out_dir) / "stories110M-random.bin").string();
     if (!std::filesystem::exists(model_flags.model)) {
       std::fprintf(stderr, "bench-suite: writing %s (random weights)\n", model_flags.model.c_str());
-      TANDEM_RETURN_IF_ERROR(WriteRandomCheckpoint(model_flags.model, ModelShapes().at("stories110M"), options.seed));
+      TANDEM_RETURN_IF_ERROR(
+          WriteRandomCheckpoint(model_flags.model, ModelShapes().at("stories110M"), options.seed));
     }
   }
   json report = {{"model", model_flags.model}};
@@ -464,8 +475,9 @@ Result<json> RunSuite(const SuiteOptions& options, const std::vector<ActivationC
       return InvalidArgument("--cut must be within 1.." + std::to_string(config.n_layers - 1));
     report["config"] = config.ToString();
     report["machine"] = DescribeMachine();
-    TANDEM_ASSIGN_OR_RETURN(report["monolithic_float32"],
-                            WithPeakMemory("monolithic float32", [&] { return MeasureMonolithic(model, options); }));
+    TANDEM_ASSIGN_OR_RETURN(report["monolithic_float32"], WithPeakMemory("monolithic float32", [&] {
+                              return MeasureMonolithic(model, options);
+                            }));
     TANDEM_ASSIGN_OR_RETURN(LoopbackTail tail, StartLoopbackTail(model, options));
     TANDEM_ASSIGN_OR_RETURN(report["split_decode"], WithPeakMemory("split decode per codec", [&] {
                               return MeasureSplit(model, tail, codecs, options);
@@ -473,7 +485,8 @@ Result<json> RunSuite(const SuiteOptions& options, const std::vector<ActivationC
     const std::vector<int> prompt = RandomPrompt(options.tail_prompt_tokens, config.vocab_size, options.seed);
     const std::vector<int> decode_tokens =
         RandomPrompt(options.tail_decode_steps + 1, config.vocab_size, options.seed + 1);
-    TANDEM_ASSIGN_OR_RETURN(const CutWorkload workload, ComputeWorkload(model, options.cut, prompt, decode_tokens));
+    TANDEM_ASSIGN_OR_RETURN(const CutWorkload workload,
+                            ComputeWorkload(model, options.cut, prompt, decode_tokens));
     TANDEM_ASSIGN_OR_RETURN(report["tail_aggregate"], WithPeakMemory("tail aggregate throughput", [&] {
                               return MeasureTailAggregate(model, tail, workload, session_counts, options);
                             }));
@@ -490,7 +503,8 @@ Result<json> RunSuite(const SuiteOptions& options, const std::vector<ActivationC
   int8_flags.int8_blocks = "0:" + std::to_string(layers);
   int8_flags.int8_head = true;
   {
-    TANDEM_ASSIGN_OR_RETURN(report["monolithic_int8"], WithPeakMemory("monolithic int8", [&]() -> Result<json> {
+    TANDEM_ASSIGN_OR_RETURN(report["monolithic_int8"],
+                            WithPeakMemory("monolithic int8", [&]() -> Result<json> {
                               TANDEM_ASSIGN_OR_RETURN(const LoadedModel model, LoadModel(int8_flags));
                               return MeasureMonolithic(model, options);
                             }));
@@ -528,12 +542,14 @@ int RunBenchSuite(std::span<const std::string> args) {
   flags.UInt64("seed", &options.seed, "seed of the prompts and of the generated model");
   if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
   if (options.prompt_tokens < 1 || options.gen_tokens < 2 || options.split_prompt_tokens < 1 ||
-      options.split_gen_tokens < 2 || options.repeat < 1 || options.warmup < 0 || options.tail_prompt_tokens < 1 ||
-      options.tail_decode_steps < 1 || options.max_batch < 1 || options.max_batch_wait_us < 0) {
-    return Fail(kCommand,
-                InvalidArgument("token counts, --repeat, --tail-decode-steps and --max-batch must be positive "
-                                "(--gen-tokens >= 2), --warmup and --max-batch-wait-us not negative"),
-                kExitUsage);
+      options.split_gen_tokens < 2 || options.repeat < 1 || options.warmup < 0 ||
+      options.tail_prompt_tokens < 1 || options.tail_decode_steps < 1 || options.max_batch < 1 ||
+      options.max_batch_wait_us < 0) {
+    return Fail(
+        kCommand,
+        InvalidArgument("token counts, --repeat, --tail-decode-steps and --max-batch must be positive "
+                        "(--gen-tokens >= 2), --warmup and --max-batch-wait-us not negative"),
+        kExitUsage);
   }
   if (!options.model.int8_blocks.empty() || options.model.int8_head) {
     return Fail(kCommand, InvalidArgument("the suite measures float32 and int8 itself: no --int8-blocks"),

@@ -54,8 +54,9 @@ Status MeasureRun(const LoadedModel& model, TailFactory& tails, const std::vecto
                   Runs* record) {
   EdgeRunner edge(model.transformer, tails.cut(), positions);
   TANDEM_ASSIGN_OR_RETURN(const auto tail, tails.NewTail(positions, SamplingParams{0.0f, 1.0f, 0}));
-  TANDEM_ASSIGN_OR_RETURN(const Generation generation,
-                          Generate(edge, *tail, prompt, GenerateOptions{.steps = positions, .stop_tokens = {}}));
+  TANDEM_ASSIGN_OR_RETURN(
+      const Generation generation,
+      Generate(edge, *tail, prompt, GenerateOptions{.steps = positions, .stop_tokens = {}}));
   if (record != nullptr) {
     const GenerationTimings& timings = generation.timings;
     record->prefill_tok_s.push_back(timings.prefill_tokens_per_second());

@@ -27,7 +27,8 @@ class TailFactory {
   // Callers run SplitFlags::Validate first, so that usage errors are told apart from run-time ones.
   static Result<std::unique_ptr<TailFactory>> Create(const LoadedModel& model, const SplitFlags& flags);
   // Tails on the cloud tail at `options.endpoint`, cut at `cut`, rows sent with `codec`.
-  static Result<std::unique_ptr<TailFactory>> Connect(const LoadedModel& model, int cut, ActivationCodec codec,
+  static Result<std::unique_ptr<TailFactory>> Connect(const LoadedModel& model, int cut,
+                                                      ActivationCodec codec,
                                                       const edge::CloudOptions& options);
   ~TailFactory();
 

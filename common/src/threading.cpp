@@ -25,6 +25,8 @@ void ConfigureComputeThreads(int threads) {
   at::set_num_threads(threads);
 }
 
-int ComputeThreads() { return at::get_num_threads(); }
+int ComputeThreads() {
+  return at::get_num_threads();
+}
 
 }  // namespace tandem

@@ -6,9 +6,13 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+#include <cstring>
 #include <deque>
+#include <limits>
 
 #include "tandem/common/model_loader.hpp"
+#include "tandem/common/tokenizer.hpp"
 #include "tandem/common/transformer.hpp"
 #include "tandem/edge/movable_split.hpp"
 #include "test_env.hpp"
@@ -148,6 +152,108 @@ TEST_F(RemoteTailTest, AtCutZeroTheEdgeSendsEmbeddingRowsAndNeverTokenIds) {
     position += message.header.rows;
   }
   EXPECT_EQ(position, static_cast<int64_t>(generation->ids.size()) - 1);
+}
+
+// What the tail could read straight off the wire: the prompt's text, its token ids in any common integer
+// encoding, or an embedding row (exact, or within the codec's error).
+struct WireFindings {
+  std::vector<std::string> leaks;
+  double nearest_embedding = std::numeric_limits<double>::infinity();  // min relative L2 distance
+};
+
+// Whether `needle` occurs in `haystack`, byte for byte.
+bool Contains(std::span<const std::byte> haystack, std::span<const std::byte> needle) {
+  return !needle.empty() &&
+         std::search(haystack.begin(), haystack.end(), needle.begin(), needle.end()) != haystack.end();
+}
+
+template <typename Int>
+std::vector<std::byte> AsBytes(const std::vector<int>& ids) {
+  std::vector<std::byte> bytes(ids.size() * sizeof(Int));
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const auto value = static_cast<Int>(ids[i]);
+    std::memcpy(bytes.data() + i * sizeof(Int), &value, sizeof(Int));  // little-endian host, as the wire
+  }
+  return bytes;
+}
+
+WireFindings InspectSent(const std::vector<wire::Message>& sent, const std::string& text,
+                         const std::vector<int>& prompt_ids, const at::Tensor& embeddings) {
+  WireFindings findings;
+  const auto text_bytes = std::as_bytes(std::span(text.data(), text.size()));
+  // The ids after BOS: a run of four is already far beyond chance in any payload.
+  const std::vector<int> ids(prompt_ids.begin() + 1, prompt_ids.begin() + 5);
+  const std::vector<std::vector<std::byte>> id_encodings = {AsBytes<int32_t>(ids), AsBytes<uint16_t>(ids),
+                                                            AsBytes<int64_t>(ids)};
+  const at::Tensor embedding_norms = embeddings.norm(2, 1);
+  for (const wire::Message& message : sent) {
+    const auto type = message.header.type;
+    if (type != wire::MessageType::kHello && type != wire::MessageType::kOpen &&
+        type != wire::MessageType::kActivations && type != wire::MessageType::kClose) {
+      findings.leaks.push_back(std::string("message type ") + std::string(wire::MessageTypeName(type)));
+    }
+    if (Contains(message.payload, text_bytes)) findings.leaks.push_back("prompt text");
+    for (const auto& encoding : id_encodings) {
+      if (Contains(message.payload, encoding)) findings.leaks.push_back("prompt ids");
+    }
+    if (type != wire::MessageType::kActivations) continue;
+    const wire::Header& h = message.header;
+    auto values = DecodeActivations(
+        message.payload, h.rows, h.cols,
+        {static_cast<Precision>(h.precision), static_cast<Compression>(h.compression)}, h.rows * h.cols);
+    EXPECT_TRUE(values.ok()) << values.status().ToString();
+    if (!values.ok()) continue;
+    const at::Tensor rows = at::from_blob(values->data(), {h.rows, h.cols}, at::kFloat);
+    // Distance of every sent row to every embedding row, relative to the embedding row's norm.
+    const at::Tensor relative = at::cdist(rows, embeddings) / embedding_norms.unsqueeze(0);
+    findings.nearest_embedding = std::min(findings.nearest_embedding, relative.min().item<double>());
+  }
+  return findings;
+}
+
+// int8 rows are within absmax/254 of the float rows: an embedding row sent through it stays within a few %.
+constexpr double kSameRowDistance = 0.05;
+
+// With k >= 1 the tail sees only hidden states after block k: the prompt's text and ids never cross the
+// wire, nor any embedding row, for the lossless and the int8 codec alike. (Inverting the hidden states is
+// another matter: `tandem privacy-eval` measures what a tail that knows the weights recovers.)
+TEST_F(RemoteTailTest, FromCutOneNoPromptTextTokenIdOrEmbeddingRowCrossesTheWire) {
+  auto tokenizer = Tokenizer::Load(testing::Stories260KTokenizer().string(), 512);
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status().ToString();
+  const std::string text = "Once upon a time, Lily found a red ball";
+  const std::vector<int> prompt = tokenizer->Encode(text, /*add_bos=*/true, /*add_eos=*/false);
+  ASSERT_GE(prompt.size(), 5u);
+  std::vector<int> vocabulary(512);
+  for (int id = 0; id < 512; ++id) vocabulary[id] = id;
+  const at::Tensor embeddings = *model_.transformer->Embed(vocabulary);
+  for (const char* codec_name : {"fp32", "int8"}) {
+    for (int cut = 0; cut <= 4; ++cut) {
+      InMemoryTail* channel = nullptr;
+      auto connection = Connect(channel, hello_);
+      ASSERT_NE(connection, nullptr);
+      EdgeRunner edge(model_.transformer, cut, 32);
+      {
+        auto tail = RemoteTail::Open(*connection, {.cut = cut,
+                                                   .codec = *ParseActivationCodec(codec_name),
+                                                   .sampling = {0.0f, 1.0f, 0},
+                                                   .max_positions = 32});
+        ASSERT_TRUE(tail.ok());
+        auto generation = Generate(edge, **tail, prompt, GenerateOptions{.steps = 32, .stop_tokens = {}});
+        ASSERT_TRUE(generation.ok()) << generation.status().ToString();
+      }  // CLOSE sent
+      const WireFindings findings = InspectSent(channel->sent, text, prompt, embeddings);
+      const std::string where = std::string(codec_name) + " at cut " + std::to_string(cut);
+      EXPECT_TRUE(findings.leaks.empty()) << where << ": " << findings.leaks.front();
+      if (cut == 0) {
+        // The inspection can fail: at cut 0 the rows are the embedding rows themselves.
+        EXPECT_LT(findings.nearest_embedding, kSameRowDistance) << where;
+      } else {
+        EXPECT_GT(findings.nearest_embedding, kSameRowDistance) << where;
+      }
+      std::printf("%s: nearest embedding row at relative distance %.3f\n", where.c_str(),
+                  findings.nearest_embedding);
+    }
+  }
 }
 
 TEST_F(RemoteTailTest, TheCutLogHoldsEveryRowSentInItsChunks) {
@@ -348,8 +454,9 @@ TEST_F(RemoteTailTest, MovingTheSplitMidGenerationKeepsTheOutput) {
       }
       return split.Step(tokens);
     };
-    auto moved = Generate(step, model_.checkpoint->config().seq_len, prompt, GenerateOptions{.steps = kSteps, .stop_tokens = {}},
-                          [&](int) { return ++generated, true; });
+    auto moved =
+        Generate(step, model_.checkpoint->config().seq_len, prompt,
+                 GenerateOptions{.steps = kSteps, .stop_tokens = {}}, [&](int) { return ++generated, true; });
     ASSERT_TRUE(moved.ok()) << moved.status().ToString();
     EXPECT_EQ(split.moves(), 4);
     EXPECT_EQ(moved->ids, reference->ids) << "temperature " << temperature;

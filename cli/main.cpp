@@ -15,6 +15,7 @@ Commands:
   bench           prefill and decode speed and peak memory, medians over repeats
   bench-suite     every throughput figure (monolithic, split per codec, tail at 1-64 sessions, codecs)
   eval-agreement  teacher-forced top-1 agreement of int8 blocks with float32 on a golden file
+  privacy-eval    token-recovery rate of inversion attacks by the tail, per cut and codec
   keygen          write a CURVE key pair (PREFIX.key, PREFIX.pub) for the encrypted edge-cloud link
   bench-split     the edge's adaptive split against every static split, on an emulated link schedule
   loadgen         concurrent clients against tandem-edge: latency, TTFT, errors, RSS growth (load and soak)
@@ -37,6 +38,7 @@ int main(int argc, char** argv) {
   if (command == "bench") return tandem::cli::RunBench(args);
   if (command == "bench-suite") return tandem::cli::RunBenchSuite(args);
   if (command == "eval-agreement") return tandem::cli::RunEvalAgreement(args);
+  if (command == "privacy-eval") return tandem::cli::RunPrivacyEval(args);
   if (command == "keygen") return tandem::cli::RunKeygen(args);
   if (command == "bench-split") return tandem::cli::RunBenchSplit(args);
   if (command == "loadgen") return tandem::cli::RunLoadgen(args);

@@ -1,9 +1,12 @@
 #include "cli_support.hpp"
 
-#include "tandem/common/checkpoint.hpp"
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
+
+#include "tandem/common/checkpoint.hpp"
 
 namespace tandem::cli {
 
@@ -55,6 +58,29 @@ const std::map<std::string, ModelConfig>& ModelShapes() {
         .seq_len = 1024}},
   };
   return shapes;
+}
+
+Result<std::vector<GoldenRecord>> ReadGolden(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return NotFound(path + ": cannot open");
+  std::vector<GoldenRecord> records;
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    if (line.empty()) continue;
+    try {
+      const auto json = nlohmann::json::parse(line);
+      records.push_back(
+          {json.at("prompt_ids").get<std::vector<int>>(), json.at("ids").get<std::vector<int>>()});
+    } catch (const nlohmann::json::exception& error) {
+      return InvalidArgument(path + ": line " + std::to_string(number) + ": " + error.what());
+    }
+    const GoldenRecord& record = records.back();
+    if (record.prompt_ids.empty() || record.ids.size() < record.prompt_ids.size()) {
+      return InvalidArgument(path + ": line " + std::to_string(number) + ": ids shorter than prompt_ids");
+    }
+  }
+  if (records.empty()) return InvalidArgument(path + ": no records");
+  return records;
 }
 
 double Median(std::vector<double> values) {

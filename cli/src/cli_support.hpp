@@ -31,6 +31,15 @@ int Fail(const char* command, const Status& status, int exit_code = kExitFailure
 // Shapes of the public llama2.c TinyStories models by name: tiny, stories15M, stories110M.
 const std::map<std::string, ModelConfig>& ModelShapes();
 
+// A golden file's record: the prompt's ids (BOS first) and the whole sequence, prompt included.
+struct GoldenRecord {
+  std::vector<int> prompt_ids;
+  std::vector<int> ids;
+};
+// Reads JSON lines with prompt_ids and ids (e.g. ../shared/golden/stories260K-greedy.jsonl); errors name
+// the file and line.
+Result<std::vector<GoldenRecord>> ReadGolden(const std::string& path);
+
 // The median of `values` (0 when empty).
 double Median(std::vector<double> values);
 

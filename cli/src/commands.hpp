@@ -11,6 +11,7 @@ int RunMakeModel(std::span<const std::string> args);
 int RunBench(std::span<const std::string> args);
 int RunBenchSuite(std::span<const std::string> args);
 int RunEvalAgreement(std::span<const std::string> args);
+int RunPrivacyEval(std::span<const std::string> args);
 int RunKeygen(std::span<const std::string> args);
 int RunBenchSplit(std::span<const std::string> args);
 int RunLoadgen(std::span<const std::string> args);

@@ -44,34 +44,6 @@ Result<at::Tensor> SequenceLogits(const Transformer& model, const std::vector<in
   return model.Logits(hidden);
 }
 
-struct GoldenRecord {
-  std::vector<int> prompt_ids;
-  std::vector<int> ids;
-};
-
-Result<std::vector<GoldenRecord>> ReadGolden(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return NotFound(path + ": cannot open");
-  std::vector<GoldenRecord> records;
-  std::string line;
-  for (int number = 1; std::getline(in, line); ++number) {
-    if (line.empty()) continue;
-    try {
-      const auto json = nlohmann::json::parse(line);
-      records.push_back(
-          {json.at("prompt_ids").get<std::vector<int>>(), json.at("ids").get<std::vector<int>>()});
-    } catch (const nlohmann::json::exception& error) {
-      return InvalidArgument(path + ": line " + std::to_string(number) + ": " + error.what());
-    }
-    const GoldenRecord& record = records.back();
-    if (record.prompt_ids.empty() || record.ids.size() < record.prompt_ids.size()) {
-      return InvalidArgument(path + ": line " + std::to_string(number) + ": ids shorter than prompt_ids");
-    }
-  }
-  if (records.empty()) return InvalidArgument(path + ": no records");
-  return records;
-}
-
 }  // namespace
 
 int RunEvalAgreement(std::span<const std::string> args) {
@@ -89,7 +61,8 @@ int RunEvalAgreement(std::span<const std::string> args) {
   flags.Int("split", &split, "the cut K where the boundary rows go through --codec");
   flags.String("codec", &codec_name, "activation codec at the cut, e.g. int8+zstd");
   if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
-  for (const Status& status : {RequireModelAndTokenizer(flags, model_flags.model), Require(flags, "golden")}) {
+  for (const Status& status :
+       {RequireModelAndTokenizer(flags, model_flags.model), Require(flags, "golden")}) {
     if (!status.ok()) return Fail(kCommand, status, kExitUsage);
   }
   if (model_flags.int8_blocks.empty() && codec_name.empty()) {

@@ -13,6 +13,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <algorithm>
 #include <initializer_list>
 #include <memory>
 #include <span>
@@ -55,6 +56,9 @@ class KvCache {
   int capacity() const { return capacity_; }  // positions it can hold
   int64_t bytes() const;
   void Clear() { length_ = 0; }
+  // Forgets positions [length, length()): the next RunBlocks writes from `length` on (e.g. to try several
+  // tokens at one position). Requires 0 <= length <= length().
+  void Truncate(int length) { length_ = std::clamp(length, 0, length_); }
 
  private:
   friend class Transformer;

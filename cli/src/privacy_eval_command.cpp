@@ -1,0 +1,283 @@
+// tandem privacy-eval: how many tokens a cloud tail recovers from the boundary rows it receives.
+//
+// For every cut k and codec, the boundary rows of each golden sequence (blocks [0, k), through the codec,
+// exactly what the tail decodes) are attacked three ways:
+//   search   the tail knows the edge's weights: position by position, given the tokens it recovered so far,
+//            it runs each candidate token through blocks [0, k) and keeps the one whose row is nearest to
+//            the received row. Candidates are tried nearest-embedding first and the search stops at the
+//            first whose row lies within the codec's error (relative distance < kMatchDistance).
+//   nearest  the tail knows only the token embedding (it holds it whenever the head is tied to it): the
+//            embedding row most similar (cosine) to the received row.
+//   linear   the tail knows no weights but learns: the tokens it samples are the inputs of the rows it
+//            receives next, so every generated position is a labelled example. A least-squares map from
+//            rows to one-hot tokens, fitted on the generated positions of half the sequences, is scored on
+//            every position of the other half (then the halves swap).
+#include <nlohmann/json.hpp>
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <numeric>
+
+#include "cli_support.hpp"
+#include "commands.hpp"
+#include "tandem/common/activation_codec.hpp"
+
+namespace tandem::cli {
+namespace {
+
+constexpr const char* kCommand = "privacy-eval";
+// A candidate whose row is this close (L2, relative to the received row's norm) is the token: int8 and
+// int4 coding move a row by well under this, and distinct tokens' rows lie much farther apart.
+constexpr double kMatchDistance = 0.05;
+
+// Each row scaled to unit L2 norm (for cosine similarity).
+at::Tensor UnitRows(const at::Tensor& rows) {
+  return rows / rows.norm(2, /*dim=*/1, /*keepdim=*/true).clamp_min(1e-12);
+}
+
+// The rows that cross the cut for `ids` (one prefill of blocks [0, cut)), as the tail decodes them.
+Result<at::Tensor> ReceivedRows(const Transformer& model, const std::vector<int>& ids, int cut,
+                                ActivationCodec codec) {
+  KvCache cache(model.config(), BlockRange{0, cut}, static_cast<int>(ids.size()));
+  TANDEM_ASSIGN_OR_RETURN(at::Tensor hidden, model.Embed(ids));
+  TANDEM_RETURN_IF_ERROR(model.RunBlocks(hidden, cache));
+  const int64_t rows = hidden.size(0), cols = hidden.size(1);
+  TANDEM_ASSIGN_OR_RETURN(
+      const EncodedActivations encoded,
+      EncodeActivations({hidden.data_ptr<float>(), static_cast<size_t>(rows * cols)}, rows, cols, codec));
+  TANDEM_ASSIGN_OR_RETURN(
+      std::vector<float> decoded,
+      DecodeActivations(encoded.payload, rows, cols, {codec.precision, encoded.compression}, rows * cols));
+  return at::from_blob(decoded.data(), {rows, cols}, at::kFloat).clone();
+}
+
+// The search attack on one sequence's received rows: the recovered ids.
+Result<std::vector<int>> SearchAttack(const Transformer& model, int cut, const at::Tensor& received,
+                                      const at::Tensor& embeddings, int64_t& candidates_tried) {
+  const int positions = static_cast<int>(received.size(0));
+  KvCache cache(model.config(), BlockRange{0, cut}, positions);
+  const at::Tensor similarity = at::matmul(UnitRows(received), UnitRows(embeddings).t());
+  std::vector<int> recovered;
+  for (int position = 0; position < positions; ++position) {
+    const at::Tensor target = received[position];
+    const double target_norm = std::max(target.norm().item<double>(), 1e-12);
+    const at::Tensor order = similarity[position].argsort(/*dim=*/0, /*descending=*/true);
+    const auto* candidates = order.data_ptr<int64_t>();
+    int best = -1;
+    double best_distance = std::numeric_limits<double>::infinity();
+    for (int64_t i = 0; i < order.numel() && best_distance >= kMatchDistance; ++i) {
+      at::Tensor row = embeddings.narrow(0, candidates[i], 1).clone();
+      TANDEM_RETURN_IF_ERROR(model.RunBlocks(row, cache));
+      cache.Truncate(position);
+      ++candidates_tried;
+      const double distance = (row[0] - target).norm().item<double>() / target_norm;
+      if (distance < best_distance) {
+        best_distance = distance;
+        best = static_cast<int>(candidates[i]);
+      }
+    }
+    at::Tensor chosen = embeddings.narrow(0, best, 1).clone();
+    TANDEM_RETURN_IF_ERROR(model.RunBlocks(chosen, cache));
+    recovered.push_back(best);
+  }
+  return recovered;
+}
+
+struct Sequence {
+  std::vector<int> ids;
+  int prompt_tokens = 0;
+  at::Tensor received;  // [ids, dim]
+};
+
+// The linear attack: fitted on the generated positions of `train`, scored on every position of `test`.
+int64_t LinearAttackHits(const std::vector<const Sequence*>& train, const std::vector<const Sequence*>& test,
+                         int vocab_size) {
+  std::vector<at::Tensor> rows;
+  std::vector<int64_t> labels;
+  for (const Sequence* sequence : train) {
+    const int64_t n = static_cast<int64_t>(sequence->ids.size());
+    rows.push_back(sequence->received.narrow(0, sequence->prompt_tokens, n - sequence->prompt_tokens));
+    labels.insert(labels.end(), sequence->ids.begin() + sequence->prompt_tokens, sequence->ids.end());
+  }
+  if (labels.empty()) return 0;
+  const auto with_bias = [](const at::Tensor& x) { return at::cat({x, at::ones({x.size(0), 1})}, 1); };
+  const at::Tensor x = with_bias(at::cat(rows)).to(at::kDouble);
+  const at::Tensor y = at::one_hot(at::tensor(labels, at::kLong), vocab_size).to(at::kDouble);
+  const at::Tensor gram = at::matmul(x.t(), x);
+  // A small ridge keeps the normal equations solvable when rows are fewer or collinear.
+  const double ridge = 1e-3 * gram.trace().item<double>() / static_cast<double>(gram.size(0));
+  const at::Tensor weights =
+      at::linalg_solve(gram + ridge * at::eye(gram.size(0), at::kDouble), at::matmul(x.t(), y));
+  int64_t hits = 0;
+  for (const Sequence* sequence : test) {
+    const at::Tensor predicted = at::matmul(with_bias(sequence->received).to(at::kDouble), weights).argmax(1);
+    hits += predicted.eq(at::tensor(sequence->ids, at::kLong)).sum().item<int64_t>();
+  }
+  return hits;
+}
+
+struct CutResult {
+  int cut = 0;
+  std::string codec;
+  int64_t positions = 0, search_hits = 0, nearest_hits = 0, linear_hits = 0;
+  double candidates_per_position = 0, seconds = 0;
+  double Rate(int64_t hits) const {
+    return positions > 0 ? 100.0 * static_cast<double>(hits) / positions : 0;
+  }
+};
+
+Result<CutResult> EvaluateCut(const Transformer& model, const std::vector<GoldenRecord>& records, int cut,
+                              ActivationCodec codec, int max_positions, const at::Tensor& embeddings) {
+  const auto start = std::chrono::steady_clock::now();
+  CutResult result{.cut = cut, .codec = codec.Name()};
+  std::vector<Sequence> sequences;
+  for (const GoldenRecord& record : records) {
+    Sequence sequence;
+    sequence.ids.assign(record.ids.begin(),
+                        record.ids.begin() + std::min<size_t>(record.ids.size(), max_positions));
+    sequence.prompt_tokens = static_cast<int>(std::min(record.prompt_ids.size(), sequence.ids.size()));
+    TANDEM_ASSIGN_OR_RETURN(sequence.received, ReceivedRows(model, sequence.ids, cut, codec));
+    sequences.push_back(std::move(sequence));
+  }
+  const at::Tensor unit_embeddings = UnitRows(embeddings);
+  int64_t candidates = 0;
+  for (const Sequence& sequence : sequences) {
+    TANDEM_ASSIGN_OR_RETURN(const std::vector<int> recovered,
+                            SearchAttack(model, cut, sequence.received, embeddings, candidates));
+    const at::Tensor nearest = at::matmul(UnitRows(sequence.received), unit_embeddings.t()).argmax(1);
+    for (size_t i = 0; i < sequence.ids.size(); ++i) {
+      result.search_hits += recovered[i] == sequence.ids[i];
+      result.nearest_hits += nearest[static_cast<int64_t>(i)].item<int64_t>() == sequence.ids[i];
+    }
+    result.positions += static_cast<int64_t>(sequence.ids.size());
+  }
+  std::vector<const Sequence*> even, odd;
+  for (size_t i = 0; i < sequences.size(); ++i) (i % 2 == 0 ? even : odd).push_back(&sequences[i]);
+  const int vocab = model.config().vocab_size;
+  result.linear_hits = LinearAttackHits(even, odd, vocab) + LinearAttackHits(odd, even, vocab);
+  if (odd.empty()) result.linear_hits = 0;  // one sequence: nothing to learn from but itself
+  result.candidates_per_position = static_cast<double>(candidates) / static_cast<double>(result.positions);
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+std::string Percent(double value) {
+  char text[16];
+  std::snprintf(text, sizeof(text), "%.1f%%", value);
+  return text;
+}
+
+std::string MarkdownTable(const std::vector<CutResult>& results) {
+  std::string md =
+      "| cut k | codec | positions | search (weights known) | nearest embedding | linear (learned) |\n"
+      "|---:|---|---:|---:|---:|---:|\n";
+  for (const CutResult& r : results) {
+    md += "| " + std::to_string(r.cut) + " | " + r.codec + " | " + std::to_string(r.positions) + " | " +
+          Percent(r.Rate(r.search_hits)) + " | " + Percent(r.Rate(r.nearest_hits)) + " | " +
+          Percent(r.Rate(r.linear_hits)) + " |\n";
+  }
+  return md;
+}
+
+}  // namespace
+
+int RunPrivacyEval(std::span<const std::string> args) {
+  ModelFlags model_flags;
+  model_flags.threads = 1;  // the attack runs one row at a time: threads only add hand-overs
+  std::string golden_path, cuts_text, codecs_text = "fp32,int8", out_dir;
+  int max_positions = 128;
+  FlagSet flags(
+      "usage: tandem privacy-eval --model M --golden FILE [--cuts 1,2,3,4] [--codecs fp32,int8]\n"
+      "       [--max-positions 128] [--out-dir DIR]\n\n"
+      "Token-recovery rate of three inversion attacks by the tail on the boundary rows it receives, for\n"
+      "every cut and codec: search (the tail knows the edge's weights), nearest embedding row, and a\n"
+      "linear inverse learned from the tokens the tail itself samples. See docs/privacy.md.");
+  model_flags.Declare(flags, kModelFlagHelp);
+  flags.String("golden", &golden_path, "the text set: JSON lines with prompt_ids and ids (a golden file)");
+  flags.String("cuts", &cuts_text, "cuts k, comma-separated (default: every cut 1..L-1)");
+  flags.String("codecs", &codecs_text, "codecs, comma-separated");
+  flags.Int("max-positions", &max_positions, "positions of each sequence evaluated (from its start)");
+  flags.String("out-dir", &out_dir, "also write privacy-eval.json and privacy-eval.md here");
+  if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
+  for (const char* name : {"model", "golden"}) {
+    if (Status status = Require(flags, name); !status.ok()) return Fail(kCommand, status, kExitUsage);
+  }
+  if (max_positions < 2) return Fail(kCommand, InvalidArgument("--max-positions must be >= 2"), kExitUsage);
+  if (!model_flags.int8_blocks.empty() || model_flags.int8_head) {
+    return Fail(kCommand, InvalidArgument("the attack runs on the float32 model: no --int8-blocks"),
+                kExitUsage);
+  }
+  std::vector<ActivationCodec> codecs;
+  for (const std::string_view name : ListItems(codecs_text)) {
+    auto codec = ParseActivationCodec(name);
+    if (!codec.ok()) return Fail(kCommand, codec.status(), kExitUsage);
+    codecs.push_back(*codec);
+  }
+  if (codecs.empty()) return Fail(kCommand, InvalidArgument("--codecs names no codec"), kExitUsage);
+  auto records = ReadGolden(golden_path);
+  if (!records.ok()) return Fail(kCommand, records.status());
+  auto model = LoadModel(model_flags);
+  if (!model.ok()) return Fail(kCommand, model.status());
+  const Transformer& transformer = *model->transformer;
+  const int layers = transformer.n_layers();
+  std::vector<int> cuts;
+  for (const std::string_view item : ListItems(cuts_text)) {
+    const int cut = std::atoi(std::string(item).c_str());
+    if (cut < 1 || cut >= layers) {
+      return Fail(kCommand,
+                  InvalidArgument("--cuts: '" + std::string(item) + "' is not within 1.." +
+                                  std::to_string(layers - 1)),
+                  kExitUsage);
+    }
+    cuts.push_back(cut);
+  }
+  if (cuts.empty()) {
+    cuts.resize(layers - 1);
+    std::iota(cuts.begin(), cuts.end(), 1);
+  }
+  std::vector<int> vocabulary(transformer.config().vocab_size);
+  std::iota(vocabulary.begin(), vocabulary.end(), 0);
+  auto embeddings = transformer.Embed(vocabulary);
+  if (!embeddings.ok()) return Fail(kCommand, embeddings.status());
+
+  std::vector<CutResult> results;
+  nlohmann::json json_results = nlohmann::json::array();
+  for (const int cut : cuts) {
+    for (const ActivationCodec& codec : codecs) {
+      auto result = EvaluateCut(transformer, *records, cut, codec, max_positions, *embeddings);
+      if (!result.ok()) return Fail(kCommand, result.status());
+      std::fprintf(
+          stderr,
+          "cut %d %s: search %.1f%%, nearest %.1f%%, linear %.1f%% (%.0f candidates/position, %.1f s)\n", cut,
+          result->codec.c_str(), result->Rate(result->search_hits), result->Rate(result->nearest_hits),
+          result->Rate(result->linear_hits), result->candidates_per_position, result->seconds);
+      json_results.push_back({{"cut", cut},
+                              {"codec", result->codec},
+                              {"positions", result->positions},
+                              {"search_rate", result->Rate(result->search_hits) / 100},
+                              {"nearest_rate", result->Rate(result->nearest_hits) / 100},
+                              {"linear_rate", result->Rate(result->linear_hits) / 100},
+                              {"search_candidates_per_position", result->candidates_per_position},
+                              {"seconds", result->seconds}});
+      results.push_back(*result);
+    }
+  }
+  const std::string table = MarkdownTable(results);
+  std::printf("%s", table.c_str());
+  if (!out_dir.empty()) {
+    std::filesystem::create_directories(out_dir);
+    const nlohmann::json report = {{"model", model_flags.model},       {"golden", golden_path},
+                                   {"sequences", records->size()},     {"max_positions", max_positions},
+                                   {"match_distance", kMatchDistance}, {"results", json_results}};
+    std::ofstream(std::filesystem::path(out_dir) / "privacy-eval.json") << report.dump(2) << "\n";
+    std::ofstream(std::filesystem::path(out_dir) / "privacy-eval.md") << table;
+  }
+  return 0;
+}
+
+}  // namespace tandem::cli

@@ -3,15 +3,18 @@
 // For every cut k and codec, the boundary rows of each golden sequence (blocks [0, k), through the codec,
 // exactly what the tail decodes) are attacked three ways:
 //   search   the tail knows the edge's weights: position by position, given the tokens it recovered so far,
-//            it runs each candidate token through blocks [0, k) and keeps the one whose row is nearest to
-//            the received row. Candidates are tried nearest-embedding first and the search stops at the
-//            first whose row lies within the codec's error (relative distance < kMatchDistance).
+//            it runs each candidate token through blocks [0, k) and the codec, and keeps the one whose row
+//            is nearest to the received row. Candidates are tried nearest-embedding first and the search
+//            stops at the first that matches (relative distance < kMatchDistance).
 //   nearest  the tail knows only the token embedding (it holds it whenever the head is tied to it): the
 //            embedding row most similar (cosine) to the received row.
 //   linear   the tail knows no weights but learns: the tokens it samples are the inputs of the rows it
 //            receives next, so every generated position is a labelled example. A least-squares map from
 //            rows to one-hot tokens, fitted on the generated positions of half the sequences, is scored on
 //            every position of the other half (then the halves swap).
+// With --noise s, the edge adds Gaussian noise of s times each row's RMS to the rows before the codec (a
+// mitigation); the table then also gives its cost: how often the tail's greedy next token, computed from
+// the noisy rows, still equals the golden one.
 #include <nlohmann/json.hpp>
 
 #include <ATen/ATen.h>
@@ -22,6 +25,7 @@
 #include <fstream>
 #include <limits>
 #include <numeric>
+#include <random>
 
 #include "cli_support.hpp"
 #include "commands.hpp"
@@ -31,8 +35,9 @@ namespace tandem::cli {
 namespace {
 
 constexpr const char* kCommand = "privacy-eval";
-// A candidate whose row is this close (L2, relative to the received row's norm) is the token: int8 and
-// int4 coding move a row by well under this, and distinct tokens' rows lie much farther apart.
+// A candidate whose coded row is this close (L2, relative to the received row's norm) is the token: the
+// right one differs only by float rounding (the edge ran a prefill, the attack runs decode steps), which
+// coding may amplify by a quantization step here and there; distinct tokens' rows lie much farther apart.
 constexpr double kMatchDistance = 0.05;
 
 // Each row scaled to unit L2 norm (for cosine similarity).
@@ -40,27 +45,74 @@ at::Tensor UnitRows(const at::Tensor& rows) {
   return rows / rows.norm(2, /*dim=*/1, /*keepdim=*/true).clamp_min(1e-12);
 }
 
-// The rows that cross the cut for `ids` (one prefill of blocks [0, cut)), as the tail decodes them.
-Result<at::Tensor> ReceivedRows(const Transformer& model, const std::vector<int>& ids, int cut,
-                                ActivationCodec codec) {
-  KvCache cache(model.config(), BlockRange{0, cut}, static_cast<int>(ids.size()));
-  TANDEM_ASSIGN_OR_RETURN(at::Tensor hidden, model.Embed(ids));
-  TANDEM_RETURN_IF_ERROR(model.RunBlocks(hidden, cache));
-  const int64_t rows = hidden.size(0), cols = hidden.size(1);
+// `rows` [n, dim] as the tail decodes them after `codec`.
+Result<at::Tensor> ThroughCodec(const at::Tensor& rows, ActivationCodec codec) {
+  const at::Tensor input = rows.contiguous();
+  const int64_t n = input.size(0), cols = input.size(1);
   TANDEM_ASSIGN_OR_RETURN(
       const EncodedActivations encoded,
-      EncodeActivations({hidden.data_ptr<float>(), static_cast<size_t>(rows * cols)}, rows, cols, codec));
+      EncodeActivations({input.data_ptr<float>(), static_cast<size_t>(n * cols)}, n, cols, codec));
   TANDEM_ASSIGN_OR_RETURN(
       std::vector<float> decoded,
-      DecodeActivations(encoded.payload, rows, cols, {codec.precision, encoded.compression}, rows * cols));
-  return at::from_blob(decoded.data(), {rows, cols}, at::kFloat).clone();
+      DecodeActivations(encoded.payload, n, cols, {codec.precision, encoded.compression}, n * cols));
+  return at::from_blob(decoded.data(), {n, cols}, at::kFloat).clone();
+}
+
+// What the edge sends and how: the cut, the codec, and the noise added to each row first.
+struct Setting {
+  int cut = 0;
+  ActivationCodec codec;
+  double noise = 0;  // standard deviation, in units of the row's RMS
+};
+
+// Adds noise of `relative` times each row's RMS to `rows` [n, dim] in place, reproducibly from `seed`.
+void AddNoise(at::Tensor& rows, double relative, uint64_t seed) {
+  if (relative <= 0) return;
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const at::Tensor rms = rows.pow(2).mean(1).sqrt();
+  float* values = rows.data_ptr<float>();
+  for (int64_t r = 0; r < rows.size(0); ++r) {
+    const auto scale = static_cast<float>(relative) * rms[r].item<float>();
+    for (int64_t c = 0; c < rows.size(1); ++c) values[r * rows.size(1) + c] += scale * normal(rng);
+  }
+}
+
+// The rows that cross the cut for `ids` (one prefill of blocks [0, cut), noise, codec), as the tail
+// decodes them.
+Result<at::Tensor> ReceivedRows(const Transformer& model, const std::vector<int>& ids, const Setting& setting,
+                                uint64_t seed) {
+  KvCache cache(model.config(), BlockRange{0, setting.cut}, static_cast<int>(ids.size()));
+  TANDEM_ASSIGN_OR_RETURN(at::Tensor hidden, model.Embed(ids));
+  TANDEM_RETURN_IF_ERROR(model.RunBlocks(hidden, cache));
+  AddNoise(hidden, setting.noise, seed);
+  return ThroughCodec(hidden, setting.codec);
+}
+
+// How many of the sequence's continuation positions the tail still predicts (greedy next token equal to
+// the golden one) from the received rows.
+Result<int64_t> TailAgreement(const Transformer& model, const std::vector<int>& ids, int prompt_tokens,
+                              int cut, const at::Tensor& received) {
+  KvCache cache(model.config(), BlockRange{cut, model.n_layers()}, static_cast<int>(ids.size()));
+  at::Tensor hidden = received.clone();
+  TANDEM_RETURN_IF_ERROR(model.RunBlocks(hidden, cache));
+  const at::Tensor predicted = model.Logits(hidden).argmax(1);
+  int64_t agree = 0;
+  for (size_t i = prompt_tokens - 1; i + 1 < ids.size(); ++i) {
+    agree += predicted[static_cast<int64_t>(i)].item<int64_t>() == ids[i + 1];
+  }
+  return agree;
 }
 
 // The search attack on one sequence's received rows: the recovered ids.
-Result<std::vector<int>> SearchAttack(const Transformer& model, int cut, const at::Tensor& received,
-                                      const at::Tensor& embeddings, int64_t& candidates_tried) {
+// Without noise a candidate within kMatchDistance is the token and ends the search; with noise the right
+// candidate is only the likeliest one, so every candidate is tried and the nearest wins.
+Result<std::vector<int>> SearchAttack(const Transformer& model, const Setting& setting,
+                                      const at::Tensor& received, const at::Tensor& embeddings,
+                                      int64_t& candidates_tried) {
   const int positions = static_cast<int>(received.size(0));
-  KvCache cache(model.config(), BlockRange{0, cut}, positions);
+  const double match_distance = setting.noise > 0 ? 0 : kMatchDistance;
+  KvCache cache(model.config(), BlockRange{0, setting.cut}, positions);
   const at::Tensor similarity = at::matmul(UnitRows(received), UnitRows(embeddings).t());
   std::vector<int> recovered;
   for (int position = 0; position < positions; ++position) {
@@ -70,12 +122,13 @@ Result<std::vector<int>> SearchAttack(const Transformer& model, int cut, const a
     const auto* candidates = order.data_ptr<int64_t>();
     int best = -1;
     double best_distance = std::numeric_limits<double>::infinity();
-    for (int64_t i = 0; i < order.numel() && best_distance >= kMatchDistance; ++i) {
+    for (int64_t i = 0; i < order.numel() && best_distance >= match_distance; ++i) {
       at::Tensor row = embeddings.narrow(0, candidates[i], 1).clone();
       TANDEM_RETURN_IF_ERROR(model.RunBlocks(row, cache));
       cache.Truncate(position);
       ++candidates_tried;
-      const double distance = (row[0] - target).norm().item<double>() / target_norm;
+      TANDEM_ASSIGN_OR_RETURN(const at::Tensor coded, ThroughCodec(row, setting.codec));
+      const double distance = (coded[0] - target).norm().item<double>() / target_norm;
       if (distance < best_distance) {
         best_distance = distance;
         best = static_cast<int>(candidates[i]);
@@ -124,31 +177,41 @@ int64_t LinearAttackHits(const std::vector<const Sequence*>& train, const std::v
 struct CutResult {
   int cut = 0;
   std::string codec;
+  double noise = 0;
   int64_t positions = 0, search_hits = 0, nearest_hits = 0, linear_hits = 0;
+  int64_t continuations = 0, agreements = 0;  // the tail's next-token predictions, and those still right
   double candidates_per_position = 0, seconds = 0;
   double Rate(int64_t hits) const {
     return positions > 0 ? 100.0 * static_cast<double>(hits) / positions : 0;
   }
+  double AgreementRate() const {
+    return continuations > 0 ? 100.0 * static_cast<double>(agreements) / continuations : 0;
+  }
 };
 
-Result<CutResult> EvaluateCut(const Transformer& model, const std::vector<GoldenRecord>& records, int cut,
-                              ActivationCodec codec, int max_positions, const at::Tensor& embeddings) {
+Result<CutResult> EvaluateCut(const Transformer& model, const std::vector<GoldenRecord>& records,
+                              const Setting& setting, int max_positions, const at::Tensor& embeddings) {
   const auto start = std::chrono::steady_clock::now();
-  CutResult result{.cut = cut, .codec = codec.Name()};
+  CutResult result{.cut = setting.cut, .codec = setting.codec.Name(), .noise = setting.noise};
   std::vector<Sequence> sequences;
   for (const GoldenRecord& record : records) {
     Sequence sequence;
     sequence.ids.assign(record.ids.begin(),
                         record.ids.begin() + std::min<size_t>(record.ids.size(), max_positions));
     sequence.prompt_tokens = static_cast<int>(std::min(record.prompt_ids.size(), sequence.ids.size()));
-    TANDEM_ASSIGN_OR_RETURN(sequence.received, ReceivedRows(model, sequence.ids, cut, codec));
+    TANDEM_ASSIGN_OR_RETURN(sequence.received,
+                            ReceivedRows(model, sequence.ids, setting, sequences.size() + 1));
+    TANDEM_ASSIGN_OR_RETURN(const int64_t agree, TailAgreement(model, sequence.ids, sequence.prompt_tokens,
+                                                               setting.cut, sequence.received));
+    result.agreements += agree;
+    result.continuations += static_cast<int64_t>(sequence.ids.size()) - sequence.prompt_tokens;
     sequences.push_back(std::move(sequence));
   }
   const at::Tensor unit_embeddings = UnitRows(embeddings);
   int64_t candidates = 0;
   for (const Sequence& sequence : sequences) {
     TANDEM_ASSIGN_OR_RETURN(const std::vector<int> recovered,
-                            SearchAttack(model, cut, sequence.received, embeddings, candidates));
+                            SearchAttack(model, setting, sequence.received, embeddings, candidates));
     const at::Tensor nearest = at::matmul(UnitRows(sequence.received), unit_embeddings.t()).argmax(1);
     for (size_t i = 0; i < sequence.ids.size(); ++i) {
       result.search_hits += recovered[i] == sequence.ids[i];
@@ -174,12 +237,16 @@ std::string Percent(double value) {
 
 std::string MarkdownTable(const std::vector<CutResult>& results) {
   std::string md =
-      "| cut k | codec | positions | search (weights known) | nearest embedding | linear (learned) |\n"
-      "|---:|---|---:|---:|---:|---:|\n";
+      "| cut k | codec | noise | positions | search (weights known) | nearest embedding | linear (learned) | "
+      "tail next-token agreement |\n"
+      "|---:|---|---:|---:|---:|---:|---:|---:|\n";
   for (const CutResult& r : results) {
-    md += "| " + std::to_string(r.cut) + " | " + r.codec + " | " + std::to_string(r.positions) + " | " +
-          Percent(r.Rate(r.search_hits)) + " | " + Percent(r.Rate(r.nearest_hits)) + " | " +
-          Percent(r.Rate(r.linear_hits)) + " |\n";
+    char noise[16];
+    std::snprintf(noise, sizeof(noise), "%.2f", r.noise);
+    md += "| " + std::to_string(r.cut) + " | " + r.codec + " | " + noise + " | " +
+          std::to_string(r.positions) + " | " + Percent(r.Rate(r.search_hits)) + " | " +
+          Percent(r.Rate(r.nearest_hits)) + " | " + Percent(r.Rate(r.linear_hits)) + " | " +
+          Percent(r.AgreementRate()) + " |\n";
   }
   return md;
 }
@@ -189,11 +256,11 @@ std::string MarkdownTable(const std::vector<CutResult>& results) {
 int RunPrivacyEval(std::span<const std::string> args) {
   ModelFlags model_flags;
   model_flags.threads = 1;  // the attack runs one row at a time: threads only add hand-overs
-  std::string golden_path, cuts_text, codecs_text = "fp32,int8", out_dir;
+  std::string golden_path, cuts_text, codecs_text = "fp32,int8", noise_text = "0", out_dir;
   int max_positions = 128;
   FlagSet flags(
       "usage: tandem privacy-eval --model M --golden FILE [--cuts 1,2,3,4] [--codecs fp32,int8]\n"
-      "       [--max-positions 128] [--out-dir DIR]\n\n"
+      "       [--noise 0,0.1] [--max-positions 128] [--out-dir DIR]\n\n"
       "Token-recovery rate of three inversion attacks by the tail on the boundary rows it receives, for\n"
       "every cut and codec: search (the tail knows the edge's weights), nearest embedding row, and a\n"
       "linear inverse learned from the tokens the tail itself samples. See docs/privacy.md.");
@@ -201,6 +268,10 @@ int RunPrivacyEval(std::span<const std::string> args) {
   flags.String("golden", &golden_path, "the text set: JSON lines with prompt_ids and ids (a golden file)");
   flags.String("cuts", &cuts_text, "cuts k, comma-separated (default: every cut 1..L-1)");
   flags.String("codecs", &codecs_text, "codecs, comma-separated");
+  flags.String(
+      "noise", &noise_text,
+      "noise levels added to the rows before the codec, comma-separated (standard deviation in units of "
+      "each row's RMS; 0 = none)");
   flags.Int("max-positions", &max_positions, "positions of each sequence evaluated (from its start)");
   flags.String("out-dir", &out_dir, "also write privacy-eval.json and privacy-eval.md here");
   if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
@@ -219,6 +290,17 @@ int RunPrivacyEval(std::span<const std::string> args) {
     codecs.push_back(*codec);
   }
   if (codecs.empty()) return Fail(kCommand, InvalidArgument("--codecs names no codec"), kExitUsage);
+  std::vector<double> noise_levels;
+  for (const std::string_view item : ListItems(noise_text)) {
+    char* end = nullptr;
+    const std::string text(item);
+    const double level = std::strtod(text.c_str(), &end);
+    if (end == text.c_str() || *end != '\0' || !(level >= 0 && level <= 10)) {
+      return Fail(kCommand, InvalidArgument("--noise: '" + text + "' is not a level in 0..10"), kExitUsage);
+    }
+    noise_levels.push_back(level);
+  }
+  if (noise_levels.empty()) noise_levels.push_back(0);
   auto records = ReadGolden(golden_path);
   if (!records.ok()) return Fail(kCommand, records.status());
   auto model = LoadModel(model_flags);
@@ -249,22 +331,27 @@ int RunPrivacyEval(std::span<const std::string> args) {
   nlohmann::json json_results = nlohmann::json::array();
   for (const int cut : cuts) {
     for (const ActivationCodec& codec : codecs) {
-      auto result = EvaluateCut(transformer, *records, cut, codec, max_positions, *embeddings);
-      if (!result.ok()) return Fail(kCommand, result.status());
-      std::fprintf(
-          stderr,
-          "cut %d %s: search %.1f%%, nearest %.1f%%, linear %.1f%% (%.0f candidates/position, %.1f s)\n", cut,
-          result->codec.c_str(), result->Rate(result->search_hits), result->Rate(result->nearest_hits),
-          result->Rate(result->linear_hits), result->candidates_per_position, result->seconds);
-      json_results.push_back({{"cut", cut},
-                              {"codec", result->codec},
-                              {"positions", result->positions},
-                              {"search_rate", result->Rate(result->search_hits) / 100},
-                              {"nearest_rate", result->Rate(result->nearest_hits) / 100},
-                              {"linear_rate", result->Rate(result->linear_hits) / 100},
-                              {"search_candidates_per_position", result->candidates_per_position},
-                              {"seconds", result->seconds}});
-      results.push_back(*result);
+      for (const double noise : noise_levels) {
+        auto result = EvaluateCut(transformer, *records, {cut, codec, noise}, max_positions, *embeddings);
+        if (!result.ok()) return Fail(kCommand, result.status());
+        const CutResult& r = *result;
+        std::fprintf(stderr,
+                     "cut %d %s noise %.2f: search %.1f%%, nearest %.1f%%, linear %.1f%%, agreement %.1f%% "
+                     "(%.0f candidates/position, %.1f s)\n",
+                     cut, r.codec.c_str(), noise, r.Rate(r.search_hits), r.Rate(r.nearest_hits),
+                     r.Rate(r.linear_hits), r.AgreementRate(), r.candidates_per_position, r.seconds);
+        json_results.push_back({{"cut", cut},
+                                {"codec", r.codec},
+                                {"noise", noise},
+                                {"positions", r.positions},
+                                {"search_rate", r.Rate(r.search_hits) / 100},
+                                {"nearest_rate", r.Rate(r.nearest_hits) / 100},
+                                {"linear_rate", r.Rate(r.linear_hits) / 100},
+                                {"tail_agreement", r.AgreementRate() / 100},
+                                {"search_candidates_per_position", r.candidates_per_position},
+                                {"seconds", r.seconds}});
+        results.push_back(r);
+      }
     }
   }
   const std::string table = MarkdownTable(results);

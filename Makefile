@@ -39,6 +39,11 @@ bench: build
 bench-suite: build
 	@$(BUILD_DIR)/bin/tandem bench-suite --out-dir $(BUILD_DIR)/bench-results
 
+# What a tail recovers from the boundary rows, per cut, codec and noise (docs/privacy.md; about 4 minutes).
+.PHONY: privacy
+privacy: build
+	@scripts/privacy-eval.sh $(BUILD_DIR)
+
 # Load on loopback: tandem loadgen 64x20 with RSS watched, wrk on /healthz; `make load SOAK_MINUTES=30` soaks too.
 .PHONY: load
 SOAK_MINUTES ?= 0

@@ -273,7 +273,7 @@ int RunPrivacyEval(std::span<const std::string> args) {
       "noise levels added to the rows before the codec, comma-separated (standard deviation in units of "
       "each row's RMS; 0 = none)");
   flags.Int("max-positions", &max_positions, "positions of each sequence evaluated (from its start)");
-  flags.String("out-dir", &out_dir, "also write privacy-eval.json and privacy-eval.md here");
+  flags.String("out-dir", &out_dir, "also write privacy-eval.json, .md and .csv here");
   if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
   for (const char* name : {"model", "golden"}) {
     if (Status status = Require(flags, name); !status.ok()) return Fail(kCommand, status, kExitUsage);
@@ -363,6 +363,13 @@ int RunPrivacyEval(std::span<const std::string> args) {
                                    {"match_distance", kMatchDistance}, {"results", json_results}};
     std::ofstream(std::filesystem::path(out_dir) / "privacy-eval.json") << report.dump(2) << "\n";
     std::ofstream(std::filesystem::path(out_dir) / "privacy-eval.md") << table;
+    std::ofstream csv(std::filesystem::path(out_dir) / "privacy-eval.csv");
+    csv << "cut,codec,noise,positions,search_rate,nearest_rate,linear_rate,tail_agreement\n";
+    for (const CutResult& r : results) {
+      csv << r.cut << ',' << r.codec << ',' << r.noise << ',' << r.positions << ','
+          << r.Rate(r.search_hits) / 100 << ',' << r.Rate(r.nearest_hits) / 100 << ','
+          << r.Rate(r.linear_hits) / 100 << ',' << r.AgreementRate() / 100 << '\n';
+    }
   }
   return 0;
 }

@@ -109,13 +109,13 @@ Result<json> MeasureMonolithic(const LoadedModel& model, const SuiteOptions& opt
 }
 
 // A CURVE tail in this process on a free loopback port, and the client options that reach it.
-struct LoopbackTail {
+struct InProcessTail {
   std::unique_ptr<cloud::TailServer> server;
   std::shared_ptr<prometheus::Registry> registry;
   edge::CloudOptions client;
 };
 
-Result<LoopbackTail> StartLoopbackTail(const LoadedModel& model, const SuiteOptions& options) {
+Result<InProcessTail> StartInProcessTail(const LoadedModel& model, const SuiteOptions& options) {
   TANDEM_ASSIGN_OR_RETURN(const CurveKeyPair server_keys, GenerateCurveKeyPair());
   TANDEM_ASSIGN_OR_RETURN(const CurveKeyPair client_keys, GenerateCurveKeyPair());
   cloud::TailServerOptions server_options;
@@ -124,7 +124,7 @@ Result<LoopbackTail> StartLoopbackTail(const LoadedModel& model, const SuiteOpti
   server_options.allowed_clients = {client_keys.public_key};
   server_options.max_batch = options.max_batch;
   server_options.max_batch_wait = std::chrono::microseconds(options.max_batch_wait_us);
-  LoopbackTail tail;
+  InProcessTail tail;
   tail.registry = std::make_shared<prometheus::Registry>();
   TANDEM_ASSIGN_OR_RETURN(tail.server, cloud::TailServer::Start(model.transformer, model.fingerprint,
                                                                 std::move(server_options), tail.registry));
@@ -148,7 +148,7 @@ Result<std::vector<ActivationCodec>> SelectedCodecs(const std::string& names) {
   return codecs;
 }
 
-Result<json> MeasureSplit(const LoadedModel& model, const LoopbackTail& tail,
+Result<json> MeasureSplit(const LoadedModel& model, const InProcessTail& tail,
                           const std::vector<ActivationCodec>& codecs, const SuiteOptions& options) {
   const std::vector<int> prompt =
       RandomPrompt(options.split_prompt_tokens, model.checkpoint->config().vocab_size, options.seed);
@@ -196,7 +196,7 @@ struct TailRound {
   double mean_batch = 0;
 };
 
-Result<TailRound> RunTailRound(const LoadedModel& model, LoopbackTail& tail, const CutWorkload& workload,
+Result<TailRound> RunTailRound(const LoadedModel& model, InProcessTail& tail, const CutWorkload& workload,
                                int sessions, int cut) {
   const wire::Hello hello = wire::DescribeModel(model.checkpoint->config(), model.fingerprint);
   const auto positions = static_cast<uint32_t>(workload.prefill.rows + workload.decode.size());
@@ -254,7 +254,7 @@ double Percentile(std::vector<double> values, double p) {
   return values[std::max<size_t>(rank, 1) - 1];
 }
 
-Result<json> MeasureTailAggregate(const LoadedModel& model, LoopbackTail& tail, const CutWorkload& workload,
+Result<json> MeasureTailAggregate(const LoadedModel& model, InProcessTail& tail, const CutWorkload& workload,
                                   const std::vector<int>& session_counts, const SuiteOptions& options) {
   json rows = json::array();
   for (const int sessions : session_counts) {
@@ -478,7 +478,7 @@ Result<json> RunSuite(const SuiteOptions& options, const std::vector<ActivationC
     TANDEM_ASSIGN_OR_RETURN(report["monolithic_float32"], WithPeakMemory("monolithic float32", [&] {
                               return MeasureMonolithic(model, options);
                             }));
-    TANDEM_ASSIGN_OR_RETURN(LoopbackTail tail, StartLoopbackTail(model, options));
+    TANDEM_ASSIGN_OR_RETURN(InProcessTail tail, StartInProcessTail(model, options));
     TANDEM_ASSIGN_OR_RETURN(report["split_decode"], WithPeakMemory("split decode per codec", [&] {
                               return MeasureSplit(model, tail, codecs, options);
                             }));

@@ -12,7 +12,6 @@
 #include <algorithm>
 #include <barrier>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -139,13 +138,7 @@ Result<InProcessTail> StartInProcessTail(const LoadedModel& model, const SuiteOp
 
 Result<std::vector<ActivationCodec>> SelectedCodecs(const std::string& names) {
   if (names == "all") return AllActivationCodecs();
-  std::vector<ActivationCodec> codecs;
-  for (const std::string_view name : ListItems(names)) {
-    TANDEM_ASSIGN_OR_RETURN(const ActivationCodec codec, ParseActivationCodec(name));
-    codecs.push_back(codec);
-  }
-  if (codecs.empty()) return InvalidArgument("--codecs names no codec");
-  return codecs;
+  return ParseCodecList(names, "codecs");
 }
 
 Result<json> MeasureSplit(const LoadedModel& model, const InProcessTail& tail,
@@ -250,8 +243,7 @@ Result<TailRound> RunTailRound(const LoadedModel& model, InProcessTail& tail, co
 // Nearest-rank percentile of `values` (not empty).
 double Percentile(std::vector<double> values, double p) {
   std::sort(values.begin(), values.end());
-  const auto rank = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(values.size())));
-  return values[std::max<size_t>(rank, 1) - 1];
+  return NearestRank(values, p);
 }
 
 Result<json> MeasureTailAggregate(const LoadedModel& model, InProcessTail& tail, const CutWorkload& workload,
@@ -432,22 +424,8 @@ std::string Markdown(const json& report) {
   return md;
 }
 
-Status WriteText(const std::filesystem::path& path, const std::string& text) {
-  std::ofstream file(path);
-  file << text;
-  file.close();
-  if (!file) return Unavailable("cannot write " + path.string());
-  return Status::Ok();
-}
-
 Result<std::vector<int>> ParseSessionCounts(const std::string& text) {
-  std::vector<int> counts;
-  for (const std::string_view item : ListItems(text)) {
-    const int count = std::atoi(std::string(item).c_str());
-    if (count < 1 || count > 256)
-      return InvalidArgument("--sessions: '" + std::string(item) + "' is not in 1..256");
-    counts.push_back(count);
-  }
+  TANDEM_ASSIGN_OR_RETURN(std::vector<int> counts, ParseIntList(text, 1, 256, "sessions"));
   if (counts.empty()) return InvalidArgument("--sessions names no count");
   return counts;
 }
@@ -455,7 +433,7 @@ Result<std::vector<int>> ParseSessionCounts(const std::string& text) {
 Result<json> RunSuite(const SuiteOptions& options, const std::vector<ActivationCodec>& codecs,
                       const std::vector<int>& session_counts) {
   const auto suite_start = Clock::now();
-  std::filesystem::create_directories(options.out_dir);
+  TANDEM_RETURN_IF_ERROR(CreateDirectories(options.out_dir));
   ModelFlags model_flags = options.model;
   if (model_flags.model.empty()) {
     model_flags.model = (std::filesystem::path(options.out_dir) / "stories110M-random.bin").string();

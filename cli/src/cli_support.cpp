@@ -2,7 +2,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <ATen/ATen.h>
+
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 
@@ -83,6 +87,11 @@ Result<std::vector<GoldenRecord>> ReadGolden(const std::string& path) {
   return records;
 }
 
+double NearestRank(std::span<const double> sorted, double p) {
+  const auto rank = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(sorted.size())));
+  return sorted[std::max<size_t>(rank, 1) - 1];
+}
+
 double Median(std::vector<double> values) {
   if (values.empty()) return 0;
   std::sort(values.begin(), values.end());
@@ -117,6 +126,57 @@ std::vector<std::string_view> ListItems(std::string_view text) {
   std::vector<std::string_view> items = SplitList(text);
   if (items.back().empty()) items.pop_back();
   return items;
+}
+
+Result<std::vector<int>> ParseIntList(std::string_view text, int min, int max, const std::string& flag) {
+  std::vector<int> values;
+  for (const std::string_view item : ListItems(text)) {
+    int value = 0;
+    const auto [end, error] = std::from_chars(item.data(), item.data() + item.size(), value);
+    if (error != std::errc() || end != item.data() + item.size() || value < min || value > max) {
+      return InvalidArgument("--" + flag + ": '" + std::string(item) + "' is not within " +
+                             std::to_string(min) + ".." + std::to_string(max));
+    }
+    values.push_back(value);
+  }
+  return values;
+}
+
+Result<std::vector<ActivationCodec>> ParseCodecList(std::string_view text, const std::string& flag) {
+  std::vector<ActivationCodec> codecs;
+  for (const std::string_view name : ListItems(text)) {
+    TANDEM_ASSIGN_OR_RETURN(const ActivationCodec codec, ParseActivationCodec(name));
+    codecs.push_back(codec);
+  }
+  if (codecs.empty()) return InvalidArgument("--" + flag + " names no codec");
+  return codecs;
+}
+
+Result<at::Tensor> PassThroughCodec(const at::Tensor& rows, ActivationCodec codec) {
+  const at::Tensor input = rows.contiguous();
+  const int64_t n = input.size(0), cols = input.size(1);
+  TANDEM_ASSIGN_OR_RETURN(
+      const EncodedActivations encoded,
+      EncodeActivations({input.data_ptr<float>(), static_cast<size_t>(n * cols)}, n, cols, codec));
+  TANDEM_ASSIGN_OR_RETURN(
+      std::vector<float> decoded,
+      DecodeActivations(encoded.payload, n, cols, {codec.precision, encoded.compression}, n * cols));
+  return at::from_blob(decoded.data(), {n, cols}, at::kFloat).clone();
+}
+
+Status CreateDirectories(const std::filesystem::path& dir) {
+  std::error_code error;
+  std::filesystem::create_directories(dir, error);
+  if (error) return InvalidArgument(dir.string() + ": cannot create: " + error.message());
+  return Status::Ok();
+}
+
+Status WriteText(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream file(path, std::ios::trunc);
+  file << text;
+  file.close();
+  if (!file) return Internal(path.string() + ": write failed");
+  return Status::Ok();
 }
 
 }  // namespace tandem::cli

@@ -2,6 +2,7 @@
 // loading are tandem::ModelFlags and tandem::LoadModel (model_loader.hpp), shared with the services.
 #pragma once
 
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -9,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "tandem/common/activation_codec.hpp"
 #include "tandem/common/flags.hpp"
 #include "tandem/common/model_loader.hpp"
 #include "tandem/common/status.hpp"
@@ -40,11 +42,27 @@ struct GoldenRecord {
 // the file and line.
 Result<std::vector<GoldenRecord>> ReadGolden(const std::string& path);
 
+// The nearest-rank percentile `p` (0..100] of `sorted` (ascending, not empty).
+double NearestRank(std::span<const double> sorted, double p);
+
 // The median of `values` (0 when empty).
 double Median(std::vector<double> values);
 
 // The items of a comma-separated flag value; "" has none, and a trailing comma adds none.
 std::vector<std::string_view> ListItems(std::string_view text);
+
+// The integers of a comma-separated flag value, each within [min, max]; errors name `flag`.
+Result<std::vector<int>> ParseIntList(std::string_view text, int min, int max, const std::string& flag);
+// The codecs of a comma-separated flag value ("fp32,int8+zstd"); none is an error naming `flag`.
+Result<std::vector<ActivationCodec>> ParseCodecList(std::string_view text, const std::string& flag);
+
+// `rows` [n, cols] as a tail decodes them after `codec` (encoded, then decoded).
+Result<at::Tensor> PassThroughCodec(const at::Tensor& rows, ActivationCodec codec);
+
+// Creates `dir` and its parents when missing; an error naming it when that fails.
+Status CreateDirectories(const std::filesystem::path& dir);
+// Writes `text` to `path`, replacing it; an error naming the file when it cannot.
+Status WriteText(const std::filesystem::path& path, const std::string& text);
 
 // Checks that a required flag was given.
 Status Require(const FlagSet& flags, const std::string& name);

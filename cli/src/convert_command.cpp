@@ -3,7 +3,6 @@
 // transformers, load as a LlamaForCausalLM.
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "cli_support.hpp"
@@ -37,14 +36,6 @@ std::vector<float> PermuteForHalves(const float* weights, int64_t heads, int64_t
     }
   }
   return permuted;
-}
-
-Status WriteText(const std::filesystem::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::trunc);
-  out << text;
-  out.close();
-  if (!out) return Internal(path.string() + ": write failed");
-  return Status::Ok();
 }
 
 // model.safetensors (F32) and config.json for `checkpoint`.
@@ -107,9 +98,7 @@ int RunConvert(std::span<const std::string> args) {
   auto tokenizer = Tokenizer::LoadForModel(model, tokenizer_path, (*checkpoint)->config().vocab_size);
   if (!tokenizer.ok()) return Fail(kCommand, tokenizer.status());
 
-  std::error_code error;
-  std::filesystem::create_directories(out, error);
-  if (error) return Fail(kCommand, InvalidArgument(out + ": cannot create: " + error.message()));
+  if (Status made = CreateDirectories(out); !made.ok()) return Fail(kCommand, made);
   const std::filesystem::path dir(out);
   const int bos = tokenizer->bos(), eos = tokenizer->eos();
   if (Status written = WriteWeights(**checkpoint, dir, bos, eos); !written.ok()) return Fail(kCommand, written);

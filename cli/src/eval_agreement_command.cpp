@@ -3,7 +3,6 @@
 #include <ATen/ATen.h>
 
 #include <cstdio>
-#include <fstream>
 #include <optional>
 
 #include "cli_support.hpp"
@@ -31,14 +30,7 @@ Result<at::Tensor> SequenceLogits(const Transformer& model, const std::vector<in
   TANDEM_ASSIGN_OR_RETURN(at::Tensor hidden, model.Embed(ids));
   TANDEM_RETURN_IF_ERROR(model.RunBlocks(hidden, edge_cache));
   if (cut.codec) {
-    const int64_t rows = hidden.size(0), cols = hidden.size(1);
-    TANDEM_ASSIGN_OR_RETURN(const EncodedActivations encoded,
-                            EncodeActivations({hidden.data_ptr<float>(), static_cast<size_t>(rows * cols)},
-                                              rows, cols, *cut.codec));
-    TANDEM_ASSIGN_OR_RETURN(std::vector<float> decoded,
-                            DecodeActivations(encoded.payload, rows, cols,
-                                              {cut.codec->precision, encoded.compression}, rows * cols));
-    hidden = at::from_blob(decoded.data(), {rows, cols}, at::kFloat).clone();
+    TANDEM_ASSIGN_OR_RETURN(hidden, PassThroughCodec(hidden, *cut.codec));
   }
   TANDEM_RETURN_IF_ERROR(model.RunBlocks(hidden, tail_cache));
   return model.Logits(hidden);

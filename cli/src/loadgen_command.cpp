@@ -7,7 +7,6 @@
 #include <atomic>
 #include <charconv>
 #include <chrono>
-#include <cmath>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
@@ -227,13 +226,9 @@ Percentiles Summarize(std::vector<double> values) {
   out.count = values.size();
   if (values.empty()) return out;
   std::sort(values.begin(), values.end());
-  auto rank = [&](double p) {
-    const size_t r = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(values.size())));
-    return values[std::max<size_t>(r, 1) - 1];
-  };
-  out.p50 = rank(50);
-  out.p90 = rank(90);
-  out.p99 = rank(99);
+  out.p50 = NearestRank(values, 50);
+  out.p90 = NearestRank(values, 90);
+  out.p99 = NearestRank(values, 99);
   out.max = values.back();
   return out;
 }

@@ -22,10 +22,10 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <numeric>
 #include <random>
+#include <sstream>
 
 #include "cli_support.hpp"
 #include "commands.hpp"
@@ -43,19 +43,6 @@ constexpr double kMatchDistance = 0.05;
 // Each row scaled to unit L2 norm (for cosine similarity).
 at::Tensor UnitRows(const at::Tensor& rows) {
   return rows / rows.norm(2, /*dim=*/1, /*keepdim=*/true).clamp_min(1e-12);
-}
-
-// `rows` [n, dim] as the tail decodes them after `codec`.
-Result<at::Tensor> ThroughCodec(const at::Tensor& rows, ActivationCodec codec) {
-  const at::Tensor input = rows.contiguous();
-  const int64_t n = input.size(0), cols = input.size(1);
-  TANDEM_ASSIGN_OR_RETURN(
-      const EncodedActivations encoded,
-      EncodeActivations({input.data_ptr<float>(), static_cast<size_t>(n * cols)}, n, cols, codec));
-  TANDEM_ASSIGN_OR_RETURN(
-      std::vector<float> decoded,
-      DecodeActivations(encoded.payload, n, cols, {codec.precision, encoded.compression}, n * cols));
-  return at::from_blob(decoded.data(), {n, cols}, at::kFloat).clone();
 }
 
 // What the edge sends and how: the cut, the codec, and the noise added to each row first.
@@ -86,7 +73,7 @@ Result<at::Tensor> ReceivedRows(const Transformer& model, const std::vector<int>
   TANDEM_ASSIGN_OR_RETURN(at::Tensor hidden, model.Embed(ids));
   TANDEM_RETURN_IF_ERROR(model.RunBlocks(hidden, cache));
   AddNoise(hidden, setting.noise, seed);
-  return ThroughCodec(hidden, setting.codec);
+  return PassThroughCodec(hidden, setting.codec);
 }
 
 // How many of the sequence's continuation positions the tail still predicts (greedy next token equal to
@@ -127,7 +114,7 @@ Result<std::vector<int>> SearchAttack(const Transformer& model, const Setting& s
       TANDEM_RETURN_IF_ERROR(model.RunBlocks(row, cache));
       cache.Truncate(position);
       ++candidates_tried;
-      TANDEM_ASSIGN_OR_RETURN(const at::Tensor coded, ThroughCodec(row, setting.codec));
+      TANDEM_ASSIGN_OR_RETURN(const at::Tensor coded, PassThroughCodec(row, setting.codec));
       const double distance = (coded[0] - target).norm().item<double>() / target_norm;
       if (distance < best_distance) {
         best_distance = distance;
@@ -283,13 +270,8 @@ int RunPrivacyEval(std::span<const std::string> args) {
     return Fail(kCommand, InvalidArgument("the attack runs on the float32 model: no --int8-blocks"),
                 kExitUsage);
   }
-  std::vector<ActivationCodec> codecs;
-  for (const std::string_view name : ListItems(codecs_text)) {
-    auto codec = ParseActivationCodec(name);
-    if (!codec.ok()) return Fail(kCommand, codec.status(), kExitUsage);
-    codecs.push_back(*codec);
-  }
-  if (codecs.empty()) return Fail(kCommand, InvalidArgument("--codecs names no codec"), kExitUsage);
+  const auto codecs = ParseCodecList(codecs_text, "codecs");
+  if (!codecs.ok()) return Fail(kCommand, codecs.status(), kExitUsage);
   std::vector<double> noise_levels;
   for (const std::string_view item : ListItems(noise_text)) {
     char* end = nullptr;
@@ -301,23 +283,19 @@ int RunPrivacyEval(std::span<const std::string> args) {
     noise_levels.push_back(level);
   }
   if (noise_levels.empty()) noise_levels.push_back(0);
+  if (!out_dir.empty()) {
+    // Before the evaluation, so that an unusable --out-dir costs no work.
+    if (Status made = CreateDirectories(out_dir); !made.ok()) return Fail(kCommand, made);
+  }
   auto records = ReadGolden(golden_path);
   if (!records.ok()) return Fail(kCommand, records.status());
   auto model = LoadModel(model_flags);
   if (!model.ok()) return Fail(kCommand, model.status());
   const Transformer& transformer = *model->transformer;
   const int layers = transformer.n_layers();
-  std::vector<int> cuts;
-  for (const std::string_view item : ListItems(cuts_text)) {
-    const int cut = std::atoi(std::string(item).c_str());
-    if (cut < 1 || cut >= layers) {
-      return Fail(kCommand,
-                  InvalidArgument("--cuts: '" + std::string(item) + "' is not within 1.." +
-                                  std::to_string(layers - 1)),
-                  kExitUsage);
-    }
-    cuts.push_back(cut);
-  }
+  auto parsed_cuts = ParseIntList(cuts_text, 1, layers - 1, "cuts");
+  if (!parsed_cuts.ok()) return Fail(kCommand, parsed_cuts.status(), kExitUsage);
+  std::vector<int> cuts = std::move(*parsed_cuts);
   if (cuts.empty()) {
     cuts.resize(layers - 1);
     std::iota(cuts.begin(), cuts.end(), 1);
@@ -330,7 +308,7 @@ int RunPrivacyEval(std::span<const std::string> args) {
   std::vector<CutResult> results;
   nlohmann::json json_results = nlohmann::json::array();
   for (const int cut : cuts) {
-    for (const ActivationCodec& codec : codecs) {
+    for (const ActivationCodec& codec : *codecs) {
       for (const double noise : noise_levels) {
         auto result = EvaluateCut(transformer, *records, {cut, codec, noise}, max_positions, *embeddings);
         if (!result.ok()) return Fail(kCommand, result.status());
@@ -357,18 +335,21 @@ int RunPrivacyEval(std::span<const std::string> args) {
   const std::string table = MarkdownTable(results);
   std::printf("%s", table.c_str());
   if (!out_dir.empty()) {
-    std::filesystem::create_directories(out_dir);
     const nlohmann::json report = {{"model", model_flags.model},       {"golden", golden_path},
                                    {"sequences", records->size()},     {"max_positions", max_positions},
                                    {"match_distance", kMatchDistance}, {"results", json_results}};
-    std::ofstream(std::filesystem::path(out_dir) / "privacy-eval.json") << report.dump(2) << "\n";
-    std::ofstream(std::filesystem::path(out_dir) / "privacy-eval.md") << table;
-    std::ofstream csv(std::filesystem::path(out_dir) / "privacy-eval.csv");
+    std::ostringstream csv;
     csv << "cut,codec,noise,positions,search_rate,nearest_rate,linear_rate,tail_agreement\n";
     for (const CutResult& r : results) {
       csv << r.cut << ',' << r.codec << ',' << r.noise << ',' << r.positions << ','
           << r.Rate(r.search_hits) / 100 << ',' << r.Rate(r.nearest_hits) / 100 << ','
           << r.Rate(r.linear_hits) / 100 << ',' << r.AgreementRate() / 100 << '\n';
+    }
+    const std::filesystem::path dir(out_dir);
+    for (const Status& written :
+         {WriteText(dir / "privacy-eval.json", report.dump(2) + "\n"),
+          WriteText(dir / "privacy-eval.md", table), WriteText(dir / "privacy-eval.csv", csv.str())}) {
+      if (!written.ok()) return Fail(kCommand, written);
     }
   }
   return 0;

@@ -8,7 +8,8 @@ void ModelFlags::Declare(FlagSet& flags, const std::string& model_help) {
   flags.String("model", &model, model_help);
   flags.String("int8-blocks", &int8_blocks, "blocks A:B with int8 weights, e.g. 0:2");
   flags.Bool("int8-head", &int8_head, "int8 weights for the classifier too");
-  flags.Int("threads", &threads, "compute threads (0 = OMP_NUM_THREADS or one per CPU this process may run on)");
+  flags.Int("threads", &threads,
+            "compute threads (0 = OMP_NUM_THREADS or one per CPU this process may run on)");
   flags.Float("emulate-slowdown", &emulate_slowdown,
               "evaluations only: make every block and head computation take this many times as long (a "
               "slower device emulated on this machine; 1 = off)");

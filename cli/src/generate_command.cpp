@@ -75,6 +75,13 @@ Result<Run> RunPipeline(const LoadedModel& model, TailFactory& tails, const Gene
   const int capacity = flags.steps <= 0 ? seq_len : std::min(flags.steps, seq_len);
   const int layers = model.transformer->n_layers();
   TANDEM_ASSIGN_OR_RETURN(const std::vector<Move> moves, ParseMoves(flags.moves, layers));
+  for (const Move& move : moves) {
+    // A move must keep the output private: a cut before the tail's end, or all-local.
+    if (flags.split.tail_end > 0 && move.cut >= flags.split.tail_end && move.cut != layers) {
+      return InvalidArgument("--moves: with --tail-end " + std::to_string(flags.split.tail_end) +
+                             " a move goes to a cut below it or to local (got " + std::to_string(move.cut) + ")");
+    }
+  }
   if (moves.empty()) {
     EdgeRunner edge(model.transformer, tails.cut(), capacity);
     TANDEM_ASSIGN_OR_RETURN(const std::unique_ptr<TailRunner> tail, tails.NewTail(capacity, sampling));

@@ -8,6 +8,9 @@
 namespace tandem::cli {
 void SplitFlags::Declare(FlagSet& flags) {
   flags.Int("split", &split, "cut at block K: the edge runs [0,K), the tail [K,L) (-1 = all local)");
+  flags.Int("tail-end", &tail_end,
+            "private output: the tail runs only [K,M) and returns its rows; blocks [M,L), the head and "
+            "sampling run here, so no token or logit comes back (0 = off)");
   cloud.Declare(flags);
 }
 
@@ -18,6 +21,10 @@ Status SplitFlags::Validate(int layers) const {
   }
   if (cloud.enabled() && split < 0)
     return InvalidArgument("--cloud needs --split K (the first block the tail runs)");
+  if (tail_end != 0 && (split < 0 || tail_end <= split || tail_end > layers)) {
+    return InvalidArgument("--tail-end M needs --split K and K < M <= " + std::to_string(layers) + " (got M = " +
+                           std::to_string(tail_end) + ")");
+  }
   return cloud.Validate();
 }
 
@@ -26,17 +33,18 @@ Result<std::unique_ptr<TailFactory>> TailFactory::Create(const LoadedModel& mode
   TANDEM_ASSIGN_OR_RETURN(const ActivationCodec codec, ParseActivationCodec(flags.cloud.codec));
   if (flags.cloud.enabled()) {
     TANDEM_ASSIGN_OR_RETURN(const edge::CloudOptions options, flags.cloud.Resolve());
-    return Connect(model, flags.split, codec, options);
+    return Connect(model, flags.split, codec, options, flags.tail_end);
   }
   const bool split = flags.split >= 0;
-  return std::unique_ptr<TailFactory>(
-      new TailFactory(model, split ? flags.split : model.transformer->n_layers(), split, codec));
+  return std::unique_ptr<TailFactory>(new TailFactory(
+      model, split ? flags.split : model.transformer->n_layers(), split, codec, flags.tail_end));
 }
 
 Result<std::unique_ptr<TailFactory>> TailFactory::Connect(const LoadedModel& model, int cut,
                                                           ActivationCodec codec,
-                                                          const edge::CloudOptions& options) {
-  std::unique_ptr<TailFactory> factory(new TailFactory(model, cut, /*split=*/true, codec));
+                                                          const edge::CloudOptions& options,
+                                                          int tail_end) {
+  std::unique_ptr<TailFactory> factory(new TailFactory(model, cut, /*split=*/true, codec, tail_end));
   factory->context_ = std::make_unique<zmq::context_t>();
   TANDEM_ASSIGN_OR_RETURN(
       factory->connection_,
@@ -49,16 +57,27 @@ TailFactory::~TailFactory() = default;
 
 Result<std::unique_ptr<TailRunner>> TailFactory::NewTail(int capacity, SamplingParams sampling, int cut) {
   if (cut < 0) cut = cut_;
+  const bool private_output = tail_end_ > cut;
+  std::unique_ptr<TailRunner> tail;
   if (connection_) {
     TANDEM_ASSIGN_OR_RETURN(
-        auto remote,
-        edge::RemoteTail::Open(*connection_, {.cut = cut,
-                                              .codec = codec_,
-                                              .sampling = sampling,
-                                              .max_positions = static_cast<uint32_t>(capacity)}));
-    return std::unique_ptr<TailRunner>(std::move(remote));
+        auto remote, edge::RemoteTail::Open(*connection_, {.cut = cut,
+                                                           .codec = codec_,
+                                                           .sampling = sampling,
+                                                           .max_positions = static_cast<uint32_t>(capacity),
+                                                           .end_block = private_output ? tail_end_ : 0}));
+    if (!private_output) return std::unique_ptr<TailRunner>(std::move(remote));
+    return std::unique_ptr<TailRunner>(std::make_unique<UShapedTail>(
+        std::move(remote), std::make_unique<LocalTail>(model_.transformer, tail_end_, capacity, sampling)));
   }
-  std::unique_ptr<TailRunner> tail = std::make_unique<LocalTail>(model_.transformer, cut, capacity, sampling);
+  if (private_output) {
+    // The middle's rows cross the codec both ways, as they would the wire.
+    return std::unique_ptr<TailRunner>(std::make_unique<UShapedTail>(
+        std::make_unique<LoopbackMiddle>(
+            std::make_unique<LocalMiddle>(model_.transformer, cut, tail_end_, capacity), codec_),
+        std::make_unique<LocalTail>(model_.transformer, tail_end_, capacity, sampling)));
+  }
+  tail = std::make_unique<LocalTail>(model_.transformer, cut, capacity, sampling);
   // A split run passes the boundary rows through the codec, exactly as they would cross the wire.
   if (split_) tail = std::make_unique<LoopbackTail>(std::move(tail), codec_);
   return tail;
@@ -68,7 +87,8 @@ nlohmann::json TailFactory::Report(const TailRunner& tail) const {
   if (!split_) return nullptr;
   nlohmann::json report = {{"codec", codec_.Name()}, {"payload_bytes", tail.BytesSent()}};
   report["decode_raw_bytes"] = model_.checkpoint->config().dim * 4;
-  const auto* remote = dynamic_cast<const edge::RemoteTail*>(&tail);
+  if (tail_end_ > 0) report["tail_end"] = tail_end_;
+  const edge::RemoteTail* remote = edge::RemoteOf(tail);
   if (remote == nullptr) return report;
   const auto& stats = remote->stats();
   const auto& steps = stats.step_payload_bytes;
@@ -76,6 +96,7 @@ nlohmann::json TailFactory::Report(const TailRunner& tail) const {
   report["raw_bytes"] = stats.raw_bytes;
   report["wire_bytes_sent"] = stats.wire_bytes_sent;
   report["wire_bytes_received"] = stats.wire_bytes_received;
+  if (tail_end_ > 0) report["returned_payload_bytes"] = stats.returned_payload_bytes;
   report["prefill_payload_bytes"] = steps.empty() ? 0 : steps.front();
   if (steps.size() > 1) {
     // Decode steps: one row each.

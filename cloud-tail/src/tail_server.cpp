@@ -120,7 +120,7 @@ struct Metrics {
   void CountIn(MessageType type) { messages_in[static_cast<size_t>(type)]->Increment(); }
   void CountOut(MessageType type) { messages_out[static_cast<size_t>(type)]->Increment(); }
 
-  static constexpr int kMessageTypes = static_cast<int>(MessageType::kStats) + 1;
+  static constexpr int kMessageTypes = static_cast<int>(wire::kLastMessageType) + 1;
   std::array<prometheus::Counter*, kMessageTypes> messages_in{};
   std::array<prometheus::Counter*, kMessageTypes> messages_out{};
 
@@ -147,8 +147,11 @@ struct Session {
   int worker = 0;
   int64_t kv_bytes = 0;
   uint32_t capacity = 0;
-  ActivationCodec codec;            // from OPEN: every ACTIVATIONS uses its precision
-  std::unique_ptr<LocalTail> tail;  // used by the session's worker only
+  ActivationCodec codec;  // from OPEN: every ACTIVATIONS (and ROWS) uses its precision
+  // Used by the session's worker only: the tail (blocks [cut, L), head, sampling; answers TOKEN), or for a
+  // private-output session the middle (blocks [cut, end_block); answers ROWS).
+  std::unique_ptr<LocalTail> tail;
+  std::unique_ptr<LocalMiddle> middle;
 
   // I/O thread only.
   uint64_t next_sequence = 0;
@@ -467,6 +470,12 @@ class TailServer::Impl {
       return refuse(ErrorCode::kBadArgument, "cut " + std::to_string(open->cut) + " is outside [0, " +
                                                  std::to_string(config.n_layers) + "]");
     }
+    const int end_block = open->private_output() ? open->end_block : config.n_layers;
+    if (open->private_output() && (end_block <= open->cut || end_block > config.n_layers)) {
+      return refuse(ErrorCode::kBadArgument, "end_block " + std::to_string(end_block) + " is outside [" +
+                                                 std::to_string(open->cut + 1) + ", " +
+                                                 std::to_string(config.n_layers) + "]");
+    }
     const uint32_t capacity =
         open->max_positions == 0 ? static_cast<uint32_t>(config.seq_len) : open->max_positions;
     if (capacity > static_cast<uint32_t>(config.seq_len)) {
@@ -481,7 +490,7 @@ class TailServer::Impl {
                     /*retryable=*/true);
     }
     // K and V, float32, for every tail block and position the session may use.
-    const int64_t kv_bytes = int64_t{2} * (config.n_layers - open->cut) * config.kv_dim() * capacity * 4;
+    const int64_t kv_bytes = int64_t{2} * (end_block - open->cut) * config.kv_dim() * capacity * 4;
     if (kv_bytes_.load() + kv_bytes > options_.max_kv_bytes) {
       return refuse(ErrorCode::kOverloaded,
                     "KV-cache memory is full (" + std::to_string(kv_bytes_.load()) + " of " +
@@ -498,8 +507,13 @@ class TailServer::Impl {
     session->codec = open->codec;
     session->last_active = Clock::now();
     try {
-      session->tail = std::make_unique<LocalTail>(model_, open->cut, static_cast<int>(capacity),
-                                                  open->sampling, open->top_logprobs);
+      if (open->private_output()) {
+        session->middle =
+            std::make_unique<LocalMiddle>(model_, open->cut, end_block, static_cast<int>(capacity));
+      } else {
+        session->tail = std::make_unique<LocalTail>(model_, open->cut, static_cast<int>(capacity),
+                                                    open->sampling, open->top_logprobs);
+      }
     } catch (const std::exception& error) {
       return refuse(ErrorCode::kInternal, std::string("cannot allocate the session: ") + error.what());
     }
@@ -661,8 +675,8 @@ class TailServer::Impl {
       if (jobs.empty()) return;  // stopping
       metrics_.queue_depth.Decrement(static_cast<double>(jobs.size()));
       queued_ -= static_cast<int>(jobs.size());
-      const bool prefill = jobs.front().message.header.rows > 1;
-      expected = prefill ? expected + 1 : jobs.size();
+      const bool alone = RunsAlone(jobs.front());
+      expected = alone ? expected + 1 : jobs.size();
       const std::vector<wire::Message> answers = ExecuteAll(jobs);
       for (size_t i = 0; i < jobs.size(); ++i) {
         // The route back is the peer and the session's serial (see ForwardReply).
@@ -673,15 +687,18 @@ class TailServer::Impl {
     }
   }
 
-  // The steps this worker runs next: the oldest queued step alone when it is a prefill; else decode steps
-  // (one row) of up to max_batch sessions, each session's oldest only, so that its steps keep their order.
-  // Waits up to max_batch_wait for `expected` of them. Empty when stopping.
+  // Prefills run alone, and so do a private-output session's steps (a middle has no head to batch).
+  static bool RunsAlone(const Job& job) { return job.message.header.rows > 1 || job.session->middle; }
+
+  // The steps this worker runs next: the oldest queued step alone when it runs alone (RunsAlone); else
+  // decode steps (one row) of up to max_batch sessions, each session's oldest only, so that its steps keep
+  // their order. Waits up to max_batch_wait for `expected` of them. Empty when stopping.
   std::vector<Job> TakeSteps(WorkQueue& queue, size_t expected) {
     std::unique_lock lock(queue.mutex);
     queue.ready.wait(lock, [&] { return stopping_.load() || !queue.jobs.empty(); });
     if (stopping_.load()) return {};
     std::vector<Job> batch;
-    if (queue.jobs.front().message.header.rows > 1) {
+    if (RunsAlone(queue.jobs.front())) {
       batch.push_back(std::move(queue.jobs.front()));
       queue.jobs.pop_front();
       return batch;
@@ -698,14 +715,15 @@ class TailServer::Impl {
   }
 
   static void TakeDecodeSteps(std::deque<Job>& jobs, size_t limit, std::vector<Job>& batch) {
-    // Sessions whose next step must not be taken: in the batch already, or queued behind a prefill.
+    // Sessions whose next step must not be taken: in the batch already, or queued behind one that runs
+    // alone.
     std::vector<const Session*> held;
     for (const Job& job : batch) held.push_back(job.session.get());
     for (auto it = jobs.begin(); it != jobs.end() && batch.size() < limit;) {
       const Session* session = it->session.get();
       const bool free = std::find(held.begin(), held.end(), session) == held.end();
       held.push_back(session);
-      if (free && it->message.header.rows == 1) {
+      if (free && !RunsAlone(*it)) {
         batch.push_back(std::move(*it));
         it = jobs.erase(it);
       } else {
@@ -750,6 +768,7 @@ class TailServer::Impl {
     const auto start = Clock::now();
     auto rows = DecodeStep(job);
     if (!rows.ok()) return StepError(job, ErrorCode::kBadFrame, rows.status());
+    if (job.session->middle) return ExecuteMiddle(job, *rows, start);
     Result<int> token = Internal("not run");
     try {
       token = job.session->tail->Forward(*rows);
@@ -757,6 +776,31 @@ class TailServer::Impl {
       token = Internal(error.what());
     }
     return Answer(job, token, FinishPass(start, 1));
+  }
+
+  // A private-output step: the middle's blocks, then their rows back in the session's codec.
+  wire::Message ExecuteMiddle(const Job& job, const HiddenRows& rows, Clock::time_point start) {
+    Result<HiddenRows> out = Internal("not run");
+    try {
+      out = job.session->middle->ForwardRows(rows);
+    } catch (const std::exception& error) {
+      out = Internal(error.what());
+    }
+    if (!out.ok()) return StepError(job, ErrorCode::kInternal, out.status());
+    const ActivationCodec codec = job.session->codec;
+    auto encoded = EncodeActivations(out->values, out->rows, out->cols, codec);
+    if (!encoded.ok()) return StepError(job, ErrorCode::kInternal, encoded.status());
+    const double seconds = FinishPass(start, 1);
+    metrics_.compute_seconds.Observe(seconds);
+    const wire::Header& header = job.message.header;
+    return wire::MakeRows({.session = header.session,
+                           .sequence = header.sequence,
+                           .position = header.position,
+                           .rows = header.rows,
+                           .cols = header.cols,
+                           .codec = {codec.precision, encoded->compression},
+                           .compute_us = static_cast<uint32_t>(seconds * 1e6),
+                           .payload = std::move(encoded->payload)});
   }
 
   // A step's rows from its payload (the I/O thread checked the header against the session).

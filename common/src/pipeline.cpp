@@ -21,6 +21,19 @@ at::Tensor ToTensor(const HiddenRows& rows) {
   return at::from_blob(const_cast<float*>(rows.values.data()), {rows.rows, rows.cols}, at::kFloat).clone();
 }
 
+HiddenRows FromTensor(const at::Tensor& hidden) {
+  HiddenRows rows{hidden.size(0), hidden.size(1), {}};
+  rows.values.assign(hidden.data_ptr<float>(), hidden.data_ptr<float>() + hidden.numel());
+  return rows;
+}
+
+Status CheckHiddenRows(const HiddenRows& rows, int64_t dim) {
+  if (rows.rows <= 0 || rows.cols != dim || rows.values.size() != static_cast<size_t>(rows.rows * rows.cols)) {
+    return InvalidArgument("hidden rows must be [T > 0, " + std::to_string(dim) + "]");
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 double GenerationTimings::prefill_tokens_per_second() const {
@@ -49,9 +62,7 @@ int EdgeRunner::seq_len() const {
 Result<HiddenRows> EdgeRunner::Forward(std::span<const int> tokens) {
   TANDEM_ASSIGN_OR_RETURN(at::Tensor hidden, model_->Embed(tokens));
   TANDEM_RETURN_IF_ERROR(model_->RunBlocks(hidden, *cache_));
-  HiddenRows rows{hidden.size(0), hidden.size(1), {}};
-  rows.values.assign(hidden.data_ptr<float>(), hidden.data_ptr<float>() + hidden.numel());
-  return rows;
+  return FromTensor(hidden);
 }
 
 LocalTail::LocalTail(std::shared_ptr<const Transformer> model, int cut, int capacity, SamplingParams sampling,
@@ -71,11 +82,7 @@ int LocalTail::positions() const {
 }
 
 Status LocalTail::CheckRows(const HiddenRows& rows) const {
-  if (rows.rows <= 0 || rows.cols != model_->config().dim ||
-      rows.values.size() != static_cast<size_t>(rows.rows * rows.cols)) {
-    return InvalidArgument("hidden rows must be [T > 0, " + std::to_string(model_->config().dim) + "]");
-  }
-  return Status::Ok();
+  return CheckHiddenRows(rows, model_->config().dim);
 }
 
 Result<int> LocalTail::Sample(std::span<const float> logits) {
@@ -137,14 +144,64 @@ std::vector<Result<int>> LocalTail::ForwardDecodeBatch(std::span<LocalTail* cons
   return tokens;
 }
 
-Result<int> LoopbackTail::Forward(const HiddenRows& rows) {
+Result<HiddenRows> ThroughCodec(const HiddenRows& rows, ActivationCodec codec, int64_t& bytes) {
   TANDEM_ASSIGN_OR_RETURN(EncodedActivations encoded,
-                          EncodeActivations(rows.values, rows.rows, rows.cols, codec_));
-  bytes_sent_ += static_cast<int64_t>(encoded.payload.size());
-  const ActivationCodec applied{codec_.precision, encoded.compression};
+                          EncodeActivations(rows.values, rows.rows, rows.cols, codec));
+  bytes += static_cast<int64_t>(encoded.payload.size());
+  const ActivationCodec applied{codec.precision, encoded.compression};
   TANDEM_ASSIGN_OR_RETURN(std::vector<float> values, DecodeActivations(encoded.payload, rows.rows, rows.cols,
                                                                        applied, rows.rows * rows.cols));
-  return inner_->Forward(HiddenRows{rows.rows, rows.cols, std::move(values)});
+  return HiddenRows{rows.rows, rows.cols, std::move(values)};
+}
+
+Result<int> LoopbackTail::Forward(const HiddenRows& rows) {
+  TANDEM_ASSIGN_OR_RETURN(const HiddenRows received, ThroughCodec(rows, codec_, bytes_sent_));
+  return inner_->Forward(received);
+}
+
+Result<HiddenRows> LoopbackMiddle::ForwardRows(const HiddenRows& rows) {
+  TANDEM_ASSIGN_OR_RETURN(const HiddenRows received, ThroughCodec(rows, codec_, bytes_sent_));
+  TANDEM_ASSIGN_OR_RETURN(const HiddenRows returned, inner_->ForwardRows(received));
+  int64_t returned_bytes = 0;  // counted as sent: bytes across the cut, both ways
+  auto back = ThroughCodec(returned, codec_, returned_bytes);
+  bytes_sent_ += returned_bytes;
+  return back;
+}
+
+LocalMiddle::LocalMiddle(std::shared_ptr<const Transformer> model, int first, int last, int capacity)
+    : model_(std::move(model)),
+      cache_(std::make_unique<KvCache>(model_->config(), BlockRange{first, last}, capacity)) {}
+
+LocalMiddle::~LocalMiddle() = default;
+
+int64_t LocalMiddle::kv_cache_bytes() const {
+  return cache_->bytes();
+}
+
+Result<HiddenRows> LocalMiddle::ForwardRows(const HiddenRows& rows) {
+  TANDEM_RETURN_IF_ERROR(CheckHiddenRows(rows, model_->config().dim));
+  at::Tensor hidden = ToTensor(rows);
+  TANDEM_RETURN_IF_ERROR(model_->RunBlocks(hidden, *cache_));
+  return FromTensor(hidden);
+}
+
+Result<std::vector<HiddenRows>> MiddleRunner::ForwardAllRows(std::span<const HiddenRows> steps) {
+  std::vector<HiddenRows> outputs;
+  for (const HiddenRows& rows : steps) {
+    TANDEM_ASSIGN_OR_RETURN(HiddenRows out, ForwardRows(rows));
+    outputs.push_back(std::move(out));
+  }
+  return outputs;
+}
+
+Result<int> UShapedTail::Forward(const HiddenRows& rows) {
+  TANDEM_ASSIGN_OR_RETURN(const HiddenRows returned, middle_->ForwardRows(rows));
+  return rest_->Forward(returned);
+}
+
+Result<std::vector<int>> UShapedTail::ForwardAll(std::span<const HiddenRows> steps) {
+  TANDEM_ASSIGN_OR_RETURN(const std::vector<HiddenRows> returned, middle_->ForwardAllRows(steps));
+  return rest_->ForwardAll(returned);
 }
 
 Result<std::vector<int>> TailRunner::ForwardAll(std::span<const HiddenRows> steps) {

@@ -106,6 +106,8 @@ std::string_view MessageTypeName(MessageType type) {
       return "PONG";
     case MessageType::kStats:
       return "STATS";
+    case MessageType::kRows:
+      return "ROWS";
   }
   return "UNKNOWN";
 }
@@ -163,7 +165,7 @@ Result<Header> ParseHeader(std::span<const std::byte> bytes) {
   Header header;
   TANDEM_ASSIGN_OR_RETURN(header.version, reader.Get<uint16_t>());
   TANDEM_ASSIGN_OR_RETURN(const auto type, reader.Get<uint8_t>());
-  if (type < static_cast<uint8_t>(MessageType::kHello) || type > static_cast<uint8_t>(MessageType::kStats)) {
+  if (type < static_cast<uint8_t>(MessageType::kHello) || type > static_cast<uint8_t>(kLastMessageType)) {
     return InvalidArgument("unknown message type " + std::to_string(type));
   }
   header.type = static_cast<MessageType>(type);
@@ -196,6 +198,7 @@ Message MakeHello(const Hello& hello) {
   for (const ActivationCodec& codec : hello.codecs) {
     writer.Put(static_cast<uint8_t>(codec.precision)).Put(static_cast<uint8_t>(codec.compression));
   }
+  writer.Put(hello.held_first).Put(hello.held_last).Put(hello.range_fingerprint);
   return WithPayload({.type = MessageType::kHello}, writer.Take());
 }
 
@@ -212,12 +215,23 @@ Result<Hello> ParseHello(const Message& message) {
   TANDEM_ASSIGN_OR_RETURN(hello.max_sessions, reader.Get<uint32_t>());
   TANDEM_ASSIGN_OR_RETURN(hello.max_payload_bytes, reader.Get<uint64_t>());
   TANDEM_ASSIGN_OR_RETURN(const auto count, reader.Get<uint8_t>());
-  if (reader.remaining() != 2u * count) return InvalidArgument("HELLO codec list does not match its count");
+  constexpr size_t kHeldBytes = 2 * sizeof(uint32_t) + sizeof(uint64_t);
+  if (reader.remaining() != 2u * count + kHeldBytes) {
+    return InvalidArgument("HELLO codec list does not match its count");
+  }
   for (int i = 0; i < count; ++i) {
     TANDEM_ASSIGN_OR_RETURN(const auto precision, reader.Get<uint8_t>());
     TANDEM_ASSIGN_OR_RETURN(const auto compression, reader.Get<uint8_t>());
     TANDEM_ASSIGN_OR_RETURN(ActivationCodec codec, CodecFromWire(precision, compression));
     hello.codecs.push_back(codec);
+  }
+  TANDEM_ASSIGN_OR_RETURN(hello.held_first, reader.Get<uint32_t>());
+  TANDEM_ASSIGN_OR_RETURN(hello.held_last, reader.Get<uint32_t>());
+  TANDEM_ASSIGN_OR_RETURN(hello.range_fingerprint, reader.Get<uint64_t>());
+  if (hello.held_last != 0 && (hello.held_first >= hello.held_last || hello.held_last > hello.n_layers)) {
+    return InvalidArgument("HELLO held blocks [" + std::to_string(hello.held_first) + ", " +
+                           std::to_string(hello.held_last) + ") are not within the model's " +
+                           std::to_string(hello.n_layers));
   }
   return hello;
 }
@@ -226,6 +240,7 @@ Message MakeOpen(const OpenRequest& open) {
   ByteWriter writer;
   writer.Put(open.sampling.temperature).Put(open.sampling.top_p).Put(open.sampling.seed);
   writer.Put(static_cast<uint8_t>(open.top_logprobs)).Put(open.max_positions);
+  writer.Put(static_cast<uint16_t>(open.end_block));
   return WithPayload({.type = MessageType::kOpen,
                       .session = open.session,
                       .cut = static_cast<uint16_t>(open.cut),
@@ -246,6 +261,8 @@ Result<OpenRequest> ParseOpen(const Message& message) {
   TANDEM_ASSIGN_OR_RETURN(open.sampling.seed, reader.Get<uint64_t>());
   TANDEM_ASSIGN_OR_RETURN(const auto top_logprobs, reader.Get<uint8_t>());
   TANDEM_ASSIGN_OR_RETURN(open.max_positions, reader.Get<uint32_t>());
+  TANDEM_ASSIGN_OR_RETURN(const auto end_block, reader.Get<uint16_t>());
+  open.end_block = end_block;
   TANDEM_RETURN_IF_ERROR(reader.ExpectEnd());
   TANDEM_RETURN_IF_ERROR(open.sampling.Validate());
   if (top_logprobs > kMaxTopLogprobs) {
@@ -293,6 +310,37 @@ Result<TokenReply> ParseToken(const Message& message) {
     token.top_logprobs.emplace_back(id, logprob);
   }
   return token;
+}
+
+Message MakeRows(const RowsReply& rows) {
+  ByteWriter writer;
+  writer.Put(rows.compute_us).PutBytes(rows.payload);
+  return WithPayload({.type = MessageType::kRows,
+                      .session = rows.session,
+                      .sequence = rows.sequence,
+                      .precision = static_cast<uint8_t>(rows.codec.precision),
+                      .compression = static_cast<uint8_t>(rows.codec.compression),
+                      .rows = rows.rows,
+                      .cols = rows.cols,
+                      .position = rows.position},
+                     writer.Take());
+}
+
+Result<RowsReply> ParseRows(const Message& message) {
+  TANDEM_RETURN_IF_ERROR(ExpectType(message, MessageType::kRows));
+  const Header& header = message.header;
+  RowsReply rows{.session = header.session,
+                 .sequence = header.sequence,
+                 .position = header.position,
+                 .rows = header.rows,
+                 .cols = header.cols};
+  TANDEM_ASSIGN_OR_RETURN(rows.codec, CodecFromWire(header.precision, header.compression));
+  if (rows.rows == 0 || rows.cols == 0) return InvalidArgument("ROWS holds no rows");
+  ByteReader reader(message.payload, "ROWS");
+  TANDEM_ASSIGN_OR_RETURN(rows.compute_us, reader.Get<uint32_t>());
+  const auto rest = reader.Rest();
+  rows.payload.assign(rest.begin(), rest.end());
+  return rows;
 }
 
 Message MakeError(const ErrorReply& error) {

@@ -821,7 +821,7 @@ class EdgeService {
     {
       MovableSplit split(model_.transformer, positions, TailOpener(prepared, sampling, positions),
                          [&](TailRunner& tail) {
-                           if (auto* remote = dynamic_cast<RemoteTail*>(&tail))
+                           if (const RemoteTail* remote = RemoteOf(tail))
                              AddWire(completion.wire, remote->stats());
                          });
       // A tail that fails hands the rest to the edge, when auto may run every block here.

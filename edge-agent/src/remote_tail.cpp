@@ -30,7 +30,21 @@ Status CheckRemoteModel(const wire::Hello& local, const wire::Hello& remote, con
   return Status::Ok();
 }
 
+Status RequireMode(bool private_output, bool wanted) {
+  if (private_output == wanted) return Status::Ok();
+  return InvalidArgument(private_output
+                             ? "this session was opened for private output: its steps return rows, not tokens"
+                             : "this session was opened without end_block: its steps return tokens, not rows");
+}
+
 }  // namespace
+
+const RemoteTail* RemoteOf(const TailRunner& tail) {
+  if (const auto* u_shaped = dynamic_cast<const UShapedTail*>(&tail)) {
+    return dynamic_cast<const RemoteTail*>(&u_shaped->middle());
+  }
+  return dynamic_cast<const RemoteTail*>(&tail);
+}
 
 void CutLog::Append(const HiddenRows& rows) {
   cols_ = rows.cols;
@@ -71,9 +85,9 @@ Result<std::unique_ptr<CloudConnection>> CloudConnection::Handshake(std::unique_
       new CloudConnection(std::move(channel), timeout, std::move(remote)));
 }
 
-Result<wire::TokenReply> CloudConnection::AwaitToken(uint64_t session, uint64_t sequence,
-                                                     int64_t& bytes_received, const wire::Message* resend,
-                                                     int* resends) {
+Result<wire::Message> CloudConnection::AwaitReply(uint64_t session, uint64_t sequence,
+                                                  wire::MessageType expected, int64_t& bytes_received,
+                                                  const wire::Message* resend, int* resends) {
   const auto start = Clock::now();
   const auto deadline = start + timeout_;
   const bool may_resend = resend != nullptr && resend_after_.count() > 0;
@@ -119,9 +133,8 @@ Result<wire::TokenReply> CloudConnection::AwaitToken(uint64_t session, uint64_t 
       TANDEM_ASSIGN_OR_RETURN(wire::ErrorReply error, wire::ParseError(reply));
       return wire::ErrorToStatus(error);
     }
-    if (header.type == wire::MessageType::kToken && header.session == session &&
-        header.sequence == sequence) {
-      return wire::ParseToken(reply);
+    if (header.type == expected && header.session == session && header.sequence == sequence) {
+      return std::move(reply);
     }
     // Anything else is a late reply to an abandoned request: skip it.
   }
@@ -162,53 +175,92 @@ Result<std::vector<HiddenRows>> RemoteTail::Chunks(const HiddenRows& rows) const
   return chunks;
 }
 
-Result<int> RemoteTail::Forward(const HiddenRows& rows) {
+Result<std::vector<RemoteTail::ChunkReply>> RemoteTail::Step(const HiddenRows& rows) {
   TANDEM_ASSIGN_OR_RETURN(const std::vector<HiddenRows> chunks, Chunks(rows));
-  int token = -1;
+  std::vector<ChunkReply> replies;
   for (const HiddenRows& chunk : chunks) {
     const int64_t sent_before = stats_.wire_bytes_sent, received_before = stats_.wire_bytes_received;
-    const auto sent_at = Clock::now();
-    TANDEM_ASSIGN_OR_RETURN(const uint64_t sequence, Send(chunk));
+    TANDEM_ASSIGN_OR_RETURN(const Sent sent, Send(chunk));
     // One step in flight: it may be sent again. (A pipelined replay is not: the tail only resends its
     // last reply, and a replay that fails is redone elsewhere.)
-    TANDEM_ASSIGN_OR_RETURN(token, Await(sequence, sent_at, &last_sent_));
+    TANDEM_ASSIGN_OR_RETURN(ChunkReply reply, Await(sent, &last_sent_));
+    replies.push_back(std::move(reply));
     if (observer_) {
       observer_(stats_.wire_bytes_sent - sent_before + stats_.wire_bytes_received - received_before,
                 stats_.step_round_trip_ms.back(), stats_.step_cloud_compute_ms.back());
     }
   }
-  return token;
+  return replies;
+}
+
+Result<std::vector<std::vector<RemoteTail::ChunkReply>>> RemoteTail::Pipeline(
+    std::span<const HiddenRows> steps) {
+  std::vector<std::vector<Sent>> sent(steps.size());
+  for (size_t s = 0; s < steps.size(); ++s) {
+    TANDEM_ASSIGN_OR_RETURN(const std::vector<HiddenRows> chunks, Chunks(steps[s]));
+    for (const HiddenRows& chunk : chunks) {
+      TANDEM_ASSIGN_OR_RETURN(const Sent one, Send(chunk));
+      sent[s].push_back(one);
+    }
+  }
+  std::vector<std::vector<ChunkReply>> replies(steps.size());
+  for (size_t s = 0; s < steps.size(); ++s) {
+    for (const Sent& one : sent[s]) {
+      TANDEM_ASSIGN_OR_RETURN(ChunkReply reply, Await(one));
+      replies[s].push_back(std::move(reply));
+    }
+  }
+  return replies;
+}
+
+
+Result<int> RemoteTail::Forward(const HiddenRows& rows) {
+  TANDEM_RETURN_IF_ERROR(RequireMode(request_.private_output(), false));
+  TANDEM_ASSIGN_OR_RETURN(const std::vector<ChunkReply> replies, Step(rows));
+  return replies.back().token;  // the prompt's token is its last chunk's
 }
 
 Result<std::vector<int>> RemoteTail::ForwardAll(std::span<const HiddenRows> steps) {
-  struct Sent {
-    uint64_t sequence;
-    Clock::time_point at;
-    bool last_of_step;
-  };
-  std::vector<Sent> sent;
-  for (const HiddenRows& rows : steps) {
-    TANDEM_ASSIGN_OR_RETURN(const std::vector<HiddenRows> chunks, Chunks(rows));
-    for (size_t i = 0; i < chunks.size(); ++i) {
-      const auto at = Clock::now();
-      TANDEM_ASSIGN_OR_RETURN(const uint64_t sequence, Send(chunks[i]));
-      sent.push_back({sequence, at, i + 1 == chunks.size()});
-    }
-  }
+  TANDEM_RETURN_IF_ERROR(RequireMode(request_.private_output(), false));
+  TANDEM_ASSIGN_OR_RETURN(const auto replies, Pipeline(steps));
   std::vector<int> tokens;
-  for (const Sent& step : sent) {
-    TANDEM_ASSIGN_OR_RETURN(const int token, Await(step.sequence, step.at));
-    if (step.last_of_step) tokens.push_back(token);
-  }
+  for (const std::vector<ChunkReply>& step : replies) tokens.push_back(step.back().token);
   return tokens;
 }
 
-Result<uint64_t> RemoteTail::Send(const HiddenRows& rows) {
+Result<HiddenRows> RemoteTail::ForwardRows(const HiddenRows& rows) {
+  TANDEM_RETURN_IF_ERROR(RequireMode(request_.private_output(), true));
+  TANDEM_ASSIGN_OR_RETURN(std::vector<ChunkReply> replies, Step(rows));
+  return JoinRows(replies);
+}
+
+Result<std::vector<HiddenRows>> RemoteTail::ForwardAllRows(std::span<const HiddenRows> steps) {
+  TANDEM_RETURN_IF_ERROR(RequireMode(request_.private_output(), true));
+  TANDEM_ASSIGN_OR_RETURN(auto replies, Pipeline(steps));
+  std::vector<HiddenRows> rows;
+  for (std::vector<ChunkReply>& step : replies) rows.push_back(JoinRows(step));
+  return rows;
+}
+
+HiddenRows RemoteTail::JoinRows(std::vector<ChunkReply>& chunks) {
+  if (chunks.size() == 1) return std::move(chunks.front().rows);
+  HiddenRows joined{0, chunks.front().rows.cols, {}};
+  for (const ChunkReply& chunk : chunks) {
+    joined.rows += chunk.rows.rows;
+    joined.values.insert(joined.values.end(), chunk.rows.values.begin(), chunk.rows.values.end());
+  }
+  return joined;
+}
+
+Result<RemoteTail::Sent> RemoteTail::Send(const HiddenRows& rows) {
   TANDEM_ASSIGN_OR_RETURN(EncodedActivations encoded,
                           EncodeActivations(rows.values, rows.rows, rows.cols, request_.codec));
   const int64_t payload_bytes = static_cast<int64_t>(encoded.payload.size());
-  const uint64_t sequence = next_sequence_;
-  last_sent_ = wire::MakeActivations(request_.session, sequence, static_cast<uint32_t>(cut_log_.positions()),
+  const Sent sent{.sequence = next_sequence_,
+                  .at = Clock::now(),
+                  .position = static_cast<uint32_t>(cut_log_.positions()),
+                  .rows = rows.rows};
+  last_sent_ = wire::MakeActivations(request_.session, sent.sequence, sent.position,
                                      static_cast<uint32_t>(rows.rows), static_cast<uint32_t>(rows.cols),
                                      request_.codec, encoded.compression, std::move(encoded.payload));
   const wire::Message& message = last_sent_;
@@ -220,21 +272,43 @@ Result<uint64_t> RemoteTail::Send(const HiddenRows& rows) {
   stats_.payload_bytes += payload_bytes;
   stats_.wire_bytes_sent += WireSize(message);
   stats_.step_payload_bytes.push_back(payload_bytes);
-  return sequence;
+  return sent;
 }
 
-Result<int> RemoteTail::Await(uint64_t sequence, Clock::time_point sent_at, const wire::Message* resend) {
+Result<RemoteTail::ChunkReply> RemoteTail::Await(const Sent& sent, const wire::Message* resend) {
+  const bool rows_back = request_.private_output();
   TANDEM_ASSIGN_OR_RETURN(
-      last_reply_, connection_.AwaitToken(request_.session, sequence, stats_.wire_bytes_received, resend,
-                                          &stats_.resends));
+      const wire::Message reply,
+      connection_.AwaitReply(request_.session, sent.sequence,
+                             rows_back ? wire::MessageType::kRows : wire::MessageType::kToken,
+                             stats_.wire_bytes_received, resend, &stats_.resends));
   stats_.step_round_trip_ms.push_back(
-      std::chrono::duration<double, std::milli>(Clock::now() - sent_at).count());
+      std::chrono::duration<double, std::milli>(Clock::now() - sent.at).count());
+  ChunkReply answer;
+  if (rows_back) {
+    TANDEM_ASSIGN_OR_RETURN(const wire::RowsReply rows, wire::ParseRows(reply));
+    stats_.step_cloud_compute_ms.push_back(rows.compute_us / 1000.0);
+    const auto dim = static_cast<uint32_t>(connection_.remote().dim);
+    if (rows.position != sent.position || rows.rows != static_cast<uint32_t>(sent.rows) || rows.cols != dim ||
+        rows.codec.precision != request_.codec.precision) {
+      return InvalidArgument("the cloud tail's ROWS for sequence " + std::to_string(sent.sequence) +
+                             " do not match its ACTIVATIONS (position, shape or codec)");
+    }
+    stats_.returned_payload_bytes += static_cast<int64_t>(rows.payload.size());
+    const int64_t count = int64_t{rows.rows} * rows.cols;
+    TANDEM_ASSIGN_OR_RETURN(std::vector<float> values,
+                            DecodeActivations(rows.payload, rows.rows, rows.cols, rows.codec, count));
+    answer.rows = HiddenRows{rows.rows, rows.cols, std::move(values)};
+    return answer;
+  }
+  TANDEM_ASSIGN_OR_RETURN(last_reply_, wire::ParseToken(reply));
   stats_.step_cloud_compute_ms.push_back(last_reply_.compute_us / 1000.0);
   if (last_reply_.token < 0 || last_reply_.token >= static_cast<int>(connection_.remote().vocab_size)) {
     return InvalidArgument("the cloud tail returned token " + std::to_string(last_reply_.token) +
                            ", outside the vocabulary");
   }
-  return last_reply_.token;
+  answer.token = last_reply_.token;
+  return answer;
 }
 
 }  // namespace tandem::edge

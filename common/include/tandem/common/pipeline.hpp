@@ -88,6 +88,47 @@ class LocalTail final : public TailRunner {
   std::vector<std::pair<int, float>> top_logprobs_;
 };
 
+// Blocks in the middle of a private-output (U-shaped) split: hidden rows in, the rows after the last of its
+// blocks out, all positions of each step. Used by one session at a time.
+class MiddleRunner {
+ public:
+  virtual ~MiddleRunner() = default;
+  // Consumes `rows` as the session's next positions; on error the session's state is unchanged.
+  virtual Result<HiddenRows> ForwardRows(const HiddenRows& rows) = 0;
+  // Several steps in order (a replay); remote middles send them all before waiting.
+  virtual Result<std::vector<HiddenRows>> ForwardAllRows(std::span<const HiddenRows> steps);
+  virtual int64_t BytesSent() const { return 0; }
+};
+
+// Blocks [first, last) in this process, on their own KV cache.
+class LocalMiddle final : public MiddleRunner {
+ public:
+  LocalMiddle(std::shared_ptr<const Transformer> model, int first, int last, int capacity);
+  ~LocalMiddle() override;
+  Result<HiddenRows> ForwardRows(const HiddenRows& rows) override;
+  int64_t kv_cache_bytes() const;
+
+ private:
+  std::shared_ptr<const Transformer> model_;
+  std::unique_ptr<KvCache> cache_;
+};
+
+// Private output: blocks [k, m) run in the middle (a cloud tail that never sees a token or a logit), the
+// rows it returns go through `rest` (blocks [m, L), the head and sampling, on the device).
+class UShapedTail final : public TailRunner {
+ public:
+  UShapedTail(std::unique_ptr<MiddleRunner> middle, std::unique_ptr<TailRunner> rest)
+      : middle_(std::move(middle)), rest_(std::move(rest)) {}
+  Result<int> Forward(const HiddenRows& rows) override;
+  Result<std::vector<int>> ForwardAll(std::span<const HiddenRows> steps) override;
+  int64_t BytesSent() const override { return middle_->BytesSent(); }
+  MiddleRunner& middle() const { return *middle_; }
+
+ private:
+  std::unique_ptr<MiddleRunner> middle_;
+  std::unique_ptr<TailRunner> rest_;
+};
+
 // Passes the rows through the activation codec (encode, then decode) before handing them to `inner`,
 // exactly as a remote tail would receive them, and counts the encoded bytes.
 class LoopbackTail final : public TailRunner {
@@ -102,6 +143,24 @@ class LoopbackTail final : public TailRunner {
   ActivationCodec codec_;
   int64_t bytes_sent_ = 0;
 };
+
+// The same for a middle: its rows through the codec both ways, as a cloud tail's ROWS come back.
+class LoopbackMiddle final : public MiddleRunner {
+ public:
+  LoopbackMiddle(std::unique_ptr<MiddleRunner> inner, ActivationCodec codec)
+      : inner_(std::move(inner)), codec_(codec) {}
+  Result<HiddenRows> ForwardRows(const HiddenRows& rows) override;
+  int64_t BytesSent() const override { return bytes_sent_; }
+
+ private:
+  std::unique_ptr<MiddleRunner> inner_;
+  ActivationCodec codec_;
+  int64_t bytes_sent_ = 0;
+};
+
+// `rows` after a trip through `codec` (encode, then decode), as the far side of the wire receives them;
+// `bytes` counts the encoded payload.
+Result<HiddenRows> ThroughCodec(const HiddenRows& rows, ActivationCodec codec, int64_t& bytes);
 
 struct GenerateOptions {
   // llama2.c's -n: forward positions, BOS and prompt included; <= 0 or > seq_len means seq_len.

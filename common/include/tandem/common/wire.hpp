@@ -39,7 +39,9 @@ enum class MessageType : uint8_t {
   kPing = 7,         // edge -> cloud: opaque payload, echoed by PONG
   kPong = 8,
   kStats = 9,  // edge -> cloud: empty, a request; cloud -> edge: its load and per-block compute times
+  kRows = 10,  // cloud -> edge: a private-output session's rows after its last block, for an ACTIVATIONS
 };
+inline constexpr MessageType kLastMessageType = MessageType::kRows;
 std::string_view MessageTypeName(MessageType type);
 
 // ERROR codes. Retryable ones carry kFlagRetryable: the same request may succeed later or elsewhere.
@@ -98,6 +100,14 @@ struct Hello {
   uint32_t max_rows = 0;           // cloud only: rows per ACTIVATIONS
   uint32_t max_sessions = 0;       // cloud only: open sessions, all connections together
   uint64_t max_payload_bytes = 0;  // cloud only
+  // Cloud only: the blocks whose weights the tail holds, [held_first, held_last); held_last == n_layers
+  // means it holds the final norm and head too. A tail holding only some (a block-range checkpoint) also
+  // sends their fingerprint (Checkpoint::RangeFingerprint), which the edge checks against its own weights.
+  // 0, 0: every block (the fingerprint covers them).
+  uint32_t held_first = 0;
+  uint32_t held_last = 0;
+  uint64_t range_fingerprint = 0;
+  bool HoldsEveryBlock() const { return held_last == 0 || (held_first == 0 && held_last == n_layers); }
 };
 // A model's identity for HELLO: its fingerprint and shape, and every codec this build speaks.
 Hello DescribeModel(const ModelConfig& config, uint64_t fingerprint);
@@ -111,6 +121,11 @@ struct OpenRequest {
   SamplingParams sampling;
   int top_logprobs = 0;        // 0..kMaxTopLogprobs alternatives returned with each TOKEN
   uint32_t max_positions = 0;  // positions the session will use (KV cache size); <= seq_len
+  // Private output: the tail runs only blocks [cut, end_block) and answers each ACTIVATIONS with ROWS (the
+  // rows after block end_block - 1); the edge runs the rest, the head and sampling. 0: the tail runs every
+  // block from the cut, the head and sampling, and answers with TOKEN.
+  int end_block = 0;
+  bool private_output() const { return end_block > 0; }
 };
 inline constexpr int kMaxTopLogprobs = 20;
 Message MakeOpen(const OpenRequest& open);
@@ -129,6 +144,22 @@ struct TokenReply {
 };
 Message MakeToken(const TokenReply& token);
 Result<TokenReply> ParseToken(const Message& message);
+
+// ROWS: the header carries the session, the sequence of the ACTIVATIONS answered, its position and shape,
+// and the codec applied (the session's); the payload is the tail's compute time (u32 microseconds) and
+// then the codec's bytes.
+struct RowsReply {
+  uint64_t session = 0;
+  uint64_t sequence = 0;
+  uint32_t position = 0;
+  uint32_t rows = 0;
+  uint32_t cols = 0;
+  ActivationCodec codec;  // as applied to this payload
+  uint32_t compute_us = 0;
+  std::vector<std::byte> payload;
+};
+Message MakeRows(const RowsReply& rows);
+Result<RowsReply> ParseRows(const Message& message);
 
 struct ErrorReply {
   uint64_t session = 0;

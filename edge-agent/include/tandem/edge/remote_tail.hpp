@@ -68,12 +68,13 @@ class CloudConnection {
   MessageChannel& channel() { return *channel_; }
   uint64_t NextSessionId() { return ++last_session_; }
 
-  // Waits for the TOKEN answering (session, sequence); an ERROR for it becomes its Status. Replies to
-  // other sessions or older sequences (left over from an abandoned session, or a resend's second answer)
-  // are skipped. With `resend`, the step's own ACTIVATIONS, it is sent again while no reply comes (see
-  // CloudOptions::resend_after); `resends` counts them.
-  Result<wire::TokenReply> AwaitToken(uint64_t session, uint64_t sequence, int64_t& bytes_received,
-                                      const wire::Message* resend = nullptr, int* resends = nullptr);
+  // Waits for the reply of type `expected` (TOKEN, or ROWS) answering (session, sequence); an ERROR for it
+  // becomes its Status. Replies to other sessions or older sequences (left over from an abandoned session,
+  // or a resend's second answer) are skipped. With `resend`, the step's own ACTIVATIONS, it is sent again
+  // while no reply comes (see CloudOptions::resend_after); `resends` counts them.
+  Result<wire::Message> AwaitReply(uint64_t session, uint64_t sequence, wire::MessageType expected,
+                                   int64_t& bytes_received, const wire::Message* resend = nullptr,
+                                   int* resends = nullptr);
 
  private:
   CloudConnection(std::unique_ptr<MessageChannel> channel, std::chrono::milliseconds timeout,
@@ -95,13 +96,16 @@ struct RemoteTailStats {
   int64_t wire_bytes_sent = 0;  // headers + payloads of every message sent
   int64_t wire_bytes_received = 0;
   std::vector<int64_t> step_payload_bytes;  // per ACTIVATIONS: the prefill chunk, then one per token
-  std::vector<double> step_round_trip_ms;   // ACTIVATIONS sent -> TOKEN received
+  std::vector<double> step_round_trip_ms;   // ACTIVATIONS sent -> TOKEN (or ROWS) received
   std::vector<double> step_cloud_compute_ms;
   int resends = 0;  // steps sent again for want of a reply
+  int64_t returned_payload_bytes = 0;  // private output: codec payloads of the ROWS received
 };
 
-// Blocks [cut, L) and the head on a cloud tail, for one session. Not thread-safe; one per session.
-class RemoteTail final : public TailRunner {
+// One session on a cloud tail. Not thread-safe; one per session. As a TailRunner it runs blocks [cut, L),
+// the head and sampling there (TOKEN replies); opened with `end_block` (private output) it is a
+// MiddleRunner, running blocks [cut, end_block) there and returning their rows (ROWS replies).
+class RemoteTail final : public TailRunner, public MiddleRunner {
  public:
   // Sends OPEN without waiting: a refused OPEN surfaces as the first Forward's error, saving a round trip.
   // `request.session` is assigned here.
@@ -112,7 +116,11 @@ class RemoteTail final : public TailRunner {
   Result<int> Forward(const HiddenRows& rows) override;
   // A replay: sends every step's chunks, then collects the replies (one round trip for all of them).
   Result<std::vector<int>> ForwardAll(std::span<const HiddenRows> steps) override;
-  int64_t BytesSent() const override { return stats_.payload_bytes; }
+  // Private output: the same, returning every row after block end_block - 1.
+  Result<HiddenRows> ForwardRows(const HiddenRows& rows) override;
+  Result<std::vector<HiddenRows>> ForwardAllRows(std::span<const HiddenRows> steps) override;
+  // Payload bytes both ways (what crossed the cut).
+  int64_t BytesSent() const override { return stats_.payload_bytes + stats_.returned_payload_bytes; }
 
   uint64_t session_id() const { return request_.session; }
   const CutLog& cut_log() const { return cut_log_; }
@@ -126,13 +134,29 @@ class RemoteTail final : public TailRunner {
  private:
   RemoteTail(CloudConnection& connection, wire::OpenRequest request)
       : connection_(connection), request_(std::move(request)) {}
+  // What one ACTIVATIONS got back: a token, or (private output) the middle's rows.
+  struct ChunkReply {
+    int token = -1;
+    HiddenRows rows;
+  };
   // The chunks `rows` goes in, within the tail's HELLO limits.
   Result<std::vector<HiddenRows>> Chunks(const HiddenRows& rows) const;
-  // One ACTIVATIONS; returns its sequence number.
-  Result<uint64_t> Send(const HiddenRows& rows);
-  // Its TOKEN; `resend` (the step's ACTIVATIONS) goes again while none comes.
-  Result<int> Await(uint64_t sequence, std::chrono::steady_clock::time_point sent_at,
-                    const wire::Message* resend = nullptr);
+  // Each step's chunks and their replies, one chunk in flight at a time (a resend may repeat it).
+  Result<std::vector<ChunkReply>> Step(const HiddenRows& rows);
+  // A replay: every step's chunks sent, then every reply collected; the replies of each step.
+  Result<std::vector<std::vector<ChunkReply>>> Pipeline(std::span<const HiddenRows> steps);
+  // A step's rows: its chunks' rows, in order.
+  static HiddenRows JoinRows(std::vector<ChunkReply>& chunks);
+  // One sent ACTIVATIONS: ROWS must answer it with its position and shape.
+  struct Sent {
+    uint64_t sequence = 0;
+    std::chrono::steady_clock::time_point at;
+    uint32_t position = 0;
+    int64_t rows = 0;
+  };
+  Result<Sent> Send(const HiddenRows& rows);
+  // Its reply, checked; `resend` (the step's ACTIVATIONS) goes again while none comes.
+  Result<ChunkReply> Await(const Sent& sent, const wire::Message* resend = nullptr);
 
   CloudConnection& connection_;
   wire::OpenRequest request_;
@@ -143,5 +167,8 @@ class RemoteTail final : public TailRunner {
   wire::TokenReply last_reply_;
   StepObserver observer_;
 };
+
+// The session on a cloud tail behind `tail` (a RemoteTail, or a UShapedTail's remote middle), or null.
+const RemoteTail* RemoteOf(const TailRunner& tail);
 
 }  // namespace tandem::edge

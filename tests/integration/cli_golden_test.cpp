@@ -49,6 +49,20 @@ TEST_P(GoldenGenerateTest, ReproducesGreedyContinuation) {
 INSTANTIATE_TEST_SUITE_P(AllPromptsAllCuts, GoldenGenerateTest,
                          ::testing::Combine(::testing::Range(0, 5), ::testing::Range(-1, kLayers + 1)));
 
+// Private output in one process (--tail-end without --cloud): the middle's rows cross the codec both ways.
+TEST(GoldenPrivateOutputTest, UShapedSplitReproducesGreedyContinuation) {
+  if (testing::SharedDir().empty()) GTEST_SKIP() << "shared folder not found";
+  const nlohmann::json golden = GoldenRecords().at(0);
+  const auto result = RunProgram(
+      "tandem", testing::GenerateArgs(golden["prompt"], golden["steps"].get<int>(),
+                                      {"--temperature", "0", "--split", "1", "--tail-end", "4"}));
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const auto out = nlohmann::json::parse(result.out);
+  EXPECT_EQ(out["ids"], golden["ids"]);
+  const int64_t positions = static_cast<int64_t>(golden["ids"].size()) - 1;
+  EXPECT_EQ(out["timings"]["bytes_across_cut"].get<int64_t>(), 2 * positions * 64 * 4);
+}
+
 // Sampling is reproducible: one seed, one story; another seed, another story.
 std::vector<int> SampleIds(uint64_t seed, int split) {
   const auto args = testing::GenerateArgs("Once upon a time", 120,

@@ -11,6 +11,9 @@
 #include <deque>
 #include <limits>
 
+#include <prometheus/registry.h>
+
+#include "tandem/cloud/tail_server.hpp"
 #include "tandem/common/model_loader.hpp"
 #include "tandem/common/tokenizer.hpp"
 #include "tandem/common/transformer.hpp"
@@ -177,29 +180,43 @@ std::vector<std::byte> AsBytes(const std::vector<int>& ids) {
   return bytes;
 }
 
-WireFindings InspectSent(const std::vector<wire::Message>& sent, const std::string& text,
-                         const std::vector<int>& prompt_ids, const at::Tensor& embeddings) {
+using MessageTypes = std::vector<wire::MessageType>;
+const MessageTypes kEdgeSends = {wire::MessageType::kHello, wire::MessageType::kOpen,
+                                 wire::MessageType::kActivations, wire::MessageType::kClose};
+
+// `messages` (one direction) may only be of `allowed` types and hold no `text` and no run of four of `ids`
+// (after BOS; four in a row are already far beyond chance in any payload) as 16-, 32- or 64-bit integers.
+WireFindings Inspect(const std::vector<wire::Message>& messages, const MessageTypes& allowed,
+                     const std::string& text, const std::vector<int>& ids, const at::Tensor& embeddings) {
   WireFindings findings;
   const auto text_bytes = std::as_bytes(std::span(text.data(), text.size()));
-  // The ids after BOS: a run of four is already far beyond chance in any payload.
-  const std::vector<int> ids(prompt_ids.begin() + 1, prompt_ids.begin() + 5);
-  const std::vector<std::vector<std::byte>> id_encodings = {AsBytes<int32_t>(ids), AsBytes<uint16_t>(ids),
-                                                            AsBytes<int64_t>(ids)};
+  std::vector<std::vector<std::byte>> id_encodings;
+  for (size_t first = 1; first + 4 <= ids.size(); ++first) {
+    const std::vector<int> run(ids.begin() + first, ids.begin() + first + 4);
+    for (auto encoding : {AsBytes<int32_t>(run), AsBytes<uint16_t>(run), AsBytes<int64_t>(run)}) {
+      id_encodings.push_back(std::move(encoding));
+    }
+  }
   const at::Tensor embedding_norms = embeddings.norm(2, 1);
-  for (const wire::Message& message : sent) {
+  for (const wire::Message& message : messages) {
     const auto type = message.header.type;
-    if (type != wire::MessageType::kHello && type != wire::MessageType::kOpen &&
-        type != wire::MessageType::kActivations && type != wire::MessageType::kClose) {
+    if (std::find(allowed.begin(), allowed.end(), type) == allowed.end()) {
       findings.leaks.push_back(std::string("message type ") + std::string(wire::MessageTypeName(type)));
     }
     if (Contains(message.payload, text_bytes)) findings.leaks.push_back("prompt text");
     for (const auto& encoding : id_encodings) {
-      if (Contains(message.payload, encoding)) findings.leaks.push_back("prompt ids");
+      if (Contains(message.payload, encoding)) findings.leaks.push_back("token ids");
     }
-    if (type != wire::MessageType::kActivations) continue;
+    if (type != wire::MessageType::kActivations && type != wire::MessageType::kRows) continue;
+    std::span<const std::byte> payload = message.payload;
+    if (type == wire::MessageType::kRows) payload = payload.subspan(sizeof(uint32_t));  // compute_us first
     const wire::Header& h = message.header;
+    if (h.cols != static_cast<uint32_t>(embeddings.size(1))) {
+      findings.leaks.push_back("rows of width " + std::to_string(h.cols) + " (logits?)");
+      continue;
+    }
     auto values = DecodeActivations(
-        message.payload, h.rows, h.cols,
+        payload, h.rows, h.cols,
         {static_cast<Precision>(h.precision), static_cast<Compression>(h.compression)}, h.rows * h.cols);
     EXPECT_TRUE(values.ok()) << values.status().ToString();
     if (!values.ok()) continue;
@@ -241,7 +258,7 @@ TEST_F(RemoteTailTest, FromCutOneNoPromptTextTokenIdOrEmbeddingRowCrossesTheWire
         auto generation = Generate(edge, **tail, prompt, GenerateOptions{.steps = 32, .stop_tokens = {}});
         ASSERT_TRUE(generation.ok()) << generation.status().ToString();
       }  // CLOSE sent
-      const WireFindings findings = InspectSent(channel->sent, text, prompt, embeddings);
+      const WireFindings findings = Inspect(channel->sent, kEdgeSends, text, prompt, embeddings);
       const std::string where = std::string(codec_name) + " at cut " + std::to_string(cut);
       EXPECT_TRUE(findings.leaks.empty()) << where << ": " << findings.leaks.front();
       if (cut == 0) {
@@ -252,6 +269,97 @@ TEST_F(RemoteTailTest, FromCutOneNoPromptTextTokenIdOrEmbeddingRowCrossesTheWire
       }
       std::printf("%s: nearest embedding row at relative distance %.3f\n", where.c_str(),
                   findings.nearest_embedding);
+    }
+  }
+}
+
+// A real channel that records every message both ways: the transport seam, as the far side sees it.
+class RecordingChannel final : public MessageChannel {
+ public:
+  explicit RecordingChannel(std::unique_ptr<MessageChannel> inner) : inner_(std::move(inner)) {}
+  Status Send(const wire::Message& message) override {
+    sent.push_back(message);
+    return inner_->Send(message);
+  }
+  Result<wire::Message> Receive(std::chrono::milliseconds timeout) override {
+    auto message = inner_->Receive(timeout);
+    if (message.ok()) received.push_back(*message);
+    return message;
+  }
+  const std::string& endpoint() const override { return inner_->endpoint(); }
+
+  std::vector<wire::Message> sent, received;
+
+ private:
+  std::unique_ptr<MessageChannel> inner_;
+};
+
+// Private output against a real tail server: the edge runs [0,k) and [m,L) with the head, the tail [k,m).
+// Nothing token-like crosses either way: the tail gets rows after block k-1 and returns rows after block
+// m-1 (ROWS, dim wide), never a TOKEN or a logit; and the output is the monolithic run's, bit for bit
+// with fp32.
+TEST_F(RemoteTailTest, WithPrivateOutputNoTokenIdOrLogitComesBackFromARealTail) {
+  cloud::TailServerOptions options;
+  options.bind = "tcp://127.0.0.1:0";
+  options.security.insecure = true;
+  auto server = cloud::TailServer::Start(model_.transformer, model_.fingerprint, options,
+                                         std::make_shared<prometheus::Registry>());
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  auto tokenizer = Tokenizer::Load(testing::Stories260KTokenizer().string(), 512);
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status().ToString();
+  const std::string text = "Once upon a time, Lily found a red ball";
+  const std::vector<int> prompt = tokenizer->Encode(text, /*add_bos=*/true, /*add_eos=*/false);
+  std::vector<int> vocabulary(512);
+  for (int id = 0; id < 512; ++id) vocabulary[id] = id;
+  const at::Tensor embeddings = *model_.transformer->Embed(vocabulary);
+  const GenerateOptions generate{.steps = 48, .stop_tokens = {}};
+  const SamplingParams greedy{0.0f, 1.0f, 0};
+  EdgeRunner whole(model_.transformer, 5, 48);
+  LocalTail head_only(model_.transformer, 5, 48, greedy);
+  const auto monolithic = Generate(whole, head_only, prompt, generate);
+  ASSERT_TRUE(monolithic.ok());
+
+  zmq::context_t context;
+  for (const char* codec_name : {"fp32", "int8"}) {
+    for (const auto [cut, end] : {std::pair{1, 2}, {1, 5}, {2, 4}, {3, 5}}) {
+      const std::string where = std::string(codec_name) + " at [" + std::to_string(cut) + ", " +
+                                std::to_string(end) + ")";
+      auto dealer = ConnectDealer(context, (*server)->endpoint(), options.security, {});
+      ASSERT_TRUE(dealer.ok()) << dealer.status().ToString();
+      auto owned = std::make_unique<RecordingChannel>(std::move(*dealer));
+      RecordingChannel* channel = owned.get();
+      auto connection = CloudConnection::Handshake(std::move(owned), std::chrono::seconds(10), hello_);
+      ASSERT_TRUE(connection.ok()) << connection.status().ToString();
+      Result<Generation> generation = Internal("not run");
+      {
+        auto remote = RemoteTail::Open(**connection, {.cut = cut,
+                                                      .codec = *ParseActivationCodec(codec_name),
+                                                      .sampling = greedy,
+                                                      .max_positions = 48,
+                                                      .end_block = end});
+        ASSERT_TRUE(remote.ok());
+        EdgeRunner edge(model_.transformer, cut, 48);
+        UShapedTail tail(std::move(*remote), std::make_unique<LocalTail>(model_.transformer, end, 48, greedy));
+        generation = Generate(edge, tail, prompt, generate);
+        ASSERT_TRUE(generation.ok()) << where << ": " << generation.status().ToString();
+      }  // CLOSE sent
+      if (std::string(codec_name) == "fp32") EXPECT_EQ(generation->ids, monolithic->ids) << where;
+      const std::vector<int>& ids = generation->ids;
+      const WireFindings sent = Inspect(channel->sent, kEdgeSends, text, ids, embeddings);
+      const WireFindings back =
+          Inspect(channel->received, {wire::MessageType::kHello, wire::MessageType::kRows}, text, ids, embeddings);
+      EXPECT_TRUE(sent.leaks.empty()) << where << " (edge to tail): " << sent.leaks.front();
+      EXPECT_TRUE(back.leaks.empty()) << where << " (tail to edge): " << back.leaks.front();
+      EXPECT_GT(sent.nearest_embedding, kSameRowDistance) << where;
+      EXPECT_GT(back.nearest_embedding, kSameRowDistance) << where;
+      // Every step was answered with its rows: one ROWS per ACTIVATIONS.
+      const auto count = [](const std::vector<wire::Message>& messages, wire::MessageType type) {
+        return std::count_if(messages.begin(), messages.end(),
+                             [type](const wire::Message& m) { return m.header.type == type; });
+      };
+      EXPECT_EQ(count(channel->received, wire::MessageType::kRows),
+                count(channel->sent, wire::MessageType::kActivations))
+          << where;
     }
   }
 }

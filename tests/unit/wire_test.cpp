@@ -55,7 +55,7 @@ TEST(WireHeaderTest, RefusesWrongSizeMagicAndType) {
   HeaderBytes bad_magic = bytes;
   bad_magic[0] = std::byte{'X'};
   EXPECT_NE(ParseHeader(bad_magic).status().message().find("magic"), std::string::npos);
-  for (uint8_t type : {0, 10, 255}) {
+  for (uint8_t type : {0, 11, 255}) {
     HeaderBytes bad_type = bytes;
     bad_type[6] = std::byte{type};
     EXPECT_NE(ParseHeader(bad_type).status().message().find("unknown message type"), std::string::npos);
@@ -86,6 +86,23 @@ TEST(WireMessageTest, HelloRoundTrips) {
   EXPECT_EQ(parsed->max_sessions, 8u);
   EXPECT_EQ(parsed->max_payload_bytes, 1u << 20);
   EXPECT_EQ(parsed->codecs, AllActivationCodecs());
+  EXPECT_TRUE(parsed->HoldsEveryBlock());
+
+  // A tail holding blocks [1, 3) only says so, with their fingerprint; a range outside the model is refused.
+  hello.held_first = 1;
+  hello.held_last = 3;
+  hello.range_fingerprint = 0xabcdef;
+  parsed = ParseHello(MakeHello(hello));
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_FALSE(parsed->HoldsEveryBlock());
+  EXPECT_EQ(parsed->held_first, 1u);
+  EXPECT_EQ(parsed->held_last, 3u);
+  EXPECT_EQ(parsed->range_fingerprint, 0xabcdefu);
+  for (const auto [first, last] : {std::pair{3u, 3u}, {4u, 2u}, {0u, 6u}}) {
+    hello.held_first = first;
+    hello.held_last = last;
+    EXPECT_FALSE(ParseHello(MakeHello(hello)).ok()) << first << ":" << last;
+  }
 }
 
 TEST(WireMessageTest, HelloPayloadsThatDoNotAddUpAreRefused) {
@@ -96,7 +113,8 @@ TEST(WireMessageTest, HelloPayloadsThatDoNotAddUpAreRefused) {
     EXPECT_FALSE(ParseHello(truncated).ok()) << cut;
   }
   Message unknown_codec = hello;
-  unknown_codec.payload.back() = std::byte{9};
+  constexpr size_t kHeldBytes = 16;  // held_first, held_last, range_fingerprint after the codecs
+  unknown_codec.payload[unknown_codec.payload.size() - kHeldBytes - 1] = std::byte{9};
   EXPECT_FALSE(ParseHello(unknown_codec).ok());
   Message not_hello = hello;
   not_hello.header.type = MessageType::kOpen;
@@ -119,6 +137,13 @@ TEST(WireMessageTest, OpenRoundTripsAndValidatesSampling) {
   EXPECT_EQ(parsed->sampling.seed, 1234u);
   EXPECT_EQ(parsed->top_logprobs, 5);
   EXPECT_EQ(parsed->max_positions, 300u);
+  EXPECT_FALSE(parsed->private_output());
+  OpenRequest private_output = open;
+  private_output.end_block = 4;
+  parsed = ParseOpen(MakeOpen(private_output));
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->end_block, 4);
+  EXPECT_TRUE(parsed->private_output());
 
   OpenRequest bad = open;
   bad.sampling.temperature = std::nanf("");
@@ -150,6 +175,42 @@ TEST(WireMessageTest, TokenRoundTripsWithTopLogprobs) {
   Message lying_count = MakeToken(token);
   lying_count.payload[8] = std::byte{3};  // says three alternatives, carries two
   EXPECT_FALSE(ParseToken(lying_count).ok());
+}
+
+TEST(WireMessageTest, RowsRoundTripAndRefuseWhatIsNotThere) {
+  const RowsReply rows{.session = 9,
+                       .sequence = 4,
+                       .position = 17,
+                       .rows = 2,
+                       .cols = 64,
+                       .codec = {Precision::kInt8, Compression::kLz4},
+                       .compute_us = 321,
+                       .payload = std::vector<std::byte>(40, std::byte{7})};
+  const Message message = MakeRows(rows);
+  EXPECT_EQ(message.header.type, MessageType::kRows);
+  auto parsed = ParseRows(message);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->session, 9u);
+  EXPECT_EQ(parsed->sequence, 4u);
+  EXPECT_EQ(parsed->position, 17u);
+  EXPECT_EQ(parsed->rows, 2u);
+  EXPECT_EQ(parsed->cols, 64u);
+  EXPECT_EQ(parsed->codec, rows.codec);
+  EXPECT_EQ(parsed->compute_us, 321u);
+  EXPECT_EQ(parsed->payload, rows.payload);
+
+  Message truncated = message;
+  truncated.payload.resize(3);  // not even the compute time
+  EXPECT_FALSE(ParseRows(truncated).ok());
+  Message empty = message;
+  empty.header.rows = 0;
+  EXPECT_FALSE(ParseRows(empty).ok());
+  Message bad_codec = message;
+  bad_codec.header.precision = 77;
+  EXPECT_FALSE(ParseRows(bad_codec).ok());
+  Message token = message;
+  token.header.type = MessageType::kToken;
+  EXPECT_FALSE(ParseRows(token).ok());
 }
 
 TEST(WireMessageTest, ErrorRoundTripsAndMapsToStatus) {

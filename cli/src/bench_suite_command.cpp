@@ -191,7 +191,7 @@ struct TailRound {
 
 Result<TailRound> RunTailRound(const LoadedModel& model, InProcessTail& tail, const CutWorkload& workload,
                                int sessions, int cut) {
-  const wire::Hello hello = wire::DescribeModel(model.checkpoint->config(), model.fingerprint);
+  const wire::Hello hello = model.Describe();
   const auto positions = static_cast<uint32_t>(workload.prefill.rows + workload.decode.size());
   zmq::context_t context;
   std::barrier start_line(sessions + 1);

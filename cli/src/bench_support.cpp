@@ -8,6 +8,7 @@
 #include <random>
 
 #include "cli_support.hpp"
+#include "tandem/common/process_memory.hpp"
 #include "tandem/common/pipeline.hpp"
 
 namespace tandem::cli {
@@ -36,18 +37,11 @@ double MemoryReadGigabytesPerSecond() {
 }
 
 double PeakRssMegabytes() {
-  std::ifstream status("/proc/self/status");
-  for (std::string line; std::getline(status, line);) {
-    if (line.starts_with("VmHWM:")) return static_cast<double>(std::stoll(line.substr(6))) / 1024.0;  // KiB
-  }
-  return 0;
+  return ProcessMemoryMegabytes("VmHWM");
 }
 
 bool ResetPeakRss() {
-  std::ofstream clear_refs("/proc/self/clear_refs");
-  clear_refs << "5";  // proc(5): "5" resets the peak resident set size to the current one
-  clear_refs.flush();
-  return static_cast<bool>(clear_refs);
+  return ResetPeakResidentMemory();
 }
 
 Status MeasureRun(const LoadedModel& model, TailFactory& tails, const std::vector<int>& prompt, int positions,

@@ -49,7 +49,7 @@ Result<std::unique_ptr<TailFactory>> TailFactory::Connect(const LoadedModel& mod
   TANDEM_ASSIGN_OR_RETURN(
       factory->connection_,
       edge::CloudConnection::Connect(*factory->context_, options,
-                                     wire::DescribeModel(model.checkpoint->config(), model.fingerprint)));
+                                     model.Describe()));
   return factory;
 }
 

@@ -14,6 +14,7 @@
 #include "tandem/common/curve.hpp"
 #include "tandem/common/log.hpp"
 #include "tandem/common/model_loader.hpp"
+#include "tandem/common/process_memory.hpp"
 #include "tandem/common/tokenizer.hpp"
 #include "tandem/sched/heartbeat_sender.hpp"
 #include "tandem/services/health.hpp"
@@ -187,6 +188,14 @@ int RunCloudService(std::span<const std::string> args) {
   auto profile = ProfileCompute(*model->transformer);
   if (!profile.ok()) return Fail(profile.status().WithContext("profiling the blocks"));
   options->profile = std::move(*profile);
+  options->block_fingerprints = model->weights.List();
+  const BlockRange held = model->checkpoint->held_blocks();
+  if (!model->checkpoint->holds_every_block() && !config.scheduler.empty()) {
+    // The scheduler's plans assume a tail holds every block: it would send this one cuts it refuses.
+    return Fail(InvalidArgument("a tail with a block-range checkpoint (blocks " + std::to_string(held.first) +
+                                ":" + std::to_string(held.last) + ") cannot register with --scheduler yet"),
+                kExitUsage);
+  }
   auto registry = std::make_shared<prometheus::Registry>();
   auto server = TailServer::Start(model->transformer, model->fingerprint, *options, registry);
   if (!server.ok()) return Fail(server.status());
@@ -206,6 +215,10 @@ int RunCloudService(std::span<const std::string> args) {
        {"http", http ? http->address() : "off"},
        {"model", config.model.model},
        {"fingerprint", std::to_string(model->fingerprint)},
+       {"blocks", std::to_string(held.first) + ":" + std::to_string(held.last)},
+       {"head", model->checkpoint->holds_head() ? "yes" : "no"},
+       // Weights are mapped and paged in as they are read: after the profile, what this tail holds.
+       {"resident_mb", std::to_string(static_cast<int64_t>(ProcessMemoryMegabytes("VmRSS")))},
        {"security", config.insecure ? "insecure" : "curve"}});
 
   // Heartbeats to the scheduler. On SIGTERM the last one says "draining", so that the scheduler stops

@@ -215,12 +215,17 @@ class TailServer::Impl {
         options_(std::move(options)),
         registry_(std::move(registry)),
         metrics_(*registry_),
-        hello_(wire::DescribeModel(model_->config(), fingerprint)),
+        hello_(wire::DescribeModel(model_->config(), fingerprint, options_.block_fingerprints)),
         queues_(static_cast<size_t>(std::max(0, options_.workers))) {
     if (options_.max_rows <= 0) options_.max_rows = model_->config().seq_len;
     hello_.max_rows = static_cast<uint32_t>(options_.max_rows);
     hello_.max_sessions = static_cast<uint32_t>(options_.max_sessions);
     hello_.max_payload_bytes = static_cast<uint64_t>(options_.limits.max_message_bytes);
+    const BlockRange held = model_->held_blocks();
+    if (held.first != 0 || held.last != model_->n_layers() || !model_->holds_head()) {
+      hello_.held_first = static_cast<uint32_t>(held.first);
+      hello_.held_last = static_cast<uint32_t>(held.last);
+    }
   }
 
   ~Impl() { Stop(); }
@@ -413,18 +418,12 @@ class TailServer::Impl {
       Reply(peer, ErrorMessage(0, 0, ErrorCode::kBadFrame, hello.status().message()));
       return;
     }
-    if (hello->fingerprint != hello_.fingerprint || hello->n_layers != hello_.n_layers ||
-        hello->dim != hello_.dim || hello->vocab_size != hello_.vocab_size) {
+    if (Status same = wire::CheckSameModel(*hello, hello_); !same.ok()) {
       Log(LogLevel::kWarn, "cloud", "HELLO refused: another model",
           {{"edge_fingerprint", std::to_string(hello->fingerprint)},
-           {"tail_fingerprint", std::to_string(hello_.fingerprint)}});
-      Reply(peer,
-            ErrorMessage(0, 0, ErrorCode::kFingerprintMismatch,
-                         "this tail serves model fingerprint " + std::to_string(hello_.fingerprint) + " (" +
-                             std::to_string(hello_.n_layers) + " layers, dim " + std::to_string(hello_.dim) +
-                             "); the edge has " + std::to_string(hello->fingerprint) + " (" +
-                             std::to_string(hello->n_layers) + " layers, dim " + std::to_string(hello->dim) +
-                             ")"));
+           {"tail_fingerprint", std::to_string(hello_.fingerprint)},
+           {"error", same.message()}});
+      Reply(peer, ErrorMessage(0, 0, ErrorCode::kFingerprintMismatch, same.message()));
       return;
     }
     if (draining_.load()) {
@@ -475,6 +474,18 @@ class TailServer::Impl {
       return refuse(ErrorCode::kBadArgument, "end_block " + std::to_string(end_block) + " is outside [" +
                                                  std::to_string(open->cut + 1) + ", " +
                                                  std::to_string(config.n_layers) + "]");
+    }
+    // A block-range checkpoint runs what it holds, and answers TOKEN only with the head.
+    const BlockRange held = model_->held_blocks();
+    if (open->cut < end_block && (open->cut < held.first || end_block > held.last)) {
+      return refuse(ErrorCode::kBadArgument,
+                    "this tail holds blocks " + std::to_string(held.first) + ":" + std::to_string(held.last) +
+                        " only, not " + std::to_string(open->cut) + ":" + std::to_string(end_block));
+    }
+    if (!open->private_output() && !model_->holds_head()) {
+      return refuse(ErrorCode::kBadArgument,
+                    "this tail holds no head (blocks " + std::to_string(held.first) + ":" +
+                        std::to_string(held.last) + " only): open the session with end_block (private output)");
     }
     const uint32_t capacity =
         open->max_positions == 0 ? static_cast<uint32_t>(config.seq_len) : open->max_positions;

@@ -85,6 +85,7 @@ Result<std::shared_ptr<const Checkpoint>> Checkpoint::LoadLlama2c(const std::str
   const int64_t d = config.dim, h = config.hidden_dim, kv = config.kv_dim(), layers = config.n_layers;
   checkpoint->token_embedding_ = cursor.Take(int64_t{config.vocab_size} * d);
   checkpoint->blocks_.resize(static_cast<size_t>(layers));
+  checkpoint->held_ = {0, config.n_layers};
   // Each weight kind is stored for all layers before the next kind begins.
   auto take_per_layer = [&](const float* BlockWeights::*member, int64_t count) {
     for (auto& block : checkpoint->blocks_) block.*member = cursor.Take(count);
@@ -121,6 +122,39 @@ uint64_t Fnv1a64(std::span<const std::byte> bytes, uint64_t hash) {
 uint64_t Checkpoint::Fingerprint() const {
   if (format_ == Format::kLlama2c) return Fnv1a64(file_->bytes());
   return HuggingFaceFingerprint();
+}
+
+bool BlockRangeHoldsEmbedding(const ModelConfig& config, BlockRange held) {
+  return held.first == 0 || (held.last == config.n_layers && config.shared_classifier);
+}
+
+std::vector<uint64_t> WeightFingerprints::List() const {
+  std::vector<uint64_t> list = blocks;
+  list.push_back(head);
+  return list;
+}
+
+WeightFingerprints Checkpoint::HashWeights() const {
+  const int64_t d = config_.dim, h = config_.hidden_dim, q = config_.q_dim(), kv = config_.kv_dim();
+  const auto hash = [](std::initializer_list<std::pair<const float*, int64_t>> tensors) {
+    uint64_t value = kFnv1a64Offset;
+    for (const auto& [data, count] : tensors) {
+      if (data == nullptr) continue;  // an absent bias
+      value = Fnv1a64({reinterpret_cast<const std::byte*>(data), static_cast<size_t>(count) * sizeof(float)},
+                      value);
+    }
+    return value;
+  };
+  WeightFingerprints fingerprints;
+  fingerprints.blocks.assign(static_cast<size_t>(config_.n_layers), 0);
+  for (int index = held_.first; index < held_.last; ++index) {
+    const BlockWeights& b = blocks_[static_cast<size_t>(index)];
+    fingerprints.blocks[static_cast<size_t>(index)] =
+        hash({{b.rms_att, d}, {b.wq, q * d}, {b.wk, kv * d}, {b.wv, kv * d}, {b.wo, d * q}, {b.bq, q},
+              {b.bk, kv}, {b.bv, kv}, {b.bo, d}, {b.rms_ffn, d}, {b.w1, h * d}, {b.w2, d * h}, {b.w3, h * d}});
+  }
+  if (holds_head()) fingerprints.head = hash({{rms_final_, d}, {classifier_, int64_t{config_.vocab_size} * d}});
+  return fingerprints;
 }
 
 void Checkpoint::ReleaseWeights(const float* weights, size_t count) const {

@@ -38,8 +38,18 @@ std::vector<KvCache> BlockCaches(const Transformer& model, int capacity) {
 // Runs `tokens` through every block; adds each block's time to `block_ms[b]`'s samples.
 Status TimeBlocks(const Transformer& model, std::vector<KvCache>& caches, std::span<const int> tokens,
                   std::vector<std::vector<double>>& samples, at::Tensor* out = nullptr) {
-  TANDEM_ASSIGN_OR_RETURN(at::Tensor hidden, model.Embed(tokens));
+  at::Tensor hidden;
+  if (model.holds_embedding()) {
+    TANDEM_ASSIGN_OR_RETURN(hidden, model.Embed(tokens));
+  } else {
+    // A block-range model without the embedding: rows of a plausible scale stand in for it.
+    hidden = at::full({static_cast<int64_t>(tokens.size()), model.config().dim}, 0.02f, at::kFloat);
+  }
   for (size_t b = 0; b < caches.size(); ++b) {
+    if (!model.held_blocks().contains(static_cast<int>(b))) {
+      samples[b].push_back(0);  // not held: never run here
+      continue;
+    }
     TANDEM_ASSIGN_OR_RETURN(const double ms, TimeMs([&] { return model.RunBlocks(hidden, caches[b]); }));
     samples[b].push_back(ms);
   }
@@ -94,6 +104,7 @@ Result<ComputeProfile> ProfileCompute(const Transformer& model, const ProfileOpt
     const int token = 1 + r;
     at::Tensor hidden;
     TANDEM_RETURN_IF_ERROR(TimeBlocks(model, caches, std::span<const int>(&token, 1), samples, &hidden));
+    if (!model.holds_head()) continue;
     TANDEM_ASSIGN_OR_RETURN(
         const double head_ms, TimeMs([&] {
           const at::Tensor logits = model.Logits(hidden).contiguous();
@@ -103,7 +114,7 @@ Result<ComputeProfile> ProfileCompute(const Transformer& model, const ProfileOpt
     head_samples.push_back(head_ms);
   }
   profile.decode_block_ms = Medians(samples);
-  profile.head_ms = Median(head_samples);
+  profile.head_ms = head_samples.empty() ? 0 : Median(head_samples);
   return profile;
 }
 

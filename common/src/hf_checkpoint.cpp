@@ -22,6 +22,29 @@ std::string ShapeText(const std::vector<int64_t>& shape) {
   return text + "]";
 }
 
+// The blocks a safetensors file holds: all of them, or the range its "tandem.blocks" metadata names (a
+// block-range checkpoint, whose "tandem.rope_layout" then sets `config`'s layout).
+Result<BlockRange> ReadHeldBlocks(const SafetensorsModel& weights, ModelConfig& config, const std::string& path) {
+  // Tandem writes a block-range checkpoint as one file; the first shard speaks for a sharded model.
+  const auto& metadata = weights.files().front()->metadata();
+  const auto blocks = metadata.find(std::string(kBlockRangeMetadata));
+  if (blocks == metadata.end()) return BlockRange{0, config.n_layers};
+  auto range = ParseBlockRange(blocks->second, config.n_layers);
+  if (!range.ok() || range->empty()) {
+    return InvalidArgument(path + ": metadata tandem.blocks is '" + blocks->second + "', not A:B with 0 <= A < B <= " +
+                           std::to_string(config.n_layers));
+  }
+  const auto layout = metadata.find(std::string(kRopeLayoutMetadata));
+  const std::string layout_name = layout == metadata.end() ? "" : layout->second;
+  if (layout_name == "interleaved") {
+    config.rope_layout = RopeLayout::kInterleaved;
+  } else if (layout_name != "halves") {
+    return InvalidArgument(path + ": metadata tandem.rope_layout must be 'interleaved' or 'halves', not '" +
+                           layout_name + "'");
+  }
+  return *range;
+}
+
 // Tensors some exports carry that the arithmetic does not read (rotary tables the runtime computes).
 bool IsIgnorable(const std::string& name) { return name.ends_with(".rotary_emb.inv_freq"); }
 
@@ -60,16 +83,21 @@ Result<std::shared_ptr<const Checkpoint>> Checkpoint::LoadHuggingFace(const std:
   TANDEM_ASSIGN_OR_RETURN(const HfModelConfig hf, LoadHfConfig(directory.empty() ? "." : directory));
   TANDEM_ASSIGN_OR_RETURN(SafetensorsModel weights, SafetensorsModel::Open(path));
 
-  const ModelConfig& config = hf.shape;
+  ModelConfig config = hf.shape;
+  TANDEM_ASSIGN_OR_RETURN(const BlockRange held, ReadHeldBlocks(weights, config, path));
   std::shared_ptr<Checkpoint> checkpoint(new Checkpoint(path, Format::kHuggingFace, config));
   checkpoint->hf_ = std::make_shared<HuggingFaceFiles>(HuggingFaceFiles{std::move(weights), {}});
   Checkpoint& c = *checkpoint;
+  c.held_ = held;
   const int64_t d = config.dim, h = config.hidden_dim, q = config.q_dim(), kv = config.kv_dim();
   const int64_t vocab = config.vocab_size;
+  const bool head = held.last == config.n_layers;
 
-  TANDEM_ASSIGN_OR_RETURN(c.token_embedding_, c.HfTensor("model.embed_tokens.weight", {vocab, d}));
+  if (BlockRangeHoldsEmbedding(config, held)) {
+    TANDEM_ASSIGN_OR_RETURN(c.token_embedding_, c.HfTensor("model.embed_tokens.weight", {vocab, d}));
+  }
   c.blocks_.resize(static_cast<size_t>(config.n_layers));
-  for (int layer = 0; layer < config.n_layers; ++layer) {
+  for (int layer = held.first; layer < held.last; ++layer) {
     const std::string prefix = "model.layers." + std::to_string(layer) + ".";
     BlockWeights& b = c.blocks_[static_cast<size_t>(layer)];
     auto take = [&](const float*& out, const std::string& name, std::vector<int64_t> shape) -> Status {
@@ -92,13 +120,15 @@ Result<std::shared_ptr<const Checkpoint>> Checkpoint::LoadHuggingFace(const std:
     TANDEM_RETURN_IF_ERROR(take(b.w2, "mlp.down_proj.weight", {d, h}));
     TANDEM_RETURN_IF_ERROR(take(b.w3, "mlp.up_proj.weight", {h, d}));
   }
-  TANDEM_ASSIGN_OR_RETURN(c.rms_final_, c.HfTensor("model.norm.weight", {d}));
-  if (config.shared_classifier) {
-    c.classifier_ = c.token_embedding_;
-    // Some exports store the tied head anyway; it is the embedding, so it is not read.
-    if (c.hf_->weights.Contains("lm_head.weight")) c.hf_->used.insert("lm_head.weight");
-  } else {
-    TANDEM_ASSIGN_OR_RETURN(c.classifier_, c.HfTensor("lm_head.weight", {vocab, d}));
+  if (head) {
+    TANDEM_ASSIGN_OR_RETURN(c.rms_final_, c.HfTensor("model.norm.weight", {d}));
+    if (config.shared_classifier) {
+      c.classifier_ = c.token_embedding_;
+      // Some exports store the tied head anyway; it is the embedding, so it is not read.
+      if (c.hf_->weights.Contains("lm_head.weight")) c.hf_->used.insert("lm_head.weight");
+    } else {
+      TANDEM_ASSIGN_OR_RETURN(c.classifier_, c.HfTensor("lm_head.weight", {vocab, d}));
+    }
   }
 
   // A tensor the config does not account for means a model this runtime would compute wrong.

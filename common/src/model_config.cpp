@@ -1,5 +1,7 @@
 #include "tandem/common/model_config.hpp"
 
+#include <charconv>
+
 #include <sstream>
 
 namespace tandem {
@@ -76,6 +78,25 @@ std::string ModelConfig::ToString() const {
   if (qkv_bias) out << " qkv_bias";
   if (output_bias) out << " output_bias";
   return out.str();
+}
+
+Result<BlockRange> ParseBlockRange(const std::string& text, int n_layers) {
+  if (text.empty()) return BlockRange{};
+  const auto colon = text.find(':');
+  int first = 0, last = 0;
+  const char* end = text.data() + text.size();
+  auto parse = [](const char* begin, const char* stop, int& out) {
+    auto [ptr, error] = std::from_chars(begin, stop, out);
+    return error == std::errc() && ptr == stop && begin != stop;
+  };
+  if (colon == std::string::npos || !parse(text.data(), text.data() + colon, first) ||
+      !parse(text.data() + colon + 1, end, last)) {
+    return InvalidArgument("block range '" + text + "' is not of the form A:B");
+  }
+  if (first < 0 || first > last || last > n_layers) {
+    return InvalidArgument("block range " + text + " is not within 0:" + std::to_string(n_layers));
+  }
+  return BlockRange{first, last};
 }
 
 }  // namespace tandem

@@ -15,11 +15,19 @@ void ModelFlags::Declare(FlagSet& flags, const std::string& model_help) {
               "slower device emulated on this machine; 1 = off)");
 }
 
+wire::Hello LoadedModel::Describe() const {
+  return wire::DescribeModel(checkpoint->config(), fingerprint,
+                             weights.blocks.empty() ? std::vector<uint64_t>{} : weights.List());
+}
+
 Result<LoadedModel> LoadModel(const ModelFlags& flags, bool fingerprint) {
   ConfigureComputeThreads(flags.threads);
   LoadedModel loaded;
   TANDEM_ASSIGN_OR_RETURN(loaded.checkpoint, Checkpoint::Load(flags.model));
-  if (fingerprint) loaded.fingerprint = loaded.checkpoint->Fingerprint();
+  if (fingerprint) {
+    loaded.fingerprint = loaded.checkpoint->Fingerprint();
+    loaded.weights = loaded.checkpoint->HashWeights();
+  }
   TransformerOptions options;
   options.int8_classifier = flags.int8_head;
   if (!(flags.emulate_slowdown >= 1 && flags.emulate_slowdown <= 1000)) {

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <stdexcept>
 #include <thread>
 
 namespace tandem {
@@ -106,25 +107,6 @@ std::vector<float> RotaryFrequencies(const ModelConfig& config) {
 
 }  // namespace
 
-Result<BlockRange> ParseBlockRange(const std::string& text, int n_layers) {
-  if (text.empty()) return BlockRange{};
-  const auto colon = text.find(':');
-  int first = 0, last = 0;
-  const char* end = text.data() + text.size();
-  auto parse = [](const char* begin, const char* stop, int& out) {
-    auto [ptr, error] = std::from_chars(begin, stop, out);
-    return error == std::errc() && ptr == stop && begin != stop;
-  };
-  if (colon == std::string::npos || !parse(text.data(), text.data() + colon, first) ||
-      !parse(text.data() + colon + 1, end, last)) {
-    return InvalidArgument("block range '" + text + "' is not of the form A:B");
-  }
-  if (first < 0 || first > last || last > n_layers) {
-    return InvalidArgument("block range " + text + " is not within 0:" + std::to_string(n_layers));
-  }
-  return BlockRange{first, last};
-}
-
 KvCache::KvCache(const ModelConfig& config, BlockRange range, int capacity)
     // Positions beyond seq_len have no rotary angles: the model's context is the hard bound.
     : range_(range), capacity_(std::clamp(capacity, 0, config.seq_len)) {
@@ -154,9 +136,12 @@ Result<std::shared_ptr<const Transformer>> Transformer::Create(std::shared_ptr<c
   const int64_t d = config.dim, h = config.hidden_dim, q = config.q_dim(), kv = config.kv_dim();
   const std::string& path = checkpoint->path();
 
-  model->token_embedding_ = WrapWeights(checkpoint->token_embedding(), {config.vocab_size, d});
-  model->rms_final_ = WrapWeights(checkpoint->rms_final(), {d});
-  for (int index = 0; index < config.n_layers; ++index) {
+  // A block-range checkpoint holds some blocks, and the embedding and head only with the first and last.
+  model->held_ = checkpoint->held_blocks();
+  if (checkpoint->holds_embedding()) {
+    model->token_embedding_ = WrapWeights(checkpoint->token_embedding(), {config.vocab_size, d});
+  }
+  for (int index = model->held_.first; index < model->held_.last; ++index) {
     const BlockWeights& weights = checkpoint->block(index);
     const bool int8 = options.int8_blocks.contains(index);
     const std::string context = path + ": block " + std::to_string(index);
@@ -177,16 +162,23 @@ Result<std::shared_ptr<const Transformer>> Transformer::Create(std::shared_ptr<c
                                    *wk, *wv, *wo, *w1, *w2, *w3, bias(weights.bq, q), bias(weights.bk, kv),
                                    bias(weights.bv, kv), bias(weights.bo, d)});
   }
-  auto classifier = options.int8_classifier ? Linear::Int8(checkpoint->classifier(), config.vocab_size, d)
-                                            : Linear::Float32(checkpoint->classifier(), config.vocab_size, d);
-  if (!classifier.ok()) return classifier.status().WithContext(path + ": classifier");
-  model->classifier_ = std::make_unique<Linear>(*classifier);
+  if (checkpoint->holds_head()) {
+    model->rms_final_ = WrapWeights(checkpoint->rms_final(), {d});
+    auto classifier = options.int8_classifier ? Linear::Int8(checkpoint->classifier(), config.vocab_size, d)
+                                              : Linear::Float32(checkpoint->classifier(), config.vocab_size, d);
+    if (!classifier.ok()) return classifier.status().WithContext(path + ": classifier");
+    model->classifier_ = std::make_unique<Linear>(*classifier);
+  }
 
   model->rope_frequencies_ = RotaryFrequencies(config);
   return std::shared_ptr<const Transformer>(std::move(model));
 }
 
 Result<at::Tensor> Transformer::Embed(std::span<const int> tokens) const {
+  if (!holds_embedding()) {
+    return InvalidArgument("this model holds blocks " + std::to_string(held_.first) + ":" +
+                              std::to_string(held_.last) + " only, not the token embedding");
+  }
   std::vector<int64_t> ids(tokens.begin(), tokens.end());
   for (int64_t id : ids) {
     if (id < 0 || id >= config_.vocab_size) {
@@ -390,6 +382,11 @@ Status Transformer::CheckRun(const at::Tensor& hidden, const KvCache& cache) con
   if (range.first < 0 || range.last > config_.n_layers) {
     return InvalidArgument("KV cache covers blocks outside the model");
   }
+  if (!range.empty() && (range.first < held_.first || range.last > held_.last)) {
+    return InvalidArgument("blocks " + std::to_string(range.first) + ":" + std::to_string(range.last) +
+                           " are not all held: this model holds " + std::to_string(held_.first) + ":" +
+                           std::to_string(held_.last));
+  }
   const int64_t rows = hidden.size(0), position = cache.length();
   if (position + rows > cache.capacity()) {
     return ResourceExhausted("context full: " + std::to_string(position) + " + " + std::to_string(rows) +
@@ -454,7 +451,7 @@ Status Transformer::RunDecodeBatch(std::span<at::Tensor> hidden, std::span<KvCac
     std::vector<at::Tensor> rows;
     for (size_t i : members) rows.push_back(hidden[i]);
     at::Tensor x = at::cat(rows);
-    RunBlockBatch(blocks_[static_cast<size_t>(index)], index, x, member_caches, member_angles);
+    RunBlockBatch(block(index), index, x, member_caches, member_angles);
     for (size_t m = 0; m < members.size(); ++m) hidden[members[m]].copy_(x.narrow(0, static_cast<int64_t>(m), 1));
   }
   for (KvCache* cache : caches) cache->length_ += 1;
@@ -469,29 +466,35 @@ Status Transformer::RunBlocks(at::Tensor& hidden, KvCache& cache) const {
   hidden = hidden.contiguous();
   const RotaryAngles angles = Angles(position, rows);
   for (int index = range.first; index < range.last; ++index) {
-    RunBlock(blocks_[static_cast<size_t>(index)], hidden, cache, static_cast<size_t>(index - range.first),
+    RunBlock(block(index), hidden, cache, static_cast<size_t>(index - range.first),
              position, angles);
   }
   cache.length_ += static_cast<int>(rows);
   return Status::Ok();
 }
 
+void Transformer::RequireHead() const {
+  if (!holds_head()) throw std::logic_error("this model's checkpoint holds no head (a block-range checkpoint)");
+}
+
 at::Tensor Transformer::Logits(const at::Tensor& hidden) const {
+  RequireHead();
   const EmulatedSlowdown slowdown(options_.emulated_slowdown);
   return Apply(*classifier_, RmsNorm(hidden, rms_final_));
 }
 
 at::Tensor Transformer::LogitsDecodeBatch(const at::Tensor& hidden) const {
+  RequireHead();
   const EmulatedSlowdown slowdown(options_.emulated_slowdown);
   return std::move(ApplyDecodeBatch({classifier_.get()}, RmsNorm(hidden, rms_final_))[0]);
 }
 
 int64_t Transformer::BlockWeightBytes(BlockRange range) const {
   int64_t total = 0;
-  for (int index = range.first; index < range.last; ++index) {
-    const Block& block = blocks_[static_cast<size_t>(index)];
+  for (int index = std::max(range.first, held_.first); index < std::min(range.last, held_.last); ++index) {
+    const Block& weights = block(index);
     for (const Linear* linear :
-         {&block.wq, &block.wk, &block.wv, &block.wo, &block.w1, &block.w2, &block.w3}) {
+         {&weights.wq, &weights.wk, &weights.wv, &weights.wo, &weights.w1, &weights.w2, &weights.w3}) {
       total += linear->WeightBytes();
     }
   }

@@ -181,13 +181,45 @@ Result<Header> ParseHeader(std::span<const std::byte> bytes) {
   return header;
 }
 
-Hello DescribeModel(const ModelConfig& config, uint64_t fingerprint) {
+Hello DescribeModel(const ModelConfig& config, uint64_t fingerprint, std::vector<uint64_t> block_fingerprints) {
   return {.fingerprint = fingerprint,
           .n_layers = static_cast<uint32_t>(config.n_layers),
           .dim = static_cast<uint32_t>(config.dim),
           .vocab_size = static_cast<uint32_t>(config.vocab_size),
           .seq_len = static_cast<uint32_t>(config.seq_len),
-          .codecs = AllActivationCodecs()};
+          .codecs = AllActivationCodecs(),
+          .block_fingerprints = std::move(block_fingerprints)};
+}
+
+Status CheckSameModel(const Hello& edge, const Hello& tail) {
+  const auto describe = [](const Hello& hello) {
+    return std::to_string(hello.n_layers) + " layers, dim " + std::to_string(hello.dim) + ", vocabulary " +
+           std::to_string(hello.vocab_size);
+  };
+  if (edge.n_layers != tail.n_layers || edge.dim != tail.dim || edge.vocab_size != tail.vocab_size) {
+    return InvalidArgument("the tail's model has " + describe(tail) + "; the edge's " + describe(edge));
+  }
+  if (tail.HoldsEveryBlock()) {
+    if (edge.fingerprint == tail.fingerprint) return Status::Ok();
+    return InvalidArgument("the tail serves model fingerprint " + std::to_string(tail.fingerprint) +
+                           "; the edge has " + std::to_string(edge.fingerprint));
+  }
+  const std::string blocks = std::to_string(tail.held_first) + ":" + std::to_string(tail.held_last);
+  const size_t entries = size_t{tail.n_layers} + 1;
+  if (edge.block_fingerprints.size() != entries || tail.block_fingerprints.size() != entries) {
+    return InvalidArgument("the tail holds blocks " + blocks +
+                           " only, and the per-block fingerprints to compare them are missing");
+  }
+  const bool head = tail.held_last == tail.n_layers;
+  for (uint32_t index = tail.held_first; index < entries; ++index) {
+    if (index >= tail.held_last && !(head && index == tail.n_layers)) continue;
+    if (edge.block_fingerprints[index] != tail.block_fingerprints[index]) {
+      return InvalidArgument("the tail holds blocks " + blocks + " of other weights: " +
+                             (index == tail.n_layers ? std::string("the head") : "block " + std::to_string(index)) +
+                             " differs");
+    }
+  }
+  return Status::Ok();
 }
 
 Message MakeHello(const Hello& hello) {
@@ -198,7 +230,9 @@ Message MakeHello(const Hello& hello) {
   for (const ActivationCodec& codec : hello.codecs) {
     writer.Put(static_cast<uint8_t>(codec.precision)).Put(static_cast<uint8_t>(codec.compression));
   }
-  writer.Put(hello.held_first).Put(hello.held_last).Put(hello.range_fingerprint);
+  writer.Put(hello.held_first).Put(hello.held_last);
+  writer.Put(static_cast<uint16_t>(hello.block_fingerprints.size()));
+  for (const uint64_t fingerprint : hello.block_fingerprints) writer.Put(fingerprint);
   return WithPayload({.type = MessageType::kHello}, writer.Take());
 }
 
@@ -215,8 +249,8 @@ Result<Hello> ParseHello(const Message& message) {
   TANDEM_ASSIGN_OR_RETURN(hello.max_sessions, reader.Get<uint32_t>());
   TANDEM_ASSIGN_OR_RETURN(hello.max_payload_bytes, reader.Get<uint64_t>());
   TANDEM_ASSIGN_OR_RETURN(const auto count, reader.Get<uint8_t>());
-  constexpr size_t kHeldBytes = 2 * sizeof(uint32_t) + sizeof(uint64_t);
-  if (reader.remaining() != 2u * count + kHeldBytes) {
+  constexpr size_t kHeldBytes = 2 * sizeof(uint32_t) + sizeof(uint16_t);
+  if (reader.remaining() < 2u * count + kHeldBytes) {
     return InvalidArgument("HELLO codec list does not match its count");
   }
   for (int i = 0; i < count; ++i) {
@@ -227,7 +261,14 @@ Result<Hello> ParseHello(const Message& message) {
   }
   TANDEM_ASSIGN_OR_RETURN(hello.held_first, reader.Get<uint32_t>());
   TANDEM_ASSIGN_OR_RETURN(hello.held_last, reader.Get<uint32_t>());
-  TANDEM_ASSIGN_OR_RETURN(hello.range_fingerprint, reader.Get<uint64_t>());
+  TANDEM_ASSIGN_OR_RETURN(const auto fingerprints, reader.Get<uint16_t>());
+  if (fingerprints > kMaxHelloBlocks + 1 || reader.remaining() != fingerprints * sizeof(uint64_t)) {
+    return InvalidArgument("HELLO block fingerprint list does not match its count");
+  }
+  for (int i = 0; i < fingerprints; ++i) {
+    TANDEM_ASSIGN_OR_RETURN(const auto fingerprint, reader.Get<uint64_t>());
+    hello.block_fingerprints.push_back(fingerprint);
+  }
   if (hello.held_last != 0 && (hello.held_first >= hello.held_last || hello.held_last > hello.n_layers)) {
     return InvalidArgument("HELLO held blocks [" + std::to_string(hello.held_first) + ", " +
                            std::to_string(hello.held_last) + ") are not within the model's " +

@@ -417,7 +417,7 @@ class EdgeService {
         fixed_(std::move(fixed)),
         registry_(std::move(registry)),
         metrics_(*registry_),
-        tails_(cloud, wire::DescribeModel(model_.checkpoint->config(), model_.fingerprint),
+        tails_(cloud, model_.Describe(),
                config.max_concurrent, {.probe_interval = std::chrono::milliseconds(config.probe_ms)}),
         primary_(*tails_.Get(config.CloudEndpoints().front())),
         slots_(config.max_concurrent) {

@@ -20,12 +20,8 @@ int64_t WireSize(const wire::Message& message) {
 }
 
 Status CheckRemoteModel(const wire::Hello& local, const wire::Hello& remote, const std::string& endpoint) {
-  if (remote.fingerprint != local.fingerprint || remote.n_layers != local.n_layers ||
-      remote.dim != local.dim || remote.vocab_size != local.vocab_size) {
-    return InvalidArgument("the cloud tail at " + endpoint + " serves another model (fingerprint " +
-                           std::to_string(remote.fingerprint) + ", " + std::to_string(remote.n_layers) +
-                           " layers, dim " + std::to_string(remote.dim) + "); this edge has fingerprint " +
-                           std::to_string(local.fingerprint));
+  if (Status same = wire::CheckSameModel(local, remote); !same.ok()) {
+    return same.WithContext("the cloud tail at " + endpoint + " serves another model");
   }
   return Status::Ok();
 }

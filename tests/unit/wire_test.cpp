@@ -88,16 +88,19 @@ TEST(WireMessageTest, HelloRoundTrips) {
   EXPECT_EQ(parsed->codecs, AllActivationCodecs());
   EXPECT_TRUE(parsed->HoldsEveryBlock());
 
-  // A tail holding blocks [1, 3) only says so, with their fingerprint; a range outside the model is refused.
+  // A tail holding blocks [1, 3) only says so, with their fingerprints; a range outside the model is refused.
   hello.held_first = 1;
   hello.held_last = 3;
-  hello.range_fingerprint = 0xabcdef;
+  hello.block_fingerprints = {0, 11, 22, 0, 0, 0};
   parsed = ParseHello(MakeHello(hello));
   ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
   EXPECT_FALSE(parsed->HoldsEveryBlock());
   EXPECT_EQ(parsed->held_first, 1u);
   EXPECT_EQ(parsed->held_last, 3u);
-  EXPECT_EQ(parsed->range_fingerprint, 0xabcdefu);
+  EXPECT_EQ(parsed->block_fingerprints, hello.block_fingerprints);
+  Message short_list = MakeHello(hello);
+  short_list.payload.pop_back();
+  EXPECT_FALSE(ParseHello(short_list).ok());
   for (const auto [first, last] : {std::pair{3u, 3u}, {4u, 2u}, {0u, 6u}}) {
     hello.held_first = first;
     hello.held_last = last;
@@ -113,7 +116,7 @@ TEST(WireMessageTest, HelloPayloadsThatDoNotAddUpAreRefused) {
     EXPECT_FALSE(ParseHello(truncated).ok()) << cut;
   }
   Message unknown_codec = hello;
-  constexpr size_t kHeldBytes = 16;  // held_first, held_last, range_fingerprint after the codecs
+  constexpr size_t kHeldBytes = 10;  // held_first, held_last, no block fingerprints after the codecs
   unknown_codec.payload[unknown_codec.payload.size() - kHeldBytes - 1] = std::byte{9};
   EXPECT_FALSE(ParseHello(unknown_codec).ok());
   Message not_hello = hello;

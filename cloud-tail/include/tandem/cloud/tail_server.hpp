@@ -47,6 +47,9 @@ struct TailServerOptions {
   int max_batch = 32;
   std::chrono::microseconds max_batch_wait{2000};
   ComputeProfile profile;  // this tail's measured per-block times, reported in STATS
+  // Per-block weight hashes (WeightFingerprints::List), sent in HELLO: with a block-range checkpoint,
+  // what edges are checked against (and check the tail by).
+  std::vector<uint64_t> block_fingerprints;
 };
 
 class TailServer {

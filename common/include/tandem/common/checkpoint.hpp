@@ -18,6 +18,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tandem/common/mapped_file.hpp"
@@ -43,7 +44,21 @@ struct BlockWeights {
   const float* w3 = nullptr;       // [hidden, dim]
 };
 
+// Hashes of a checkpoint's weights piece by piece, so that two processes holding different parts of one
+// model can tell that the parts they share are the same (see wire::Hello::block_fingerprints).
+struct WeightFingerprints {
+  std::vector<uint64_t> blocks;  // per block [0, L): FNV-1a 64 over its float32 weights; 0 when not held
+  uint64_t head = 0;             // the final norm and classifier; 0 when not held
+  // blocks, then head: the list HELLO carries.
+  std::vector<uint64_t> List() const;
+};
+
 // An immutable, validated checkpoint. Thread-safe; share it with std::shared_ptr.
+//
+// A block-range checkpoint (`tandem convert --blocks A:B`) is a Hugging Face directory holding only blocks
+// [A, B) (with the final norm and head when B = L, and the embedding when A = 0 or the head is tied to
+// it); its safetensors metadata says so ("tandem.blocks": "A:B") and keeps the source's rotary layout
+// ("tandem.rope_layout"). A cloud tail loads it to hold no more of the model than it runs.
 class Checkpoint {
  public:
   enum class Format { kLlama2c, kHuggingFace };
@@ -63,6 +78,12 @@ class Checkpoint {
   // The mapped llama2.c file (Format::kLlama2c only).
   const MappedFile& file() const { return *file_; }
 
+  // The blocks this checkpoint holds: [0, L) unless it is a block-range checkpoint.
+  BlockRange held_blocks() const { return held_; }
+  bool holds_every_block() const { return held_.first == 0 && held_.last == config_.n_layers; }
+  bool holds_embedding() const { return token_embedding_ != nullptr; }
+  bool holds_head() const { return classifier_ != nullptr; }
+
   const float* token_embedding() const { return token_embedding_; }  // [vocab, dim]
   const BlockWeights& block(int index) const { return blocks_.at(index); }
   const float* rms_final() const { return rms_final_; }    // [dim]
@@ -71,6 +92,9 @@ class Checkpoint {
   // A stable hash of the config and every weight byte, for handshakes: FNV-1a 64 over the llama2.c file,
   // or over the config's description and each safetensors tensor (name, dtype, bytes) in name order.
   uint64_t Fingerprint() const;
+  // The hash of each held block and of the head, over their float32 weights as this process computes with
+  // them (so call it before int8 blocks release theirs).
+  WeightFingerprints HashWeights() const;
 
   // The float32 weights at `weights` ([count]) are no longer read (an int8 copy stands in): mapped pages
   // leave the resident set, a widened copy is freed.
@@ -99,11 +123,20 @@ class Checkpoint {
   mutable std::mutex widened_mutex_;        // ReleaseWeights may run from several Transformer::Create
   mutable std::map<const float*, std::vector<float>> widened_;
   ModelConfig config_;
+  BlockRange held_;
   const float* token_embedding_ = nullptr;
   std::vector<BlockWeights> blocks_;
   const float* rms_final_ = nullptr;
   const float* classifier_ = nullptr;
 };
+
+// The safetensors metadata of a block-range checkpoint: the blocks it holds ("A:B") and the rotary layout
+// of its q/k rows ("interleaved" or "halves"; they are stored as the source had them).
+inline constexpr std::string_view kBlockRangeMetadata = "tandem.blocks";
+inline constexpr std::string_view kRopeLayoutMetadata = "tandem.rope_layout";
+// Whether a checkpoint holding blocks `held` holds the token embedding: for blocks from 0, or for the head
+// when the classifier is the embedding.
+bool BlockRangeHoldsEmbedding(const ModelConfig& config, BlockRange held);
 
 // Writes a llama2.c checkpoint with weights drawn from N(0, std) (norm weights are 1), deterministic for a
 // seed. Used by `tandem make-model` and tests: models of any shape without downloads.

@@ -32,7 +32,8 @@ struct ProfileOptions {
 };
 
 // Times every block of `model` (decode and each prefill bucket) and the head, on this thread's LibTorch
-// thread count. Takes about repeats x (one prefill of every bucket + a few decode steps).
+// thread count; the blocks (and head) a block-range model does not hold read 0 ms. Takes about
+// repeats x (one prefill of every bucket + a few decode steps).
 Result<ComputeProfile> ProfileCompute(const Transformer& model, const ProfileOptions& options = {});
 
 }  // namespace tandem

@@ -60,4 +60,16 @@ struct ModelConfig {
   std::string ToString() const;
 };
 
+// Blocks [first, last) of a model.
+struct BlockRange {
+  int first = 0;  // inclusive
+  int last = 0;   // exclusive
+  bool empty() const { return last <= first; }
+  bool contains(int block) const { return block >= first && block < last; }
+  int size() const { return last - first; }
+};
+
+// Parses "A:B" (0 <= A <= B <= n_layers); "" is the empty range.
+Result<BlockRange> ParseBlockRange(const std::string& text, int n_layers);
+
 }  // namespace tandem

@@ -10,6 +10,7 @@
 #include "tandem/common/flags.hpp"
 #include "tandem/common/status.hpp"
 #include "tandem/common/transformer.hpp"
+#include "tandem/common/wire.hpp"
 
 namespace tandem {
 
@@ -34,10 +35,15 @@ struct LoadedModel {
   std::shared_ptr<const Checkpoint> checkpoint;
   std::shared_ptr<const Transformer> transformer;
   uint64_t fingerprint = 0;  // of the float32 file; 0 unless asked for
+  WeightFingerprints weights;  // per block and head; empty unless asked for
+
+  // The identity HELLO carries: shape, fingerprint and per-block hashes.
+  wire::Hello Describe() const;
 };
 
 // Sizes the compute threads, loads the checkpoint and builds the runtime with the flags' int8 settings.
-// `fingerprint` hashes the whole file first (what HELLO compares), before int8 blocks release their pages.
+// `fingerprint` hashes the whole file and each block first (what HELLO compares), before int8 blocks release
+// their pages.
 Result<LoadedModel> LoadModel(const ModelFlags& flags, bool fingerprint = false);
 
 }  // namespace tandem

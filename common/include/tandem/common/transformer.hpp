@@ -26,17 +26,6 @@
 
 namespace tandem {
 
-struct BlockRange {
-  int first = 0;  // inclusive
-  int last = 0;   // exclusive
-  bool empty() const { return last <= first; }
-  bool contains(int block) const { return block >= first && block < last; }
-  int size() const { return last - first; }
-};
-
-// Parses "A:B" (0 <= A <= B <= n_layers); "" is the empty range.
-Result<BlockRange> ParseBlockRange(const std::string& text, int n_layers);
-
 struct TransformerOptions {
   BlockRange int8_blocks;        // blocks whose weights are quantized to int8
   bool int8_classifier = false;  // the LM head too: with a large vocabulary, the biggest matrix
@@ -78,6 +67,11 @@ class Transformer {
   const ModelConfig& config() const { return config_; }
   const TransformerOptions& options() const { return options_; }
   int n_layers() const { return config_.n_layers; }
+  // What a block-range checkpoint left out cannot run: blocks outside held_blocks() (RunBlocks refuses
+  // them), Embed without the embedding, Logits without the head (it throws std::logic_error).
+  BlockRange held_blocks() const { return held_; }
+  bool holds_embedding() const { return token_embedding_.defined(); }
+  bool holds_head() const { return classifier_ != nullptr; }
 
   // Token ids → hidden states [T, dim] (float32). Fails on an id outside the vocabulary.
   Result<at::Tensor> Embed(std::span<const int> tokens) const;
@@ -148,7 +142,11 @@ class Transformer {
   TransformerOptions options_;
   at::Tensor token_embedding_;  // [vocab, dim], a view of the mapping
   at::Tensor rms_final_;        // [dim]
-  std::vector<Block> blocks_;
+  void RequireHead() const;  // throws std::logic_error without one
+  const Block& block(int index) const { return blocks_[static_cast<size_t>(index - held_.first)]; }
+
+  BlockRange held_;
+  std::vector<Block> blocks_;  // the held ones, from held_.first
   std::unique_ptr<Linear> classifier_;
   std::vector<float> rope_frequencies_;  // [head_dim / 2], radians per position
 };

@@ -101,16 +101,24 @@ struct Hello {
   uint32_t max_sessions = 0;       // cloud only: open sessions, all connections together
   uint64_t max_payload_bytes = 0;  // cloud only
   // Cloud only: the blocks whose weights the tail holds, [held_first, held_last); held_last == n_layers
-  // means it holds the final norm and head too. A tail holding only some (a block-range checkpoint) also
-  // sends their fingerprint (Checkpoint::RangeFingerprint), which the edge checks against its own weights.
-  // 0, 0: every block (the fingerprint covers them).
+  // means it holds the final norm and head too. 0, 0: every block.
   uint32_t held_first = 0;
   uint32_t held_last = 0;
-  uint64_t range_fingerprint = 0;
+  // Each block's weight hash, then the head's (WeightFingerprints::List; 0 where not held), or empty. With
+  // them a tail holding only some blocks (a block-range checkpoint, whose whole-file fingerprint differs)
+  // and an edge check that the blocks they share are the same weights.
+  std::vector<uint64_t> block_fingerprints;
   bool HoldsEveryBlock() const { return held_last == 0 || (held_first == 0 && held_last == n_layers); }
 };
-// A model's identity for HELLO: its fingerprint and shape, and every codec this build speaks.
-Hello DescribeModel(const ModelConfig& config, uint64_t fingerprint);
+inline constexpr size_t kMaxHelloBlocks = 4096;
+// A model's identity for HELLO: its fingerprint, shape and per-block hashes, and every codec this build
+// speaks.
+Hello DescribeModel(const ModelConfig& config, uint64_t fingerprint,
+                    std::vector<uint64_t> block_fingerprints = {});
+// Whether `tail` (a tail's HELLO) serves the model `edge` describes: the same shape and, when it holds
+// every block, the same fingerprint, else the same hashes for the blocks (and head) it holds. The error
+// says what differs.
+Status CheckSameModel(const Hello& edge, const Hello& tail);
 Message MakeHello(const Hello& hello);
 Result<Hello> ParseHello(const Message& message);
 

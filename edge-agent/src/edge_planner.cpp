@@ -16,6 +16,7 @@ nlohmann::json CandidateJson(const sched::Candidate& candidate, int n_layers) {
           {"local", candidate.local()},
           {"cloud", candidate.endpoint},
           {"cut", candidate.local() ? n_layers : candidate.cut},
+          {"tail_end", candidate.private_output() ? nlohmann::json(candidate.end) : nlohmann::json()},
           {"codec", candidate.local() ? "" : candidate.codec.Name()},
           {"predicted_ttft_ms", candidate.prefill_ms},
           {"predicted_token_ms", candidate.decode_ms}};
@@ -47,6 +48,8 @@ sched::PlanInputs EdgePlanner::CurrentInputs(int prompt_tokens, int expected_tok
     if (!tail || tail->stats.profile.decode_block_ms.size() != static_cast<size_t>(inputs.n_layers)) continue;
     inputs.tails.push_back({.endpoint = endpoint,
                             .profile = tail->stats.profile,
+                            .held_first = static_cast<int>(tail->hello.held_first),
+                            .held_last = tail->hello.HoldsEveryBlock() ? -1 : static_cast<int>(tail->hello.held_last),
                             .utilization = tail->stats.utilization,
                             .max_rows = tail->hello.max_rows,
                             .free_kv_bytes = tail->stats.free_kv_bytes,
@@ -137,10 +140,17 @@ Result<sched::Candidate> EdgePlanner::AskScheduler(int prompt_tokens, int expect
     const int cut = body.at("cut").get<int>();
     if (cut < 0 || cut >= shape_.n_layers)
       return Unavailable("the scheduler's plan has cut " + std::to_string(cut));
+    const int end = body.value("tail_end", 0);
+    if (end != 0 && (end <= cut || end > shape_.n_layers))
+      return Unavailable("the scheduler's plan has tail end " + std::to_string(end));
+    if (inputs_.constraints.private_output && end == 0) {
+      return Unavailable("the scheduler's plan is not private-output (an older scheduler?)");
+    }
     if (tails_.Get(endpoint) == nullptr) return Unavailable("too many tails to add " + endpoint);
     return sched::Candidate{.tail = 0,
                             .endpoint = endpoint,
                             .cut = cut,
+                            .end = end,
                             .codec = codec,
                             .prefill_ms = body.value("predicted_ttft_ms", 0.0),
                             .decode_ms = body.value("predicted_token_ms", 0.0)};

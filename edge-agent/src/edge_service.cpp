@@ -81,6 +81,8 @@ struct EdgeConfig {
   std::string allowed_codecs = "fp32";
   int max_int8_blocks = -1;
   bool allow_local = true;
+  bool private_output = false;
+  int tail_end = 0;
   int replan_tokens = 16;
   float hysteresis_gain = 0.1f;
   int hysteresis_ms = 500;
@@ -119,6 +121,11 @@ struct EdgeConfig {
               "accuracy budget: int8 blocks (of --int8-blocks) auto may run here (-1 = any)");
     flags.Bool("allow-local", &allow_local,
                "auto may run every block here: when that is fastest, and when the tail is unreachable");
+    flags.Bool("private-output", &private_output,
+               "auto plans only private-output splits: the tail runs blocks [K,M) and returns their rows, "
+               "the last blocks, the head and sampling run here, so no token or logit is on the tail");
+    flags.Int("tail-end", &tail_end,
+              "with --split K: private output, the tail runs [K,M) and this edge [M,L) and the head (0 = off)");
     flags.Int("replan-tokens", &replan_tokens,
               "re-plan every N tokens of a generation and move the split on a large predicted gain (0 = "
               "never)");
@@ -149,6 +156,10 @@ struct EdgeConfig {
     }
     TANDEM_RETURN_IF_ERROR(sched::Objective::Parse(objective).status());
     TANDEM_RETURN_IF_ERROR(Codecs().status());
+    if (private_output && split != "auto") {
+      return InvalidArgument("--private-output is for --split auto; with --split K give --tail-end M");
+    }
+    if (tail_end != 0 && split == "auto") return InvalidArgument("--tail-end needs --split K");
     return cloud.Validate();
   }
 
@@ -175,7 +186,8 @@ struct EdgeConfig {
                             .max_edge_blocks = max_edge_blocks,
                             .allowed_codecs = *Codecs(),
                             .max_int8_blocks = max_int8_blocks,
-                            .allow_local = allow_local},
+                            .allow_local = allow_local,
+                            .private_output = private_output},
             .objective = *sched::Objective::Parse(objective),
             .hysteresis = {.min_gain = hysteresis_gain, .hold = std::chrono::milliseconds(hysteresis_ms)},
             .objective_text = objective,
@@ -550,6 +562,12 @@ class EdgeService {
                     .code = "model_not_found",
                     .param = "model"});
     }
+    if (request->split && (config_.private_output || config_.tail_end > 0)) {
+      return Error({.message = "this edge keeps outputs private (--private-output, --tail-end): 'tandem.split' "
+                               "is not accepted",
+                    .code = "invalid_value",
+                    .param = "tandem.split"});
+    }
     if (request->split && request->split->cut > layers_) {
       return Error(
           {.message = "'tandem.split' must be a block in 0.." + std::to_string(layers_) + " or \"local\"",
@@ -740,11 +758,15 @@ class EdgeService {
           RemoteTail::Open(lease->connection(), {.cut = choice.cut,
                                                  .codec = choice.codec,
                                                  .sampling = sampling,
-                                                 .max_positions = static_cast<uint32_t>(positions)}));
+                                                 .max_positions = static_cast<uint32_t>(positions),
+                                                 .end_block = choice.end}));
       tail->set_step_observer([link](int64_t bytes, double round_trip_ms, double compute_ms) {
         link->link.RecordTransfer(bytes, round_trip_ms, compute_ms);
       });
-      return std::unique_ptr<TailRunner>(std::move(tail));
+      if (!choice.private_output()) return std::unique_ptr<TailRunner>(std::move(tail));
+      // Private output: the tail's rows come back to the last blocks, the head and the sampler here.
+      return std::unique_ptr<TailRunner>(std::make_unique<UShapedTail>(
+          std::move(tail), std::make_unique<LocalTail>(model_.transformer, choice.end, positions, sampling)));
     };
   }
 
@@ -1014,15 +1036,19 @@ Result<std::string> ReadApiKey(const EdgeConfig& config) {
 }
 
 // --split K as a fixed choice; nullopt for auto.
-Result<std::optional<sched::Candidate>> ResolveSplit(const std::string& split, int layers,
+Result<std::optional<sched::Candidate>> ResolveSplit(const std::string& split, int tail_end, int layers,
                                                      const std::string& endpoint, ActivationCodec codec) {
   if (split == "auto") return std::optional<sched::Candidate>();
   try {
     size_t used = 0;
     const int cut = std::stoi(split, &used);
     if (used == split.size() && cut >= 0 && cut < layers) {
+      if (tail_end != 0 && (tail_end <= cut || tail_end > layers)) {
+        return InvalidArgument("--tail-end must be in " + std::to_string(cut + 1) + ".." + std::to_string(layers) +
+                               " with --split " + split);
+      }
       return std::optional<sched::Candidate>(
-          sched::Candidate{.tail = 0, .endpoint = endpoint, .cut = cut, .codec = codec});
+          sched::Candidate{.tail = 0, .endpoint = endpoint, .cut = cut, .end = tail_end, .codec = codec});
     }
     if (used == split.size() && cut == layers) return std::optional<sched::Candidate>(sched::Candidate{});
   } catch (const std::exception&) {
@@ -1051,7 +1077,8 @@ int RunEdgeService(std::span<const std::string> args) {
   auto model = LoadModel(config.model, /*fingerprint=*/true);
   if (!model.ok()) return Fail(model.status());
   const ActivationCodec codec = *ParseActivationCodec(config.cloud.codec);  // checked by Validate
-  auto fixed = ResolveSplit(config.split, model->transformer->n_layers(), config.cloud.endpoint, codec);
+  auto fixed =
+      ResolveSplit(config.split, config.tail_end, model->transformer->n_layers(), config.cloud.endpoint, codec);
   if (!fixed.ok()) return Fail(fixed.status(), kExitUsage);
   auto tokenizer =
       Tokenizer::LoadForModel(config.model.model, config.tokenizer, model->checkpoint->config().vocab_size);

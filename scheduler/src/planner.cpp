@@ -161,6 +161,16 @@ Status Validate(const PlanInputs& inputs) {
     return InvalidArgument("min_edge_blocks " + std::to_string(constraints.min_edge_blocks) +
                            " exceeds max_edge_blocks " + std::to_string(constraints.max_edge_blocks));
   }
+  if (constraints.min_edge_last_blocks < 0 || constraints.min_edge_last_blocks >= n_layers) {
+    return InvalidArgument("min_edge_last_blocks " + std::to_string(constraints.min_edge_last_blocks) +
+                           " is not within 0.." + std::to_string(n_layers - 1));
+  }
+  for (const TailState& tail : inputs.tails) {
+    if (tail.held_last >= 0 && (tail.held_first < 0 || tail.held_first >= tail.held_last || tail.held_last > n_layers)) {
+      return InvalidArgument("tail \"" + tail.endpoint + "\" holds blocks " + std::to_string(tail.held_first) + ":" +
+                             std::to_string(tail.held_last) + ", not a range within the model");
+    }
+  }
   for (const ActivationCodec& codec : constraints.allowed_codecs) {
     TANDEM_RETURN_IF_ERROR(CheckCodec(codec, "allowed_codecs"));
   }
@@ -203,28 +213,28 @@ Result<double> WireBytes(const PlanInputs& inputs, const ActivationCodec& codec,
          static_cast<double>(payload) * CompressionRatio(inputs, codec);
 }
 
-// KV bytes the tail reserves for blocks [cut, L); nullopt when that does not fit in int64 (never fits).
-std::optional<int64_t> TailKvBytes(const PlanInputs& inputs, int cut) {
+// KV bytes the tail reserves for blocks [cut, end); nullopt when that does not fit in int64 (never fits).
+std::optional<int64_t> TailKvBytes(const PlanInputs& inputs, int cut, int end) {
   const int64_t positions = int64_t{inputs.prompt_tokens} + inputs.expected_tokens;
   int64_t per_block = 0;
   int64_t total = 0;
   if (__builtin_mul_overflow(positions, inputs.kv_bytes_per_position_per_block, &per_block) ||
-      __builtin_mul_overflow(per_block, int64_t{inputs.n_layers - cut}, &total)) {
+      __builtin_mul_overflow(per_block, int64_t{end - cut}, &total)) {
     return std::nullopt;
   }
   return total;
 }
 
-bool KvFits(const PlanInputs& inputs, const TailState& tail, int cut) {
+bool KvFits(const PlanInputs& inputs, const TailState& tail, int cut, int end) {
   if (tail.free_kv_bytes < 0) return true;
-  const auto needed = TailKvBytes(inputs, cut);
+  const auto needed = TailKvBytes(inputs, cut, end);
   return needed.has_value() && *needed <= tail.free_kv_bytes;
 }
 
 // The order of Plan::candidates (documented there): cost, then a total order over the choice.
 bool CheaperFirst(const Candidate& a, const Candidate& b) {
-  return std::make_tuple(a.cost, a.cut, a.codec.precision, a.codec.compression, a.tail) <
-         std::make_tuple(b.cost, b.cut, b.codec.precision, b.codec.compression, b.tail);
+  return std::make_tuple(a.cost, a.cut, -a.end, a.codec.precision, a.codec.compression, a.tail) <
+         std::make_tuple(b.cost, b.cut, -b.end, b.codec.precision, b.codec.compression, b.tail);
 }
 
 }  // namespace
@@ -288,12 +298,13 @@ Result<Objective> Objective::Parse(const std::string& text) {
 
 bool Candidate::SameChoice(const Candidate& other) const {
   if (local() || other.local()) return local() && other.local();
-  return endpoint == other.endpoint && cut == other.cut && codec == other.codec;
+  return endpoint == other.endpoint && cut == other.cut && end == other.end && codec == other.codec;
 }
 
 std::string Candidate::Describe() const {
   if (local()) return "local";
-  return "k=" + std::to_string(cut) + " " + codec.Name() + " @" + endpoint;
+  return "k=" + std::to_string(cut) + (private_output() ? " m=" + std::to_string(end) : "") + " " +
+         codec.Name() + " @" + endpoint;
 }
 
 const Candidate* Plan::Find(const Candidate& choice) const {
@@ -370,47 +381,79 @@ Result<Plan> MakePlan(const PlanInputs& inputs) {
                               "; it accepts " + CodecNames(tail.codecs) + ")");
       continue;
     }
-    // The tail's KV cache shrinks as k grows, so the feasible cuts are [first fitting k, max_cut].
-    int first_cut = min_cut;
-    while (first_cut <= max_cut && !KvFits(inputs, tail, first_cut)) ++first_cut;
-    if (first_cut > max_cut) {
-      const auto needed = TailKvBytes(inputs, max_cut);
-      tail_problems.push_back(name + ": KV cache does not fit (k=" + std::to_string(max_cut) + " needs " +
-                              (needed ? std::to_string(*needed) : std::string("more than 2^63")) +
-                              " bytes, " + std::to_string(tail.free_kv_bytes) + " free)");
+    // The blocks the tail may run: those it holds; without private output, through the head.
+    const int held_first = tail.held_first;
+    const int held_last = tail.held_last < 0 ? n_layers : tail.held_last;
+    const bool u_shaped = constraints.private_output;
+    if (!u_shaped && held_last < n_layers) {
+      tail_problems.push_back(name + ": holds blocks " + std::to_string(held_first) + ":" +
+                              std::to_string(held_last) + " only, no head (private output only)");
       continue;
     }
+    const int last_end = u_shaped ? std::min(held_last, n_layers - constraints.min_edge_last_blocks) : n_layers;
+    const int first_cut = std::max(min_cut, held_first);
 
     const double bandwidth = tail.link.bandwidth_bytes_per_ms > 0 ? tail.link.bandwidth_bytes_per_ms
                                                                   : inputs.default_bandwidth_bytes_per_ms;
     const double inflation = 1.0 / (1.0 - std::min(tail.utilization, kMaxUtilization));
     // Chunks go one after another, each waiting for its reply: a round trip apiece.
     const int64_t chunks = tail.max_rows == 0 ? 1 : (int64_t{tokens} + tail.max_rows - 1) / tail.max_rows;
-    // The boundary is dim wide at every cut, so the bytes depend on the codec alone.
+    // The boundary is dim wide at every cut, so the bytes depend on the codec alone; with private output
+    // as many come back.
+    const double directions = u_shaped ? 2 : 1;
     std::vector<double> prefill_bytes;
     std::vector<double> decode_bytes;
     for (const ActivationCodec& codec : codecs) {
       TANDEM_ASSIGN_OR_RETURN(const double prefill, WireBytes(inputs, codec, tokens, chunks));
       TANDEM_ASSIGN_OR_RETURN(const double decode, WireBytes(inputs, codec, 1, 1));
-      prefill_bytes.push_back(prefill);
-      decode_bytes.push_back(decode);
+      prefill_bytes.push_back(prefill * directions);
+      decode_bytes.push_back(decode * directions);
     }
+    std::optional<std::pair<int, int>> smallest_unfitting;  // the range of least KV that did not fit
+    const size_t before = plan.candidates.size();
     for (int k = first_cut; k <= max_cut; ++k) {
-      const double tail_prefill =
-          (PrefillBlocksMs(tail.profile, tokens, k, n_layers) + tail.profile.head_ms) * inflation;
-      const double tail_decode =
-          (DecodeBlocksMs(tail.profile, k, n_layers) + tail.profile.head_ms) * inflation;
-      for (size_t c = 0; c < codecs.size(); ++c) {
-        Candidate candidate{
-            .tail = static_cast<int>(i), .endpoint = tail.endpoint, .cut = k, .codec = codecs[c]};
-        candidate.prefill_ms = edge_prefill[static_cast<size_t>(k)] +
-                               static_cast<double>(chunks) * tail.link.rtt_ms + prefill_bytes[c] / bandwidth +
-                               tail_prefill;
-        candidate.decode_ms = edge_decode[static_cast<size_t>(k)] + tail.link.rtt_ms +
-                              decode_bytes[c] / bandwidth + tail_decode;
-        candidate.cost = cost(candidate);
-        plan.candidates.push_back(std::move(candidate));
+      for (int m = u_shaped ? k + 1 : n_layers; m <= last_end; ++m) {
+        if (!KvFits(inputs, tail, k, m)) {
+          if (!smallest_unfitting || m - k < smallest_unfitting->second - smallest_unfitting->first) {
+            smallest_unfitting = {k, m};
+          }
+          continue;
+        }
+        // The tail's blocks (and head), then, with private output, the edge's last blocks and head.
+        const double head_ms = u_shaped ? 0 : tail.profile.head_ms;
+        const double tail_prefill = (PrefillBlocksMs(tail.profile, tokens, k, m) + head_ms) * inflation;
+        const double tail_decode = (DecodeBlocksMs(tail.profile, k, m) + head_ms) * inflation;
+        const double edge_rest_prefill =
+            u_shaped ? PrefillBlocksMs(inputs.edge, tokens, m, n_layers) + inputs.edge.head_ms : 0;
+        const double edge_rest_decode = u_shaped ? DecodeBlocksMs(inputs.edge, m, n_layers) + inputs.edge.head_ms : 0;
+        for (size_t c = 0; c < codecs.size(); ++c) {
+          Candidate candidate{.tail = static_cast<int>(i),
+                              .endpoint = tail.endpoint,
+                              .cut = k,
+                              .end = u_shaped ? m : 0,
+                              .codec = codecs[c]};
+          candidate.prefill_ms = edge_prefill[static_cast<size_t>(k)] +
+                                 static_cast<double>(chunks) * tail.link.rtt_ms + prefill_bytes[c] / bandwidth +
+                                 tail_prefill + edge_rest_prefill;
+          candidate.decode_ms = edge_decode[static_cast<size_t>(k)] + tail.link.rtt_ms +
+                                decode_bytes[c] / bandwidth + tail_decode + edge_rest_decode;
+          candidate.cost = cost(candidate);
+          plan.candidates.push_back(std::move(candidate));
+        }
       }
+    }
+    if (plan.candidates.size() > before) continue;
+    if (smallest_unfitting) {
+      const auto needed = TailKvBytes(inputs, smallest_unfitting->first, smallest_unfitting->second);
+      tail_problems.push_back(name + ": KV cache does not fit (k=" + std::to_string(smallest_unfitting->first) +
+                              (u_shaped ? " m=" + std::to_string(smallest_unfitting->second) : "") + " needs " +
+                              (needed ? std::to_string(*needed) : std::string("more than 2^63")) + " bytes, " +
+                              std::to_string(tail.free_kv_bytes) + " free)");
+    } else {
+      tail_problems.push_back(name + ": no cut k in " + std::to_string(first_cut) + ".." + std::to_string(max_cut) +
+                              (u_shaped ? " with a tail end m <= " + std::to_string(last_end) : "") +
+                              " within the blocks it holds (" + std::to_string(held_first) + ":" +
+                              std::to_string(held_last) + ")");
     }
   }
 

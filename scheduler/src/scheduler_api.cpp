@@ -272,7 +272,9 @@ json PlanRequestToJson(const PlanRequest& request) {
             {"max_edge_blocks", c.max_edge_blocks},
             {"allowed_codecs", CodecNames(c.allowed_codecs)},
             {"max_int8_blocks", c.max_int8_blocks},
-            {"allow_local", c.allow_local}}},
+            {"allow_local", c.allow_local},
+            {"private_output", c.private_output},
+            {"min_edge_last_blocks", c.min_edge_last_blocks}}},
           {"objective", request.objective},
           {"prompt_tokens", request.prompt_tokens},
           {"expected_tokens", request.expected_tokens}};
@@ -328,6 +330,8 @@ Result<PlanRequest> PlanRequestFromJson(const json& value) {
     }
     TANDEM_RETURN_IF_ERROR(constraints.Int("max_int8_blocks", -1, n_layers, &c.max_int8_blocks));
     TANDEM_RETURN_IF_ERROR(constraints.Bool("allow_local", &c.allow_local));
+    TANDEM_RETURN_IF_ERROR(constraints.Bool("private_output", &c.private_output));
+    TANDEM_RETURN_IF_ERROR(constraints.Int("min_edge_last_blocks", 0, n_layers - 1, &c.min_edge_last_blocks));
   }
 
   TANDEM_RETURN_IF_ERROR(body.String("objective", 64, &request.objective));
@@ -354,6 +358,7 @@ json CandidateToJson(const Candidate& candidate) {
   if (!candidate.local()) {
     out["tail"] = candidate.endpoint;
     out["codec"] = candidate.codec.Name();
+    if (candidate.private_output()) out["tail_end"] = candidate.end;
   }
   return out;
 }

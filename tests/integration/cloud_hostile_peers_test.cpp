@@ -409,12 +409,19 @@ TEST_F(CloudHostilePeersTest, MalformedFramesAreAnsweredWithBadFrameOrVersionMis
   }
   {
     SCOPED_TRACE("unknown type byte");
-    for (const uint8_t type : {uint8_t{0}, uint8_t{10}, uint8_t{255}}) {
+    for (const uint8_t type : {uint8_t{0}, uint8_t{11}, uint8_t{255}}) {
       Bytes header = ping_header;
       header[6] = std::byte{type};
       client->SendFrames({header, {}});
       client->ExpectError(ErrorCode::kBadFrame);
     }
+  }
+  {
+    SCOPED_TRACE("a type only the tail sends");
+    Bytes header = ping_header;
+    header[6] = std::byte{static_cast<uint8_t>(MessageType::kRows)};
+    client->SendFrames({header, {}});
+    client->ExpectError(ErrorCode::kUnsupported);
   }
   {
     SCOPED_TRACE("three frames");

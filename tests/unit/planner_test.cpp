@@ -427,6 +427,67 @@ TEST(MakePlanTest, PredictsEachTermExactly) {
   }
 }
 
+// Private output: every split is U-shaped, [k, m) on the tail; the rows go both ways, and the edge runs
+// [m, L) and the head after them. The edge keeps at least its last block unless told otherwise.
+TEST(MakePlanTest, PrivateOutputPlansUShapedSplitsWithTheReturnTrip) {
+  PlanInputs inputs = FastLinkSlowEdge();
+  inputs.constraints.private_output = true;
+  auto plan = MakePlan(inputs);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  for (const Candidate& candidate : plan->candidates) {
+    if (candidate.local()) continue;
+    EXPECT_TRUE(candidate.private_output()) << candidate.Describe();
+    EXPECT_GT(candidate.end, candidate.cut) << candidate.Describe();
+    EXPECT_LE(candidate.end, kLayers - 1) << candidate.Describe();
+  }
+  const double prefill_bytes = 2 * (kMessageOverhead + 16 * 2048), decode_bytes = 2 * (kMessageOverhead + 2048);
+  const Candidate* u = plan->Find(Candidate{.tail = 0, .endpoint = "tcp://a", .cut = 1, .end = 5});
+  ASSERT_NE(u, nullptr);
+  EXPECT_EQ(u->Describe(), "k=1 m=5 fp32 @tcp://a");
+  // Edge [0,1), a round trip, the bytes both ways, tail [1,5) without a head, edge [5,8) and its head.
+  EXPECT_NEAR(u->prefill_ms, 32 + 1 + prefill_bytes / 12500 + 16 * 0.2 * 4 + 16 * 2 * 3 + 1, 1e-9);
+  EXPECT_NEAR(u->decode_ms, 2 + 1 + decode_bytes / 12500 + 0.2 * 4 + 2 * 3 + 1, 1e-9);
+  // The slow edge gives the fast tail all it may: k at the privacy floor, m one block short of L.
+  EXPECT_EQ(plan->best.cut, 1);
+  EXPECT_EQ(plan->best.end, kLayers - 1);
+  EXPECT_EQ(plan->Find(Candidate{.tail = 0, .endpoint = "tcp://a", .cut = 1}), nullptr);
+
+  inputs.constraints.min_edge_last_blocks = 0;  // the head alone on the edge
+  plan = MakePlan(inputs);
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(plan->best.end, kLayers);
+}
+
+// A tail with a block-range checkpoint runs only the blocks it holds, and without the head only
+// private-output splits.
+TEST(MakePlanTest, ATailHoldingSomeBlocksGetsOnlyCutsWithinThem) {
+  PlanInputs inputs = FastLinkSlowEdge();
+  inputs.tails[0].held_first = 2;
+  inputs.tails[0].held_last = 6;
+  auto plan = MakePlan(inputs);
+  ASSERT_TRUE(plan.ok());
+  ASSERT_EQ(plan->candidates.size(), 1u);  // all-local only
+  EXPECT_TRUE(plan->best.local());
+  inputs.constraints.allow_local = false;
+  const auto refused = MakePlan(inputs);
+  EXPECT_NE(refused.status().message().find("holds blocks 2:6 only, no head"), std::string::npos)
+      << refused.status().message();
+
+  inputs.constraints.private_output = true;
+  plan = MakePlan(inputs);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  for (const Candidate& candidate : plan->candidates) {
+    EXPECT_GE(candidate.cut, 2) << candidate.Describe();
+    EXPECT_LE(candidate.end, 6) << candidate.Describe();
+  }
+  EXPECT_EQ(plan->best.cut, 2);
+  EXPECT_EQ(plan->best.end, 6);
+
+  inputs.tails[0].held_first = 6;
+  inputs.tails[0].held_last = 5;
+  EXPECT_EQ(MakePlan(inputs).status().code(), StatusCode::kInvalidArgument);
+}
+
 // Bytes per row on the wire for each codec of a 512-wide row; the ratio scales the payload, not the
 // per-message header and reply.
 TEST(MakePlanTest, CodecBytesScaleThePayloadByTheCompressionRatio) {

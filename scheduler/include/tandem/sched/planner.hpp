@@ -5,7 +5,8 @@
 //              + chunks(T) x RTT + bytes(codec, T rows) / bandwidth
 //              + tail blocks [k,L) for T tokens + head, inflated by the tail's load
 //   decode     = the same with T = 1
-// and all-local (k = L, no tail) = edge blocks [0,L) + head on the edge.
+// and all-local (k = L, no tail) = edge blocks [0,L) + head on the edge. With private output the tail runs
+// only [k,m) and sends its rows back: the bytes go both ways, and edge blocks [m,L) + head come after.
 //
 // Pure: every input is a measurement handed in (profiles, link estimates, load), so plans are tested with
 // tables. Nothing here reads a clock except PlanStabilizer, which is given one.
@@ -42,7 +43,11 @@ struct LinkEstimate {
 // What the planner knows of one cloud tail.
 struct TailState {
   std::string endpoint;    // identifies the tail ("tcp://10.0.0.7:5555")
-  ComputeProfile profile;  // its per-block times (it holds every block)
+  ComputeProfile profile;  // its per-block times (of the blocks it holds)
+  // The blocks it holds, [held_first, held_last) (a block-range checkpoint; HELLO says); held_last < 0:
+  // every block. Holding block L-1 means holding the head too.
+  int held_first = 0;
+  int held_last = -1;
   double utilization = 0;  // busy fraction of its workers, 0..1: its compute is inflated by 1/(1-u)
   uint32_t max_rows = 0;   // rows per ACTIVATIONS (HELLO); a longer prefill costs one round trip per chunk
   int64_t free_kv_bytes = -1;           // < 0: unknown (not a constraint)
@@ -58,6 +63,11 @@ struct PlanConstraints {
   // ... and how many of the edge's int8 blocks may run (< 0: any).
   int max_int8_blocks = -1;
   bool allow_local = true;  // all-local, when the edge may hold every block
+  // Private output: every split is U-shaped, the tail running [k,m) only, so that no token or logit is
+  // on the tail; the edge keeps at least the last `min_edge_last_blocks` blocks besides the head (0: the
+  // head alone, but a tail that holds the head's weights can then compute the tokens itself).
+  bool private_output = false;
+  int min_edge_last_blocks = 1;
 };
 
 // cost = ttft_weight x prefill_ms + token_weight x decode_ms x expected_tokens.
@@ -90,14 +100,16 @@ struct Candidate {
   int tail = -1;         // index into PlanInputs::tails; -1: all-local
   std::string endpoint;  // the tail's, "" for all-local
   int cut = 0;           // k: the edge runs blocks [0, k)
+  int end = 0;           // private output: the tail runs [k, end) and the edge [end, L); 0: the tail [k, L)
   ActivationCodec codec;
   double prefill_ms = 0;  // predicted time to first token
   double decode_ms = 0;   // predicted time per later token
   double cost = 0;        // the objective
   bool local() const { return tail < 0; }
-  // The same choice (tail endpoint, cut, codec), whatever the predictions.
+  bool private_output() const { return end > 0; }
+  // The same choice (tail endpoint, cut, end, codec), whatever the predictions.
   bool SameChoice(const Candidate& other) const;
-  std::string Describe() const;  // "local" or "k=3 fp32 @tcp://..."
+  std::string Describe() const;  // "local", "k=3 fp32 @tcp://..." or "k=1 m=4 fp32 @tcp://..."
 };
 
 struct Plan {

@@ -653,6 +653,7 @@ class EdgeService {
                      {"total_tokens", completion.prompt_tokens + completion.completion_tokens}};
     body["tandem"] = {{"cloud", completion.choice.endpoint},
                       {"cut", CutOf(completion.choice)},
+                      {"tail_end", TailEndOf(completion.choice)},
                       {"codec", completion.choice.local() ? "" : completion.choice.codec.Name()},
                       {"moves", completion.moves},
                       {"move_log", completion.move_log},
@@ -729,6 +730,10 @@ class EdgeService {
            (config_.max_edge_blocks < 0 || config_.max_edge_blocks >= layers_);
   }
   int CutOf(const sched::Candidate& choice) const { return choice.local() ? layers_ : choice.cut; }
+  // Where the tail's blocks end: L, or with private output the first block the edge runs again.
+  int TailEndOf(const sched::Candidate& choice) const {
+    return choice.private_output() ? choice.end : layers_;
+  }
   static bool TailFailed(const Status& status) {
     return status.code() == StatusCode::kUnavailable || status.code() == StatusCode::kDeadlineExceeded ||
            status.code() == StatusCode::kResourceExhausted;

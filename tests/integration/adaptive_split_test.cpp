@@ -148,6 +148,40 @@ TEST_F(AdaptiveSplitTest, ATailThatGoesSilentBeforeTheFirstTokenIsReplacedByTheE
   EXPECT_EQ(body["tandem"]["cut"], kLayers);
 }
 
+// --private-output: auto plans only U-shaped splits (the tail runs [k, m), this edge [m, L) and the head),
+// with the golden outputs; a request may not force another split; a fixed --split K --tail-end M too.
+TEST_F(AdaptiveSplitTest, PrivateOutputEdgesPlanUShapedSplitsWithTheGoldenOutputs) {
+  CloudTailProcess tail;
+  ASSERT_TRUE(tail.started()) << tail.log();
+  // A slow edge, so that the planner gives the tail what it may rather than running all-local.
+  EdgeProcess planned(tail, {"--split", "auto", "--private-output", "--emulate-slowdown", "30"});
+  EdgeProcess fixed(tail, {"--split", "1", "--tail-end", "3"});
+  ASSERT_TRUE(planned.started()) << planned.log();
+  ASSERT_TRUE(fixed.started()) << fixed.log();
+  ASSERT_TRUE(testing::AwaitTailReports(planned)) << planned.log();
+  ASSERT_TRUE(WaitUntil([&] { return HttpCall(fixed.address(), "GET", "/readyz").status == 200; },
+                        std::chrono::seconds(10)));
+  const json golden = testing::GoldenRecords().front();
+  for (EdgeProcess* edge : {&planned, &fixed}) {
+    const HttpResult result = HttpCall(edge->address(), "POST", "/v1/completions", GoldenRequest(golden).dump());
+    ASSERT_EQ(result.status, 200) << result.body;
+    const json body = json::parse(result.body);
+    EXPECT_EQ(body["choices"][0]["text"], GoldenContinuation(golden));
+    const int cut = body["tandem"]["cut"], end = body["tandem"]["tail_end"];
+    if (edge == &fixed) {
+      EXPECT_EQ(cut, 1);
+      EXPECT_EQ(end, 3);
+    } else {
+      // The privacy floor keeps block 0 here, the default keeps the last block: [1, 4) of 5.
+      EXPECT_EQ(cut, 1) << body.dump();
+      EXPECT_EQ(end, kLayers - 1) << body.dump();
+    }
+    json forced = GoldenRequest(golden);
+    forced["tandem"] = {{"split", 3}};
+    EXPECT_EQ(HttpCall(edge->address(), "POST", "/v1/completions", forced.dump()).status, 400);
+  }
+}
+
 TEST_F(AdaptiveSplitTest, ARequestMayForceItsSplit) {
   CloudTailProcess tail;
   ASSERT_TRUE(tail.started()) << tail.log();

@@ -39,6 +39,11 @@ bench: build
 bench-suite: build
 	@$(BUILD_DIR)/bin/tandem bench-suite --out-dir $(BUILD_DIR)/bench-results
 
+# A tail's memory with the whole model against block-range checkpoints (docs/privacy.md; about a minute).
+.PHONY: tail-memory
+tail-memory: build
+	@scripts/tail-memory.sh $(BUILD_DIR)
+
 # What a tail recovers from the boundary rows, per cut, codec and noise (docs/privacy.md; about 4 minutes).
 .PHONY: privacy
 privacy: build

@@ -55,7 +55,8 @@ Status WriteWeights(const Checkpoint& checkpoint, const std::filesystem::path& o
     for (int64_t size : shape) count *= size;
     tensors.push_back({name, TensorDtype::kF32, std::move(shape), Bytes(data, count)});
   };
-  if (BlockRangeHoldsEmbedding(config, blocks)) add("model.embed_tokens.weight", checkpoint.token_embedding(), {vocab, d});
+  if (BlockRangeHoldsEmbedding(config, blocks))
+    add("model.embed_tokens.weight", checkpoint.token_embedding(), {vocab, d});
   for (int layer = blocks.first; layer < blocks.last; ++layer) {
     const BlockWeights& b = checkpoint.block(layer);
     const std::string p = "model.layers." + std::to_string(layer) + ".";
@@ -80,7 +81,8 @@ Status WriteWeights(const Checkpoint& checkpoint, const std::filesystem::path& o
   }
   std::map<std::string, std::string> metadata = {{"format", "pt"}};
   if (block_range) {
-    metadata[std::string(kBlockRangeMetadata)] = std::to_string(blocks.first) + ":" + std::to_string(blocks.last);
+    metadata[std::string(kBlockRangeMetadata)] =
+        std::to_string(blocks.first) + ":" + std::to_string(blocks.last);
     metadata[std::string(kRopeLayoutMetadata)] =
         config.rope_layout == RopeLayout::kInterleaved ? "interleaved" : "halves";
   }
@@ -125,11 +127,12 @@ int ConvertBlockRange(const std::string& model, const std::string& blocks_text, 
 
 int RunConvert(std::span<const std::string> args) {
   std::string model, tokenizer_path, out;
-  FlagSet flags("usage: tandem convert --model CHECKPOINT.bin --tokenizer TOKENIZER.bin --out DIR\n"
-                "       tandem convert --model MODEL --blocks A:B --out DIR\n"
-                "Writes a Hugging Face LlamaForCausalLM directory (safetensors, config.json, tokenizer.json)\n"
-                "from a llama2.c checkpoint and tokenizer; the q/k rows are permuted to the rotate_half\n"
-                "convention, so the directory computes the same model.");
+  FlagSet flags(
+      "usage: tandem convert --model CHECKPOINT.bin --tokenizer TOKENIZER.bin --out DIR\n"
+      "       tandem convert --model MODEL --blocks A:B --out DIR\n"
+      "Writes a Hugging Face LlamaForCausalLM directory (safetensors, config.json, tokenizer.json)\n"
+      "from a llama2.c checkpoint and tokenizer; the q/k rows are permuted to the rotate_half\n"
+      "convention, so the directory computes the same model.");
   flags.String("model", &model, "llama2.c checkpoint");
   flags.String("tokenizer", &tokenizer_path, "llama2.c tokenizer (tokenizer.bin, tok512.bin)");
   flags.String("out", &out, "output directory (created; files in it are replaced)");
@@ -154,7 +157,8 @@ int RunConvert(std::span<const std::string> args) {
   if (Status made = CreateDirectories(out); !made.ok()) return Fail(kCommand, made);
   const std::filesystem::path dir(out);
   const int bos = tokenizer->bos(), eos = tokenizer->eos();
-  if (Status written = WriteWeights(**checkpoint, dir, bos, eos, {0, (*checkpoint)->config().n_layers}, false);
+  if (Status written =
+          WriteWeights(**checkpoint, dir, bos, eos, {0, (*checkpoint)->config().n_layers}, false);
       !written.ok()) {
     return Fail(kCommand, written);
   }

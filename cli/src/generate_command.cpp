@@ -79,7 +79,8 @@ Result<Run> RunPipeline(const LoadedModel& model, TailFactory& tails, const Gene
     // A move must keep the output private: a cut before the tail's end, or all-local.
     if (flags.split.tail_end > 0 && move.cut >= flags.split.tail_end && move.cut != layers) {
       return InvalidArgument("--moves: with --tail-end " + std::to_string(flags.split.tail_end) +
-                             " a move goes to a cut below it or to local (got " + std::to_string(move.cut) + ")");
+                             " a move goes to a cut below it or to local (got " + std::to_string(move.cut) +
+                             ")");
     }
   }
   if (moves.empty()) {

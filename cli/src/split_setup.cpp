@@ -22,8 +22,8 @@ Status SplitFlags::Validate(int layers) const {
   if (cloud.enabled() && split < 0)
     return InvalidArgument("--cloud needs --split K (the first block the tail runs)");
   if (tail_end != 0 && (split < 0 || tail_end <= split || tail_end > layers)) {
-    return InvalidArgument("--tail-end M needs --split K and K < M <= " + std::to_string(layers) + " (got M = " +
-                           std::to_string(tail_end) + ")");
+    return InvalidArgument("--tail-end M needs --split K and K < M <= " + std::to_string(layers) +
+                           " (got M = " + std::to_string(tail_end) + ")");
   }
   return cloud.Validate();
 }
@@ -42,14 +42,11 @@ Result<std::unique_ptr<TailFactory>> TailFactory::Create(const LoadedModel& mode
 
 Result<std::unique_ptr<TailFactory>> TailFactory::Connect(const LoadedModel& model, int cut,
                                                           ActivationCodec codec,
-                                                          const edge::CloudOptions& options,
-                                                          int tail_end) {
+                                                          const edge::CloudOptions& options, int tail_end) {
   std::unique_ptr<TailFactory> factory(new TailFactory(model, cut, /*split=*/true, codec, tail_end));
   factory->context_ = std::make_unique<zmq::context_t>();
-  TANDEM_ASSIGN_OR_RETURN(
-      factory->connection_,
-      edge::CloudConnection::Connect(*factory->context_, options,
-                                     model.Describe()));
+  TANDEM_ASSIGN_OR_RETURN(factory->connection_,
+                          edge::CloudConnection::Connect(*factory->context_, options, model.Describe()));
   return factory;
 }
 

@@ -478,14 +478,14 @@ class TailServer::Impl {
     // A block-range checkpoint runs what it holds, and answers TOKEN only with the head.
     const BlockRange held = model_->held_blocks();
     if (open->cut < end_block && (open->cut < held.first || end_block > held.last)) {
-      return refuse(ErrorCode::kBadArgument,
-                    "this tail holds blocks " + std::to_string(held.first) + ":" + std::to_string(held.last) +
-                        " only, not " + std::to_string(open->cut) + ":" + std::to_string(end_block));
+      return refuse(ErrorCode::kBadArgument, "this tail holds blocks " + std::to_string(held.first) + ":" +
+                                                 std::to_string(held.last) + " only, not " +
+                                                 std::to_string(open->cut) + ":" + std::to_string(end_block));
     }
     if (!open->private_output() && !model_->holds_head()) {
-      return refuse(ErrorCode::kBadArgument,
-                    "this tail holds no head (blocks " + std::to_string(held.first) + ":" +
-                        std::to_string(held.last) + " only): open the session with end_block (private output)");
+      return refuse(ErrorCode::kBadArgument, "this tail holds no head (blocks " + std::to_string(held.first) +
+                                                 ":" + std::to_string(held.last) +
+                                                 " only): open the session with end_block (private output)");
     }
     const uint32_t capacity =
         open->max_positions == 0 ? static_cast<uint32_t>(config.seq_len) : open->max_positions;

@@ -149,11 +149,22 @@ WeightFingerprints Checkpoint::HashWeights() const {
   fingerprints.blocks.assign(static_cast<size_t>(config_.n_layers), 0);
   for (int index = held_.first; index < held_.last; ++index) {
     const BlockWeights& b = blocks_[static_cast<size_t>(index)];
-    fingerprints.blocks[static_cast<size_t>(index)] =
-        hash({{b.rms_att, d}, {b.wq, q * d}, {b.wk, kv * d}, {b.wv, kv * d}, {b.wo, d * q}, {b.bq, q},
-              {b.bk, kv}, {b.bv, kv}, {b.bo, d}, {b.rms_ffn, d}, {b.w1, h * d}, {b.w2, d * h}, {b.w3, h * d}});
+    fingerprints.blocks[static_cast<size_t>(index)] = hash({{b.rms_att, d},
+                                                            {b.wq, q * d},
+                                                            {b.wk, kv * d},
+                                                            {b.wv, kv * d},
+                                                            {b.wo, d * q},
+                                                            {b.bq, q},
+                                                            {b.bk, kv},
+                                                            {b.bv, kv},
+                                                            {b.bo, d},
+                                                            {b.rms_ffn, d},
+                                                            {b.w1, h * d},
+                                                            {b.w2, d * h},
+                                                            {b.w3, h * d}});
   }
-  if (holds_head()) fingerprints.head = hash({{rms_final_, d}, {classifier_, int64_t{config_.vocab_size} * d}});
+  if (holds_head())
+    fingerprints.head = hash({{rms_final_, d}, {classifier_, int64_t{config_.vocab_size} * d}});
   return fingerprints;
 }
 

@@ -24,15 +24,16 @@ std::string ShapeText(const std::vector<int64_t>& shape) {
 
 // The blocks a safetensors file holds: all of them, or the range its "tandem.blocks" metadata names (a
 // block-range checkpoint, whose "tandem.rope_layout" then sets `config`'s layout).
-Result<BlockRange> ReadHeldBlocks(const SafetensorsModel& weights, ModelConfig& config, const std::string& path) {
+Result<BlockRange> ReadHeldBlocks(const SafetensorsModel& weights, ModelConfig& config,
+                                  const std::string& path) {
   // Tandem writes a block-range checkpoint as one file; the first shard speaks for a sharded model.
   const auto& metadata = weights.files().front()->metadata();
   const auto blocks = metadata.find(std::string(kBlockRangeMetadata));
   if (blocks == metadata.end()) return BlockRange{0, config.n_layers};
   auto range = ParseBlockRange(blocks->second, config.n_layers);
   if (!range.ok() || range->empty()) {
-    return InvalidArgument(path + ": metadata tandem.blocks is '" + blocks->second + "', not A:B with 0 <= A < B <= " +
-                           std::to_string(config.n_layers));
+    return InvalidArgument(path + ": metadata tandem.blocks is '" + blocks->second +
+                           "', not A:B with 0 <= A < B <= " + std::to_string(config.n_layers));
   }
   const auto layout = metadata.find(std::string(kRopeLayoutMetadata));
   const std::string layout_name = layout == metadata.end() ? "" : layout->second;

@@ -28,7 +28,8 @@ HiddenRows FromTensor(const at::Tensor& hidden) {
 }
 
 Status CheckHiddenRows(const HiddenRows& rows, int64_t dim) {
-  if (rows.rows <= 0 || rows.cols != dim || rows.values.size() != static_cast<size_t>(rows.rows * rows.cols)) {
+  if (rows.rows <= 0 || rows.cols != dim ||
+      rows.values.size() != static_cast<size_t>(rows.rows * rows.cols)) {
     return InvalidArgument("hidden rows must be [T > 0, " + std::to_string(dim) + "]");
   }
   return Status::Ok();

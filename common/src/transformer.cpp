@@ -164,8 +164,9 @@ Result<std::shared_ptr<const Transformer>> Transformer::Create(std::shared_ptr<c
   }
   if (checkpoint->holds_head()) {
     model->rms_final_ = WrapWeights(checkpoint->rms_final(), {d});
-    auto classifier = options.int8_classifier ? Linear::Int8(checkpoint->classifier(), config.vocab_size, d)
-                                              : Linear::Float32(checkpoint->classifier(), config.vocab_size, d);
+    auto classifier = options.int8_classifier
+                          ? Linear::Int8(checkpoint->classifier(), config.vocab_size, d)
+                          : Linear::Float32(checkpoint->classifier(), config.vocab_size, d);
     if (!classifier.ok()) return classifier.status().WithContext(path + ": classifier");
     model->classifier_ = std::make_unique<Linear>(*classifier);
   }
@@ -177,7 +178,7 @@ Result<std::shared_ptr<const Transformer>> Transformer::Create(std::shared_ptr<c
 Result<at::Tensor> Transformer::Embed(std::span<const int> tokens) const {
   if (!holds_embedding()) {
     return InvalidArgument("this model holds blocks " + std::to_string(held_.first) + ":" +
-                              std::to_string(held_.last) + " only, not the token embedding");
+                           std::to_string(held_.last) + " only, not the token embedding");
   }
   std::vector<int64_t> ids(tokens.begin(), tokens.end());
   for (int64_t id : ids) {
@@ -466,15 +467,15 @@ Status Transformer::RunBlocks(at::Tensor& hidden, KvCache& cache) const {
   hidden = hidden.contiguous();
   const RotaryAngles angles = Angles(position, rows);
   for (int index = range.first; index < range.last; ++index) {
-    RunBlock(block(index), hidden, cache, static_cast<size_t>(index - range.first),
-             position, angles);
+    RunBlock(block(index), hidden, cache, static_cast<size_t>(index - range.first), position, angles);
   }
   cache.length_ += static_cast<int>(rows);
   return Status::Ok();
 }
 
 void Transformer::RequireHead() const {
-  if (!holds_head()) throw std::logic_error("this model's checkpoint holds no head (a block-range checkpoint)");
+  if (!holds_head())
+    throw std::logic_error("this model's checkpoint holds no head (a block-range checkpoint)");
 }
 
 at::Tensor Transformer::Logits(const at::Tensor& hidden) const {

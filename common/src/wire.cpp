@@ -181,7 +181,8 @@ Result<Header> ParseHeader(std::span<const std::byte> bytes) {
   return header;
 }
 
-Hello DescribeModel(const ModelConfig& config, uint64_t fingerprint, std::vector<uint64_t> block_fingerprints) {
+Hello DescribeModel(const ModelConfig& config, uint64_t fingerprint,
+                    std::vector<uint64_t> block_fingerprints) {
   return {.fingerprint = fingerprint,
           .n_layers = static_cast<uint32_t>(config.n_layers),
           .dim = static_cast<uint32_t>(config.dim),
@@ -214,9 +215,9 @@ Status CheckSameModel(const Hello& edge, const Hello& tail) {
   for (uint32_t index = tail.held_first; index < entries; ++index) {
     if (index >= tail.held_last && !(head && index == tail.n_layers)) continue;
     if (edge.block_fingerprints[index] != tail.block_fingerprints[index]) {
-      return InvalidArgument("the tail holds blocks " + blocks + " of other weights: " +
-                             (index == tail.n_layers ? std::string("the head") : "block " + std::to_string(index)) +
-                             " differs");
+      return InvalidArgument(
+          "the tail holds blocks " + blocks + " of other weights: " +
+          (index == tail.n_layers ? std::string("the head") : "block " + std::to_string(index)) + " differs");
     }
   }
   return Status::Ok();

@@ -46,15 +46,16 @@ sched::PlanInputs EdgePlanner::CurrentInputs(int prompt_tokens, int expected_tok
     const std::optional<TailSnapshot> tail = link->monitor.tail();
     // A tail counts once it has reported its compute; until then it cannot be predicted.
     if (!tail || tail->stats.profile.decode_block_ms.size() != static_cast<size_t>(inputs.n_layers)) continue;
-    inputs.tails.push_back({.endpoint = endpoint,
-                            .profile = tail->stats.profile,
-                            .held_first = static_cast<int>(tail->hello.held_first),
-                            .held_last = tail->hello.HoldsEveryBlock() ? -1 : static_cast<int>(tail->hello.held_last),
-                            .utilization = tail->stats.utilization,
-                            .max_rows = tail->hello.max_rows,
-                            .free_kv_bytes = tail->stats.free_kv_bytes,
-                            .codecs = tail->hello.codecs,
-                            .link = link->PlanningEstimate(honour_breakers)});
+    inputs.tails.push_back(
+        {.endpoint = endpoint,
+         .profile = tail->stats.profile,
+         .held_first = static_cast<int>(tail->hello.held_first),
+         .held_last = tail->hello.HoldsEveryBlock() ? -1 : static_cast<int>(tail->hello.held_last),
+         .utilization = tail->stats.utilization,
+         .max_rows = tail->hello.max_rows,
+         .free_kv_bytes = tail->stats.free_kv_bytes,
+         .codecs = tail->hello.codecs,
+         .link = link->PlanningEstimate(honour_breakers)});
   }
   return inputs;
 }

@@ -124,8 +124,9 @@ struct EdgeConfig {
     flags.Bool("private-output", &private_output,
                "auto plans only private-output splits: the tail runs blocks [K,M) and returns their rows, "
                "the last blocks, the head and sampling run here, so no token or logit is on the tail");
-    flags.Int("tail-end", &tail_end,
-              "with --split K: private output, the tail runs [K,M) and this edge [M,L) and the head (0 = off)");
+    flags.Int(
+        "tail-end", &tail_end,
+        "with --split K: private output, the tail runs [K,M) and this edge [M,L) and the head (0 = off)");
     flags.Int("replan-tokens", &replan_tokens,
               "re-plan every N tokens of a generation and move the split on a large predicted gain (0 = "
               "never)");
@@ -429,8 +430,8 @@ class EdgeService {
         fixed_(std::move(fixed)),
         registry_(std::move(registry)),
         metrics_(*registry_),
-        tails_(cloud, model_.Describe(),
-               config.max_concurrent, {.probe_interval = std::chrono::milliseconds(config.probe_ms)}),
+        tails_(cloud, model_.Describe(), config.max_concurrent,
+               {.probe_interval = std::chrono::milliseconds(config.probe_ms)}),
         primary_(*tails_.Get(config.CloudEndpoints().front())),
         slots_(config.max_concurrent) {
     for (const std::string& endpoint : config.CloudEndpoints()) {
@@ -563,8 +564,9 @@ class EdgeService {
                     .param = "model"});
     }
     if (request->split && (config_.private_output || config_.tail_end > 0)) {
-      return Error({.message = "this edge keeps outputs private (--private-output, --tail-end): 'tandem.split' "
-                               "is not accepted",
+      return Error({.message =
+                        "this edge keeps outputs private (--private-output, --tail-end): 'tandem.split' "
+                        "is not accepted",
                     .code = "invalid_value",
                     .param = "tandem.split"});
     }
@@ -1049,8 +1051,8 @@ Result<std::optional<sched::Candidate>> ResolveSplit(const std::string& split, i
     const int cut = std::stoi(split, &used);
     if (used == split.size() && cut >= 0 && cut < layers) {
       if (tail_end != 0 && (tail_end <= cut || tail_end > layers)) {
-        return InvalidArgument("--tail-end must be in " + std::to_string(cut + 1) + ".." + std::to_string(layers) +
-                               " with --split " + split);
+        return InvalidArgument("--tail-end must be in " + std::to_string(cut + 1) + ".." +
+                               std::to_string(layers) + " with --split " + split);
       }
       return std::optional<sched::Candidate>(
           sched::Candidate{.tail = 0, .endpoint = endpoint, .cut = cut, .end = tail_end, .codec = codec});
@@ -1082,8 +1084,8 @@ int RunEdgeService(std::span<const std::string> args) {
   auto model = LoadModel(config.model, /*fingerprint=*/true);
   if (!model.ok()) return Fail(model.status());
   const ActivationCodec codec = *ParseActivationCodec(config.cloud.codec);  // checked by Validate
-  auto fixed =
-      ResolveSplit(config.split, config.tail_end, model->transformer->n_layers(), config.cloud.endpoint, codec);
+  auto fixed = ResolveSplit(config.split, config.tail_end, model->transformer->n_layers(),
+                            config.cloud.endpoint, codec);
   if (!fixed.ok()) return Fail(fixed.status(), kExitUsage);
   auto tokenizer =
       Tokenizer::LoadForModel(config.model.model, config.tokenizer, model->checkpoint->config().vocab_size);

@@ -28,9 +28,9 @@ Status CheckRemoteModel(const wire::Hello& local, const wire::Hello& remote, con
 
 Status RequireMode(bool private_output, bool wanted) {
   if (private_output == wanted) return Status::Ok();
-  return InvalidArgument(private_output
-                             ? "this session was opened for private output: its steps return rows, not tokens"
-                             : "this session was opened without end_block: its steps return tokens, not rows");
+  return InvalidArgument(
+      private_output ? "this session was opened for private output: its steps return rows, not tokens"
+                     : "this session was opened without end_block: its steps return tokens, not rows");
 }
 
 }  // namespace
@@ -208,7 +208,6 @@ Result<std::vector<std::vector<RemoteTail::ChunkReply>>> RemoteTail::Pipeline(
   }
   return replies;
 }
-
 
 Result<int> RemoteTail::Forward(const HiddenRows& rows) {
   TANDEM_RETURN_IF_ERROR(RequireMode(request_.private_output(), false));

@@ -166,9 +166,11 @@ Status Validate(const PlanInputs& inputs) {
                            " is not within 0.." + std::to_string(n_layers - 1));
   }
   for (const TailState& tail : inputs.tails) {
-    if (tail.held_last >= 0 && (tail.held_first < 0 || tail.held_first >= tail.held_last || tail.held_last > n_layers)) {
-      return InvalidArgument("tail \"" + tail.endpoint + "\" holds blocks " + std::to_string(tail.held_first) + ":" +
-                             std::to_string(tail.held_last) + ", not a range within the model");
+    if (tail.held_last >= 0 &&
+        (tail.held_first < 0 || tail.held_first >= tail.held_last || tail.held_last > n_layers)) {
+      return InvalidArgument("tail \"" + tail.endpoint + "\" holds blocks " +
+                             std::to_string(tail.held_first) + ":" + std::to_string(tail.held_last) +
+                             ", not a range within the model");
     }
   }
   for (const ActivationCodec& codec : constraints.allowed_codecs) {
@@ -390,7 +392,8 @@ Result<Plan> MakePlan(const PlanInputs& inputs) {
                               std::to_string(held_last) + " only, no head (private output only)");
       continue;
     }
-    const int last_end = u_shaped ? std::min(held_last, n_layers - constraints.min_edge_last_blocks) : n_layers;
+    const int last_end =
+        u_shaped ? std::min(held_last, n_layers - constraints.min_edge_last_blocks) : n_layers;
     const int first_cut = std::max(min_cut, held_first);
 
     const double bandwidth = tail.link.bandwidth_bytes_per_ms > 0 ? tail.link.bandwidth_bytes_per_ms
@@ -425,7 +428,8 @@ Result<Plan> MakePlan(const PlanInputs& inputs) {
         const double tail_decode = (DecodeBlocksMs(tail.profile, k, m) + head_ms) * inflation;
         const double edge_rest_prefill =
             u_shaped ? PrefillBlocksMs(inputs.edge, tokens, m, n_layers) + inputs.edge.head_ms : 0;
-        const double edge_rest_decode = u_shaped ? DecodeBlocksMs(inputs.edge, m, n_layers) + inputs.edge.head_ms : 0;
+        const double edge_rest_decode =
+            u_shaped ? DecodeBlocksMs(inputs.edge, m, n_layers) + inputs.edge.head_ms : 0;
         for (size_t c = 0; c < codecs.size(); ++c) {
           Candidate candidate{.tail = static_cast<int>(i),
                               .endpoint = tail.endpoint,
@@ -433,8 +437,8 @@ Result<Plan> MakePlan(const PlanInputs& inputs) {
                               .end = u_shaped ? m : 0,
                               .codec = codecs[c]};
           candidate.prefill_ms = edge_prefill[static_cast<size_t>(k)] +
-                                 static_cast<double>(chunks) * tail.link.rtt_ms + prefill_bytes[c] / bandwidth +
-                                 tail_prefill + edge_rest_prefill;
+                                 static_cast<double>(chunks) * tail.link.rtt_ms +
+                                 prefill_bytes[c] / bandwidth + tail_prefill + edge_rest_prefill;
           candidate.decode_ms = edge_decode[static_cast<size_t>(k)] + tail.link.rtt_ms +
                                 decode_bytes[c] / bandwidth + tail_decode + edge_rest_decode;
           candidate.cost = cost(candidate);
@@ -445,12 +449,14 @@ Result<Plan> MakePlan(const PlanInputs& inputs) {
     if (plan.candidates.size() > before) continue;
     if (smallest_unfitting) {
       const auto needed = TailKvBytes(inputs, smallest_unfitting->first, smallest_unfitting->second);
-      tail_problems.push_back(name + ": KV cache does not fit (k=" + std::to_string(smallest_unfitting->first) +
-                              (u_shaped ? " m=" + std::to_string(smallest_unfitting->second) : "") + " needs " +
-                              (needed ? std::to_string(*needed) : std::string("more than 2^63")) + " bytes, " +
-                              std::to_string(tail.free_kv_bytes) + " free)");
+      tail_problems.push_back(name +
+                              ": KV cache does not fit (k=" + std::to_string(smallest_unfitting->first) +
+                              (u_shaped ? " m=" + std::to_string(smallest_unfitting->second) : "") +
+                              " needs " + (needed ? std::to_string(*needed) : std::string("more than 2^63")) +
+                              " bytes, " + std::to_string(tail.free_kv_bytes) + " free)");
     } else {
-      tail_problems.push_back(name + ": no cut k in " + std::to_string(first_cut) + ".." + std::to_string(max_cut) +
+      tail_problems.push_back(name + ": no cut k in " + std::to_string(first_cut) + ".." +
+                              std::to_string(max_cut) +
                               (u_shaped ? " with a tail end m <= " + std::to_string(last_end) : "") +
                               " within the blocks it holds (" + std::to_string(held_first) + ":" +
                               std::to_string(held_last) + ")");

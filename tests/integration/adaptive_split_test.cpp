@@ -163,7 +163,8 @@ TEST_F(AdaptiveSplitTest, PrivateOutputEdgesPlanUShapedSplitsWithTheGoldenOutput
                         std::chrono::seconds(10)));
   const json golden = testing::GoldenRecords().front();
   for (EdgeProcess* edge : {&planned, &fixed}) {
-    const HttpResult result = HttpCall(edge->address(), "POST", "/v1/completions", GoldenRequest(golden).dump());
+    const HttpResult result =
+        HttpCall(edge->address(), "POST", "/v1/completions", GoldenRequest(golden).dump());
     ASSERT_EQ(result.status, 200) << result.body;
     const json body = json::parse(result.body);
     EXPECT_EQ(body["choices"][0]["text"], GoldenContinuation(golden));

@@ -19,8 +19,8 @@ using testing::RunProgram;
 // tandem-cloud on a free loopback port, plaintext (CURVE has its own tests), no HTTP.
 struct Tail {
   explicit Tail(const std::string& model)
-      : process("tandem-cloud",
-                {"--model", model, "--insecure", "--bind", "tcp://127.0.0.1:0", "--http", "", "--workers", "1"}) {
+      : process("tandem-cloud", {"--model", model, "--insecure", "--bind", "tcp://127.0.0.1:0", "--http", "",
+                                 "--workers", "1"}) {
     serving = process.WaitForLine("msg=serving", 120000);
     endpoint = testing::LogField(serving, "endpoint");
   }
@@ -29,8 +29,10 @@ struct Tail {
   std::string endpoint;
 };
 
-std::string ConvertBlocks(const std::string& model, const std::string& blocks, const std::filesystem::path& out) {
-  const auto result = RunProgram("tandem", {"convert", "--model", model, "--blocks", blocks, "--out", out.string()});
+std::string ConvertBlocks(const std::string& model, const std::string& blocks,
+                          const std::filesystem::path& out) {
+  const auto result =
+      RunProgram("tandem", {"convert", "--model", model, "--blocks", blocks, "--out", out.string()});
   EXPECT_EQ(result.exit_code, 0) << result.err;
   return out.string();
 }
@@ -70,17 +72,19 @@ TEST_F(BlockRangeTailTest, ServesItsBlocksWithTheGoldenOutputsAndRefusesTheRest)
 }
 
 TEST_F(BlockRangeTailTest, AnEdgeWithOtherWeightsInThoseBlocksIsRefusedAtHello) {
-  const std::string ours = (dir_.path() / "ours.bin").string(), theirs = (dir_.path() / "theirs.bin").string();
+  const std::string ours = (dir_.path() / "ours.bin").string(),
+                    theirs = (dir_.path() / "theirs.bin").string();
   for (const auto& [path, seed] : {std::pair{ours, "1"}, {theirs, "2"}}) {
-    const auto made =
-        RunProgram("tandem", {"make-model", "--shape", "tiny", "--vocab", "512", "--seed", seed, "--out", path});
+    const auto made = RunProgram(
+        "tandem", {"make-model", "--shape", "tiny", "--vocab", "512", "--seed", seed, "--out", path});
     ASSERT_EQ(made.exit_code, 0) << made.err;
   }
   Tail tail(ConvertBlocks(theirs, "1:2", dir_.path() / "theirs-1-2"));
   ASSERT_FALSE(tail.endpoint.empty()) << tail.process.Stderr();
-  const auto result = RunProgram(
-      "tandem", {"generate", "--model", ours, "--tokenizer", testing::Stories260KTokenizer().string(), "--prompt",
-                 "Once", "--steps", "8", "--split", "1", "--tail-end", "2", "--cloud", tail.endpoint, "--insecure"});
+  const auto result =
+      RunProgram("tandem", {"generate", "--model", ours, "--tokenizer",
+                            testing::Stories260KTokenizer().string(), "--prompt", "Once", "--steps", "8",
+                            "--split", "1", "--tail-end", "2", "--cloud", tail.endpoint, "--insecure"});
   EXPECT_NE(result.exit_code, 0);
   EXPECT_NE(result.err.find("fingerprint_mismatch"), std::string::npos) << result.err;
   EXPECT_NE(result.err.find("block 1 differs"), std::string::npos) << result.err;
@@ -90,7 +94,8 @@ TEST_F(BlockRangeTailTest, AnEdgeWithOtherWeightsInThoseBlocksIsRefusedAtHello) 
 // (and the 32000-row embedding) out of memory altogether.
 TEST_F(BlockRangeTailTest, HoldsLessMemoryThanATailWithTheWholeModel) {
   const std::string whole = (dir_.path() / "stories15M.bin").string();
-  const auto made = RunProgram("tandem", {"make-model", "--shape", "stories15M", "--seed", "3", "--out", whole});
+  const auto made =
+      RunProgram("tandem", {"make-model", "--shape", "stories15M", "--seed", "3", "--out", whole});
   ASSERT_EQ(made.exit_code, 0) << made.err;
   const std::string part = ConvertBlocks(whole, "1:3", dir_.path() / "blocks-1-3");
   double resident_mb[2] = {0, 0};
@@ -107,8 +112,8 @@ TEST_F(BlockRangeTailTest, HoldsLessMemoryThanATailWithTheWholeModel) {
 
 TEST_F(BlockRangeTailTest, ConvertRefusesARangeOutsideTheModel) {
   for (const char* blocks : {"3:3", "0:6", "4:2", "x"}) {
-    const auto result = RunProgram("tandem", {"convert", "--model", testing::Stories260KModel().string(), "--blocks",
-                                              blocks, "--out", (dir_.path() / "out").string()});
+    const auto result = RunProgram("tandem", {"convert", "--model", testing::Stories260KModel().string(),
+                                              "--blocks", blocks, "--out", (dir_.path() / "out").string()});
     EXPECT_EQ(result.exit_code, 2) << blocks;
     EXPECT_NE(result.err.find("--blocks must be A:B"), std::string::npos) << result.err;
   }

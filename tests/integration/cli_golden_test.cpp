@@ -53,9 +53,9 @@ INSTANTIATE_TEST_SUITE_P(AllPromptsAllCuts, GoldenGenerateTest,
 TEST(GoldenPrivateOutputTest, UShapedSplitReproducesGreedyContinuation) {
   if (testing::SharedDir().empty()) GTEST_SKIP() << "shared folder not found";
   const nlohmann::json golden = GoldenRecords().at(0);
-  const auto result = RunProgram(
-      "tandem", testing::GenerateArgs(golden["prompt"], golden["steps"].get<int>(),
-                                      {"--temperature", "0", "--split", "1", "--tail-end", "4"}));
+  const auto result =
+      RunProgram("tandem", testing::GenerateArgs(golden["prompt"], golden["steps"].get<int>(),
+                                                 {"--temperature", "0", "--split", "1", "--tail-end", "4"}));
   ASSERT_EQ(result.exit_code, 0) << result.err;
   const auto out = nlohmann::json::parse(result.out);
   EXPECT_EQ(out["ids"], golden["ids"]);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <future>
 
 #include "cloud_tail_process.hpp"
@@ -49,61 +50,59 @@ class CloudSplitTest : public ::testing::Test {
 
 CloudTailProcess* CloudSplitTest::tail_ = nullptr;
 
-TEST_F(CloudSplitTest, EveryCutReproducesTheGoldenOutputs) {
+// Runs `check` on every golden record, one thread each: the tail serves them concurrently.
+void ForEachGoldenConcurrently(const std::function<void(const nlohmann::json&)>& check) {
   const auto records = testing::GoldenRecords();
   ASSERT_EQ(records.size(), 5u);
-  // One thread per golden prompt, each walking the cuts: the tail serves them concurrently.
   std::vector<std::future<void>> runs;
   for (const nlohmann::json& golden : records) {
-    runs.push_back(std::async(std::launch::async, [&golden] {
-      for (int cut = 0; cut <= kLayers; ++cut) {
-        SCOPED_TRACE("prompt '" + golden["prompt"].get<std::string>() + "', cut " + std::to_string(cut));
-        const auto result =
-            GenerateOnCloud(golden["prompt"], golden["steps"],
-                            {"--split", std::to_string(cut), "--codec", "fp32", "--temperature", "0"});
-        ASSERT_EQ(result.exit_code, 0) << result.err;
-        const auto out = nlohmann::json::parse(result.out);
-        EXPECT_EQ(out["ids"], golden["ids"]);
-        EXPECT_EQ(out["text"], golden["text"]);
-        // Every position crossed the cut once as float32 rows, cut 0 included: embedding rows, not ids.
-        const int64_t positions = static_cast<int64_t>(golden["ids"].size()) - 1;
-        EXPECT_EQ(out["cut"]["raw_bytes"].get<int64_t>(), positions * kDim * 4);
-        EXPECT_EQ(out["cut"]["payload_bytes"].get<int64_t>(), positions * kDim * 4);
-        EXPECT_EQ(out["cut"]["step_round_trip_ms"].size(),
-                  static_cast<size_t>(positions - golden["prompt_ids"].size() + 1));
-      }
-    }));
+    runs.push_back(std::async(std::launch::async, [&check, &golden] { check(golden); }));
   }
   for (auto& run : runs) run.get();
+}
+
+TEST_F(CloudSplitTest, EveryCutReproducesTheGoldenOutputs) {
+  ForEachGoldenConcurrently([](const nlohmann::json& golden) {
+    for (int cut = 0; cut <= kLayers; ++cut) {
+      SCOPED_TRACE("prompt '" + golden["prompt"].get<std::string>() + "', cut " + std::to_string(cut));
+      const auto result =
+          GenerateOnCloud(golden["prompt"], golden["steps"],
+                          {"--split", std::to_string(cut), "--codec", "fp32", "--temperature", "0"});
+      ASSERT_EQ(result.exit_code, 0) << result.err;
+      const auto out = nlohmann::json::parse(result.out);
+      EXPECT_EQ(out["ids"], golden["ids"]);
+      EXPECT_EQ(out["text"], golden["text"]);
+      // Every position crossed the cut once as float32 rows, cut 0 included: embedding rows, not ids.
+      const int64_t positions = static_cast<int64_t>(golden["ids"].size()) - 1;
+      EXPECT_EQ(out["cut"]["raw_bytes"].get<int64_t>(), positions * kDim * 4);
+      EXPECT_EQ(out["cut"]["payload_bytes"].get<int64_t>(), positions * kDim * 4);
+      EXPECT_EQ(out["cut"]["step_round_trip_ms"].size(),
+                static_cast<size_t>(positions - golden["prompt_ids"].size() + 1));
+    }
+  });
 }
 
 // Private output: the tail runs only [k, m) and returns its rows; the edge runs [m, L), the head and the
 // sampling. With fp32 both ways the outputs are the golden ones, token for token.
 TEST_F(CloudSplitTest, PrivateOutputReproducesTheGoldenOutputs) {
-  const auto records = testing::GoldenRecords();
-  ASSERT_EQ(records.size(), 5u);
-  std::vector<std::future<void>> runs;
-  for (const nlohmann::json& golden : records) {
-    runs.push_back(std::async(std::launch::async, [&golden] {
-      for (const auto [cut, end] : {std::pair{1, 3}, {2, 5}, {1, 2}}) {
-        SCOPED_TRACE("prompt '" + golden["prompt"].get<std::string>() + "', tail [" + std::to_string(cut) +
-                     ", " + std::to_string(end) + ")");
-        const auto result = GenerateOnCloud(golden["prompt"], golden["steps"],
-                                            {"--split", std::to_string(cut), "--tail-end", std::to_string(end),
-                                             "--codec", "fp32", "--temperature", "0"});
-        ASSERT_EQ(result.exit_code, 0) << result.err;
-        const auto out = nlohmann::json::parse(result.out);
-        EXPECT_EQ(out["ids"], golden["ids"]);
-        EXPECT_EQ(out["text"], golden["text"]);
-        // Every position crossed twice: to the tail after block k-1, back after block m-1.
-        const int64_t positions = static_cast<int64_t>(golden["ids"].size()) - 1;
-        EXPECT_EQ(out["cut"]["tail_end"], end);
-        EXPECT_EQ(out["cut"]["returned_payload_bytes"].get<int64_t>(), positions * kDim * 4);
-        EXPECT_EQ(out["cut"]["payload_bytes"].get<int64_t>(), 2 * positions * kDim * 4);
-      }
-    }));
-  }
-  for (auto& run : runs) run.get();
+  ForEachGoldenConcurrently([](const nlohmann::json& golden) {
+    for (const auto& [cut, end] : {std::pair{1, 3}, {2, 5}, {1, 2}}) {
+      SCOPED_TRACE("prompt '" + golden["prompt"].get<std::string>() + "', tail [" + std::to_string(cut) +
+                   ", " + std::to_string(end) + ")");
+      const auto result = GenerateOnCloud(golden["prompt"], golden["steps"],
+                                          {"--split", std::to_string(cut), "--tail-end", std::to_string(end),
+                                           "--codec", "fp32", "--temperature", "0"});
+      ASSERT_EQ(result.exit_code, 0) << result.err;
+      const auto out = nlohmann::json::parse(result.out);
+      EXPECT_EQ(out["ids"], golden["ids"]);
+      EXPECT_EQ(out["text"], golden["text"]);
+      // Every position crossed twice: to the tail after block k-1, back after block m-1.
+      const int64_t positions = static_cast<int64_t>(golden["ids"].size()) - 1;
+      EXPECT_EQ(out["cut"]["tail_end"], end);
+      EXPECT_EQ(out["cut"]["returned_payload_bytes"].get<int64_t>(), positions * kDim * 4);
+      EXPECT_EQ(out["cut"]["payload_bytes"].get<int64_t>(), 2 * positions * kDim * 4);
+    }
+  });
 }
 
 TEST_F(CloudSplitTest, SeededSamplingOnTheCloudMatchesTheLocalRun) {

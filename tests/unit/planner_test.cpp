@@ -440,7 +440,8 @@ TEST(MakePlanTest, PrivateOutputPlansUShapedSplitsWithTheReturnTrip) {
     EXPECT_GT(candidate.end, candidate.cut) << candidate.Describe();
     EXPECT_LE(candidate.end, kLayers - 1) << candidate.Describe();
   }
-  const double prefill_bytes = 2 * (kMessageOverhead + 16 * 2048), decode_bytes = 2 * (kMessageOverhead + 2048);
+  const double prefill_bytes = 2 * (kMessageOverhead + 16 * 2048),
+               decode_bytes = 2 * (kMessageOverhead + 2048);
   const Candidate* u = plan->Find(Candidate{.tail = 0, .endpoint = "tcp://a", .cut = 1, .end = 5});
   ASSERT_NE(u, nullptr);
   EXPECT_EQ(u->Describe(), "k=1 m=5 fp32 @tcp://a");

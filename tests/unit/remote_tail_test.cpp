@@ -321,9 +321,9 @@ TEST_F(RemoteTailTest, WithPrivateOutputNoTokenIdOrLogitComesBackFromARealTail) 
 
   zmq::context_t context;
   for (const char* codec_name : {"fp32", "int8"}) {
-    for (const auto [cut, end] : {std::pair{1, 2}, {1, 5}, {2, 4}, {3, 5}}) {
-      const std::string where = std::string(codec_name) + " at [" + std::to_string(cut) + ", " +
-                                std::to_string(end) + ")";
+    for (const auto& [cut, end] : {std::pair{1, 2}, {1, 5}, {2, 4}, {3, 5}}) {
+      const std::string where =
+          std::string(codec_name) + " at [" + std::to_string(cut) + ", " + std::to_string(end) + ")";
       auto dealer = ConnectDealer(context, (*server)->endpoint(), options.security, {});
       ASSERT_TRUE(dealer.ok()) << dealer.status().ToString();
       auto owned = std::make_unique<RecordingChannel>(std::move(*dealer));
@@ -339,15 +339,18 @@ TEST_F(RemoteTailTest, WithPrivateOutputNoTokenIdOrLogitComesBackFromARealTail) 
                                                       .end_block = end});
         ASSERT_TRUE(remote.ok());
         EdgeRunner edge(model_.transformer, cut, 48);
-        UShapedTail tail(std::move(*remote), std::make_unique<LocalTail>(model_.transformer, end, 48, greedy));
+        UShapedTail tail(std::move(*remote),
+                         std::make_unique<LocalTail>(model_.transformer, end, 48, greedy));
         generation = Generate(edge, tail, prompt, generate);
         ASSERT_TRUE(generation.ok()) << where << ": " << generation.status().ToString();
       }  // CLOSE sent
-      if (std::string(codec_name) == "fp32") EXPECT_EQ(generation->ids, monolithic->ids) << where;
+      if (std::string(codec_name) == "fp32") {
+        EXPECT_EQ(generation->ids, monolithic->ids) << where;
+      }
       const std::vector<int>& ids = generation->ids;
       const WireFindings sent = Inspect(channel->sent, kEdgeSends, text, ids, embeddings);
-      const WireFindings back =
-          Inspect(channel->received, {wire::MessageType::kHello, wire::MessageType::kRows}, text, ids, embeddings);
+      const WireFindings back = Inspect(
+          channel->received, {wire::MessageType::kHello, wire::MessageType::kRows}, text, ids, embeddings);
       EXPECT_TRUE(sent.leaks.empty()) << where << " (edge to tail): " << sent.leaks.front();
       EXPECT_TRUE(back.leaks.empty()) << where << " (tail to edge): " << back.leaks.front();
       EXPECT_GT(sent.nearest_embedding, kSameRowDistance) << where;

@@ -101,7 +101,7 @@ TEST(WireMessageTest, HelloRoundTrips) {
   Message short_list = MakeHello(hello);
   short_list.payload.pop_back();
   EXPECT_FALSE(ParseHello(short_list).ok());
-  for (const auto [first, last] : {std::pair{3u, 3u}, {4u, 2u}, {0u, 6u}}) {
+  for (const auto& [first, last] : {std::pair{3u, 3u}, {4u, 2u}, {0u, 6u}}) {
     hello.held_first = first;
     hello.held_last = last;
     EXPECT_FALSE(ParseHello(MakeHello(hello)).ok()) << first << ":" << last;

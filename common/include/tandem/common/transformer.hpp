@@ -142,7 +142,7 @@ class Transformer {
   TransformerOptions options_;
   at::Tensor token_embedding_;  // [vocab, dim], a view of the mapping
   at::Tensor rms_final_;        // [dim]
-  void RequireHead() const;  // throws std::logic_error without one
+  void RequireHead() const;     // throws std::logic_error without one
   const Block& block(int index) const { return blocks_[static_cast<size_t>(index - held_.first)]; }
 
   BlockRange held_;

@@ -7,7 +7,9 @@
 set -euo pipefail
 build="$1"
 work="$(mktemp -d)"
-trap 'kill "${pid:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
+# shellcheck source=scripts/services.sh
+source "$(dirname "$0")/services.sh"
+trap 'stop_all; rm -rf "$work"' EXIT
 model="${2:-}"
 if [[ -z "$model" ]]; then
   model="$work/stories110M-shape.bin"
@@ -25,8 +27,8 @@ for range in all $ranges; do
   log="$work/cloud-${range/:/-}.log"
   "$build/bin/tandem-cloud" --model "$served" --insecure --bind tcp://127.0.0.1:0 --http "" 2>"$log" &
   pid=$!
-  for _ in $(seq 240); do grep -q 'msg=serving' "$log" && break; sleep 0.5; done
-  line="$(grep 'msg=serving' "$log")" || { cat "$log" >&2; exit 1; }
+  pids=("$pid")
+  line="$(serving_line "$log" "$pid")"
   resident="$(sed -E 's/.*resident_mb=([0-9]+).*/\1/' <<<"$line")"
   peak_kb="$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")"
   kill "$pid"

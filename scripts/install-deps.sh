@@ -13,6 +13,7 @@ build_packages=(
 )
 tool_packages=(
   curl jq
+  g++-aarch64-linux-gnu qemu-user-static  # the kernels' neon table, cross-built and run under qemu in ctest
   clang-14 libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer, ASan, UBSan
   wrk  # scripts/load.sh
   # deploy/: the compose file's schema (docker-compose config), the Helm renderer (Go, sprig), the

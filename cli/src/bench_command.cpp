@@ -22,7 +22,7 @@ int RunBench(std::span<const std::string> args) {
   int prompt_tokens = 128, gen_tokens = 128, repeat = 5, warmup = 1;
   uint64_t seed = 1;
   FlagSet flags(
-      "usage: tandem bench --model M [--int8-blocks A:B] [--prompt-tokens 128] "
+      "usage: tandem bench --model M [--int8-blocks A:B | --int4-blocks A:B] [--prompt-tokens 128] "
       "[--gen-tokens 128] [--threads N] [--repeat R] [--split K [--codec C] [--cloud ...]]\n\n"
       "With --split, each repeat runs the all-local baseline and the split configuration back to\n"
       "back, and the per-token decode latency of both is compared.");
@@ -61,10 +61,11 @@ int RunBench(std::span<const std::string> args) {
       static_cast<double>(transformer.BlockWeightBytes({0, layers}) + transformer.ClassifierWeightBytes()) /
       1e6;
   std::printf(
-      "model %s (%s), int8 blocks [%s]%s, %d threads, %d prompt + %d generated tokens, "
-      "%.0f MB of weights read per decoded token\n",
+      "model %s (%s), int8 blocks [%s]%s, int4 blocks [%s]%s, %s kernels, %d threads, %d prompt + %d "
+      "generated tokens, %.0f MB of weights read per decoded token\n",
       model_flags.model.c_str(), config.ToString().c_str(), model_flags.int8_blocks.c_str(),
-      model_flags.int8_head ? " + head" : "", ComputeThreads(), prompt_tokens, gen_tokens, weight_mb);
+      model_flags.int8_head ? " + head" : "", model_flags.int4_blocks.c_str(), model_flags.int4_head ? " + head" : "",
+      ActiveKernels().name, ComputeThreads(), prompt_tokens, gen_tokens, weight_mb);
   auto local = TailFactory::Create(*model, SplitFlags{});
   if (!local.ok()) return Fail(kCommand, local.status());
   std::unique_ptr<TailFactory> split;
@@ -110,6 +111,9 @@ int RunBench(std::span<const std::string> args) {
                            {"threads", ComputeThreads()},
                            {"int8_blocks", model_flags.int8_blocks},
                            {"int8_head", model_flags.int8_head},
+                           {"int4_blocks", model_flags.int4_blocks},
+                           {"int4_head", model_flags.int4_head},
+                           {"kernels", ActiveKernels().name},
                            {"weight_mb_per_token", weight_mb},
                            {"repeat", repeat}};
   if (split) {

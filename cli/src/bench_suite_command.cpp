@@ -529,8 +529,9 @@ int RunBenchSuite(std::span<const std::string> args) {
                         "(--gen-tokens >= 2), --warmup and --max-batch-wait-us not negative"),
         kExitUsage);
   }
-  if (!options.model.int8_blocks.empty() || options.model.int8_head) {
-    return Fail(kCommand, InvalidArgument("the suite measures float32 and int8 itself: no --int8-blocks"),
+  if (!options.model.int8_blocks.empty() || options.model.int8_head ||
+      !options.model.int4_blocks.empty() || options.model.int4_head) {
+    return Fail(kCommand, InvalidArgument("the suite measures float32 and int8 itself: no --int8-blocks or --int4-blocks"),
                 kExitUsage);
   }
   const auto codecs = SelectedCodecs(options.codecs);

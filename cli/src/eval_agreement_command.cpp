@@ -44,8 +44,8 @@ int RunEvalAgreement(std::span<const std::string> args) {
   int split = -1;
   FlagSet flags(
       "usage: tandem eval-agreement --model M [--tokenizer T] --golden FILE [--int8-blocks A:B] "
-      "[--split K --codec C]\n\n"
-      "Teacher-forced top-1 agreement with float32 of int8 blocks and/or a lossy activation codec at\n"
+      "[--int4-blocks A:B] [--split K --codec C]\n\n"
+      "Teacher-forced top-1 agreement with float32 of int8 or int4 blocks and/or a lossy activation codec at\n"
       "the cut, at every position of the golden continuations (the prompt's positions are not counted).");
   model_flags.Declare(flags, kModelFlagHelp);
   flags.String("tokenizer", &tokenizer_path, kTokenizerFlagHelp);
@@ -57,9 +57,10 @@ int RunEvalAgreement(std::span<const std::string> args) {
        {RequireModelAndTokenizer(flags, model_flags.model), Require(flags, "golden")}) {
     if (!status.ok()) return Fail(kCommand, status, kExitUsage);
   }
-  if (model_flags.int8_blocks.empty() && codec_name.empty()) {
+  if (model_flags.int8_blocks.empty() && model_flags.int4_blocks.empty() && !model_flags.int8_head &&
+      !model_flags.int4_head && codec_name.empty()) {
     return Fail(kCommand,
-                InvalidArgument("nothing to compare: give --int8-blocks and/or --split K --codec C"),
+                InvalidArgument("nothing to compare: give --int8-blocks, --int4-blocks and/or --split K --codec C"),
                 kExitUsage);
   }
   if (codec_name.empty() != (split < 0)) {
@@ -108,8 +109,10 @@ int RunEvalAgreement(std::span<const std::string> args) {
     total += count;
   }
   if (total == 0) return Fail(kCommand, InvalidArgument(golden_path + ": no continuation positions"));
-  std::printf("int8 blocks [%s]%s, codec at cut %s: %s, %zu records\n", model_flags.int8_blocks.c_str(),
-              model_flags.int8_head ? " + head" : "", split >= 0 ? std::to_string(split).c_str() : "-",
+  std::printf("int8 blocks [%s]%s, int4 blocks [%s]%s, %s kernels, codec at cut %s: %s, %zu records\n",
+              model_flags.int8_blocks.c_str(), model_flags.int8_head ? " + head" : "",
+              model_flags.int4_blocks.c_str(), model_flags.int4_head ? " + head" : "", ActiveKernels().name,
+              split >= 0 ? std::to_string(split).c_str() : "-",
               cut.codec ? cut.codec->Name().c_str() : "none", records->size());
   std::printf("top-1 agreement: %.2f%% over %lld positions\n", 100.0 * static_cast<double>(agree) / total,
               static_cast<long long>(total));

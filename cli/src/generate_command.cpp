@@ -181,6 +181,7 @@ int RunGenerate(std::span<const std::string> args) {
     out["ids"] = generation.ids;
     out["text"] = CompletionText(*tokenizer, generation.ids);
     out["seed"] = f.seed;
+    out["kernels"] = ActiveKernels().name;
     out["split"] = f.split.split;
     out["cut"] = run->cut_report;
     out["timings"] = {{"prompt_tokens", timings.prompt_tokens},

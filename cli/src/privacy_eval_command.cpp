@@ -266,8 +266,9 @@ int RunPrivacyEval(std::span<const std::string> args) {
     if (Status status = Require(flags, name); !status.ok()) return Fail(kCommand, status, kExitUsage);
   }
   if (max_positions < 2) return Fail(kCommand, InvalidArgument("--max-positions must be >= 2"), kExitUsage);
-  if (!model_flags.int8_blocks.empty() || model_flags.int8_head) {
-    return Fail(kCommand, InvalidArgument("the attack runs on the float32 model: no --int8-blocks"),
+  if (!model_flags.int8_blocks.empty() || model_flags.int8_head ||
+      !model_flags.int4_blocks.empty() || model_flags.int4_head) {
+    return Fail(kCommand, InvalidArgument("the attack runs on the float32 model: no --int8-blocks or --int4-blocks"),
                 kExitUsage);
   }
   const auto codecs = ParseCodecList(codecs_text, "codecs");

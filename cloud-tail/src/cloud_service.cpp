@@ -197,6 +197,7 @@ int RunCloudService(std::span<const std::string> args) {
                 kExitUsage);
   }
   auto registry = std::make_shared<prometheus::Registry>();
+  services::RegisterBuildInfo(*registry, {{"version", TANDEM_VERSION}, {"kernels", ActiveKernels().name}});
   auto server = TailServer::Start(model->transformer, model->fingerprint, *options, registry);
   if (!server.ok()) return Fail(server.status());
 
@@ -219,6 +220,7 @@ int RunCloudService(std::span<const std::string> args) {
        {"head", model->checkpoint->holds_head() ? "yes" : "no"},
        // Weights are mapped and paged in as they are read: after the profile, what this tail holds.
        {"resident_mb", std::to_string(static_cast<int64_t>(ProcessMemoryMegabytes("VmRSS")))},
+       {"kernels", ActiveKernels().name},
        {"security", config.insecure ? "insecure" : "curve"}});
 
   // Heartbeats to the scheduler. On SIGTERM the last one says "draining", so that the scheduler stops

@@ -5,11 +5,18 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 
-#include "matvec_avx512.hpp"
-
 namespace tandem {
+
+struct Linear::Quantized {
+  std::vector<int8_t> int8_values;   // int8: [out, PaddedLength(in)]
+  std::vector<int32_t> row_sums;     // int8: [out]
+  std::vector<uint8_t> int4_packed;  // int4: [out, Int4RowBytes(in)]
+  std::vector<float> scales;         // int8: [out]; int4: [out, Groups(in)]
+};
+
 namespace {
 
 Status CheckFinite(const float* weight, int64_t count) {
@@ -21,21 +28,9 @@ Status CheckFinite(const float* weight, int64_t count) {
   return Status::Ok();
 }
 
-// Symmetric absmax quantization of one row to [-127, 127]; returns the scale (0 for an all-zero row).
-float QuantizeRow(const float* row, int64_t n, int8_t* out) {
-  float absmax = 0.0f;
-  for (int64_t i = 0; i < n; ++i) absmax = std::max(absmax, std::fabs(row[i]));
-  const float scale = absmax / 127.0f;
-  const float inverse = scale > 0.0f ? 1.0f / scale : 0.0f;
-  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<int8_t>(std::nearbyint(row[i] * inverse));
-  return scale;
-}
-
-// Rows of output per parallel task in the decode kernels: big enough to amortize the task, small enough
-// that both threads get work on the smallest matrices.
+// Rows of output per parallel task: big enough to amortize the task, small enough that both threads get
+// work on the smallest matrices.
 constexpr int64_t kRowsPerTask = 64;
-
-const bool kHaveDecodeKernels = kernels::HaveAvx512Vnni();
 
 void CheckDnnl(dnnl_status_t status, const char* what) {
   // Shapes are fixed at construction and checked there; a failure here is a bug, not bad input.
@@ -48,8 +43,41 @@ void CheckDnnl(dnnl_status_t status, const char* what) {
 
 }  // namespace
 
+const kernels::Table& ActiveKernels() {
+  static const kernels::Table& table = []() -> const kernels::Table& {
+    const kernels::Table& active = kernels::Active();
+    const std::string_view name = active.name;
+    const dnnl_cpu_isa_t isa = name == "avx2" ? dnnl_cpu_isa_avx2
+                               : name == "ref"  ? dnnl_cpu_isa_sse41
+                                                : dnnl_cpu_isa_all;
+    // Fails only when oneDNN already ran (its choice is then the CPU's best): nothing to do about it.
+    (void)dnnl_set_max_cpu_isa(isa);
+    return active;
+  }();
+  return table;
+}
+
+namespace {
+
+// Activation rows quantized for the int kernels, per calling thread and reused.
+struct ActivationScratch {
+  std::vector<int8_t> values;
+  std::vector<float> scales, group_sums;
+
+  kernels::QuantizedRows Quantize(const float* x, int64_t rows, int64_t n) {
+    values.resize(static_cast<size_t>(rows * kernels::PaddedLength(n)));
+    scales.resize(static_cast<size_t>(rows));
+    group_sums.resize(static_cast<size_t>(rows * kernels::Groups(n)));
+    kernels::QuantizeActivations(x, rows, n, values.data(), scales.data(), group_sums.data());
+    return {values.data(), scales.data(), group_sums.data(), n};
+  }
+};
+
+}  // namespace
+
 void MatMul(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
             int64_t ldb, bool transpose_b, float* c, int64_t ldc) {
+  ActiveKernels();  // oneDNN's instruction set is decided before its first call
   CheckDnnl(dnnl_sgemm('N', transpose_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, 0.0f, c, ldc), "dnnl_sgemm");
 }
 
@@ -62,130 +90,116 @@ Result<Linear> Linear::Float32(const float* weight, int64_t out_features, int64_
 
 Result<Linear> Linear::Int8(const float* weight, int64_t out_features, int64_t in_features) {
   TANDEM_RETURN_IF_ERROR(CheckFinite(weight, out_features * in_features));
-  auto quantized = std::make_shared<std::vector<int8_t>>(static_cast<size_t>(out_features * in_features));
-  auto scales = std::make_shared<std::vector<float>>(static_cast<size_t>(out_features));
-  auto row_sums = std::make_shared<std::vector<int32_t>>(static_cast<size_t>(out_features));
-  for (int64_t row = 0; row < out_features; ++row) {
-    int8_t* quantized_row = quantized->data() + row * in_features;
-    (*scales)[row] = QuantizeRow(weight + row * in_features, in_features, quantized_row);
-    for (int64_t i = 0; i < in_features; ++i) (*row_sums)[row] += quantized_row[i];
-  }
+  auto quantized = std::make_shared<Quantized>();
+  quantized->int8_values.resize(static_cast<size_t>(out_features * kernels::PaddedLength(in_features)));
+  quantized->scales.resize(static_cast<size_t>(out_features));
+  quantized->row_sums.resize(static_cast<size_t>(out_features));
+  kernels::QuantizeInt8Rows(weight, out_features, in_features, quantized->int8_values.data(),
+                            quantized->scales.data(), quantized->row_sums.data());
   Linear linear(WeightFormat::kInt8, out_features, in_features);
-  linear.weight_i8_ = std::move(quantized);
-  linear.scales_ = std::move(scales);
-  linear.row_sums_ = std::move(row_sums);
+  linear.quantized_ = std::move(quantized);
+  return linear;
+}
+
+Result<Linear> Linear::Int4(const float* weight, int64_t out_features, int64_t in_features) {
+  TANDEM_RETURN_IF_ERROR(CheckFinite(weight, out_features * in_features));
+  auto quantized = std::make_shared<Quantized>();
+  quantized->int4_packed.resize(static_cast<size_t>(out_features * kernels::Int4RowBytes(in_features)));
+  quantized->scales.resize(static_cast<size_t>(out_features * kernels::Groups(in_features)));
+  kernels::QuantizeInt4Rows(weight, out_features, in_features, quantized->int4_packed.data(),
+                            quantized->scales.data());
+  Linear linear(WeightFormat::kInt4, out_features, in_features);
+  linear.quantized_ = std::move(quantized);
   return linear;
 }
 
 int64_t Linear::WeightBytes() const {
-  return format_ == WeightFormat::kFloat32 ? out_ * in_ * 4 : out_ * in_ + out_ * 4;
+  switch (format_) {
+    case WeightFormat::kFloat32:
+      return out_ * in_ * 4;
+    case WeightFormat::kInt8:
+      return out_ * kernels::PaddedLength(in_) + out_ * 4;
+    case WeightFormat::kInt4:
+      return out_ * kernels::Int4RowBytes(in_) + out_ * kernels::Groups(in_) * 4;
+  }
+  return 0;
+}
+
+void Linear::RunRows(const float* x, const kernels::QuantizedRows& xq, int64_t batch, int64_t begin, int64_t end,
+                     float* y, int64_t y_stride) const {
+  const kernels::Table& table = ActiveKernels();
+  switch (format_) {
+    case WeightFormat::kFloat32:
+      table.matvec_f32(weight_f32_, in_, x, batch, begin, end, y, y_stride);
+      break;
+    case WeightFormat::kInt8:
+      table.matvec_i8({quantized_->int8_values.data(), quantized_->scales.data(), quantized_->row_sums.data(), in_},
+                      xq, batch, begin, end, y, y_stride);
+      break;
+    case WeightFormat::kInt4:
+      table.matvec_i4({quantized_->int4_packed.data(), quantized_->scales.data(), in_}, xq, batch, begin, end, y,
+                      y_stride);
+      break;
+  }
+}
+
+void Linear::RunKernels(std::span<const Linear* const> layers, const float* x, int64_t rows,
+                        std::span<float* const> outputs) {
+  const Linear& first = *layers.front();
+  const int64_t in = first.in_;
+  thread_local ActivationScratch scratch;
+  const kernels::QuantizedRows all = first.format_ == WeightFormat::kFloat32
+                                         ? kernels::QuantizedRows{nullptr, nullptr, nullptr, in}
+                                         : scratch.Quantize(x, rows, in);
+  int64_t total_rows = 0;
+  for (const Linear* layer : layers) total_rows += layer->out_;
+  // The layers' output rows are numbered one after another; each task runs its slice of every layer it
+  // overlaps, for every group of inputs (the slice's weights stay in cache from one group to the next).
+  at::parallel_for(0, total_rows, kRowsPerTask, [&](int64_t begin, int64_t end) {
+    for (int64_t input = 0; input < rows; input += kernels::kMaxBatch) {
+      const int64_t batch = std::min(rows - input, kernels::kMaxBatch);
+      const kernels::QuantizedRows group =
+          all.values == nullptr
+              ? all
+              : kernels::QuantizedRows{all.values + input * kernels::PaddedLength(in), all.scales + input,
+                                       all.group_sums + input * kernels::Groups(in), in};
+      int64_t offset = 0;
+      for (size_t i = 0; i < layers.size(); offset += layers[i]->out_, ++i) {
+        const Linear& layer = *layers[i];
+        const int64_t local_begin = std::max(begin - offset, int64_t{0});
+        const int64_t local_end = std::min(end - offset, layer.out_);
+        if (local_begin >= local_end) continue;
+        layer.RunRows(x + input * in, group, batch, local_begin, local_end, outputs[i] + input * layer.out_,
+                      layer.out_);
+      }
+    }
+  });
 }
 
 void Linear::Forward(const float* x, int64_t rows, float* y) const {
-  if (rows <= 0) return;
-  if (rows == 1 && kHaveDecodeKernels) {
-    const Linear* self = this;
-    ForwardSharedInput({&self, 1}, x, rows, {&y, 1});
-    return;
-  }
-  if (format_ == WeightFormat::kFloat32) {
-    MatMul(rows, out_, in_, 1.0f, x, in_, weight_f32_, in_, /*transpose_b=*/true, y, out_);
-    return;
-  }
-  // Per-call scratch, reused across calls on the same thread.
-  thread_local std::vector<int8_t> x_quantized;
-  thread_local std::vector<float> x_scales;
-  thread_local std::vector<int32_t> accumulators;
-  x_quantized.resize(static_cast<size_t>(rows * in_));
-  x_scales.resize(static_cast<size_t>(rows));
-  accumulators.resize(static_cast<size_t>(rows * out_));
-  for (int64_t r = 0; r < rows; ++r) {
-    x_scales[r] = QuantizeRow(x + r * in_, in_, x_quantized.data() + r * in_);
-  }
-  const int32_t no_offset = 0;
-  CheckDnnl(dnnl_gemm_s8s8s32('N', 'T', 'F', rows, out_, in_, 1.0f, x_quantized.data(), in_, 0,
-                              weight_i8_->data(), in_, 0, 0.0f, accumulators.data(), out_, &no_offset),
-            "dnnl_gemm_s8s8s32");
-  const float* w_scales = scales_->data();
-  for (int64_t r = 0; r < rows; ++r) {
-    const int32_t* acc = accumulators.data() + r * out_;
-    float* out_row = y + r * out_;
-    const float x_scale = x_scales[r];
-    for (int64_t c = 0; c < out_; ++c) out_row[c] = static_cast<float>(acc[c]) * x_scale * w_scales[c];
-  }
-}
-
-void Linear::ForwardDecodeBatch(const float* x, int64_t rows, float* y) const {
-  if (!kHaveDecodeKernels) {  // Forward(row, 1) is then oneDNN's, row by row
-    for (int64_t r = 0; r < rows; ++r) Forward(x + r * in_, 1, y + r * out_);
-    return;
-  }
-  thread_local std::vector<uint8_t> x_biased;
-  thread_local std::vector<float> x_scales;
-  for (int64_t first = 0; first < rows; first += kernels::kMaxBatch) {
-    const int64_t batch = std::min(rows - first, kernels::kMaxBatch);
-    const float* xs = x + first * in_;
-    float* ys = y + first * out_;
-    if (format_ == WeightFormat::kInt8) {
-      // Each row quantized on its own, as ForwardSharedInput quantizes a lone row.
-      x_biased.resize(static_cast<size_t>(batch * in_));
-      x_scales.resize(static_cast<size_t>(batch));
-      for (int64_t b = 0; b < batch; ++b) {
-        x_scales[b] = QuantizeRow(xs + b * in_, in_, reinterpret_cast<int8_t*>(x_biased.data() + b * in_));
-      }
-      for (auto& byte : x_biased) byte ^= 0x80;
-    }
-    const uint8_t* biased = x_biased.data();
-    const float* scales = x_scales.data();
-    at::parallel_for(0, out_, kRowsPerTask, [&](int64_t begin, int64_t end) {
-      if (format_ == WeightFormat::kFloat32) {
-        kernels::MatVecFloat32Batch(weight_f32_, xs, batch, in_, begin, end, ys, out_);
-      } else {
-        kernels::MatVecInt8Batch(weight_i8_->data(), scales_->data(), row_sums_->data(), biased, scales, batch,
-                                 in_, begin, end, ys, out_);
-      }
-    });
-  }
-}
-
-void Linear::DecodeRows(const float* x, const uint8_t* x_biased, float x_scale, int64_t begin, int64_t end,
-                        float* y) const {
-  if (format_ == WeightFormat::kFloat32) {
-    kernels::MatVecFloat32(weight_f32_, x, in_, begin, end, y);
-  } else {
-    kernels::MatVecInt8(weight_i8_->data(), scales_->data(), row_sums_->data(), x_biased, x_scale, in_, begin,
-                        end, y);
-  }
+  const Linear* self = this;
+  ForwardSharedInput({&self, 1}, x, rows, {&y, 1});
 }
 
 void Linear::ForwardSharedInput(std::span<const Linear* const> layers, const float* x, int64_t rows,
                                 std::span<float* const> outputs) {
-  if (rows != 1 || !kHaveDecodeKernels) {
-    for (size_t i = 0; i < layers.size(); ++i) layers[i]->Forward(x, rows, outputs[i]);
+  if (rows <= 0 || layers.empty()) return;
+  if (rows > 1 && layers.front()->format_ == WeightFormat::kFloat32) {
+    // Float32 prefill: compute-bound, where a tuned SGEMM's blocking beats streaming tiles.
+    for (size_t i = 0; i < layers.size(); ++i) {
+      const Linear& layer = *layers[i];
+      MatMul(rows, layer.out_, layer.in_, 1.0f, x, layer.in_, layer.weight_f32_, layer.in_, /*transpose_b=*/true,
+             outputs[i], layer.out_);
+    }
     return;
   }
-  const Linear& first = *layers.front();
-  float x_scale = 0.0f;
-  thread_local std::vector<uint8_t> x_biased;
-  if (first.format_ == WeightFormat::kInt8) {
-    // VNNI multiplies unsigned by signed bytes: the activations go in biased by 128 (for an int8 q,
-    // uint8(q + 128) == uint8(q) ^ 0x80), and the kernel removes the bias.
-    x_biased.resize(static_cast<size_t>(first.in_));
-    x_scale = QuantizeRow(x, first.in_, reinterpret_cast<int8_t*>(x_biased.data()));
-    for (auto& byte : x_biased) byte ^= 0x80;
-  }
-  int64_t total_rows = 0;
-  for (const Linear* layer : layers) total_rows += layer->out_;
-  const uint8_t* biased = x_biased.data();
-  // The layers' rows are numbered one after another; each task runs its slice of every layer it overlaps.
-  at::parallel_for(0, total_rows, kRowsPerTask, [&](int64_t begin, int64_t end) {
-    int64_t offset = 0;
-    for (size_t i = 0; i < layers.size(); offset += layers[i]->out_, ++i) {
-      const int64_t local_begin = std::max(begin - offset, int64_t{0});
-      const int64_t local_end = std::min(end - offset, layers[i]->out_);
-      if (local_begin < local_end) layers[i]->DecodeRows(x, biased, x_scale, local_begin, local_end, outputs[i]);
-    }
-  });
+  RunKernels(layers, x, rows, outputs);
+}
+
+void Linear::ForwardDecodeBatch(const float* x, int64_t rows, float* y) const {
+  if (rows <= 0) return;
+  const Linear* self = this;
+  RunKernels({&self, 1}, x, rows, {&y, 1});
 }
 
 }  // namespace tandem

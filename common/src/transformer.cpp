@@ -52,32 +52,6 @@ at::Tensor Apply(const Linear& linear, const at::Tensor& x) {
   return output;
 }
 
-// Σ a[i]·b[i] with 16 independent partial sums: a single running sum is a chain of dependent adds that
-// the compiler may not reorder (no -ffast-math), so it would run one lane at a time.
-float Dot(const float* a, const float* b, int64_t n) {
-  constexpr int64_t kLanes = 16;
-  float partial[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int64_t lane = 0; lane < kLanes; ++lane) partial[lane] += a[i + lane] * b[i + lane];
-  }
-  for (; i < n; ++i) partial[0] += a[i] * b[i];
-  float total = 0.0f;
-  for (float value : partial) total += value;
-  return total;
-}
-
-// llama2.c's softmax: subtract the max, exponentiate, normalize.
-void SoftmaxInPlace(float* values, int64_t n) {
-  const float max_value = *std::max_element(values, values + n);
-  float total = 0.0f;
-  for (int64_t i = 0; i < n; ++i) {
-    values[i] = std::exp(values[i] - max_value);
-    total += values[i];
-  }
-  for (int64_t i = 0; i < n; ++i) values[i] /= total;
-}
-
 // Radians per position of each rotary pair, in float as llama2.c computes them (so that the golden
 // outputs reproduce), then Llama 3's scaling as Hugging Face's _compute_llama3_parameters applies it.
 std::vector<float> RotaryFrequencies(const ModelConfig& config) {
@@ -105,6 +79,18 @@ std::vector<float> RotaryFrequencies(const ModelConfig& config) {
   return frequencies;
 }
 
+Result<Linear> MakeLinear(WeightFormat format, const float* weight, int64_t out, int64_t in) {
+  switch (format) {
+    case WeightFormat::kInt8:
+      return Linear::Int8(weight, out, in);
+    case WeightFormat::kInt4:
+      return Linear::Int4(weight, out, in);
+    case WeightFormat::kFloat32:
+      break;
+  }
+  return Linear::Float32(weight, out, in);
+}
+
 }  // namespace
 
 KvCache::KvCache(const ModelConfig& config, BlockRange range, int capacity)
@@ -128,9 +114,21 @@ Transformer::Transformer(std::shared_ptr<const Checkpoint> checkpoint, const Tra
 Result<std::shared_ptr<const Transformer>> Transformer::Create(std::shared_ptr<const Checkpoint> checkpoint,
                                                                const TransformerOptions& options) {
   const ModelConfig& config = checkpoint->config();
-  if (options.int8_blocks.first < 0 || options.int8_blocks.last > config.n_layers) {
-    return InvalidArgument("int8 block range is outside the model's " + std::to_string(config.n_layers) +
-                           " blocks");
+  for (const auto& [range, name] : {std::pair{options.int8_blocks, "int8"}, std::pair{options.int4_blocks, "int4"}}) {
+    if (range.first < 0 || range.last > config.n_layers) {
+      return InvalidArgument(std::string(name) + " block range is outside the model's " +
+                             std::to_string(config.n_layers) + " blocks");
+    }
+  }
+  const BlockRange& int8 = options.int8_blocks;
+  const BlockRange& int4 = options.int4_blocks;
+  if (!int8.empty() && !int4.empty() && int8.first < int4.last && int4.first < int8.last) {
+    return InvalidArgument("int8 blocks " + std::to_string(int8.first) + ":" + std::to_string(int8.last) +
+                           " and int4 blocks " + std::to_string(int4.first) + ":" + std::to_string(int4.last) +
+                           " overlap");
+  }
+  if (options.int8_classifier && options.int4_classifier) {
+    return InvalidArgument("the head is either int8 or int4, not both");
   }
   std::shared_ptr<Transformer> model(new Transformer(checkpoint, options));
   const int64_t d = config.dim, h = config.hidden_dim, q = config.q_dim(), kv = config.kv_dim();
@@ -143,12 +141,14 @@ Result<std::shared_ptr<const Transformer>> Transformer::Create(std::shared_ptr<c
   }
   for (int index = model->held_.first; index < model->held_.last; ++index) {
     const BlockWeights& weights = checkpoint->block(index);
-    const bool int8 = options.int8_blocks.contains(index);
+    const WeightFormat format = options.int8_blocks.contains(index)   ? WeightFormat::kInt8
+                                : options.int4_blocks.contains(index) ? WeightFormat::kInt4
+                                                                      : WeightFormat::kFloat32;
     const std::string context = path + ": block " + std::to_string(index);
     auto make = [&](const float* w, int64_t out, int64_t in) -> Result<Linear> {
-      auto linear = int8 ? Linear::Int8(w, out, in) : Linear::Float32(w, out, in);
+      auto linear = MakeLinear(format, w, out, in);
       // The float32 originals of quantized weights are no longer needed in memory.
-      if (int8) checkpoint->ReleaseWeights(w, static_cast<size_t>(out * in));
+      if (format != WeightFormat::kFloat32) checkpoint->ReleaseWeights(w, static_cast<size_t>(out * in));
       return linear;
     };
     auto wq = make(weights.wq, q, d), wk = make(weights.wk, kv, d), wv = make(weights.wv, kv, d),
@@ -164,9 +164,10 @@ Result<std::shared_ptr<const Transformer>> Transformer::Create(std::shared_ptr<c
   }
   if (checkpoint->holds_head()) {
     model->rms_final_ = WrapWeights(checkpoint->rms_final(), {d});
-    auto classifier = options.int8_classifier
-                          ? Linear::Int8(checkpoint->classifier(), config.vocab_size, d)
-                          : Linear::Float32(checkpoint->classifier(), config.vocab_size, d);
+    const WeightFormat format = options.int8_classifier   ? WeightFormat::kInt8
+                                : options.int4_classifier ? WeightFormat::kInt4
+                                                          : WeightFormat::kFloat32;
+    auto classifier = MakeLinear(format, checkpoint->classifier(), config.vocab_size, d);
     if (!classifier.ok()) return classifier.status().WithContext(path + ": classifier");
     model->classifier_ = std::make_unique<Linear>(*classifier);
   }
@@ -191,8 +192,9 @@ Result<at::Tensor> Transformer::Embed(std::span<const int> tokens) const {
   return at::index_select(token_embedding_, 0, index);  // a copy: the embedding stays read-only
 }
 
-// RMSNorm, rotary embedding and the SwiGLU gate are plain loops over the rows, in llama2.c's arithmetic:
-// as LibTorch expressions each is 5–10 small kernels, whose dispatch costs more than the math at decode.
+// RMSNorm, rotary embedding, the SwiGLU gate and attention are the kernel table's loops over the rows, in
+// llama2.c's arithmetic: as LibTorch expressions each is 5–10 small kernels, whose dispatch costs more than
+// the math at decode.
 at::Tensor Transformer::RmsNorm(const at::Tensor& input, const at::Tensor& weight) const {
   const at::Tensor x = input.contiguous();  // Logits is public: any view may arrive here
   const int64_t rows = x.size(0), dim = x.size(1);
@@ -200,12 +202,8 @@ at::Tensor Transformer::RmsNorm(const at::Tensor& input, const at::Tensor& weigh
   const float* in = x.data_ptr<float>();
   const float* gain = weight.data_ptr<float>();
   float* normed = out.data_ptr<float>();
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* row = in + r * dim;
-    const float sum_squares = Dot(row, row, dim);
-    const float inverse_rms = 1.0f / std::sqrt(sum_squares / static_cast<float>(dim) + config_.rms_norm_eps);
-    for (int64_t i = 0; i < dim; ++i) normed[r * dim + i] = gain[i] * (inverse_rms * row[i]);
-  }
+  const kernels::Table& kernels = ActiveKernels();
+  for (int64_t r = 0; r < rows; ++r) kernels.rms_norm(in + r * dim, gain, dim, config_.rms_norm_eps, normed + r * dim);
   return out;
 }
 
@@ -231,27 +229,19 @@ void Transformer::Rotate(at::Tensor& x, int64_t n_heads, const RotaryAngles& ang
   const bool interleaved = config_.rope_layout == RopeLayout::kInterleaved;
   const int64_t stride = interleaved ? 2 : 1, partner = interleaved ? 1 : half;
   float* data = x.data_ptr<float>();
+  const kernels::Table& kernels = ActiveKernels();
   for (int64_t r = 0; r < rows; ++r) {
     const float* cos = angles.cos.data_ptr<float>() + r * half;
     const float* sin = angles.sin.data_ptr<float>() + r * half;
     for (int64_t head = 0; head < n_heads; ++head) {
-      float* values = data + r * width + head * half * 2;
-      for (int64_t i = 0; i < half; ++i) {
-        float& a = values[i * stride];
-        float& b = values[i * stride + partner];
-        const float first = a, second = b;
-        a = first * cos[i] - second * sin[i];
-        b = first * sin[i] + second * cos[i];
-      }
+      kernels.rotate(data + r * width + head * half * 2, cos, sin, half, stride, partner);
     }
   }
 }
 
 void Transformer::GateInPlace(at::Tensor& gate, const at::Tensor& up) {
   // SwiGLU: silu(w1·x) * (w3·x), into `gate`.
-  float* g = gate.data_ptr<float>();
-  const float* u = up.data_ptr<float>();
-  for (int64_t i = 0, n = gate.numel(); i < n; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+  ActiveKernels().swiglu(gate.data_ptr<float>(), up.data_ptr<float>(), gate.numel());
 }
 
 at::Tensor Transformer::Attention(const at::Tensor& q, const KvCache& cache, size_t slot,
@@ -268,6 +258,7 @@ at::Tensor Transformer::Attention(const at::Tensor& q, const KvCache& cache, siz
   const float* keys = cache.keys_[slot].data_ptr<float>();
   const float* values = cache.values_[slot].data_ptr<float>();
   float* mixed = out.data_ptr<float>();
+  const kernels::Table& kernels = ActiveKernels();
   at::parallel_for(0, heads, 1, [&](int64_t head_begin, int64_t head_end) {
     std::vector<float> scores(static_cast<size_t>(rows * span));
     for (int64_t head = head_begin; head < head_end; ++head) {
@@ -278,7 +269,7 @@ at::Tensor Transformer::Attention(const at::Tensor& q, const KvCache& cache, siz
         // Row r (position + r) attends to keys 0..position + r; the later ones get weight 0.
         float* row = scores.data() + r * span;
         const int64_t visible = position + r + 1;
-        SoftmaxInPlace(row, visible);
+        kernels.softmax(row, visible);
         std::fill(row + visible, row + span, 0.0f);
       }
       MatMul(rows, hd, span, 1.0f, scores.data(), span, values + kv_offset, hd, /*transpose_b=*/false,
@@ -301,6 +292,7 @@ at::Tensor Transformer::AttendOnePosition(const at::Tensor& q, const KvCache& ca
   const float* keys = cache.keys_[slot].data_ptr<float>();
   const float* values = cache.values_[slot].data_ptr<float>();
   float* mixed = out.data_ptr<float>();
+  const kernels::Table& kernels = ActiveKernels();
   // Threads only pay off once a head's share of the cache is large.
   const int64_t heads_per_task = span * hd >= 8192 ? 1 : heads;
   at::parallel_for(0, heads, heads_per_task, [&](int64_t head_begin, int64_t head_end) {
@@ -309,13 +301,11 @@ at::Tensor Transformer::AttendOnePosition(const at::Tensor& q, const KvCache& ca
       const float* query = queries + head * hd;
       const float* head_keys = keys + (head / group) * capacity * hd;
       const float* head_values = values + (head / group) * capacity * hd;
-      for (int64_t s = 0; s < span; ++s) weights[s] = Dot(query, head_keys + s * hd, hd) * scale;
-      SoftmaxInPlace(weights.data(), span);
+      for (int64_t s = 0; s < span; ++s) weights[s] = kernels.dot(query, head_keys + s * hd, hd) * scale;
+      kernels.softmax(weights.data(), span);
       float* head_out = mixed + head * hd;
       std::fill(head_out, head_out + hd, 0.0f);
-      for (int64_t s = 0; s < span; ++s) {
-        for (int64_t i = 0; i < hd; ++i) head_out[i] += weights[s] * head_values[s * hd + i];
-      }
+      for (int64_t s = 0; s < span; ++s) kernels.axpy(weights[s], head_values + s * hd, head_out, hd);
     }
   });
   return out;

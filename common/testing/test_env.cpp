@@ -19,7 +19,13 @@ namespace tandem::testing {
 namespace fs = std::filesystem;
 
 fs::path SharedDir() {
-  if (const char* env = std::getenv("TANDEM_SHARED"); env && *env && fs::is_directory(env)) return env;
+  // Named but unusable is a failure, not a skip: the data the tests need is missing.
+  if (const char* env = std::getenv("TANDEM_SHARED"); env && *env) {
+    if (!fs::is_directory(fs::path(env) / "models")) {
+      ADD_FAILURE() << "TANDEM_SHARED=" << env << " has no models/ folder";
+    }
+    return env;
+  }
   for (fs::path candidate : {fs::path("../shared"), fs::path("../../shared"), fs::path("../../../shared")}) {
     if (fs::is_directory(candidate / "models")) return fs::absolute(candidate);
   }

@@ -14,7 +14,8 @@
 
 namespace tandem::testing {
 
-// The shared data folder: $TANDEM_SHARED, else ../shared beside the checkout. Empty when neither exists.
+// The shared data folder: $TANDEM_SHARED (a test failure when it has no models/), else ../shared beside
+// the checkout. Empty when neither is there: tests that need it then skip.
 std::filesystem::path SharedDir();
 // SharedDir()/models/stories260K/{stories260K.bin,tok512.bin}; GTEST_SKIP-worthy when absent.
 std::filesystem::path Stories260KModel();

@@ -43,6 +43,12 @@ using services::HttpRequest;
 using services::HttpResponse;
 using Clock = std::chrono::steady_clock;
 
+// The planner's accuracy budget counts the edge's quantized first blocks, int8 or int4 (the blocks the
+// flags quantize beyond them are the tail's business).
+int QuantizedEdgeBlocks(const TransformerOptions& options) {
+  return std::max(options.int8_blocks.last, options.int4_blocks.last);
+}
+
 using services::kExitFailure;
 using services::kExitUsage;
 
@@ -454,7 +460,7 @@ class EdgeService {
                      .n_layers = layers_,
                      .dim = shape.dim,
                      .kv_bytes_per_position_per_block = 2 * kv_dim * 4,
-                     .edge_int8_blocks = model_.transformer->options().int8_blocks.last},
+                     .edge_int8_blocks = QuantizedEdgeBlocks(model_.transformer->options())},
           std::move(edge_profile), tails_, config.PlannerOptions(), SteadyClock::Instance());
     }
     metrics_.cut.Set(fixed_ ? CutOf(*fixed_) : 0);
@@ -1099,6 +1105,7 @@ int RunEdgeService(std::span<const std::string> args) {
   }
 
   auto registry = std::make_shared<prometheus::Registry>();
+  services::RegisterBuildInfo(*registry, {{"version", TANDEM_VERSION}, {"kernels", ActiveKernels().name}});
   EdgeService service(config, std::move(*model), std::move(*tokenizer), std::move(*cloud), std::move(*fixed),
                       std::move(profile), registry);
   services::HttpServerOptions http_options;
@@ -1113,7 +1120,8 @@ int RunEdgeService(std::span<const std::string> args) {
        {"cloud", config.cloud.endpoint},
        {"split", config.split},
        {"codec", config.split == "auto" ? config.allowed_codecs : codec.Name()},
-       {"auth", api_key->empty() ? "none" : "bearer"}});
+       {"auth", api_key->empty() ? "none" : "bearer"},
+       {"kernels", ActiveKernels().name}});
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);

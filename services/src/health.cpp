@@ -1,5 +1,6 @@
 #include "tandem/services/health.hpp"
 
+#include <prometheus/gauge.h>
 #include <prometheus/text_serializer.h>
 
 namespace tandem::services {
@@ -28,6 +29,15 @@ std::vector<Route> HealthRoutes(std::function<bool()> ready, std::shared_ptr<pro
                       }});
   }
   return routes;
+}
+
+void RegisterBuildInfo(prometheus::Registry& registry, const std::map<std::string, std::string>& labels) {
+  prometheus::BuildGauge()
+      .Name("tandem_build_info")
+      .Help("Always 1; the labels say what this process runs (version, kernel table)")
+      .Register(registry)
+      .Add(labels)
+      .Set(1);
 }
 
 }  // namespace tandem::services

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 
 #include "test_env.hpp"
@@ -39,6 +40,11 @@ TEST_P(GoldenGenerateTest, ReproducesGreedyContinuation) {
   EXPECT_EQ(out["prompt_ids"], golden["prompt_ids"]);
   EXPECT_EQ(out["ids"], golden["ids"]);
   EXPECT_EQ(out["text"], golden["text"]);
+  // The table that ran: the forced one (this test runs again under each), else the CPU's best.
+  if (const char* forced = std::getenv("TANDEM_KERNELS")) {
+    EXPECT_EQ(out["kernels"], forced);
+  }
+  EXPECT_TRUE(out["kernels"].is_string());
   if (split >= 0) {
     // Every position crossed the cut once, as float32 rows of dim 64.
     const int64_t positions = static_cast<int64_t>(golden["ids"].size()) - 1;
@@ -118,6 +124,15 @@ TEST(EvalAgreementTest, Int8FirstTwoBlocksAgreeWithFloat32) {
   EXPECT_EQ(positions, 958);  // every continuation position of the 5 golden records
   EXPECT_GE(percent, 97.0);
   EXPECT_LT(percent, 100.0) << "int8 blocks identical to float32 everywhere: were they quantized?";
+}
+
+// int4 weights (a scale per group of 32) in blocks 0:2 keep it at >= 90%.
+TEST(EvalAgreementTest, Int4FirstTwoBlocksAgreeWithFloat32) {
+  if (testing::SharedDir().empty()) GTEST_SKIP() << "shared folder not found";
+  const auto [percent, positions] = Agreement({"--int4-blocks", "0:2"});
+  EXPECT_EQ(positions, 958);
+  EXPECT_GE(percent, 90.0);
+  EXPECT_LT(percent, 100.0) << "int4 blocks identical to float32 everywhere: were they quantized?";
 }
 
 // So does the int8+zstd activation codec at the cut (the boundary rows, not the weights, are quantized).

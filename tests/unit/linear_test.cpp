@@ -65,7 +65,7 @@ TEST_P(LinearTest, Int8StaysWithinErrorBound) {
   EXPECT_LT(nmse, 1e-3);
   EXPECT_GT(nmse, 0.0) << "int8 that is exact is not int8";
   EXPECT_EQ(linear->format(), WeightFormat::kInt8);
-  EXPECT_EQ(linear->WeightBytes(), out * in + out * 4);
+  EXPECT_EQ(linear->WeightBytes(), out * kernels::PaddedLength(in) + out * 4);  // rows padded to 64
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, LinearTest,

@@ -151,7 +151,8 @@ TEST_F(TransformerTest, Int8BlocksStayCloseToFloat32) {
   const double nmse = ((got - want).pow(2).sum() / want.pow(2).sum()).item<double>();
   EXPECT_LT(nmse, 1e-2);
   EXPECT_GT(nmse, 0.0);
-  EXPECT_LT((*int8)->BlockWeightBytes({0, 2}) * 3, model_->BlockWeightBytes({0, 2}));
+  // A quarter of float32's bytes, but this model's rows of 32 are padded to the kernels' 64.
+  EXPECT_LT((*int8)->BlockWeightBytes({0, 2}) * 3 / 2, model_->BlockWeightBytes({0, 2}));
 }
 
 TEST_F(TransformerTest, RefusesBadInputsWithoutChangingTheCache) {

@@ -1,10 +1,11 @@
-// y = x · Wᵀ for a row-major weight W [out, in], in float32 or int8.
+// y = x · Wᵀ for a row-major weight W [out, in], in float32, int8 or int4.
 //
 // Why not at::linear: LibTorch's float32 path goes to the system BLAS, and Debian's OpenBLAS 0.3.21 does
 // not recognise this server generation and falls back to its SSE3 ("Prescott") kernels; LibTorch's dynamic
-// int8 linear rebuilds its kernel on every call and is 10–50× too slow at batch 1. oneDNN (already a
-// LibTorch dependency) selects its kernels from CPUID features, runs on the same OpenMP pool, and has both
-// an SGEMM and a u8·s8→s32 GEMM (VNNI where the CPU has it) that need no per-call setup.
+// int8 linear rebuilds its kernel on every call and is 10–50× too slow at batch 1. Every product runs on
+// the kernel table of this CPU (kernels/: AVX-512, AVX2, NEON or portable), split over the shared OpenMP
+// pool by output rows, except float32 prefill (several rows of one session), which is oneDNN's SGEMM.
+// oneDNN's int8 GEMM is never used: on AVX2 it saturates 16-bit pair sums.
 #pragma once
 
 #include <cstdint>
@@ -13,10 +14,11 @@
 #include <vector>
 
 #include "tandem/common/status.hpp"
+#include "tandem/kernels/kernels.hpp"
 
 namespace tandem {
 
-enum class WeightFormat { kFloat32, kInt8 };
+enum class WeightFormat { kFloat32, kInt8, kInt4 };
 
 // Row-major float32 C[m, n] = alpha · A[m, k] · op(B), where op(B) = Bᵀ (B stored [n, k]) when
 // `transpose_b`, else B ([k, n]). Leading dimensions are given so that views (one head of a wider row,
@@ -33,13 +35,16 @@ class Linear {
   // Quantizes `weight` to int8 with one absmax scale per output row; `weight` is not used afterwards.
   // Activations are quantized per row (absmax) at each call. Fails on a non-finite weight.
   static Result<Linear> Int8(const float* weight, int64_t out_features, int64_t in_features);
+  // Quantizes `weight` to int4 with one scale per group of 32 weights of a row (kernels::QuantizeInt4Rows);
+  // activations as for int8. Fails on a non-finite weight.
+  static Result<Linear> Int4(const float* weight, int64_t out_features, int64_t in_features);
 
   // x [rows, in] → y [rows, out], both row-major and contiguous.
   void Forward(const float* x, int64_t rows, float* y) const;
 
   // Several layers of one format reading the same x [rows, in] (q/k/v, or the two SwiGLU inputs):
-  // outputs[i] gets x · layers[i]ᵀ. At decode they share one activation quantization and one parallel
-  // pass over all their rows, instead of one each.
+  // outputs[i] gets x · layers[i]ᵀ. They share one activation quantization and one parallel pass over all
+  // their rows, instead of one each.
   static void ForwardSharedInput(std::span<const Linear* const> layers, const float* x, int64_t rows,
                                  std::span<float* const> outputs);
 
@@ -55,19 +60,25 @@ class Linear {
   int64_t WeightBytes() const;
 
  private:
+  struct Quantized;  // int8 or int4 weights and their scales
   Linear(WeightFormat format, int64_t out, int64_t in) : format_(format), out_(out), in_(in) {}
-  // Runs this layer's output rows [begin, end) of a decode step; `x_biased` is the int8 input + 128.
-  void DecodeRows(const float* x, const uint8_t* x_biased, float x_scale, int64_t begin, int64_t end,
-                  float* y) const;
+  // Output rows [begin, end) for `batch` inputs: x as float32, xq the same rows quantized (int formats).
+  void RunRows(const float* x, const kernels::QuantizedRows& xq, int64_t batch, int64_t begin, int64_t end, float* y,
+               int64_t y_stride) const;
+  // The kernel path for every layer of `layers` (one format), `rows` inputs in groups of kernels::kMaxBatch.
+  static void RunKernels(std::span<const Linear* const> layers, const float* x, int64_t rows,
+                         std::span<float* const> outputs);
 
   WeightFormat format_;
   int64_t out_ = 0;
   int64_t in_ = 0;
   const float* weight_f32_ = nullptr;
-  // int8: weights [out, in] and their per-row scales; shared so copies stay cheap.
-  std::shared_ptr<const std::vector<int8_t>> weight_i8_;
-  std::shared_ptr<const std::vector<float>> scales_;
-  std::shared_ptr<const std::vector<int32_t>> row_sums_;  // Σ of each int8 row, for the VNNI bias
+  std::shared_ptr<const Quantized> quantized_;  // shared so copies stay cheap
 };
+
+// The kernel table in use (kernels::Active(): TANDEM_KERNELS or the CPU's best); its name ("avx512",
+// "avx2", "neon", "ref") is what logs, metrics and reports show. oneDNN's SGEMM is held to the same
+// instruction set, so that TANDEM_KERNELS=avx2 on an AVX-512 machine runs what an AVX2 machine runs.
+const kernels::Table& ActiveKernels();
 
 }  // namespace tandem

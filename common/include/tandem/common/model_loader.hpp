@@ -1,5 +1,5 @@
-// The flags every program that runs a model shares (--model, --int8-blocks, --int8-head, --threads), and
-// loading the model they describe.
+// The flags every program that runs a model shares (--model, --int8-blocks, --int8-head, --int4-blocks,
+// --int4-head, --threads), and loading the model they describe.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +25,8 @@ struct ModelFlags {
   std::string model;
   std::string int8_blocks;  // "A:B" or "" (none)
   bool int8_head = false;
+  std::string int4_blocks;  // "A:B" or "" (none)
+  bool int4_head = false;
   int threads = 0;             // 0: OMP_NUM_THREADS, else one per core
   float emulate_slowdown = 1;  // TransformerOptions::emulated_slowdown
 

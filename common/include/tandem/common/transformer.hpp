@@ -8,7 +8,7 @@
 // Numerics follow llama2.c: RMSNorm, rotary embedding (on interleaved pairs for llama2.c checkpoints, on
 // the two halves of each head for Hugging Face ones; Llama 3's frequency scaling when configured),
 // grouped-query attention with optional q/k/v/o biases, SwiGLU. Blocks in the int8 range hold int8
-// weights (per-output-row scales).
+// weights (per-output-row scales), those in the int4 range int4 weights (a scale per group of 32).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -29,6 +29,8 @@ namespace tandem {
 struct TransformerOptions {
   BlockRange int8_blocks;        // blocks whose weights are quantized to int8
   bool int8_classifier = false;  // the LM head too: with a large vocabulary, the biggest matrix
+  BlockRange int4_blocks;        // blocks quantized to int4 (groups of 32); must not overlap int8_blocks
+  bool int4_classifier = false;
   // Evaluations only: every block run and classifier call takes this many times its real duration (the
   // rest asleep), emulating a slower device on this machine. 1: off.
   float emulated_slowdown = 1;

@@ -2,7 +2,9 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include <prometheus/registry.h>
@@ -21,5 +23,9 @@ inline constexpr char kPrometheusContentType[] = "text/plain; version=0.0.4";
 // function means always ready. The registry is shared with whoever registers metrics in it; a null registry
 // leaves /metrics out.
 std::vector<Route> HealthRoutes(std::function<bool()> ready, std::shared_ptr<prometheus::Registry> registry);
+
+// tandem_build_info{<labels>} 1: what this process is (version, the kernel table its engine runs, ...), for
+// dashboards to join on. `labels` come from the caller, which knows them (the engine is a layer below).
+void RegisterBuildInfo(prometheus::Registry& registry, const std::map<std::string, std::string>& labels);
 
 }  // namespace tandem::services

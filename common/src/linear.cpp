@@ -47,9 +47,9 @@ const kernels::Table& ActiveKernels() {
   static const kernels::Table& table = []() -> const kernels::Table& {
     const kernels::Table& active = kernels::Active();
     const std::string_view name = active.name;
-    const dnnl_cpu_isa_t isa = name == "avx2" ? dnnl_cpu_isa_avx2
-                               : name == "ref"  ? dnnl_cpu_isa_sse41
-                                                : dnnl_cpu_isa_all;
+    const dnnl_cpu_isa_t isa = name == "avx2"  ? dnnl_cpu_isa_avx2
+                               : name == "ref" ? dnnl_cpu_isa_sse41
+                                               : dnnl_cpu_isa_all;
     // Fails only when oneDNN already ran (its choice is then the CPU's best): nothing to do about it.
     (void)dnnl_set_max_cpu_isa(isa);
     return active;
@@ -78,7 +78,8 @@ struct ActivationScratch {
 void MatMul(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
             int64_t ldb, bool transpose_b, float* c, int64_t ldc) {
   ActiveKernels();  // oneDNN's instruction set is decided before its first call
-  CheckDnnl(dnnl_sgemm('N', transpose_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, 0.0f, c, ldc), "dnnl_sgemm");
+  CheckDnnl(dnnl_sgemm('N', transpose_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, 0.0f, c, ldc),
+            "dnnl_sgemm");
 }
 
 Result<Linear> Linear::Float32(const float* weight, int64_t out_features, int64_t in_features) {
@@ -125,20 +126,21 @@ int64_t Linear::WeightBytes() const {
   return 0;
 }
 
-void Linear::RunRows(const float* x, const kernels::QuantizedRows& xq, int64_t batch, int64_t begin, int64_t end,
-                     float* y, int64_t y_stride) const {
+void Linear::RunRows(const float* x, const kernels::QuantizedRows& xq, int64_t batch, int64_t begin,
+                     int64_t end, float* y, int64_t y_stride) const {
   const kernels::Table& table = ActiveKernels();
   switch (format_) {
     case WeightFormat::kFloat32:
       table.matvec_f32(weight_f32_, in_, x, batch, begin, end, y, y_stride);
       break;
     case WeightFormat::kInt8:
-      table.matvec_i8({quantized_->int8_values.data(), quantized_->scales.data(), quantized_->row_sums.data(), in_},
-                      xq, batch, begin, end, y, y_stride);
+      table.matvec_i8(
+          {quantized_->int8_values.data(), quantized_->scales.data(), quantized_->row_sums.data(), in_}, xq,
+          batch, begin, end, y, y_stride);
       break;
     case WeightFormat::kInt4:
-      table.matvec_i4({quantized_->int4_packed.data(), quantized_->scales.data(), in_}, xq, batch, begin, end, y,
-                      y_stride);
+      table.matvec_i4({quantized_->int4_packed.data(), quantized_->scales.data(), in_}, xq, batch, begin, end,
+                      y, y_stride);
       break;
   }
 }
@@ -188,8 +190,8 @@ void Linear::ForwardSharedInput(std::span<const Linear* const> layers, const flo
     // Float32 prefill: compute-bound, where a tuned SGEMM's blocking beats streaming tiles.
     for (size_t i = 0; i < layers.size(); ++i) {
       const Linear& layer = *layers[i];
-      MatMul(rows, layer.out_, layer.in_, 1.0f, x, layer.in_, layer.weight_f32_, layer.in_, /*transpose_b=*/true,
-             outputs[i], layer.out_);
+      MatMul(rows, layer.out_, layer.in_, 1.0f, x, layer.in_, layer.weight_f32_, layer.in_,
+             /*transpose_b=*/true, outputs[i], layer.out_);
     }
     return;
   }

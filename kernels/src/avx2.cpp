@@ -24,71 +24,16 @@ inline int32_t HorizontalSum(__m256i v) {
 
 // Lanes [0, left) set, for _mm256_maskload_ps.
 inline __m256i TailMask(int64_t left) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(left)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(left)),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-// Float32: kW weight rows × kB inputs of 8-wide FMAs (16 registers: 8 accumulators, 4 weight rows, inputs).
-template <int64_t kW, int64_t kB>
-void Float32Tile(const float* w, const float* x, int64_t n, float* y, int64_t y_stride) {
-  const int64_t body = n - n % 8;
-  __m256 acc[kW][kB];
-  for (int64_t r = 0; r < kW; ++r)
-    for (int64_t b = 0; b < kB; ++b) acc[r][b] = _mm256_setzero_ps();
-  const auto step = [&](int64_t i, auto load) {
-    __m256 wv[kW];
-    for (int64_t r = 0; r < kW; ++r) wv[r] = load(w + r * n + i);
-    for (int64_t b = 0; b < kB; ++b) {
-      const __m256 xv = load(x + b * n + i);
-      for (int64_t r = 0; r < kW; ++r) acc[r][b] = _mm256_fmadd_ps(wv[r], xv, acc[r][b]);
-    }
-  };
-  for (int64_t i = 0; i < body; i += 8) step(i, [](const float* p) { return _mm256_loadu_ps(p); });
-  if (body < n) {
-    const __m256i tail = TailMask(n - body);
-    step(body, [tail](const float* p) { return _mm256_maskload_ps(p, tail); });
-  }
-  for (int64_t r = 0; r < kW; ++r)
-    for (int64_t b = 0; b < kB; ++b) y[b * y_stride + r] = HorizontalSum(acc[r][b]);
-}
-
-// Int8 without VNNI: vpmaddubsw multiplies unsigned by signed bytes and adds pairs into 16 bits with
-// saturation. With |w| as the unsigned side and x · sign(w) as the signed one, a pair sums to at most
-// 2 · 127 · 127 = 32258 < 32767 (quantization never produces -128), so nothing saturates and the integer
-// dot product is exact; vpmaddwd then widens the pairs to 32 bits.
-template <int64_t kW, int64_t kB>
-void Int8Tile(const Int8Weights& w, const QuantizedRows& x, int64_t row, int64_t input, float* y,
-              int64_t y_stride) {
-  const int64_t stride = PaddedLength(w.n);
-  const int8_t* wp = w.values + row * stride;
-  const int8_t* xp = x.values + input * stride;
-  const __m256i ones = _mm256_set1_epi16(1);
-  __m256i acc[kW][kB];
-  for (int64_t r = 0; r < kW; ++r)
-    for (int64_t b = 0; b < kB; ++b) acc[r][b] = _mm256_setzero_si256();
-  for (int64_t i = 0; i < stride; i += 32) {
-    __m256i xv[kB];
-    for (int64_t b = 0; b < kB; ++b) xv[b] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp + b * stride + i));
-    for (int64_t r = 0; r < kW; ++r) {
-      const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + r * stride + i));
-      const __m256i magnitude = _mm256_sign_epi8(wv, wv);
-      for (int64_t b = 0; b < kB; ++b) {
-        const __m256i pairs = _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(xv[b], wv));
-        acc[r][b] = _mm256_add_epi32(acc[r][b], _mm256_madd_epi16(pairs, ones));
-      }
-    }
-  }
-  for (int64_t r = 0; r < kW; ++r) {
-    for (int64_t b = 0; b < kB; ++b) {
-      const int32_t dot = HorizontalSum(acc[r][b]);
-      y[b * y_stride + r] = static_cast<float>(dot) * x.scales[input + b] * w.scales[row + r];
-    }
-  }
-}
-
+// The tiles (tiles.hpp): kRows weight rows × kInputs inputs, 8 accumulators of 16 registers.
 float GroupDot(const float* scales, const float* sums, int64_t groups) {
   __m256 acc = _mm256_setzero_ps();
   int64_t g = 0;
-  for (; g + 8 <= groups; g += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(scales + g), _mm256_loadu_ps(sums + g), acc);
+  for (; g + 8 <= groups; g += 8)
+    acc = _mm256_fmadd_ps(_mm256_loadu_ps(scales + g), _mm256_loadu_ps(sums + g), acc);
   if (g < groups) {
     const __m256i tail = TailMask(groups - g);
     acc = _mm256_fmadd_ps(_mm256_maskload_ps(scales + g, tail), _mm256_maskload_ps(sums + g, tail), acc);
@@ -96,66 +41,107 @@ float GroupDot(const float* scales, const float* sums, int64_t groups) {
   return HorizontalSum(acc);
 }
 
-// Int4: a group's 16 packed bytes become 32 unsigned nibbles (q + 8 <= 15), whose products with the signed
-// inputs sum in pairs to at most 2 · 15 · 127: vpmaddubsw cannot saturate. Each group's integer sums are
-// scaled in float; 8 · Σ_g scale · Σ x is taken out at the end.
-template <int64_t kW, int64_t kB>
-void Int4Tile(const Int4Weights& w, const QuantizedRows& x, int64_t row, int64_t input, float* y,
-              int64_t y_stride) {
-  const int64_t stride = PaddedLength(w.n), row_bytes = Int4RowBytes(w.n), groups = Groups(w.n);
-  const int8_t* xp = x.values + input * stride;
-  const __m128i low_nibbles = _mm_set1_epi8(0x0F);
-  const __m256i ones = _mm256_set1_epi16(1);
-  __m256 acc[kW][kB];
-  for (int64_t r = 0; r < kW; ++r)
-    for (int64_t b = 0; b < kB; ++b) acc[r][b] = _mm256_setzero_ps();
-  for (int64_t g = 0; g < groups; ++g) {
-    __m256i xv[kB];
-    for (int64_t b = 0; b < kB; ++b) {
-      xv[b] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp + b * stride + g * kGroup));
+struct Tiles {
+  static constexpr int64_t kRows = 4, kInputs = 2;
+
+  // Float32: kW weight rows × kB inputs of 8-wide FMAs (16 registers: 8 accumulators, 4 weight rows, inputs).
+  template <int64_t kW, int64_t kB>
+  static void Float32(const float* w, const float* x, int64_t n, float* y, int64_t y_stride) {
+    const int64_t body = n - n % 8;
+    __m256 acc[kW][kB];
+    for (int64_t r = 0; r < kW; ++r)
+      for (int64_t b = 0; b < kB; ++b) acc[r][b] = _mm256_setzero_ps();
+    const auto step = [&](int64_t i, auto load) {
+      __m256 wv[kW];
+      for (int64_t r = 0; r < kW; ++r) wv[r] = load(w + r * n + i);
+      for (int64_t b = 0; b < kB; ++b) {
+        const __m256 xv = load(x + b * n + i);
+        for (int64_t r = 0; r < kW; ++r) acc[r][b] = _mm256_fmadd_ps(wv[r], xv, acc[r][b]);
+      }
+    };
+    for (int64_t i = 0; i < body; i += 8) step(i, [](const float* p) { return _mm256_loadu_ps(p); });
+    if (body < n) {
+      const __m256i tail = TailMask(n - body);
+      step(body, [tail](const float* p) { return _mm256_maskload_ps(p, tail); });
+    }
+    for (int64_t r = 0; r < kW; ++r)
+      for (int64_t b = 0; b < kB; ++b) y[b * y_stride + r] = HorizontalSum(acc[r][b]);
+  }
+
+  // Int8 without VNNI: vpmaddubsw multiplies unsigned by signed bytes and adds pairs into 16 bits with
+  // saturation. With |w| as the unsigned side and x · sign(w) as the signed one, a pair sums to at most
+  // 2 · 127 · 127 = 32258 < 32767 (quantization never produces -128), so nothing saturates and the integer
+  // dot product is exact; vpmaddwd then widens the pairs to 32 bits.
+  template <int64_t kW, int64_t kB>
+  static void Int8(const Int8Weights& w, const QuantizedRows& x, int64_t row, int64_t input, float* y,
+                   int64_t y_stride) {
+    const int64_t stride = PaddedLength(w.n);
+    const int8_t* wp = w.values + row * stride;
+    const int8_t* xp = x.values + input * stride;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i acc[kW][kB];
+    for (int64_t r = 0; r < kW; ++r)
+      for (int64_t b = 0; b < kB; ++b) acc[r][b] = _mm256_setzero_si256();
+    for (int64_t i = 0; i < stride; i += 32) {
+      __m256i xv[kB];
+      for (int64_t b = 0; b < kB; ++b)
+        xv[b] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp + b * stride + i));
+      for (int64_t r = 0; r < kW; ++r) {
+        const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + r * stride + i));
+        const __m256i magnitude = _mm256_sign_epi8(wv, wv);
+        for (int64_t b = 0; b < kB; ++b) {
+          const __m256i pairs = _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(xv[b], wv));
+          acc[r][b] = _mm256_add_epi32(acc[r][b], _mm256_madd_epi16(pairs, ones));
+        }
+      }
     }
     for (int64_t r = 0; r < kW; ++r) {
-      const __m128i packed =
-          _mm_loadu_si128(reinterpret_cast<const __m128i*>(w.packed + (row + r) * row_bytes + g * kGroup / 2));
-      const __m256i wv = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), low_nibbles),
-                                          _mm_and_si128(packed, low_nibbles));
-      const __m256 scale = _mm256_set1_ps(w.scales[(row + r) * groups + g]);
       for (int64_t b = 0; b < kB; ++b) {
-        const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(wv, xv[b]), ones);
-        acc[r][b] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc[r][b]);
+        const int32_t dot = HorizontalSum(acc[r][b]);
+        y[b * y_stride + r] = static_cast<float>(dot) * x.scales[input + b] * w.scales[row + r];
       }
     }
   }
-  for (int64_t r = 0; r < kW; ++r) {
-    for (int64_t b = 0; b < kB; ++b) {
-      const float offset = 8.0f * GroupDot(w.scales + (row + r) * groups, x.group_sums + (input + b) * groups, groups);
-      y[b * y_stride + r] = (HorizontalSum(acc[r][b]) - offset) * x.scales[input + b];
+
+  // Int4: a group's 16 packed bytes become 32 unsigned nibbles (q + 8 <= 15), whose products with the signed
+  // inputs sum in pairs to at most 2 · 15 · 127: vpmaddubsw cannot saturate. Each group's integer sums are
+  // scaled in float; 8 · Σ_g scale · Σ x is taken out at the end.
+  template <int64_t kW, int64_t kB>
+  static void Int4(const Int4Weights& w, const QuantizedRows& x, int64_t row, int64_t input, float* y,
+                   int64_t y_stride) {
+    const int64_t stride = PaddedLength(w.n), row_bytes = Int4RowBytes(w.n), groups = Groups(w.n);
+    const int8_t* xp = x.values + input * stride;
+    const __m128i low_nibbles = _mm_set1_epi8(0x0F);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[kW][kB];
+    for (int64_t r = 0; r < kW; ++r)
+      for (int64_t b = 0; b < kB; ++b) acc[r][b] = _mm256_setzero_ps();
+    for (int64_t g = 0; g < groups; ++g) {
+      __m256i xv[kB];
+      for (int64_t b = 0; b < kB; ++b) {
+        xv[b] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp + b * stride + g * kGroup));
+      }
+      for (int64_t r = 0; r < kW; ++r) {
+        const __m128i packed = _mm_loadu_si128(
+            reinterpret_cast<const __m128i*>(w.packed + (row + r) * row_bytes + g * kGroup / 2));
+        const __m256i wv = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), low_nibbles),
+                                            _mm_and_si128(packed, low_nibbles));
+        const __m256 scale = _mm256_set1_ps(w.scales[(row + r) * groups + g]);
+        for (int64_t b = 0; b < kB; ++b) {
+          const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(wv, xv[b]), ones);
+          acc[r][b] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc[r][b]);
+        }
+      }
+    }
+    for (int64_t r = 0; r < kW; ++r) {
+      for (int64_t b = 0; b < kB; ++b) {
+        const float offset =
+            8.0f * GroupDot(w.scales + (row + r) * groups, x.group_sums + (input + b) * groups, groups);
+        y[b * y_stride + r] = (HorizontalSum(acc[r][b]) - offset) * x.scales[input + b];
+      }
     }
   }
-}
-
-constexpr int64_t kTileRows = 4, kTileInputs = 2;  // 8 accumulators of 16 registers
-
-void MatVecFloat32(const float* w, int64_t n, const float* x, int64_t batch, int64_t row_begin, int64_t row_end,
-                   float* y, int64_t y_stride) {
-  ForEachTile<kTileRows, kTileInputs>(batch, row_begin, row_end, [&]<int64_t kW, int64_t kB>(int64_t row, int64_t input) {
-    Float32Tile<kW, kB>(w + row * n, x + input * n, n, y + input * y_stride + row, y_stride);
-  });
-}
-
-void MatVecInt8(const Int8Weights& w, const QuantizedRows& x, int64_t batch, int64_t row_begin, int64_t row_end,
-                float* y, int64_t y_stride) {
-  ForEachTile<kTileRows, kTileInputs>(batch, row_begin, row_end, [&]<int64_t kW, int64_t kB>(int64_t row, int64_t input) {
-    Int8Tile<kW, kB>(w, x, row, input, y + input * y_stride + row, y_stride);
-  });
-}
-
-void MatVecInt4(const Int4Weights& w, const QuantizedRows& x, int64_t batch, int64_t row_begin, int64_t row_end,
-                float* y, int64_t y_stride) {
-  ForEachTile<kTileRows, kTileInputs>(batch, row_begin, row_end, [&]<int64_t kW, int64_t kB>(int64_t row, int64_t input) {
-    Int4Tile<kW, kB>(w, x, row, input, y + input * y_stride + row, y_stride);
-  });
-}
+};
 
 float Dot(const float* a, const float* b, int64_t n) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
@@ -174,11 +160,12 @@ float Dot(const float* a, const float* b, int64_t n) {
 void Axpy(float a, const float* x, float* y, int64_t n) {
   const __m256 av = _mm256_set1_ps(a);
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
   if (i < n) {
     const __m256i tail = TailMask(n - i);
-    _mm256_maskstore_ps(y + i, tail,
-                        _mm256_fmadd_ps(av, _mm256_maskload_ps(x + i, tail), _mm256_maskload_ps(y + i, tail)));
+    _mm256_maskstore_ps(
+        y + i, tail, _mm256_fmadd_ps(av, _mm256_maskload_ps(x + i, tail), _mm256_maskload_ps(y + i, tail)));
   }
 }
 
@@ -186,9 +173,9 @@ void Axpy(float a, const float* x, float* y, int64_t n) {
 
 constinit const Table kAvx2Table = {
     .name = "avx2",
-    .matvec_f32 = MatVecFloat32,
-    .matvec_i8 = MatVecInt8,
-    .matvec_i4 = MatVecInt4,
+    .matvec_f32 = MatVecFloat32<Tiles>,
+    .matvec_i8 = MatVecInt8<Tiles>,
+    .matvec_i4 = MatVecInt4<Tiles>,
     .dot = Dot,
     .axpy = Axpy,
     .rms_norm = ref::RmsNorm,

@@ -8,132 +8,119 @@
 namespace tandem::kernels {
 namespace {
 
-inline __mmask16 TailMask(int64_t left) { return static_cast<__mmask16>((1u << left) - 1u); }
-
-// Float32: kW weight rows × kB inputs of 16-wide FMAs; the rows are the checkpoint's, unpadded, so the
-// last partial vector is loaded under a mask.
-template <int64_t kW, int64_t kB>
-void Float32Tile(const float* w, const float* x, int64_t n, float* y, int64_t y_stride) {
-  const int64_t body = n - n % 16;
-  const __mmask16 tail = TailMask(n - body);
-  __m512 acc[kW][kB];
-  for (int64_t r = 0; r < kW; ++r)
-    for (int64_t b = 0; b < kB; ++b) acc[r][b] = _mm512_setzero_ps();
-  const auto step = [&](int64_t i, auto load) {
-    __m512 wv[kW], xv[kB];
-    for (int64_t r = 0; r < kW; ++r) wv[r] = load(w + r * n + i);
-    for (int64_t b = 0; b < kB; ++b) xv[b] = load(x + b * n + i);
-    for (int64_t r = 0; r < kW; ++r)
-      for (int64_t b = 0; b < kB; ++b) acc[r][b] = _mm512_fmadd_ps(wv[r], xv[b], acc[r][b]);
-  };
-  for (int64_t i = 0; i < body; i += 16) step(i, [](const float* p) { return _mm512_loadu_ps(p); });
-  if (tail) step(body, [tail](const float* p) { return _mm512_maskz_loadu_ps(tail, p); });
-  for (int64_t r = 0; r < kW; ++r)
-    for (int64_t b = 0; b < kB; ++b) y[b * y_stride + r] = _mm512_reduce_add_ps(acc[r][b]);
+inline __mmask16 TailMask(int64_t left) {
+  return static_cast<__mmask16>((1u << left) - 1u);
 }
 
-// Int8: VNNI multiplies unsigned by signed bytes, so the inputs go in biased by 128 (x ^ 0x80 as a byte is
-// x + 128) and 128 · Σ w comes back out: the integer dot product is exact.
-template <int64_t kW, int64_t kB>
-void Int8Tile(const Int8Weights& w, const QuantizedRows& x, int64_t row, int64_t input, float* y,
-              int64_t y_stride) {
-  const int64_t stride = PaddedLength(w.n);
-  const int8_t* wp = w.values + row * stride;
-  const int8_t* xp = x.values + input * stride;
-  const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
-  __m512i acc[kW][kB];
-  for (int64_t r = 0; r < kW; ++r)
-    for (int64_t b = 0; b < kB; ++b) acc[r][b] = _mm512_setzero_si512();
-  for (int64_t i = 0; i < stride; i += 64) {
-    __m512i wv[kW], xv[kB];
-    for (int64_t r = 0; r < kW; ++r) wv[r] = _mm512_loadu_si512(wp + r * stride + i);
-    for (int64_t b = 0; b < kB; ++b) xv[b] = _mm512_xor_si512(_mm512_loadu_si512(xp + b * stride + i), bias);
-    for (int64_t r = 0; r < kW; ++r)
-      for (int64_t b = 0; b < kB; ++b) acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], xv[b], wv[r]);
-  }
-  for (int64_t r = 0; r < kW; ++r) {
-    for (int64_t b = 0; b < kB; ++b) {
-      const int32_t dot = _mm512_reduce_add_epi32(acc[r][b]) - 128 * w.row_sums[row + r];
-      y[b * y_stride + r] = static_cast<float>(dot) * x.scales[input + b] * w.scales[row + r];
-    }
-  }
-}
-
+// The tiles (tiles.hpp): kRows weight rows × kInputs inputs, 16 accumulators of 32 registers.
 // Σ_g scales[g] · sums[g] over `groups` floats (the int4 kernels' 8 · Σ x term).
 float GroupDot(const float* scales, const float* sums, int64_t groups) {
   __m512 acc = _mm512_setzero_ps();
   for (int64_t g = 0; g < groups; g += 16) {
     const __mmask16 mask = groups - g >= 16 ? __mmask16(0xFFFF) : TailMask(groups - g);
-    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, scales + g), _mm512_maskz_loadu_ps(mask, sums + g), acc);
+    acc =
+        _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, scales + g), _mm512_maskz_loadu_ps(mask, sums + g), acc);
   }
   return _mm512_reduce_add_ps(acc);
 }
 
-// Int4: 32 packed bytes are two groups; their nibbles (q + 8, unsigned) multiply the signed inputs in one
-// VNNI instruction, lanes 0–7 summing group g and 8–15 group g + 1, and each lane's integer sum is scaled
-// by its group's scale in float. 8 · Σ_g scale · Σ x is taken out at the end.
-template <int64_t kW, int64_t kB>
-void Int4Tile(const Int4Weights& w, const QuantizedRows& x, int64_t row, int64_t input, float* y,
-              int64_t y_stride) {
-  const int64_t stride = PaddedLength(w.n), row_bytes = Int4RowBytes(w.n), groups = Groups(w.n);
-  const int8_t* xp = x.values + input * stride;
-  const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
-  __m512 acc[kW][kB];
-  for (int64_t r = 0; r < kW; ++r)
-    for (int64_t b = 0; b < kB; ++b) acc[r][b] = _mm512_setzero_ps();
-  for (int64_t i = 0, g = 0; i < stride; i += 64, g += 2) {
-    __m512i wv[kW];
-    __m512 sv[kW];
-    for (int64_t r = 0; r < kW; ++r) {
-      const __m256i packed =
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.packed + (row + r) * row_bytes + i / 2));
-      const __m256i low = _mm256_and_si256(packed, low_nibbles);
-      const __m256i high = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_nibbles);
-      // [g low, g+1 low, g high, g+1 high] → [g low, g high, g+1 low, g+1 high]: the inputs' order.
-      const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(low), high, 1);
-      wv[r] = _mm512_shuffle_i64x2(both, both, _MM_SHUFFLE(3, 1, 2, 0));
-      const float* scale = w.scales + (row + r) * groups + g;
-      sv[r] = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(scale[0])),
-                                                  _mm256_castps_pd(_mm256_set1_ps(scale[1])), 1));
+struct Tiles {
+  static constexpr int64_t kRows = 4, kInputs = 4;
+
+  // Float32: kW weight rows × kB inputs of 16-wide FMAs; the rows are the checkpoint's, unpadded, so the
+  // last partial vector is loaded under a mask.
+  template <int64_t kW, int64_t kB>
+  static void Float32(const float* w, const float* x, int64_t n, float* y, int64_t y_stride) {
+    const int64_t body = n - n % 16;
+    const __mmask16 tail = TailMask(n - body);
+    __m512 acc[kW][kB];
+    for (int64_t r = 0; r < kW; ++r)
+      for (int64_t b = 0; b < kB; ++b) acc[r][b] = _mm512_setzero_ps();
+    const auto step = [&](int64_t i, auto load) {
+      __m512 wv[kW], xv[kB];
+      for (int64_t r = 0; r < kW; ++r) wv[r] = load(w + r * n + i);
+      for (int64_t b = 0; b < kB; ++b) xv[b] = load(x + b * n + i);
+      for (int64_t r = 0; r < kW; ++r)
+        for (int64_t b = 0; b < kB; ++b) acc[r][b] = _mm512_fmadd_ps(wv[r], xv[b], acc[r][b]);
+    };
+    for (int64_t i = 0; i < body; i += 16) step(i, [](const float* p) { return _mm512_loadu_ps(p); });
+    if (tail) step(body, [tail](const float* p) { return _mm512_maskz_loadu_ps(tail, p); });
+    for (int64_t r = 0; r < kW; ++r)
+      for (int64_t b = 0; b < kB; ++b) y[b * y_stride + r] = _mm512_reduce_add_ps(acc[r][b]);
+  }
+
+  // Int8: VNNI multiplies unsigned by signed bytes, so the inputs go in biased by 128 (x ^ 0x80 as a byte is
+  // x + 128) and 128 · Σ w comes back out: the integer dot product is exact.
+  template <int64_t kW, int64_t kB>
+  static void Int8(const Int8Weights& w, const QuantizedRows& x, int64_t row, int64_t input, float* y,
+                   int64_t y_stride) {
+    const int64_t stride = PaddedLength(w.n);
+    const int8_t* wp = w.values + row * stride;
+    const int8_t* xp = x.values + input * stride;
+    const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
+    __m512i acc[kW][kB];
+    for (int64_t r = 0; r < kW; ++r)
+      for (int64_t b = 0; b < kB; ++b) acc[r][b] = _mm512_setzero_si512();
+    for (int64_t i = 0; i < stride; i += 64) {
+      __m512i wv[kW], xv[kB];
+      for (int64_t r = 0; r < kW; ++r) wv[r] = _mm512_loadu_si512(wp + r * stride + i);
+      for (int64_t b = 0; b < kB; ++b)
+        xv[b] = _mm512_xor_si512(_mm512_loadu_si512(xp + b * stride + i), bias);
+      for (int64_t r = 0; r < kW; ++r)
+        for (int64_t b = 0; b < kB; ++b) acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], xv[b], wv[r]);
     }
-    for (int64_t b = 0; b < kB; ++b) {
-      const __m512i xv = _mm512_loadu_si512(xp + b * stride + i);
-      for (int64_t r = 0; r < kW; ++r) {
-        const __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[r], xv);
-        acc[r][b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), sv[r], acc[r][b]);
+    for (int64_t r = 0; r < kW; ++r) {
+      for (int64_t b = 0; b < kB; ++b) {
+        const int32_t dot = _mm512_reduce_add_epi32(acc[r][b]) - 128 * w.row_sums[row + r];
+        y[b * y_stride + r] = static_cast<float>(dot) * x.scales[input + b] * w.scales[row + r];
       }
     }
   }
-  for (int64_t r = 0; r < kW; ++r) {
-    for (int64_t b = 0; b < kB; ++b) {
-      const float offset = 8.0f * GroupDot(w.scales + (row + r) * groups, x.group_sums + (input + b) * groups, groups);
-      y[b * y_stride + r] = (_mm512_reduce_add_ps(acc[r][b]) - offset) * x.scales[input + b];
+
+  // Int4: 32 packed bytes are two groups; their nibbles (q + 8, unsigned) multiply the signed inputs in one
+  // VNNI instruction, lanes 0–7 summing group g and 8–15 group g + 1, and each lane's integer sum is scaled
+  // by its group's scale in float. 8 · Σ_g scale · Σ x is taken out at the end.
+  template <int64_t kW, int64_t kB>
+  static void Int4(const Int4Weights& w, const QuantizedRows& x, int64_t row, int64_t input, float* y,
+                   int64_t y_stride) {
+    const int64_t stride = PaddedLength(w.n), row_bytes = Int4RowBytes(w.n), groups = Groups(w.n);
+    const int8_t* xp = x.values + input * stride;
+    const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
+    __m512 acc[kW][kB];
+    for (int64_t r = 0; r < kW; ++r)
+      for (int64_t b = 0; b < kB; ++b) acc[r][b] = _mm512_setzero_ps();
+    for (int64_t i = 0, g = 0; i < stride; i += 64, g += 2) {
+      __m512i wv[kW];
+      __m512 sv[kW];
+      for (int64_t r = 0; r < kW; ++r) {
+        const __m256i packed =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.packed + (row + r) * row_bytes + i / 2));
+        const __m256i low = _mm256_and_si256(packed, low_nibbles);
+        const __m256i high = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_nibbles);
+        // [g low, g+1 low, g high, g+1 high] → [g low, g high, g+1 low, g+1 high]: the inputs' order.
+        const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(low), high, 1);
+        wv[r] = _mm512_shuffle_i64x2(both, both, _MM_SHUFFLE(3, 1, 2, 0));
+        const float* scale = w.scales + (row + r) * groups + g;
+        sv[r] = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(scale[0])),
+                                                    _mm256_castps_pd(_mm256_set1_ps(scale[1])), 1));
+      }
+      for (int64_t b = 0; b < kB; ++b) {
+        const __m512i xv = _mm512_loadu_si512(xp + b * stride + i);
+        for (int64_t r = 0; r < kW; ++r) {
+          const __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[r], xv);
+          acc[r][b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), sv[r], acc[r][b]);
+        }
+      }
+    }
+    for (int64_t r = 0; r < kW; ++r) {
+      for (int64_t b = 0; b < kB; ++b) {
+        const float offset =
+            8.0f * GroupDot(w.scales + (row + r) * groups, x.group_sums + (input + b) * groups, groups);
+        y[b * y_stride + r] = (_mm512_reduce_add_ps(acc[r][b]) - offset) * x.scales[input + b];
+      }
     }
   }
-}
-
-constexpr int64_t kTileRows = 4, kTileInputs = 4;  // 16 accumulators of 32 registers
-
-void MatVecFloat32(const float* w, int64_t n, const float* x, int64_t batch, int64_t row_begin, int64_t row_end,
-                   float* y, int64_t y_stride) {
-  ForEachTile<kTileRows, kTileInputs>(batch, row_begin, row_end, [&]<int64_t kW, int64_t kB>(int64_t row, int64_t input) {
-    Float32Tile<kW, kB>(w + row * n, x + input * n, n, y + input * y_stride + row, y_stride);
-  });
-}
-
-void MatVecInt8(const Int8Weights& w, const QuantizedRows& x, int64_t batch, int64_t row_begin, int64_t row_end,
-                float* y, int64_t y_stride) {
-  ForEachTile<kTileRows, kTileInputs>(batch, row_begin, row_end, [&]<int64_t kW, int64_t kB>(int64_t row, int64_t input) {
-    Int8Tile<kW, kB>(w, x, row, input, y + input * y_stride + row, y_stride);
-  });
-}
-
-void MatVecInt4(const Int4Weights& w, const QuantizedRows& x, int64_t batch, int64_t row_begin, int64_t row_end,
-                float* y, int64_t y_stride) {
-  ForEachTile<kTileRows, kTileInputs>(batch, row_begin, row_end, [&]<int64_t kW, int64_t kB>(int64_t row, int64_t input) {
-    Int4Tile<kW, kB>(w, x, row, input, y + input * y_stride + row, y_stride);
-  });
-}
+};
 
 float Dot(const float* a, const float* b, int64_t n) {
   __m512 acc = _mm512_setzero_ps();
@@ -154,8 +141,9 @@ void Axpy(float a, const float* x, float* y, int64_t n) {
   }
   if (i < n) {
     const __mmask16 tail = TailMask(n - i);
-    _mm512_mask_storeu_ps(y + i, tail,
-                          _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(tail, x + i), _mm512_maskz_loadu_ps(tail, y + i)));
+    _mm512_mask_storeu_ps(
+        y + i, tail,
+        _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(tail, x + i), _mm512_maskz_loadu_ps(tail, y + i)));
   }
 }
 
@@ -163,9 +151,9 @@ void Axpy(float a, const float* x, float* y, int64_t n) {
 
 constinit const Table kAvx512Table = {
     .name = "avx512",
-    .matvec_f32 = MatVecFloat32,
-    .matvec_i8 = MatVecInt8,
-    .matvec_i4 = MatVecInt4,
+    .matvec_f32 = MatVecFloat32<Tiles>,
+    .matvec_i8 = MatVecInt8<Tiles>,
+    .matvec_i4 = MatVecInt4<Tiles>,
     .dot = Dot,
     .axpy = Axpy,
     .rms_norm = ref::RmsNorm,

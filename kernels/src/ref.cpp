@@ -36,8 +36,8 @@ void MatVecFloat32(const float* w, int64_t n, const float* x, int64_t batch, int
   }
 }
 
-void MatVecInt8(const Int8Weights& w, const QuantizedRows& x, int64_t batch, int64_t row_begin, int64_t row_end,
-                float* y, int64_t y_stride) {
+void MatVecInt8(const Int8Weights& w, const QuantizedRows& x, int64_t batch, int64_t row_begin,
+                int64_t row_end, float* y, int64_t y_stride) {
   const int64_t stride = PaddedLength(w.n);
   for (int64_t r = row_begin; r < row_end; ++r) {
     for (int64_t b = 0; b < batch; ++b) {
@@ -47,8 +47,8 @@ void MatVecInt8(const Int8Weights& w, const QuantizedRows& x, int64_t batch, int
   }
 }
 
-void MatVecInt4(const Int4Weights& w, const QuantizedRows& x, int64_t batch, int64_t row_begin, int64_t row_end,
-                float* y, int64_t y_stride) {
+void MatVecInt4(const Int4Weights& w, const QuantizedRows& x, int64_t batch, int64_t row_begin,
+                int64_t row_end, float* y, int64_t y_stride) {
   const int64_t groups = Groups(w.n), stride = PaddedLength(w.n), half = kGroup / 2;
   for (int64_t r = row_begin; r < row_end; ++r) {
     for (int64_t b = 0; b < batch; ++b) {
@@ -71,7 +71,9 @@ void MatVecInt4(const Int4Weights& w, const QuantizedRows& x, int64_t batch, int
 
 namespace ref {
 
-float Dot(const float* a, const float* b, int64_t n) { return Dot16(a, b, n); }
+float Dot(const float* a, const float* b, int64_t n) {
+  return Dot16(a, b, n);
+}
 
 void Axpy(float a, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
@@ -141,7 +143,8 @@ float QuantizeRow(const float* x, int64_t n, int8_t* out) {
 
 }  // namespace
 
-void QuantizeInt8Rows(const float* x, int64_t rows, int64_t n, int8_t* values, float* scales, int32_t* row_sums) {
+void QuantizeInt8Rows(const float* x, int64_t rows, int64_t n, int8_t* values, float* scales,
+                      int32_t* row_sums) {
   const int64_t stride = PaddedLength(n);
   for (int64_t r = 0; r < rows; ++r) {
     int8_t* row = values + r * stride;

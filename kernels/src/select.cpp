@@ -45,7 +45,9 @@ std::string MissingFeatures(const Table& table) {
 
 }  // namespace
 
-std::span<const Table* const> AllTables() { return kAll; }
+std::span<const Table* const> AllTables() {
+  return kAll;
+}
 
 bool Supported(const Table& table, std::string* missing) {
   std::string lacking = MissingFeatures(table);
@@ -76,7 +78,8 @@ const Table* ChooseTable(std::string_view requested, std::string* error) {
     *error = "TANDEM_KERNELS=" + std::string(requested) + ": this CPU lacks " + missing;
     return nullptr;
   }
-  *error = "TANDEM_KERNELS=" + std::string(requested) + " names no kernel table of this build (" + names + ")";
+  *error =
+      "TANDEM_KERNELS=" + std::string(requested) + " names no kernel table of this build (" + names + ")";
   return nullptr;
 }
 

@@ -15,7 +15,9 @@
 namespace tandem::kernels {
 namespace {
 
-const Table& Ref() { return *AllTables().front(); }
+const Table& Ref() {
+  return *AllTables().front();
+}
 
 std::vector<float> Gaussian(int64_t count, uint32_t seed, float scale = 1.0f) {
   std::mt19937 rng(seed);
@@ -47,7 +49,8 @@ struct Int8Matrix {
   Int8Weights view;
 
   Int8Matrix(const float* w, int64_t rows, int64_t n)
-      : values(static_cast<size_t>(rows * PaddedLength(n))), scales(static_cast<size_t>(rows)),
+      : values(static_cast<size_t>(rows * PaddedLength(n))),
+        scales(static_cast<size_t>(rows)),
         row_sums(static_cast<size_t>(rows)) {
     QuantizeInt8Rows(w, rows, n, values.data(), scales.data(), row_sums.data());
     view = {values.data(), scales.data(), row_sums.data(), n};
@@ -67,8 +70,8 @@ struct Int4Matrix {
 };
 
 // Row counts and widths: stories260K's 172 and 64, odd sizes that reach every tail, a 768 of the 110M shape.
-const std::vector<std::pair<int64_t, int64_t>> kShapes = {{1, 1}, {5, 3}, {67, 45}, {64, 172}, {172, 64},
-                                                          {130, 129}, {48, 768}};
+const std::vector<std::pair<int64_t, int64_t>> kShapes = {{1, 1},    {5, 3},     {67, 45}, {64, 172},
+                                                          {172, 64}, {130, 129}, {48, 768}};
 const std::vector<int64_t> kBatches = {1, 2, 3, 5, 8, 17, kMaxBatch};
 
 class KernelTableTest : public ::testing::TestWithParam<const Table*> {
@@ -87,7 +90,8 @@ class KernelTableTest : public ::testing::TestWithParam<const Table*> {
     const int64_t middle = rows / 3;
     product(t, batch, 0, middle, split.data());
     product(t, batch, middle, rows, split.data());
-    for (size_t i = 0; i < y.size(); ++i) EXPECT_EQ(std::bit_cast<uint32_t>(y[i]), std::bit_cast<uint32_t>(split[i]));
+    for (size_t i = 0; i < y.size(); ++i)
+      EXPECT_EQ(std::bit_cast<uint32_t>(y[i]), std::bit_cast<uint32_t>(split[i]));
     return y;
   }
 };
@@ -117,9 +121,10 @@ TEST_P(KernelTableTest, Float32MatchesRefWithin1e5OfTheTermsMagnitude) {
               << rows << "x" << n << " batch " << batch << " row " << r << " input " << b;
         }
       }
-      const auto alone = Run(table(), rows, 1, [&](const Table& t, int64_t, int64_t begin, int64_t end, float* y) {
-        t.matvec_f32(w.data(), n, x.data() + (batch - 1) * n, 1, begin, end, y, rows);
-      });
+      const auto alone =
+          Run(table(), rows, 1, [&](const Table& t, int64_t, int64_t begin, int64_t end, float* y) {
+            t.matvec_f32(w.data(), n, x.data() + (batch - 1) * n, 1, begin, end, y, rows);
+          });
       ExpectBatchIsRowsAlone(got, alone, rows, batch - 1, "float32");
     }
   }
@@ -198,12 +203,13 @@ TEST_P(KernelTableTest, Int4IntegerAccumulatorsEqualRefAndScaledWithin1e5) {
                 << rows << "x" << n << " batch " << batch << " row " << r << " input " << b;
           }
         }
-        const auto alone = Run(table(), rows, 1, [&](const Table& t, int64_t, int64_t begin, int64_t end, float* y) {
-          const QuantizedRows last = {inputs.values.data() + (batch - 1) * PaddedLength(n),
-                                      inputs.scales.data() + batch - 1,
-                                      inputs.group_sums.data() + (batch - 1) * Groups(n), n};
-          t.matvec_i4(matrix.view, last, 1, begin, end, y, rows);
-        });
+        const auto alone =
+            Run(table(), rows, 1, [&](const Table& t, int64_t, int64_t begin, int64_t end, float* y) {
+              const QuantizedRows last = {inputs.values.data() + (batch - 1) * PaddedLength(n),
+                                          inputs.scales.data() + batch - 1,
+                                          inputs.group_sums.data() + (batch - 1) * Groups(n), n};
+              t.matvec_i4(matrix.view, last, 1, begin, end, y, rows);
+            });
         ExpectBatchIsRowsAlone(got, alone, rows, batch - 1, "int4");
       }
       matrix.scales = weight_scales;
@@ -227,7 +233,8 @@ TEST_P(KernelTableTest, VectorKernelsMatchRef) {
     std::vector<float> normed(static_cast<size_t>(n)), normed_ref(normed.size());
     table().rms_norm(a.data(), gain.data(), n, 1e-5f, normed.data());
     Ref().rms_norm(a.data(), gain.data(), n, 1e-5f, normed_ref.data());
-    for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(normed[i], normed_ref[i], 1e-5 * (std::fabs(normed_ref[i]) + 1e-3));
+    for (int64_t i = 0; i < n; ++i)
+      EXPECT_NEAR(normed[i], normed_ref[i], 1e-5 * (std::fabs(normed_ref[i]) + 1e-3));
 
     auto gate = a, gate_ref = a;
     table().swiglu(gate.data(), b.data(), n);

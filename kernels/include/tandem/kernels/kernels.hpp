@@ -22,10 +22,16 @@ namespace tandem::kernels {
 // weights have one scale per group of 32 (so a padded row has an even number of groups).
 inline constexpr int64_t kPadding = 64;
 inline constexpr int64_t kGroup = 32;
-constexpr int64_t PaddedLength(int64_t n) { return (n + kPadding - 1) / kPadding * kPadding; }
-constexpr int64_t Groups(int64_t n) { return PaddedLength(n) / kGroup; }
+constexpr int64_t PaddedLength(int64_t n) {
+  return (n + kPadding - 1) / kPadding * kPadding;
+}
+constexpr int64_t Groups(int64_t n) {
+  return PaddedLength(n) / kGroup;
+}
 // Bytes of one int4 row: 16 per group.
-constexpr int64_t Int4RowBytes(int64_t n) { return PaddedLength(n) / 2; }
+constexpr int64_t Int4RowBytes(int64_t n) {
+  return PaddedLength(n) / 2;
+}
 
 // A bound on the input rows of one batched call (the inputs stay in L2 while the weights stream past).
 inline constexpr int64_t kMaxBatch = 64;
@@ -108,7 +114,8 @@ const Table* ChooseTable(std::string_view requested, std::string* error);
 // Quantization (portable, run once per weight matrix or per activation row).
 // Symmetric absmax of `rows` rows of n floats to int8: values [rows, PaddedLength(n)] zero padded,
 // one scale per row, and each row's Σ q. Inputs must be finite.
-void QuantizeInt8Rows(const float* x, int64_t rows, int64_t n, int8_t* values, float* scales, int32_t* row_sums);
+void QuantizeInt8Rows(const float* x, int64_t rows, int64_t n, int8_t* values, float* scales,
+                      int32_t* row_sums);
 // The same for activations, with the sums of each group of 32 instead (QuantizedRows).
 void QuantizeActivations(const float* x, int64_t rows, int64_t n, int8_t* values, float* scales,
                          float* group_sums);

@@ -103,33 +103,33 @@ struct Tiles {
     }
   }
 
-  // Int4: a group's 16 packed bytes become 32 unsigned nibbles (q + 8 <= 15), whose products with the signed
-  // inputs sum in pairs to at most 2 · 15 · 127: vpmaddubsw cannot saturate. Each group's integer sums are
-  // scaled in float; 8 · Σ_g scale · Σ x is taken out at the end.
+  // Int4: a block's 32 packed bytes become two groups of 32 unsigned nibbles (q + 8 <= 15), whose products
+  // with the signed inputs sum in pairs to at most 2 · 15 · 127: vpmaddubsw cannot saturate. Each group's
+  // integer sums are scaled in float; 8 · Σ_g scale · Σ x is taken out at the end.
   template <int64_t kW, int64_t kB>
   static void Int4(const Int4Weights& w, const QuantizedRows& x, int64_t row, int64_t input, float* y,
                    int64_t y_stride) {
     const int64_t stride = PaddedLength(w.n), row_bytes = Int4RowBytes(w.n), groups = Groups(w.n);
     const int8_t* xp = x.values + input * stride;
-    const __m128i low_nibbles = _mm_set1_epi8(0x0F);
+    const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[kW][kB];
     for (int64_t r = 0; r < kW; ++r)
       for (int64_t b = 0; b < kB; ++b) acc[r][b] = _mm256_setzero_ps();
-    for (int64_t g = 0; g < groups; ++g) {
-      __m256i xv[kB];
-      for (int64_t b = 0; b < kB; ++b) {
-        xv[b] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp + b * stride + g * kGroup));
-      }
+    for (int64_t g = 0; g < groups; g += 2) {  // a block: 32 bytes, groups g (low nibbles) and g + 1 (high)
       for (int64_t r = 0; r < kW; ++r) {
-        const __m128i packed = _mm_loadu_si128(
-            reinterpret_cast<const __m128i*>(w.packed + (row + r) * row_bytes + g * kGroup / 2));
-        const __m256i wv = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), low_nibbles),
-                                            _mm_and_si128(packed, low_nibbles));
-        const __m256 scale = _mm256_set1_ps(w.scales[(row + r) * groups + g]);
-        for (int64_t b = 0; b < kB; ++b) {
-          const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(wv, xv[b]), ones);
-          acc[r][b] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc[r][b]);
+        const __m256i packed = _mm256_loadu_si256(
+            reinterpret_cast<const __m256i*>(w.packed + (row + r) * row_bytes + g * kGroup / 2));
+        const __m256i wv[2] = {_mm256_and_si256(packed, low_nibbles),
+                               _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_nibbles)};
+        for (int64_t half = 0; half < 2; ++half) {
+          const __m256 scale = _mm256_set1_ps(w.scales[(row + r) * groups + g + half]);
+          for (int64_t b = 0; b < kB; ++b) {
+            const __m256i xv =
+                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp + b * stride + (g + half) * kGroup));
+            const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(wv[half], xv), ones);
+            acc[r][b] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc[r][b]);
+          }
         }
       }
     }

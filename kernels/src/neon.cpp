@@ -66,8 +66,9 @@ struct Tiles {
     }
   }
 
-  // Int4: a group's nibbles become signed bytes (q = nibble - 8) and multiply the inputs exactly as int8
-  // does; each group's integer sum is scaled in float.
+  // Int4: a group's nibbles (the low ones of its block's 32 bytes for an even group, the high ones for an
+  // odd group) become signed bytes (q = nibble - 8) and multiply the inputs exactly as int8 does; each
+  // group's integer sum is scaled in float.
   template <int64_t kW, int64_t kB>
   static void Int4(const Int4Weights& w, const QuantizedRows& x, int64_t row, int64_t input, float* y,
                    int64_t y_stride) {
@@ -79,12 +80,17 @@ struct Tiles {
     for (int64_t r = 0; r < kW; ++r)
       for (int64_t b = 0; b < kB; ++b) acc[r][b] = vdupq_n_f32(0.0f);
     for (int64_t g = 0; g < groups; ++g) {
-      int8x16_t low[kW], high[kW];
+      int8x16_t low[kW], high[kW];  // the group's values 0–15 and 16–31
       float scale[kW];
       for (int64_t r = 0; r < kW; ++r) {
-        const uint8x16_t packed = vld1q_u8(w.packed + (row + r) * row_bytes + g * kGroup / 2);
-        low[r] = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(packed, low_nibbles)), eight);
-        high[r] = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(packed, 4)), eight);
+        const uint8_t* block = w.packed + (row + r) * row_bytes + g / 2 * kGroup;
+        const auto nibbles = [&](const uint8_t* bytes) {
+          const uint8x16_t packed = vld1q_u8(bytes);
+          const uint8x16_t values = g % 2 == 0 ? vandq_u8(packed, low_nibbles) : vshrq_n_u8(packed, 4);
+          return vsubq_s8(vreinterpretq_s8_u8(values), eight);
+        };
+        low[r] = nibbles(block);
+        high[r] = nibbles(block + kGroup / 2);
         scale[r] = w.scales[(row + r) * groups + g];
       }
       for (int64_t b = 0; b < kB; ++b) {

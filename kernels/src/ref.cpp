@@ -49,17 +49,17 @@ void MatVecInt8(const Int8Weights& w, const QuantizedRows& x, int64_t batch, int
 
 void MatVecInt4(const Int4Weights& w, const QuantizedRows& x, int64_t batch, int64_t row_begin,
                 int64_t row_end, float* y, int64_t y_stride) {
-  const int64_t groups = Groups(w.n), stride = PaddedLength(w.n), half = kGroup / 2;
+  const int64_t groups = Groups(w.n), stride = PaddedLength(w.n);
   for (int64_t r = row_begin; r < row_end; ++r) {
     for (int64_t b = 0; b < batch; ++b) {
       float total = 0.0f;
       for (int64_t g = 0; g < groups; ++g) {
-        const uint8_t* packed = w.packed + r * Int4RowBytes(w.n) + g * half;
+        // Group g is the low (even g) or high (odd g) nibbles of its block's 32 bytes.
+        const uint8_t* packed = w.packed + r * Int4RowBytes(w.n) + g / 2 * kGroup;
+        const int shift = g % 2 * 4;
         const int8_t* xs = x.values + b * stride + g * kGroup;
         int32_t dot = 0;
-        for (int64_t j = 0; j < half; ++j) {
-          dot += ((packed[j] & 0x0F) - 8) * int32_t{xs[j]} + ((packed[j] >> 4) - 8) * int32_t{xs[j + half]};
-        }
+        for (int64_t j = 0; j < kGroup; ++j) dot += (((packed[j] >> shift) & 0x0F) - 8) * int32_t{xs[j]};
         total += static_cast<float>(dot) * w.scales[r * groups + g];
       }
       y[b * y_stride + r] = total * x.scales[b];
@@ -170,7 +170,7 @@ void QuantizeActivations(const float* x, int64_t rows, int64_t n, int8_t* values
 }
 
 void QuantizeInt4Rows(const float* w, int64_t rows, int64_t n, uint8_t* packed, float* scales) {
-  const int64_t groups = Groups(n), half = kGroup / 2;
+  const int64_t groups = Groups(n);
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t g = 0; g < groups; ++g) {
       const int64_t begin = g * kGroup, count = std::clamp(n - begin, int64_t{0}, kGroup);
@@ -186,8 +186,11 @@ void QuantizeInt4Rows(const float* w, int64_t rows, int64_t n, uint8_t* packed, 
         const float q = i < count ? std::nearbyint(values[i] * inverse) : 0.0f;
         nibbles[i] = static_cast<uint8_t>(std::clamp(q, -8.0f, 7.0f) + 8.0f);
       }
-      uint8_t* out = packed + r * Int4RowBytes(n) + g * half;
-      for (int64_t j = 0; j < half; ++j) out[j] = static_cast<uint8_t>(nibbles[j] | (nibbles[j + half] << 4));
+      // Even groups fill the low nibbles of their block, odd groups (written after) the high ones.
+      uint8_t* out = packed + r * Int4RowBytes(n) + g / 2 * kGroup;
+      for (int64_t j = 0; j < kGroup; ++j) {
+        out[j] = g % 2 == 0 ? nibbles[j] : static_cast<uint8_t>(out[j] | (nibbles[j] << 4));
+      }
       scales[r * groups + g] = scale;
     }
   }

@@ -288,8 +288,8 @@ TEST(QuantizationTest, Int4GroupsRoundTripWithinHalfAStepOfTheirScale) {
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t i = 0; i < PaddedLength(n); ++i) {
       const int64_t g = i / kGroup, j = i % kGroup;
-      const uint8_t byte = matrix.packed[r * Int4RowBytes(n) + g * kGroup / 2 + j % (kGroup / 2)];
-      const int q = (j < kGroup / 2 ? (byte & 0x0F) : (byte >> 4)) - 8;
+      const uint8_t byte = matrix.packed[r * Int4RowBytes(n) + g / 2 * kGroup + j];
+      const int q = (g % 2 == 0 ? (byte & 0x0F) : (byte >> 4)) - 8;
       const float scale = matrix.scales[r * Groups(n) + g];
       if (i >= n) {
         EXPECT_EQ(q, 0);

@@ -45,9 +45,10 @@ struct Int8Weights {
   int64_t n;
 };
 
-// int4 weights [rows, n]: row r at packed + r * Int4RowBytes(n), group g of a row at byte 16·g; byte j of a
-// group holds its element j in the low nibble and element j + 16 in the high one, each stored as q + 8
-// (q in [-8, 7]; padding past n is q = 0 with scale 0). y = q · scales[r * Groups(n) + g].
+// int4 weights [rows, n]: row r at packed + r * Int4RowBytes(n), in blocks of 64 values (two groups) of 32
+// bytes: byte j of a block holds its value j in the low nibble and value j + 32 in the high one, each
+// stored as q + 8 (q in [-8, 7]; padding past n is q = 0 with scale 0), so that one 32-byte load splits
+// into the block's two groups with a mask and a shift. y = q · scales[r * Groups(n) + g].
 struct Int4Weights {
   const uint8_t* packed;
   const float* scales;

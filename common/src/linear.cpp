@@ -68,7 +68,7 @@ struct ActivationScratch {
     values.resize(static_cast<size_t>(rows * kernels::PaddedLength(n)));
     scales.resize(static_cast<size_t>(rows));
     group_sums.resize(static_cast<size_t>(rows * kernels::Groups(n)));
-    kernels::QuantizeActivations(x, rows, n, values.data(), scales.data(), group_sums.data());
+    ActiveKernels().quantize_rows(x, rows, n, values.data(), scales.data(), group_sums.data());
     return {values.data(), scales.data(), group_sums.data(), n};
   }
 };

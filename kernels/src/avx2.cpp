@@ -143,6 +143,40 @@ struct Tiles {
   }
 };
 
+// QuantizeActivations in 8 lanes: the same absmax (max is exact in any order), the same x · (1 / scale)
+// rounded to nearest even (vcvtps2dq under the default rounding mode, as nearbyint).
+void QuantizeRows(const float* x, int64_t rows, int64_t n, int8_t* values, float* scales, float* group_sums) {
+  const int64_t stride = PaddedLength(n), groups = Groups(n);
+  const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  const auto load = [n](const float* row, int64_t i) {
+    if (i + 8 <= n) return _mm256_loadu_ps(row + i);
+    return i < n ? _mm256_maskload_ps(row + i, TailMask(n - i)) : _mm256_setzero_ps();
+  };
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = x + r * n;
+    __m256 absmax = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i += 8) absmax = _mm256_max_ps(absmax, _mm256_and_ps(load(row, i), magnitude));
+    __m128 max4 = _mm_max_ps(_mm256_castps256_ps128(absmax), _mm256_extractf128_ps(absmax, 1));
+    max4 = _mm_max_ps(max4, _mm_movehl_ps(max4, max4));
+    max4 = _mm_max_ss(max4, _mm_movehdup_ps(max4));
+    const float scale = _mm_cvtss_f32(max4) / 127.0f;
+    const __m256 inverse = _mm256_set1_ps(scale > 0.0f ? 1.0f / scale : 0.0f);
+    int8_t* out = values + r * stride;
+    for (int64_t i = 0; i < stride; i += kGroup) {
+      __m256i q[4];
+      for (int64_t k = 0; k < 4; ++k) q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(load(row, i + 8 * k), inverse));
+      // Packing works within 128-bit lanes: the permutation puts the four quarters back in order.
+      const __m256i bytes =
+          _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i),
+                          _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+      const __m256i sum = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+      group_sums[r * groups + i / kGroup] = static_cast<float>(HorizontalSum(sum));
+    }
+    scales[r] = scale;
+  }
+}
+
 float Dot(const float* a, const float* b, int64_t n) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
   int64_t i = 0;
@@ -176,6 +210,7 @@ constinit const Table kAvx2Table = {
     .matvec_f32 = MatVecFloat32<Tiles>,
     .matvec_i8 = MatVecInt8<Tiles>,
     .matvec_i4 = MatVecInt4<Tiles>,
+    .quantize_rows = QuantizeRows,
     .dot = Dot,
     .axpy = Axpy,
     .rms_norm = ref::RmsNorm,

@@ -58,20 +58,28 @@ struct Tiles {
     const int8_t* wp = w.values + row * stride;
     const int8_t* xp = x.values + input * stride;
     const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
-    __m512i acc[kW][kB];
-    for (int64_t r = 0; r < kW; ++r)
-      for (int64_t b = 0; b < kB; ++b) acc[r][b] = _mm512_setzero_si512();
+    // A small tile alternates two sets of accumulators: one set is a chain of dependent VNNI adds, which
+    // would bound a single row's decode. Integer sums are exact in any order, so this changes no bit.
+    constexpr int64_t kChains = kW * kB <= 4 ? 2 : 1;
+    __m512i acc[kChains][kW][kB];
+    for (int64_t c = 0; c < kChains; ++c)
+      for (int64_t r = 0; r < kW; ++r)
+        for (int64_t b = 0; b < kB; ++b) acc[c][r][b] = _mm512_setzero_si512();
     for (int64_t i = 0; i < stride; i += 64) {
+      auto& chain = acc[(i / 64) % kChains];
       __m512i wv[kW], xv[kB];
       for (int64_t r = 0; r < kW; ++r) wv[r] = _mm512_loadu_si512(wp + r * stride + i);
       for (int64_t b = 0; b < kB; ++b)
         xv[b] = _mm512_xor_si512(_mm512_loadu_si512(xp + b * stride + i), bias);
       for (int64_t r = 0; r < kW; ++r)
-        for (int64_t b = 0; b < kB; ++b) acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], xv[b], wv[r]);
+        for (int64_t b = 0; b < kB; ++b) chain[r][b] = _mm512_dpbusd_epi32(chain[r][b], xv[b], wv[r]);
     }
+    for (int64_t c = 1; c < kChains; ++c)
+      for (int64_t r = 0; r < kW; ++r)
+        for (int64_t b = 0; b < kB; ++b) acc[0][r][b] = _mm512_add_epi32(acc[0][r][b], acc[c][r][b]);
     for (int64_t r = 0; r < kW; ++r) {
       for (int64_t b = 0; b < kB; ++b) {
-        const int32_t dot = _mm512_reduce_add_epi32(acc[r][b]) - 128 * w.row_sums[row + r];
+        const int32_t dot = _mm512_reduce_add_epi32(acc[0][r][b]) - 128 * w.row_sums[row + r];
         y[b * y_stride + r] = static_cast<float>(dot) * x.scales[input + b] * w.scales[row + r];
       }
     }
@@ -120,6 +128,33 @@ struct Tiles {
   }
 };
 
+// QuantizeActivations in 16 lanes: the same absmax (max is exact in any order), the same x · (1 / scale)
+// rounded to nearest even (vcvtps2dq under the default rounding mode, as nearbyint).
+void QuantizeRows(const float* x, int64_t rows, int64_t n, int8_t* values, float* scales, float* group_sums) {
+  const int64_t stride = PaddedLength(n), groups = Groups(n);
+  const auto load = [n](const float* row, int64_t i) {
+    return i + 16 <= n ? _mm512_loadu_ps(row + i)
+                       : _mm512_maskz_loadu_ps(i < n ? TailMask(n - i) : 0, row + i);
+  };
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = x + r * n;
+    __m512 absmax = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) absmax = _mm512_max_ps(absmax, _mm512_abs_ps(load(row, i)));
+    const float scale = _mm512_reduce_max_ps(absmax) / 127.0f;
+    const __m512 inverse = _mm512_set1_ps(scale > 0.0f ? 1.0f / scale : 0.0f);
+    int8_t* out = values + r * stride;
+    for (int64_t i = 0; i < stride; i += kGroup) {
+      const __m512i low = _mm512_cvtps_epi32(_mm512_mul_ps(load(row, i), inverse));
+      const __m512i high = _mm512_cvtps_epi32(_mm512_mul_ps(load(row, i + 16), inverse));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm512_cvtepi32_epi8(low));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i + 16), _mm512_cvtepi32_epi8(high));
+      group_sums[r * groups + i / kGroup] =
+          static_cast<float>(_mm512_reduce_add_epi32(_mm512_add_epi32(low, high)));
+    }
+    scales[r] = scale;
+  }
+}
+
 float Dot(const float* a, const float* b, int64_t n) {
   __m512 acc = _mm512_setzero_ps();
   int64_t i = 0;
@@ -152,6 +187,7 @@ constinit const Table kAvx512Table = {
     .matvec_f32 = MatVecFloat32<Tiles>,
     .matvec_i8 = MatVecInt8<Tiles>,
     .matvec_i4 = MatVecInt4<Tiles>,
+    .quantize_rows = QuantizeRows,
     .dot = Dot,
     .axpy = Axpy,
     .rms_norm = ref::RmsNorm,

@@ -132,6 +132,7 @@ constinit const Table kNeonTable = {
     .matvec_f32 = MatVecFloat32<Tiles>,
     .matvec_i8 = MatVecInt8<Tiles>,
     .matvec_i4 = MatVecInt4<Tiles>,
+    .quantize_rows = QuantizeActivations,
     .dot = Dot,
     .axpy = Axpy,
     .rms_norm = ref::RmsNorm,

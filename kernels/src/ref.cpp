@@ -115,6 +115,7 @@ constinit const Table kRefTable = {
     .matvec_f32 = MatVecFloat32,
     .matvec_i8 = MatVecInt8,
     .matvec_i4 = MatVecInt4,
+    .quantize_rows = QuantizeActivations,
     .dot = ref::Dot,
     .axpy = ref::Axpy,
     .rms_norm = ref::RmsNorm,

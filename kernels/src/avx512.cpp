@@ -12,7 +12,6 @@ inline __mmask16 TailMask(int64_t left) {
   return static_cast<__mmask16>((1u << left) - 1u);
 }
 
-// The tiles (tiles.hpp): kRows weight rows × kInputs inputs, 16 accumulators of 32 registers.
 // Σ_g scales[g] · sums[g] over `groups` floats (the int4 kernels' 8 · Σ x term).
 float GroupDot(const float* scales, const float* sums, int64_t groups) {
   __m512 acc = _mm512_setzero_ps();
@@ -24,6 +23,7 @@ float GroupDot(const float* scales, const float* sums, int64_t groups) {
   return _mm512_reduce_add_ps(acc);
 }
 
+// The tiles (tiles.hpp): kRows weight rows × kInputs inputs, 16 accumulators of 32 registers.
 struct Tiles {
   static constexpr int64_t kRows = 4, kInputs = 4;
 
@@ -80,7 +80,7 @@ struct Tiles {
     for (int64_t r = 0; r < kW; ++r) {
       for (int64_t b = 0; b < kB; ++b) {
         const int32_t dot = _mm512_reduce_add_epi32(acc[0][r][b]) - 128 * w.row_sums[row + r];
-        y[b * y_stride + r] = static_cast<float>(dot) * x.scales[input + b] * w.scales[row + r];
+        y[b * y_stride + r] = Int8Output(dot, x, input + b, w, row + r);
       }
     }
   }

@@ -61,7 +61,7 @@ struct Tiles {
     for (int64_t r = 0; r < kW; ++r) {
       for (int64_t b = 0; b < kB; ++b) {
         const int32_t dot = vaddvq_s32(acc[r][b]);
-        y[b * y_stride + r] = static_cast<float>(dot) * x.scales[input + b] * w.scales[row + r];
+        y[b * y_stride + r] = Int8Output(dot, x, input + b, w, row + r);
       }
     }
   }

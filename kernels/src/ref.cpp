@@ -1,6 +1,7 @@
 // The portable table: plain loops, the oracle the other tables are tested against. Compiled for the
 // baseline of the architecture; the compiler may vectorize it, but it assumes no optional feature.
 #include "tables.hpp"
+#include "tiles.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -42,7 +43,7 @@ void MatVecInt8(const Int8Weights& w, const QuantizedRows& x, int64_t batch, int
   for (int64_t r = row_begin; r < row_end; ++r) {
     for (int64_t b = 0; b < batch; ++b) {
       const int32_t dot = DotInt8(w.values + r * stride, x.values + b * stride, stride);
-      y[b * y_stride + r] = static_cast<float>(dot) * x.scales[b] * w.scales[r];
+      y[b * y_stride + r] = Int8Output(dot, x, b, w, r);
     }
   }
 }

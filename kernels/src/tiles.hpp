@@ -8,7 +8,6 @@
 // caller on another CPU (an inline function or template shared across units would be one ODR entity).
 #pragma once
 
-#include <algorithm>
 #include <cstdint>
 
 #include "tandem/kernels/kernels.hpp"
@@ -33,30 +32,17 @@ void WithConstant(int64_t k, const F& f) {
 }
 
 // Runs tile.operator()<kW, kB>(row, input) over rows [row_begin, row_end) × inputs [0, batch).
-// With `weights` (the first byte of row 0, rows `row_bytes` apart), the next row tile is prefetched into L2
-// before each tile's inputs run: the tile's own rows are then cache hits for its first inputs too, where four
-// short interleaved runs would leave the hardware prefetchers behind.
+// (Prefetching the next row tile into L2, or blocking rows and inputs to fit L2 and L1, changed nothing
+// measurable for 16 float32 inputs on AVX2 or AVX-512: the tiles are bound by their arithmetic.)
 template <int64_t kRows, int64_t kInputs, typename Tile>
-void ForEachTile(int64_t batch, int64_t row_begin, int64_t row_end, const Tile& tile,
-                 const void* weights = nullptr, int64_t row_bytes = 0) {
+void ForEachTile(int64_t batch, int64_t row_begin, int64_t row_end, const Tile& tile) {
   const auto inputs = [&]<int64_t kW>(int64_t row) {
     int64_t b = 0;
     for (; b + kInputs <= batch; b += kInputs) tile.template operator()<kW, kInputs>(row, b);
     WithConstant<kInputs - 1>(batch - b, [&]<int64_t kB>() { tile.template operator()<kW, kB>(row, b); });
   };
-  const auto prefetch = [&](int64_t first, int64_t last) {
-    if (weights == nullptr) return;
-    const char* begin = static_cast<const char*>(weights) + first * row_bytes;
-    for (int64_t offset = 0; offset < (last - first) * row_bytes; offset += 64) {
-      __builtin_prefetch(begin + offset, 0, 2);
-    }
-  };
   int64_t r = row_begin;
-  prefetch(r, std::min(r + kRows, row_end));
-  for (; r + kRows <= row_end; r += kRows) {
-    prefetch(r + kRows, std::min(r + 2 * kRows, row_end));
-    inputs.template operator()<kRows>(r);
-  }
+  for (; r + kRows <= row_end; r += kRows) inputs.template operator()<kRows>(r);
   WithConstant<kRows - 1>(row_end - r, [&]<int64_t kW>() { inputs.template operator()<kW>(r); });
 }
 
@@ -70,36 +56,32 @@ void ForEachTile(int64_t batch, int64_t row_begin, int64_t row_end, const Tile& 
 // take the wide tiles, whose arithmetic per weight byte pays for it. Each (row, input) keeps its own
 // accumulator in the same order either way, so the choice changes no bit.
 template <typename Tiles, typename Tile>
-void ForEachTileOf(int64_t batch, int64_t row_begin, int64_t row_end, const void* weights, int64_t row_bytes,
-                   const Tile& tile) {
+void ForEachTileOf(int64_t batch, int64_t row_begin, int64_t row_end, const Tile& tile) {
   if (batch == 1) return ForEachTile<1, 1>(batch, row_begin, row_end, tile);
-  ForEachTile<Tiles::kRows, Tiles::kInputs>(batch, row_begin, row_end, tile, weights, row_bytes);
+  ForEachTile<Tiles::kRows, Tiles::kInputs>(batch, row_begin, row_end, tile);
 }
 template <typename Tiles>
 void MatVecFloat32(const float* w, int64_t n, const float* x, int64_t batch, int64_t row_begin,
                    int64_t row_end, float* y, int64_t y_stride) {
-  ForEachTileOf<Tiles>(
-      batch, row_begin, row_end, w, n * 4, [&]<int64_t kW, int64_t kB>(int64_t row, int64_t input) {
-        Tiles::template Float32<kW, kB>(w + row * n, x + input * n, n, y + input * y_stride + row, y_stride);
-      });
+  ForEachTileOf<Tiles>(batch, row_begin, row_end, [&]<int64_t kW, int64_t kB>(int64_t row, int64_t input) {
+    Tiles::template Float32<kW, kB>(w + row * n, x + input * n, n, y + input * y_stride + row, y_stride);
+  });
 }
 
 template <typename Tiles>
 void MatVecInt8(const Int8Weights& w, const QuantizedRows& x, int64_t batch, int64_t row_begin,
                 int64_t row_end, float* y, int64_t y_stride) {
-  ForEachTileOf<Tiles>(batch, row_begin, row_end, w.values, PaddedLength(w.n),
-                       [&]<int64_t kW, int64_t kB>(int64_t row, int64_t input) {
-                         Tiles::template Int8<kW, kB>(w, x, row, input, y + input * y_stride + row, y_stride);
-                       });
+  ForEachTileOf<Tiles>(batch, row_begin, row_end, [&]<int64_t kW, int64_t kB>(int64_t row, int64_t input) {
+    Tiles::template Int8<kW, kB>(w, x, row, input, y + input * y_stride + row, y_stride);
+  });
 }
 
 template <typename Tiles>
 void MatVecInt4(const Int4Weights& w, const QuantizedRows& x, int64_t batch, int64_t row_begin,
                 int64_t row_end, float* y, int64_t y_stride) {
-  ForEachTileOf<Tiles>(batch, row_begin, row_end, w.packed, Int4RowBytes(w.n),
-                       [&]<int64_t kW, int64_t kB>(int64_t row, int64_t input) {
-                         Tiles::template Int4<kW, kB>(w, x, row, input, y + input * y_stride + row, y_stride);
-                       });
+  ForEachTileOf<Tiles>(batch, row_begin, row_end, [&]<int64_t kW, int64_t kB>(int64_t row, int64_t input) {
+    Tiles::template Int4<kW, kB>(w, x, row, input, y + input * y_stride + row, y_stride);
+  });
 }
 
 }  // namespace

@@ -13,7 +13,9 @@ build_packages=(
 )
 tool_packages=(
   curl jq
-  g++-aarch64-linux-gnu qemu-user-static  # the kernels' neon table, cross-built and run under qemu in ctest
+  # The kernels' neon table, cross-built and run under qemu in ctest (GoogleTest built from googletest's
+  # sources for ARM64).
+  g++-aarch64-linux-gnu qemu-user-static googletest
   clang-14 libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer, ASan, UBSan
   wrk  # scripts/load.sh
   # deploy/: the compose file's schema (docker-compose config), the Helm renderer (Go, sprig), the

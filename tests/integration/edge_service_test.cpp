@@ -11,6 +11,7 @@
 
 #include "cloud_tail_process.hpp"
 #include "http_client.hpp"
+#include "tandem/common/linear.hpp"
 #include "test_env.hpp"
 
 namespace tandem {
@@ -170,6 +171,16 @@ TEST_F(EdgeServiceTest, MetricsParseAsPrometheusTextAndMove) {
   EXPECT_GT(Sample(after, "tandem_edge_ttft_seconds_count"),
             Sample(before, "tandem_edge_ttft_seconds_count"));
   EXPECT_EQ(Sample(after, "tandem_edge_cut"), 2);
+  // Both services say which kernel table runs: the one this process would choose (same CPU, same
+  // TANDEM_KERNELS).
+  const std::string kernels = std::string("kernels=\"") + ActiveKernels().name + "\"";
+  for (const std::string& metrics : {after, HttpCall(tail_->http_address(), "GET", "/metrics").body}) {
+    const auto line = metrics.find("tandem_build_info{");
+    ASSERT_NE(line, std::string::npos) << metrics.substr(0, 2000);
+    const std::string sample = metrics.substr(line, metrics.find('\n', line) - line);
+    EXPECT_NE(sample.find(kernels), std::string::npos) << sample;
+    EXPECT_EQ(sample.substr(sample.size() - 2), " 1") << sample;
+  }
 }
 
 // Every bad input: the exact status and OpenAI error type/code/param, never a 5xx.

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <fstream>
 
 #include "cloud_tail_process.hpp"
@@ -120,6 +121,11 @@ TEST_F(HfConvertTest, TheEdgeServesTheDirectoryThroughTheRestApi) {
   ASSERT_TRUE(tail.started()) << tail.log();
   testing::EdgeProcess edge(tail, {"--model", model_, "--tokenizer", "", "--split", "3"});
   ASSERT_TRUE(edge.started()) << edge.log();
+  // A fixed split serves once its tail has answered the handshake, as an orchestrator would wait for.
+  ASSERT_TRUE(
+      testing::WaitUntil([&] { return testing::HttpCall(edge.address(), "GET", "/readyz").status == 200; },
+                         std::chrono::seconds(30)))
+      << edge.log();
   const testing::HttpResult models = testing::HttpCall(edge.address(), "GET", "/v1/models");
   ASSERT_EQ(models.status, 200) << models.body;
   EXPECT_EQ(json::parse(models.body)["data"][0]["id"], "stories260K-hf");

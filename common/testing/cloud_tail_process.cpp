@@ -95,4 +95,8 @@ bool AwaitTailReports(const EdgeProcess& edge, size_t tails) {
       std::chrono::seconds(20));
 }
 
+bool AwaitReady(const EdgeProcess& edge, std::chrono::milliseconds timeout) {
+  return WaitUntil([&] { return HttpCall(edge.address(), "GET", "/readyz").status == 200; }, timeout);
+}
+
 }  // namespace tandem::testing

@@ -2,6 +2,7 @@
 // keys: the tail's pair, an allow-listed edge pair, and a stranger pair that is not allow-listed.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -67,5 +68,9 @@ class EdgeProcess {
 // Until the edge's planner holds the STATS of at least `tails` tails (GET /v1/plan): before, it cannot
 // weigh a split on them. False after 20 s.
 bool AwaitTailReports(const EdgeProcess& edge, size_t tails = 1);
+
+// Until the edge answers GET /readyz with 200 (a fixed split: its tail answered the handshake), as an
+// orchestrator waits before sending traffic. False after `timeout`.
+bool AwaitReady(const EdgeProcess& edge, std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
 }  // namespace tandem::testing

@@ -159,8 +159,7 @@ TEST_F(AdaptiveSplitTest, PrivateOutputEdgesPlanUShapedSplitsWithTheGoldenOutput
   ASSERT_TRUE(planned.started()) << planned.log();
   ASSERT_TRUE(fixed.started()) << fixed.log();
   ASSERT_TRUE(testing::AwaitTailReports(planned)) << planned.log();
-  ASSERT_TRUE(WaitUntil([&] { return HttpCall(fixed.address(), "GET", "/readyz").status == 200; },
-                        std::chrono::seconds(10)));
+  ASSERT_TRUE(testing::AwaitReady(fixed));
   const json golden = testing::GoldenRecords().front();
   for (EdgeProcess* edge : {&planned, &fixed}) {
     const HttpResult result =

@@ -56,9 +56,7 @@ class EdgeServiceTest : public ::testing::Test {
     if (tail_ == nullptr) GTEST_SKIP() << "shared folder not found";
     ASSERT_TRUE(tail_->started()) << tail_->log();
     ASSERT_TRUE(edge_->started()) << edge_->log();
-    ASSERT_TRUE(WaitUntil([] { return HttpCall(edge_->address(), "GET", "/readyz").status == 200; },
-                          std::chrono::seconds(10)))
-        << edge_->log();
+    ASSERT_TRUE(testing::AwaitReady(*edge_)) << edge_->log();
   }
 
   // The request that reproduces a golden record: its prompt, greedy, as many tokens as it continues.
@@ -287,9 +285,7 @@ TEST_F(EdgeLifecycleTest, ReadyzIs503UntilTheTailAnswers) {
   EXPECT_EQ(json::parse(refused.body)["error"]["code"], "upstream_unavailable");
   tail.Start();
   ASSERT_TRUE(tail.started()) << tail.log();
-  EXPECT_TRUE(WaitUntil([&] { return HttpCall(edge.address(), "GET", "/readyz").status == 200; },
-                        std::chrono::seconds(10)))
-      << edge.log();
+  EXPECT_TRUE(testing::AwaitReady(edge)) << edge.log();
   EXPECT_EQ(Complete(edge.address(), {{"prompt", "Hi"}, {"max_tokens", 2}}, {}).status, 200);
 }
 
@@ -297,8 +293,7 @@ TEST_F(EdgeLifecycleTest, AFullQueueIs503WithRetryAfter) {
   CloudTailProcess tail;
   EdgeProcess edge(tail, {"--split", "1", "--max-concurrent", "1", "--max-queue", "0"});
   ASSERT_TRUE(edge.started()) << edge.log();
-  ASSERT_TRUE(WaitUntil([&] { return HttpCall(edge.address(), "GET", "/readyz").status == 200; },
-                        std::chrono::seconds(10)));
+  ASSERT_TRUE(testing::AwaitReady(edge));
   // A paused tail holds the one slot's request in flight.
   tail.process().Signal(SIGSTOP);
   auto first = std::async(std::launch::async, [&] {
@@ -321,8 +316,7 @@ TEST_F(EdgeLifecycleTest, AFullQueueIs503WithRetryAfter) {
 TEST_F(EdgeLifecycleTest, AClientGoneMidStreamFreesTheTailSession) {
   CloudTailProcess tail;
   EdgeProcess edge(tail, {"--split", "1"});
-  ASSERT_TRUE(WaitUntil([&] { return HttpCall(edge.address(), "GET", "/readyz").status == 200; },
-                        std::chrono::seconds(10)));
+  ASSERT_TRUE(testing::AwaitReady(edge));
   const json request = {
       {"prompt", "Once upon a time"}, {"max_tokens", 480}, {"temperature", 1}, {"seed", 3}, {"stream", true}};
   int events = 0;

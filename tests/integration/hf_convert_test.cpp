@@ -122,10 +122,7 @@ TEST_F(HfConvertTest, TheEdgeServesTheDirectoryThroughTheRestApi) {
   testing::EdgeProcess edge(tail, {"--model", model_, "--tokenizer", "", "--split", "3"});
   ASSERT_TRUE(edge.started()) << edge.log();
   // A fixed split serves once its tail has answered the handshake, as an orchestrator would wait for.
-  ASSERT_TRUE(
-      testing::WaitUntil([&] { return testing::HttpCall(edge.address(), "GET", "/readyz").status == 200; },
-                         std::chrono::seconds(30)))
-      << edge.log();
+  ASSERT_TRUE(testing::AwaitReady(edge, std::chrono::seconds(30))) << edge.log();
   const testing::HttpResult models = testing::HttpCall(edge.address(), "GET", "/v1/models");
   ASSERT_EQ(models.status, 200) << models.body;
   EXPECT_EQ(json::parse(models.body)["data"][0]["id"], "stories260K-hf");

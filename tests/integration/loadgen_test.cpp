@@ -23,10 +23,7 @@ TEST(LoadgenTest, ShortLoadPassesAndReportsLatencyAndRss) {
   // A queue deep enough for all 8 clients, so no request needs to be shed.
   EdgeProcess edge(tail, {"--split", "2", "--max-concurrent", "2", "--max-queue", "16"});
   ASSERT_TRUE(edge.started()) << edge.log();
-  ASSERT_TRUE(
-      testing::WaitUntil([&] { return testing::HttpCall(edge.address(), "GET", "/readyz").status == 200; },
-                         std::chrono::seconds(10)))
-      << edge.log();
+  ASSERT_TRUE(testing::AwaitReady(edge)) << edge.log();
 
   testing::TempDir dir;
   const std::string report_path = (dir / "report.json").string();

@@ -79,6 +79,11 @@ std::vector<float> RotaryFrequencies(const ModelConfig& config) {
   return frequencies;
 }
 
+// The weight format the options give a layer (Create refuses both at once).
+WeightFormat FormatOf(bool int8, bool int4) {
+  return int8 ? WeightFormat::kInt8 : int4 ? WeightFormat::kInt4 : WeightFormat::kFloat32;
+}
+
 Result<Linear> MakeLinear(WeightFormat format, const float* weight, int64_t out, int64_t in) {
   switch (format) {
     case WeightFormat::kInt8:
@@ -142,9 +147,8 @@ Result<std::shared_ptr<const Transformer>> Transformer::Create(std::shared_ptr<c
   }
   for (int index = model->held_.first; index < model->held_.last; ++index) {
     const BlockWeights& weights = checkpoint->block(index);
-    const WeightFormat format = options.int8_blocks.contains(index)   ? WeightFormat::kInt8
-                                : options.int4_blocks.contains(index) ? WeightFormat::kInt4
-                                                                      : WeightFormat::kFloat32;
+    const WeightFormat format =
+        FormatOf(options.int8_blocks.contains(index), options.int4_blocks.contains(index));
     const std::string context = path + ": block " + std::to_string(index);
     auto make = [&](const float* w, int64_t out, int64_t in) -> Result<Linear> {
       auto linear = MakeLinear(format, w, out, in);
@@ -165,10 +169,8 @@ Result<std::shared_ptr<const Transformer>> Transformer::Create(std::shared_ptr<c
   }
   if (checkpoint->holds_head()) {
     model->rms_final_ = WrapWeights(checkpoint->rms_final(), {d});
-    const WeightFormat format = options.int8_classifier   ? WeightFormat::kInt8
-                                : options.int4_classifier ? WeightFormat::kInt4
-                                                          : WeightFormat::kFloat32;
-    auto classifier = MakeLinear(format, checkpoint->classifier(), config.vocab_size, d);
+    auto classifier = MakeLinear(FormatOf(options.int8_classifier, options.int4_classifier),
+                                 checkpoint->classifier(), config.vocab_size, d);
     if (!classifier.ok()) return classifier.status().WithContext(path + ": classifier");
     model->classifier_ = std::make_unique<Linear>(*classifier);
   }

@@ -199,9 +199,14 @@ void Linear::ForwardSharedInput(std::span<const Linear* const> layers, const flo
 }
 
 void Linear::ForwardDecodeBatch(const float* x, int64_t rows, float* y) const {
-  if (rows <= 0) return;
   const Linear* self = this;
-  RunKernels({&self, 1}, x, rows, {&y, 1});
+  ForwardDecodeBatch({&self, 1}, x, rows, {&y, 1});
+}
+
+void Linear::ForwardDecodeBatch(std::span<const Linear* const> layers, const float* x, int64_t rows,
+                                std::span<float* const> outputs) {
+  if (rows <= 0 || layers.empty()) return;
+  RunKernels(layers, x, rows, outputs);
 }
 
 }  // namespace tandem

@@ -19,8 +19,10 @@ at::Tensor WrapWeights(const float* data, at::IntArrayRef sizes) {
   return at::from_blob(const_cast<float*>(data), sizes, at::TensorOptions().dtype(at::kFloat));
 }
 
-// Outputs of layers that all read x [T, in]: one pass at decode (Linear::ForwardSharedInput).
-std::vector<at::Tensor> ApplyShared(std::initializer_list<const Linear*> layers, const at::Tensor& x) {
+// Outputs of layers that all read x [T, in], through `forward` (one of Linear's multi-layer entries).
+using ForwardLayers = void (*)(std::span<const Linear* const>, const float*, int64_t, std::span<float* const>);
+std::vector<at::Tensor> ApplyTogether(ForwardLayers forward, std::initializer_list<const Linear*> layers,
+                                      const at::Tensor& x) {
   const at::Tensor input = x.contiguous();
   std::vector<at::Tensor> outputs;
   std::vector<float*> pointers;
@@ -28,21 +30,19 @@ std::vector<at::Tensor> ApplyShared(std::initializer_list<const Linear*> layers,
     outputs.push_back(at::empty({input.size(0), layer->out_features()}, input.options()));
     pointers.push_back(outputs.back().data_ptr<float>());
   }
-  Linear::ForwardSharedInput({layers.begin(), layers.size()}, input.data_ptr<float>(), input.size(0),
-                             pointers);
+  forward({layers.begin(), layers.size()}, input.data_ptr<float>(), input.size(0), pointers);
   return outputs;
 }
 
-// The same for rows of different sessions, one each: every row bit for bit what it gives alone
+// The rows of one session: one pass at decode (Linear::ForwardSharedInput).
+std::vector<at::Tensor> ApplyShared(std::initializer_list<const Linear*> layers, const at::Tensor& x) {
+  return ApplyTogether(&Linear::ForwardSharedInput, layers, x);
+}
+
+// Rows of different sessions, one each: every row bit for bit what it gives alone
 // (Linear::ForwardDecodeBatch).
 std::vector<at::Tensor> ApplyDecodeBatch(std::initializer_list<const Linear*> layers, const at::Tensor& x) {
-  const at::Tensor input = x.contiguous();
-  std::vector<at::Tensor> outputs;
-  for (const Linear* layer : layers) {
-    outputs.push_back(at::empty({input.size(0), layer->out_features()}, input.options()));
-    layer->ForwardDecodeBatch(input.data_ptr<float>(), input.size(0), outputs.back().data_ptr<float>());
-  }
-  return outputs;
+  return ApplyTogether(static_cast<ForwardLayers>(&Linear::ForwardDecodeBatch), layers, x);
 }
 
 at::Tensor Apply(const Linear& linear, const at::Tensor& x) {
@@ -226,19 +226,18 @@ Transformer::RotaryAngles Transformer::Angles(int64_t position, int64_t rows) co
   return angles;
 }
 
-void Transformer::Rotate(at::Tensor& x, int64_t n_heads, const RotaryAngles& angles) const {
-  // x [T, n_heads * head_dim]. Pair i of a head is (2i, 2i+1) when interleaved (llama2.c), (i, i + half)
+void Transformer::Rotate(float* x, int64_t rows, int64_t n_heads, const RotaryAngles& angles) const {
+  // x [rows, n_heads * head_dim]. Pair i of a head is (2i, 2i+1) when interleaved (llama2.c), (i, i + half)
   // in halves (Hugging Face's rotate_half); both turn (a, b) into (a cos - b sin, a sin + b cos).
-  const int64_t rows = x.size(0), half = config_.head_dim() / 2, width = x.size(1);
+  const int64_t half = config_.head_dim() / 2, width = n_heads * half * 2;
   const bool interleaved = config_.rope_layout == RopeLayout::kInterleaved;
   const int64_t stride = interleaved ? 2 : 1, partner = interleaved ? 1 : half;
-  float* data = x.data_ptr<float>();
   const kernels::Table& kernels = ActiveKernels();
   for (int64_t r = 0; r < rows; ++r) {
     const float* cos = angles.cos.data_ptr<float>() + r * half;
     const float* sin = angles.sin.data_ptr<float>() + r * half;
     for (int64_t head = 0; head < n_heads; ++head) {
-      kernels.rotate(data + r * width + head * half * 2, cos, sin, half, stride, partner);
+      kernels.rotate(x + r * width + head * half * 2, cos, sin, half, stride, partner);
     }
   }
 }
@@ -250,7 +249,15 @@ void Transformer::GateInPlace(at::Tensor& gate, const at::Tensor& up) {
 
 at::Tensor Transformer::Attention(const at::Tensor& q, const KvCache& cache, size_t slot,
                                   int64_t position) const {
-  if (q.size(0) == 1) return AttendOnePosition(q, cache, slot, position);
+  if (q.size(0) == 1) {
+    at::Tensor out = at::empty({1, config_.q_dim()});
+    // Threads only pay off once a head's share of the cache is large.
+    const int64_t heads = config_.n_heads, heads_per_task = (position + 1) * config_.head_dim() >= 8192 ? 1 : heads;
+    at::parallel_for(0, heads, heads_per_task, [&](int64_t head_begin, int64_t head_end) {
+      AttendHeads(q.data_ptr<float>(), cache, slot, position, head_begin, head_end, out.data_ptr<float>());
+    });
+    return out;
+  }
   // Prefill: per query head h (reading kv head h / group, as in llama2.c), scores = Q_h K_hᵀ over the
   // cache's first `span` positions, a causal softmax per row, then P V_h written into the head's columns.
   // The products run on the cache and q in place (leading dimensions), with no permuted copies.
@@ -283,36 +290,29 @@ at::Tensor Transformer::Attention(const at::Tensor& q, const KvCache& cache, siz
   return out;
 }
 
-at::Tensor Transformer::AttendOnePosition(const at::Tensor& q, const KvCache& cache, size_t slot,
-                                          int64_t position) const {
+void Transformer::AttendHeads(const float* q, const KvCache& cache, size_t slot, int64_t position,
+                              int64_t head_begin, int64_t head_end, float* out) const {
   // Decode attends one query to the whole cache. Straight loops over the cache, as llama2.c does:
   // at::matmul would hand BLAS a strided view of the cache and have it packed on every call, which costs
   // more than the products themselves once the context grows.
-  const int64_t heads = config_.n_heads, hd = config_.head_dim(), group = heads / config_.n_kv_heads;
+  const int64_t hd = config_.head_dim(), group = config_.n_heads / config_.n_kv_heads;
   const int64_t span = position + 1, capacity = cache.capacity();
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  at::Tensor out = at::empty({1, config_.q_dim()});
-  const float* queries = q.data_ptr<float>();
   const float* keys = cache.keys_[slot].data_ptr<float>();
   const float* values = cache.values_[slot].data_ptr<float>();
-  float* mixed = out.data_ptr<float>();
   const kernels::Table& kernels = ActiveKernels();
-  // Threads only pay off once a head's share of the cache is large.
-  const int64_t heads_per_task = span * hd >= 8192 ? 1 : heads;
-  at::parallel_for(0, heads, heads_per_task, [&](int64_t head_begin, int64_t head_end) {
-    std::vector<float> weights(static_cast<size_t>(span));
-    for (int64_t head = head_begin; head < head_end; ++head) {
-      const float* query = queries + head * hd;
-      const float* head_keys = keys + (head / group) * capacity * hd;
-      const float* head_values = values + (head / group) * capacity * hd;
-      for (int64_t s = 0; s < span; ++s) weights[s] = kernels.dot(query, head_keys + s * hd, hd) * scale;
-      kernels.softmax(weights.data(), span);
-      float* head_out = mixed + head * hd;
-      std::fill(head_out, head_out + hd, 0.0f);
-      for (int64_t s = 0; s < span; ++s) kernels.axpy(weights[s], head_values + s * hd, head_out, hd);
-    }
-  });
-  return out;
+  thread_local std::vector<float> weights;
+  weights.resize(static_cast<size_t>(span));
+  for (int64_t head = head_begin; head < head_end; ++head) {
+    const float* query = q + head * hd;
+    const float* head_keys = keys + (head / group) * capacity * hd;
+    const float* head_values = values + (head / group) * capacity * hd;
+    for (int64_t s = 0; s < span; ++s) weights[s] = kernels.dot(query, head_keys + s * hd, hd) * scale;
+    kernels.softmax(weights.data(), span);
+    float* head_out = out + head * hd;
+    std::fill(head_out, head_out + hd, 0.0f);
+    for (int64_t s = 0; s < span; ++s) kernels.axpy(weights[s], head_values + s * hd, head_out, hd);
+  }
 }
 
 std::vector<at::Tensor> Transformer::ProjectQkv(const Block& block, const at::Tensor& x,
@@ -326,14 +326,21 @@ std::vector<at::Tensor> Transformer::ProjectQkv(const Block& block, const at::Te
   return qkv;
 }
 
-at::Tensor Transformer::AttendAndCache(at::Tensor& q, at::Tensor& k, const at::Tensor& v, KvCache& cache,
-                                       size_t slot, int64_t position, const RotaryAngles& angles) const {
-  const int64_t rows = q.size(0), kv_heads = config_.n_kv_heads, hd = config_.head_dim();
-  Rotate(q, config_.n_heads, angles);
-  Rotate(k, kv_heads, angles);
-  cache.keys_[slot].narrow(1, position, rows).copy_(k.view({rows, kv_heads, hd}).transpose(0, 1));
-  cache.values_[slot].narrow(1, position, rows).copy_(v.view({rows, kv_heads, hd}).transpose(0, 1));
-  return Attention(q, cache, slot, position);
+void Transformer::RotateAndStore(float* q, float* k, const float* v, int64_t rows, KvCache& cache, size_t slot,
+                                 int64_t position, const RotaryAngles& angles) const {
+  const int64_t kv_heads = config_.n_kv_heads, hd = config_.head_dim(), capacity = cache.capacity();
+  Rotate(q, rows, config_.n_heads, angles);
+  Rotate(k, rows, kv_heads, angles);
+  // The cache is [kv head, position, head_dim]: each row's heads go to their own runs.
+  float* keys = cache.keys_[slot].data_ptr<float>();
+  float* values = cache.values_[slot].data_ptr<float>();
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t head = 0; head < kv_heads; ++head) {
+      const int64_t to = (head * capacity + position + r) * hd, from = (r * kv_heads + head) * hd;
+      std::copy_n(k + from, hd, keys + to);
+      std::copy_n(v + from, hd, values + to);
+    }
+  }
 }
 
 void Transformer::FinishBlock(const Block& block, const at::Tensor& attended, at::Tensor& x,
@@ -350,7 +357,9 @@ void Transformer::FinishBlock(const Block& block, const at::Tensor& attended, at
 void Transformer::RunBlock(const Block& block, at::Tensor& x, KvCache& cache, size_t slot, int64_t position,
                            const RotaryAngles& angles) const {
   std::vector<at::Tensor> qkv = ProjectQkv(block, x, ApplyShared);
-  FinishBlock(block, AttendAndCache(qkv[0], qkv[1], qkv[2], cache, slot, position, angles), x, ApplyShared);
+  RotateAndStore(qkv[0].data_ptr<float>(), qkv[1].data_ptr<float>(), qkv[2].data_ptr<float>(), x.size(0), cache,
+                 slot, position, angles);
+  FinishBlock(block, Attention(qkv[0], cache, slot, position), x, ApplyShared);
 }
 
 void Transformer::RunBlockBatch(const Block& block, int block_index, at::Tensor& x,
@@ -361,15 +370,18 @@ void Transformer::RunBlockBatch(const Block& block, int block_index, at::Tensor&
   at::Tensor attended = at::empty({rows, config_.q_dim()});
   // Sessions attend in parallel (each its own cache and output row; a session's heads then run on its
   // thread, computed as they are alone): one after another, the small per-session steps left the other
-  // threads idle (a 64-session tail on AVX2: 6.4x -> 7.8x the single-session rate).
+  // threads idle (a 64-session tail on AVX2: 6.4x -> 7.8x the single-session rate). Raw rows, no tensor
+  // operations: at 16 sessions their dispatch was a tenth of the step.
+  const int64_t q_dim = config_.q_dim(), kv_dim = config_.kv_dim();
   at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       KvCache& cache = *caches[r];
+      const auto slot = static_cast<size_t>(block_index - cache.range().first);
       const int64_t position = cache.length();
-      at::Tensor q = qkv[0].narrow(0, r, 1).contiguous(), k = qkv[1].narrow(0, r, 1).contiguous();
-      attended.narrow(0, r, 1).copy_(AttendAndCache(q, k, qkv[2].narrow(0, r, 1), cache,
-                                                    static_cast<size_t>(block_index - cache.range().first),
-                                                    position, *angles[r]));
+      float* q = qkv[0].data_ptr<float>() + r * q_dim;
+      RotateAndStore(q, qkv[1].data_ptr<float>() + r * kv_dim, qkv[2].data_ptr<float>() + r * kv_dim, 1, cache,
+                     slot, position, *angles[r]);
+      AttendHeads(q, cache, slot, position, 0, config_.n_heads, attended.data_ptr<float>() + r * q_dim);
     }
   });
   FinishBlock(block, attended, x, ApplyDecodeBatch);

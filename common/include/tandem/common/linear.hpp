@@ -52,6 +52,9 @@ class Linear {
   // gives, with the weights read once per group of rows rather than once per row: how the decode steps of
   // many sessions go through a layer together (continuous batching).
   void ForwardDecodeBatch(const float* x, int64_t rows, float* y) const;
+  // The same for several layers reading the same rows, in one parallel pass (as ForwardSharedInput).
+  static void ForwardDecodeBatch(std::span<const Linear* const> layers, const float* x, int64_t rows,
+                                 std::span<float* const> outputs);
 
   int64_t out_features() const { return out_; }
   int64_t in_features() const { return in_; }

@@ -115,19 +115,23 @@ class Transformer {
   Transformer(std::shared_ptr<const Checkpoint> checkpoint, const TransformerOptions& options);
   at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight) const;
   RotaryAngles Angles(int64_t position, int64_t rows) const;
-  void Rotate(at::Tensor& x, int64_t n_heads, const RotaryAngles& angles) const;  // in place
+  // Rotates x [rows, n_heads * head_dim] in place, row r by angles' row r.
+  void Rotate(float* x, int64_t rows, int64_t n_heads, const RotaryAngles& angles) const;
   static void GateInPlace(at::Tensor& gate, const at::Tensor& up);
   at::Tensor Attention(const at::Tensor& q, const KvCache& cache, size_t slot, int64_t position) const;
-  at::Tensor AttendOnePosition(const at::Tensor& q, const KvCache& cache, size_t slot,
-                               int64_t position) const;
+  // Attention of the one query q [q_dim] at `position` (the cache holding 0..position) for heads
+  // [head_begin, head_end), into those heads' columns of out [q_dim].
+  void AttendHeads(const float* q, const KvCache& cache, size_t slot, int64_t position, int64_t head_begin,
+                   int64_t head_end, float* out) const;
   // How a block's linear layers that read one input run: ApplyShared (the rows of one session) or
   // ApplyDecodeBatch (one row each of several sessions), both in transformer.cpp.
   using ApplyLayers = std::vector<at::Tensor> (*)(std::initializer_list<const Linear*>, const at::Tensor&);
   // RMSNorm, then q, k and v of x with their biases.
   std::vector<at::Tensor> ProjectQkv(const Block& block, const at::Tensor& x, ApplyLayers apply) const;
-  // Rotates q and k of one session's rows, appends k and v to its cache, and attends.
-  at::Tensor AttendAndCache(at::Tensor& q, at::Tensor& k, const at::Tensor& v, KvCache& cache, size_t slot,
-                            int64_t position, const RotaryAngles& angles) const;
+  // Rotates q and k of one session's rows (contiguous [rows, ·]) in place and appends k and v to its cache
+  // at `position`.
+  void RotateAndStore(float* q, float* k, const float* v, int64_t rows, KvCache& cache, size_t slot,
+                      int64_t position, const RotaryAngles& angles) const;
   // The rest of a block after attention: output projection and residual, then the SwiGLU feed-forward.
   void FinishBlock(const Block& block, const at::Tensor& attended, at::Tensor& x, ApplyLayers apply) const;
   void RunBlock(const Block& block, at::Tensor& x, KvCache& cache, size_t slot, int64_t position,

@@ -48,7 +48,8 @@ struct Tiles {
 
   // Float32: kW weight rows × kB inputs of 8-wide FMAs (16 registers: 8 accumulators, 4 weight rows, inputs).
   template <int64_t kW, int64_t kB>
-  static void Float32(const float* w, const float* x, int64_t n, float* y, int64_t y_stride) {
+  static void Float32(const float* w, const float* x, int64_t n, float* y, int64_t y_stride,
+                      const float* next) {
     const int64_t body = n - n % 8;
     __m256 acc[kW][kB];
     for (int64_t r = 0; r < kW; ++r)
@@ -56,6 +57,7 @@ struct Tiles {
     const auto step = [&](int64_t i, auto load) {
       __m256 wv[kW];
       for (int64_t r = 0; r < kW; ++r) wv[r] = load(w + r * n + i);
+      PrefetchNextRows<kW>(next, n, i);
       for (int64_t b = 0; b < kB; ++b) {
         const __m256 xv = load(x + b * n + i);
         for (int64_t r = 0; r < kW; ++r) acc[r][b] = _mm256_fmadd_ps(wv[r], xv, acc[r][b]);

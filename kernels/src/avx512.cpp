@@ -63,7 +63,8 @@ struct Tiles {
   // Float32: kW weight rows × kB inputs of 16-wide FMAs; the rows are the checkpoint's, unpadded, so the
   // last partial vector is loaded under a mask.
   template <int64_t kW, int64_t kB>
-  static void Float32(const float* w, const float* x, int64_t n, float* y, int64_t y_stride) {
+  static void Float32(const float* w, const float* x, int64_t n, float* y, int64_t y_stride,
+                      const float* next) {
     const int64_t body = n - n % 16;
     const __mmask16 tail = TailMask(n - body);
     __m512 acc[kW][kB];
@@ -72,6 +73,7 @@ struct Tiles {
     const auto step = [&](int64_t i, auto load) {
       __m512 wv[kW], xv[kB];
       for (int64_t r = 0; r < kW; ++r) wv[r] = load(w + r * n + i);
+      PrefetchNextRows<kW>(next, n, i);
       for (int64_t b = 0; b < kB; ++b) xv[b] = load(x + b * n + i);
       for (int64_t r = 0; r < kW; ++r)
         for (int64_t b = 0; b < kB; ++b) acc[r][b] = _mm512_fmadd_ps(wv[r], xv[b], acc[r][b]);

@@ -21,7 +21,8 @@ struct Tiles {
   // Float32: kW weight rows × kB inputs of 4-wide FMAs (32 registers: 16 accumulators, 4 + 4 operands); the
   // unpadded rows' last n % 4 values run scalar, in lane 0.
   template <int64_t kW, int64_t kB>
-  static void Float32(const float* w, const float* x, int64_t n, float* y, int64_t y_stride) {
+  static void Float32(const float* w, const float* x, int64_t n, float* y, int64_t y_stride,
+                      const float* next) {
     const int64_t body = n - n % 4;
     float32x4_t acc[kW][kB];
     for (int64_t r = 0; r < kW; ++r)
@@ -29,6 +30,7 @@ struct Tiles {
     for (int64_t i = 0; i < body; i += 4) {
       float32x4_t wv[kW], xv[kB];
       for (int64_t r = 0; r < kW; ++r) wv[r] = vld1q_f32(w + r * n + i);
+      PrefetchNextRows<kW>(next, n, i);
       for (int64_t b = 0; b < kB; ++b) xv[b] = vld1q_f32(x + b * n + i);
       for (int64_t r = 0; r < kW; ++r)
         for (int64_t b = 0; b < kB; ++b) acc[r][b] = vfmaq_f32(acc[r][b], wv[r], xv[b]);

@@ -20,7 +20,8 @@ at::Tensor WrapWeights(const float* data, at::IntArrayRef sizes) {
 }
 
 // Outputs of layers that all read x [T, in], through `forward` (one of Linear's multi-layer entries).
-using ForwardLayers = void (*)(std::span<const Linear* const>, const float*, int64_t, std::span<float* const>);
+using ForwardLayers = void (*)(std::span<const Linear* const>, const float*, int64_t,
+                               std::span<float* const>);
 std::vector<at::Tensor> ApplyTogether(ForwardLayers forward, std::initializer_list<const Linear*> layers,
                                       const at::Tensor& x) {
   const at::Tensor input = x.contiguous();
@@ -252,7 +253,8 @@ at::Tensor Transformer::Attention(const at::Tensor& q, const KvCache& cache, siz
   if (q.size(0) == 1) {
     at::Tensor out = at::empty({1, config_.q_dim()});
     // Threads only pay off once a head's share of the cache is large.
-    const int64_t heads = config_.n_heads, heads_per_task = (position + 1) * config_.head_dim() >= 8192 ? 1 : heads;
+    const int64_t heads = config_.n_heads,
+                  heads_per_task = (position + 1) * config_.head_dim() >= 8192 ? 1 : heads;
     at::parallel_for(0, heads, heads_per_task, [&](int64_t head_begin, int64_t head_end) {
       AttendHeads(q.data_ptr<float>(), cache, slot, position, head_begin, head_end, out.data_ptr<float>());
     });
@@ -326,8 +328,8 @@ std::vector<at::Tensor> Transformer::ProjectQkv(const Block& block, const at::Te
   return qkv;
 }
 
-void Transformer::RotateAndStore(float* q, float* k, const float* v, int64_t rows, KvCache& cache, size_t slot,
-                                 int64_t position, const RotaryAngles& angles) const {
+void Transformer::RotateAndStore(float* q, float* k, const float* v, int64_t rows, KvCache& cache,
+                                 size_t slot, int64_t position, const RotaryAngles& angles) const {
   const int64_t kv_heads = config_.n_kv_heads, hd = config_.head_dim(), capacity = cache.capacity();
   Rotate(q, rows, config_.n_heads, angles);
   Rotate(k, rows, kv_heads, angles);
@@ -357,8 +359,8 @@ void Transformer::FinishBlock(const Block& block, const at::Tensor& attended, at
 void Transformer::RunBlock(const Block& block, at::Tensor& x, KvCache& cache, size_t slot, int64_t position,
                            const RotaryAngles& angles) const {
   std::vector<at::Tensor> qkv = ProjectQkv(block, x, ApplyShared);
-  RotateAndStore(qkv[0].data_ptr<float>(), qkv[1].data_ptr<float>(), qkv[2].data_ptr<float>(), x.size(0), cache,
-                 slot, position, angles);
+  RotateAndStore(qkv[0].data_ptr<float>(), qkv[1].data_ptr<float>(), qkv[2].data_ptr<float>(), x.size(0),
+                 cache, slot, position, angles);
   FinishBlock(block, Attention(qkv[0], cache, slot, position), x, ApplyShared);
 }
 
@@ -379,8 +381,8 @@ void Transformer::RunBlockBatch(const Block& block, int block_index, at::Tensor&
       const auto slot = static_cast<size_t>(block_index - cache.range().first);
       const int64_t position = cache.length();
       float* q = qkv[0].data_ptr<float>() + r * q_dim;
-      RotateAndStore(q, qkv[1].data_ptr<float>() + r * kv_dim, qkv[2].data_ptr<float>() + r * kv_dim, 1, cache,
-                     slot, position, *angles[r]);
+      RotateAndStore(q, qkv[1].data_ptr<float>() + r * kv_dim, qkv[2].data_ptr<float>() + r * kv_dim, 1,
+                     cache, slot, position, *angles[r]);
       AttendHeads(q, cache, slot, position, 0, config_.n_heads, attended.data_ptr<float>() + r * q_dim);
     }
   });

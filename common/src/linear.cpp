@@ -61,15 +61,19 @@ namespace {
 
 // Activation rows quantized for the int kernels, per calling thread and reused.
 struct ActivationScratch {
-  std::vector<int8_t> values;
+  std::vector<int8_t> values, int4_values;
   std::vector<float> scales, group_sums;
 
-  kernels::QuantizedRows Quantize(const float* x, int64_t rows, int64_t n) {
+  // In natural order for int8 weights, in int4 order (kernels.hpp) for int4 ones.
+  kernels::QuantizedRows Quantize(const float* x, int64_t rows, int64_t n, WeightFormat format) {
     values.resize(static_cast<size_t>(rows * kernels::PaddedLength(n)));
     scales.resize(static_cast<size_t>(rows));
     group_sums.resize(static_cast<size_t>(rows * kernels::Groups(n)));
     ActiveKernels().quantize_rows(x, rows, n, values.data(), scales.data(), group_sums.data());
-    return {values.data(), scales.data(), group_sums.data(), n};
+    if (format != WeightFormat::kInt4) return {values.data(), scales.data(), group_sums.data(), n};
+    int4_values.resize(values.size());
+    kernels::ToInt4Order(values.data(), rows, n, int4_values.data());
+    return {int4_values.data(), scales.data(), group_sums.data(), n};
   }
 };
 
@@ -152,7 +156,7 @@ void Linear::RunKernels(std::span<const Linear* const> layers, const float* x, i
   thread_local ActivationScratch scratch;
   const kernels::QuantizedRows all = first.format_ == WeightFormat::kFloat32
                                          ? kernels::QuantizedRows{nullptr, nullptr, nullptr, in}
-                                         : scratch.Quantize(x, rows, in);
+                                         : scratch.Quantize(x, rows, in, first.format_);
   int64_t total_rows = 0;
   for (const Linear* layer : layers) total_rows += layer->out_;
   // The layers' output rows are numbered one after another; each task runs its slice of every layer it

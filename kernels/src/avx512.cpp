@@ -45,20 +45,10 @@ void TileSums(const __m512 (&acc)[kW][kB], float (&total)[kW][kB]) {
   }
 }
 
-// Σ_g scales[g] · sums[g] over `groups` floats (the int4 kernels' 8 · Σ x term).
-float GroupDot(const float* scales, const float* sums, int64_t groups) {
-  __m512 acc = _mm512_setzero_ps();
-  for (int64_t g = 0; g < groups; g += 16) {
-    const __mmask16 mask = groups - g >= 16 ? __mmask16(0xFFFF) : TailMask(groups - g);
-    acc =
-        _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, scales + g), _mm512_maskz_loadu_ps(mask, sums + g), acc);
-  }
-  return _mm512_reduce_add_ps(acc);
-}
-
 // The tiles (tiles.hpp): kRows weight rows × kInputs inputs, 16 accumulators of 32 registers.
 struct Tiles {
   static constexpr int64_t kRows = 4, kInputs = 4;
+  static constexpr int64_t kInt4Rows = 4, kInt4Inputs = 4;
 
   // Float32: kW weight rows × kB inputs of 16-wide FMAs; the rows are the checkpoint's, unpadded, so the
   // last partial vector is loaded under a mask.
@@ -122,48 +112,98 @@ struct Tiles {
     }
   }
 
-  // Int4: 32 packed bytes are two groups; their nibbles (q + 8, unsigned) multiply the signed inputs in one
-  // VNNI instruction, lanes 0–7 summing group g and 8–15 group g + 1, and each lane's integer sum is scaled
-  // by its group's scale in float. 8 · Σ_g scale · Σ x is taken out at the end.
+  // Int4, in int4 order (kernels.hpp): a superblock's line pair is one 64-byte load (16 groups × 4 bytes)
+  // whose low and high nibbles (q + 8, unsigned) are lines 2p and 2p + 1. Their VNNI products with the
+  // signed inputs add up in 32-bit lane j, group j's, over all eight lines; then each lane, less 8 · Σ x of
+  // its group, is scaled by its group's scale in float: once per 512 values.
   template <int64_t kW, int64_t kB>
   static void Int4(const Int4Weights& w, const QuantizedRows& x, int64_t row, int64_t input, float* y,
                    int64_t y_stride) {
     const int64_t stride = PaddedLength(w.n), row_bytes = Int4RowBytes(w.n), groups = Groups(w.n);
     const int8_t* xp = x.values + input * stride;
-    const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
+    const __m512i low_nibbles = _mm512_set1_epi8(0x0F);
     __m512 acc[kW][kB];
     for (int64_t r = 0; r < kW; ++r)
       for (int64_t b = 0; b < kB; ++b) acc[r][b] = _mm512_setzero_ps();
-    for (int64_t i = 0, g = 0; i < stride; i += 64, g += 2) {
-      __m512i wv[kW];
-      __m512 sv[kW];
-      for (int64_t r = 0; r < kW; ++r) {
-        const __m256i packed =
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.packed + (row + r) * row_bytes + i / 2));
-        // Low nibbles are group g, high nibbles group g + 1: the inputs' order once side by side.
-        wv[r] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(packed, low_nibbles)),
-                                   _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_nibbles), 1);
-        const float* scale = w.scales + (row + r) * groups + g;
-        sv[r] = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(scale[0])),
-                                                    _mm256_castps_pd(_mm256_set1_ps(scale[1])), 1));
-      }
-      for (int64_t b = 0; b < kB; ++b) {
-        const __m512i xv = _mm512_loadu_si512(xp + b * stride + i);
-        for (int64_t r = 0; r < kW; ++r) {
-          const __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[r], xv);
-          acc[r][b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), sv[r], acc[r][b]);
+    for (int64_t first = 0; first < groups; first += kInt4Superblock) {
+      const int64_t width = Int4SuperblockGroups(w.n, first), line = 4 * width;
+      const uint8_t* wp = w.packed + row * row_bytes + first * kGroup / 2;
+      const int8_t* xs = xp + first * kGroup;
+      __m512i sums[kW][kB];
+      for (int64_t r = 0; r < kW; ++r)
+        for (int64_t b = 0; b < kB; ++b) sums[r][b] = _mm512_setzero_si512();
+      // Adds `steps` loads of each weight row, weights(r, step) (64 packed bytes), times the inputs their
+      // low and high nibbles meet, inputs(b, step, 0) and inputs(b, step, 1).
+      const auto accumulate = [&](int64_t steps, const auto& weights, const auto& inputs) {
+        for (int64_t step = 0; step < steps; ++step) {
+          __m512i x_low[kB], x_high[kB];
+          for (int64_t b = 0; b < kB; ++b) {
+            x_low[b] = inputs(b, step, 0);
+            x_high[b] = inputs(b, step, 1);
+          }
+          for (int64_t r = 0; r < kW; ++r) {
+            const __m512i packed = weights(r, step);
+            const __m512i low = _mm512_and_si512(packed, low_nibbles);
+            const __m512i high = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low_nibbles);
+            for (int64_t b = 0; b < kB; ++b) {
+              sums[r][b] = _mm512_dpbusd_epi32(sums[r][b], low, x_low[b]);
+              sums[r][b] = _mm512_dpbusd_epi32(sums[r][b], high, x_high[b]);
+            }
+          }
         }
+      };
+      // Then lane j, less 8 · Σ x of its group where `offset_lanes` has j, times scale_of(r)'s lane j.
+      const auto scale_lanes = [&](const auto& scale_of, __mmask16 offset_lanes) {
+        __m512 offsets[kB];
+        for (int64_t b = 0; b < kB; ++b) {
+          offsets[b] =
+              _mm512_mul_ps(_mm512_set1_ps(8.0f),
+                            _mm512_maskz_loadu_ps(offset_lanes, x.group_sums + (input + b) * groups + first));
+        }
+        for (int64_t r = 0; r < kW; ++r) {
+          const __m512 scale = scale_of(w.scales + (row + r) * groups + first);
+          for (int64_t b = 0; b < kB; ++b) {
+            acc[r][b] =
+                _mm512_fmadd_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(sums[r][b]), offsets[b]), scale, acc[r][b]);
+          }
+        }
+      };
+      if (width == kInt4Superblock / 2) {
+        // Eight groups (a 768-wide row's last): lines of 32 bytes, so one load takes two line pairs, lines
+        // 4s..4s + 3, whose low nibbles are lines 4s and 4s + 2 and high ones 4s + 1 and 4s + 3. Lanes j and
+        // 8 + j are then both group j's: full registers rather than half-empty ones.
+        accumulate(
+            2,
+            [&](int64_t r, int64_t step) { return _mm512_loadu_si512(wp + r * row_bytes + step * 2 * line); },
+            [&](int64_t b, int64_t step, int64_t nibble) {
+              const int8_t* p = xs + b * stride + (4 * step + nibble) * line;
+              return _mm512_inserti64x4(
+                  _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))),
+                  _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2 * line)), 1);
+            });
+        scale_lanes(
+            [](const float* scales) {  // the 8 scales twice
+              return _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(scales))));
+            },
+            TailMask(8));
+      } else {
+        const __mmask64 bytes = width == kInt4Superblock ? ~__mmask64{0} : (__mmask64{1} << line) - 1;
+        accumulate(
+            kGroup / 8,
+            [&](int64_t r, int64_t pair) {
+              return _mm512_maskz_loadu_epi8(bytes, wp + r * row_bytes + pair * line);
+            },
+            [&](int64_t b, int64_t pair, int64_t nibble) {
+              return _mm512_maskz_loadu_epi8(bytes, xs + b * stride + (2 * pair + nibble) * line);
+            });
+        const __mmask16 lanes = TailMask(width);
+        scale_lanes([lanes](const float* scales) { return _mm512_maskz_loadu_ps(lanes, scales); }, lanes);
       }
     }
     float total[kW][kB];
     TileSums(acc, total);
-    for (int64_t r = 0; r < kW; ++r) {
-      for (int64_t b = 0; b < kB; ++b) {
-        const float offset =
-            8.0f * GroupDot(w.scales + (row + r) * groups, x.group_sums + (input + b) * groups, groups);
-        y[b * y_stride + r] = (total[r][b] - offset) * x.scales[input + b];
-      }
-    }
+    for (int64_t r = 0; r < kW; ++r)
+      for (int64_t b = 0; b < kB; ++b) y[b * y_stride + r] = total[r][b] * x.scales[input + b];
   }
 };
 

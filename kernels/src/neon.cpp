@@ -17,6 +17,7 @@ inline int32x4_t DotBytes(int32x4_t acc, int8x16_t a, int8x16_t b) {
 // The tiles (tiles.hpp): kRows weight rows × kInputs inputs, 16 accumulators of 32 registers.
 struct Tiles {
   static constexpr int64_t kRows = 4, kInputs = 4;
+  static constexpr int64_t kInt4Rows = 2, kInt4Inputs = 2;
 
   // Float32: kW weight rows × kB inputs of 4-wide FMAs (32 registers: 16 accumulators, 4 + 4 operands); the
   // unpadded rows' last n % 4 values run scalar, in lane 0.
@@ -68,9 +69,10 @@ struct Tiles {
     }
   }
 
-  // Int4: a group's nibbles (the low ones of its block's 32 bytes for an even group, the high ones for an
-  // odd group) become signed bytes (q = nibble - 8) and multiply the inputs exactly as int8 does; each
-  // group's integer sum is scaled in float.
+  // Int4, in int4 order (kernels.hpp), 16 bytes of each line (4 groups) at a time: the nibbles become
+  // signed bytes (q = nibble - 8) whose products with the inputs (at most 8 · 127) add up over the eight
+  // lines in 16 bits (at most 8128, exact); two pairwise widenings then give group j its 32-bit lane j,
+  // scaled in float once per 128 values. The last superblock's last 4 groups may be 2: 8-byte loads.
   template <int64_t kW, int64_t kB>
   static void Int4(const Int4Weights& w, const QuantizedRows& x, int64_t row, int64_t input, float* y,
                    int64_t y_stride) {
@@ -81,26 +83,47 @@ struct Tiles {
     float32x4_t acc[kW][kB];
     for (int64_t r = 0; r < kW; ++r)
       for (int64_t b = 0; b < kB; ++b) acc[r][b] = vdupq_n_f32(0.0f);
-    for (int64_t g = 0; g < groups; ++g) {
-      int8x16_t low[kW], high[kW];  // the group's values 0–15 and 16–31
-      float scale[kW];
-      for (int64_t r = 0; r < kW; ++r) {
-        const uint8_t* block = w.packed + (row + r) * row_bytes + g / 2 * kGroup;
-        const auto nibbles = [&](const uint8_t* bytes) {
-          const uint8x16_t packed = vld1q_u8(bytes);
-          const uint8x16_t values = g % 2 == 0 ? vandq_u8(packed, low_nibbles) : vshrq_n_u8(packed, 4);
-          return vsubq_s8(vreinterpretq_s8_u8(values), eight);
+    for (int64_t first = 0; first < groups; first += kInt4Superblock) {
+      const int64_t width = Int4SuperblockGroups(w.n, first), line = 4 * width;
+      for (int64_t quad = 0; quad * 4 < width; ++quad) {
+        const bool whole = quad * 4 + 4 <= width;
+        const auto bytes = [whole](const void* p) {
+          const auto* u = static_cast<const uint8_t*>(p);
+          return whole ? vld1q_u8(u) : vcombine_u8(vld1_u8(u), vdup_n_u8(0));
         };
-        low[r] = nibbles(block);
-        high[r] = nibbles(block + kGroup / 2);
-        scale[r] = w.scales[(row + r) * groups + g];
-      }
-      for (int64_t b = 0; b < kB; ++b) {
-        const int8x16_t x_low = vld1q_s8(xp + b * stride + g * kGroup);
-        const int8x16_t x_high = vld1q_s8(xp + b * stride + g * kGroup + kGroup / 2);
+        const uint8_t* wp = w.packed + row * row_bytes + first * kGroup / 2 + quad * 16;
+        const int8_t* xs = xp + first * kGroup + quad * 16;
+        int16x8_t sums_low[kW][kB], sums_high[kW][kB];  // bytes 0–7 (groups 0, 1) and 8–15 (2, 3)
+        for (int64_t r = 0; r < kW; ++r)
+          for (int64_t b = 0; b < kB; ++b) sums_low[r][b] = sums_high[r][b] = vdupq_n_s16(0);
+        const auto accumulate = [](int16x8_t& low_half, int16x8_t& high_half, int8x16_t a, int8x16_t b) {
+          low_half = vmlal_s8(low_half, vget_low_s8(a), vget_low_s8(b));
+          high_half = vmlal_high_s8(high_half, a, b);
+        };
+        for (int64_t pair = 0; pair < kGroup / 8; ++pair) {
+          int8x16_t low[kW], high[kW];
+          for (int64_t r = 0; r < kW; ++r) {
+            const uint8x16_t packed = bytes(wp + r * row_bytes + pair * line);
+            low[r] = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(packed, low_nibbles)), eight);
+            high[r] = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(packed, 4)), eight);
+          }
+          for (int64_t b = 0; b < kB; ++b) {
+            const int8x16_t x_low = vreinterpretq_s8_u8(bytes(xs + b * stride + 2 * pair * line));
+            const int8x16_t x_high = vreinterpretq_s8_u8(bytes(xs + b * stride + (2 * pair + 1) * line));
+            for (int64_t r = 0; r < kW; ++r) {
+              accumulate(sums_low[r][b], sums_high[r][b], low[r], x_low);
+              accumulate(sums_low[r][b], sums_high[r][b], high[r], x_high);
+            }
+          }
+        }
         for (int64_t r = 0; r < kW; ++r) {
-          const int32x4_t sums = DotBytes(DotBytes(vdupq_n_s32(0), low[r], x_low), high[r], x_high);
-          acc[r][b] = vfmaq_n_f32(acc[r][b], vcvtq_f32_s32(sums), scale[r]);
+          const float* scales = w.scales + (row + r) * groups + first + quad * 4;
+          const float32x4_t scale =
+              whole ? vld1q_f32(scales) : vcombine_f32(vld1_f32(scales), vdup_n_f32(0.0f));
+          for (int64_t b = 0; b < kB; ++b) {
+            const int32x4_t sums = vpaddq_s32(vpaddlq_s16(sums_low[r][b]), vpaddlq_s16(sums_high[r][b]));
+            acc[r][b] = vfmaq_f32(acc[r][b], vcvtq_f32_s32(sums), scale);
+          }
         }
       }
     }

@@ -54,14 +54,22 @@ void MatVecInt4(const Int4Weights& w, const QuantizedRows& x, int64_t batch, int
   for (int64_t r = row_begin; r < row_end; ++r) {
     for (int64_t b = 0; b < batch; ++b) {
       float total = 0.0f;
-      for (int64_t g = 0; g < groups; ++g) {
-        // Group g is the low (even g) or high (odd g) nibbles of its block's 32 bytes.
-        const uint8_t* packed = w.packed + r * Int4RowBytes(w.n) + g / 2 * kGroup;
-        const int shift = g % 2 * 4;
-        const int8_t* xs = x.values + b * stride + g * kGroup;
-        int32_t dot = 0;
-        for (int64_t j = 0; j < kGroup; ++j) dot += (((packed[j] >> shift) & 0x0F) - 8) * int32_t{xs[j]};
-        total += static_cast<float>(dot) * w.scales[r * groups + g];
+      for (int64_t first = 0; first < groups; first += kInt4Superblock) {
+        // A superblock (kernels.hpp): line t of group j is 4 values at t · 4G + 4j, nibbles of byte pair t
+        // / 2.
+        const int64_t width = Int4SuperblockGroups(w.n, first), line = 4 * width;
+        const uint8_t* packed = w.packed + r * Int4RowBytes(w.n) + first * kGroup / 2;
+        const int8_t* xs = x.values + b * stride + first * kGroup;
+        for (int64_t j = 0; j < width; ++j) {
+          int32_t dot = 0;
+          for (int64_t t = 0; t < kGroup / 4; ++t) {
+            for (int64_t m = 0; m < 4; ++m) {
+              const int nibble = (packed[t / 2 * line + 4 * j + m] >> (t % 2 * 4)) & 0x0F;
+              dot += (nibble - 8) * int32_t{xs[t * line + 4 * j + m]};
+            }
+          }
+          total += static_cast<float>(dot) * w.scales[r * groups + first + j];
+        }
       }
       y[b * y_stride + r] = total * x.scales[b];
     }
@@ -171,8 +179,24 @@ void QuantizeActivations(const float* x, int64_t rows, int64_t n, int8_t* values
   }
 }
 
+void ToInt4Order(const int8_t* values, int64_t rows, int64_t n, int8_t* out) {
+  const int64_t stride = PaddedLength(n), groups = Groups(n);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t first = 0; first < groups; first += kInt4Superblock) {
+      const int64_t width = Int4SuperblockGroups(n, first);
+      const int8_t* from = values + r * stride + first * kGroup;
+      int8_t* to = out + r * stride + first * kGroup;
+      for (int64_t j = 0; j < width; ++j) {
+        for (int64_t t = 0; t < kGroup / 4; ++t)
+          std::copy_n(from + j * kGroup + 4 * t, 4, to + t * 4 * width + 4 * j);
+      }
+    }
+  }
+}
+
 void QuantizeInt4Rows(const float* w, int64_t rows, int64_t n, uint8_t* packed, float* scales) {
   const int64_t groups = Groups(n);
+  std::fill_n(packed, rows * Int4RowBytes(n), uint8_t{0});
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t g = 0; g < groups; ++g) {
       const int64_t begin = g * kGroup, count = std::clamp(n - begin, int64_t{0}, kGroup);
@@ -183,15 +207,15 @@ void QuantizeInt4Rows(const float* w, int64_t rows, int64_t n, uint8_t* packed, 
       }
       const float scale = extreme / -8.0f;
       const float inverse = scale != 0.0f ? 1.0f / scale : 0.0f;
-      uint8_t nibbles[kGroup];
+      // Value 4t + m of group j of its superblock: byte (t / 2) · 4G + 4j + m, low nibble for even t.
+      const int64_t first = g / kInt4Superblock * kInt4Superblock, j = g - first;
+      const int64_t line = 4 * Int4SuperblockGroups(n, first);
+      uint8_t* superblock = packed + r * Int4RowBytes(n) + first * kGroup / 2;
       for (int64_t i = 0; i < kGroup; ++i) {
         const float q = i < count ? std::nearbyint(values[i] * inverse) : 0.0f;
-        nibbles[i] = static_cast<uint8_t>(std::clamp(q, -8.0f, 7.0f) + 8.0f);
-      }
-      // Even groups fill the low nibbles of their block, odd groups (written after) the high ones.
-      uint8_t* out = packed + r * Int4RowBytes(n) + g / 2 * kGroup;
-      for (int64_t j = 0; j < kGroup; ++j) {
-        out[j] = g % 2 == 0 ? nibbles[j] : static_cast<uint8_t>(out[j] | (nibbles[j] << 4));
+        const auto nibble = static_cast<uint8_t>(std::clamp(q, -8.0f, 7.0f) + 8.0f);
+        const int64_t t = i / 4, m = i % 4;
+        superblock[t / 2 * line + 4 * j + m] |= static_cast<uint8_t>(nibble << (t % 2 * 4));
       }
       scales[r * groups + g] = scale;
     }

@@ -46,7 +46,8 @@ void ForEachTile(int64_t batch, int64_t row_begin, int64_t row_end, const Tile& 
   WithConstant<kRows - 1>(row_end - r, [&]<int64_t kW>() { inputs.template operator()<kW>(r); });
 }
 
-// A table's three matrix–vector entries from its tiles: `Tiles` has kRows and kInputs and the templates
+// A table's three matrix–vector entries from its tiles: `Tiles` has kRows and kInputs (kInt4Rows and
+// kInt4Inputs for int4, whose tiles hold more accumulators) and the templates
 // Float32<kW, kB>, Int8<kW, kB> and Int4<kW, kB>, each computing y[b * y_stride + r] for its kW weight rows
 // from `row` and kB inputs from `input` (y points at the tile's first output).
 //
@@ -55,10 +56,10 @@ void ForEachTile(int64_t batch, int64_t row_begin, int64_t row_end, const Tile& 
 // tile, and decode ran at 0.55–0.75 of the speed (110M shape, AVX-512, int8 and float32). Several inputs
 // take the wide tiles, whose arithmetic per weight byte pays for it. Each (row, input) keeps its own
 // accumulator in the same order either way, so the choice changes no bit.
-template <typename Tiles, typename Tile>
+template <int64_t kRows, int64_t kInputs, typename Tile>
 void ForEachTileOf(int64_t batch, int64_t row_begin, int64_t row_end, const Tile& tile) {
   if (batch == 1) return ForEachTile<1, 1>(batch, row_begin, row_end, tile);
-  ForEachTile<Tiles::kRows, Tiles::kInputs>(batch, row_begin, row_end, tile);
+  ForEachTile<kRows, kInputs>(batch, row_begin, row_end, tile);
 }
 // Asks for the next row tile's weights at offset i, one 64-byte line of each of its rows, to be brought to
 // L2 (null `next`: none). Called at every vector step; acts every 16 floats.
@@ -74,27 +75,30 @@ inline void PrefetchNextRows(const float* next, int64_t n, int64_t i) {
 template <typename Tiles>
 void MatVecFloat32(const float* w, int64_t n, const float* x, int64_t batch, int64_t row_begin,
                    int64_t row_end, float* y, int64_t y_stride) {
-  ForEachTileOf<Tiles>(batch, row_begin, row_end, [&]<int64_t kW, int64_t kB>(int64_t row, int64_t input) {
-    const bool last_inputs = batch > 1 && input + kB == batch && row + kW < row_end;
-    Tiles::template Float32<kW, kB>(w + row * n, x + input * n, n, y + input * y_stride + row, y_stride,
-                                    last_inputs ? w + (row + kW) * n : nullptr);
-  });
+  ForEachTileOf<Tiles::kRows, Tiles::kInputs>(
+      batch, row_begin, row_end, [&]<int64_t kW, int64_t kB>(int64_t row, int64_t input) {
+        const bool last_inputs = batch > 1 && input + kB == batch && row + kW < row_end;
+        Tiles::template Float32<kW, kB>(w + row * n, x + input * n, n, y + input * y_stride + row, y_stride,
+                                        last_inputs ? w + (row + kW) * n : nullptr);
+      });
 }
 
 template <typename Tiles>
 void MatVecInt8(const Int8Weights& w, const QuantizedRows& x, int64_t batch, int64_t row_begin,
                 int64_t row_end, float* y, int64_t y_stride) {
-  ForEachTileOf<Tiles>(batch, row_begin, row_end, [&]<int64_t kW, int64_t kB>(int64_t row, int64_t input) {
-    Tiles::template Int8<kW, kB>(w, x, row, input, y + input * y_stride + row, y_stride);
-  });
+  ForEachTileOf<Tiles::kRows, Tiles::kInputs>(
+      batch, row_begin, row_end, [&]<int64_t kW, int64_t kB>(int64_t row, int64_t input) {
+        Tiles::template Int8<kW, kB>(w, x, row, input, y + input * y_stride + row, y_stride);
+      });
 }
 
 template <typename Tiles>
 void MatVecInt4(const Int4Weights& w, const QuantizedRows& x, int64_t batch, int64_t row_begin,
                 int64_t row_end, float* y, int64_t y_stride) {
-  ForEachTileOf<Tiles>(batch, row_begin, row_end, [&]<int64_t kW, int64_t kB>(int64_t row, int64_t input) {
-    Tiles::template Int4<kW, kB>(w, x, row, input, y + input * y_stride + row, y_stride);
-  });
+  ForEachTileOf<Tiles::kInt4Rows, Tiles::kInt4Inputs>(
+      batch, row_begin, row_end, [&]<int64_t kW, int64_t kB>(int64_t row, int64_t input) {
+        Tiles::template Int4<kW, kB>(w, x, row, input, y + input * y_stride + row, y_stride);
+      });
 }
 
 }  // namespace

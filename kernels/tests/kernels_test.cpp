@@ -27,18 +27,22 @@ std::vector<float> Gaussian(int64_t count, uint32_t seed, float scale = 1.0f) {
   return values;
 }
 
-// Quantized inputs of `rows` rows of n, and the buffers behind them.
+// Quantized inputs of `rows` rows of n, and the buffers behind them: `view` in natural order (int8
+// products), `int4_view` in int4 order.
 struct Inputs {
-  std::vector<int8_t> values;
+  std::vector<int8_t> values, int4_values;
   std::vector<float> scales, group_sums;
-  QuantizedRows view;
+  QuantizedRows view, int4_view;
 
   Inputs(const float* x, int64_t rows, int64_t n)
       : values(static_cast<size_t>(rows * PaddedLength(n))),
+        int4_values(values.size()),
         scales(static_cast<size_t>(rows)),
         group_sums(static_cast<size_t>(rows * Groups(n))) {
     QuantizeActivations(x, rows, n, values.data(), scales.data(), group_sums.data());
+    ToInt4Order(values.data(), rows, n, int4_values.data());
     view = {values.data(), scales.data(), group_sums.data(), n};
+    int4_view = {int4_values.data(), scales.data(), group_sums.data(), n};
   }
 };
 
@@ -61,17 +65,30 @@ struct Int4Matrix {
   std::vector<uint8_t> packed;
   std::vector<float> scales;
   Int4Weights view;
+  int64_t n;
 
   Int4Matrix(const float* w, int64_t rows, int64_t n)
-      : packed(static_cast<size_t>(rows * Int4RowBytes(n))), scales(static_cast<size_t>(rows * Groups(n))) {
+      : packed(static_cast<size_t>(rows * Int4RowBytes(n))),
+        scales(static_cast<size_t>(rows * Groups(n))),
+        n(n) {
     QuantizeInt4Rows(w, rows, n, packed.data(), scales.data());
     view = {packed.data(), scales.data(), n};
+  }
+
+  // q of value i (natural order) of row r, read from the layout kernels.hpp describes.
+  int Q(int64_t r, int64_t i) const {
+    const int64_t g = i / kGroup, first = g / kInt4Superblock * kInt4Superblock, t = i % kGroup / 4;
+    const int64_t line = 4 * Int4SuperblockGroups(n, first);
+    const uint8_t byte =
+        packed[r * Int4RowBytes(n) + first * kGroup / 2 + t / 2 * line + 4 * (g - first) + i % 4];
+    return (t % 2 == 0 ? byte & 0x0F : byte >> 4) - 8;
   }
 };
 
 // Row counts and widths: stories260K's 172 and 64, odd sizes that reach every tail, a 768 of the 110M shape.
-const std::vector<std::pair<int64_t, int64_t>> kShapes = {{1, 1},    {5, 3},     {67, 45}, {64, 172},
-                                                          {172, 64}, {130, 129}, {48, 768}};
+// 320 and 2048: int4 superblocks of 10 groups and of 16 only.
+const std::vector<std::pair<int64_t, int64_t>> kShapes = {
+    {1, 1}, {5, 3}, {67, 45}, {64, 172}, {172, 64}, {130, 129}, {48, 768}, {9, 320}, {16, 2048}};
 const std::vector<int64_t> kBatches = {1, 2, 3, 5, 8, 17, kMaxBatch};
 
 class KernelTableTest : public ::testing::TestWithParam<const Table*> {
@@ -183,7 +200,7 @@ TEST_P(KernelTableTest, Int4IntegerAccumulatorsEqualRefAndScaledWithin1e5) {
       }
       for (const int64_t batch : kBatches) {
         const auto product = [&](const Table& t, int64_t b, int64_t begin, int64_t end, float* y) {
-          t.matvec_i4(matrix.view, inputs.view, b, begin, end, y, rows);
+          t.matvec_i4(matrix.view, inputs.int4_view, b, begin, end, y, rows);
         };
         const auto got = Run(table(), rows, batch, product), want = Run(Ref(), rows, batch, product);
         for (int64_t b = 0; b < batch; ++b) {
@@ -205,7 +222,7 @@ TEST_P(KernelTableTest, Int4IntegerAccumulatorsEqualRefAndScaledWithin1e5) {
         }
         const auto alone =
             Run(table(), rows, 1, [&](const Table& t, int64_t, int64_t begin, int64_t end, float* y) {
-              const QuantizedRows last = {inputs.values.data() + (batch - 1) * PaddedLength(n),
+              const QuantizedRows last = {inputs.int4_values.data() + (batch - 1) * PaddedLength(n),
                                           inputs.scales.data() + batch - 1,
                                           inputs.group_sums.data() + (batch - 1) * Groups(n), n};
               t.matvec_i4(matrix.view, last, 1, begin, end, y, rows);
@@ -304,9 +321,8 @@ TEST(QuantizationTest, Int4GroupsRoundTripWithinHalfAStepOfTheirScale) {
   const Int4Matrix matrix(w.data(), rows, n);
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t i = 0; i < PaddedLength(n); ++i) {
-      const int64_t g = i / kGroup, j = i % kGroup;
-      const uint8_t byte = matrix.packed[r * Int4RowBytes(n) + g / 2 * kGroup + j];
-      const int q = (g % 2 == 0 ? (byte & 0x0F) : (byte >> 4)) - 8;
+      const int64_t g = i / kGroup;
+      const int q = matrix.Q(r, i);
       const float scale = matrix.scales[r * Groups(n) + g];
       if (i >= n) {
         EXPECT_EQ(q, 0);
@@ -318,6 +334,31 @@ TEST(QuantizationTest, Int4GroupsRoundTripWithinHalfAStepOfTheirScale) {
       // The extreme is -8 steps; a value of the other sign near its magnitude clamps at +7, a step off.
       const float tolerance = (q == 7 ? std::fabs(scale) : std::fabs(scale) / 2) + 1e-6f;
       EXPECT_NEAR(q * scale, w[r * n + i], tolerance) << "row " << r << " element " << i;
+    }
+  }
+}
+
+// The oracle itself: ref's int4 product over int4-ordered inputs is the natural-order Σ_g scale · Σ q · x.
+TEST(QuantizationTest, RefInt4ProductIsTheNaturalOrderSum) {
+  for (const int64_t n : {64, 172, 320, 768, 2048}) {
+    const int64_t rows = 3, batch = 2;
+    const auto w = Gaussian(rows * n, 16), x = Gaussian(batch * n, 17);
+    const Int4Matrix matrix(w.data(), rows, n);
+    const Inputs inputs(x.data(), batch, n);
+    std::vector<float> y(static_cast<size_t>(batch * rows));
+    AllTables().front()->matvec_i4(matrix.view, inputs.int4_view, batch, 0, rows, y.data(), rows);
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t r = 0; r < rows; ++r) {
+        double want = 0, magnitude = 0;
+        for (int64_t i = 0; i < PaddedLength(n); ++i) {
+          const double term = matrix.Q(r, i) * double{matrix.scales[r * Groups(n) + i / kGroup]} *
+                              inputs.values[b * PaddedLength(n) + i];
+          want += term;
+          magnitude += std::fabs(term);
+        }
+        EXPECT_NEAR(y[b * rows + r], want * inputs.scales[b], 1e-5 * magnitude * inputs.scales[b])
+            << "n " << n << " row " << r << " input " << b;
+      }
     }
   }
 }

@@ -66,8 +66,8 @@ class Linear {
   struct Quantized;  // int8 or int4 weights and their scales
   Linear(WeightFormat format, int64_t out, int64_t in) : format_(format), out_(out), in_(in) {}
   // Output rows [begin, end) for `batch` inputs: x as float32, xq the same rows quantized (int formats).
-  void RunRows(const float* x, const kernels::QuantizedRows& xq, int64_t batch, int64_t begin, int64_t end, float* y,
-               int64_t y_stride) const;
+  void RunRows(const float* x, const kernels::QuantizedRows& xq, int64_t batch, int64_t begin, int64_t end,
+               float* y, int64_t y_stride) const;
   // The kernel path for every layer of `layers` (one format), `rows` inputs in groups of kernels::kMaxBatch.
   static void RunKernels(std::span<const Linear* const> layers, const float* x, int64_t rows,
                          std::span<float* const> outputs);

@@ -45,10 +45,23 @@ struct Int8Weights {
   int64_t n;
 };
 
-// int4 weights [rows, n]: row r at packed + r * Int4RowBytes(n), in blocks of 64 values (two groups) of 32
-// bytes: byte j of a block holds its value j in the low nibble and value j + 32 in the high one, each
-// stored as q + 8 (q in [-8, 7]; padding past n is q = 0 with scale 0), so that one 32-byte load splits
-// into the block's two groups with a mask and a shift. y = q · scales[r * Groups(n) + g].
+// int4 order. A row's groups go in superblocks of up to 16 (512 values; the last may hold fewer, always an
+// even number G). Value i of group j of a superblock, at offset 4t + m of its group (t < 8, m < 4), sits at
+// superblock · 512 + t · 4G + 4j + m: the superblock's eight *lines*, line t holding values 4t..4t+3 of
+// each group in turn. A 32-bit lane of a line thus always meets the same group, so the integer products
+// of a whole superblock add up in one register before its group scales (a vector of G floats) apply once:
+// the scale work is per 512 values rather than per 32. Activations for int4 layers go in this order
+// (ToInt4Order). The layout is every table's, as llama.cpp repacks Q4_0 into interleaved blocks.
+inline constexpr int64_t kInt4Superblock = 16;  // groups
+// Groups in the superblock that begins at group `first` of a row of n values.
+constexpr int64_t Int4SuperblockGroups(int64_t n, int64_t first) {
+  return Groups(n) - first < kInt4Superblock ? Groups(n) - first : kInt4Superblock;
+}
+// int4 weights [rows, n]: row r at packed + r * Int4RowBytes(n), in int4 order at half a byte a value: a
+// superblock's bytes are its lines in pairs, byte superblock · 256 + (t / 2) · 4G + 4j + m holding line t's
+// value in its low nibble when t is even and in its high one when t is odd, each stored as q + 8 (q in
+// [-8, 7]; padding past n is q = 0 with scale 0), so one load splits into two lines with a mask and a
+// shift. y = q · scales[r * Groups(n) + g].
 struct Int4Weights {
   const uint8_t* packed;
   const float* scales;
@@ -56,8 +69,9 @@ struct Int4Weights {
 };
 
 // Activation rows quantized per row (absmax → [-127, 127]): row b at values + b * PaddedLength(n), zero
-// padded; y = q · scales[b]; group_sums[b * Groups(n) + g] = Σ of group g's q, as a float (exact: at most
-// 32 · 127), for the int4 kernels that multiply the stored q + 8 and take 8 · Σ x back out.
+// padded, in natural order for int8 products and in int4 order for int4 ones; y = q · scales[b]; group_sums[b
+// * Groups(n) + g] = Σ of group g's q, as a float (exact: at most 32 · 127), for the int4 kernels that
+// multiply the stored q + 8 and take 8 · Σ x back out.
 struct QuantizedRows {
   const int8_t* values;
   const float* scales;
@@ -123,6 +137,9 @@ void QuantizeInt8Rows(const float* x, int64_t rows, int64_t n, int8_t* values, f
 // The same for activations, with the sums of each group of 32 instead (QuantizedRows).
 void QuantizeActivations(const float* x, int64_t rows, int64_t n, int8_t* values, float* scales,
                          float* group_sums);
+// Activation rows [rows, PaddedLength(n)] from natural order (QuantizeActivations, quantize_rows) into int4
+// order, for the int4 products.
+void ToInt4Order(const int8_t* values, int64_t rows, int64_t n, int8_t* out);
 // Symmetric int4 per group of 32 in Int4Weights' layout (packed [rows, Int4RowBytes(n)], scales
 // [rows, Groups(n)]): the group's value of largest magnitude maps to -8, so all 16 levels are used.
 void QuantizeInt4Rows(const float* w, int64_t rows, int64_t n, uint8_t* packed, float* scales);

@@ -129,9 +129,12 @@ struct Tiles {
       const int64_t width = Int4SuperblockGroups(w.n, first), line = 4 * width;
       const uint8_t* wp = w.packed + row * row_bytes + first * kGroup / 2;
       const int8_t* xs = xp + first * kGroup;
-      __m512i sums[kW][kB];
+      // A lone row and input (decode) sums its low and high nibbles' products in two registers: one
+      // chain of eight dependent VNNI adds per superblock would bound decode (as Int8's kChains).
+      constexpr bool kTwoChains = kW * kB == 1;
+      __m512i sums[kW][kB], high_sums[kW][kB];
       for (int64_t r = 0; r < kW; ++r)
-        for (int64_t b = 0; b < kB; ++b) sums[r][b] = _mm512_setzero_si512();
+        for (int64_t b = 0; b < kB; ++b) sums[r][b] = high_sums[r][b] = _mm512_setzero_si512();
       // Adds `steps` loads of each weight row, weights(r, step) (64 packed bytes), times the inputs their
       // low and high nibbles meet, inputs(b, step, 0) and inputs(b, step, 1).
       const auto accumulate = [&](int64_t steps, const auto& weights, const auto& inputs) {
@@ -147,7 +150,8 @@ struct Tiles {
             const __m512i high = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low_nibbles);
             for (int64_t b = 0; b < kB; ++b) {
               sums[r][b] = _mm512_dpbusd_epi32(sums[r][b], low, x_low[b]);
-              sums[r][b] = _mm512_dpbusd_epi32(sums[r][b], high, x_high[b]);
+              __m512i& high_chain = kTwoChains ? high_sums[r][b] : sums[r][b];
+              high_chain = _mm512_dpbusd_epi32(high_chain, high, x_high[b]);
             }
           }
         }
@@ -163,6 +167,7 @@ struct Tiles {
         for (int64_t r = 0; r < kW; ++r) {
           const __m512 scale = scale_of(w.scales + (row + r) * groups + first);
           for (int64_t b = 0; b < kB; ++b) {
+            if constexpr (kTwoChains) sums[r][b] = _mm512_add_epi32(sums[r][b], high_sums[r][b]);
             acc[r][b] =
                 _mm512_fmadd_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(sums[r][b]), offsets[b]), scale, acc[r][b]);
           }

@@ -1,5 +1,7 @@
 // The neon table: ARM64's Advanced SIMD, which every AArch64 CPU has. Integer products widen s8 × s8 to
 // 16 bits (|q| <= 127, so one product fits and vpadal sums pairs into 32 bits): exact, like the others.
+// Compiled a second time with ARMv8.2's dot product (neon_dotprod.cpp) as the neon_dotprod table, whose
+// sdot adds four byte products straight into a 32-bit lane: the same integers in fewer instructions.
 #include <arm_neon.h>
 
 #include "tables.hpp"
@@ -8,11 +10,44 @@
 namespace tandem::kernels {
 namespace {
 
+#if defined(__ARM_FEATURE_DOTPROD)
+#define TANDEM_NEON_TABLE kNeonDotprodTable
+#define TANDEM_NEON_NAME "neon_dotprod"
+
+// Σ of 16 byte products into four 32-bit lanes.
+inline int32x4_t DotBytes(int32x4_t acc, int8x16_t a, int8x16_t b) {
+  return vdotq_s32(acc, a, b);
+}
+
+// The 32-bit sums of a quad of int4 lines (4 groups × 4 bytes): sdot adds each group's four products
+// straight into its lane.
+struct QuadSums {
+  int32x4_t lanes = vdupq_n_s32(0);
+  void Add(int8x16_t a, int8x16_t b) { lanes = vdotq_s32(lanes, a, b); }
+  int32x4_t Lanes() const { return lanes; }
+};
+#else
+#define TANDEM_NEON_TABLE kNeonTable
+#define TANDEM_NEON_NAME "neon"
+
 // Σ of 16 byte products into four 32-bit lanes.
 inline int32x4_t DotBytes(int32x4_t acc, int8x16_t a, int8x16_t b) {
   acc = vpadalq_s16(acc, vmull_s8(vget_low_s8(a), vget_low_s8(b)));
   return vpadalq_s16(acc, vmull_high_s8(a, b));
 }
+
+// The 32-bit sums of a quad of int4 lines (4 groups × 4 bytes): the products (at most 8 · 127) add up over
+// a superblock's eight lines in 16 bits (at most 8128, exact), and two pairwise widenings give group j its
+// lane j at the end.
+struct QuadSums {
+  int16x8_t low = vdupq_n_s16(0), high = vdupq_n_s16(0);  // bytes 0–7 (groups 0, 1) and 8–15 (2, 3)
+  void Add(int8x16_t a, int8x16_t b) {
+    low = vmlal_s8(low, vget_low_s8(a), vget_low_s8(b));
+    high = vmlal_high_s8(high, a, b);
+  }
+  int32x4_t Lanes() const { return vpaddq_s32(vpaddlq_s16(low), vpaddlq_s16(high)); }
+};
+#endif
 
 // The tiles (tiles.hpp): kRows weight rows × kInputs inputs, 16 accumulators of 32 registers.
 struct Tiles {
@@ -70,9 +105,9 @@ struct Tiles {
   }
 
   // Int4, in int4 order (kernels.hpp), 16 bytes of each line (4 groups) at a time: the nibbles become
-  // signed bytes (q = nibble - 8) whose products with the inputs (at most 8 · 127) add up over the eight
-  // lines in 16 bits (at most 8128, exact); two pairwise widenings then give group j its 32-bit lane j,
-  // scaled in float once per 128 values. The last superblock's last 4 groups may be 2: 8-byte loads.
+  // signed bytes (q = nibble - 8) whose products with the inputs add up over the eight lines (QuadSums),
+  // group j in lane j, scaled in float once per 128 values. The last superblock's last 4 groups may be 2:
+  // 8-byte loads.
   template <int64_t kW, int64_t kB>
   static void Int4(const Int4Weights& w, const QuantizedRows& x, int64_t row, int64_t input, float* y,
                    int64_t y_stride) {
@@ -93,13 +128,7 @@ struct Tiles {
         };
         const uint8_t* wp = w.packed + row * row_bytes + first * kGroup / 2 + quad * 16;
         const int8_t* xs = xp + first * kGroup + quad * 16;
-        int16x8_t sums_low[kW][kB], sums_high[kW][kB];  // bytes 0–7 (groups 0, 1) and 8–15 (2, 3)
-        for (int64_t r = 0; r < kW; ++r)
-          for (int64_t b = 0; b < kB; ++b) sums_low[r][b] = sums_high[r][b] = vdupq_n_s16(0);
-        const auto accumulate = [](int16x8_t& low_half, int16x8_t& high_half, int8x16_t a, int8x16_t b) {
-          low_half = vmlal_s8(low_half, vget_low_s8(a), vget_low_s8(b));
-          high_half = vmlal_high_s8(high_half, a, b);
-        };
+        QuadSums sums[kW][kB];
         for (int64_t pair = 0; pair < kGroup / 8; ++pair) {
           int8x16_t low[kW], high[kW];
           for (int64_t r = 0; r < kW; ++r) {
@@ -111,8 +140,8 @@ struct Tiles {
             const int8x16_t x_low = vreinterpretq_s8_u8(bytes(xs + b * stride + 2 * pair * line));
             const int8x16_t x_high = vreinterpretq_s8_u8(bytes(xs + b * stride + (2 * pair + 1) * line));
             for (int64_t r = 0; r < kW; ++r) {
-              accumulate(sums_low[r][b], sums_high[r][b], low[r], x_low);
-              accumulate(sums_low[r][b], sums_high[r][b], high[r], x_high);
+              sums[r][b].Add(low[r], x_low);
+              sums[r][b].Add(high[r], x_high);
             }
           }
         }
@@ -121,8 +150,7 @@ struct Tiles {
           const float32x4_t scale =
               whole ? vld1q_f32(scales) : vcombine_f32(vld1_f32(scales), vdup_n_f32(0.0f));
           for (int64_t b = 0; b < kB; ++b) {
-            const int32x4_t sums = vpaddq_s32(vpaddlq_s16(sums_low[r][b]), vpaddlq_s16(sums_high[r][b]));
-            acc[r][b] = vfmaq_f32(acc[r][b], vcvtq_f32_s32(sums), scale);
+            acc[r][b] = vfmaq_f32(acc[r][b], vcvtq_f32_s32(sums[r][b].Lanes()), scale);
           }
         }
       }
@@ -152,8 +180,8 @@ void Axpy(float a, const float* x, float* y, int64_t n) {
 
 }  // namespace
 
-constinit const Table kNeonTable = {
-    .name = "neon",
+constinit const Table TANDEM_NEON_TABLE = {
+    .name = TANDEM_NEON_NAME,
     .matvec_f32 = MatVecFloat32<Tiles>,
     .matvec_i8 = MatVecInt8<Tiles>,
     .matvec_i4 = MatVecInt4<Tiles>,

@@ -1,8 +1,14 @@
-// Which table runs: the CPU's features (CPUID through GCC's probe on x86-64; every AArch64 CPU has NEON),
+// Which table runs: the CPU's features (CPUID through GCC's probe on x86-64; on AArch64, which always has
+// NEON, the kernel's hardware capabilities for the dot product),
 // and TANDEM_KERNELS to force one.
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+
+#if defined(__aarch64__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
 
 #include "tables.hpp"
 
@@ -12,7 +18,7 @@ namespace {
 #if defined(__x86_64__)
 constexpr std::array<const Table*, 3> kAll = {&kRefTable, &kAvx2Table, &kAvx512Table};
 #elif defined(__aarch64__)
-constexpr std::array<const Table*, 2> kAll = {&kRefTable, &kNeonTable};
+constexpr std::array<const Table*, 3> kAll = {&kRefTable, &kNeonTable, &kNeonDotprodTable};
 #else
 constexpr std::array<const Table*, 1> kAll = {&kRefTable};
 #endif
@@ -37,6 +43,8 @@ std::string MissingFeatures(const Table& table) {
     need(__builtin_cpu_supports("avx512bw"), "avx512bw");
     need(__builtin_cpu_supports("avx512vnni"), "avx512vnni");
   }
+#elif defined(__aarch64__)
+  if (&table == &kNeonDotprodTable && (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) == 0) missing = "asimddp";
 #else
   (void)table;
 #endif

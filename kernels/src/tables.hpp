@@ -12,6 +12,7 @@ extern const Table kAvx2Table;
 extern const Table kAvx512Table;
 #elif defined(__aarch64__)
 extern const Table kNeonTable;
+extern const Table kNeonDotprodTable;
 #endif
 
 namespace ref {

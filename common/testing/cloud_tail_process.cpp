@@ -89,7 +89,8 @@ bool AwaitTailReports(const EdgeProcess& edge, size_t tails) {
         const nlohmann::json body = nlohmann::json::parse(plan.body, nullptr, /*allow_exceptions=*/false);
         if (!body.contains("planner")) return false;
         size_t reported = 0;
-        for (const nlohmann::json& tail : body["planner"]["tails"]) reported += tail.contains("stats");
+        for (const nlohmann::json& tail : body["planner"]["tails"])
+          reported += tail.contains("stats") && tail.value("connections", 0) > 0;
         return reported >= tails;
       },
       std::chrono::seconds(20));

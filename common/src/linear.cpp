@@ -118,6 +118,19 @@ Result<Linear> Linear::Int4(const float* weight, int64_t out_features, int64_t i
   return linear;
 }
 
+Result<Linear> Linear::Create(WeightFormat format, const float* weight, int64_t out_features,
+                              int64_t in_features) {
+  switch (format) {
+    case WeightFormat::kInt8:
+      return Int8(weight, out_features, in_features);
+    case WeightFormat::kInt4:
+      return Int4(weight, out_features, in_features);
+    case WeightFormat::kFloat32:
+      break;
+  }
+  return Float32(weight, out_features, in_features);
+}
+
 int64_t Linear::WeightBytes() const {
   switch (format_) {
     case WeightFormat::kFloat32:

@@ -85,18 +85,6 @@ WeightFormat FormatOf(bool int8, bool int4) {
   return int8 ? WeightFormat::kInt8 : int4 ? WeightFormat::kInt4 : WeightFormat::kFloat32;
 }
 
-Result<Linear> MakeLinear(WeightFormat format, const float* weight, int64_t out, int64_t in) {
-  switch (format) {
-    case WeightFormat::kInt8:
-      return Linear::Int8(weight, out, in);
-    case WeightFormat::kInt4:
-      return Linear::Int4(weight, out, in);
-    case WeightFormat::kFloat32:
-      break;
-  }
-  return Linear::Float32(weight, out, in);
-}
-
 }  // namespace
 
 KvCache::KvCache(const ModelConfig& config, BlockRange range, int capacity)
@@ -152,7 +140,7 @@ Result<std::shared_ptr<const Transformer>> Transformer::Create(std::shared_ptr<c
         FormatOf(options.int8_blocks.contains(index), options.int4_blocks.contains(index));
     const std::string context = path + ": block " + std::to_string(index);
     auto make = [&](const float* w, int64_t out, int64_t in) -> Result<Linear> {
-      auto linear = MakeLinear(format, w, out, in);
+      auto linear = Linear::Create(format, w, out, in);
       // The float32 originals of quantized weights are no longer needed in memory.
       if (format != WeightFormat::kFloat32) checkpoint->ReleaseWeights(w, static_cast<size_t>(out * in));
       return linear;
@@ -170,8 +158,8 @@ Result<std::shared_ptr<const Transformer>> Transformer::Create(std::shared_ptr<c
   }
   if (checkpoint->holds_head()) {
     model->rms_final_ = WrapWeights(checkpoint->rms_final(), {d});
-    auto classifier = MakeLinear(FormatOf(options.int8_classifier, options.int4_classifier),
-                                 checkpoint->classifier(), config.vocab_size, d);
+    auto classifier = Linear::Create(FormatOf(options.int8_classifier, options.int4_classifier),
+                                     checkpoint->classifier(), config.vocab_size, d);
     if (!classifier.ok()) return classifier.status().WithContext(path + ": classifier");
     model->classifier_ = std::make_unique<Linear>(*classifier);
   }

@@ -38,6 +38,9 @@ class Linear {
   // Quantizes `weight` to int4 with one scale per group of 32 weights of a row (kernels::QuantizeInt4Rows);
   // activations as for int8. Fails on a non-finite weight.
   static Result<Linear> Int4(const float* weight, int64_t out_features, int64_t in_features);
+  // The one of the three above that `format` names.
+  static Result<Linear> Create(WeightFormat format, const float* weight, int64_t out_features,
+                               int64_t in_features);
 
   // x [rows, in] → y [rows, out], both row-major and contiguous.
   void Forward(const float* x, int64_t rows, float* y) const;

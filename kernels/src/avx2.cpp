@@ -112,10 +112,11 @@ struct Tiles {
     __m256 acc[kW][kB];
     for (int64_t r = 0; r < kW; ++r)
       for (int64_t b = 0; b < kB; ++b) acc[r][b] = _mm256_setzero_ps();
-    // Half `half` of the superblock at group `first`; `whole`: all 8 groups there (plain loads).
-    const auto run_half = [&](int64_t first, int64_t half, auto whole) {
-      const int64_t line = 4 * Int4SuperblockGroups(w.n, first);
-      const __m256i lanes = TailMask(whole ? 8 : Int4SuperblockGroups(w.n, first) - half * 8);
+    // Half `half` of the superblock at group `first`, of `width` groups; `whole`: all 8 groups of the half
+    // there (plain loads).
+    const auto run_half = [&](int64_t first, int64_t width, int64_t half, auto whole) {
+      const int64_t line = 4 * width;
+      const __m256i lanes = TailMask(width - half * 8);  // unused when whole
       const auto load = [&](const void* p) {
         if constexpr (whole) return _mm256_loadu_si256(static_cast<const __m256i*>(p));
         return _mm256_maskload_epi32(static_cast<const int*>(p), lanes);
@@ -161,9 +162,9 @@ struct Tiles {
       const int64_t width = Int4SuperblockGroups(w.n, first);
       for (int64_t half = 0; half * 8 < width; ++half) {
         if (width - half * 8 >= 8) {
-          run_half(first, half, std::true_type{});
+          run_half(first, width, half, std::true_type{});
         } else {
-          run_half(first, half, std::false_type{});
+          run_half(first, width, half, std::false_type{});
         }
       }
     }

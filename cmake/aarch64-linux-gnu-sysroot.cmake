@@ -1,10 +1,7 @@
 # Cross-compiling the whole engine for ARM64 with Debian's g++-aarch64-linux-gnu against a sysroot of
 # Debian's arm64 packages, extracted rather than installed (scripts/arm64-engine.sh makes it): the amd64
 # libtorch-dev and its arm64 twin cannot be installed side by side (libtorch-dev is not Multi-Arch: same).
-set(CMAKE_SYSTEM_NAME Linux)
-set(CMAKE_SYSTEM_PROCESSOR aarch64)
-set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)
-set(CMAKE_CXX_COMPILER aarch64-linux-gnu-g++)
+include(${CMAKE_CURRENT_LIST_DIR}/aarch64-linux-gnu.cmake)  # the compilers and the find modes
 set(TANDEM_ARM64_SYSROOT "" CACHE PATH "the extracted arm64 packages (scripts/arm64-engine.sh)")
 # try_compile projects read this file again: without the sysroot they would point pkg-config (whose
 # environment is the whole process's) at the wrong place.
@@ -12,10 +9,7 @@ list(APPEND CMAKE_TRY_COMPILE_PLATFORM_VARIABLES TANDEM_ARM64_SYSROOT)
 if(NOT IS_DIRECTORY "${TANDEM_ARM64_SYSROOT}/usr/lib/aarch64-linux-gnu")
   message(FATAL_ERROR "TANDEM_ARM64_SYSROOT=${TANDEM_ARM64_SYSROOT} holds no arm64 libraries")
 endif()
-set(CMAKE_FIND_ROOT_PATH /usr/aarch64-linux-gnu ${TANDEM_ARM64_SYSROOT})
-set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
-set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
-set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
+list(APPEND CMAKE_FIND_ROOT_PATH ${TANDEM_ARM64_SYSROOT})
 set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
 set(CMAKE_LIBRARY_ARCHITECTURE aarch64-linux-gnu)
 set(ENV{PKG_CONFIG_SYSROOT_DIR} ${TANDEM_ARM64_SYSROOT})

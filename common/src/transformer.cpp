@@ -13,6 +13,11 @@
 namespace tandem {
 namespace {
 
+// Threads for the elementwise loops only where they outweigh a parallel region's start (a few µs): prefill
+// and large batches, not one decode row.
+constexpr int64_t kRowsPerTask = 32;
+constexpr int64_t kValuesPerTask = 1 << 14;
+
 // A tensor view of read-only mapped floats. LibTorch has no const tensors; the runtime never writes
 // weights in place, and the mapping is PROT_READ so a stray write would fault rather than corrupt.
 at::Tensor WrapWeights(const float* data, at::IntArrayRef sizes) {
@@ -195,8 +200,10 @@ at::Tensor Transformer::RmsNorm(const at::Tensor& input, const at::Tensor& weigh
   const float* gain = weight.data_ptr<float>();
   float* normed = out.data_ptr<float>();
   const kernels::Table& kernels = ActiveKernels();
-  for (int64_t r = 0; r < rows; ++r)
-    kernels.rms_norm(in + r * dim, gain, dim, config_.rms_norm_eps, normed + r * dim);
+  at::parallel_for(0, rows, kRowsPerTask, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r)
+      kernels.rms_norm(in + r * dim, gain, dim, config_.rms_norm_eps, normed + r * dim);
+  });
   return out;
 }
 
@@ -233,7 +240,12 @@ void Transformer::Rotate(float* x, int64_t rows, int64_t n_heads, const RotaryAn
 
 void Transformer::GateInPlace(at::Tensor& gate, const at::Tensor& up) {
   // SwiGLU: silu(w1·x) * (w3·x), into `gate`.
-  ActiveKernels().swiglu(gate.data_ptr<float>(), up.data_ptr<float>(), gate.numel());
+  float* gates = gate.data_ptr<float>();
+  const float* ups = up.data_ptr<float>();
+  const kernels::Table& kernels = ActiveKernels();
+  at::parallel_for(0, gate.numel(), kValuesPerTask, [&](int64_t begin, int64_t end) {
+    kernels.swiglu(gates + begin, ups + begin, end - begin);
+  });
 }
 
 at::Tensor Transformer::Attention(const at::Tensor& q, const KvCache& cache, size_t slot,

@@ -2,8 +2,14 @@
 // (kernels/CMakeLists.txt) and reached only through kAvx2Table after the CPU reported them (select.cpp).
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "tables.hpp"
 #include "tiles.hpp"
+
+// glibc's vector expf (libmvec, by the x86-64 vector function ABI: 8 lanes in ymm0), at most 1 ulp off.
+extern "C" __m256 _ZGVdN8v_expf(__m256 x);
 
 namespace tandem::kernels {
 namespace {
@@ -233,6 +239,39 @@ void Axpy(float a, const float* x, float* y, int64_t n) {
   }
 }
 
+// ref::SwiGlu's arithmetic, 8 lanes at a time.
+void SwiGlu(float* gate, const float* up, int64_t n) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(one, _ZGVdN8v_expf(_mm256_sub_ps(_mm256_setzero_ps(), g))));
+    _mm256_storeu_ps(gate + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
+  }
+  if (i < n) ref::SwiGlu(gate + i, up + i, n - i);
+}
+
+// ref::Softmax's arithmetic, 8 lanes at a time (the sum in another order).
+void Softmax(float* values, int64_t n) {
+  const float max_value = *std::max_element(values, values + n);
+  const __m256 max_lanes = _mm256_set1_ps(max_value);
+  __m256 total_lanes = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = _ZGVdN8v_expf(_mm256_sub_ps(_mm256_loadu_ps(values + i), max_lanes));
+    _mm256_storeu_ps(values + i, e);
+    total_lanes = _mm256_add_ps(total_lanes, e);
+  }
+  float total = HorizontalSum(total_lanes);
+  for (; i < n; ++i) {
+    values[i] = std::exp(values[i] - max_value);
+    total += values[i];
+  }
+  const __m256 sum = _mm256_set1_ps(total);
+  for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(values + i, _mm256_div_ps(_mm256_loadu_ps(values + i), sum));
+  for (; i < n; ++i) values[i] /= total;
+}
+
 }  // namespace
 
 constinit const Table kAvx2Table = {
@@ -244,8 +283,8 @@ constinit const Table kAvx2Table = {
     .dot = Dot,
     .axpy = Axpy,
     .rms_norm = ref::RmsNorm,
-    .swiglu = ref::SwiGlu,
-    .softmax = ref::Softmax,
+    .swiglu = SwiGlu,
+    .softmax = Softmax,
     .rotate = ref::Rotate,
 };
 

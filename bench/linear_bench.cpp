@@ -86,6 +86,7 @@ BENCHMARK_CAPTURE(BM_Linear, prefill_int4, tandem::WeightFormat::kInt4, 128)->Us
 
 int main(int argc, char** argv) {
   tandem::ConfigureComputeThreads(0);
+  tandem::KeepActivationMemoryInHeap();
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   return 0;

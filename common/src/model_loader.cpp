@@ -24,6 +24,7 @@ wire::Hello LoadedModel::Describe() const {
 
 Result<LoadedModel> LoadModel(const ModelFlags& flags, bool fingerprint) {
   ConfigureComputeThreads(flags.threads);
+  KeepActivationMemoryInHeap();
   LoadedModel loaded;
   TANDEM_ASSIGN_OR_RETURN(loaded.checkpoint, Checkpoint::Load(flags.model));
   if (fingerprint) {

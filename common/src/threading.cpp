@@ -1,5 +1,6 @@
 #include "tandem/common/threading.hpp"
 
+#include <malloc.h>
 #include <sched.h>
 
 #include <ATen/Parallel.h>
@@ -23,6 +24,12 @@ void ConfigureComputeThreads(int threads) {
     threads = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
   }
   at::set_num_threads(threads);
+}
+
+void KeepActivationMemoryInHeap() {
+  // Setting either turns off glibc's dynamic thresholds, which start at 128 KiB.
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
 }
 
 int ComputeThreads() {

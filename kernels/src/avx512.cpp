@@ -1,4 +1,4 @@
-// The avx512 table: AVX-512 F/BW with VNNI. Compiled with those flags (kernels/CMakeLists.txt) and reached
+// The avx512 table: AVX-512 F/BW/VL with VNNI. Compiled with those flags (kernels/CMakeLists.txt) and reached
 // only through kAvx512Table after the CPU reported them (select.cpp).
 #include <immintrin.h>
 
@@ -81,6 +81,21 @@ struct Tiles {
       for (int64_t b = 0; b < kB; ++b) y[b * y_stride + r] = total[r][b];
   }
 
+  // One weight row by one input (decode of one session) on 256-bit VNNI, two chains: on AMD Zen 4 decode
+  // (110M shape, all blocks int8) ran at 1.10-1.17x the speed of the 512-bit form (235 against 213 tok/s,
+  // medians of 8 interleaved runs), which that core splits in two. Returns Σ w · (x + 128).
+  static int32_t Int8SingleDot(const int8_t* wp, const int8_t* xp, int64_t stride) {
+    const __m256i bias = _mm256_set1_epi8(static_cast<char>(0x80));
+    const auto load = [](const int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); };
+    __m256i even = _mm256_setzero_si256(), odd = even;
+    for (int64_t i = 0; i < stride; i += 64) {
+      even = _mm256_dpbusd_epi32(even, _mm256_xor_si256(load(xp + i), bias), load(wp + i));
+      odd = _mm256_dpbusd_epi32(odd, _mm256_xor_si256(load(xp + i + 32), bias), load(wp + i + 32));
+    }
+    const __m256i sums = _mm256_add_epi32(even, odd);
+    return _mm512_reduce_add_epi32(_mm512_zextsi256_si512(sums));
+  }
+
   // Int8: VNNI multiplies unsigned by signed bytes, so the inputs go in biased by 128 (x ^ 0x80 as a byte is
   // x + 128) and 128 · Σ w comes back out: the integer dot product is exact.
   template <int64_t kW, int64_t kB>
@@ -89,6 +104,10 @@ struct Tiles {
     const int64_t stride = PaddedLength(w.n);
     const int8_t* wp = w.values + row * stride;
     const int8_t* xp = x.values + input * stride;
+    if constexpr (kW == 1 && kB == 1) {
+      y[0] = Int8Output(Int8SingleDot(wp, xp, stride) - 128 * w.row_sums[row], x, input, w, row);
+      return;
+    }
     const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
     // A small tile alternates two sets of accumulators: one set is a chain of dependent VNNI adds, which
     // would bound a single row's decode. Integer sums are exact in any order, so this changes no bit.

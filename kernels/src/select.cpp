@@ -41,6 +41,7 @@ std::string MissingFeatures(const Table& table) {
   if (&table == &kAvx512Table) {
     need(__builtin_cpu_supports("avx512f"), "avx512f");
     need(__builtin_cpu_supports("avx512bw"), "avx512bw");
+    need(__builtin_cpu_supports("avx512vl"), "avx512vl");
     need(__builtin_cpu_supports("avx512vnni"), "avx512vnni");
   }
 #elif defined(__aarch64__)

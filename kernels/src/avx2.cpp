@@ -239,16 +239,16 @@ void Axpy(float a, const float* x, float* y, int64_t n) {
   }
 }
 
-// ref::SwiGlu's arithmetic, 8 lanes at a time.
+// ref::SwiGlu's arithmetic, 8 lanes at a time, the last ones under a mask: a value's bits must not depend
+// on where it sits (a batch's rows are one run of values; one session's row alone is another).
 void SwiGlu(float* gate, const float* up, int64_t n) {
   const __m256 one = _mm256_set1_ps(1.0f);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 g = _mm256_loadu_ps(gate + i);
+  for (int64_t i = 0; i < n; i += 8) {
+    const __m256i lanes = TailMask(n - i);
+    const __m256 g = _mm256_maskload_ps(gate + i, lanes);
     const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(one, _ZGVdN8v_expf(_mm256_sub_ps(_mm256_setzero_ps(), g))));
-    _mm256_storeu_ps(gate + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
+    _mm256_maskstore_ps(gate + i, lanes, _mm256_mul_ps(silu, _mm256_maskload_ps(up + i, lanes)));
   }
-  if (i < n) ref::SwiGlu(gate + i, up + i, n - i);
 }
 
 // ref::Softmax's arithmetic, 8 lanes at a time (the sum in another order).

@@ -289,6 +289,22 @@ TEST_P(KernelTableTest, VectorKernelsMatchRef) {
   }
 }
 
+// The SwiGLU gate of a batch runs over all its rows at once, and of one session over one row: a value's
+// bits must not depend on where in the run it sits (a vector body and a scalar tail would differ).
+TEST_P(KernelTableTest, SwiGluOfAValueDoesNotDependOnWhereItSits) {
+  const int64_t n = 3 * 172;  // three rows of stories260K's hidden width, not a multiple of any vector
+  const auto gate = Gaussian(n, 13, 4.0f), up = Gaussian(n, 14);
+  auto whole = gate;
+  table().swiglu(whole.data(), up.data(), n);
+  for (const int64_t piece : {int64_t{1}, int64_t{7}, int64_t{172}}) {
+    auto pieces = gate;
+    for (int64_t begin = 0; begin < n; begin += piece)
+      table().swiglu(pieces.data() + begin, up.data() + begin, std::min(piece, n - begin));
+    for (int64_t i = 0; i < n; ++i)
+      ASSERT_EQ(std::bit_cast<uint32_t>(whole[i]), std::bit_cast<uint32_t>(pieces[i])) << i << " in pieces of " << piece;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Tables, KernelTableTest, ::testing::ValuesIn(AllTables().begin(), AllTables().end()),
                          [](const auto& info) { return std::string(info.param->name); });
 

@@ -288,7 +288,8 @@ void Axpy(float a, const float* x, float* y, int64_t n) {
   }
 }
 
-// ref::SwiGlu's arithmetic, 16 lanes at a time.
+// ref::SwiGlu's arithmetic, 16 lanes at a time, the last ones under a mask (as in avx2.cpp: a value's bits
+// must not depend on where it sits).
 void SwiGlu(float* gate, const float* up, int64_t n) {
   const __m512 one = _mm512_set1_ps(1.0f);
   for (int64_t i = 0; i < n; i += 16) {

@@ -11,9 +11,9 @@
 #include <vector>
 
 #include "tandem/common/activation_codec.hpp"
-#include "tandem/common/flags.hpp"
+#include "tandem/base/flags.hpp"
 #include "tandem/common/model_loader.hpp"
-#include "tandem/common/status.hpp"
+#include "tandem/base/status.hpp"
 #include "tandem/common/tokenizer.hpp"
 #include "tandem/common/transformer.hpp"
 

@@ -20,7 +20,7 @@
 #include <unordered_map>
 
 #include "tandem/common/curve.hpp"
-#include "tandem/common/log.hpp"
+#include "tandem/base/log.hpp"
 #include "tandem/common/pipeline.hpp"
 #include "tandem/common/transformer.hpp"
 

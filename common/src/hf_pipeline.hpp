@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "regex.hpp"
-#include "tandem/common/status.hpp"
+#include "tandem/base/status.hpp"
 
 namespace tandem::hf {
 

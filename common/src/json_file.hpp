@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <optional>
 
-#include "tandem/common/status.hpp"
+#include "tandem/base/status.hpp"
 
 namespace tandem {
 

@@ -14,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-#include "tandem/common/status.hpp"
+#include "tandem/base/status.hpp"
 
 struct pcre2_real_code_8;
 

@@ -12,7 +12,7 @@
 #include <utility>
 
 #include "json_file.hpp"
-#include "tandem/common/mapped_file.hpp"
+#include "tandem/base/mapped_file.hpp"
 #include "tokenizer_model.hpp"
 
 namespace tandem {

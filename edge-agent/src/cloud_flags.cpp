@@ -1,7 +1,7 @@
 #include "tandem/edge/cloud_flags.hpp"
 
 #include "tandem/common/curve.hpp"
-#include "tandem/common/log.hpp"
+#include "tandem/base/log.hpp"
 
 namespace tandem::edge {
 

@@ -1,7 +1,7 @@
 #include "tandem/edge/cloud_pool.hpp"
 
-#include "tandem/common/log.hpp"
-#include "tandem/common/retry.hpp"
+#include "tandem/base/log.hpp"
+#include "tandem/base/retry.hpp"
 
 namespace tandem::edge {
 namespace {

@@ -4,7 +4,7 @@
 
 #include <limits>
 
-#include "tandem/common/log.hpp"
+#include "tandem/base/log.hpp"
 #include "tandem/sched/scheduler_api.hpp"
 #include "tandem/services/http_client.hpp"
 

@@ -19,10 +19,10 @@
 #include <random>
 #include <thread>
 
-#include "tandem/common/fair_semaphore.hpp"
-#include "tandem/common/log.hpp"
+#include "tandem/base/fair_semaphore.hpp"
+#include "tandem/base/log.hpp"
 #include "tandem/common/model_loader.hpp"
-#include "tandem/common/retry.hpp"
+#include "tandem/base/retry.hpp"
 #include "tandem/common/tokenizer.hpp"
 #include "tandem/edge/cloud_flags.hpp"
 #include "tandem/edge/cloud_pool.hpp"

@@ -1,6 +1,6 @@
 #include "tandem/edge/link_monitor.hpp"
 
-#include "tandem/common/log.hpp"
+#include "tandem/base/log.hpp"
 
 namespace tandem::edge {
 

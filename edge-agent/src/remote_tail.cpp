@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
-#include "tandem/common/retry.hpp"
+#include "tandem/base/retry.hpp"
 
 namespace tandem::edge {
 namespace {

@@ -1,6 +1,6 @@
 #include "tandem/edge/tail_set.hpp"
 
-#include "tandem/common/clock.hpp"
+#include "tandem/base/clock.hpp"
 
 namespace tandem::edge {
 

@@ -23,8 +23,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 
-#include "tandem/common/flags.hpp"
-#include "tandem/common/log.hpp"
+#include "tandem/base/flags.hpp"
+#include "tandem/base/log.hpp"
 
 namespace tandem::netem {
 namespace {

@@ -2,7 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "tandem/common/log.hpp"
+#include "tandem/base/log.hpp"
 #include "tandem/sched/scheduler_api.hpp"
 #include "tandem/services/http_client.hpp"
 

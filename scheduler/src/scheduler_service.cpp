@@ -13,8 +13,8 @@
 #include <cstring>
 #include <thread>
 
-#include "tandem/common/flags.hpp"
-#include "tandem/common/log.hpp"
+#include "tandem/base/flags.hpp"
+#include "tandem/base/log.hpp"
 #include "tandem/sched/scheduler_api.hpp"
 #include "tandem/services/health.hpp"
 #include "tandem/services/service_main.hpp"

@@ -25,7 +25,7 @@
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
-#include "tandem/common/log.hpp"
+#include "tandem/base/log.hpp"
 
 namespace tandem::services {
 namespace {

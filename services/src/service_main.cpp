@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <thread>
 
-#include "tandem/common/log.hpp"
+#include "tandem/base/log.hpp"
 #include "tandem/services/http_server.hpp"
 
 namespace tandem::services {

@@ -1,5 +1,5 @@
 // FairSemaphore: slots go to waiters in arrival order; a waiter that times out leaves the queue.
-#include "tandem/common/fair_semaphore.hpp"
+#include "tandem/base/fair_semaphore.hpp"
 
 #include <gtest/gtest.h>
 

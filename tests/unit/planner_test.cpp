@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "tandem/common/clock.hpp"
+#include "tandem/base/clock.hpp"
 #include "tandem/sched/link_estimator.hpp"
 
 namespace tandem::sched {

@@ -1,5 +1,5 @@
 // Backoff delays and the circuit breaker's states, on a manual clock.
-#include "tandem/common/retry.hpp"
+#include "tandem/base/retry.hpp"
 
 #include <gtest/gtest.h>
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "tandem/common/clock.hpp"
+#include "tandem/base/clock.hpp"
 #include "tandem/sched/planner.hpp"
 
 namespace tandem::sched {

@@ -21,9 +21,9 @@
 #include <string_view>
 #include <vector>
 
-#include "tandem/common/mapped_file.hpp"
+#include "tandem/base/mapped_file.hpp"
 #include "tandem/common/model_config.hpp"
-#include "tandem/common/status.hpp"
+#include "tandem/base/status.hpp"
 
 namespace tandem {
 

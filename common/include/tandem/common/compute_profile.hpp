@@ -6,7 +6,7 @@
 #include <memory>
 #include <vector>
 
-#include "tandem/common/status.hpp"
+#include "tandem/base/status.hpp"
 
 namespace tandem {
 

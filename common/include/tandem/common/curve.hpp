@@ -29,7 +29,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include "tandem/common/status.hpp"
+#include "tandem/base/status.hpp"
 
 namespace tandem {
 

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "tandem/common/model_config.hpp"
-#include "tandem/common/status.hpp"
+#include "tandem/base/status.hpp"
 
 namespace tandem {
 

@@ -13,7 +13,7 @@
 #include <span>
 #include <vector>
 
-#include "tandem/common/status.hpp"
+#include "tandem/base/status.hpp"
 #include "tandem/kernels/kernels.hpp"
 
 namespace tandem {

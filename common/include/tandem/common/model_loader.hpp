@@ -7,8 +7,8 @@
 #include <string>
 
 #include "tandem/common/checkpoint.hpp"
-#include "tandem/common/flags.hpp"
-#include "tandem/common/status.hpp"
+#include "tandem/base/flags.hpp"
+#include "tandem/base/status.hpp"
 #include "tandem/common/transformer.hpp"
 #include "tandem/common/wire.hpp"
 

@@ -14,7 +14,7 @@
 
 #include "tandem/common/activation_codec.hpp"
 #include "tandem/common/sampler.hpp"
-#include "tandem/common/status.hpp"
+#include "tandem/base/status.hpp"
 
 namespace tandem {
 

@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "tandem/common/mapped_file.hpp"
-#include "tandem/common/status.hpp"
+#include "tandem/base/mapped_file.hpp"
+#include "tandem/base/status.hpp"
 
 namespace tandem {
 

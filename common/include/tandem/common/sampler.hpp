@@ -5,7 +5,7 @@
 #include <span>
 #include <vector>
 
-#include "tandem/common/status.hpp"
+#include "tandem/base/status.hpp"
 
 namespace tandem {
 

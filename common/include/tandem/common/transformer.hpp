@@ -22,7 +22,7 @@
 #include "tandem/common/checkpoint.hpp"
 #include "tandem/common/linear.hpp"
 #include "tandem/common/model_config.hpp"
-#include "tandem/common/status.hpp"
+#include "tandem/base/status.hpp"
 
 namespace tandem {
 

@@ -10,7 +10,7 @@
 #include <zmq.hpp>
 
 #include "tandem/common/curve.hpp"
-#include "tandem/common/status.hpp"
+#include "tandem/base/status.hpp"
 #include "tandem/common/wire.hpp"
 
 namespace tandem {

@@ -21,7 +21,7 @@
 #include "tandem/common/compute_profile.hpp"
 #include "tandem/common/model_config.hpp"
 #include "tandem/common/sampler.hpp"
-#include "tandem/common/status.hpp"
+#include "tandem/base/status.hpp"
 
 namespace tandem::wire {
 

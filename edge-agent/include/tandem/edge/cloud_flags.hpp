@@ -5,7 +5,7 @@
 #include <string>
 
 #include "tandem/common/activation_codec.hpp"
-#include "tandem/common/flags.hpp"
+#include "tandem/base/flags.hpp"
 #include "tandem/edge/remote_tail.hpp"
 
 namespace tandem::edge {

@@ -11,7 +11,7 @@
 #include <optional>
 #include <string>
 
-#include "tandem/common/clock.hpp"
+#include "tandem/base/clock.hpp"
 #include "tandem/common/compute_profile.hpp"
 #include "tandem/edge/tail_set.hpp"
 #include "tandem/sched/link_estimator.hpp"

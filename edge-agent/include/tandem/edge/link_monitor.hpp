@@ -10,7 +10,7 @@
 #include <optional>
 #include <thread>
 
-#include "tandem/common/clock.hpp"
+#include "tandem/base/clock.hpp"
 #include "tandem/edge/remote_tail.hpp"
 #include "tandem/sched/link_estimator.hpp"
 

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "tandem/common/pipeline.hpp"
-#include "tandem/common/status.hpp"
+#include "tandem/base/status.hpp"
 #include "tandem/sched/planner.hpp"
 
 namespace tandem {

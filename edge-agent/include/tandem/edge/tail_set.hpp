@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "tandem/common/retry.hpp"
+#include "tandem/base/retry.hpp"
 #include "tandem/edge/cloud_pool.hpp"
 #include "tandem/edge/link_monitor.hpp"
 #include "tandem/sched/link_estimator.hpp"

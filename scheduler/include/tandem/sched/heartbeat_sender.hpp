@@ -19,7 +19,7 @@
 #include <string>
 #include <thread>
 
-#include "tandem/common/status.hpp"
+#include "tandem/base/status.hpp"
 #include "tandem/sched/tail_registry.hpp"
 
 namespace tandem::sched {

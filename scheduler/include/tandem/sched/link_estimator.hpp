@@ -12,7 +12,7 @@
 #include <mutex>
 #include <optional>
 
-#include "tandem/common/clock.hpp"
+#include "tandem/base/clock.hpp"
 #include "tandem/sched/planner.hpp"
 
 namespace tandem::sched {

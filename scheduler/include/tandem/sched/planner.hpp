@@ -19,9 +19,9 @@
 #include <vector>
 
 #include "tandem/common/activation_codec.hpp"
-#include "tandem/common/clock.hpp"
+#include "tandem/base/clock.hpp"
 #include "tandem/common/compute_profile.hpp"
-#include "tandem/common/status.hpp"
+#include "tandem/base/status.hpp"
 
 namespace tandem::sched {
 

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "tandem/common/compute_profile.hpp"
-#include "tandem/common/status.hpp"
+#include "tandem/base/status.hpp"
 #include "tandem/sched/planner.hpp"
 #include "tandem/sched/tail_registry.hpp"
 

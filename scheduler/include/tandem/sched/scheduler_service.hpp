@@ -19,8 +19,8 @@
 #include <string>
 #include <vector>
 
-#include "tandem/common/clock.hpp"
-#include "tandem/common/status.hpp"
+#include "tandem/base/clock.hpp"
+#include "tandem/base/status.hpp"
 #include "tandem/sched/tail_registry.hpp"
 #include "tandem/services/http_server.hpp"
 

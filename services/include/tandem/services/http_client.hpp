@@ -16,7 +16,7 @@
 #include <utility>
 #include <vector>
 
-#include "tandem/common/status.hpp"
+#include "tandem/base/status.hpp"
 
 namespace tandem::services {
 

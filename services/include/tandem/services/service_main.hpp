@@ -10,8 +10,8 @@
 #include <string>
 #include <string_view>
 
-#include "tandem/common/flags.hpp"
-#include "tandem/common/status.hpp"
+#include "tandem/base/flags.hpp"
+#include "tandem/base/status.hpp"
 
 namespace tandem::services {
 

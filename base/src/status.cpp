@@ -1,4 +1,4 @@
-#include "tandem/common/status.hpp"
+#include "tandem/base/status.hpp"
 
 namespace tandem {
 

@@ -1,4 +1,4 @@
-#include "tandem/common/log.hpp"
+#include "tandem/base/log.hpp"
 
 #include <chrono>
 #include <cstdio>

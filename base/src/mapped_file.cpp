@@ -1,4 +1,4 @@
-#include "tandem/common/mapped_file.hpp"
+#include "tandem/base/mapped_file.hpp"
 
 #include <fcntl.h>
 #include <sys/mman.h>

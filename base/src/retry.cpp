@@ -1,4 +1,4 @@
-#include "tandem/common/retry.hpp"
+#include "tandem/base/retry.hpp"
 
 #include <algorithm>
 #include <cmath>

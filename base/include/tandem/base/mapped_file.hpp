@@ -5,7 +5,7 @@
 #include <span>
 #include <string>
 
-#include "tandem/common/status.hpp"
+#include "tandem/base/status.hpp"
 
 namespace tandem {
 

@@ -11,7 +11,7 @@
 #include <random>
 #include <string_view>
 
-#include "tandem/common/clock.hpp"
+#include "tandem/base/clock.hpp"
 
 namespace tandem {
 

@@ -1,4 +1,4 @@
-#include "tandem/common/flags.hpp"
+#include "tandem/base/flags.hpp"
 
 #include <cctype>
 #include <charconv>

@@ -1,4 +1,4 @@
-#include "tandem/common/process_memory.hpp"
+#include "tandem/base/process_memory.hpp"
 
 #include <fstream>
 #include <string>

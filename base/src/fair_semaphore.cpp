@@ -1,4 +1,4 @@
-#include "tandem/common/fair_semaphore.hpp"
+#include "tandem/base/fair_semaphore.hpp"
 
 namespace tandem {
 

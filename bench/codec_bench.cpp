@@ -5,7 +5,7 @@
 
 #include <random>
 
-#include "tandem/common/activation_codec.hpp"
+#include "tandem/wire/activation_codec.hpp"
 
 namespace {
 

@@ -20,7 +20,7 @@
 #include <utility>
 #include <vector>
 
-#include "tandem/common/activation_codec.hpp"
+#include "tandem/wire/activation_codec.hpp"
 #include "tandem/common/checkpoint.hpp"
 #include "tandem/common/wire.hpp"
 

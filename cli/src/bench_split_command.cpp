@@ -20,7 +20,7 @@
 
 #include "cli_support.hpp"
 #include "commands.hpp"
-#include "tandem/common/activation_codec.hpp"
+#include "tandem/wire/activation_codec.hpp"
 #include "tandem/netem/link_proxy.hpp"
 #include "tandem/services/http_client.hpp"
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "tandem/common/activation_codec.hpp"
+#include "tandem/wire/activation_codec.hpp"
 #include "tandem/base/flags.hpp"
 #include "tandem/common/model_loader.hpp"
 #include "tandem/base/status.hpp"

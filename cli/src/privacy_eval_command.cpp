@@ -29,7 +29,7 @@
 
 #include "cli_support.hpp"
 #include "commands.hpp"
-#include "tandem/common/activation_codec.hpp"
+#include "tandem/wire/activation_codec.hpp"
 
 namespace tandem::cli {
 namespace {

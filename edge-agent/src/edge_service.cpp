@@ -21,6 +21,7 @@
 
 #include "tandem/base/fair_semaphore.hpp"
 #include "tandem/base/log.hpp"
+#include "tandem/common/compute_profile.hpp"
 #include "tandem/common/model_loader.hpp"
 #include "tandem/base/retry.hpp"
 #include "tandem/common/tokenizer.hpp"

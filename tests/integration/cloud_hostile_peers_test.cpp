@@ -23,7 +23,7 @@
 
 #include "cloud_tail_process.hpp"
 #include "http_client.hpp"
-#include "tandem/common/activation_codec.hpp"
+#include "tandem/wire/activation_codec.hpp"
 #include "tandem/common/checkpoint.hpp"
 #include "tandem/common/transport.hpp"
 #include "tandem/common/wire.hpp"

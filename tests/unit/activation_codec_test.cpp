@@ -1,4 +1,4 @@
-#include "tandem/common/activation_codec.hpp"
+#include "tandem/wire/activation_codec.hpp"
 
 #include <gtest/gtest.h>
 

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "tandem/common/compute_profile.hpp"
+#include "tandem/wire/compute_profile.hpp"
 #include "tandem/base/status.hpp"
 #include "tandem/common/transport.hpp"
 #include "tandem/common/wire.hpp"

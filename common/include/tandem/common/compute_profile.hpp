@@ -1,29 +1,15 @@
-// Measured compute of one process (an edge or a tail) with its own weights, precision and threads, block by
-// block: what the split planner needs to predict each side's share of a cut. Measured at start-up with the
-// real weights, reported by tails in STATS and heartbeats.
+// Measures a ComputeProfile (tandem/wire/compute_profile.hpp) with the real weights at start-up.
 #pragma once
 
 #include <memory>
 #include <vector>
 
 #include "tandem/base/status.hpp"
+#include "tandem/wire/compute_profile.hpp"
 
 namespace tandem {
 
 class Transformer;
-
-struct ComputeProfile {
-  // One token (decode, T = 1) through block b, for every block b in [0, L).
-  std::vector<double> decode_block_ms;
-  // All `tokens` positions of a prefill through block b; buckets in ascending `tokens`.
-  struct PrefillBucket {
-    int tokens = 0;
-    std::vector<double> block_ms;
-  };
-  std::vector<PrefillBucket> prefill;
-  // Final norm, classifier and sampling of one row (prefill samples only its last row).
-  double head_ms = 0;
-};
 
 struct ProfileOptions {
   std::vector<int> prefill_buckets = {16, 64, 256};  // capped at the context length

@@ -12,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-#include "tandem/common/activation_codec.hpp"
+#include "tandem/wire/activation_codec.hpp"
 #include "tandem/common/sampler.hpp"
 #include "tandem/base/status.hpp"
 

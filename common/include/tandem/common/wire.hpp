@@ -17,8 +17,8 @@
 #include <utility>
 #include <vector>
 
-#include "tandem/common/activation_codec.hpp"
-#include "tandem/common/compute_profile.hpp"
+#include "tandem/wire/activation_codec.hpp"
+#include "tandem/wire/compute_profile.hpp"
 #include "tandem/common/model_config.hpp"
 #include "tandem/common/sampler.hpp"
 #include "tandem/base/status.hpp"

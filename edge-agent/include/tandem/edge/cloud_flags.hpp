@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "tandem/common/activation_codec.hpp"
+#include "tandem/wire/activation_codec.hpp"
 #include "tandem/base/flags.hpp"
 #include "tandem/edge/remote_tail.hpp"
 

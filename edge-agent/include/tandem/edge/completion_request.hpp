@@ -9,7 +9,7 @@
 #include <variant>
 #include <vector>
 
-#include "tandem/common/activation_codec.hpp"
+#include "tandem/wire/activation_codec.hpp"
 
 namespace tandem::edge {
 

@@ -12,7 +12,7 @@
 #include <string>
 
 #include "tandem/base/clock.hpp"
-#include "tandem/common/compute_profile.hpp"
+#include "tandem/wire/compute_profile.hpp"
 #include "tandem/edge/tail_set.hpp"
 #include "tandem/sched/link_estimator.hpp"
 #include "tandem/sched/planner.hpp"

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "tandem/common/compute_profile.hpp"
+#include "tandem/wire/compute_profile.hpp"
 #include "tandem/base/status.hpp"
 #include "tandem/sched/planner.hpp"
 #include "tandem/sched/tail_registry.hpp"

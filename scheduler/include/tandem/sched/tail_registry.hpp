@@ -27,9 +27,9 @@
 #include <string>
 #include <vector>
 
-#include "tandem/common/activation_codec.hpp"
+#include "tandem/wire/activation_codec.hpp"
 #include "tandem/base/clock.hpp"
-#include "tandem/common/compute_profile.hpp"
+#include "tandem/wire/compute_profile.hpp"
 #include "tandem/base/status.hpp"
 #include "tandem/sched/planner.hpp"
 

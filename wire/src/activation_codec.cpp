@@ -1,4 +1,4 @@
-#include "tandem/common/activation_codec.hpp"
+#include "tandem/wire/activation_codec.hpp"
 
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>

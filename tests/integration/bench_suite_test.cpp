@@ -42,6 +42,11 @@ TEST(BenchSuiteTest, TinyRunReportsEveryPart) {
                                                           "4",
                                                           "--tail-decode-steps",
                                                           "4",
+                                                          // A loaded 2-core host may schedule the four
+                                                          // sessions' threads more than the default 2 ms
+                                                          // apart: wait long enough that they batch.
+                                                          "--max-batch-wait-us",
+                                                          "50000",
                                                           "--codecs",
                                                           "fp32,int8+zstd",
                                                           "--threads",

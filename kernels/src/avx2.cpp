@@ -3,7 +3,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cmath>
 
 #include "tables.hpp"
 #include "tiles.hpp"
@@ -246,30 +245,28 @@ void SwiGlu(float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; i += 8) {
     const __m256i lanes = TailMask(n - i);
     const __m256 g = _mm256_maskload_ps(gate + i, lanes);
-    const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(one, _ZGVdN8v_expf(_mm256_sub_ps(_mm256_setzero_ps(), g))));
+    const __m256 silu =
+        _mm256_div_ps(g, _mm256_add_ps(one, _ZGVdN8v_expf(_mm256_sub_ps(_mm256_setzero_ps(), g))));
     _mm256_maskstore_ps(gate + i, lanes, _mm256_mul_ps(silu, _mm256_maskload_ps(up + i, lanes)));
   }
 }
 
-// ref::Softmax's arithmetic, 8 lanes at a time (the sum in another order).
+// ref::Softmax's arithmetic, 8 lanes at a time, the last ones under a mask (the sum in another order).
 void Softmax(float* values, int64_t n) {
-  const float max_value = *std::max_element(values, values + n);
-  const __m256 max_lanes = _mm256_set1_ps(max_value);
-  __m256 total_lanes = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 e = _ZGVdN8v_expf(_mm256_sub_ps(_mm256_loadu_ps(values + i), max_lanes));
-    _mm256_storeu_ps(values + i, e);
-    total_lanes = _mm256_add_ps(total_lanes, e);
+  const __m256 max_value = _mm256_set1_ps(*std::max_element(values, values + n));
+  __m256 total = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n; i += 8) {
+    const __m256i lanes = TailMask(n - i);
+    const __m256 e = _ZGVdN8v_expf(_mm256_sub_ps(_mm256_maskload_ps(values + i, lanes), max_value));
+    _mm256_maskstore_ps(values + i, lanes, e);
+    // Lanes past n hold exp(-max): left out of the sum.
+    total = _mm256_add_ps(total, _mm256_and_ps(e, _mm256_castsi256_ps(lanes)));
   }
-  float total = HorizontalSum(total_lanes);
-  for (; i < n; ++i) {
-    values[i] = std::exp(values[i] - max_value);
-    total += values[i];
+  const __m256 sum = _mm256_set1_ps(HorizontalSum(total));
+  for (int64_t i = 0; i < n; i += 8) {
+    const __m256i lanes = TailMask(n - i);
+    _mm256_maskstore_ps(values + i, lanes, _mm256_div_ps(_mm256_maskload_ps(values + i, lanes), sum));
   }
-  const __m256 sum = _mm256_set1_ps(total);
-  for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(values + i, _mm256_div_ps(_mm256_loadu_ps(values + i), sum));
-  for (; i < n; ++i) values[i] /= total;
 }
 
 }  // namespace

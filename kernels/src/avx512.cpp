@@ -13,8 +13,9 @@ extern "C" __m512 _ZGVeN16v_expf(__m512 x);
 namespace tandem::kernels {
 namespace {
 
+// Lanes [0, left) set (all 16 for left >= 16), as avx2.cpp's TailMask.
 inline __mmask16 TailMask(int64_t left) {
-  return static_cast<__mmask16>((1u << left) - 1u);
+  return left >= 16 ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << left) - 1u);
 }
 
 // The lane sums of four vectors at once, each paired exactly as _mm512_reduce_add_ps pairs them (lanes i
@@ -293,9 +294,10 @@ void Axpy(float a, const float* x, float* y, int64_t n) {
 void SwiGlu(float* gate, const float* up, int64_t n) {
   const __m512 one = _mm512_set1_ps(1.0f);
   for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 lanes = i + 16 <= n ? __mmask16{0xFFFF} : TailMask(n - i);
+    const __mmask16 lanes = TailMask(n - i);
     const __m512 g = _mm512_maskz_loadu_ps(lanes, gate + i);
-    const __m512 silu = _mm512_div_ps(g, _mm512_add_ps(one, _ZGVeN16v_expf(_mm512_sub_ps(_mm512_setzero_ps(), g))));
+    const __m512 silu =
+        _mm512_div_ps(g, _mm512_add_ps(one, _ZGVeN16v_expf(_mm512_sub_ps(_mm512_setzero_ps(), g))));
     _mm512_mask_storeu_ps(gate + i, lanes, _mm512_mul_ps(silu, _mm512_maskz_loadu_ps(lanes, up + i)));
   }
 }
@@ -305,14 +307,14 @@ void Softmax(float* values, int64_t n) {
   const __m512 max_value = _mm512_set1_ps(*std::max_element(values, values + n));
   __m512 total = _mm512_setzero_ps();
   for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 lanes = i + 16 <= n ? __mmask16{0xFFFF} : TailMask(n - i);
+    const __mmask16 lanes = TailMask(n - i);
     const __m512 e = _ZGVeN16v_expf(_mm512_sub_ps(_mm512_maskz_loadu_ps(lanes, values + i), max_value));
     _mm512_mask_storeu_ps(values + i, lanes, e);
     total = _mm512_mask_add_ps(total, lanes, total, e);
   }
   const __m512 sum = _mm512_set1_ps(_mm512_reduce_add_ps(total));
   for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 lanes = i + 16 <= n ? __mmask16{0xFFFF} : TailMask(n - i);
+    const __mmask16 lanes = TailMask(n - i);
     _mm512_mask_storeu_ps(values + i, lanes, _mm512_div_ps(_mm512_maskz_loadu_ps(lanes, values + i), sum));
   }
 }

@@ -20,9 +20,9 @@
 #include <utility>
 #include <vector>
 
-#include "tandem/wire/activation_codec.hpp"
 #include "tandem/common/checkpoint.hpp"
 #include "tandem/common/wire.hpp"
+#include "tandem/wire/activation_codec.hpp"
 
 namespace {
 

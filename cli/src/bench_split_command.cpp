@@ -20,9 +20,9 @@
 
 #include "cli_support.hpp"
 #include "commands.hpp"
-#include "tandem/wire/activation_codec.hpp"
 #include "tandem/netem/link_proxy.hpp"
 #include "tandem/services/http_client.hpp"
+#include "tandem/wire/activation_codec.hpp"
 
 namespace tandem::cli {
 namespace {

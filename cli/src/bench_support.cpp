@@ -8,8 +8,8 @@
 #include <random>
 
 #include "cli_support.hpp"
-#include "tandem/common/pipeline.hpp"
 #include "tandem/base/process_memory.hpp"
+#include "tandem/common/pipeline.hpp"
 
 namespace tandem::cli {
 

@@ -10,12 +10,12 @@
 #include <string>
 #include <vector>
 
-#include "tandem/wire/activation_codec.hpp"
 #include "tandem/base/flags.hpp"
-#include "tandem/common/model_loader.hpp"
 #include "tandem/base/status.hpp"
+#include "tandem/common/model_loader.hpp"
 #include "tandem/common/tokenizer.hpp"
 #include "tandem/common/transformer.hpp"
+#include "tandem/wire/activation_codec.hpp"
 
 namespace tandem::cli {
 

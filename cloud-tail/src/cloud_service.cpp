@@ -9,12 +9,12 @@
 #include <cstdio>
 #include <functional>
 
+#include "tandem/base/log.hpp"
+#include "tandem/base/process_memory.hpp"
 #include "tandem/cloud/tail_server.hpp"
 #include "tandem/common/compute_profile.hpp"
 #include "tandem/common/curve.hpp"
-#include "tandem/base/log.hpp"
 #include "tandem/common/model_loader.hpp"
-#include "tandem/base/process_memory.hpp"
 #include "tandem/common/tokenizer.hpp"
 #include "tandem/sched/heartbeat_sender.hpp"
 #include "tandem/services/health.hpp"

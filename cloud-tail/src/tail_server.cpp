@@ -19,8 +19,8 @@
 #include <thread>
 #include <unordered_map>
 
-#include "tandem/common/curve.hpp"
 #include "tandem/base/log.hpp"
+#include "tandem/common/curve.hpp"
 #include "tandem/common/pipeline.hpp"
 #include "tandem/common/transformer.hpp"
 

@@ -21,9 +21,9 @@
 
 #include "tandem/base/fair_semaphore.hpp"
 #include "tandem/base/log.hpp"
+#include "tandem/base/retry.hpp"
 #include "tandem/common/compute_profile.hpp"
 #include "tandem/common/model_loader.hpp"
-#include "tandem/base/retry.hpp"
 #include "tandem/common/tokenizer.hpp"
 #include "tandem/edge/cloud_flags.hpp"
 #include "tandem/edge/cloud_pool.hpp"

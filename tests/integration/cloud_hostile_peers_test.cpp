@@ -23,10 +23,10 @@
 
 #include "cloud_tail_process.hpp"
 #include "http_client.hpp"
-#include "tandem/wire/activation_codec.hpp"
 #include "tandem/common/checkpoint.hpp"
 #include "tandem/common/transport.hpp"
 #include "tandem/common/wire.hpp"
+#include "tandem/wire/activation_codec.hpp"
 #include "test_env.hpp"
 
 namespace tandem {

@@ -14,10 +14,10 @@
 #include <string>
 #include <vector>
 
-#include "tandem/wire/compute_profile.hpp"
 #include "tandem/base/status.hpp"
 #include "tandem/common/transport.hpp"
 #include "tandem/common/wire.hpp"
+#include "tandem/wire/compute_profile.hpp"
 
 namespace prometheus {
 class Registry;

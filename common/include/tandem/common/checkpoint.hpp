@@ -22,8 +22,8 @@
 #include <vector>
 
 #include "tandem/base/mapped_file.hpp"
-#include "tandem/common/model_config.hpp"
 #include "tandem/base/status.hpp"
+#include "tandem/common/model_config.hpp"
 
 namespace tandem {
 

@@ -7,8 +7,8 @@
 
 #include <string>
 
-#include "tandem/common/model_config.hpp"
 #include "tandem/base/status.hpp"
+#include "tandem/common/model_config.hpp"
 
 namespace tandem {
 

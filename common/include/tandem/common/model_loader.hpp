@@ -6,9 +6,9 @@
 #include <memory>
 #include <string>
 
-#include "tandem/common/checkpoint.hpp"
 #include "tandem/base/flags.hpp"
 #include "tandem/base/status.hpp"
+#include "tandem/common/checkpoint.hpp"
 #include "tandem/common/transformer.hpp"
 #include "tandem/common/wire.hpp"
 

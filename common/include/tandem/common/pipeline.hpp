@@ -12,9 +12,9 @@
 #include <utility>
 #include <vector>
 
-#include "tandem/wire/activation_codec.hpp"
-#include "tandem/common/sampler.hpp"
 #include "tandem/base/status.hpp"
+#include "tandem/common/sampler.hpp"
+#include "tandem/wire/activation_codec.hpp"
 
 namespace tandem {
 

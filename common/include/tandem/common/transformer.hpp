@@ -19,10 +19,10 @@
 #include <span>
 #include <vector>
 
+#include "tandem/base/status.hpp"
 #include "tandem/common/checkpoint.hpp"
 #include "tandem/common/linear.hpp"
 #include "tandem/common/model_config.hpp"
-#include "tandem/base/status.hpp"
 
 namespace tandem {
 

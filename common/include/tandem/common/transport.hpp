@@ -9,8 +9,8 @@
 
 #include <zmq.hpp>
 
-#include "tandem/common/curve.hpp"
 #include "tandem/base/status.hpp"
+#include "tandem/common/curve.hpp"
 #include "tandem/common/wire.hpp"
 
 namespace tandem {

@@ -17,11 +17,11 @@
 #include <utility>
 #include <vector>
 
-#include "tandem/wire/activation_codec.hpp"
-#include "tandem/wire/compute_profile.hpp"
+#include "tandem/base/status.hpp"
 #include "tandem/common/model_config.hpp"
 #include "tandem/common/sampler.hpp"
-#include "tandem/base/status.hpp"
+#include "tandem/wire/activation_codec.hpp"
+#include "tandem/wire/compute_profile.hpp"
 
 namespace tandem::wire {
 

@@ -4,9 +4,9 @@
 
 #include <string>
 
-#include "tandem/wire/activation_codec.hpp"
 #include "tandem/base/flags.hpp"
 #include "tandem/edge/remote_tail.hpp"
+#include "tandem/wire/activation_codec.hpp"
 
 namespace tandem::edge {
 

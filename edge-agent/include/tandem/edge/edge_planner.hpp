@@ -12,10 +12,10 @@
 #include <string>
 
 #include "tandem/base/clock.hpp"
-#include "tandem/wire/compute_profile.hpp"
 #include "tandem/edge/tail_set.hpp"
 #include "tandem/sched/link_estimator.hpp"
 #include "tandem/sched/planner.hpp"
+#include "tandem/wire/compute_profile.hpp"
 
 namespace tandem::edge {
 

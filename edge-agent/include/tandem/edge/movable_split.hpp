@@ -13,8 +13,8 @@
 #include <span>
 #include <vector>
 
-#include "tandem/common/pipeline.hpp"
 #include "tandem/base/status.hpp"
+#include "tandem/common/pipeline.hpp"
 #include "tandem/sched/planner.hpp"
 
 namespace tandem {

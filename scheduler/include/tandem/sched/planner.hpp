@@ -18,10 +18,10 @@
 #include <utility>
 #include <vector>
 
-#include "tandem/wire/activation_codec.hpp"
 #include "tandem/base/clock.hpp"
-#include "tandem/wire/compute_profile.hpp"
 #include "tandem/base/status.hpp"
+#include "tandem/wire/activation_codec.hpp"
+#include "tandem/wire/compute_profile.hpp"
 
 namespace tandem::sched {
 

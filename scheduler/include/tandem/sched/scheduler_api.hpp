@@ -14,10 +14,10 @@
 #include <string>
 #include <vector>
 
-#include "tandem/wire/compute_profile.hpp"
 #include "tandem/base/status.hpp"
 #include "tandem/sched/planner.hpp"
 #include "tandem/sched/tail_registry.hpp"
+#include "tandem/wire/compute_profile.hpp"
 
 namespace tandem::sched {
 

@@ -8,8 +8,8 @@
 #include <numeric>
 #include <random>
 
-#include "tandem/common/linear.hpp"
-#include "tandem/common/threading.hpp"
+#include "tandem/engine/linear.hpp"
+#include "tandem/engine/threading.hpp"
 
 namespace {
 

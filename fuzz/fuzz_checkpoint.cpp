@@ -6,7 +6,7 @@
 #include <string>
 
 #include "fuzz_support.hpp"
-#include "tandem/common/checkpoint.hpp"
+#include "tandem/model/checkpoint.hpp"
 
 namespace {
 

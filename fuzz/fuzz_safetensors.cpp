@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "fuzz_support.hpp"
-#include "tandem/common/safetensors.hpp"
+#include "tandem/model/safetensors.hpp"
 
 namespace {
 

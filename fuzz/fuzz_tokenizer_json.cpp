@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "fuzz_support.hpp"
-#include "tandem/common/tokenizer.hpp"
+#include "tandem/text/tokenizer.hpp"
 
 namespace {
 

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "fuzz_support.hpp"
-#include "tandem/common/wire.hpp"
+#include "tandem/wire/protocol.hpp"
 
 namespace {
 

@@ -20,8 +20,8 @@
 #include <utility>
 #include <vector>
 
-#include "tandem/common/checkpoint.hpp"
-#include "tandem/common/wire.hpp"
+#include "tandem/model/checkpoint.hpp"
+#include "tandem/wire/protocol.hpp"
 #include "tandem/wire/activation_codec.hpp"
 
 namespace {

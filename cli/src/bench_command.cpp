@@ -6,8 +6,8 @@
 #include "cli_support.hpp"
 #include "commands.hpp"
 #include "split_setup.hpp"
-#include "tandem/common/pipeline.hpp"
-#include "tandem/common/threading.hpp"
+#include "tandem/engine/pipeline.hpp"
+#include "tandem/engine/threading.hpp"
 
 namespace tandem::cli {
 namespace {

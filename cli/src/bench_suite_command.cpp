@@ -23,9 +23,9 @@
 #include "commands.hpp"
 #include "split_setup.hpp"
 #include "tandem/cloud/tail_server.hpp"
-#include "tandem/common/curve.hpp"
-#include "tandem/common/pipeline.hpp"
-#include "tandem/common/threading.hpp"
+#include "tandem/wire/curve.hpp"
+#include "tandem/engine/pipeline.hpp"
+#include "tandem/engine/threading.hpp"
 #include "tandem/edge/remote_tail.hpp"
 
 namespace tandem::cli {

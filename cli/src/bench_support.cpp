@@ -9,7 +9,7 @@
 
 #include "cli_support.hpp"
 #include "tandem/base/process_memory.hpp"
-#include "tandem/common/pipeline.hpp"
+#include "tandem/engine/pipeline.hpp"
 
 namespace tandem::cli {
 

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "split_setup.hpp"
-#include "tandem/common/model_loader.hpp"
+#include "tandem/engine/model_loader.hpp"
 
 namespace tandem::cli {
 

@@ -10,7 +10,7 @@
 #include <cstdio>
 #include <fstream>
 
-#include "tandem/common/checkpoint.hpp"
+#include "tandem/model/checkpoint.hpp"
 
 namespace tandem::cli {
 

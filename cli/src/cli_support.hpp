@@ -12,9 +12,9 @@
 
 #include "tandem/base/flags.hpp"
 #include "tandem/base/status.hpp"
-#include "tandem/common/model_loader.hpp"
-#include "tandem/common/tokenizer.hpp"
-#include "tandem/common/transformer.hpp"
+#include "tandem/engine/model_loader.hpp"
+#include "tandem/text/tokenizer.hpp"
+#include "tandem/engine/transformer.hpp"
 #include "tandem/wire/activation_codec.hpp"
 
 namespace tandem::cli {

@@ -7,10 +7,10 @@
 
 #include "cli_support.hpp"
 #include "commands.hpp"
-#include "tandem/common/checkpoint.hpp"
-#include "tandem/common/hf_config.hpp"
-#include "tandem/common/safetensors.hpp"
-#include "tandem/common/tokenizer.hpp"
+#include "tandem/model/checkpoint.hpp"
+#include "tandem/model/hf_config.hpp"
+#include "tandem/model/safetensors.hpp"
+#include "tandem/text/tokenizer.hpp"
 
 namespace tandem::cli {
 namespace {

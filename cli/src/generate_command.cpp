@@ -7,7 +7,7 @@
 #include "cli_support.hpp"
 #include "commands.hpp"
 #include "split_setup.hpp"
-#include "tandem/common/pipeline.hpp"
+#include "tandem/engine/pipeline.hpp"
 #include "tandem/edge/movable_split.hpp"
 
 namespace tandem::cli {

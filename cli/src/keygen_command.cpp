@@ -3,7 +3,7 @@
 
 #include "cli_support.hpp"
 #include "commands.hpp"
-#include "tandem/common/curve.hpp"
+#include "tandem/wire/curve.hpp"
 
 namespace tandem::cli {
 namespace {

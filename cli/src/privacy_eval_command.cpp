@@ -83,7 +83,8 @@ Result<int64_t> TailAgreement(const Transformer& model, const std::vector<int>& 
   KvCache cache(model.config(), BlockRange{cut, model.n_layers()}, static_cast<int>(ids.size()));
   at::Tensor hidden = received.clone();
   TANDEM_RETURN_IF_ERROR(model.RunBlocks(hidden, cache));
-  const at::Tensor predicted = model.Logits(hidden).argmax(1);
+  TANDEM_ASSIGN_OR_RETURN(const at::Tensor logits, model.Logits(hidden));
+  const at::Tensor predicted = logits.argmax(1);
   int64_t agree = 0;
   for (size_t i = prompt_tokens - 1; i + 1 < ids.size(); ++i) {
     agree += predicted[static_cast<int64_t>(i)].item<int64_t>() == ids[i + 1];

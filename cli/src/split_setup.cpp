@@ -3,7 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_support.hpp"
-#include "tandem/common/wire.hpp"
+#include "tandem/wire/protocol.hpp"
 
 namespace tandem::cli {
 void SplitFlags::Declare(FlagSet& flags) {

@@ -6,8 +6,8 @@
 
 #include <memory>
 
-#include "tandem/common/model_loader.hpp"
-#include "tandem/common/pipeline.hpp"
+#include "tandem/engine/model_loader.hpp"
+#include "tandem/engine/pipeline.hpp"
 #include "tandem/edge/cloud_flags.hpp"
 
 namespace tandem::cli {

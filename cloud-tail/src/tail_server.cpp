@@ -20,9 +20,9 @@
 #include <unordered_map>
 
 #include "tandem/base/log.hpp"
-#include "tandem/common/curve.hpp"
-#include "tandem/common/pipeline.hpp"
-#include "tandem/common/transformer.hpp"
+#include "tandem/wire/curve.hpp"
+#include "tandem/engine/pipeline.hpp"
+#include "tandem/engine/transformer.hpp"
 
 namespace tandem::cloud {
 namespace {

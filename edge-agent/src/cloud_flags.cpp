@@ -1,7 +1,7 @@
 #include "tandem/edge/cloud_flags.hpp"
 
 #include "tandem/base/log.hpp"
-#include "tandem/common/curve.hpp"
+#include "tandem/wire/curve.hpp"
 
 namespace tandem::edge {
 

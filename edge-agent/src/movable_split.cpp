@@ -1,6 +1,6 @@
 #include "tandem/edge/movable_split.hpp"
 
-#include "tandem/common/transformer.hpp"
+#include "tandem/engine/transformer.hpp"
 
 namespace tandem::edge {
 namespace {

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "tandem/common/checkpoint.hpp"
+#include "tandem/model/checkpoint.hpp"
 #include "test_env.hpp"
 
 namespace tandem {

@@ -6,8 +6,8 @@
 #include <thread>
 
 #include "cloud_tail_process.hpp"
-#include "tandem/common/model_loader.hpp"
-#include "tandem/common/tokenizer.hpp"
+#include "tandem/engine/model_loader.hpp"
+#include "tandem/text/tokenizer.hpp"
 #include "tandem/edge/remote_tail.hpp"
 #include "test_env.hpp"
 
@@ -134,13 +134,13 @@ TEST_P(CloudSessionsTest, IdleSessionsExpire) {
       edge::RemoteTail::Open(**connection, {.cut = 2, .sampling = {0.0f, 1.0f, 0}, .max_positions = 16});
   ASSERT_TRUE(tail.ok());
   ASSERT_TRUE((*tail)->Forward(*edge.Forward(std::vector<int>{1, 403})).ok());
-  // The tail sweeps once a second: after the timeout and a sweep, the session is gone.
-  std::this_thread::sleep_for(std::chrono::seconds(kIdleTimeoutSeconds) + std::chrono::milliseconds(1500));
+  // The tail sweeps once a second: after the timeout and a sweep, the session is gone. Waits for the sweep's
+  // log line (generously: a loaded machine may run the sweep late) rather than sleeping a fixed time.
+  ASSERT_FALSE(tail_->process().WaitForLine("idle session expired", 30000).empty()) << tail_->log();
   const auto expired = (*tail)->Forward(*edge.Forward(std::vector<int>{407}));
   ASSERT_FALSE(expired.ok());
   EXPECT_NE(expired.status().message().find("unknown_session"), std::string::npos)
       << expired.status().ToString();
-  EXPECT_NE(tail_->log().find("idle session expired"), std::string::npos);
 }
 
 TEST_P(CloudSessionsTest, SigtermDrainsOpenSessionsThenExits) {
@@ -153,7 +153,7 @@ TEST_P(CloudSessionsTest, SigtermDrainsOpenSessionsThenExits) {
   ASSERT_TRUE((*tail)->Forward(*edge.Forward(std::vector<int>{1, 403})).ok());
 
   tail_->process().Signal(SIGTERM);
-  ASSERT_FALSE(tail_->process().WaitForLine("msg=draining", 5000).empty()) << tail_->log();
+  ASSERT_FALSE(tail_->process().WaitForLine("msg=draining", 30000).empty()) << tail_->log();
   // The open session goes on; a new edge is told to go elsewhere.
   EXPECT_TRUE((*tail)->Forward(*edge.Forward(std::vector<int>{407})).ok());
   auto refused = Connect();
@@ -163,7 +163,7 @@ TEST_P(CloudSessionsTest, SigtermDrainsOpenSessionsThenExits) {
       << refused.status().ToString();
   // Once the last session closes, the tail stops by itself, cleanly.
   tail->reset();
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (tail_->process().Running() && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }

@@ -5,10 +5,10 @@
 
 #include <random>
 
-#include "tandem/common/checkpoint.hpp"
-#include "tandem/common/pipeline.hpp"
-#include "tandem/common/tokenizer.hpp"
-#include "tandem/common/transformer.hpp"
+#include "tandem/model/checkpoint.hpp"
+#include "tandem/engine/pipeline.hpp"
+#include "tandem/text/tokenizer.hpp"
+#include "tandem/engine/transformer.hpp"
 #include "test_env.hpp"
 
 namespace tandem {

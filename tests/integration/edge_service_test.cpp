@@ -11,7 +11,7 @@
 
 #include "cloud_tail_process.hpp"
 #include "http_client.hpp"
-#include "tandem/common/linear.hpp"
+#include "tandem/engine/linear.hpp"
 #include "test_env.hpp"
 
 namespace tandem {

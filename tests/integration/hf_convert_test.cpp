@@ -10,7 +10,7 @@
 
 #include "cloud_tail_process.hpp"
 #include "http_client.hpp"
-#include "tandem/common/tokenizer.hpp"
+#include "tandem/text/tokenizer.hpp"
 #include "test_env.hpp"
 
 namespace tandem {

@@ -175,7 +175,7 @@ TEST_F(SchedulerServiceTest, BalancesEdgesOverRealTails) {
         tails = Tails(scheduler_);
         return tails.size() == 2;
       },
-      milliseconds(5000)))
+      milliseconds(20000)))
       << scheduler_process_->log();
   EXPECT_FALSE(FindTail(tails, endpoint_a_).is_null()) << tails.dump();
   EXPECT_FALSE(FindTail(tails, endpoint_b_).is_null()) << tails.dump();
@@ -227,12 +227,14 @@ TEST_F(SchedulerServiceTest, BalancesEdgesOverRealTails) {
   // the other.
   const auto killed = std::chrono::steady_clock::now();
   tail_a_->Signal(SIGKILL);
+  // The bound is generous (a loaded host runs the sweep late); that it was the heartbeat deadline, not
+  // something else, shows in the log line and the expiry counter. tail_registry_test times it on a fake clock.
   ASSERT_TRUE(WaitUntil([&] { return FindTail(Tails(scheduler_), endpoint_a_).is_null(); },
-                        milliseconds(kDeadAfterMs + 3000)));
+                        milliseconds(kDeadAfterMs + 15000)));
   const auto gone_after = std::chrono::steady_clock::now() - killed;
-  EXPECT_LT(gone_after, milliseconds(kDeadAfterMs + 1000));
+  EXPECT_GE(gone_after, milliseconds(kDeadAfterMs / 2)) << "left before its heartbeats could have stopped";
   EXPECT_FALSE(scheduler_process_->process()
-                   .WaitForLine("msg=\"tail expired: no heartbeat\" tail=" + endpoint_a_, 2000)
+                   .WaitForLine("msg=\"tail expired: no heartbeat\" tail=" + endpoint_a_, 10000)
                    .empty())
       << scheduler_process_->log();
   metrics = HttpCall(scheduler_, "GET", "/metrics").body;
@@ -249,13 +251,13 @@ TEST_F(SchedulerServiceTest, BalancesEdgesOverRealTails) {
   // edges then take more blocks. Only plans made right after a heartbeat count, so that the shift comes
   // from the load the tail reported, not from the plans counted against it.
   json tail = WaitForFreshHeartbeat(
-      scheduler_, endpoint_b_, [](const json&) { return true; }, milliseconds(3000));
+      scheduler_, endpoint_b_, [](const json&) { return true; }, milliseconds(20000));
   ASSERT_FALSE(tail.is_null());
   const json only_b = json::array({tail});
   const json request_b = PlanRequest(only_b, SlowerEdgeProfile(only_b));
   tail = WaitForFreshHeartbeat(
       scheduler_, endpoint_b_, [](const json& t) { return t["utilization"].get<double>() < 0.1; },
-      milliseconds(5000));
+      milliseconds(20000));
   ASSERT_FALSE(tail.is_null()) << "the idle tail reports load: " << Tails(scheduler_).dump();
   const json idle_plan = Plan(scheduler_, request_b);
   const int idle_cut = idle_plan.value("cut", -1);
@@ -295,19 +297,20 @@ TEST_F(SchedulerServiceTest, BalancesEdgesOverRealTails) {
   for (auto& bench : load) bench->Stop();
   tail = WaitForFreshHeartbeat(
       scheduler_, endpoint_b_, [](const json& t) { return t["utilization"].get<double>() < 0.1; },
-      milliseconds(5000));
+      milliseconds(20000));
   ASSERT_FALSE(tail.is_null()) << Tails(scheduler_).dump();
   EXPECT_EQ(Plan(scheduler_, request_b)["cut"], idle_cut);
 
-  // A tail being stopped says so in a last heartbeat and leaves at once, well before dead_after.
-  const auto stopped = std::chrono::steady_clock::now();
+  // A tail being stopped says so in a last heartbeat and leaves at once, not by missing its heartbeats:
+  // the log says "left: draining" and the expiry counter stays at the one tail killed above.
   tail_b_->Signal(SIGTERM);
-  ASSERT_TRUE(WaitUntil([&] { return Tails(scheduler_).empty(); }, milliseconds(kDeadAfterMs + 3000)));
-  EXPECT_LT(std::chrono::steady_clock::now() - stopped, milliseconds(kDeadAfterMs / 2));
+  ASSERT_TRUE(WaitUntil([&] { return Tails(scheduler_).empty(); }, milliseconds(kDeadAfterMs + 15000)));
   EXPECT_FALSE(scheduler_process_->process()
-                   .WaitForLine("msg=\"tail left: draining\" tail=" + endpoint_b_, 1000)
+                   .WaitForLine("msg=\"tail left: draining\" tail=" + endpoint_b_, 10000)
                    .empty())
       << scheduler_process_->log();
+  metrics = HttpCall(scheduler_, "GET", "/metrics").body;
+  EXPECT_EQ(Sample(metrics, "tandem_scheduler_tails_expired_total"), 1) << metrics;
   // Sessions the load left open keep it draining: Stop()'s second SIGTERM ends the drain, cleanly.
   EXPECT_EQ(tail_b_->Stop(), 0) << tail_b_->Stderr();
 
@@ -324,7 +327,7 @@ TEST_F(SchedulerServiceTest, BalancesEdgesOverRealTails) {
 TEST_F(SchedulerServiceTest, RealEdgesFollowTheSchedulersPlans) {
   StartSchedulerAndTwoTails();
   ASSERT_FALSE(endpoint_a_.empty() || endpoint_b_.empty()) << tail_a_->Stderr() << tail_b_->Stderr();
-  ASSERT_TRUE(WaitUntil([&] { return Tails(scheduler_).size() == 2; }, milliseconds(5000)));
+  ASSERT_TRUE(WaitUntil([&] { return Tails(scheduler_).size() == 2; }, milliseconds(20000)));
 
   // Each edge is a slow device (emulated) that may not run everything itself: it splits.
   std::vector<std::unique_ptr<BackgroundProcess>> edges;
@@ -369,7 +372,7 @@ TEST_F(SchedulerServiceTest, RealEdgesFollowTheSchedulersPlans) {
   // The edges' tail connections come up in the background.
   for (const std::string& address : addresses) {
     ASSERT_TRUE(
-        WaitUntil([&] { return HttpCall(address, "GET", "/readyz").status == 200; }, milliseconds(10000)));
+        WaitUntil([&] { return HttpCall(address, "GET", "/readyz").status == 200; }, milliseconds(20000)));
   }
   // Each edge measures its own RTT to each tail, and the scheduler_ weighs those: on loopback their noise
   // can outweigh the load balancing, so how the edges spread here is not checked (the synthetic edges of
@@ -387,7 +390,7 @@ TEST_F(SchedulerServiceTest, RealEdgesFollowTheSchedulersPlans) {
   const std::string& survivor = a_busier ? endpoint_b_ : endpoint_a_;
   victim->Signal(SIGKILL);
   ASSERT_TRUE(WaitUntil([&] { return FindTail(Tails(scheduler_), dead).is_null(); },
-                        milliseconds(kDeadAfterMs + 3000)));
+                        milliseconds(kDeadAfterMs + 15000)));
   used = complete_all();
   EXPECT_EQ(used.count(survivor), 4u) << "some edges still used " << dead;
 

@@ -1,4 +1,4 @@
-#include "tandem/common/checkpoint.hpp"
+#include "tandem/model/checkpoint.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "tandem/common/curve.hpp"
+#include "tandem/wire/curve.hpp"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>

@@ -17,10 +17,10 @@
 #include <string>
 #include <vector>
 
-#include "tandem/common/checkpoint.hpp"
-#include "tandem/common/hf_config.hpp"
-#include "tandem/common/safetensors.hpp"
-#include "tandem/common/transformer.hpp"
+#include "tandem/model/checkpoint.hpp"
+#include "tandem/model/hf_config.hpp"
+#include "tandem/model/safetensors.hpp"
+#include "tandem/engine/transformer.hpp"
 #include "test_env.hpp"
 
 namespace tandem {
@@ -331,12 +331,12 @@ TEST_P(HfModelTest, AgreesWithTheFloat64Reference) {
   auto hidden = runtime.Embed(std::span(tokens).first(5));
   ASSERT_TRUE(hidden.ok());
   ASSERT_TRUE(runtime.RunBlocks(*hidden, cache).ok());
-  EXPECT_LT(check(runtime.Logits(*hidden), 0), 1e-4);
+  EXPECT_LT(check(*runtime.Logits(*hidden), 0), 1e-4);
   for (size_t pos = 5; pos < tokens.size(); ++pos) {
     auto step = runtime.Embed(std::span(tokens).subspan(pos, 1));
     ASSERT_TRUE(step.ok());
     ASSERT_TRUE(runtime.RunBlocks(*step, cache).ok());
-    EXPECT_LT(check(runtime.Logits(*step), pos), 1e-4) << "position " << pos;
+    EXPECT_LT(check(*runtime.Logits(*step), pos), 1e-4) << "position " << pos;
   }
 
   // Cut after block 1, each side with its own cache: the same logits.
@@ -345,7 +345,7 @@ TEST_P(HfModelTest, AgreesWithTheFloat64Reference) {
   ASSERT_TRUE(split.ok());
   ASSERT_TRUE(runtime.RunBlocks(*split, head).ok());
   ASSERT_TRUE(runtime.RunBlocks(*split, tail).ok());
-  EXPECT_LT(check(runtime.Logits(*split), 0), 1e-4);
+  EXPECT_LT(check(*runtime.Logits(*split), 0), 1e-4);
   std::cout << "[   INFO   ] max |logit - float64 reference| = " << worst << " over " << tokens.size()
             << " positions x " << model.vocab << " logits" << std::endl;
 }

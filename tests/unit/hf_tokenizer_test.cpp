@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include "tandem/common/tokenizer.hpp"
+#include "tandem/text/tokenizer.hpp"
 #include "test_env.hpp"
 
 namespace tandem {

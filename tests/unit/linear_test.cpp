@@ -1,4 +1,4 @@
-#include "tandem/common/linear.hpp"
+#include "tandem/engine/linear.hpp"
 
 #include <gtest/gtest.h>
 

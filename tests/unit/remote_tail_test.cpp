@@ -14,9 +14,9 @@
 #include <prometheus/registry.h>
 
 #include "tandem/cloud/tail_server.hpp"
-#include "tandem/common/model_loader.hpp"
-#include "tandem/common/tokenizer.hpp"
-#include "tandem/common/transformer.hpp"
+#include "tandem/engine/model_loader.hpp"
+#include "tandem/text/tokenizer.hpp"
+#include "tandem/engine/transformer.hpp"
 #include "tandem/edge/movable_split.hpp"
 #include "test_env.hpp"
 

@@ -1,4 +1,4 @@
-#include "tandem/common/safetensors.hpp"
+#include "tandem/model/safetensors.hpp"
 
 #include <gtest/gtest.h>
 

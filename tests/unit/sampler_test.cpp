@@ -1,4 +1,4 @@
-#include "tandem/common/sampler.hpp"
+#include "tandem/engine/sampler.hpp"
 
 #include <gtest/gtest.h>
 

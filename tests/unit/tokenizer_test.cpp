@@ -1,4 +1,4 @@
-#include "tandem/common/tokenizer.hpp"
+#include "tandem/text/tokenizer.hpp"
 
 #include <gtest/gtest.h>
 

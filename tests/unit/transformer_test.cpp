@@ -1,11 +1,11 @@
 // The runtime's composition contract: any cut is the monolithic model; prefill equals decode.
-#include "tandem/common/transformer.hpp"
+#include "tandem/engine/transformer.hpp"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
-#include "tandem/common/compute_profile.hpp"
-#include "tandem/common/pipeline.hpp"
+#include "tandem/engine/compute_profile.hpp"
+#include "tandem/engine/pipeline.hpp"
 #include "test_env.hpp"
 
 namespace tandem {
@@ -44,7 +44,9 @@ class TransformerTest : public ::testing::Test {
       EXPECT_TRUE(hidden.ok());
       EXPECT_TRUE(model.RunBlocks(*hidden, head).ok());
       EXPECT_TRUE(model.RunBlocks(*hidden, tail).ok());
-      logits.push_back(model.Logits(*hidden));
+      auto step_logits = model.Logits(*hidden);
+      EXPECT_TRUE(step_logits.ok());
+      logits.push_back(*step_logits);
     }
     EXPECT_EQ(head.length(), static_cast<int>(tokens.size()));
     return at::cat(logits);
@@ -97,9 +99,9 @@ TEST_F(TransformerTest, BatchedDecodeIsBitForBitEachSessionAlone) {
         EXPECT_EQ(batched[s]->length(), alone[s]->length());
       }
       // The heads of all sessions in one classifier pass: each row's logits as the row's alone.
-      const at::Tensor logits = runtime.LogitsDecodeBatch(at::cat(inputs));
+      const at::Tensor logits = *runtime.LogitsDecodeBatch(at::cat(inputs));
       for (int s = 0; s < kSessions; ++s) {
-        EXPECT_TRUE(at::equal(logits.narrow(0, s, 1), runtime.Logits(inputs[s])))
+        EXPECT_TRUE(at::equal(logits.narrow(0, s, 1), *runtime.Logits(inputs[s])))
             << (int8 ? "int8" : "float32") << " logits of session " << s << " step " << step;
       }
     }

@@ -1,6 +1,6 @@
 // The wire protocol's framing: every message round-trips, and every malformed header or payload is refused
 // with a message saying what is wrong.
-#include "tandem/common/wire.hpp"
+#include "tandem/wire/protocol.hpp"
 
 #include <gtest/gtest.h>
 

@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "tandem/base/status.hpp"
-#include "tandem/common/transport.hpp"
-#include "tandem/common/wire.hpp"
+#include "tandem/wire/transport.hpp"
+#include "tandem/wire/protocol.hpp"
 #include "tandem/wire/compute_profile.hpp"
 
 namespace prometheus {

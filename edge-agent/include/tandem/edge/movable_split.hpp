@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "tandem/base/status.hpp"
-#include "tandem/common/pipeline.hpp"
+#include "tandem/engine/pipeline.hpp"
 #include "tandem/sched/planner.hpp"
 
 namespace tandem {

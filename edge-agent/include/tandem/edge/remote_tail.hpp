@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "tandem/common/pipeline.hpp"
-#include "tandem/common/transport.hpp"
-#include "tandem/common/wire.hpp"
+#include "tandem/engine/pipeline.hpp"
+#include "tandem/wire/transport.hpp"
+#include "tandem/wire/protocol.hpp"
 
 namespace tandem::edge {
 

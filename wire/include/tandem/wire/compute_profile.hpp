@@ -1,6 +1,6 @@
 // Measured compute of one process (an edge or a tail) with its own weights, precision and threads, block by
 // block: what the split planner needs to predict each side's share of a cut. Measured at start-up with the
-// real weights (ProfileCompute in tandem/common/compute_profile.hpp), reported by tails in STATS and
+// real weights (ProfileCompute in tandem/engine/compute_profile.hpp), reported by tails in STATS and
 // heartbeats, read by the planners.
 #pragma once
 

@@ -1,0 +1,204 @@
+// The split pipeline: an edge part (embedding + blocks [0, k)) feeding a tail (blocks [k, L), final norm,
+// head and sampling) through the TailRunner seam, and the generation loop over both.
+//
+// All-local and split runs take the same path: all-local is a cut at k = L with a LocalTail that runs no
+// blocks. A remote tail (ZeroMQ) implements TailRunner too.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "tandem/base/status.hpp"
+#include "tandem/engine/sampler.hpp"
+#include "tandem/wire/activation_codec.hpp"
+
+namespace tandem {
+
+class Transformer;
+class KvCache;
+
+// Hidden states crossing the cut: `rows` consecutive positions × `cols` (= dim) floats, row-major.
+struct HiddenRows {
+  int64_t rows = 0;
+  int64_t cols = 0;
+  std::vector<float> values;
+};
+
+// One session's model tail. Implementations are used by one session at a time (not thread-safe).
+class TailRunner {
+ public:
+  virtual ~TailRunner() = default;
+  // Consumes `rows` as the session's next positions and returns the token sampled from the last row.
+  // On error the session's state is unchanged.
+  virtual Result<int> Forward(const HiddenRows& rows) = 0;
+  // Consumes several steps' rows in order (a replay) and returns each step's token. Remote tails send them
+  // all before waiting, paying one round trip instead of one per step.
+  virtual Result<std::vector<int>> ForwardAll(std::span<const HiddenRows> steps);
+  // Bytes that crossed the cut so far (0 when nothing is serialized).
+  virtual int64_t BytesSent() const { return 0; }
+};
+
+// Embedding + blocks [0, cut) for one session, with its KV cache.
+class EdgeRunner {
+ public:
+  EdgeRunner(std::shared_ptr<const Transformer> model, int cut, int capacity);
+  ~EdgeRunner();
+  Result<HiddenRows> Forward(std::span<const int> tokens);
+  int cut() const;
+  int seq_len() const;  // the model's context length
+
+ private:
+  std::shared_ptr<const Transformer> model_;
+  std::unique_ptr<KvCache> cache_;
+};
+
+// Blocks [cut, L), final RMSNorm, classifier and sampling, in this process.
+class LocalTail final : public TailRunner {
+ public:
+  // `top_logprobs` > 0 also keeps the log-probabilities of that many most likely tokens of each step.
+  LocalTail(std::shared_ptr<const Transformer> model, int cut, int capacity, SamplingParams sampling,
+            int top_logprobs = 0);
+  ~LocalTail() override;
+  Result<int> Forward(const HiddenRows& rows) override;
+  // One decode row for each of several sessions' tails (of one model), run together: their blocks through
+  // Transformer::RunDecodeBatch, their heads through one classifier pass, then each sampled by its own
+  // sampler. tokens[i] is what tails[i]->Forward(rows[i]) would return, bit for bit; a step that cannot
+  // join the batch (not one row, a full cache) runs alone and gets its own answer.
+  static std::vector<Result<int>> ForwardDecodeBatch(std::span<LocalTail* const> tails,
+                                                     std::span<const HiddenRows> rows);
+
+  // The last step's most likely tokens and their log-probabilities (temperature 1), best first.
+  const std::vector<std::pair<int, float>>& top_logprobs() const { return top_logprobs_; }
+  int64_t kv_cache_bytes() const;
+  int positions() const;  // positions consumed so far
+
+ private:
+  Status CheckRows(const HiddenRows& rows) const;
+  // Samples the next token from one position's logits and keeps its top log-probabilities.
+  Result<int> Sample(std::span<const float> logits);
+
+  std::shared_ptr<const Transformer> model_;
+  std::unique_ptr<KvCache> cache_;
+  Sampler sampler_;
+  int top_logprobs_count_;
+  std::vector<std::pair<int, float>> top_logprobs_;
+};
+
+// Blocks in the middle of a private-output (U-shaped) split: hidden rows in, the rows after the last of its
+// blocks out, all positions of each step. Used by one session at a time.
+class MiddleRunner {
+ public:
+  virtual ~MiddleRunner() = default;
+  // Consumes `rows` as the session's next positions; on error the session's state is unchanged.
+  virtual Result<HiddenRows> ForwardRows(const HiddenRows& rows) = 0;
+  // Several steps in order (a replay); remote middles send them all before waiting.
+  virtual Result<std::vector<HiddenRows>> ForwardAllRows(std::span<const HiddenRows> steps);
+  virtual int64_t BytesSent() const { return 0; }
+};
+
+// Blocks [first, last) in this process, on their own KV cache.
+class LocalMiddle final : public MiddleRunner {
+ public:
+  LocalMiddle(std::shared_ptr<const Transformer> model, int first, int last, int capacity);
+  ~LocalMiddle() override;
+  Result<HiddenRows> ForwardRows(const HiddenRows& rows) override;
+  int64_t kv_cache_bytes() const;
+
+ private:
+  std::shared_ptr<const Transformer> model_;
+  std::unique_ptr<KvCache> cache_;
+};
+
+// Private output: blocks [k, m) run in the middle (a cloud tail that never sees a token or a logit), the
+// rows it returns go through `rest` (blocks [m, L), the head and sampling, on the device).
+class UShapedTail final : public TailRunner {
+ public:
+  UShapedTail(std::unique_ptr<MiddleRunner> middle, std::unique_ptr<TailRunner> rest)
+      : middle_(std::move(middle)), rest_(std::move(rest)) {}
+  Result<int> Forward(const HiddenRows& rows) override;
+  Result<std::vector<int>> ForwardAll(std::span<const HiddenRows> steps) override;
+  int64_t BytesSent() const override { return middle_->BytesSent(); }
+  MiddleRunner& middle() const { return *middle_; }
+
+ private:
+  std::unique_ptr<MiddleRunner> middle_;
+  std::unique_ptr<TailRunner> rest_;
+};
+
+// Passes the rows through the activation codec (encode, then decode) before handing them to `inner`,
+// exactly as a remote tail would receive them, and counts the encoded bytes.
+class LoopbackTail final : public TailRunner {
+ public:
+  LoopbackTail(std::unique_ptr<TailRunner> inner, ActivationCodec codec)
+      : inner_(std::move(inner)), codec_(codec) {}
+  Result<int> Forward(const HiddenRows& rows) override;
+  int64_t BytesSent() const override { return bytes_sent_; }
+
+ private:
+  std::unique_ptr<TailRunner> inner_;
+  ActivationCodec codec_;
+  int64_t bytes_sent_ = 0;
+};
+
+// The same for a middle: its rows through the codec both ways, as a cloud tail's ROWS come back.
+class LoopbackMiddle final : public MiddleRunner {
+ public:
+  LoopbackMiddle(std::unique_ptr<MiddleRunner> inner, ActivationCodec codec)
+      : inner_(std::move(inner)), codec_(codec) {}
+  Result<HiddenRows> ForwardRows(const HiddenRows& rows) override;
+  int64_t BytesSent() const override { return bytes_sent_; }
+
+ private:
+  std::unique_ptr<MiddleRunner> inner_;
+  ActivationCodec codec_;
+  int64_t bytes_sent_ = 0;
+};
+
+// `rows` after a trip through `codec` (encode, then decode), as the far side of the wire receives them;
+// `bytes` counts the encoded payload.
+Result<HiddenRows> ThroughCodec(const HiddenRows& rows, ActivationCodec codec, int64_t& bytes);
+
+struct GenerateOptions {
+  // llama2.c's -n: forward positions, BOS and prompt included; <= 0 or > seq_len means seq_len.
+  int steps = 256;
+  // Tokens that end the generation when sampled (kept in ids): the tokenizer's end-of-text ids. llama2.c's
+  // models end a story with BOS, the default; empty: none.
+  std::vector<int> stop_tokens = {1};
+};
+
+struct GenerationTimings {
+  int prompt_tokens = 0;     // tokens prefilled (BOS included)
+  int generated_tokens = 0;  // tokens sampled
+  double prefill_ms = 0;     // prompt in, first token out (time to first token)
+  double decode_ms = 0;      // every later token
+  int64_t bytes_across_cut = 0;
+  double prefill_tokens_per_second() const;
+  double decode_tokens_per_second() const;
+};
+
+struct Generation {
+  std::vector<int> ids;  // prompt ids then every sampled token
+  GenerationTimings timings;
+};
+
+// Sees each sampled token as it is produced; returns false to end the generation there (a stop string
+// matched, the client went away).
+using TokenCallback = std::function<bool(int token)>;
+
+// One forward step of a whole model: token ids in (the prompt, then one token at a time), the token sampled
+// from the last position out.
+using ModelStep = std::function<Result<int>(std::span<const int> tokens)>;
+
+// Prefills `prompt_ids` (which start with BOS) in one step, then decodes one token at a time until
+// `steps` positions (at most `seq_len`), or a stop token, or `on_token` returning false.
+Result<Generation> Generate(const ModelStep& step, int seq_len, std::span<const int> prompt_ids,
+                            const GenerateOptions& options, const TokenCallback& on_token = {});
+// The same through an edge part and a tail.
+Result<Generation> Generate(EdgeRunner& edge, TailRunner& tail, std::span<const int> prompt_ids,
+                            const GenerateOptions& options, const TokenCallback& on_token = {});
+
+}  // namespace tandem

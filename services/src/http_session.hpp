@@ -79,6 +79,10 @@ class Session : public std::enable_shared_from_this<Session> {
   void Drain();
 
  private:
+  // accepted → reading → handling → responding, or streaming → finishing → ending; then reading again
+  // (keep-alive) or lingering → closed. Over max_connections, and for a request that is malformed, too
+  // large or arrives while draining: → responding (an error, then close). From any state → closed: an
+  // error, a timeout, the client leaving, Stop (or Drain on an idle connection).
   enum class State {
     kAccepted,         // Start has not run yet
     kReadingRequest,   // a request is being read, or awaited on an idle keep-alive connection

@@ -32,7 +32,7 @@ constexpr size_t kMaxQueuedStreamBytes = 1 << 20;
 // While streaming, what the client sends is read ahead (that read is how its leaving is noticed) up to
 // this much; the next request of a keep-alive connection fits.
 constexpr size_t kPeerWatchReadBytes = 4096;
-constexpr size_t kMaxReadAheadBytes = 64 * 1024;
+constexpr size_t kMaxReadAheadBytes = size_t{64} * 1024;
 // Every answer to a request that could not be read is HTTP/1.1.
 constexpr unsigned kHttp11 = 11;
 

@@ -65,6 +65,17 @@ class InFlightRequest {
   ServerState& state_;
 };
 
+// A session's streamed answer being sent, from its header to the last chunk. (Outside Session: a nested
+// struct with member initializers is not default-constructible for std::optional inside it, says clang.)
+struct StreamedResponse {
+  boost::beast::http::response<boost::beast::http::empty_body> header;
+  std::optional<boost::beast::http::response_serializer<boost::beast::http::empty_body>> serializer;
+  std::shared_ptr<ResponseStreamQueue> queue;  // shared with the producer
+  std::string piece;                           // the piece being written
+  bool chunked = false;                        // HTTP/1.0 has no chunks: the body ends with the connection
+  bool close_after = false;
+};
+
 class Session : public std::enable_shared_from_this<Session> {
  public:
   // `reject`: over max_connections, answer 503 and close.
@@ -93,16 +104,6 @@ class Session : public std::enable_shared_from_this<Session> {
     kEndingStream,     // the body is out; the peer watch read has been cancelled and is still to come back
     kLingering,        // answered with close: what the client still sends is read and dropped
     kClosed,           // the socket is closed; nothing more is sent
-  };
-
-  // The streamed answer being sent, from its header to the last chunk.
-  struct StreamedResponse {
-    boost::beast::http::response<boost::beast::http::empty_body> header;
-    std::optional<boost::beast::http::response_serializer<boost::beast::http::empty_body>> serializer;
-    std::shared_ptr<ResponseStreamQueue> queue;  // shared with the producer
-    std::string piece;                           // the piece being written
-    bool chunked = false;                        // HTTP/1.0 has no chunks: the body ends with the connection
-    bool close_after = false;
   };
 
   const HttpServerOptions& options() const { return server_->options; }

@@ -85,6 +85,9 @@ class LinkProxy::Impl {
   }
 
  private:
+  // The listen address, refused unless loopback (or allowed); and the target's addresses, into target_.
+  Result<tcp::endpoint> ResolveListen();
+  Status ResolveTarget();
   void Accept();
   void PlayPhase(size_t index, uint64_t cycle, TimePoint phase_start);
   // On the I/O thread: the new conditions, in force for every connection from now on.
@@ -123,7 +126,7 @@ class LinkProxy::Impl {
   std::thread thread_;
 };
 
-Status LinkProxy::Impl::Listen() {
+Result<tcp::endpoint> LinkProxy::Impl::ResolveListen() {
   std::string host;
   uint16_t port = 0;
   TANDEM_RETURN_IF_ERROR(
@@ -145,19 +148,28 @@ Status LinkProxy::Impl::Listen() {
                            endpoint.address().to_string() +
                            "); pass --allow-non-loopback to expose the proxy");
   }
+  return endpoint;
+}
 
-  std::string target_host;
-  uint16_t target_port = 0;
-  TANDEM_RETURN_IF_ERROR(
-      SplitHostPort(options_.target, "", &target_host, &target_port).WithContext("target address"));
-  if (target_port == 0) return InvalidArgument("target address '" + options_.target + "': port 0");
+Status LinkProxy::Impl::ResolveTarget() {
+  std::string host;
+  uint16_t port = 0;
+  TANDEM_RETURN_IF_ERROR(SplitHostPort(options_.target, "", &host, &port).WithContext("target address"));
+  if (port == 0) return InvalidArgument("target address '" + options_.target + "': port 0");
+  error_code ec;
   tcp::resolver resolver(ioc_);
-  target_ = resolver.resolve(target_host, std::to_string(target_port), tcp::resolver::numeric_service, ec);
+  target_ = resolver.resolve(host, std::to_string(port), tcp::resolver::numeric_service, ec);
   if (ec || target_.empty()) {
-    return Unavailable("target address '" + options_.target + "': cannot resolve '" + target_host +
+    return Unavailable("target address '" + options_.target + "': cannot resolve '" + host +
                        "': " + (ec ? ec.message() : "no address"));
   }
+  return Status::Ok();
+}
 
+Status LinkProxy::Impl::Listen() {
+  TANDEM_ASSIGN_OR_RETURN(const tcp::endpoint endpoint, ResolveListen());
+  TANDEM_RETURN_IF_ERROR(ResolveTarget());
+  error_code ec;
   acceptor_.open(endpoint.protocol(), ec);
   if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acceptor_.bind(endpoint, ec);

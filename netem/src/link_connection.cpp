@@ -23,7 +23,7 @@ LinkConnection::Direction::Direction(const asio::any_io_executor& executor, tcp:
                                      const LinkConditions& conditions)
     : from(from_socket),
       to(to_socket),
-      link(SteadyClock::Instance(), conditions),
+      link(SteadyClock::Instance(), conditions),  // the clock `timer` waits on
       read_buffer(chunk_bytes),
       timer(executor) {}
 

@@ -2,7 +2,7 @@
 #include <string>
 #include <vector>
 
-#include "tandem/netem/link_proxy.hpp"
+#include "tandem/netem/link_tool.hpp"
 
 int main(int argc, char** argv) {
   const std::vector<std::string> args(argv + 1, argv + argc);

@@ -121,7 +121,8 @@ TEST(HttpClientTest, SilentPeerHitsTheDeadline) {
   ASSERT_FALSE(reply.ok());
   EXPECT_EQ(reply.status().code(), StatusCode::kDeadlineExceeded) << reply.status().ToString();
   EXPECT_GE(took, milliseconds(290));
-  EXPECT_LT(took, milliseconds(2000));
+  // 10x the deadline: a loaded machine passes, a call that ignores the deadline still fails.
+  EXPECT_LT(took, milliseconds(3000));
 }
 
 TEST(HttpClientTest, BadAddressIsInvalidArgument) {

@@ -1,10 +1,13 @@
-// The link emulator: schedule and unit parsing, then real TCP through the proxy to an echo server on
-// loopback: round trip ≈ rtt, bulk time ≈ bytes / rate, nothing delivered while the link is down, bytes
-// unchanged and in order across condition changes, backpressure, EOF, the tandem-link exit codes.
+// The link emulator with real TCP through the proxy to an echo server on loopback: round trip ≈ rtt, bulk
+// time ≈ bytes / rate, nothing delivered while the link is down, bytes unchanged and in order across
+// condition changes, backpressure, EOF, the tandem-link exit codes. The schedule parser and the exact
+// delivery times are tested on their own (link_schedule_test, link_model_test on a manual clock).
 //
 // Timing bounds: the lower ones are strict (the proxy must never deliver early, and every measurement here
-// starts before the proxy sees the bytes), the upper ones generous for a loaded 2-core machine.
+// starts before the proxy sees the bytes); the upper ones are 5-10x the expected time, so a loaded 2-core
+// machine does not fail them while a proxy that holds bytes for good (or for seconds) still does.
 #include "tandem/netem/link_proxy.hpp"
+#include "tandem/netem/link_tool.hpp"
 
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -35,103 +38,6 @@ using std::chrono::milliseconds;
 
 double MsSince(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-}
-
-// ---- parsing ------------------------------------------------------------------------------------------
-
-TEST(LinkParseTest, Rates) {
-  const struct {
-    std::string text;
-    int64_t bps;
-  } good[] = {{"1bit", 1},
-              {"64kbit", 64'000},
-              {"10mbit", 10'000'000},
-              {"1.5Mbit", 1'500'000},
-              {" 2GBIT ", 2'000'000'000},
-              {"100 mbit", 100'000'000}};
-  for (const auto& [text, bps] : good) {
-    auto rate = ParseLinkRate(text);
-    ASSERT_TRUE(rate.ok()) << text << ": " << rate.status().message();
-    EXPECT_EQ(*rate, bps) << text;
-  }
-  for (const std::string text : {"", "mbit", "10", "10mbps", "10MB", "0mbit", "0.0001bit", "-1mbit", "inf",
-                                 "1e3kbit", "10 mbit/s", "99999gbit"}) {
-    EXPECT_FALSE(ParseLinkRate(text).ok()) << "'" << text << "'";
-  }
-}
-
-TEST(LinkParseTest, Durations) {
-  const struct {
-    std::string text;
-    int64_t us;
-  } good[] = {{"0ms", 0},     {"40ms", 40'000},    {"0.5ms", 500},
-              {"250us", 250}, {"30s", 30'000'000}, {"2m", 120'000'000}};
-  for (const auto& [text, us] : good) {
-    auto duration = ParseLinkDuration(text);
-    ASSERT_TRUE(duration.ok()) << text << ": " << duration.status().message();
-    EXPECT_EQ(duration->count(), us) << text;
-  }
-  for (const std::string text : {"", "40", "ms", "-5ms", "5h", "5 sec", "nan ms"}) {
-    EXPECT_FALSE(ParseLinkDuration(text).ok()) << "'" << text << "'";
-  }
-}
-
-TEST(LinkParseTest, GoodSchedules) {
-  constexpr LinkConditions kDown{.up = false};
-  const struct {
-    std::string text;
-    std::vector<LinkPhase> phases;
-  } cases[] = {
-      {"30s:100mbit:5ms", {{std::chrono::seconds(30), {100'000'000, milliseconds(5), true}}}},
-      {"30s:100mbit:5ms,30s:10mbit:40ms,30s:1mbit:150ms,20s:down,30s:100mbit:5ms",
-       {{std::chrono::seconds(30), {100'000'000, milliseconds(5), true}},
-        {std::chrono::seconds(30), {10'000'000, milliseconds(40), true}},
-        {std::chrono::seconds(30), {1'000'000, milliseconds(150), true}},
-        {std::chrono::seconds(20), kDown},
-        {std::chrono::seconds(30), {100'000'000, milliseconds(5), true}}}},
-      {" 500ms : 1.5Mbit : 0ms , 1m:DOWN ",
-       {{milliseconds(500), {1'500'000, microseconds(0), true}}, {std::chrono::minutes(1), kDown}}},
-      {"100us:1gbit:0.5ms", {{microseconds(100), {1'000'000'000, microseconds(500), true}}}},
-      {"2s:down", {{std::chrono::seconds(2), kDown}}},
-  };
-  for (const auto& [text, phases] : cases) {
-    auto parsed = ParseLinkSchedule(text);
-    ASSERT_TRUE(parsed.ok()) << text << ": " << parsed.status().message();
-    EXPECT_EQ(*parsed, phases) << text;
-  }
-}
-
-TEST(LinkParseTest, BadSchedules) {
-  const struct {
-    std::string text;
-    std::string message;  // a part of the error that says what is wrong
-  } cases[] = {
-      {"", "empty"},
-      {"   ", "empty"},
-      {",", "phase 0"},
-      {"30s:100mbit:5ms,", "phase 1"},
-      {"30s", "DURATION:RATE:RTT or DURATION:down"},
-      {"30s:100mbit", "DURATION:RATE:RTT or DURATION:down"},
-      {"30s:100mbit:5ms:1", "DURATION:RATE:RTT or DURATION:down"},
-      {"30s:up", "DURATION:RATE:RTT or DURATION:down"},
-      {"0s:100mbit:5ms", "positive"},
-      {"30:100mbit:5ms", "unit must be us, ms, s or m"},
-      {"30s:100mbps:5ms", "unit must be bit, kbit, mbit or gbit"},
-      {"30s:0mbit:5ms", "between"},
-      {"30s:-1mbit:5ms", "non-negative number"},
-      {"30s:100mbit:-5ms", "non-negative number"},
-      {"30s:100mbit:5", "unit must be us, ms, s or m"},
-      {"abc:down", "non-negative number"},
-      {"30s:100mbit:5ms;10s:down", "phase 0"},
-      {"10s:down,10s:1mbit:5ms,5s:1mbit", "phase 2 ('5s:1mbit')"},
-  };
-  for (const auto& [text, message] : cases) {
-    auto parsed = ParseLinkSchedule(text);
-    ASSERT_FALSE(parsed.ok()) << "'" << text << "' parsed";
-    EXPECT_EQ(parsed.status().code(), StatusCode::kInvalidArgument);
-    EXPECT_NE(parsed.status().message().find(message), std::string::npos)
-        << "'" << text << "': " << parsed.status().message();
-  }
 }
 
 // ---- a loopback echo server and a blocking client ------------------------------------------------------
@@ -280,7 +186,7 @@ TEST(LinkProxyTest, RoundTripIsTheRtt) {
   }
   for (double ms : samples) EXPECT_GE(ms, 40.0) << "delivered early";
   std::nth_element(samples.begin(), samples.begin() + 5, samples.end());
-  EXPECT_LE(samples[5], 60.0) << "median round trip";
+  EXPECT_LE(samples[5], 5 * 40.0) << "median round trip";
 }
 
 TEST(LinkProxyTest, BulkTakesBytesOverRate) {
@@ -295,11 +201,11 @@ TEST(LinkProxyTest, BulkTakesBytesOverRate) {
   const double last_chunk_ms = 16 * 1024 * 8 * 1000.0 / kRate;  // the echo of the last read comes back
   const auto start = Clock::now();
   client.Send(data);
-  const std::string back = client.Receive(kBytes, milliseconds(3000));
+  const std::string back = client.Receive(kBytes, milliseconds(10000));
   const double elapsed = MsSince(start);
   EXPECT_TRUE(back == data) << "echo differs (" << back.size() << " of " << kBytes << " bytes)";
   EXPECT_GE(elapsed, nominal_ms) << "faster than the link rate";
-  EXPECT_LE(elapsed, 1.25 * (nominal_ms + last_chunk_ms));
+  EXPECT_LE(elapsed, 5 * (nominal_ms + last_chunk_ms));
 }
 
 TEST(LinkProxyTest, HoldsDataWhileDownAndDeliversWhenUp) {
@@ -329,10 +235,10 @@ TEST(LinkProxyTest, PlaysTheSchedule) {
   EXPECT_FALSE(proxy->conditions().up);
   Client client(proxy->port());
   client.Send("early");
-  EXPECT_EQ(client.Receive(5, milliseconds(2000)), "early");
+  EXPECT_EQ(client.Receive(5, milliseconds(5000)), "early");
   const double elapsed = MsSince(before_start);
   EXPECT_GE(elapsed, 250.0 + 10.0) << "delivered before the link came up";
-  EXPECT_LE(elapsed, 1000.0);
+  EXPECT_LE(elapsed, 10 * (250.0 + 10.0));
   EXPECT_EQ(proxy->conditions(), Link(100'000'000, milliseconds(10)));
 }
 
@@ -343,7 +249,7 @@ TEST(LinkProxyTest, LoopsTheSchedule) {
   int changes = 0;
   bool last_up = proxy->conditions().up;
   const auto start = Clock::now();
-  while (MsSince(start) < 600 && changes < 4) {
+  while (MsSince(start) < 10 * 4 * 60 && changes < 4) {
     std::this_thread::sleep_for(milliseconds(5));
     if (proxy->conditions().up != last_up) {
       last_up = !last_up;

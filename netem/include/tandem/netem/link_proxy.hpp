@@ -6,10 +6,9 @@
 // containers without privileges, and knows exactly when each phase began, so an evaluation harness can
 // align its measurements to the phase changes it logs.
 //
-// The model, per direction (the link is full duplex): bytes read from one side at time t are serialized at
-// the link rate, `start = max(t, link_free)`, `link_free = start + bytes * 8 / rate`, then delivered
-// rtt / 2 later. Reads take at most `chunk_bytes` at a time so that a large message serializes
-// progressively, like packets. Bytes are never delivered early: every delivery waits on steady_clock.
+// The model, per direction (the link is full duplex), is LinkModel's (link_model.hpp): bytes are serialized
+// at the link rate, then delivered rtt / 2 later, never early. Reads take at most `chunk_bytes` at a time
+// so that a large message serializes progressively, like packets.
 //
 // Changes of conditions: bytes whose serialization has not started yet are re-planned at the new rate;
 // bytes on the wire keep the delay they left with. While the link is down nothing is delivered; the data is
@@ -28,42 +27,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <span>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "tandem/base/status.hpp"
+#include "tandem/netem/link_schedule.hpp"
 
 namespace tandem::netem {
-
-struct LinkConditions {
-  int64_t rate_bps = 0;              // per direction, bits per second; 0 = no rate limit
-  std::chrono::microseconds rtt{0};  // each direction delays by rtt / 2
-  bool up = true;
-
-  bool operator==(const LinkConditions&) const = default;
-};
-
-// One step of a schedule: `conditions` for `duration`.
-struct LinkPhase {
-  std::chrono::microseconds duration{0};
-  LinkConditions conditions;
-
-  bool operator==(const LinkPhase&) const = default;
-};
-
-// "10mbit" → 10'000'000. Units bit, kbit, mbit, gbit (decimal, as tc counts them), case-insensitive;
-// fractions allowed ("1.5mbit"). The result must be at least 1 bit/s.
-Result<int64_t> ParseLinkRate(std::string_view text);
-
-// "40ms" → 40'000 µs. Units us, ms, s, m (minutes); fractions allowed ("0.5s"); no unit is an error, so
-// that "40" is never silently read as seconds or milliseconds.
-Result<std::chrono::microseconds> ParseLinkDuration(std::string_view text);
-
-// "30s:100mbit:5ms,20s:down,30s:1mbit:150ms": comma-separated phases, each `DURATION:RATE:RTT` or
-// `DURATION:down`. Durations must be positive; at least one phase.
-Result<std::vector<LinkPhase>> ParseLinkSchedule(std::string_view text);
 
 struct LinkProxyOptions {
   // HOST:PORT (or :PORT or PORT, host 127.0.0.1); port 0 picks a free one (see LinkProxy::port()).
@@ -108,10 +78,5 @@ class LinkProxy {
   explicit LinkProxy(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
-
-// tandem-link: flags (each also a TANDEM_* environment variable), the proxy, the schedule, and a clean stop
-// on SIGTERM/SIGINT. Returns the process exit code: 0 after a clean stop, 1 on a runtime failure (the
-// address cannot be bound), 2 on bad usage (flags, schedule text, a non-loopback listen address).
-int RunLinkProxy(std::span<const std::string> args);
 
 }  // namespace tandem::netem

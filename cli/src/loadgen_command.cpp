@@ -5,9 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <chrono>
-#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -18,6 +16,7 @@
 
 #include "cli_support.hpp"
 #include "commands.hpp"
+#include "rss_sampler.hpp"
 #include "sse_check.hpp"
 #include "tandem/services/http_client.hpp"
 
@@ -239,113 +238,6 @@ void RunPhase(const Options& options, const std::string& host_port, uint64_t fir
   for (std::thread& thread : threads) thread.join();
 }
 
-struct Watched {
-  std::string name;
-  int pid = 0;
-  int64_t before_kb = -1;
-  int64_t after_kb = -1;
-  int64_t peak_kb = -1;
-};
-
-// VmRSS of a process in KiB, -1 when it cannot be read (the process is gone).
-int64_t ReadRssKb(int pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(status, line);) {
-    if (line.starts_with("VmRSS:")) return std::stoll(line.substr(6));
-  }
-  return -1;
-}
-
-double Mb(int64_t kb) {
-  return kb < 0 ? -1 : static_cast<double>(kb) / 1024.0;
-}
-
-Result<std::vector<Watched>> ParseWatch(const std::vector<std::string>& specs) {
-  std::vector<Watched> watched;
-  for (const std::string& spec : specs) {
-    const size_t eq = spec.find('=');
-    Watched w;
-    if (eq == std::string::npos || eq == 0)
-      return InvalidArgument("--watch: expected NAME=PID, got '" + spec + "'");
-    w.name = spec.substr(0, eq);
-    const std::string pid_text = spec.substr(eq + 1);
-    const auto [end, error] = std::from_chars(pid_text.data(), pid_text.data() + pid_text.size(), w.pid);
-    if (error != std::errc() || end != pid_text.data() + pid_text.size() || w.pid <= 0) {
-      return InvalidArgument("--watch: '" + pid_text + "' is not a process id");
-    }
-    if (ReadRssKb(w.pid) < 0) return InvalidArgument("--watch: cannot read /proc/" + pid_text + "/status");
-    watched.push_back(w);
-  }
-  return watched;
-}
-
-// Samples the watched processes' RSS every `interval` until stopped: the soak's time series, and a
-// progress line per sample so a long run shows it is alive.
-class RssSampler {
- public:
-  RssSampler(std::vector<Watched>& watched, Tally& tally, std::chrono::duration<double> interval,
-             bool progress)
-      : watched_(watched), tally_(tally), interval_(interval), progress_(progress), start_(Clock::now()) {
-    thread_ = std::thread([this] { Loop(); });
-  }
-  ~RssSampler() { Stop(); }
-  void Stop() {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-    }
-    wake_.notify_all();
-    if (thread_.joinable()) thread_.join();
-  }
-  const json& series() const { return series_; }
-
- private:
-  void Loop() {
-    std::unique_lock lock(mutex_);
-    do {
-      Sample();
-    } while (!wake_.wait_for(lock, interval_, [this] { return stopping_; }));
-    Sample();
-  }
-  void Sample() {
-    json point = {{"t_s", std::chrono::duration<double>(Clock::now() - start_).count()}};
-    std::string line;
-    for (Watched& w : watched_) {
-      const int64_t kb = ReadRssKb(w.pid);
-      w.peak_kb = std::max(w.peak_kb, kb);
-      point[w.name + "_mb"] = Mb(kb);
-      char text[96];
-      std::snprintf(text, sizeof(text), " %s=%.1fMB", w.name.c_str(), Mb(kb));
-      line += text;
-    }
-    int64_t requests = 0, ok = 0;
-    {
-      std::lock_guard lock(tally_.mutex);
-      requests = tally_.requests;
-      ok = tally_.ok;
-    }
-    point["requests"] = requests;
-    point["ok"] = ok;
-    series_.push_back(point);
-    if (progress_) {
-      std::printf("loadgen: t=%.0fs requests=%lld ok=%lld%s\n", point["t_s"].get<double>(),
-                  static_cast<long long>(requests), static_cast<long long>(ok), line.c_str());
-      std::fflush(stdout);
-    }
-  }
-
-  std::vector<Watched>& watched_;
-  Tally& tally_;
-  std::chrono::duration<double> interval_;
-  bool progress_;
-  Clock::time_point start_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  bool stopping_ = false;
-  json series_ = json::array();
-  std::thread thread_;
-};
-
 std::string FormatCounts(const std::map<std::string, int64_t>& counts) {
   std::string out;
   for (const auto& [label, count] : counts)
@@ -408,15 +300,18 @@ struct Measurement {
 };
 
 // The warm-up (if any), the RSS baseline, then the measured phase with the RSS sampler running.
-Measurement RunLoad(const Options& o, const std::string& host_port, std::vector<Watched>& watched,
+Measurement RunLoad(const Options& o, const std::string& host_port, std::vector<WatchedProcess>& watched,
                     Tally& warmup, Tally& tally) {
   const bool soak = o.duration_s > 0;
   if (o.warmup > 0) RunPhase(o, host_port, 0, o.warmup, std::nullopt, warmup);
-  for (Watched& w : watched) w.before_kb = ReadRssKb(w.pid);
+  for (WatchedProcess& w : watched) w.before_kb = ReadRssKb(w.pid);
   Measurement measured;
   const Clock::time_point start = Clock::now();
   {
-    RssSampler sampler(watched, tally, std::chrono::duration<double>(o.sample_s), soak);
+    RssSampler sampler(watched, std::chrono::duration<double>(o.sample_s), soak, [&tally] {
+      std::lock_guard lock(tally.mutex);
+      return RequestCounts{tally.requests, tally.ok};
+    });
     const std::optional<Clock::time_point> deadline =
         soak ? std::optional(start + std::chrono::duration_cast<Clock::duration>(
                                          std::chrono::duration<double>(o.duration_s)))
@@ -426,7 +321,7 @@ Measurement RunLoad(const Options& o, const std::string& host_port, std::vector<
     measured.rss_series = sampler.series();
   }
   measured.wall_s = std::chrono::duration<double>(Clock::now() - start).count();
-  for (Watched& w : watched) w.after_kb = ReadRssKb(w.pid);
+  for (WatchedProcess& w : watched) w.after_kb = ReadRssKb(w.pid);
   return measured;
 }
 
@@ -454,23 +349,23 @@ void PrintTraffic(const Options& o, const Tally& warmup, const Tally& tally, dou
 }
 
 // A line per watched process; a process gone or grown past the limit is a failure. The report's "rss".
-json CheckMemory(const std::vector<Watched>& watched, double max_growth_mb,
+json CheckMemory(const std::vector<WatchedProcess>& watched, double max_growth_mb,
                  std::vector<std::string>& failures) {
   json rss = json::object();
-  for (const Watched& w : watched) {
-    const double growth = Mb(w.after_kb) - Mb(w.before_kb);
+  for (const WatchedProcess& w : watched) {
+    const double growth = KibToMb(w.after_kb) - KibToMb(w.before_kb);
     std::printf("RSS %s (pid %d): %.1f MB after warm-up, %.1f MB at end, growth %+.1f MB, peak %.1f MB\n",
-                w.name.c_str(), w.pid, Mb(w.before_kb), Mb(w.after_kb), growth, Mb(w.peak_kb));
+                w.name.c_str(), w.pid, KibToMb(w.before_kb), KibToMb(w.after_kb), growth, KibToMb(w.peak_kb));
     if (w.after_kb < 0) {
       failures.push_back(w.name + " (pid " + std::to_string(w.pid) + ") is gone");
     } else if (growth > max_growth_mb) {
       failures.push_back(w.name + " grew " + FixedPoint(growth, 1) + " MB");
     }
     rss[w.name] = {{"pid", w.pid},
-                   {"before_mb", Mb(w.before_kb)},
-                   {"after_mb", Mb(w.after_kb)},
+                   {"before_mb", KibToMb(w.before_kb)},
+                   {"after_mb", KibToMb(w.after_kb)},
                    {"growth_mb", growth},
-                   {"peak_mb", Mb(w.peak_kb)}};
+                   {"peak_mb", KibToMb(w.peak_kb)}};
   }
   return rss;
 }
@@ -522,7 +417,7 @@ int RunLoadgen(std::span<const std::string> args) {
   DeclareFlags(flags, o);
   if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
   if (Status status = CheckOptions(o); !status.ok()) return Fail(kCommand, status, kExitUsage);
-  Result<std::vector<Watched>> watched = ParseWatch(o.watch);
+  Result<std::vector<WatchedProcess>> watched = ParseWatch(o.watch);
   if (!watched.ok()) return Fail(kCommand, watched.status(), kExitUsage);
   const Result<std::string> host_port = HostPortOfUrl(o.url);
   if (!host_port.ok()) return Fail(kCommand, host_port.status(), kExitUsage);

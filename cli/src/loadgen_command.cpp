@@ -18,6 +18,7 @@
 #include "commands.hpp"
 #include "rss_sampler.hpp"
 #include "sse_check.hpp"
+#include "tandem/base/clock.hpp"
 #include "tandem/services/http_client.hpp"
 
 namespace tandem::cli {
@@ -55,10 +56,6 @@ struct Options {
 std::atomic<bool> g_stop{false};
 void OnStopSignal(int) {
   g_stop = true;
-}
-
-double Ms(Clock::duration d) {
-  return std::chrono::duration<double, std::milli>(d).count();
 }
 
 // A uniform number in [0, 1) from (seed, index) (splitmix64), so which requests stream does not depend
@@ -118,7 +115,7 @@ void CheckAnswer(const services::HttpReply& reply, const SseCheck& sse, Clock::t
   if (outcome.streamed) {
     outcome.label = sse.Problem();
     if (!outcome.label.empty()) return;
-    if (sse.first_content()) outcome.ttft_ms = Ms(*sse.first_content() - start);
+    if (sse.first_content()) outcome.ttft_ms = ToMilliseconds(*sse.first_content() - start);
     outcome.tokens = sse.tokens();
   } else {
     const json answer = json::parse(reply.body, nullptr, false);
@@ -147,7 +144,7 @@ Outcome RunRequest(const Options& options, const std::string& host_port, uint64_
   }
   const Clock::time_point start = Clock::now();
   const Status status = services::HttpExchange(host_port, request, reply);
-  outcome.total_ms = Ms(Clock::now() - start);
+  outcome.total_ms = ToMilliseconds(Clock::now() - start);
   if (!status.ok()) {
     outcome.label = "transport:" + std::string(StatusCodeName(status.code()));
   } else if (reply.status != 200) {

@@ -61,10 +61,6 @@ HttpResponse InvalidJson(const Status& status) {
   return ErrorResponse(400, status.message(), "invalid_request_error", "invalid_json");
 }
 
-double Ms(Clock::Duration duration) {
-  return ToMilliseconds(duration);
-}
-
 // The planner's inputs for an edge's request, all but the tails.
 PlanInputs PlanInputsOf(const PlanRequest& ask, double default_bandwidth_mbit) {
   PlanInputs inputs;
@@ -253,7 +249,7 @@ void SchedulerService::ExpireDead() {
     ForgetLocked(tail.endpoint);
     Log(LogLevel::kWarn, kComponent, "tail expired: no heartbeat",
         {{"tail", tail.endpoint},
-         {"silent_ms", std::to_string(static_cast<int64_t>(Ms(tail.silent_for)))},
+         {"silent_ms", std::to_string(static_cast<int64_t>(ToMilliseconds(tail.silent_for)))},
          {"tails_alive", std::to_string(registry_.size())}});
   }
   metrics_->Expired(expired.size());
@@ -296,10 +292,11 @@ HttpResponse SchedulerService::Heartbeat(const HttpRequest& request) {
            {"tails_alive", std::to_string(registry_.size())}});
     }
   }
-  return JsonResponse({{"ok", true},
-                       {"dead_after_ms", static_cast<int64_t>(Ms(registry_.options().dead_after))},
-                       {"joined", outcome->joined},
-                       {"removed", outcome->removed}});
+  return JsonResponse(
+      {{"ok", true},
+       {"dead_after_ms", static_cast<int64_t>(ToMilliseconds(registry_.options().dead_after))},
+       {"joined", outcome->joined},
+       {"removed", outcome->removed}});
 }
 
 HttpResponse SchedulerService::ListTails(const HttpRequest&) {
@@ -330,13 +327,13 @@ HttpResponse SchedulerService::ListTails(const HttpRequest&) {
          {"codecs", std::move(codecs)},
          {"decode_ms", RoundedMs(decode_ms)},
          {"profile", ProfileToJson(report.profile)},
-         {"last_heartbeat_ms_ago", std::round(Ms(now - entry.last_heartbeat) * 1e3) / 1e3},
-         {"registered_ms_ago", std::round(Ms(now - entry.registered) * 1e3) / 1e3},
+         {"last_heartbeat_ms_ago", std::round(ToMilliseconds(now - entry.last_heartbeat) * 1e3) / 1e3},
+         {"registered_ms_ago", std::round(ToMilliseconds(now - entry.registered) * 1e3) / 1e3},
          {"heartbeats", entry.heartbeats},
          {"plans_since_heartbeat", entry.plans_since_heartbeat},
          {"plans_total", entry.plans_total}});
   }
-  return JsonResponse({{"dead_after_ms", static_cast<int64_t>(Ms(options_.registry.dead_after))},
+  return JsonResponse({{"dead_after_ms", static_cast<int64_t>(ToMilliseconds(options_.registry.dead_after))},
                        {"per_plan_load", options_.registry.per_plan_load},
                        {"tails", std::move(tails)}});
 }

@@ -14,10 +14,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <map>
-#include <mutex>
+#include <optional>
+#include <span>
 #include <thread>
 
+#include "bench_split_report.hpp"
 #include "cli_support.hpp"
 #include "commands.hpp"
 #include "tandem/netem/link_proxy.hpp"
@@ -84,31 +85,11 @@ double Seconds(Clock::time_point from, Clock::time_point to) {
   return std::chrono::duration<double>(to - from).count();
 }
 
-struct Record {
-  double start_s = 0, end_s = 0;  // since the schedule began
-  int phase = 0;                  // in force when the request started
-  bool straddles = false;         // the link changed while it ran
-  std::string mode;               // "adaptive" or the static plan's name
-  int status = 0;
-  std::string plan;  // the plan the edge used first ("k=1 fp32", "local")
-  int final_cut = -1;
-  int moves = 0;
-  std::vector<std::pair<double, std::string>> move_log;  // seconds after the start, the plan moved to
-  double predicted_ttft_ms = 0, predicted_token_ms = 0;
-  double ttft_ms = 0, token_ms = 0, total_ms = 0;
-  std::string error;
-};
-
-std::string PlanName(const json& cut, const json& codec, int layers) {
-  if (!cut.is_number() || cut.get<int>() >= layers) return "local";
-  return "k=" + std::to_string(cut.get<int>()) + " " + codec.get<std::string>();
-}
-
 // One completion; its figures from the response's "tandem" object, the total as the client saw it.
-Record Complete(const BenchSplitFlags& flags, const Plan& plan, int layers) {
+RequestRecord Complete(const BenchSplitFlags& flags, const Plan& plan, int layers) {
   json body = {{"prompt", flags.prompt}, {"max_tokens", flags.max_tokens}, {"temperature", 0}};
   if (!plan.forced.is_null()) body["tandem"] = plan.forced;
-  Record record;
+  RequestRecord record;
   record.mode = plan.name;
   const auto start = Clock::now();
   auto reply = services::HttpRequestOnce(flags.edge, "POST", "/v1/completions", body.dump(),
@@ -137,61 +118,6 @@ Record Complete(const BenchSplitFlags& flags, const Plan& plan, int layers) {
   const double tokens_per_second = tandem.value("tokens_per_second", 0.0);
   record.token_ms = tokens_per_second > 0 ? 1000 / tokens_per_second : 0;
   return record;
-}
-
-std::string Describe(const netem::LinkConditions& link) {
-  if (!link.up) return "down";
-  char text[64];
-  std::snprintf(text, sizeof(text), "%.3g Mbit/s %.0f ms", link.rate_bps / 1e6,
-                std::chrono::duration<double, std::milli>(link.rtt).count());
-  return text;
-}
-
-struct Medians {
-  int count = 0;
-  double ttft_ms = 0, token_ms = 0, total_ms = 0;
-  double predicted_ttft_ms = 0, predicted_token_ms = 0;  // the planner's, for its first choice
-};
-
-// "1.27 s", or "-" for a negative (never).
-std::string Fixed(double seconds) {
-  if (seconds < 0) return "-";
-  char text[32];
-  std::snprintf(text, sizeof(text), "%.2f s", seconds);
-  return text;
-}
-
-Medians MediansOf(const std::vector<const Record*>& records) {
-  std::vector<double> ttft, token, total, predicted_ttft, predicted_token;
-  for (const Record* record : records) {
-    ttft.push_back(record->ttft_ms);
-    token.push_back(record->token_ms);
-    total.push_back(record->total_ms);
-    predicted_ttft.push_back(record->predicted_ttft_ms);
-    predicted_token.push_back(record->predicted_token_ms);
-  }
-  return {.count = static_cast<int>(records.size()),
-          .ttft_ms = Median(ttft),
-          .token_ms = Median(token),
-          .total_ms = Median(total),
-          .predicted_ttft_ms = Median(predicted_ttft),
-          .predicted_token_ms = Median(predicted_token)};
-}
-
-void WriteRequestsCsv(const std::filesystem::path& path, const std::vector<Record>& records,
-                      const std::vector<netem::LinkPhase>& phases) {
-  std::ofstream out(path);
-  out << "start_s,end_s,phase,link,mode,status,plan,final_cut,moves,predicted_ttft_ms,predicted_token_ms,"
-         "ttft_ms,token_ms,total_ms,straddles,error\n";
-  for (const Record& r : records) {
-    std::string error = r.error;
-    std::replace(error.begin(), error.end(), ',', ';');
-    std::replace(error.begin(), error.end(), '\n', ' ');
-    out << r.start_s << ',' << r.end_s << ',' << r.phase << ',' << Describe(phases[r.phase].conditions) << ','
-        << r.mode << ',' << r.status << ',' << r.plan << ',' << r.final_cut << ',' << r.moves << ','
-        << r.predicted_ttft_ms << ',' << r.predicted_token_ms << ',' << r.ttft_ms << ',' << r.token_ms << ','
-        << r.total_ms << ',' << (r.straddles ? 1 : 0) << ',' << error << '\n';
-  }
 }
 
 // Polls the edge's /v1/plan: the link estimates and the planner's current choice over time.
@@ -264,10 +190,108 @@ Result<int> AwaitPlanner(const std::string& edge) {
   return DeadlineExceeded("the edge at " + edge + " is not ready to plan after 60 s: " + last);
 }
 
-}  // namespace
+// Plays the link phases on the emulator on its own thread, on time, whatever the requests are doing.
+class LinkSchedule {
+ public:
+  LinkSchedule(netem::LinkProxy& proxy, const std::vector<netem::LinkPhase>& phases)
+      : proxy_(proxy), phases_(phases), origin_(Clock::now()) {
+    for (auto at = origin_; const netem::LinkPhase& phase : phases_) {
+      starts_.push_back(at);
+      at += phase.duration;
+    }
+    end_ = starts_.back() + phases_.back().duration;
+    thread_ = std::thread([this] { Play(); });
+    std::fprintf(stderr, "bench-split: phase 0: %s\n", DescribeLink(phases_[0].conditions).c_str());
+  }
+  ~LinkSchedule() { Finish(); }
+  // Plays no further phase and waits for the thread (the conditions in force stay).
+  void Finish() {
+    done_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
 
-int RunBenchSplit(std::span<const std::string> args) {
-  BenchSplitFlags f;
+  Clock::time_point origin() const { return origin_; }
+  Clock::time_point end() const { return end_; }
+  Clock::time_point start(size_t phase) const { return starts_[phase]; }
+  const netem::LinkPhase& phase(size_t index) const { return phases_[index]; }
+  size_t phases() const { return phases_.size(); }
+  // The phase in force now.
+  int current() const { return current_; }
+  PhaseWindow Window(size_t index) const {
+    const double start_s = Seconds(origin_, starts_[index]);
+    return {.index = index,
+            .start_s = start_s,
+            .end_s = start_s + Seconds(starts_[index], starts_[index] + phases_[index].duration),
+            .conditions = phases_[index].conditions};
+  }
+
+ private:
+  void Play() {
+    for (size_t i = 1; i < phases_.size() && !done_; ++i) {
+      std::this_thread::sleep_until(starts_[i]);
+      proxy_.SetConditions(phases_[i].conditions);
+      current_ = static_cast<int>(i);
+      std::fprintf(stderr, "bench-split: t=%.1fs phase %zu: %s\n", Seconds(origin_, Clock::now()), i,
+                   DescribeLink(phases_[i].conditions).c_str());
+    }
+  }
+
+  netem::LinkProxy& proxy_;
+  const std::vector<netem::LinkPhase>& phases_;
+  const Clock::time_point origin_;
+  std::vector<Clock::time_point> starts_;
+  Clock::time_point end_;
+  std::atomic<int> current_{0};
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
+// Sends completions one at a time until the schedule ends. In every phase, after the lead, one adaptive
+// request then two static ones, the static splits in turn from the first: the oracle needs more samples
+// than the adaptive plan. Only adaptive ones while the link is down.
+std::vector<RequestRecord> MeasureRequests(const BenchSplitFlags& f, const Plan& adaptive,
+                                           const std::vector<Plan>& statics, int layers,
+                                           const LinkSchedule& schedule) {
+  std::vector<RequestRecord> records;
+  size_t next_static = 0;
+  int turn = 0, last_phase = -1;
+  while (Clock::now() < schedule.end()) {
+    const int phase = schedule.current();
+    if (phase != last_phase) next_static = 0, turn = 0, last_phase = phase;
+    const bool down = !schedule.phase(static_cast<size_t>(phase)).conditions.up;
+    const bool lead =
+        Clock::now() < schedule.start(static_cast<size_t>(phase)) + std::chrono::seconds(f.lead_s);
+    const Plan* plan = &adaptive;
+    if (!down && !lead && turn++ % 3 != 0 && !statics.empty())
+      plan = &statics[next_static++ % statics.size()];
+    const auto started = Clock::now();
+    RequestRecord record = Complete(f, *plan, layers);
+    record.start_s = Seconds(schedule.origin(), started);
+    record.end_s = Seconds(schedule.origin(), Clock::now());
+    record.phase = phase;
+    record.straddles = schedule.current() != phase;
+    records.push_back(std::move(record));
+  }
+  return records;
+}
+
+// Per phase, a row of the table on stdout and an entry of summary.json.
+void ReportPhases(const std::filesystem::path& out, double lead_s, const LinkSchedule& schedule,
+                  const std::vector<RequestRecord>& records, const PlanChoices& choices) {
+  json summary = json::array();
+  std::printf("%s", PhaseTableHeader().c_str());
+  for (size_t p = 0; p < schedule.phases(); ++p) {
+    const PhaseSummary phase = SummarizePhase(schedule.Window(p), lead_s, records, choices);
+    summary.push_back(ToJson(phase));
+    std::printf("%s", PhaseTableRow(phase).c_str());
+  }
+  std::ofstream(out / "summary.json") << summary.dump(2) << '\n';
+  std::fflush(stdout);
+}
+
+// Parses and checks the flags and the schedule; an exit code when the command ends there.
+std::optional<int> ParseBenchSplitFlags(std::span<const std::string> args, BenchSplitFlags& f,
+                                        std::vector<netem::LinkPhase>& phases) {
   FlagSet flags(
       "usage: tandem bench-split --edge HOST:PORT --link-listen 127.0.0.1:P --link-target 127.0.0.1:T "
       "[--schedule S] [--static LIST] [--out DIR]\n"
@@ -289,17 +313,28 @@ int RunBenchSplit(std::span<const std::string> args) {
   for (const char* name : {"link-listen", "link-target"}) {
     if (Status status = Require(flags, name); !status.ok()) return Fail(kCommand, status, kExitUsage);
   }
-  auto phases = netem::ParseLinkSchedule(f.schedule);
-  if (!phases.ok()) return Fail(kCommand, phases.status(), kExitUsage);
+  auto parsed = netem::ParseLinkSchedule(f.schedule);
+  if (!parsed.ok()) return Fail(kCommand, parsed.status(), kExitUsage);
+  phases = std::move(*parsed);
   if (f.max_tokens < 1 || f.lead_s < 0 || f.timeout_s < 1) {
     return Fail(kCommand, InvalidArgument("--max-tokens, --timeout-s >= 1 and --lead-s >= 0"), kExitUsage);
   }
+  return std::nullopt;
+}
+
+}  // namespace
+
+int RunBenchSplit(std::span<const std::string> args) {
+  BenchSplitFlags f;
+  std::vector<netem::LinkPhase> phases;
+  if (auto exit = ParseBenchSplitFlags(args, f, phases)) return *exit;
+  const std::filesystem::path out(f.out);
   std::error_code made;
-  std::filesystem::create_directories(f.out, made);
+  std::filesystem::create_directories(out, made);
   if (made) return Fail(kCommand, InvalidArgument("cannot create --out " + f.out + ": " + made.message()));
 
   auto proxy = netem::LinkProxy::Start(
-      {.listen = f.link_listen, .target = f.link_target, .conditions = (*phases)[0].conditions});
+      {.listen = f.link_listen, .target = f.link_target, .conditions = phases[0].conditions});
   if (!proxy.ok()) return Fail(kCommand, proxy.status());
   auto layers = AwaitPlanner(f.edge);
   if (!layers.ok()) return Fail(kCommand, layers.status());
@@ -308,148 +343,14 @@ int RunBenchSplit(std::span<const std::string> args) {
   const Plan adaptive{"adaptive", nullptr};
   for (int i = 0; i < 2; ++i) Complete(f, adaptive, *layers);  // warm-up, not recorded
 
-  // The schedule runs on its own thread, on time, whatever the requests are doing.
-  const auto origin = Clock::now();
-  std::vector<Clock::time_point> starts;
-  for (auto at = origin; const netem::LinkPhase& phase : *phases) {
-    starts.push_back(at);
-    at += phase.duration;
-  }
-  const auto end = starts.back() + phases->back().duration;
-  std::atomic<int> current{0};
-  std::atomic<bool> done{false};
-  std::thread scheduler([&] {
-    for (size_t i = 1; i < phases->size() && !done; ++i) {
-      std::this_thread::sleep_until(starts[i]);
-      (*proxy)->SetConditions((*phases)[i].conditions);
-      current = static_cast<int>(i);
-      std::fprintf(stderr, "bench-split: t=%.1fs phase %zu: %s\n", Seconds(origin, Clock::now()), i,
-                   Describe((*phases)[i].conditions).c_str());
-    }
-  });
-  std::fprintf(stderr, "bench-split: phase 0: %s\n", Describe((*phases)[0].conditions).c_str());
-
-  std::vector<Record> records;
-  EstimatePoller poller(f.edge, *layers, origin, std::filesystem::path(f.out) / "estimates.csv");
-  {
-    // After the lead, one adaptive request then two static ones, the static splits in turn from the first
-    // in every phase: the oracle needs more samples than the adaptive plan.
-    size_t next_static = 0;
-    int turn = 0, last_phase = -1;
-    while (Clock::now() < end) {
-      const int phase = current;
-      if (phase != last_phase) next_static = 0, turn = 0, last_phase = phase;
-      const bool down = !(*phases)[static_cast<size_t>(phase)].conditions.up;
-      const bool lead = Clock::now() < starts[static_cast<size_t>(phase)] + std::chrono::seconds(f.lead_s);
-      const Plan* plan = &adaptive;
-      if (!down && !lead && turn++ % 3 != 0 && !statics->empty()) {
-        plan = &(*statics)[next_static++ % statics->size()];
-      }
-      const auto started = Clock::now();
-      Record record = Complete(f, *plan, *layers);
-      record.start_s = Seconds(origin, started);
-      record.end_s = Seconds(origin, Clock::now());
-      record.phase = phase;
-      record.straddles = current != phase;
-      records.push_back(std::move(record));
-    }
-  }
-  done = true;
-  scheduler.join();
+  LinkSchedule schedule(**proxy, phases);
+  EstimatePoller poller(f.edge, *layers, schedule.origin(), out / "estimates.csv");
+  const std::vector<RequestRecord> records = MeasureRequests(f, adaptive, *statics, *layers, schedule);
+  schedule.Finish();
   poller.Stop();
   (*proxy)->Stop();
-  WriteRequestsCsv(std::filesystem::path(f.out) / "requests.csv", records, *phases);
-
-  // Per phase: steady-state medians (after the lead, not straddling a change, answered), best static,
-  // and how long after the change the adaptive plan settled.
-  json summary = json::array();
-  std::printf(
-      "| phase | link | adaptive plan | planner switched / first used after | adaptive TTFT / token / "
-      "total ms (predicted TTFT / token) | best static: total ms | adaptive / best |\n"
-      "|---|---|---|---|---|---|---|\n");
-  for (size_t p = 0; p < phases->size(); ++p) {
-    const double phase_start = Seconds(origin, starts[p]);
-    std::map<std::string, std::vector<const Record*>> steady;
-    int failed = 0;
-    for (const Record& r : records) {
-      if (r.phase != static_cast<int>(p)) continue;
-      if (r.status != 200) {
-        ++failed;
-        continue;
-      }
-      if (!r.straddles && (r.start_s >= phase_start + f.lead_s || !(*phases)[p].conditions.up)) {
-        steady[r.mode].push_back(&r);
-      }
-    }
-    std::map<std::string, int> plan_counts;
-    for (const Record* r : steady["adaptive"]) ++plan_counts[r->plan];
-    std::string settled;
-    for (const auto& [plan, count] : plan_counts) {
-      if (settled.empty() || count > plan_counts[settled]) settled = plan;
-    }
-    // When the edge's planner switched to the settled plan after the change (its current choice, polled)...
-    double switched_s = -1;
-    const double phase_end = phase_start + Seconds(starts[p], starts[p] + (*phases)[p].duration);
-    for (const auto& [at, choice] : poller.choices()) {
-      if (at >= phase_start && at < phase_end && choice == settled) {
-        switched_s = at - phase_start;
-        break;
-      }
-    }
-    // ... and when it first acted on it: a request planned with it, or a generation moved to it (including
-    // requests that began before the change).
-    double replan_s = -1;
-    const auto acted = [&](double at) {
-      if (at >= phase_start && (replan_s < 0 || at - phase_start < replan_s)) replan_s = at - phase_start;
-    };
-    for (const Record& r : records) {
-      if (r.mode != "adaptive" || r.status != 200 || r.end_s < phase_start) continue;
-      if (r.phase == static_cast<int>(p) && r.plan == settled) acted(r.start_s);
-      for (const auto& [at, to] : r.move_log) {
-        if (!settled.empty() && to.starts_with(settled)) acted(r.start_s + at);
-      }
-    }
-    const Medians mine = MediansOf(steady["adaptive"]);
-    std::string best_name;
-    Medians best;
-    json statics_json = json::object();
-    for (const auto& [mode, list] : steady) {
-      if (mode == "adaptive") continue;
-      const Medians m = MediansOf(list);
-      statics_json[mode] = {
-          {"count", m.count}, {"ttft_ms", m.ttft_ms}, {"token_ms", m.token_ms}, {"total_ms", m.total_ms}};
-      if (best_name.empty() || m.total_ms < best.total_ms) {
-        best_name = mode;
-        best = m;
-      }
-    }
-    const double ratio = best.total_ms > 0 ? mine.total_ms / best.total_ms : 0;
-    summary.push_back({{"phase", p},
-                       {"link", Describe((*phases)[p].conditions)},
-                       {"adaptive_plan", settled},
-                       {"planner_switched_s", switched_s},
-                       {"first_use_s", replan_s},
-                       {"adaptive",
-                        {{"count", mine.count},
-                         {"ttft_ms", mine.ttft_ms},
-                         {"token_ms", mine.token_ms},
-                         {"total_ms", mine.total_ms},
-                         {"predicted_ttft_ms", mine.predicted_ttft_ms},
-                         {"predicted_token_ms", mine.predicted_token_ms}}},
-                       {"failed", failed},
-                       {"static", statics_json},
-                       {"best_static", best_name},
-                       {"ratio_to_best_static", ratio}});
-    std::printf(
-        "| %zu | %s | %s (%d req, %d failed) | %s | %.1f / %.2f / %.1f (%.1f / %.2f) | %s | %s |\n", p,
-        Describe((*phases)[p].conditions).c_str(), settled.c_str(), mine.count, failed,
-        (Fixed(switched_s) + " / " + Fixed(replan_s)).c_str(), mine.ttft_ms, mine.token_ms, mine.total_ms,
-        mine.predicted_ttft_ms, mine.predicted_token_ms,
-        best_name.empty() ? "-" : (best_name + ": " + std::to_string(best.total_ms).substr(0, 6)).c_str(),
-        best_name.empty() ? "-" : std::to_string(ratio).substr(0, 4).c_str());
-  }
-  std::ofstream(std::filesystem::path(f.out) / "summary.json") << summary.dump(2) << '\n';
-  std::fflush(stdout);
+  WriteRequestsCsv(out / "requests.csv", records, phases);
+  ReportPhases(out, f.lead_s, schedule, records, poller.choices());
   return 0;
 }
 

@@ -240,12 +240,6 @@ Result<TailRound> RunTailRound(const LoadedModel& model, InProcessTail& tail, co
   return round;
 }
 
-// Nearest-rank percentile of `values` (not empty).
-double Percentile(std::vector<double> values, double p) {
-  std::sort(values.begin(), values.end());
-  return NearestRank(values, p);
-}
-
 Result<json> MeasureTailAggregate(const LoadedModel& model, InProcessTail& tail, const CutWorkload& workload,
                                   const std::vector<int>& session_counts, const SuiteOptions& options) {
   json rows = json::array();

@@ -45,8 +45,14 @@ Result<std::vector<GoldenRecord>> ReadGolden(const std::string& path);
 // The nearest-rank percentile `p` (0..100] of `sorted` (ascending, not empty).
 double NearestRank(std::span<const double> sorted, double p);
 
+// The nearest-rank percentile `p` (0..100] of `values` (in any order, not empty).
+double Percentile(std::vector<double> values, double p);
+
 // The median of `values` (0 when empty).
 double Median(std::vector<double> values);
+
+// `value` with `digits` decimals ("%.*f": "1.27").
+std::string FixedPoint(double value, int digits);
 
 // The items of a comma-separated flag value; "" has none, and a trailing comma adds none.
 std::vector<std::string_view> ListItems(std::string_view text);

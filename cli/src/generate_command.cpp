@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <random>
+#include <span>
 
 #include "cli_support.hpp"
 #include "commands.hpp"
@@ -86,8 +88,7 @@ Result<Run> RunPipeline(const LoadedModel& model, TailFactory& tails, const Gene
   if (moves.empty()) {
     EdgeRunner edge(model.transformer, tails.cut(), capacity);
     TANDEM_ASSIGN_OR_RETURN(const std::unique_ptr<TailRunner> tail, tails.NewTail(capacity, sampling));
-    TANDEM_ASSIGN_OR_RETURN(Generation generation,
-                            Generate(edge, *tail, prompt_ids, options, on_token));
+    TANDEM_ASSIGN_OR_RETURN(Generation generation, Generate(edge, *tail, prompt_ids, options, on_token));
     return Run{std::move(generation), tails.Report(*tail)};
   }
   const auto choice = [&](int cut) { return sched::Candidate{.tail = cut < layers ? 0 : -1, .cut = cut}; };
@@ -105,12 +106,11 @@ Result<Run> RunPipeline(const LoadedModel& model, TailFactory& tails, const Gene
     }
     return split.Step(tokens);
   };
-  TANDEM_ASSIGN_OR_RETURN(Generation generation,
-                          Generate(step, model.transformer->config().seq_len, prompt_ids,
-                                   options, [&](int token) {
-                                     ++generated;
-                                     return !on_token || on_token(token);
-                                   }));
+  TANDEM_ASSIGN_OR_RETURN(Generation generation, Generate(step, model.transformer->config().seq_len,
+                                                          prompt_ids, options, [&](int token) {
+                                                            ++generated;
+                                                            return !on_token || on_token(token);
+                                                          }));
   nlohmann::json report = tails.Report(split.tail());
   if (report.is_null()) report = nlohmann::json::object();
   report["moves"] = split.moves();
@@ -118,10 +118,8 @@ Result<Run> RunPipeline(const LoadedModel& model, TailFactory& tails, const Gene
   return Run{std::move(generation), std::move(report)};
 }
 
-}  // namespace
-
-int RunGenerate(std::span<const std::string> args) {
-  GenerateFlags f;
+// Parses the flags; an exit code when the command ends there.
+std::optional<int> ParseGenerateFlags(std::span<const std::string> args, GenerateFlags& f) {
   f.seed = std::random_device{}();
   FlagSet flags(
       "usage: tandem generate --model M [--tokenizer T] [--prompt P] [--split K [--codec C] [--cloud "
@@ -144,12 +142,56 @@ int RunGenerate(std::span<const std::string> args) {
     return Fail(kCommand, status, kExitUsage);
   }
   if (f.steps < 0) return Fail(kCommand, InvalidArgument("--steps must be >= 0"), kExitUsage);
+  return std::nullopt;
+}
+
+// Prints the prompt now and each token's text as it comes (end-of-text tokens end the text, unprinted).
+TokenCallback StreamText(const Tokenizer& tokenizer, const std::vector<int>& prompt_ids) {
+  std::fputs(tokenizer.DecodeText(prompt_ids).c_str(), stdout);
+  std::fflush(stdout);
+  return [&tokenizer, previous = prompt_ids.back()](int token) mutable {
+    if (tokenizer.IsEndOfText(token)) return true;  // ends the text; not part of it
+    std::fputs(tokenizer.DecodeAll({previous, token}).c_str(), stdout);
+    std::fflush(stdout);
+    previous = token;
+    return true;
+  };
+}
+
+// --json: one object with the ids, the text, the seed, the split and the timings.
+void PrintJson(const GenerateFlags& f, const Tokenizer& tokenizer, const std::vector<int>& prompt_ids,
+               const Run& run) {
+  const GenerationTimings& timings = run.generation.timings;
+  nlohmann::json out;
+  out["prompt_ids"] = prompt_ids;
+  out["ids"] = run.generation.ids;
+  out["text"] = CompletionText(tokenizer, run.generation.ids);
+  out["seed"] = f.seed;
+  out["kernels"] = ActiveKernels().name;
+  out["split"] = f.split.split;
+  out["cut"] = run.cut_report;
+  out["timings"] = {{"prompt_tokens", timings.prompt_tokens},
+                    {"generated_tokens", timings.generated_tokens},
+                    {"prefill_ms", timings.prefill_ms},
+                    {"decode_ms", timings.decode_ms},
+                    {"prefill_tok_s", timings.prefill_tokens_per_second()},
+                    {"decode_tok_s", timings.decode_tokens_per_second()},
+                    {"bytes_across_cut", timings.bytes_across_cut}};
+  std::printf("%s\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+}
+
+}  // namespace
+
+int RunGenerate(std::span<const std::string> args) {
+  GenerateFlags f;
+  if (auto exit = ParseGenerateFlags(args, f)) return *exit;
   auto model = LoadModel(f.model, /*fingerprint=*/f.split.cloud.enabled());
   if (!model.ok()) return Fail(kCommand, model.status());
   if (Status valid = f.split.Validate(model->transformer->n_layers()); !valid.ok()) {
     return Fail(kCommand, valid, kExitUsage);
   }
-  auto tokenizer = Tokenizer::LoadForModel(f.model.model, f.tokenizer, model->checkpoint->config().vocab_size);
+  auto tokenizer =
+      Tokenizer::LoadForModel(f.model.model, f.tokenizer, model->checkpoint->config().vocab_size);
   if (!tokenizer.ok()) return Fail(kCommand, tokenizer.status());
 
   // Connects to the cloud tail, if any, before printing anything.
@@ -157,42 +199,14 @@ int RunGenerate(std::span<const std::string> args) {
   if (!tails.ok()) return Fail(kCommand, tails.status());
 
   const std::vector<int> prompt_ids = tokenizer->Encode(f.prompt, /*add_bos=*/true, /*add_eos=*/false);
-  TokenCallback stream_text;
-  if (!f.json) {
-    std::fputs(tokenizer->DecodeText(prompt_ids).c_str(), stdout);
-    std::fflush(stdout);
-    stream_text = [&, previous = prompt_ids.back()](int token) mutable {
-      if (tokenizer->IsEndOfText(token)) return true;  // ends the text; not part of it
-      std::fputs(tokenizer->DecodeAll({previous, token}).c_str(), stdout);
-      std::fflush(stdout);
-      previous = token;
-      return true;
-    };
-  }
+  const TokenCallback stream_text = f.json ? TokenCallback() : StreamText(*tokenizer, prompt_ids);
   const GenerateOptions options{.steps = f.steps, .stop_tokens = tokenizer->EndOfTextIds()};
   auto run = RunPipeline(*model, **tails, f, options, prompt_ids, stream_text);
   if (!run.ok()) return Fail(kCommand, run.status());
-  const Generation& generation = run->generation;
-  const GenerationTimings& timings = generation.timings;
-
   if (f.json) {
-    nlohmann::json out;
-    out["prompt_ids"] = prompt_ids;
-    out["ids"] = generation.ids;
-    out["text"] = CompletionText(*tokenizer, generation.ids);
-    out["seed"] = f.seed;
-    out["kernels"] = ActiveKernels().name;
-    out["split"] = f.split.split;
-    out["cut"] = run->cut_report;
-    out["timings"] = {{"prompt_tokens", timings.prompt_tokens},
-                      {"generated_tokens", timings.generated_tokens},
-                      {"prefill_ms", timings.prefill_ms},
-                      {"decode_ms", timings.decode_ms},
-                      {"prefill_tok_s", timings.prefill_tokens_per_second()},
-                      {"decode_tok_s", timings.decode_tokens_per_second()},
-                      {"bytes_across_cut", timings.bytes_across_cut}};
-    std::printf("%s\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    PrintJson(f, *tokenizer, prompt_ids, *run);
   } else {
+    const GenerationTimings& timings = run->generation.timings;
     std::printf("\n");
     std::fflush(stdout);
     std::fprintf(stderr, "prefill %d tokens in %.1f ms, decode %.1f tok/s (%d tokens)\n",

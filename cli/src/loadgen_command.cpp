@@ -5,9 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <chrono>
-#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -18,6 +16,9 @@
 
 #include "cli_support.hpp"
 #include "commands.hpp"
+#include "rss_sampler.hpp"
+#include "sse_check.hpp"
+#include "tandem/base/clock.hpp"
 #include "tandem/services/http_client.hpp"
 
 namespace tandem::cli {
@@ -57,10 +58,6 @@ void OnStopSignal(int) {
   g_stop = true;
 }
 
-double Ms(Clock::duration d) {
-  return std::chrono::duration<double, std::milli>(d).count();
-}
-
 // A uniform number in [0, 1) from (seed, index) (splitmix64), so which requests stream does not depend
 // on timing or thread scheduling.
 double Unit(uint64_t seed, uint64_t index) {
@@ -82,92 +79,60 @@ struct Outcome {
   int64_t tokens = 0;
 };
 
-// Checks a server-sent-events body as it arrives: every `data:` event parses as JSON (text chunks, one
-// final chunk with finish_reason and usage), an error event is a failure, and `data: [DONE]` ends it.
-class SseCheck {
- public:
-  void Feed(std::string_view piece) {
-    pending_.append(piece);
-    for (size_t end; (end = pending_.find("\n\n")) != std::string::npos;) {
-      Event(std::string_view(pending_).substr(0, end));
-      pending_.erase(0, end + 2);
-    }
-  }
-  // Empty when the stream was complete and well-formed.
-  std::string Problem() const {
-    if (!problem_.empty()) return problem_;
-    if (pending_.find_first_not_of("\r\n") != std::string::npos) return "stream:truncated";
-    if (!done_) return "stream:no_done";
-    if (!finished_) return "stream:no_finish_reason";
-    return "";
-  }
-  std::optional<Clock::time_point> first_content() const { return first_content_; }
-  int64_t tokens() const { return tokens_; }
-
- private:
-  void Event(std::string_view event) {
-    for (size_t start = 0; start < event.size();) {
-      size_t end = event.find('\n', start);
-      if (end == std::string_view::npos) end = event.size();
-      std::string_view line = event.substr(start, end - start);
-      start = end + 1;
-      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      if (!line.starts_with("data:")) continue;  // comments and other fields carry nothing to check
-      line.remove_prefix(5);
-      if (line.starts_with(' ')) line.remove_prefix(1);
-      Data(line);
-    }
-  }
-  void Data(std::string_view data) {
-    if (!problem_.empty()) return;
-    if (done_) {
-      problem_ = "stream:data_after_done";
-    } else if (data == "[DONE]") {
-      done_ = true;
-    } else {
-      try {
-        Chunk(json::parse(data));
-      } catch (const json::exception&) {  // not JSON, or a field of the wrong type
-        problem_ = "stream:bad_json";
-      }
-    }
-  }
-  void Chunk(const json& chunk) {
-    if (chunk.contains("error")) {
-      problem_ = "stream:" + chunk["error"].value("code", std::string("error"));
-    } else if (!chunk.contains("choices") || !chunk["choices"].is_array() || chunk["choices"].empty()) {
-      problem_ = "stream:no_choices";
-    } else {
-      const json& choice = chunk["choices"][0];
-      if (!first_content_ && !choice.value("text", std::string()).empty()) first_content_ = Clock::now();
-      if (choice.contains("finish_reason") && !choice["finish_reason"].is_null()) finished_ = true;
-      if (chunk.contains("usage")) tokens_ = chunk["usage"].value("completion_tokens", int64_t{0});
-    }
-  }
-
-  std::string pending_;
-  std::string problem_;
-  bool done_ = false;
-  bool finished_ = false;
-  std::optional<Clock::time_point> first_content_;
-  int64_t tokens_ = 0;
-};
-
-Outcome RunRequest(const Options& options, const std::string& host_port, uint64_t index) {
-  Outcome outcome;
-  outcome.streamed = Unit(options.seed, index) < options.stream_fraction;
+// Request `index`: its prompt and sampling seed follow from the index, so a run's mix is reproducible.
+services::HttpClientRequest CompletionRequest(const Options& options, uint64_t index, bool streamed) {
   const std::string& prompt = options.prompt.empty() ? kPrompts[index % kPrompts.size()] : options.prompt;
   const json body = {{"prompt", prompt},
                      {"max_tokens", options.max_tokens},
                      {"temperature", options.temperature},
                      {"seed", (options.seed * 1000003 + index) % 2147483647},
-                     {"stream", outcome.streamed}};
+                     {"stream", streamed}};
   services::HttpClientRequest request;
   request.method = "POST";
   request.target = "/v1/completions";
   request.body = body.dump();
   request.timeout = std::chrono::milliseconds(options.timeout_ms);
   if (!options.api_key.empty()) request.headers.emplace_back("Authorization", "Bearer " + options.api_key);
+  return request;
+}
+
+// Labels an answer other than 200 by its status and error code; a 503 with Retry-After is overload
+// shedding by design (queue full, no slot in time, tail busy): deliberate, not an error.
+void LabelRefusal(const services::HttpReply& reply, Outcome& outcome) {
+  const json error = json::parse(reply.body, nullptr, false);
+  std::string code = "unknown";
+  if (error.is_object() && error.contains("error") && error["error"].is_object()) {
+    code = error["error"].value("code", code);
+  }
+  outcome.label = "http_" + std::to_string(reply.status) + ":" + code;
+  if (reply.status == 503 && reply.Header("retry-after") != nullptr)
+    outcome.kind = Outcome::Kind::kDeliberate;
+}
+
+// Checks a 200 answer, a complete event stream or a completion object; ok when it is one.
+void CheckAnswer(const services::HttpReply& reply, const SseCheck& sse, Clock::time_point start,
+                 Outcome& outcome) {
+  if (outcome.streamed) {
+    outcome.label = sse.Problem();
+    if (!outcome.label.empty()) return;
+    if (sse.first_content()) outcome.ttft_ms = ToMilliseconds(*sse.first_content() - start);
+    outcome.tokens = sse.tokens();
+  } else {
+    const json answer = json::parse(reply.body, nullptr, false);
+    if (!answer.is_object() || !answer.contains("choices") || !answer.contains("usage") ||
+        !answer["usage"].is_object()) {
+      outcome.label = "bad_json";
+      return;
+    }
+    outcome.tokens = answer["usage"].value("completion_tokens", int64_t{0});
+  }
+  outcome.kind = Outcome::Kind::kOk;
+}
+
+Outcome RunRequest(const Options& options, const std::string& host_port, uint64_t index) {
+  Outcome outcome;
+  outcome.streamed = Unit(options.seed, index) < options.stream_fraction;
+  services::HttpClientRequest request = CompletionRequest(options, index, outcome.streamed);
   services::HttpReply reply;
   SseCheck sse;
   if (outcome.streamed) {
@@ -179,39 +144,14 @@ Outcome RunRequest(const Options& options, const std::string& host_port, uint64_
   }
   const Clock::time_point start = Clock::now();
   const Status status = services::HttpExchange(host_port, request, reply);
-  outcome.total_ms = Ms(Clock::now() - start);
+  outcome.total_ms = ToMilliseconds(Clock::now() - start);
   if (!status.ok()) {
     outcome.label = "transport:" + std::string(StatusCodeName(status.code()));
-    return outcome;
-  }
-  if (reply.status != 200) {
-    const json error = json::parse(reply.body, nullptr, false);
-    std::string code = "unknown";
-    if (error.is_object() && error.contains("error") && error["error"].is_object()) {
-      code = error["error"].value("code", code);
-    }
-    outcome.label = "http_" + std::to_string(reply.status) + ":" + code;
-    // Overload shedding by design: 503 with Retry-After (queue full, no slot in time, tail busy).
-    if (reply.status == 503 && reply.Header("retry-after") != nullptr) {
-      outcome.kind = Outcome::Kind::kDeliberate;
-    }
-    return outcome;
-  }
-  if (outcome.streamed) {
-    outcome.label = sse.Problem();
-    if (!outcome.label.empty()) return outcome;
-    if (sse.first_content()) outcome.ttft_ms = Ms(*sse.first_content() - start);
-    outcome.tokens = sse.tokens();
+  } else if (reply.status != 200) {
+    LabelRefusal(reply, outcome);
   } else {
-    const json answer = json::parse(reply.body, nullptr, false);
-    if (!answer.is_object() || !answer.contains("choices") || !answer.contains("usage") ||
-        !answer["usage"].is_object()) {
-      outcome.label = "bad_json";
-      return outcome;
-    }
-    outcome.tokens = answer["usage"].value("completion_tokens", int64_t{0});
+    CheckAnswer(reply, sse, start, outcome);
   }
-  outcome.kind = Outcome::Kind::kOk;
   return outcome;
 }
 
@@ -295,119 +235,6 @@ void RunPhase(const Options& options, const std::string& host_port, uint64_t fir
   for (std::thread& thread : threads) thread.join();
 }
 
-struct Watched {
-  std::string name;
-  int pid = 0;
-  int64_t before_kb = -1;
-  int64_t after_kb = -1;
-  int64_t peak_kb = -1;
-};
-
-// VmRSS of a process in KiB, -1 when it cannot be read (the process is gone).
-int64_t ReadRssKb(int pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(status, line);) {
-    if (line.starts_with("VmRSS:")) return std::stoll(line.substr(6));
-  }
-  return -1;
-}
-
-std::string Fixed(double value, int digits) {
-  char text[32];
-  std::snprintf(text, sizeof(text), "%.*f", digits, value);
-  return text;
-}
-
-double Mb(int64_t kb) {
-  return kb < 0 ? -1 : static_cast<double>(kb) / 1024.0;
-}
-
-Result<std::vector<Watched>> ParseWatch(const std::vector<std::string>& specs) {
-  std::vector<Watched> watched;
-  for (const std::string& spec : specs) {
-    const size_t eq = spec.find('=');
-    Watched w;
-    if (eq == std::string::npos || eq == 0)
-      return InvalidArgument("--watch: expected NAME=PID, got '" + spec + "'");
-    w.name = spec.substr(0, eq);
-    const std::string pid_text = spec.substr(eq + 1);
-    const auto [end, error] = std::from_chars(pid_text.data(), pid_text.data() + pid_text.size(), w.pid);
-    if (error != std::errc() || end != pid_text.data() + pid_text.size() || w.pid <= 0) {
-      return InvalidArgument("--watch: '" + pid_text + "' is not a process id");
-    }
-    if (ReadRssKb(w.pid) < 0) return InvalidArgument("--watch: cannot read /proc/" + pid_text + "/status");
-    watched.push_back(w);
-  }
-  return watched;
-}
-
-// Samples the watched processes' RSS every `interval` until stopped: the soak's time series, and a
-// progress line per sample so a long run shows it is alive.
-class RssSampler {
- public:
-  RssSampler(std::vector<Watched>& watched, Tally& tally, std::chrono::duration<double> interval,
-             bool progress)
-      : watched_(watched), tally_(tally), interval_(interval), progress_(progress), start_(Clock::now()) {
-    thread_ = std::thread([this] { Loop(); });
-  }
-  ~RssSampler() { Stop(); }
-  void Stop() {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-    }
-    wake_.notify_all();
-    if (thread_.joinable()) thread_.join();
-  }
-  const json& series() const { return series_; }
-
- private:
-  void Loop() {
-    std::unique_lock lock(mutex_);
-    do {
-      Sample();
-    } while (!wake_.wait_for(lock, interval_, [this] { return stopping_; }));
-    Sample();
-  }
-  void Sample() {
-    json point = {{"t_s", std::chrono::duration<double>(Clock::now() - start_).count()}};
-    std::string line;
-    for (Watched& w : watched_) {
-      const int64_t kb = ReadRssKb(w.pid);
-      w.peak_kb = std::max(w.peak_kb, kb);
-      point[w.name + "_mb"] = Mb(kb);
-      char text[96];
-      std::snprintf(text, sizeof(text), " %s=%.1fMB", w.name.c_str(), Mb(kb));
-      line += text;
-    }
-    int64_t requests = 0, ok = 0;
-    {
-      std::lock_guard lock(tally_.mutex);
-      requests = tally_.requests;
-      ok = tally_.ok;
-    }
-    point["requests"] = requests;
-    point["ok"] = ok;
-    series_.push_back(point);
-    if (progress_) {
-      std::printf("loadgen: t=%.0fs requests=%lld ok=%lld%s\n", point["t_s"].get<double>(),
-                  static_cast<long long>(requests), static_cast<long long>(ok), line.c_str());
-      std::fflush(stdout);
-    }
-  }
-
-  std::vector<Watched>& watched_;
-  Tally& tally_;
-  std::chrono::duration<double> interval_;
-  bool progress_;
-  Clock::time_point start_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  bool stopping_ = false;
-  json series_ = json::array();
-  std::thread thread_;
-};
-
 std::string FormatCounts(const std::map<std::string, int64_t>& counts) {
   std::string out;
   for (const auto& [label, count] : counts)
@@ -435,18 +262,8 @@ Status CheckOptions(const Options& o) {
   return Status::Ok();
 }
 
-}  // namespace
-
-int RunLoadgen(std::span<const std::string> args) {
-  Options o;
-  FlagSet flags(
-      "usage: tandem loadgen [--url http://127.0.0.1:8080] [--clients N] [--requests M | --duration S]\n"
-      "                      [--warmup W] [--watch NAME=PID]... [--report FILE] [flags]\n\n"
-      "Sends completions from N concurrent clients to tandem-edge: a deterministic mix of plain and\n"
-      "streamed requests, every stream checked event by event. Prints counts, latency percentiles,\n"
-      "TTFT, tokens/s and the RSS of watched processes. Exit 1 on any error other than a 503 with\n"
-      "Retry-After (overload shedding, counted as deliberate), when no request succeeded, or when a\n"
-      "watched process grew by more than --max-rss-growth-mb from the end of the warm-up to the end.");
+// Declares the flags; `o` holds their values after parsing.
+void DeclareFlags(FlagSet& flags, Options& o) {
   flags.String("url", &o.url, "the edge's API (http://HOST:PORT)");
   flags.Int("clients", &o.clients, "concurrent clients (one connection per request each)");
   flags.Int("requests", &o.requests, "requests per client (ignored with --duration)");
@@ -463,52 +280,53 @@ int RunLoadgen(std::span<const std::string> args) {
   flags.Float("max-rss-growth-mb", &o.max_rss_growth_mb, "fail when a watched process grew more than this");
   flags.Float("sample-s", &o.sample_s, "RSS sampling interval (progress lines with --duration)");
   flags.String("api-key", &o.api_key, "sent as Authorization: Bearer KEY");
-  if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
-  if (Status status = CheckOptions(o); !status.ok()) return Fail(kCommand, status, kExitUsage);
-  Result<std::vector<Watched>> parsed_watch = ParseWatch(o.watch);
-  if (!parsed_watch.ok()) return Fail(kCommand, parsed_watch.status(), kExitUsage);
-  std::vector<Watched> watched = std::move(*parsed_watch);
-  std::string host_port = o.url.substr(7);
+}
+
+// The HOST:PORT of --url (http://HOST:PORT, trailing slashes allowed).
+Result<std::string> HostPortOfUrl(const std::string& url) {
+  std::string host_port = url.substr(std::string_view("http://").size());
   while (host_port.ends_with('/')) host_port.pop_back();
-  if (host_port.find('/') != std::string::npos) {
-    return Fail(kCommand, InvalidArgument("--url takes no path: " + o.url), kExitUsage);
-  }
+  if (host_port.find('/') != std::string::npos) return InvalidArgument("--url takes no path: " + url);
+  return host_port;
+}
 
-  // A soak stopped early with Ctrl-C (or SIGTERM) still reports what it measured.
-  std::signal(SIGINT, OnStopSignal);
-  std::signal(SIGTERM, OnStopSignal);
+// What the measured phase came to, beside its tally.
+struct Measurement {
+  double wall_s = 0;
+  json rss_series;
+};
 
+// The warm-up (if any), the RSS baseline, then the measured phase with the RSS sampler running.
+Measurement RunLoad(const Options& o, const std::string& host_port, std::vector<WatchedProcess>& watched,
+                    Tally& warmup, Tally& tally) {
   const bool soak = o.duration_s > 0;
-  Tally warmup;
   if (o.warmup > 0) RunPhase(o, host_port, 0, o.warmup, std::nullopt, warmup);
-  for (Watched& w : watched) w.before_kb = ReadRssKb(w.pid);
-
-  Tally tally;
+  for (WatchedProcess& w : watched) w.before_kb = ReadRssKb(w.pid);
+  Measurement measured;
   const Clock::time_point start = Clock::now();
-  json series;
   {
-    RssSampler sampler(watched, tally, std::chrono::duration<double>(o.sample_s), soak);
+    RssSampler sampler(watched, std::chrono::duration<double>(o.sample_s), soak, [&tally] {
+      std::lock_guard lock(tally.mutex);
+      return RequestCounts{tally.requests, tally.ok};
+    });
     const std::optional<Clock::time_point> deadline =
         soak ? std::optional(start + std::chrono::duration_cast<Clock::duration>(
                                          std::chrono::duration<double>(o.duration_s)))
              : std::nullopt;
     RunPhase(o, host_port, static_cast<uint64_t>(o.warmup) * o.clients, o.requests, deadline, tally);
     sampler.Stop();
-    series = sampler.series();
+    measured.rss_series = sampler.series();
   }
-  const double wall_s = std::chrono::duration<double>(Clock::now() - start).count();
-  for (Watched& w : watched) w.after_kb = ReadRssKb(w.pid);
+  measured.wall_s = std::chrono::duration<double>(Clock::now() - start).count();
+  for (WatchedProcess& w : watched) w.after_kb = ReadRssKb(w.pid);
+  return measured;
+}
 
-  const Percentiles total = Summarize(tally.total_ms);
-  const Percentiles ttft = Summarize(tally.ttft_ms);
-  const int64_t errors = Tally::Sum(tally.errors) + Tally::Sum(warmup.errors);
-  std::vector<std::string> failures;
-  if (errors > 0) failures.push_back(std::to_string(errors) + " unexpected errors");
-  if (tally.ok == 0) failures.push_back("no request succeeded");
-
+// The counts, latency and throughput lines.
+void PrintTraffic(const Options& o, const Tally& warmup, const Tally& tally, double wall_s) {
   std::printf("loadgen: %d clients, %s, %.0f%% streamed, max_tokens %d, against %s\n", o.clients,
-              soak ? (Fixed(o.duration_s, 0) + " s").c_str()
-                   : (std::to_string(o.requests) + " requests each").c_str(),
+              o.duration_s > 0 ? (FixedPoint(o.duration_s, 0) + " s").c_str()
+                               : (std::to_string(o.requests) + " requests each").c_str(),
               o.stream_fraction * 100.0, o.max_tokens, o.url.c_str());
   if (o.warmup > 0) {
     std::printf("warm-up: %lld requests, ok %lld, deliberate 503 %lld, errors %lld%s\n",
@@ -521,58 +339,106 @@ int RunLoadgen(std::span<const std::string> args) {
               static_cast<long long>(tally.ok), static_cast<long long>(Tally::Sum(tally.deliberate)),
               FormatCounts(tally.deliberate).c_str(), static_cast<long long>(Tally::Sum(tally.errors)),
               FormatCounts(tally.errors).c_str());
-  PrintPercentiles("latency ms (ok):", total);
-  PrintPercentiles("TTFT ms (streamed ok):", ttft);
-  const double tokens_per_s = static_cast<double>(tally.tokens) / wall_s;
-  std::printf("tokens %lld, %.1f tokens/s aggregate\n", static_cast<long long>(tally.tokens), tokens_per_s);
+  PrintPercentiles("latency ms (ok):", Summarize(tally.total_ms));
+  PrintPercentiles("TTFT ms (streamed ok):", Summarize(tally.ttft_ms));
+  std::printf("tokens %lld, %.1f tokens/s aggregate\n", static_cast<long long>(tally.tokens),
+              static_cast<double>(tally.tokens) / wall_s);
+}
 
+// A line per watched process; a process gone or grown past the limit is a failure. The report's "rss".
+json CheckMemory(const std::vector<WatchedProcess>& watched, double max_growth_mb,
+                 std::vector<std::string>& failures) {
   json rss = json::object();
-  for (const Watched& w : watched) {
-    const double growth = Mb(w.after_kb) - Mb(w.before_kb);
+  for (const WatchedProcess& w : watched) {
+    const double growth = KibToMb(w.after_kb) - KibToMb(w.before_kb);
     std::printf("RSS %s (pid %d): %.1f MB after warm-up, %.1f MB at end, growth %+.1f MB, peak %.1f MB\n",
-                w.name.c_str(), w.pid, Mb(w.before_kb), Mb(w.after_kb), growth, Mb(w.peak_kb));
+                w.name.c_str(), w.pid, KibToMb(w.before_kb), KibToMb(w.after_kb), growth, KibToMb(w.peak_kb));
     if (w.after_kb < 0) {
       failures.push_back(w.name + " (pid " + std::to_string(w.pid) + ") is gone");
-    } else if (growth > o.max_rss_growth_mb) {
-      failures.push_back(w.name + " grew " + Fixed(growth, 1) + " MB");
+    } else if (growth > max_growth_mb) {
+      failures.push_back(w.name + " grew " + FixedPoint(growth, 1) + " MB");
     }
     rss[w.name] = {{"pid", w.pid},
-                   {"before_mb", Mb(w.before_kb)},
-                   {"after_mb", Mb(w.after_kb)},
+                   {"before_mb", KibToMb(w.before_kb)},
+                   {"after_mb", KibToMb(w.after_kb)},
                    {"growth_mb", growth},
-                   {"peak_mb", Mb(w.peak_kb)}};
+                   {"peak_mb", KibToMb(w.peak_kb)}};
   }
+  return rss;
+}
+
+// The --report file: the counts, the configuration, the figures and the verdict.
+Status WriteReport(const Options& o, const Tally& warmup, const Tally& tally, const Measurement& measured,
+                   const json& rss, const std::vector<std::string>& failures) {
+  json report = tally.Counts();
+  report["config"] = {{"url", o.url},
+                      {"clients", o.clients},
+                      {"requests_per_client", o.duration_s > 0 ? 0 : o.requests},
+                      {"duration_s", o.duration_s},
+                      {"warmup_per_client", o.warmup},
+                      {"stream_fraction", o.stream_fraction},
+                      {"max_tokens", o.max_tokens},
+                      {"seed", o.seed},
+                      {"timeout_ms", o.timeout_ms},
+                      {"max_rss_growth_mb", o.max_rss_growth_mb}};
+  report["warmup"] = warmup.Counts();
+  report["wall_s"] = measured.wall_s;
+  report["requests_per_second"] = static_cast<double>(tally.requests) / measured.wall_s;
+  report["latency_ms"] = {{"total", ToJson(Summarize(tally.total_ms))},
+                          {"ttft", ToJson(Summarize(tally.ttft_ms))}};
+  report["tokens"] = tally.tokens;
+  report["tokens_per_second"] = static_cast<double>(tally.tokens) / measured.wall_s;
+  report["rss"] = rss;
+  report["rss_series"] = measured.rss_series;
+  report["stopped_early"] = g_stop.load();
+  report["passed"] = failures.empty();
+  report["failures"] = failures;
+  std::ofstream out(o.report);
+  out << report.dump(2) << "\n";
+  if (!out) return InvalidArgument("cannot write --report " + o.report);
+  return Status::Ok();
+}
+
+}  // namespace
+
+int RunLoadgen(std::span<const std::string> args) {
+  Options o;
+  FlagSet flags(
+      "usage: tandem loadgen [--url http://127.0.0.1:8080] [--clients N] [--requests M | --duration S]\n"
+      "                      [--warmup W] [--watch NAME=PID]... [--report FILE] [flags]\n\n"
+      "Sends completions from N concurrent clients to tandem-edge: a deterministic mix of plain and\n"
+      "streamed requests, every stream checked event by event. Prints counts, latency percentiles,\n"
+      "TTFT, tokens/s and the RSS of watched processes. Exit 1 on any error other than a 503 with\n"
+      "Retry-After (overload shedding, counted as deliberate), when no request succeeded, or when a\n"
+      "watched process grew by more than --max-rss-growth-mb from the end of the warm-up to the end.");
+  DeclareFlags(flags, o);
+  if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
+  if (Status status = CheckOptions(o); !status.ok()) return Fail(kCommand, status, kExitUsage);
+  Result<std::vector<WatchedProcess>> watched = ParseWatch(o.watch);
+  if (!watched.ok()) return Fail(kCommand, watched.status(), kExitUsage);
+  const Result<std::string> host_port = HostPortOfUrl(o.url);
+  if (!host_port.ok()) return Fail(kCommand, host_port.status(), kExitUsage);
+
+  // A soak stopped early with Ctrl-C (or SIGTERM) still reports what it measured.
+  std::signal(SIGINT, OnStopSignal);
+  std::signal(SIGTERM, OnStopSignal);
+  Tally warmup, tally;
+  const Measurement measured = RunLoad(o, *host_port, *watched, warmup, tally);
+
+  std::vector<std::string> failures;
+  const int64_t errors = Tally::Sum(tally.errors) + Tally::Sum(warmup.errors);
+  if (errors > 0) failures.push_back(std::to_string(errors) + " unexpected errors");
+  if (tally.ok == 0) failures.push_back("no request succeeded");
+  PrintTraffic(o, warmup, tally, measured.wall_s);
+  const json rss = CheckMemory(*watched, o.max_rss_growth_mb, failures);
   if (g_stop) std::printf("stopped early by a signal\n");
   std::string verdict = failures.empty() ? "PASS" : "FAIL:";
   for (const std::string& failure : failures) verdict += " " + failure + ";";
   std::printf("%s\n", verdict.c_str());
-
   if (!o.report.empty()) {
-    json report = tally.Counts();
-    report["config"] = {{"url", o.url},
-                        {"clients", o.clients},
-                        {"requests_per_client", soak ? 0 : o.requests},
-                        {"duration_s", o.duration_s},
-                        {"warmup_per_client", o.warmup},
-                        {"stream_fraction", o.stream_fraction},
-                        {"max_tokens", o.max_tokens},
-                        {"seed", o.seed},
-                        {"timeout_ms", o.timeout_ms},
-                        {"max_rss_growth_mb", o.max_rss_growth_mb}};
-    report["warmup"] = warmup.Counts();
-    report["wall_s"] = wall_s;
-    report["requests_per_second"] = static_cast<double>(tally.requests) / wall_s;
-    report["latency_ms"] = {{"total", ToJson(total)}, {"ttft", ToJson(ttft)}};
-    report["tokens"] = tally.tokens;
-    report["tokens_per_second"] = tokens_per_s;
-    report["rss"] = rss;
-    report["rss_series"] = series;
-    report["stopped_early"] = g_stop.load();
-    report["passed"] = failures.empty();
-    report["failures"] = failures;
-    std::ofstream out(o.report);
-    out << report.dump(2) << "\n";
-    if (!out) return Fail(kCommand, InvalidArgument("cannot write --report " + o.report));
+    if (Status written = WriteReport(o, warmup, tally, measured, rss, failures); !written.ok()) {
+      return Fail(kCommand, written);
+    }
   }
   return failures.empty() ? 0 : kExitFailure;
 }

@@ -24,7 +24,9 @@
 #include <filesystem>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <random>
+#include <span>
 #include <sstream>
 
 #include "cli_support.hpp"
@@ -239,119 +241,165 @@ std::string MarkdownTable(const std::vector<CutResult>& results) {
   return md;
 }
 
-}  // namespace
-
-int RunPrivacyEval(std::span<const std::string> args) {
-  ModelFlags model_flags;
-  model_flags.threads = 1;  // the attack runs one row at a time: threads only add hand-overs
+struct PrivacyEvalFlags {
+  ModelFlags model;
   std::string golden_path, cuts_text, codecs_text = "fp32,int8", noise_text = "0", out_dir;
   int max_positions = 128;
+};
+
+// Parses the flags and checks what needs no model; an exit code when the command ends there.
+std::optional<int> ParsePrivacyEvalFlags(std::span<const std::string> args, PrivacyEvalFlags& f) {
+  f.model.threads = 1;  // the attack runs one row at a time: threads only add hand-overs
   FlagSet flags(
       "usage: tandem privacy-eval --model M --golden FILE [--cuts 1,2,3,4] [--codecs fp32,int8]\n"
       "       [--noise 0,0.1] [--max-positions 128] [--out-dir DIR]\n\n"
       "Token-recovery rate of three inversion attacks by the tail on the boundary rows it receives, for\n"
       "every cut and codec: search (the tail knows the edge's weights), nearest embedding row, and a\n"
       "linear inverse learned from the tokens the tail itself samples. See docs/privacy.md.");
-  model_flags.Declare(flags, kModelFlagHelp);
-  flags.String("golden", &golden_path, "the text set: JSON lines with prompt_ids and ids (a golden file)");
-  flags.String("cuts", &cuts_text, "cuts k, comma-separated (default: every cut 1..L-1)");
-  flags.String("codecs", &codecs_text, "codecs, comma-separated");
+  f.model.Declare(flags, kModelFlagHelp);
+  flags.String("golden", &f.golden_path, "the text set: JSON lines with prompt_ids and ids (a golden file)");
+  flags.String("cuts", &f.cuts_text, "cuts k, comma-separated (default: every cut 1..L-1)");
+  flags.String("codecs", &f.codecs_text, "codecs, comma-separated");
   flags.String(
-      "noise", &noise_text,
+      "noise", &f.noise_text,
       "noise levels added to the rows before the codec, comma-separated (standard deviation in units of "
       "each row's RMS; 0 = none)");
-  flags.Int("max-positions", &max_positions, "positions of each sequence evaluated (from its start)");
-  flags.String("out-dir", &out_dir, "also write privacy-eval.json, .md and .csv here");
+  flags.Int("max-positions", &f.max_positions, "positions of each sequence evaluated (from its start)");
+  flags.String("out-dir", &f.out_dir, "also write privacy-eval.json, .md and .csv here");
   if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
   for (const char* name : {"model", "golden"}) {
     if (Status status = Require(flags, name); !status.ok()) return Fail(kCommand, status, kExitUsage);
   }
-  if (max_positions < 2) return Fail(kCommand, InvalidArgument("--max-positions must be >= 2"), kExitUsage);
-  if (!model_flags.int8_blocks.empty() || model_flags.int8_head ||
-      !model_flags.int4_blocks.empty() || model_flags.int4_head) {
-    return Fail(kCommand, InvalidArgument("the attack runs on the float32 model: no --int8-blocks or --int4-blocks"),
+  if (f.max_positions < 2) return Fail(kCommand, InvalidArgument("--max-positions must be >= 2"), kExitUsage);
+  if (!f.model.int8_blocks.empty() || f.model.int8_head || !f.model.int4_blocks.empty() ||
+      f.model.int4_head) {
+    return Fail(kCommand,
+                InvalidArgument("the attack runs on the float32 model: no --int8-blocks or --int4-blocks"),
                 kExitUsage);
   }
-  const auto codecs = ParseCodecList(codecs_text, "codecs");
-  if (!codecs.ok()) return Fail(kCommand, codecs.status(), kExitUsage);
-  std::vector<double> noise_levels;
-  for (const std::string_view item : ListItems(noise_text)) {
+  return std::nullopt;
+}
+
+// The levels of --noise, each in 0..10; none given is no noise.
+Result<std::vector<double>> ParseNoiseLevels(std::string_view text) {
+  std::vector<double> levels;
+  for (const std::string_view item : ListItems(text)) {
     char* end = nullptr;
-    const std::string text(item);
-    const double level = std::strtod(text.c_str(), &end);
-    if (end == text.c_str() || *end != '\0' || !(level >= 0 && level <= 10)) {
-      return Fail(kCommand, InvalidArgument("--noise: '" + text + "' is not a level in 0..10"), kExitUsage);
+    const std::string level_text(item);
+    const double level = std::strtod(level_text.c_str(), &end);
+    if (end == level_text.c_str() || *end != '\0' || !(level >= 0 && level <= 10)) {
+      return InvalidArgument("--noise: '" + level_text + "' is not a level in 0..10");
     }
-    noise_levels.push_back(level);
+    levels.push_back(level);
   }
-  if (noise_levels.empty()) noise_levels.push_back(0);
-  if (!out_dir.empty()) {
-    // Before the evaluation, so that an unusable --out-dir costs no work.
-    if (Status made = CreateDirectories(out_dir); !made.ok()) return Fail(kCommand, made);
-  }
-  auto records = ReadGolden(golden_path);
-  if (!records.ok()) return Fail(kCommand, records.status());
-  auto model = LoadModel(model_flags);
-  if (!model.ok()) return Fail(kCommand, model.status());
-  const Transformer& transformer = *model->transformer;
-  const int layers = transformer.n_layers();
-  auto parsed_cuts = ParseIntList(cuts_text, 1, layers - 1, "cuts");
-  if (!parsed_cuts.ok()) return Fail(kCommand, parsed_cuts.status(), kExitUsage);
-  std::vector<int> cuts = std::move(*parsed_cuts);
+  if (levels.empty()) levels.push_back(0);
+  return levels;
+}
+
+// --cuts, or every cut 1..L-1 when none is given.
+Result<std::vector<int>> ParseCuts(std::string_view text, int layers) {
+  TANDEM_ASSIGN_OR_RETURN(std::vector<int> cuts, ParseIntList(text, 1, layers - 1, "cuts"));
   if (cuts.empty()) {
     cuts.resize(layers - 1);
     std::iota(cuts.begin(), cuts.end(), 1);
   }
-  std::vector<int> vocabulary(transformer.config().vocab_size);
-  std::iota(vocabulary.begin(), vocabulary.end(), 0);
-  auto embeddings = transformer.Embed(vocabulary);
-  if (!embeddings.ok()) return Fail(kCommand, embeddings.status());
+  return cuts;
+}
 
+// Every (cut, codec, noise) in turn, a progress line on stderr for each.
+Result<std::vector<CutResult>> EvaluateAll(const Transformer& model, const std::vector<GoldenRecord>& records,
+                                           const std::vector<Setting>& settings, int max_positions) {
+  std::vector<int> vocabulary(model.config().vocab_size);
+  std::iota(vocabulary.begin(), vocabulary.end(), 0);
+  TANDEM_ASSIGN_OR_RETURN(const at::Tensor embeddings, model.Embed(vocabulary));
   std::vector<CutResult> results;
+  for (const Setting& setting : settings) {
+    TANDEM_ASSIGN_OR_RETURN(const CutResult r,
+                            EvaluateCut(model, records, setting, max_positions, embeddings));
+    std::fprintf(stderr,
+                 "cut %d %s noise %.2f: search %.1f%%, nearest %.1f%%, linear %.1f%%, agreement %.1f%% "
+                 "(%.0f candidates/position, %.1f s)\n",
+                 r.cut, r.codec.c_str(), r.noise, r.Rate(r.search_hits), r.Rate(r.nearest_hits),
+                 r.Rate(r.linear_hits), r.AgreementRate(), r.candidates_per_position, r.seconds);
+    results.push_back(r);
+  }
+  return results;
+}
+
+nlohmann::json ToJson(const CutResult& r) {
+  return {{"cut", r.cut},
+          {"codec", r.codec},
+          {"noise", r.noise},
+          {"positions", r.positions},
+          {"search_rate", r.Rate(r.search_hits) / 100},
+          {"nearest_rate", r.Rate(r.nearest_hits) / 100},
+          {"linear_rate", r.Rate(r.linear_hits) / 100},
+          {"tail_agreement", r.AgreementRate() / 100},
+          {"search_candidates_per_position", r.candidates_per_position},
+          {"seconds", r.seconds}};
+}
+
+std::string Csv(const std::vector<CutResult>& results) {
+  std::ostringstream csv;
+  csv << "cut,codec,noise,positions,search_rate,nearest_rate,linear_rate,tail_agreement\n";
+  for (const CutResult& r : results) {
+    csv << r.cut << ',' << r.codec << ',' << r.noise << ',' << r.positions << ','
+        << r.Rate(r.search_hits) / 100 << ',' << r.Rate(r.nearest_hits) / 100 << ','
+        << r.Rate(r.linear_hits) / 100 << ',' << r.AgreementRate() / 100 << '\n';
+  }
+  return csv.str();
+}
+
+// privacy-eval.json, .md and .csv in --out-dir.
+Status WriteReports(const PrivacyEvalFlags& f, size_t sequences, const std::vector<CutResult>& results,
+                    const std::string& table) {
   nlohmann::json json_results = nlohmann::json::array();
-  for (const int cut : cuts) {
+  for (const CutResult& r : results) json_results.push_back(ToJson(r));
+  const nlohmann::json report = {{"model", f.model.model},           {"golden", f.golden_path},
+                                 {"sequences", sequences},           {"max_positions", f.max_positions},
+                                 {"match_distance", kMatchDistance}, {"results", json_results}};
+  const std::filesystem::path dir(f.out_dir);
+  for (const Status& written :
+       {WriteText(dir / "privacy-eval.json", report.dump(2) + "\n"),
+        WriteText(dir / "privacy-eval.md", table), WriteText(dir / "privacy-eval.csv", Csv(results))}) {
+    TANDEM_RETURN_IF_ERROR(written);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+int RunPrivacyEval(std::span<const std::string> args) {
+  PrivacyEvalFlags f;
+  if (auto exit = ParsePrivacyEvalFlags(args, f)) return *exit;
+  const auto codecs = ParseCodecList(f.codecs_text, "codecs");
+  if (!codecs.ok()) return Fail(kCommand, codecs.status(), kExitUsage);
+  const auto noise_levels = ParseNoiseLevels(f.noise_text);
+  if (!noise_levels.ok()) return Fail(kCommand, noise_levels.status(), kExitUsage);
+  if (!f.out_dir.empty()) {
+    // Before the evaluation, so that an unusable --out-dir costs no work.
+    if (Status made = CreateDirectories(f.out_dir); !made.ok()) return Fail(kCommand, made);
+  }
+  auto records = ReadGolden(f.golden_path);
+  if (!records.ok()) return Fail(kCommand, records.status());
+  auto model = LoadModel(f.model);
+  if (!model.ok()) return Fail(kCommand, model.status());
+  const Transformer& transformer = *model->transformer;
+  const auto cuts = ParseCuts(f.cuts_text, transformer.n_layers());
+  if (!cuts.ok()) return Fail(kCommand, cuts.status(), kExitUsage);
+  std::vector<Setting> settings;
+  for (const int cut : *cuts) {
     for (const ActivationCodec& codec : *codecs) {
-      for (const double noise : noise_levels) {
-        auto result = EvaluateCut(transformer, *records, {cut, codec, noise}, max_positions, *embeddings);
-        if (!result.ok()) return Fail(kCommand, result.status());
-        const CutResult& r = *result;
-        std::fprintf(stderr,
-                     "cut %d %s noise %.2f: search %.1f%%, nearest %.1f%%, linear %.1f%%, agreement %.1f%% "
-                     "(%.0f candidates/position, %.1f s)\n",
-                     cut, r.codec.c_str(), noise, r.Rate(r.search_hits), r.Rate(r.nearest_hits),
-                     r.Rate(r.linear_hits), r.AgreementRate(), r.candidates_per_position, r.seconds);
-        json_results.push_back({{"cut", cut},
-                                {"codec", r.codec},
-                                {"noise", noise},
-                                {"positions", r.positions},
-                                {"search_rate", r.Rate(r.search_hits) / 100},
-                                {"nearest_rate", r.Rate(r.nearest_hits) / 100},
-                                {"linear_rate", r.Rate(r.linear_hits) / 100},
-                                {"tail_agreement", r.AgreementRate() / 100},
-                                {"search_candidates_per_position", r.candidates_per_position},
-                                {"seconds", r.seconds}});
-        results.push_back(r);
-      }
+      for (const double noise : *noise_levels) settings.push_back({cut, codec, noise});
     }
   }
-  const std::string table = MarkdownTable(results);
+  const auto results = EvaluateAll(transformer, *records, settings, f.max_positions);
+  if (!results.ok()) return Fail(kCommand, results.status());
+  const std::string table = MarkdownTable(*results);
   std::printf("%s", table.c_str());
-  if (!out_dir.empty()) {
-    const nlohmann::json report = {{"model", model_flags.model},       {"golden", golden_path},
-                                   {"sequences", records->size()},     {"max_positions", max_positions},
-                                   {"match_distance", kMatchDistance}, {"results", json_results}};
-    std::ostringstream csv;
-    csv << "cut,codec,noise,positions,search_rate,nearest_rate,linear_rate,tail_agreement\n";
-    for (const CutResult& r : results) {
-      csv << r.cut << ',' << r.codec << ',' << r.noise << ',' << r.positions << ','
-          << r.Rate(r.search_hits) / 100 << ',' << r.Rate(r.nearest_hits) / 100 << ','
-          << r.Rate(r.linear_hits) / 100 << ',' << r.AgreementRate() / 100 << '\n';
-    }
-    const std::filesystem::path dir(out_dir);
-    for (const Status& written :
-         {WriteText(dir / "privacy-eval.json", report.dump(2) + "\n"),
-          WriteText(dir / "privacy-eval.md", table), WriteText(dir / "privacy-eval.csv", csv.str())}) {
-      if (!written.ok()) return Fail(kCommand, written);
+  if (!f.out_dir.empty()) {
+    if (Status written = WriteReports(f, records->size(), *results, table); !written.ok()) {
+      return Fail(kCommand, written);
     }
   }
   return 0;

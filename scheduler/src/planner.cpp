@@ -2,11 +2,15 @@
 
 #include <algorithm>
 #include <charconv>
-#include <cmath>
-#include <cstdio>
 #include <iterator>
+#include <optional>
+#include <string>
 #include <string_view>
 #include <tuple>
+#include <utility>
+#include <vector>
+
+#include "plan_validation.hpp"
 
 namespace tandem::sched {
 namespace {
@@ -19,12 +23,6 @@ constexpr double kTokenReplyBytes = 56;
 // Past this a tail's predicted compute would explode (1 / (1 - u)); a tail that busy is slow, not
 // infinitely slow, and a finite figure keeps the other terms comparable.
 constexpr double kMaxUtilization = 0.9;
-
-std::string Num(double value) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof(buffer), "%g", value);
-  return buffer;
-}
 
 double SumBlocks(const std::vector<double>& block_ms, int first, int last) {
   first = std::max(first, 0);
@@ -51,150 +49,6 @@ std::string CodecNames(const std::vector<ActivationCodec>& codecs) {
 
 bool Contains(const std::vector<ActivationCodec>& codecs, const ActivationCodec& codec) {
   return std::find(codecs.begin(), codecs.end(), codec) != codecs.end();
-}
-
-Status CheckTime(double value, const std::string& what) {
-  // Written so that NaN fails too.
-  if (!(value >= 0) || !std::isfinite(value)) {
-    return InvalidArgument(what + " is " + Num(value) + "; must be a finite time >= 0");
-  }
-  return Status::Ok();
-}
-
-Status CheckProfile(const ComputeProfile& profile, int n_layers, const std::string& who) {
-  const auto blocks = static_cast<size_t>(n_layers);
-  if (profile.decode_block_ms.size() != blocks) {
-    return InvalidArgument(who + " has " + std::to_string(profile.decode_block_ms.size()) +
-                           " decode block times; the model has " + std::to_string(n_layers) + " blocks");
-  }
-  for (size_t b = 0; b < blocks; ++b) {
-    TANDEM_RETURN_IF_ERROR(
-        CheckTime(profile.decode_block_ms[b], who + " decode time of block " + std::to_string(b)));
-  }
-  TANDEM_RETURN_IF_ERROR(CheckTime(profile.head_ms, who + " head time"));
-  int previous_tokens = 0;
-  for (size_t i = 0; i < profile.prefill.size(); ++i) {
-    const auto& bucket = profile.prefill[i];
-    const std::string name = who + " prefill bucket " + std::to_string(i);
-    if (bucket.tokens <= previous_tokens) {
-      return InvalidArgument(name + " has " + std::to_string(bucket.tokens) +
-                             " tokens; buckets need tokens >= 1 in strictly ascending order");
-    }
-    previous_tokens = bucket.tokens;
-    if (bucket.block_ms.size() != blocks) {
-      return InvalidArgument(name + " has " + std::to_string(bucket.block_ms.size()) +
-                             " block times; the model has " + std::to_string(n_layers) + " blocks");
-    }
-    for (size_t b = 0; b < blocks; ++b) {
-      TANDEM_RETURN_IF_ERROR(CheckTime(bucket.block_ms[b], name + " time of block " + std::to_string(b)));
-    }
-  }
-  return Status::Ok();
-}
-
-Status CheckCodec(const ActivationCodec& codec, const std::string& where) {
-  auto precision = PrecisionFromWire(static_cast<uint8_t>(codec.precision));
-  auto compression = CompressionFromWire(static_cast<uint8_t>(codec.compression));
-  if (!precision.ok()) return precision.status().WithContext(where);
-  if (!compression.ok()) return compression.status().WithContext(where);
-  return Status::Ok();
-}
-
-Status CheckWeights(double ttft_weight, double token_weight) {
-  if (!(ttft_weight >= 0) || !(token_weight >= 0) || !std::isfinite(ttft_weight) ||
-      !std::isfinite(token_weight)) {
-    return InvalidArgument("objective weights " + Num(ttft_weight) + ", " + Num(token_weight) +
-                           " must be finite and >= 0");
-  }
-  // Both zero makes every plan cost nothing: the choice would be arbitrary, which is never what was meant.
-  if (ttft_weight == 0 && token_weight == 0) {
-    return InvalidArgument("objective weights are both 0; at least one must be positive");
-  }
-  return Status::Ok();
-}
-
-std::string TailName(const PlanInputs& inputs, size_t i) {
-  return "tail " + std::to_string(i) + " (" + inputs.tails[i].endpoint + ")";
-}
-
-Status Validate(const PlanInputs& inputs) {
-  const int n_layers = inputs.n_layers;
-  if (n_layers <= 0) return InvalidArgument("n_layers is " + std::to_string(n_layers) + "; must be >= 1");
-  if (inputs.dim <= 0) return InvalidArgument("dim is " + std::to_string(inputs.dim) + "; must be >= 1");
-  if (inputs.kv_bytes_per_position_per_block < 0) {
-    return InvalidArgument("kv_bytes_per_position_per_block is " +
-                           std::to_string(inputs.kv_bytes_per_position_per_block) + "; must be >= 0");
-  }
-  TANDEM_RETURN_IF_ERROR(CheckProfile(inputs.edge, n_layers, "edge profile"));
-  if (inputs.edge_int8_blocks < 0 || inputs.edge_int8_blocks > n_layers) {
-    return InvalidArgument("edge_int8_blocks is " + std::to_string(inputs.edge_int8_blocks) +
-                           "; must be in [0, " + std::to_string(n_layers) + "]");
-  }
-  for (size_t i = 0; i < inputs.tails.size(); ++i) {
-    const TailState& tail = inputs.tails[i];
-    const std::string name = TailName(inputs, i);
-    TANDEM_RETURN_IF_ERROR(CheckProfile(tail.profile, n_layers, name + " profile"));
-    if (!(tail.utilization >= 0 && tail.utilization <= 1)) {
-      return InvalidArgument(name + " utilization is " + Num(tail.utilization) + "; must be in [0, 1]");
-    }
-    TANDEM_RETURN_IF_ERROR(CheckTime(tail.link.rtt_ms, name + " link RTT"));
-    if (std::isnan(tail.link.bandwidth_bytes_per_ms) || std::isinf(tail.link.bandwidth_bytes_per_ms)) {
-      return InvalidArgument(name + " link bandwidth is " + Num(tail.link.bandwidth_bytes_per_ms) +
-                             "; must be finite (<= 0 for unknown)");
-    }
-    for (const ActivationCodec& codec : tail.codecs)
-      TANDEM_RETURN_IF_ERROR(CheckCodec(codec, name + " codecs"));
-    // Plans name tails by endpoint (Candidate::SameChoice), so two tails with one endpoint would be one.
-    for (size_t j = 0; j < i; ++j) {
-      if (inputs.tails[j].endpoint == tail.endpoint) {
-        return InvalidArgument("tails " + std::to_string(j) + " and " + std::to_string(i) +
-                               " have the same endpoint \"" + tail.endpoint + "\"");
-      }
-    }
-  }
-  const PlanConstraints& constraints = inputs.constraints;
-  if (constraints.min_edge_blocks > n_layers) {
-    return InvalidArgument("min_edge_blocks " + std::to_string(constraints.min_edge_blocks) +
-                           " exceeds the model's " + std::to_string(n_layers) + " blocks");
-  }
-  if (constraints.max_edge_blocks >= 0 && constraints.min_edge_blocks > constraints.max_edge_blocks) {
-    return InvalidArgument("min_edge_blocks " + std::to_string(constraints.min_edge_blocks) +
-                           " exceeds max_edge_blocks " + std::to_string(constraints.max_edge_blocks));
-  }
-  if (constraints.min_edge_last_blocks < 0 || constraints.min_edge_last_blocks >= n_layers) {
-    return InvalidArgument("min_edge_last_blocks " + std::to_string(constraints.min_edge_last_blocks) +
-                           " is not within 0.." + std::to_string(n_layers - 1));
-  }
-  for (const TailState& tail : inputs.tails) {
-    if (tail.held_last >= 0 &&
-        (tail.held_first < 0 || tail.held_first >= tail.held_last || tail.held_last > n_layers)) {
-      return InvalidArgument("tail \"" + tail.endpoint + "\" holds blocks " +
-                             std::to_string(tail.held_first) + ":" + std::to_string(tail.held_last) +
-                             ", not a range within the model");
-    }
-  }
-  for (const ActivationCodec& codec : constraints.allowed_codecs) {
-    TANDEM_RETURN_IF_ERROR(CheckCodec(codec, "allowed_codecs"));
-  }
-  TANDEM_RETURN_IF_ERROR(CheckWeights(inputs.objective.ttft_weight, inputs.objective.token_weight));
-  if (inputs.prompt_tokens < 1) {
-    return InvalidArgument("prompt_tokens is " + std::to_string(inputs.prompt_tokens) + "; must be >= 1");
-  }
-  if (inputs.expected_tokens < 0) {
-    return InvalidArgument("expected_tokens is " + std::to_string(inputs.expected_tokens) + "; must be >= 0");
-  }
-  if (!(inputs.default_bandwidth_bytes_per_ms > 0) || !std::isfinite(inputs.default_bandwidth_bytes_per_ms)) {
-    return InvalidArgument("default_bandwidth_bytes_per_ms is " + Num(inputs.default_bandwidth_bytes_per_ms) +
-                           "; must be finite and > 0");
-  }
-  for (const auto& [codec, ratio] : inputs.compression_ratios) {
-    TANDEM_RETURN_IF_ERROR(CheckCodec(codec, "compression_ratios"));
-    if (!(ratio > 0) || !std::isfinite(ratio)) {
-      return InvalidArgument("compression ratio of " + codec.Name() + " is " + Num(ratio) +
-                             "; must be finite and > 0");
-    }
-  }
-  return Status::Ok();
 }
 
 double CompressionRatio(const PlanInputs& inputs, const ActivationCodec& codec) {
@@ -239,6 +93,247 @@ bool CheaperFirst(const Candidate& a, const Candidate& b) {
          std::make_tuple(b.cost, b.cut, -b.end, b.codec.precision, b.codec.compression, b.tail);
 }
 
+// The codecs the constraints allow on the wire, each once (none named: lossless fp32 only).
+std::vector<ActivationCodec> AllowedCodecs(const PlanConstraints& constraints) {
+  std::vector<ActivationCodec> allowed;
+  if (constraints.allowed_codecs.empty()) {
+    allowed.push_back(ActivationCodec{});
+  } else {
+    for (const ActivationCodec& codec : constraints.allowed_codecs) {
+      if (!Contains(allowed, codec)) allowed.push_back(codec);
+    }
+  }
+  return allowed;
+}
+
+// The range of cuts k the edge may take, the same for every tail, and what set its top.
+struct CutBounds {
+  int min_cut = 0;
+  int max_cut = 0;
+  std::vector<std::string> max_cut_reasons;
+  bool empty() const { return min_cut > max_cut; }
+};
+
+CutBounds BoundCuts(const PlanInputs& inputs) {
+  const int n_layers = inputs.n_layers;
+  const PlanConstraints& constraints = inputs.constraints;
+  CutBounds bounds{.min_cut = std::max(constraints.min_edge_blocks, 0),
+                   .max_cut = n_layers - 1,  // k = L is all-local
+                   .max_cut_reasons = {"k < L = " + std::to_string(n_layers)}};
+  if (constraints.max_edge_blocks >= 0 && constraints.max_edge_blocks <= bounds.max_cut) {
+    bounds.max_cut = constraints.max_edge_blocks;
+    bounds.max_cut_reasons.push_back("edge memory budget " + std::to_string(constraints.max_edge_blocks) +
+                                     " blocks");
+  }
+  // The edge runs min(k, edge_int8_blocks) int8 blocks: the budget binds k only when the edge holds more.
+  if (constraints.max_int8_blocks >= 0 && inputs.edge_int8_blocks > constraints.max_int8_blocks &&
+      constraints.max_int8_blocks <= bounds.max_cut) {
+    bounds.max_cut = constraints.max_int8_blocks;
+    bounds.max_cut_reasons.push_back("int8 budget " + std::to_string(constraints.max_int8_blocks) +
+                                     " of the edge's " + std::to_string(inputs.edge_int8_blocks) +
+                                     " int8 blocks");
+  }
+  return bounds;
+}
+
+// What one tail's link costs a candidate, whatever its cut: the boundary is dim wide at every cut, so the
+// bytes depend on the codec alone.
+struct LinkCosts {
+  double bandwidth = 0;  // bytes per ms
+  double inflation = 1;  // of the tail's compute, by its load
+  int64_t chunks = 1;    // prefill messages, each waiting for its reply: a round trip apiece
+  std::vector<double> prefill_bytes, decode_bytes;  // per codec, both ways with private output
+};
+
+Result<LinkCosts> LinkCostsOf(const PlanInputs& inputs, const TailState& tail,
+                              const std::vector<ActivationCodec>& codecs) {
+  const int tokens = inputs.prompt_tokens;
+  LinkCosts link;
+  link.bandwidth = tail.link.bandwidth_bytes_per_ms > 0 ? tail.link.bandwidth_bytes_per_ms
+                                                        : inputs.default_bandwidth_bytes_per_ms;
+  link.inflation = 1.0 / (1.0 - std::min(tail.utilization, kMaxUtilization));
+  link.chunks = tail.max_rows == 0 ? 1 : (int64_t{tokens} + tail.max_rows - 1) / tail.max_rows;
+  const double directions = inputs.constraints.private_output ? 2 : 1;
+  for (const ActivationCodec& codec : codecs) {
+    TANDEM_ASSIGN_OR_RETURN(const double prefill, WireBytes(inputs, codec, tokens, link.chunks));
+    TANDEM_ASSIGN_OR_RETURN(const double decode, WireBytes(inputs, codec, 1, 1));
+    link.prefill_bytes.push_back(prefill * directions);
+    link.decode_bytes.push_back(decode * directions);
+  }
+  return link;
+}
+
+// Builds a plan's candidates in steps: each tail's (or the reason it has none), then all-local. The
+// bounds on the cut and the edge's compute per cut are worked out once and shared by every tail.
+class CandidateBuilder {
+ public:
+  explicit CandidateBuilder(const PlanInputs& inputs)
+      : inputs_(inputs), bounds_(BoundCuts(inputs)), allowed_(AllowedCodecs(inputs.constraints)) {
+    const auto cuts = static_cast<size_t>(inputs.n_layers) + 1;
+    edge_prefill_.resize(cuts);
+    edge_decode_.resize(cuts);
+    for (int k = 0; k <= inputs.n_layers; ++k) {
+      edge_prefill_[static_cast<size_t>(k)] = PrefillBlocksMs(inputs.edge, inputs.prompt_tokens, 0, k);
+      edge_decode_[static_cast<size_t>(k)] = DecodeBlocksMs(inputs.edge, 0, k);
+    }
+  }
+
+  // Adds every candidate on the tails; the reasons of the tails that have none.
+  Result<std::vector<std::string>> AddTails() {
+    std::vector<std::string> problems;
+    if (bounds_.empty()) {
+      if (!inputs_.tails.empty()) {
+        problems.push_back("no cut satisfies k >= " + std::to_string(bounds_.min_cut) +
+                           " (privacy floor) and " + Join(bounds_.max_cut_reasons, ", "));
+      }
+      return problems;
+    }
+    for (size_t i = 0; i < inputs_.tails.size(); ++i) {
+      TANDEM_ASSIGN_OR_RETURN(std::string problem, AddTail(i));
+      if (!problem.empty()) problems.push_back(std::move(problem));
+    }
+    return problems;
+  }
+
+  // Adds all-local unless a constraint forbids it; the constraints that do.
+  std::vector<std::string> AddLocal() {
+    const int n_layers = inputs_.n_layers;
+    const PlanConstraints& constraints = inputs_.constraints;
+    std::vector<std::string> problems;
+    if (!constraints.allow_local) problems.push_back("allow_local is off");
+    if (constraints.max_edge_blocks >= 0 && constraints.max_edge_blocks < n_layers) {
+      problems.push_back("edge memory budget " + std::to_string(constraints.max_edge_blocks) + " of " +
+                         std::to_string(n_layers) + " blocks");
+    }
+    if (constraints.max_int8_blocks >= 0 && inputs_.edge_int8_blocks > constraints.max_int8_blocks) {
+      problems.push_back("int8 budget " + std::to_string(constraints.max_int8_blocks) + " of the edge's " +
+                         std::to_string(inputs_.edge_int8_blocks) + " int8 blocks");
+    }
+    if (problems.empty()) {
+      Candidate local{.tail = -1, .cut = n_layers};
+      local.prefill_ms = edge_prefill_.back() + inputs_.edge.head_ms;
+      local.decode_ms = edge_decode_.back() + inputs_.edge.head_ms;
+      local.cost = Cost(local);
+      candidates_.push_back(std::move(local));
+    }
+    return problems;
+  }
+
+  std::vector<Candidate> TakeCandidates() { return std::move(candidates_); }
+
+ private:
+  double Cost(const Candidate& c) const {
+    return inputs_.objective.ttft_weight * c.prefill_ms +
+           inputs_.objective.token_weight * c.decode_ms * inputs_.expected_tokens;
+  }
+
+  // Adds tail i's candidates: every (k, m, codec) its link, codecs, held blocks and free KV allow.
+  // "" when it has some, else why it has none.
+  Result<std::string> AddTail(size_t i) {
+    const TailState& tail = inputs_.tails[i];
+    const std::string name = tail.endpoint.empty() ? "tail " + std::to_string(i) : tail.endpoint;
+    if (!tail.link.up) return name + ": link down";
+    std::vector<ActivationCodec> codecs;
+    for (const ActivationCodec& codec : allowed_) {
+      if (tail.codecs.empty() || Contains(tail.codecs, codec)) codecs.push_back(codec);
+    }
+    if (codecs.empty()) {
+      return name + ": accepts none of the allowed codecs (allowed " + CodecNames(allowed_) +
+             "; it accepts " + CodecNames(tail.codecs) + ")";
+    }
+    // The blocks the tail may run: those it holds; without private output, through the head.
+    const int n_layers = inputs_.n_layers;
+    const int held_first = tail.held_first;
+    const int held_last = tail.held_last < 0 ? n_layers : tail.held_last;
+    const bool u_shaped = inputs_.constraints.private_output;
+    if (!u_shaped && held_last < n_layers) {
+      return name + ": holds blocks " + std::to_string(held_first) + ":" + std::to_string(held_last) +
+             " only, no head (private output only)";
+    }
+    const int last_end =
+        u_shaped ? std::min(held_last, n_layers - inputs_.constraints.min_edge_last_blocks) : n_layers;
+    const int first_cut = std::max(bounds_.min_cut, held_first);
+    TANDEM_ASSIGN_OR_RETURN(const LinkCosts link, LinkCostsOf(inputs_, tail, codecs));
+    std::optional<std::pair<int, int>> smallest_unfitting;  // the range of least KV that did not fit
+    const size_t before = candidates_.size();
+    for (int k = first_cut; k <= bounds_.max_cut; ++k) {
+      for (int m = u_shaped ? k + 1 : n_layers; m <= last_end; ++m) {
+        if (KvFits(inputs_, tail, k, m)) {
+          AddRange(i, k, m, codecs, link);
+        } else if (!smallest_unfitting || m - k < smallest_unfitting->second - smallest_unfitting->first) {
+          smallest_unfitting = {k, m};
+        }
+      }
+    }
+    if (candidates_.size() > before) return std::string();
+    if (smallest_unfitting) return name + ": " + KvProblem(tail, *smallest_unfitting);
+    return name + ": no cut k in " + std::to_string(first_cut) + ".." + std::to_string(bounds_.max_cut) +
+           (u_shaped ? " with a tail end m <= " + std::to_string(last_end) : "") +
+           " within the blocks it holds (" + std::to_string(held_first) + ":" + std::to_string(held_last) +
+           ")";
+  }
+
+  // The candidates of tail i running [k, m) (through the head unless private output), one per codec.
+  void AddRange(size_t i, int k, int m, const std::vector<ActivationCodec>& codecs, const LinkCosts& link) {
+    const TailState& tail = inputs_.tails[i];
+    const int n_layers = inputs_.n_layers;
+    const int tokens = inputs_.prompt_tokens;
+    const bool u_shaped = inputs_.constraints.private_output;
+    // The tail's blocks (and head), then, with private output, the edge's last blocks and head.
+    const double head_ms = u_shaped ? 0 : tail.profile.head_ms;
+    const double tail_prefill = (PrefillBlocksMs(tail.profile, tokens, k, m) + head_ms) * link.inflation;
+    const double tail_decode = (DecodeBlocksMs(tail.profile, k, m) + head_ms) * link.inflation;
+    const double edge_rest_prefill =
+        u_shaped ? PrefillBlocksMs(inputs_.edge, tokens, m, n_layers) + inputs_.edge.head_ms : 0;
+    const double edge_rest_decode =
+        u_shaped ? DecodeBlocksMs(inputs_.edge, m, n_layers) + inputs_.edge.head_ms : 0;
+    for (size_t c = 0; c < codecs.size(); ++c) {
+      Candidate candidate{.tail = static_cast<int>(i),
+                          .endpoint = tail.endpoint,
+                          .cut = k,
+                          .end = u_shaped ? m : 0,
+                          .codec = codecs[c]};
+      candidate.prefill_ms = edge_prefill_[static_cast<size_t>(k)] +
+                             static_cast<double>(link.chunks) * tail.link.rtt_ms +
+                             link.prefill_bytes[c] / link.bandwidth + tail_prefill + edge_rest_prefill;
+      candidate.decode_ms = edge_decode_[static_cast<size_t>(k)] + tail.link.rtt_ms +
+                            link.decode_bytes[c] / link.bandwidth + tail_decode + edge_rest_decode;
+      candidate.cost = Cost(candidate);
+      candidates_.push_back(std::move(candidate));
+    }
+  }
+
+  // Why the range of least KV, [k, m), does not fit on `tail`.
+  std::string KvProblem(const TailState& tail, std::pair<int, int> range) const {
+    const auto needed = TailKvBytes(inputs_, range.first, range.second);
+    return "KV cache does not fit (k=" + std::to_string(range.first) +
+           (inputs_.constraints.private_output ? " m=" + std::to_string(range.second) : "") + " needs " +
+           (needed ? std::to_string(*needed) : std::string("more than 2^63")) + " bytes, " +
+           std::to_string(tail.free_kv_bytes) + " free)";
+  }
+
+  const PlanInputs& inputs_;
+  const CutBounds bounds_;
+  const std::vector<ActivationCodec> allowed_;
+  std::vector<double> edge_prefill_, edge_decode_;  // the edge's blocks [0, k), by k
+  std::vector<Candidate> candidates_;
+};
+
+// The candidates by ascending cost, the best overall and the best for each phase alone.
+Plan Ranked(std::vector<Candidate> candidates) {
+  Plan plan;
+  plan.candidates = std::move(candidates);
+  std::sort(plan.candidates.begin(), plan.candidates.end(), CheaperFirst);
+  plan.best = plan.candidates.front();
+  // min_element keeps the first of equal minima, i.e. the cheapest overall among them.
+  plan.best_prefill =
+      *std::min_element(plan.candidates.begin(), plan.candidates.end(),
+                        [](const Candidate& a, const Candidate& b) { return a.prefill_ms < b.prefill_ms; });
+  plan.best_decode =
+      *std::min_element(plan.candidates.begin(), plan.candidates.end(),
+                        [](const Candidate& a, const Candidate& b) { return a.decode_ms < b.decode_ms; });
+  return plan;
+}
 }  // namespace
 
 double DecodeBlocksMs(const ComputeProfile& profile, int first, int last) {
@@ -289,7 +384,7 @@ Result<Objective> Objective::Parse(const std::string& text) {
       parsed = !parts[i].empty() && error == std::errc() && end == parts[i].data() + parts[i].size();
     }
     if (!parsed) return InvalidArgument("objective \"" + text + "\" is malformed; " + kForms);
-    Status weights_ok = CheckWeights(weights[0], weights[1]);
+    Status weights_ok = CheckObjectiveWeights(weights[0], weights[1]);
     if (!weights_ok.ok()) {
       return InvalidArgument("objective \"" + text + "\": " + weights_ok.message() + "; " + kForms);
     }
@@ -317,186 +412,18 @@ const Candidate* Plan::Find(const Candidate& choice) const {
 }
 
 Result<Plan> MakePlan(const PlanInputs& inputs) {
-  TANDEM_RETURN_IF_ERROR(Validate(inputs));
-  const int n_layers = inputs.n_layers;
-  const int tokens = inputs.prompt_tokens;
-  const PlanConstraints& constraints = inputs.constraints;
-  const Objective& objective = inputs.objective;
-  const auto cost = [&](const Candidate& c) {
-    return objective.ttft_weight * c.prefill_ms +
-           objective.token_weight * c.decode_ms * inputs.expected_tokens;
-  };
-
-  // The edge's blocks are [0, k); these bound k for every tail alike.
-  const int min_cut = std::max(constraints.min_edge_blocks, 0);
-  int max_cut = n_layers - 1;  // k = L is all-local
-  std::vector<std::string> max_cut_reasons = {"k < L = " + std::to_string(n_layers)};
-  if (constraints.max_edge_blocks >= 0 && constraints.max_edge_blocks <= max_cut) {
-    max_cut = constraints.max_edge_blocks;
-    max_cut_reasons.push_back("edge memory budget " + std::to_string(constraints.max_edge_blocks) +
-                              " blocks");
-  }
-  // The edge runs min(k, edge_int8_blocks) int8 blocks: the budget binds k only when the edge holds more.
-  if (constraints.max_int8_blocks >= 0 && inputs.edge_int8_blocks > constraints.max_int8_blocks &&
-      constraints.max_int8_blocks <= max_cut) {
-    max_cut = constraints.max_int8_blocks;
-    max_cut_reasons.push_back("int8 budget " + std::to_string(constraints.max_int8_blocks) +
-                              " of the edge's " + std::to_string(inputs.edge_int8_blocks) + " int8 blocks");
-  }
-
-  std::vector<ActivationCodec> allowed;
-  if (constraints.allowed_codecs.empty()) {
-    allowed.push_back(ActivationCodec{});  // lossless fp32 only
-  } else {
-    for (const ActivationCodec& codec : constraints.allowed_codecs) {
-      if (!Contains(allowed, codec)) allowed.push_back(codec);
-    }
-  }
-
-  // Edge compute per cut, shared by every tail.
-  std::vector<double> edge_prefill(static_cast<size_t>(n_layers) + 1);
-  std::vector<double> edge_decode(static_cast<size_t>(n_layers) + 1);
-  for (int k = 0; k <= n_layers; ++k) {
-    edge_prefill[static_cast<size_t>(k)] = PrefillBlocksMs(inputs.edge, tokens, 0, k);
-    edge_decode[static_cast<size_t>(k)] = DecodeBlocksMs(inputs.edge, 0, k);
-  }
-
-  Plan plan;
-  std::vector<std::string> tail_problems;
-  if (min_cut > max_cut && !inputs.tails.empty()) {
-    tail_problems.push_back("no cut satisfies k >= " + std::to_string(min_cut) + " (privacy floor) and " +
-                            Join(max_cut_reasons, ", "));
-  }
-  for (size_t i = 0; min_cut <= max_cut && i < inputs.tails.size(); ++i) {
-    const TailState& tail = inputs.tails[i];
-    const std::string name = tail.endpoint.empty() ? "tail " + std::to_string(i) : tail.endpoint;
-    if (!tail.link.up) {
-      tail_problems.push_back(name + ": link down");
-      continue;
-    }
-    std::vector<ActivationCodec> codecs;
-    for (const ActivationCodec& codec : allowed) {
-      if (tail.codecs.empty() || Contains(tail.codecs, codec)) codecs.push_back(codec);
-    }
-    if (codecs.empty()) {
-      tail_problems.push_back(name + ": accepts none of the allowed codecs (allowed " + CodecNames(allowed) +
-                              "; it accepts " + CodecNames(tail.codecs) + ")");
-      continue;
-    }
-    // The blocks the tail may run: those it holds; without private output, through the head.
-    const int held_first = tail.held_first;
-    const int held_last = tail.held_last < 0 ? n_layers : tail.held_last;
-    const bool u_shaped = constraints.private_output;
-    if (!u_shaped && held_last < n_layers) {
-      tail_problems.push_back(name + ": holds blocks " + std::to_string(held_first) + ":" +
-                              std::to_string(held_last) + " only, no head (private output only)");
-      continue;
-    }
-    const int last_end =
-        u_shaped ? std::min(held_last, n_layers - constraints.min_edge_last_blocks) : n_layers;
-    const int first_cut = std::max(min_cut, held_first);
-
-    const double bandwidth = tail.link.bandwidth_bytes_per_ms > 0 ? tail.link.bandwidth_bytes_per_ms
-                                                                  : inputs.default_bandwidth_bytes_per_ms;
-    const double inflation = 1.0 / (1.0 - std::min(tail.utilization, kMaxUtilization));
-    // Chunks go one after another, each waiting for its reply: a round trip apiece.
-    const int64_t chunks = tail.max_rows == 0 ? 1 : (int64_t{tokens} + tail.max_rows - 1) / tail.max_rows;
-    // The boundary is dim wide at every cut, so the bytes depend on the codec alone; with private output
-    // as many come back.
-    const double directions = u_shaped ? 2 : 1;
-    std::vector<double> prefill_bytes;
-    std::vector<double> decode_bytes;
-    for (const ActivationCodec& codec : codecs) {
-      TANDEM_ASSIGN_OR_RETURN(const double prefill, WireBytes(inputs, codec, tokens, chunks));
-      TANDEM_ASSIGN_OR_RETURN(const double decode, WireBytes(inputs, codec, 1, 1));
-      prefill_bytes.push_back(prefill * directions);
-      decode_bytes.push_back(decode * directions);
-    }
-    std::optional<std::pair<int, int>> smallest_unfitting;  // the range of least KV that did not fit
-    const size_t before = plan.candidates.size();
-    for (int k = first_cut; k <= max_cut; ++k) {
-      for (int m = u_shaped ? k + 1 : n_layers; m <= last_end; ++m) {
-        if (!KvFits(inputs, tail, k, m)) {
-          if (!smallest_unfitting || m - k < smallest_unfitting->second - smallest_unfitting->first) {
-            smallest_unfitting = {k, m};
-          }
-          continue;
-        }
-        // The tail's blocks (and head), then, with private output, the edge's last blocks and head.
-        const double head_ms = u_shaped ? 0 : tail.profile.head_ms;
-        const double tail_prefill = (PrefillBlocksMs(tail.profile, tokens, k, m) + head_ms) * inflation;
-        const double tail_decode = (DecodeBlocksMs(tail.profile, k, m) + head_ms) * inflation;
-        const double edge_rest_prefill =
-            u_shaped ? PrefillBlocksMs(inputs.edge, tokens, m, n_layers) + inputs.edge.head_ms : 0;
-        const double edge_rest_decode =
-            u_shaped ? DecodeBlocksMs(inputs.edge, m, n_layers) + inputs.edge.head_ms : 0;
-        for (size_t c = 0; c < codecs.size(); ++c) {
-          Candidate candidate{.tail = static_cast<int>(i),
-                              .endpoint = tail.endpoint,
-                              .cut = k,
-                              .end = u_shaped ? m : 0,
-                              .codec = codecs[c]};
-          candidate.prefill_ms = edge_prefill[static_cast<size_t>(k)] +
-                                 static_cast<double>(chunks) * tail.link.rtt_ms +
-                                 prefill_bytes[c] / bandwidth + tail_prefill + edge_rest_prefill;
-          candidate.decode_ms = edge_decode[static_cast<size_t>(k)] + tail.link.rtt_ms +
-                                decode_bytes[c] / bandwidth + tail_decode + edge_rest_decode;
-          candidate.cost = cost(candidate);
-          plan.candidates.push_back(std::move(candidate));
-        }
-      }
-    }
-    if (plan.candidates.size() > before) continue;
-    if (smallest_unfitting) {
-      const auto needed = TailKvBytes(inputs, smallest_unfitting->first, smallest_unfitting->second);
-      tail_problems.push_back(name +
-                              ": KV cache does not fit (k=" + std::to_string(smallest_unfitting->first) +
-                              (u_shaped ? " m=" + std::to_string(smallest_unfitting->second) : "") +
-                              " needs " + (needed ? std::to_string(*needed) : std::string("more than 2^63")) +
-                              " bytes, " + std::to_string(tail.free_kv_bytes) + " free)");
-    } else {
-      tail_problems.push_back(name + ": no cut k in " + std::to_string(first_cut) + ".." +
-                              std::to_string(max_cut) +
-                              (u_shaped ? " with a tail end m <= " + std::to_string(last_end) : "") +
-                              " within the blocks it holds (" + std::to_string(held_first) + ":" +
-                              std::to_string(held_last) + ")");
-    }
-  }
-
-  std::vector<std::string> local_problems;
-  if (!constraints.allow_local) local_problems.push_back("allow_local is off");
-  if (constraints.max_edge_blocks >= 0 && constraints.max_edge_blocks < n_layers) {
-    local_problems.push_back("edge memory budget " + std::to_string(constraints.max_edge_blocks) + " of " +
-                             std::to_string(n_layers) + " blocks");
-  }
-  if (constraints.max_int8_blocks >= 0 && inputs.edge_int8_blocks > constraints.max_int8_blocks) {
-    local_problems.push_back("int8 budget " + std::to_string(constraints.max_int8_blocks) +
-                             " of the edge's " + std::to_string(inputs.edge_int8_blocks) + " int8 blocks");
-  }
-  if (local_problems.empty()) {
-    Candidate local{.tail = -1, .cut = n_layers};
-    local.prefill_ms = edge_prefill.back() + inputs.edge.head_ms;
-    local.decode_ms = edge_decode.back() + inputs.edge.head_ms;
-    local.cost = cost(local);
-    plan.candidates.push_back(std::move(local));
-  }
-
-  if (plan.candidates.empty()) {
+  TANDEM_RETURN_IF_ERROR(ValidatePlanInputs(inputs));
+  CandidateBuilder builder(inputs);
+  TANDEM_ASSIGN_OR_RETURN(const std::vector<std::string> tail_problems, builder.AddTails());
+  const std::vector<std::string> local_problems = builder.AddLocal();
+  std::vector<Candidate> candidates = builder.TakeCandidates();
+  if (candidates.empty()) {
     const std::string tails =
         inputs.tails.empty() ? "no tail configured" : "no tail usable (" + Join(tail_problems, "; ") + ")";
     return Unavailable("no feasible plan: " + tails + " and all-local not allowed (" +
                        Join(local_problems, "; ") + ")");
   }
-  std::sort(plan.candidates.begin(), plan.candidates.end(), CheaperFirst);
-  plan.best = plan.candidates.front();
-  // min_element keeps the first of equal minima, i.e. the cheapest overall among them.
-  plan.best_prefill =
-      *std::min_element(plan.candidates.begin(), plan.candidates.end(),
-                        [](const Candidate& a, const Candidate& b) { return a.prefill_ms < b.prefill_ms; });
-  plan.best_decode =
-      *std::min_element(plan.candidates.begin(), plan.candidates.end(),
-                        [](const Candidate& a, const Candidate& b) { return a.decode_ms < b.decode_ms; });
-  return plan;
+  return Ranked(std::move(candidates));
 }
 
 Candidate PlanStabilizer::Choose(const Plan& plan) {

@@ -3,8 +3,9 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
-#include <cstdio>
 #include <limits>
+
+#include "number_text.hpp"
 
 namespace tandem::sched {
 namespace {
@@ -86,17 +87,12 @@ class Fields {
     const double number = value.get<double>();
     if (!std::isfinite(number) || !(number >= min && number <= max)) {
       const std::string range = max == std::numeric_limits<double>::max()
-                                    ? ">= " + Num(min)
-                                    : "in [" + Num(min) + ", " + Num(max) + "]";
+                                    ? ">= " + ShortNumber(min)
+                                    : "in [" + ShortNumber(min) + ", " + ShortNumber(max) + "]";
       return InvalidArgument(path + " is " + value.dump() + "; must be a finite number " + range);
     }
     *out = number;
     return Status::Ok();
-  }
-  static std::string Num(double value) {
-    char buffer[32];
-    std::snprintf(buffer, sizeof(buffer), "%g", value);
-    return buffer;
   }
 
  private:

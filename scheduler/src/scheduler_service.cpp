@@ -6,18 +6,11 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <condition_variable>
-#include <csignal>
-#include <cstring>
-#include <thread>
 
-#include "tandem/base/flags.hpp"
 #include "tandem/base/log.hpp"
 #include "tandem/sched/scheduler_api.hpp"
 #include "tandem/services/health.hpp"
-#include "tandem/services/service_main.hpp"
 
 namespace tandem::sched {
 namespace {
@@ -68,8 +61,48 @@ HttpResponse InvalidJson(const Status& status) {
   return ErrorResponse(400, status.message(), "invalid_request_error", "invalid_json");
 }
 
-double Ms(Clock::Duration duration) {
-  return ToMilliseconds(duration);
+// The planner's inputs for an edge's request, all but the tails.
+PlanInputs PlanInputsOf(const PlanRequest& ask, double default_bandwidth_mbit) {
+  PlanInputs inputs;
+  inputs.n_layers = ask.n_layers;
+  inputs.dim = ask.dim;
+  inputs.kv_bytes_per_position_per_block = ask.kv_bytes_per_position_per_block;
+  inputs.edge = ask.profile;
+  inputs.edge_int8_blocks = ask.edge_int8_blocks;
+  inputs.constraints = ask.constraints;
+  inputs.objective = *Objective::Parse(ask.objective);  // checked by PlanRequestFromJson
+  inputs.prompt_tokens = ask.prompt_tokens;
+  inputs.expected_tokens = ask.expected_tokens;
+  inputs.default_bandwidth_bytes_per_ms = default_bandwidth_mbit * kBytesPerMsPerMbit;
+  return inputs;
+}
+
+// Each tail's link as the edge estimated it; the default RTT (and the planner's default bandwidth) where
+// it gave none.
+void ApplyLinkReports(const std::vector<LinkReport>& links, double default_rtt_ms,
+                      std::vector<TailState>& tails) {
+  for (TailState& tail : tails) {
+    tail.link.rtt_ms = default_rtt_ms;
+    for (const LinkReport& link : links) {
+      if (link.endpoint != tail.endpoint) continue;
+      if (link.rtt_ms) tail.link.rtt_ms = *link.rtt_ms;
+      if (link.bandwidth_mbit_s)
+        tail.link.bandwidth_bytes_per_ms = *link.bandwidth_mbit_s * kBytesPerMsPerMbit;
+      tail.link.up = link.up;
+    }
+  }
+}
+
+// The 503 for a request no plan can serve: no tail for its model, or none feasible.
+HttpResponse NoPlanResponse(const PlanRequest& ask, size_t tails_considered, const Status& why) {
+  if (tails_considered == 0) {
+    return ErrorResponse(503,
+                         "no live tail serves this model (fingerprint " + ask.fingerprint + ", " +
+                             std::to_string(ask.n_layers) + " layers, dim " + std::to_string(ask.dim) +
+                             ") and all-local is not allowed: " + why.message(),
+                         "server_error", "no_tail");
+  }
+  return ErrorResponse(503, why.message(), "server_error", "no_feasible_plan");
 }
 
 }  // namespace
@@ -216,7 +249,7 @@ void SchedulerService::ExpireDead() {
     ForgetLocked(tail.endpoint);
     Log(LogLevel::kWarn, kComponent, "tail expired: no heartbeat",
         {{"tail", tail.endpoint},
-         {"silent_ms", std::to_string(static_cast<int64_t>(Ms(tail.silent_for)))},
+         {"silent_ms", std::to_string(static_cast<int64_t>(ToMilliseconds(tail.silent_for)))},
          {"tails_alive", std::to_string(registry_.size())}});
   }
   metrics_->Expired(expired.size());
@@ -259,10 +292,11 @@ HttpResponse SchedulerService::Heartbeat(const HttpRequest& request) {
            {"tails_alive", std::to_string(registry_.size())}});
     }
   }
-  return JsonResponse({{"ok", true},
-                       {"dead_after_ms", static_cast<int64_t>(Ms(registry_.options().dead_after))},
-                       {"joined", outcome->joined},
-                       {"removed", outcome->removed}});
+  return JsonResponse(
+      {{"ok", true},
+       {"dead_after_ms", static_cast<int64_t>(ToMilliseconds(registry_.options().dead_after))},
+       {"joined", outcome->joined},
+       {"removed", outcome->removed}});
 }
 
 HttpResponse SchedulerService::ListTails(const HttpRequest&) {
@@ -293,13 +327,13 @@ HttpResponse SchedulerService::ListTails(const HttpRequest&) {
          {"codecs", std::move(codecs)},
          {"decode_ms", RoundedMs(decode_ms)},
          {"profile", ProfileToJson(report.profile)},
-         {"last_heartbeat_ms_ago", std::round(Ms(now - entry.last_heartbeat) * 1e3) / 1e3},
-         {"registered_ms_ago", std::round(Ms(now - entry.registered) * 1e3) / 1e3},
+         {"last_heartbeat_ms_ago", std::round(ToMilliseconds(now - entry.last_heartbeat) * 1e3) / 1e3},
+         {"registered_ms_ago", std::round(ToMilliseconds(now - entry.registered) * 1e3) / 1e3},
          {"heartbeats", entry.heartbeats},
          {"plans_since_heartbeat", entry.plans_since_heartbeat},
          {"plans_total", entry.plans_total}});
   }
-  return JsonResponse({{"dead_after_ms", static_cast<int64_t>(Ms(options_.registry.dead_after))},
+  return JsonResponse({{"dead_after_ms", static_cast<int64_t>(ToMilliseconds(options_.registry.dead_after))},
                        {"per_plan_load", options_.registry.per_plan_load},
                        {"tails", std::move(tails)}});
 }
@@ -311,34 +345,12 @@ HttpResponse SchedulerService::Plan(const HttpRequest& request) {
   auto parsed = PlanRequestFromJson(*body);
   if (!parsed.ok()) return BadRequest(parsed.status());
   const PlanRequest& ask = *parsed;
-
-  PlanInputs inputs;
-  inputs.n_layers = ask.n_layers;
-  inputs.dim = ask.dim;
-  inputs.kv_bytes_per_position_per_block = ask.kv_bytes_per_position_per_block;
-  inputs.edge = ask.profile;
-  inputs.edge_int8_blocks = ask.edge_int8_blocks;
-  inputs.constraints = ask.constraints;
-  inputs.objective = *Objective::Parse(ask.objective);  // checked by PlanRequestFromJson
-  inputs.prompt_tokens = ask.prompt_tokens;
-  inputs.expected_tokens = ask.expected_tokens;
-  inputs.default_bandwidth_bytes_per_ms = options_.default_bandwidth_mbit * kBytesPerMsPerMbit;
+  PlanInputs inputs = PlanInputsOf(ask, options_.default_bandwidth_mbit);
   // The snapshot, the plan and the count of the plan against its tail under one lock: edges asking at the
   // same moment see each other's plans and spread.
   std::unique_lock lock(mutex_);
   inputs.tails = registry_.PlannerTails(ask.fingerprint, ask.n_layers, ask.dim);
-  const size_t tails_considered = inputs.tails.size();
-  for (TailState& tail : inputs.tails) {
-    tail.link.rtt_ms = options_.default_rtt_ms;
-    for (const LinkReport& link : ask.links) {
-      if (link.endpoint != tail.endpoint) continue;
-      if (link.rtt_ms) tail.link.rtt_ms = *link.rtt_ms;
-      if (link.bandwidth_mbit_s)
-        tail.link.bandwidth_bytes_per_ms = *link.bandwidth_mbit_s * kBytesPerMsPerMbit;
-      tail.link.up = link.up;
-    }
-  }
-
+  ApplyLinkReports(ask.links, options_.default_rtt_ms, inputs.tails);
   auto plan = MakePlan(inputs);
   if (!plan.ok()) {
     lock.unlock();
@@ -346,16 +358,8 @@ HttpResponse SchedulerService::Plan(const HttpRequest& request) {
       return ErrorResponse(400, plan.status().message(), "invalid_request_error", "invalid_field");
     }
     metrics_->Refused();
-    if (tails_considered == 0) {
-      return ErrorResponse(503,
-                           "no live tail serves this model (fingerprint " + ask.fingerprint + ", " +
-                               std::to_string(ask.n_layers) + " layers, dim " + std::to_string(ask.dim) +
-                               ") and all-local is not allowed: " + plan.status().message(),
-                           "server_error", "no_tail");
-    }
-    return ErrorResponse(503, plan.status().message(), "server_error", "no_feasible_plan");
+    return NoPlanResponse(ask, inputs.tails.size(), plan.status());
   }
-
   const Candidate best = BalancedChoice(*plan, inputs.tails, options_.balance_margin);
   double chosen_utilization = 0;
   if (!best.local()) {
@@ -367,135 +371,12 @@ HttpResponse SchedulerService::Plan(const HttpRequest& request) {
 
   json answer = CandidateToJson(best);
   answer["tail_utilization"] = std::round(chosen_utilization * 1e6) / 1e6;
-  answer["tails_considered"] = tails_considered;
+  answer["tails_considered"] = inputs.tails.size();
   json candidates = json::array();
   const size_t shown = std::min(plan->candidates.size(), static_cast<size_t>(options_.top_candidates));
   for (size_t i = 0; i < shown; ++i) candidates.push_back(CandidateToJson(plan->candidates[i]));
   answer["candidates"] = std::move(candidates);
   return JsonResponse(answer);
-}
-
-namespace {
-
-struct SchedulerConfig {
-  std::string listen = "127.0.0.1:9300";
-  int dead_after_ms = 3000;
-  float default_rtt_ms = 2;
-  float default_bandwidth_mbit = 100;
-  float per_plan_load = 0.05f;
-  float balance_margin = 0.1f;
-  int top_candidates = 5;
-  int max_body_kb = 4096;
-  int drain_timeout_s = 5;
-
-  void Declare(FlagSet& flags) {
-    flags.String("listen", &listen, "HOST:PORT of the scheduler's HTTP API (port 0 = any free)");
-    flags.Int("dead-after-ms", &dead_after_ms, "a tail whose last heartbeat is this old leaves the registry");
-    flags.Float("default-rtt-ms", &default_rtt_ms,
-                "edge-to-tail round trip assumed when a plan request gives no estimate for a tail");
-    flags.Float("default-bandwidth-mbit", &default_bandwidth_mbit,
-                "edge-to-tail bandwidth (Mbit/s) assumed when a plan request gives no estimate for a tail");
-    flags.Float("per-plan-load", &per_plan_load,
-                "utilization a plan adds to its tail until the tail's next heartbeat (spreads edges asking "
-                "between two heartbeats); the sum is capped at 0.95");
-    flags.Int("top-candidates", &top_candidates, "candidates listed in a plan answer");
-    flags.Float("balance-margin", &balance_margin,
-                "tails whose best plan costs at most this fraction more than the best one are near-ties: "
-                "the least loaded of them gets the edge");
-    flags.Int("max-body-kb", &max_body_kb, "the largest request body (KiB)");
-    flags.Int("drain-timeout-s", &drain_timeout_s,
-              "on SIGTERM/SIGINT, how long requests in flight may finish");
-  }
-
-  Status Validate() const {
-    if (dead_after_ms < 1 || top_candidates < 1 || max_body_kb < 1 || drain_timeout_s < 0) {
-      return InvalidArgument(
-          "--dead-after-ms, --top-candidates and --max-body-kb must be positive, --drain-timeout-s >= 0");
-    }
-    if (!(default_rtt_ms >= 0) || !std::isfinite(default_rtt_ms) || !(default_bandwidth_mbit > 0) ||
-        !std::isfinite(default_bandwidth_mbit)) {
-      return InvalidArgument("--default-rtt-ms must be >= 0 and --default-bandwidth-mbit > 0");
-    }
-    if (!(per_plan_load >= 0 && per_plan_load <= 1))
-      return InvalidArgument("--per-plan-load must be in [0, 1]");
-    if (!(balance_margin >= 0 && balance_margin <= 1))
-      return InvalidArgument("--balance-margin must be in [0, 1]");
-    return Status::Ok();
-  }
-
-  SchedulerOptions Options() const {
-    SchedulerOptions options;
-    options.registry.dead_after = std::chrono::milliseconds(dead_after_ms);
-    // Flags are floats: rounded so that 0.05 reads back as 0.05, not 0.0500000007.
-    const auto exact = [](float value) { return std::round(static_cast<double>(value) * 1e6) / 1e6; };
-    options.registry.per_plan_load = exact(per_plan_load);
-    options.default_rtt_ms = exact(default_rtt_ms);
-    options.default_bandwidth_mbit = exact(default_bandwidth_mbit);
-    options.top_candidates = top_candidates;
-    options.balance_margin = exact(balance_margin);
-    return options;
-  }
-};
-
-}  // namespace
-
-int RunSchedulerService(std::span<const std::string> args) {
-  const sigset_t stop_signals = services::BlockStopSignals();
-  const auto fail = [](const Status& status, int code = services::kExitFailure) {
-    return services::FailService(kComponent, status, code);
-  };
-
-  SchedulerConfig config;
-  FlagSet flags("usage: tandem-scheduler [--listen 127.0.0.1:9300] [--dead-after-ms 3000] [flags]", "TANDEM");
-  config.Declare(flags);
-  if (auto exit = services::ParseServiceFlags(flags, args, kComponent)) return *exit;
-  if (Status valid = config.Validate(); !valid.ok()) return fail(valid, services::kExitUsage);
-
-  auto registry = std::make_shared<prometheus::Registry>();
-  auto service = SchedulerService::Create(config.Options(), SteadyClock::Instance(), registry);
-  if (!service.ok()) return fail(service.status(), services::kExitUsage);
-  services::HttpServerOptions http_options;
-  http_options.listen = config.listen;
-  http_options.max_body_bytes = static_cast<size_t>(config.max_body_kb) * 1024;
-  auto http = services::HttpServer::Start(http_options, (*service)->Routes());
-  if (!http.ok()) return fail(http.status());
-  Log(LogLevel::kInfo, kComponent, "serving",
-      {{"listen", (*http)->address()},
-       {"dead_after_ms", std::to_string(config.dead_after_ms)},
-       {"per_plan_load", json(config.Options().registry.per_plan_load).dump()}});
-
-  // Expires silent tails (log line, metrics) even when no request comes in.
-  std::mutex reaper_mutex;
-  std::condition_variable reaper_wake;
-  bool stopping = false;
-  const auto tick = std::chrono::milliseconds(std::clamp(config.dead_after_ms / 4, 10, 250));
-  std::thread reaper([&] {
-    std::unique_lock lock(reaper_mutex);
-    while (!reaper_wake.wait_for(lock, tick, [&] { return stopping; })) {
-      lock.unlock();
-      (*service)->ExpireDead();
-      lock.lock();
-    }
-  });
-
-  int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
-  Log(LogLevel::kInfo, kComponent, "draining", {{"signal", strsignal(signal_number)}});
-  services::DrainUnlessSignalledAgain(
-      **http, stop_signals, std::chrono::seconds(config.drain_timeout_s), [&] {
-        // The operator wants out now: requests in flight are cut off.
-        Log(LogLevel::kWarn, kComponent, "second signal: stopping without waiting");
-        (*http)->Stop();
-      });
-  {
-    std::lock_guard lock(reaper_mutex);
-    stopping = true;
-  }
-  reaper_wake.notify_all();
-  reaper.join();
-  Log(LogLevel::kInfo, kComponent, "stopping", {{"in_flight", std::to_string((*http)->in_flight())}});
-  (*http)->Stop();
-  return 0;
 }
 
 }  // namespace tandem::sched

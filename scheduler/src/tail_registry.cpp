@@ -3,20 +3,15 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
-#include <cstdio>
+
+#include "number_text.hpp"
 
 namespace tandem::sched {
 namespace {
 
-std::string Num(double value) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof(buffer), "%g", value);
-  return buffer;
-}
-
 Status CheckTime(double value, const std::string& field) {
   if (!(value >= 0) || !std::isfinite(value)) {  // NaN fails the first test
-    return InvalidArgument(field + " is " + Num(value) + "; must be a finite number >= 0");
+    return InvalidArgument(field + " is " + ShortNumber(value) + "; must be a finite number >= 0");
   }
   return Status::Ok();
 }
@@ -67,7 +62,7 @@ Status ValidateTailReport(const TailReport& report) {
     return InvalidArgument("queue_depth is " + std::to_string(report.queue_depth) + "; must be >= 0");
   }
   if (!(report.utilization >= 0 && report.utilization <= 1)) {
-    return InvalidArgument("utilization is " + Num(report.utilization) + "; must be in [0, 1]");
+    return InvalidArgument("utilization is " + ShortNumber(report.utilization) + "; must be in [0, 1]");
   }
   TANDEM_RETURN_IF_ERROR(
       CheckTimes(report.profile.decode_block_ms, report.n_layers, "profile.decode_block_ms"));
@@ -93,10 +88,11 @@ Status ValidateTailReport(const TailReport& report) {
 Result<TailRegistry> TailRegistry::Create(const Clock& clock, TailRegistryOptions options) {
   if (options.dead_after <= Clock::Duration::zero()) return InvalidArgument("dead_after must be > 0");
   if (!(options.per_plan_load >= 0) || !std::isfinite(options.per_plan_load)) {
-    return InvalidArgument("per_plan_load is " + Num(options.per_plan_load) + "; must be finite and >= 0");
+    return InvalidArgument("per_plan_load is " + ShortNumber(options.per_plan_load) +
+                           "; must be finite and >= 0");
   }
   if (!(options.max_effective_utilization >= 0 && options.max_effective_utilization <= 1)) {
-    return InvalidArgument("max_effective_utilization is " + Num(options.max_effective_utilization) +
+    return InvalidArgument("max_effective_utilization is " + ShortNumber(options.max_effective_utilization) +
                            "; must be in [0, 1]");
   }
   return TailRegistry(clock, options);

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 #include <deque>
+#include <iostream>
 #include <limits>
 
 #include <prometheus/registry.h>
@@ -388,6 +389,25 @@ TEST_F(RemoteTailTest, TheCutLogHoldsEveryRowSentInItsChunks) {
   EXPECT_EQ(*replay.Forward(prefill), generation->ids[4]);
   EXPECT_EQ((*tail)->stats().step_payload_bytes.size(), 7u);
   EXPECT_EQ((*tail)->stats().raw_bytes, 10 * 64 * 4);
+}
+
+TEST_F(RemoteTailTest, TheCutLogOfALongGenerationHoldsItsChunking) {
+  InMemoryTail* channel = nullptr;
+  auto connection = Connect(channel, hello_);
+  ASSERT_NE(connection, nullptr);
+  const int seq_len = model_.checkpoint->config().seq_len;
+  EdgeRunner edge(model_.transformer, /*cut=*/2, seq_len);
+  auto tail = RemoteTail::Open(
+      *connection, {.cut = 2, .sampling = {0.0f, 1.0f, 0}, .max_positions = static_cast<uint32_t>(seq_len)});
+  ASSERT_TRUE(tail.ok());
+  const std::vector<int> prompt = {1, 403, 407, 261};
+  auto generation = Generate(edge, **tail, prompt, GenerateOptions{.steps = seq_len, .stop_tokens = {}});
+  ASSERT_TRUE(generation.ok()) << generation.status().ToString();
+  const CutLog& log = (*tail)->cut_log();
+  EXPECT_EQ(log.positions(), seq_len);
+  const int64_t rows_sent_bytes = log.positions() * model_.checkpoint->config().dim * int64_t{sizeof(float)};
+  std::cout << "cut log of " << log.positions() << " positions in " << log.chunks().size()
+            << " steps: " << log.bytes() << " bytes (the rows sent: " << rows_sent_bytes << " bytes)\n";
 }
 
 TEST_F(RemoteTailTest, APromptOverTheTailsRowLimitGoesInChunks) {

@@ -35,6 +35,10 @@ class CutLog {
   int64_t cols() const { return cols_; }
   const std::vector<float>& values() const { return values_; }
   const std::vector<int64_t>& chunks() const { return chunks_; }
+  // Heap memory the log holds.
+  int64_t bytes() const {
+    return static_cast<int64_t>(values_.capacity() * sizeof(float) + chunks_.capacity() * sizeof(int64_t));
+  }
 
  private:
   int64_t positions_ = 0;

@@ -113,11 +113,11 @@ class TailServer::Impl {
   Status Start() {
     try {
       if (!options_.security.insecure) {
-        TANDEM_ASSIGN_OR_RETURN(zap_, ZapAuthenticator::Start(context_, options_.allowed_clients,
-                                                              [this](bool admitted, const std::string& key,
-                                                                     const std::string& peer) {
-                                                                CountAuth(admitted, key, peer);
-                                                              }));
+        const auto count_auth = [this](bool admitted, const std::string& key, const std::string& peer) {
+          CountAuth(admitted, key, peer);
+        };
+        TANDEM_ASSIGN_OR_RETURN(zap_,
+                                ZapAuthenticator::Start(context_, options_.allowed_clients, count_auth));
       }
       router_ = zmq::socket_t(context_, zmq::socket_type::router);
       TANDEM_RETURN_IF_ERROR(ConfigureSocket(router_, options_.security, options_.limits, /*server=*/true));

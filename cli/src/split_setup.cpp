@@ -57,15 +57,13 @@ Result<std::unique_ptr<TailRunner>> TailFactory::NewTail(int capacity, SamplingP
   const bool private_output = tail_end_ > cut;
   std::unique_ptr<TailRunner> tail;
   if (connection_) {
-    TANDEM_ASSIGN_OR_RETURN(
-        auto remote, edge::RemoteTail::Open(*connection_, {.cut = cut,
-                                                           .codec = codec_,
-                                                           .sampling = sampling,
-                                                           .max_positions = static_cast<uint32_t>(capacity),
-                                                           .end_block = private_output ? tail_end_ : 0}));
-    if (!private_output) return std::unique_ptr<TailRunner>(std::move(remote));
-    return std::unique_ptr<TailRunner>(std::make_unique<UShapedTail>(
-        std::move(remote), std::make_unique<LocalTail>(model_.transformer, tail_end_, capacity, sampling)));
+    return edge::OpenRemoteSplit(*connection_,
+                                 {.cut = cut,
+                                  .codec = codec_,
+                                  .sampling = sampling,
+                                  .max_positions = static_cast<uint32_t>(capacity),
+                                  .end_block = private_output ? tail_end_ : 0},
+                                 model_.transformer);
   }
   if (private_output) {
     // The middle's rows cross the codec both ways, as they would the wire.
@@ -85,9 +83,8 @@ nlohmann::json TailFactory::Report(const TailRunner& tail) const {
   nlohmann::json report = {{"codec", codec_.Name()}, {"payload_bytes", tail.BytesSent()}};
   report["decode_raw_bytes"] = model_.checkpoint->config().dim * 4;
   if (tail_end_ > 0) report["tail_end"] = tail_end_;
-  const edge::RemoteTail* remote = edge::RemoteOf(tail);
-  if (remote == nullptr) return report;
-  const auto& stats = remote->stats();
+  if (tail.wire_stats() == nullptr) return report;
+  const WireStats& stats = *tail.wire_stats();
   const auto& steps = stats.step_payload_bytes;
   report["cloud"] = connection_->channel().endpoint();
   report["raw_bytes"] = stats.raw_bytes;

@@ -154,6 +154,112 @@ std::function<sched::TailReport()> HeartbeatReport(const CloudConfig& config, co
   };
 }
 
+// The model the tail serves, with its tokenizer (when given) checked against its vocabulary.
+Result<LoadedModel> LoadServedModel(const CloudConfig& config) {
+  TANDEM_ASSIGN_OR_RETURN(LoadedModel model, LoadModel(config.model, /*fingerprint=*/true));
+  if (!config.tokenizer.empty()) {
+    TANDEM_RETURN_IF_ERROR(
+        Tokenizer::LoadForModel(config.model.model, config.tokenizer, model.checkpoint->config().vocab_size)
+            .status());
+  }
+  return model;
+}
+
+// The scheduler's plans assume a tail holds every block: it would send a block-range tail cuts it refuses.
+Status CheckSchedulerCanPlan(const CloudConfig& config, const LoadedModel& model) {
+  if (model.checkpoint->holds_every_block() || config.scheduler.empty()) return Status::Ok();
+  const BlockRange held = model.checkpoint->held_blocks();
+  return InvalidArgument("a tail with a block-range checkpoint (blocks " + std::to_string(held.first) + ":" +
+                         std::to_string(held.last) + ") cannot register with --scheduler yet");
+}
+
+// What HELLO and STATS report beyond the flags: the measured block times and the weights' hashes. Timing
+// every block before serving also warms it up: the first session does not pay for kernel set-up and
+// thread-pool start.
+Status DescribeCompute(const LoadedModel& model, TailServerOptions& options) {
+  auto profile = ProfileCompute(*model.transformer);
+  if (!profile.ok()) return profile.status().WithContext("profiling the blocks");
+  options.profile = std::move(*profile);
+  options.block_fingerprints = model.weights.List();
+  return Status::Ok();
+}
+
+// /healthz, /readyz (503 once `draining`, so that load balancers stop sending edges here), /metrics; null
+// with --http "".
+Result<std::unique_ptr<services::HttpServer>> StartHttp(const CloudConfig& config,
+                                                        const std::atomic<bool>& draining,
+                                                        std::shared_ptr<prometheus::Registry> registry) {
+  if (config.http.empty()) return std::unique_ptr<services::HttpServer>();
+  services::HttpServerOptions http_options;
+  http_options.listen = config.http;
+  return services::HttpServer::Start(
+      http_options, services::HealthRoutes([&draining] { return !draining.load(); }, std::move(registry)));
+}
+
+void LogServing(const CloudConfig& config, const LoadedModel& model, const TailServer& server,
+                const services::HttpServer* http) {
+  const BlockRange held = model.checkpoint->held_blocks();
+  Log(LogLevel::kInfo, "cloud", "serving",
+      {{"endpoint", server.endpoint()},
+       {"http", http ? http->address() : "off"},
+       {"model", config.model.model},
+       {"fingerprint", std::to_string(model.fingerprint)},
+       {"blocks", std::to_string(held.first) + ":" + std::to_string(held.last)},
+       {"head", model.checkpoint->holds_head() ? "yes" : "no"},
+       // Weights are mapped and paged in as they are read: after the profile, what this tail holds.
+       {"resident_mb", std::to_string(static_cast<int64_t>(ProcessMemoryMegabytes("VmRSS")))},
+       {"kernels", ActiveKernels().name},
+       {"security", config.insecure ? "insecure" : "curve"}});
+}
+
+// Heartbeats to the scheduler (null without --scheduler). On SIGTERM the last one says "draining", so that
+// the scheduler stops planning edges here at once rather than after its dead_after.
+Result<std::unique_ptr<sched::HeartbeatSender>> StartHeartbeats(const CloudConfig& config,
+                                                                const LoadedModel& model,
+                                                                const TailServer& server) {
+  if (config.scheduler.empty()) return std::unique_ptr<sched::HeartbeatSender>();
+  const std::string advertised = config.advertise.empty() ? server.endpoint() : config.advertise;
+  if (advertised.find("://0.0.0.0:") != std::string::npos || advertised.find("://*:") != std::string::npos) {
+    Log(LogLevel::kWarn, "cloud", "advertising a wildcard address to the scheduler; set --advertise",
+        {{"endpoint", advertised}});
+  }
+  sched::HeartbeatOptions heartbeat_options;
+  heartbeat_options.scheduler = config.scheduler;
+  heartbeat_options.interval = std::chrono::milliseconds(config.heartbeat_ms);
+  // A beat may take up to two intervals (at least half a second) before it counts as failed.
+  heartbeat_options.timeout = std::chrono::milliseconds(std::clamp(2 * config.heartbeat_ms, 500, 5000));
+  return sched::HeartbeatSender::Start(heartbeat_options, HeartbeatReport(config, model, server));
+}
+
+// The parts of a running tail that a stop signal winds down.
+struct RunningTail {
+  std::unique_ptr<TailServer> server;
+  std::unique_ptr<services::HttpServer> http;
+  std::unique_ptr<sched::HeartbeatSender> heartbeats;
+};
+
+// After the first stop signal: refuse new sessions, let open ones finish for --drain-timeout-s (a second
+// signal cuts that short), then stop everything.
+void DrainAndStop(const CloudConfig& config, const sigset_t& stop_signals, int signal_number,
+                  std::atomic<bool>& draining, RunningTail& tail) {
+  draining = true;
+  tail.server->BeginDrain();
+  if (tail.heartbeats) tail.heartbeats->Stop(/*draining=*/true);
+  Log(LogLevel::kInfo, "cloud", "draining",
+      {{"signal", strsignal(signal_number)},
+       {"open_sessions", std::to_string(tail.server->open_sessions())}});
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(config.drain_timeout_s);
+  const timespec poll_interval{0, 50'000'000};
+  while (tail.server->open_sessions() > 0 && std::chrono::steady_clock::now() < deadline) {
+    if (sigtimedwait(&stop_signals, nullptr, &poll_interval) > 0) break;  // a second signal: stop now
+  }
+  Log(LogLevel::kInfo, "cloud", "stopping",
+      {{"open_sessions", std::to_string(tail.server->open_sessions())}});
+  if (tail.heartbeats) tail.heartbeats->Stop();
+  if (tail.http) tail.http->Stop();
+  tail.server->Stop();
+}
+
 }  // namespace
 
 int RunCloudService(std::span<const std::string> args) {
@@ -173,93 +279,31 @@ int RunCloudService(std::span<const std::string> args) {
   }
   auto options = ServerOptions(config);
   if (!options.ok()) return Fail(options.status());
-
-  auto model = LoadModel(config.model, /*fingerprint=*/true);
+  auto model = LoadServedModel(config);
   if (!model.ok()) return Fail(model.status());
-  if (!config.tokenizer.empty()) {
-    if (auto tokenizer =
-            Tokenizer::LoadForModel(config.model.model, config.tokenizer, model->checkpoint->config().vocab_size);
-        !tokenizer.ok()) {
-      return Fail(tokenizer.status());
-    }
+  if (Status described = DescribeCompute(*model, *options); !described.ok()) return Fail(described);
+  if (Status plannable = CheckSchedulerCanPlan(config, *model); !plannable.ok()) {
+    return Fail(plannable, kExitUsage);
   }
-  // Timing every block before serving also warms it up: the first session does not pay for kernel set-up
-  // and thread-pool start.
-  auto profile = ProfileCompute(*model->transformer);
-  if (!profile.ok()) return Fail(profile.status().WithContext("profiling the blocks"));
-  options->profile = std::move(*profile);
-  options->block_fingerprints = model->weights.List();
-  const BlockRange held = model->checkpoint->held_blocks();
-  if (!model->checkpoint->holds_every_block() && !config.scheduler.empty()) {
-    // The scheduler's plans assume a tail holds every block: it would send this one cuts it refuses.
-    return Fail(InvalidArgument("a tail with a block-range checkpoint (blocks " + std::to_string(held.first) +
-                                ":" + std::to_string(held.last) + ") cannot register with --scheduler yet"),
-                kExitUsage);
-  }
+
   auto registry = std::make_shared<prometheus::Registry>();
   services::RegisterBuildInfo(*registry, {{"version", TANDEM_VERSION}, {"kernels", ActiveKernels().name}});
+  std::atomic<bool> draining{false};  // outlives the HTTP server that reads it
+  RunningTail tail;
   auto server = TailServer::Start(model->transformer, model->fingerprint, *options, registry);
   if (!server.ok()) return Fail(server.status());
-
-  std::atomic<bool> draining{false};  // /readyz turns 503 so that load balancers stop sending edges here
-  std::unique_ptr<services::HttpServer> http;
-  if (!config.http.empty()) {
-    services::HttpServerOptions http_options;
-    http_options.listen = config.http;
-    auto started = services::HttpServer::Start(
-        http_options, services::HealthRoutes([&draining] { return !draining.load(); }, registry));
-    if (!started.ok()) return Fail(started.status());
-    http = std::move(*started);
-  }
-  Log(LogLevel::kInfo, "cloud", "serving",
-      {{"endpoint", (*server)->endpoint()},
-       {"http", http ? http->address() : "off"},
-       {"model", config.model.model},
-       {"fingerprint", std::to_string(model->fingerprint)},
-       {"blocks", std::to_string(held.first) + ":" + std::to_string(held.last)},
-       {"head", model->checkpoint->holds_head() ? "yes" : "no"},
-       // Weights are mapped and paged in as they are read: after the profile, what this tail holds.
-       {"resident_mb", std::to_string(static_cast<int64_t>(ProcessMemoryMegabytes("VmRSS")))},
-       {"kernels", ActiveKernels().name},
-       {"security", config.insecure ? "insecure" : "curve"}});
-
-  // Heartbeats to the scheduler. On SIGTERM the last one says "draining", so that the scheduler stops
-  // planning edges here at once rather than after its dead_after.
-  std::unique_ptr<sched::HeartbeatSender> heartbeats;
-  if (!config.scheduler.empty()) {
-    const std::string advertised = config.advertise.empty() ? (*server)->endpoint() : config.advertise;
-    if (advertised.find("://0.0.0.0:") != std::string::npos ||
-        advertised.find("://*:") != std::string::npos) {
-      Log(LogLevel::kWarn, "cloud", "advertising a wildcard address to the scheduler; set --advertise",
-          {{"endpoint", advertised}});
-    }
-    sched::HeartbeatOptions heartbeat_options;
-    heartbeat_options.scheduler = config.scheduler;
-    heartbeat_options.interval = std::chrono::milliseconds(config.heartbeat_ms);
-    // A beat may take up to two intervals (at least half a second) before it counts as failed.
-    heartbeat_options.timeout = std::chrono::milliseconds(std::clamp(2 * config.heartbeat_ms, 500, 5000));
-    auto started =
-        sched::HeartbeatSender::Start(heartbeat_options, HeartbeatReport(config, *model, **server));
-    if (!started.ok()) return Fail(started.status());
-    heartbeats = std::move(*started);
-  }
+  tail.server = std::move(*server);
+  auto http = StartHttp(config, draining, registry);
+  if (!http.ok()) return Fail(http.status());
+  tail.http = std::move(*http);
+  LogServing(config, *model, *tail.server, tail.http.get());
+  auto heartbeats = StartHeartbeats(config, *model, *tail.server);
+  if (!heartbeats.ok()) return Fail(heartbeats.status());
+  tail.heartbeats = std::move(*heartbeats);
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
-  draining = true;
-  (*server)->BeginDrain();
-  if (heartbeats) heartbeats->Stop(/*draining=*/true);
-  Log(LogLevel::kInfo, "cloud", "draining",
-      {{"signal", strsignal(signal_number)}, {"open_sessions", std::to_string((*server)->open_sessions())}});
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(config.drain_timeout_s);
-  const timespec poll_interval{0, 50'000'000};
-  while ((*server)->open_sessions() > 0 && std::chrono::steady_clock::now() < deadline) {
-    if (sigtimedwait(&stop_signals, nullptr, &poll_interval) > 0) break;  // a second signal: stop now
-  }
-  Log(LogLevel::kInfo, "cloud", "stopping", {{"open_sessions", std::to_string((*server)->open_sessions())}});
-  if (heartbeats) heartbeats->Stop();
-  if (http) http->Stop();
-  (*server)->Stop();
+  DrainAndStop(config, stop_signals, signal_number, draining, tail);
   return 0;
 }
 

@@ -767,20 +767,17 @@ class EdgeService {
       if (!lease) return Unavailable("no connection to the cloud tail at " + choice.endpoint);
       // A wait for this tail ends as soon as its link is given up, not at --timeout-ms.
       lease->connection().set_liveness([link] { return link->link.Estimate().up; });
-      TANDEM_ASSIGN_OR_RETURN(
-          std::unique_ptr<RemoteTail> tail,
-          RemoteTail::Open(lease->connection(), {.cut = choice.cut,
-                                                 .codec = choice.codec,
-                                                 .sampling = sampling,
-                                                 .max_positions = static_cast<uint32_t>(positions),
-                                                 .end_block = choice.end}));
-      tail->set_step_observer([link](int64_t bytes, double round_trip_ms, double compute_ms) {
+      const auto record_step = [link](int64_t bytes, double round_trip_ms, double compute_ms) {
         link->link.RecordTransfer(bytes, round_trip_ms, compute_ms);
-      });
-      if (!choice.private_output()) return std::unique_ptr<TailRunner>(std::move(tail));
+      };
       // Private output: the tail's rows come back to the last blocks, the head and the sampler here.
-      return std::unique_ptr<TailRunner>(std::make_unique<UShapedTail>(
-          std::move(tail), std::make_unique<LocalTail>(model_.transformer, choice.end, positions, sampling)));
+      return OpenRemoteSplit(lease->connection(),
+                             {.cut = choice.cut,
+                              .codec = choice.codec,
+                              .sampling = sampling,
+                              .max_positions = static_cast<uint32_t>(positions),
+                              .end_block = choice.end},
+                             model_.transformer, record_step);
     };
   }
 
@@ -857,8 +854,7 @@ class EdgeService {
     {
       MovableSplit split(model_.transformer, positions, TailOpener(prepared, sampling, positions),
                          [&](TailRunner& tail) {
-                           if (const RemoteTail* remote = RemoteOf(tail))
-                             AddWire(completion.wire, remote->stats());
+                           if (const WireStats* wire = tail.wire_stats()) AddWire(completion.wire, *wire);
                          });
       // A tail that fails hands the rest to the edge, when auto may run every block here.
       const auto log_move = [&](const char* reason) {

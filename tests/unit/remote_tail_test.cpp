@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 #include <deque>
+#include <iostream>
 #include <limits>
 
 #include <prometheus/registry.h>
@@ -332,17 +333,22 @@ TEST_F(RemoteTailTest, WithPrivateOutputNoTokenIdOrLogitComesBackFromARealTail) 
       ASSERT_TRUE(connection.ok()) << connection.status().ToString();
       Result<Generation> generation = Internal("not run");
       {
-        auto remote = RemoteTail::Open(**connection, {.cut = cut,
-                                                      .codec = *ParseActivationCodec(codec_name),
-                                                      .sampling = greedy,
-                                                      .max_positions = 48,
-                                                      .end_block = end});
+        auto remote = RemoteMiddle::Open(**connection, {.cut = cut,
+                                                        .codec = *ParseActivationCodec(codec_name),
+                                                        .sampling = greedy,
+                                                        .max_positions = 48,
+                                                        .end_block = end});
         ASSERT_TRUE(remote.ok());
         EdgeRunner edge(model_.transformer, cut, 48);
         UShapedTail tail(std::move(*remote),
                          std::make_unique<LocalTail>(model_.transformer, end, 48, greedy));
         generation = Generate(edge, tail, prompt, generate);
         ASSERT_TRUE(generation.ok()) << where << ": " << generation.status().ToString();
+        // The remote middle's statistics, read through the U-shaped tail.
+        ASSERT_NE(tail.wire_stats(), nullptr);
+        EXPECT_GT(tail.wire_stats()->returned_payload_bytes, 0) << where;
+        EXPECT_EQ(tail.BytesSent(),
+                  tail.wire_stats()->payload_bytes + tail.wire_stats()->returned_payload_bytes);
       }  // CLOSE sent
       if (std::string(codec_name) == "fp32") {
         EXPECT_EQ(generation->ids, monolithic->ids) << where;
@@ -379,15 +385,67 @@ TEST_F(RemoteTailTest, TheCutLogHoldsEveryRowSentInItsChunks) {
   ASSERT_TRUE(generation.ok());
   const CutLog& log = (*tail)->cut_log();
   EXPECT_EQ(log.positions(), 10);
-  EXPECT_EQ(log.cols(), 64);
   EXPECT_EQ(log.chunks(), (std::vector<int64_t>{4, 1, 1, 1, 1, 1, 1}));
-  EXPECT_EQ(log.values().size(), 10u * 64u);
-  // The same positions through a local tail from the log give the same first token.
+  // The rows are not kept: recomputed from the prompt, as a replay does, they give the same first token.
+  EdgeRunner recompute(model_.transformer, 2, 16);
+  auto prefill = recompute.Forward(prompt);
+  ASSERT_TRUE(prefill.ok());
   LocalTail replay(model_.transformer, 2, 16, {0.0f, 1.0f, 0});
-  HiddenRows prefill{4, 64, std::vector<float>(log.values().begin(), log.values().begin() + 4 * 64)};
-  EXPECT_EQ(*replay.Forward(prefill), generation->ids[4]);
+  EXPECT_EQ(*replay.Forward(*prefill), generation->ids[4]);
   EXPECT_EQ((*tail)->stats().step_payload_bytes.size(), 7u);
   EXPECT_EQ((*tail)->stats().raw_bytes, 10 * 64 * 4);
+}
+
+TEST_F(RemoteTailTest, TheCutLogOfALongGenerationHoldsItsChunkingNotItsRows) {
+  InMemoryTail* channel = nullptr;
+  auto connection = Connect(channel, hello_);
+  ASSERT_NE(connection, nullptr);
+  const int seq_len = model_.checkpoint->config().seq_len;
+  EdgeRunner edge(model_.transformer, /*cut=*/2, seq_len);
+  auto tail = RemoteTail::Open(
+      *connection, {.cut = 2, .sampling = {0.0f, 1.0f, 0}, .max_positions = static_cast<uint32_t>(seq_len)});
+  ASSERT_TRUE(tail.ok());
+  const std::vector<int> prompt = {1, 403, 407, 261};
+  auto generation = Generate(edge, **tail, prompt, GenerateOptions{.steps = seq_len, .stop_tokens = {}});
+  ASSERT_TRUE(generation.ok()) << generation.status().ToString();
+  const CutLog& log = (*tail)->cut_log();
+  EXPECT_EQ(log.positions(), seq_len);
+  const int64_t rows_sent_bytes = log.positions() * model_.checkpoint->config().dim * int64_t{sizeof(float)};
+  std::cout << "cut log of " << log.positions() << " positions in " << log.chunks().size()
+            << " steps: " << log.bytes() << " bytes (the rows sent: " << rows_sent_bytes << " bytes)\n";
+  // Its chunking only: at most a vector's doubling over one int64 per step, never a copy of the rows
+  // (135168 bytes here when it kept them).
+  EXPECT_LE(log.bytes(), int64_t{2 * sizeof(int64_t)} * static_cast<int64_t>(log.chunks().size()));
+  EXPECT_LT(log.bytes(), rows_sent_bytes / 8);
+}
+
+TEST_F(RemoteTailTest, ASessionOpensAsATailOrAMiddleAndEitherReportsItsWireStats) {
+  InMemoryTail* channel = nullptr;
+  auto connection = Connect(channel, hello_);
+  ASSERT_NE(connection, nullptr);
+  const wire::OpenRequest tokens{.cut = 2, .sampling = {0.0f, 1.0f, 0}, .max_positions = 16};
+  wire::OpenRequest rows = tokens;
+  rows.end_block = 4;
+  EXPECT_EQ(RemoteTail::Open(*connection, rows).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(RemoteMiddle::Open(*connection, tokens).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(channel->sent.size() == 1) << "a refused Open sends nothing past HELLO";
+
+  auto tail = OpenRemoteSplit(*connection, tokens, model_.transformer);
+  ASSERT_TRUE(tail.ok());
+  EdgeRunner edge(model_.transformer, 2, 16);
+  const std::vector<int> prompt = {1, 403, 407, 261};
+  ASSERT_TRUE(Generate(edge, **tail, prompt, GenerateOptions{.steps = 8, .stop_tokens = {}}).ok());
+  const WireStats* stats = (*tail)->wire_stats();
+  ASSERT_NE(stats, nullptr);
+  EXPECT_EQ(stats->raw_bytes, 8 * 64 * 4);
+  EXPECT_EQ(stats->step_payload_bytes.size(), 5u);
+  EXPECT_EQ(stats->returned_payload_bytes, 0);
+
+  auto u_shaped = OpenRemoteSplit(*connection, rows, model_.transformer);
+  ASSERT_TRUE(u_shaped.ok());
+  EXPECT_NE((*u_shaped)->wire_stats(), nullptr);
+  LocalTail local(model_.transformer, 2, 16, {0.0f, 1.0f, 0});
+  EXPECT_EQ(local.wire_stats(), nullptr);
 }
 
 TEST_F(RemoteTailTest, APromptOverTheTailsRowLimitGoesInChunks) {

@@ -1,11 +1,12 @@
 // The cloud tail: a ZeroMQ ROUTER serving many edge sessions, each running blocks [k, L), the final norm,
 // the head and sampling on its own KV cache.
 //
-// One I/O thread owns the sockets: it checks every message (handshake, session, sequence, position, sizes)
-// and answers control messages itself; ACTIVATIONS go to a worker (a session always to the same one, so
-// its steps run in order), whose TOKEN or ERROR returns through an inproc socket to the I/O thread. A
-// worker batches the decode steps of its sessions that are ready (continuous batching); prefills run
-// alone, between batches.
+// One I/O thread owns the sockets: it checks every message (handshake, session, sequence, position, sizes:
+// SessionTable) and answers control messages itself; an admitted OPEN and each ACTIVATIONS go to a worker
+// (a session always to the same one, so its steps run in order), which allocates the session's KV cache
+// and runs its steps (StepExecutor); TOKEN or ERROR returns through an inproc socket to the I/O thread. A
+// worker batches the decode steps of its sessions that are ready (continuous batching, StepBatcher);
+// prefills run alone, between batches.
 #pragma once
 
 #include <chrono>

@@ -28,6 +28,19 @@ struct HiddenRows {
   std::vector<float> values;
 };
 
+// What a remote runner's session put on the wire and got back; runners in process have none.
+struct WireStats {
+  int64_t raw_bytes = 0;        // float32 bytes of the rows sent (before the codec)
+  int64_t payload_bytes = 0;    // codec output (after compression)
+  int64_t wire_bytes_sent = 0;  // headers + payloads of every message sent
+  int64_t wire_bytes_received = 0;
+  std::vector<int64_t> step_payload_bytes;  // per ACTIVATIONS: the prefill chunk, then one per token
+  std::vector<double> step_round_trip_ms;   // ACTIVATIONS sent -> TOKEN (or ROWS) received
+  std::vector<double> step_cloud_compute_ms;
+  int resends = 0;                     // steps sent again for want of a reply
+  int64_t returned_payload_bytes = 0;  // private output: codec payloads of the ROWS received
+};
+
 // One session's model tail. Implementations are used by one session at a time (not thread-safe).
 class TailRunner {
  public:
@@ -40,6 +53,9 @@ class TailRunner {
   virtual Result<std::vector<int>> ForwardAll(std::span<const HiddenRows> steps);
   // Bytes that crossed the cut so far (0 when nothing is serialized).
   virtual int64_t BytesSent() const { return 0; }
+  // The wire statistics of the session behind this tail when it is remote (also through a U-shaped
+  // tail's middle), else null. Valid as long as the runner.
+  virtual const WireStats* wire_stats() const { return nullptr; }
 };
 
 // Embedding + blocks [0, cut) for one session, with its KV cache.
@@ -98,6 +114,7 @@ class MiddleRunner {
   // Several steps in order (a replay); remote middles send them all before waiting.
   virtual Result<std::vector<HiddenRows>> ForwardAllRows(std::span<const HiddenRows> steps);
   virtual int64_t BytesSent() const { return 0; }
+  virtual const WireStats* wire_stats() const { return nullptr; }  // as TailRunner's
 };
 
 // Blocks [first, last) in this process, on their own KV cache.
@@ -122,6 +139,7 @@ class UShapedTail final : public TailRunner {
   Result<int> Forward(const HiddenRows& rows) override;
   Result<std::vector<int>> ForwardAll(std::span<const HiddenRows> steps) override;
   int64_t BytesSent() const override { return middle_->BytesSent(); }
+  const WireStats* wire_stats() const override { return middle_->wire_stats(); }
   MiddleRunner& middle() const { return *middle_; }
 
  private:

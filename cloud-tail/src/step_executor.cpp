@@ -1,0 +1,151 @@
+#include "step_executor.hpp"
+
+#include <exception>
+#include <string>
+
+#include "tandem/engine/transformer.hpp"
+
+namespace tandem::cloud {
+namespace {
+
+using wire::ErrorCode;
+using SteadyTime = std::chrono::steady_clock;
+
+wire::Message StepError(const Job& job, ErrorCode code, const std::string& text) {
+  return wire::MakeError({.session = job.message.header.session,
+                          .sequence = job.message.header.sequence,
+                          .code = code,
+                          .message = text});
+}
+
+// A failed decode is the frame's fault; a session without a runner is one whose OPEN failed.
+ErrorCode DecodeErrorCode(const Status& status) {
+  return status.code() == StatusCode::kNotFound ? ErrorCode::kUnknownSession : ErrorCode::kBadFrame;
+}
+
+// Runs `compute`, turning an exception from LibTorch into an Internal status.
+template <typename T, typename Compute>
+Result<T> Guarded(Compute&& compute) {
+  try {
+    return compute();
+  } catch (const std::exception& error) {
+    return Internal(error.what());
+  }
+}
+
+}  // namespace
+
+std::optional<wire::Message> StepExecutor::Open(Session& session) {
+  const wire::OpenRequest& open = session.open;
+  const auto capacity = static_cast<int>(session.capacity);
+  try {
+    if (open.private_output()) {
+      session.middle = std::make_unique<LocalMiddle>(model_, open.cut, open.end_block, capacity);
+    } else {
+      session.tail =
+          std::make_unique<LocalTail>(model_, open.cut, capacity, open.sampling, open.top_logprobs);
+    }
+    return std::nullopt;
+  } catch (const std::exception& error) {
+    return wire::MakeError({.session = session.id,
+                            .sequence = 0,
+                            .code = ErrorCode::kInternal,
+                            .message = std::string("cannot allocate the session: ") + error.what()});
+  }
+}
+
+std::vector<wire::Message> StepExecutor::Run(std::vector<Job>& jobs) {
+  if (jobs.size() == 1) return {RunOne(jobs.front())};
+  return RunBatch(jobs);
+}
+
+std::vector<wire::Message> StepExecutor::RunBatch(std::vector<Job>& jobs) {
+  const auto start = SteadyTime::now();
+  std::vector<wire::Message> answers(jobs.size());
+  std::vector<size_t> members;
+  std::vector<LocalTail*> tails;
+  std::vector<HiddenRows> rows;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    auto decoded = DecodeStep(jobs[i]);
+    if (!decoded.ok()) {
+      answers[i] = StepError(jobs[i], DecodeErrorCode(decoded.status()), decoded.status().message());
+      continue;
+    }
+    members.push_back(i);
+    tails.push_back(jobs[i].session->tail.get());
+    rows.push_back(std::move(*decoded));
+  }
+  std::vector<Result<int>> tokens;
+  try {
+    tokens = LocalTail::ForwardDecodeBatch(tails, rows);
+  } catch (const std::exception& error) {
+    tokens.assign(tails.size(), Internal(error.what()));
+  }
+  const double seconds = FinishPass(start, members.size());
+  for (size_t m = 0; m < members.size(); ++m) {
+    answers[members[m]] = Answer(jobs[members[m]], tokens[m], seconds);
+  }
+  return answers;
+}
+
+wire::Message StepExecutor::RunOne(const Job& job) {
+  const auto start = SteadyTime::now();
+  auto rows = DecodeStep(job);
+  if (!rows.ok()) return StepError(job, DecodeErrorCode(rows.status()), rows.status().message());
+  if (job.session->private_output()) return RunMiddle(job, *rows, start);
+  const Result<int> token = Guarded<int>([&] { return job.session->tail->Forward(*rows); });
+  return Answer(job, token, FinishPass(start, 1));
+}
+
+// A private-output step: the middle's blocks, then their rows back in the session's codec.
+wire::Message StepExecutor::RunMiddle(const Job& job, const HiddenRows& rows, TimePoint start) {
+  const Result<HiddenRows> out = Guarded<HiddenRows>([&] { return job.session->middle->ForwardRows(rows); });
+  if (!out.ok()) return StepError(job, ErrorCode::kInternal, out.status().message());
+  const ActivationCodec codec = job.session->open.codec;
+  auto encoded = EncodeActivations(out->values, out->rows, out->cols, codec);
+  if (!encoded.ok()) return StepError(job, ErrorCode::kInternal, encoded.status().message());
+  const double seconds = FinishPass(start, 1);
+  metrics_.compute_seconds.Observe(seconds);
+  const wire::Header& header = job.message.header;
+  return wire::MakeRows({.session = header.session,
+                         .sequence = header.sequence,
+                         .position = header.position,
+                         .rows = header.rows,
+                         .cols = header.cols,
+                         .codec = {codec.precision, encoded->compression},
+                         .compute_us = static_cast<uint32_t>(seconds * 1e6),
+                         .payload = std::move(encoded->payload)});
+}
+
+Result<HiddenRows> StepExecutor::DecodeStep(const Job& job) {
+  if (!job.session->tail && !job.session->middle) return NotFound("no open session with this id");
+  const wire::Header& header = job.message.header;
+  const ActivationCodec codec{static_cast<Precision>(header.precision),
+                              static_cast<Compression>(header.compression)};
+  const int64_t rows = header.rows, cols = header.cols;
+  TANDEM_ASSIGN_OR_RETURN(std::vector<float> values,
+                          DecodeActivations(job.message.payload, rows, cols, codec, rows * cols));
+  metrics_.wire_bytes.Increment(static_cast<double>(job.message.payload.size()));
+  metrics_.float32_bytes.Increment(static_cast<double>(rows * cols * 4));
+  return HiddenRows{rows, cols, std::move(values)};
+}
+
+double StepExecutor::FinishPass(TimePoint start, size_t steps) {
+  const double seconds = std::chrono::duration<double>(SteadyTime::now() - start).count();
+  busy_us_ += static_cast<int64_t>(seconds * 1e6);
+  metrics_.batch_steps.Observe(static_cast<double>(steps));
+  return seconds;
+}
+
+wire::Message StepExecutor::Answer(const Job& job, const Result<int>& token, double seconds) {
+  if (!token.ok()) return StepError(job, ErrorCode::kInternal, token.status().message());
+  metrics_.tokens.Increment();
+  metrics_.compute_seconds.Observe(seconds);
+  return wire::MakeToken({.session = job.message.header.session,
+                          .sequence = job.message.header.sequence,
+                          .token = *token,
+                          .compute_us = static_cast<uint32_t>(seconds * 1e6),
+                          .top_logprobs = job.session->tail->top_logprobs()});
+}
+
+}  // namespace tandem::cloud

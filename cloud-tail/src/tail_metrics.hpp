@@ -1,0 +1,47 @@
+// The cloud tail's Prometheus metrics, registered once on the registry the service gives the server (no
+// statics). prometheus-cpp metrics are safe to update from any thread: the I/O thread counts messages,
+// sessions and errors, the workers the compute.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <array>
+#include <cstddef>
+
+#include "tandem/wire/protocol.hpp"
+
+namespace tandem::cloud {
+
+struct TailMetrics {
+  explicit TailMetrics(prometheus::Registry& registry);
+
+  void CountIn(wire::MessageType type) { messages_in[static_cast<size_t>(type)]->Increment(); }
+  void CountOut(wire::MessageType type) { messages_out[static_cast<size_t>(type)]->Increment(); }
+  void CountError(wire::ErrorCode code);
+  void CountAuth(bool admitted);
+
+  static constexpr int kMessageTypes = static_cast<int>(wire::kLastMessageType) + 1;
+  std::array<prometheus::Counter*, kMessageTypes> messages_in{};
+  std::array<prometheus::Counter*, kMessageTypes> messages_out{};
+
+  prometheus::Family<prometheus::Counter>& messages;
+  prometheus::Family<prometheus::Counter>& activation_bytes;
+  prometheus::Counter& float32_bytes;
+  prometheus::Counter& wire_bytes;
+  prometheus::Counter& tokens;
+  prometheus::Histogram& compute_seconds;
+  prometheus::Histogram& batch_steps;
+  prometheus::Gauge& sessions;
+  prometheus::Gauge& queue_depth;
+  prometheus::Gauge& kv_bytes;
+  prometheus::Family<prometheus::Counter>& errors;
+  prometheus::Counter& sessions_expired;
+  prometheus::Counter& resends;
+  prometheus::Family<prometheus::Counter>& auth;
+};
+
+}  // namespace tandem::cloud

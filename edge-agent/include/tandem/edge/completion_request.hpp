@@ -9,18 +9,10 @@
 #include <variant>
 #include <vector>
 
+#include "tandem/edge/api_error.hpp"
 #include "tandem/wire/activation_codec.hpp"
 
 namespace tandem::edge {
-
-// An error answered to the client: {"error":{"message","type","param","code"}} with `status`.
-struct ApiError {
-  int status = 400;
-  std::string message;
-  std::string type = "invalid_request_error";
-  std::string code;   // empty: null
-  std::string param;  // empty: null
-};
 
 struct CompletionRequest {
   std::string model;

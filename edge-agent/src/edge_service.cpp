@@ -562,8 +562,8 @@ class EdgeService {
 
   HttpResponse Completions(const HttpRequest& http) {
     auto parsed = ParseCompletionRequest(http.body, limits_);
-    if (auto* error = std::get_if<ApiError>(&parsed)) return Error(*error);
-    auto request = std::make_shared<CompletionRequest>(std::move(std::get<CompletionRequest>(parsed)));
+    if (!parsed.ok()) return Error(parsed.error());
+    auto request = std::make_shared<CompletionRequest>(std::move(*parsed));
     if (!request->model.empty() && request->model != model_name_) {
       return Error({.status = 404,
                     .message = "model '" + request->model + "' is not served here; GET /v1/models",

@@ -6,7 +6,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <variant>
 #include <vector>
 
 #include "tandem/edge/api_error.hpp"
@@ -40,7 +39,6 @@ struct CompletionLimits {
 // Parses a JSON body. Unknown fields are ignored, as OpenAI's API does for fields it does not use; fields
 // that would change the output and are not supported (n > 1, echo, best_of, logprobs, suffix) are refused.
 // `seed`, `stop` and `stream` may be null.
-std::variant<CompletionRequest, ApiError> ParseCompletionRequest(std::string_view body,
-                                                                 const CompletionLimits& limits);
+ApiResult<CompletionRequest> ParseCompletionRequest(std::string_view body, const CompletionLimits& limits);
 
 }  // namespace tandem::edge

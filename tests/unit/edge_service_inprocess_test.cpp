@@ -357,6 +357,34 @@ TEST_F(EdgeServiceInProcessTest, AStopStringThatNeverMatchesHoldsNothingBackAtTh
   EXPECT_EQ(json::parse(events[events.size() - 2])["choices"][0]["finish_reason"], "length");
 }
 
+TEST_F(EdgeServiceInProcessTest, AStreamWhoseTailFailsEndsWithAnErrorEventThenDone) {
+  script_.failing[kTailA] = {3, Unavailable("tail A went away")};
+  Start();  // a fixed split: it does not move
+  RecordingStream stream;
+  const std::vector<std::string> events =
+      Events(Complete({{"prompt", "Once upon a time"}, {"max_tokens", 8}, {"stream", true}}), stream);
+  ASSERT_GE(events.size(), 2u);
+  EXPECT_EQ(events.back(), "[DONE]");
+  const json error = json::parse(events[events.size() - 2])["error"];
+  EXPECT_EQ(error, (json{{"message", "tail A went away"},
+                         {"type", "server_error"},
+                         {"code", "upstream_unavailable"},
+                         {"param", nullptr}}));
+}
+
+TEST_F(EdgeServiceInProcessTest, AClientGoneMidStreamEndsTheGeneration) {
+  Start();
+  RecordingStream stream;
+  stream.client_leaves_after = 2;
+  const std::vector<std::string> events = Events(
+      Complete({{"prompt", "Once upon a time"}, {"max_tokens", 60}, {"temperature", 0}, {"stream", true}}),
+      stream);
+  // Two pieces (the second finds the client gone), then the last chunk and [DONE] are still tried.
+  ASSERT_EQ(events.size(), 4u);
+  EXPECT_EQ(events.back(), "[DONE]");
+  EXPECT_LT(json::parse(events[2])["usage"]["completion_tokens"].get<int>(), 10);
+}
+
 TEST_F(EdgeServiceInProcessTest, AFailedTailHandsTheGenerationToTheNextWithTheSameText) {
   script_.failing[kTailA] = {4, Unavailable("tail A went away")};
   Start(std::vector<sched::Candidate>{{.tail = 0, .endpoint = kTailB, .cut = kCut}});

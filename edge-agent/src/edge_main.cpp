@@ -1,4 +1,5 @@
-// RunEdgeService: the tandem-edge process around EdgeService (flags, loading, the HTTP server, signals).
+#include "tandem/edge/edge_main.hpp"
+
 #include <prometheus/registry.h>
 
 #include <csignal>

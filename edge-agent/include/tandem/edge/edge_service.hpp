@@ -5,13 +5,12 @@
 //
 // EdgeService is the service without its process: built from a config and what it runs on, it hands
 // out its routes, which answer HttpRequests without a socket (services::Dispatch), so tests drive it in
-// process; RunEdgeService is the process around it (flags, loading, HTTP server, signals).
+// process; RunEdgeService (edge_main.hpp) is the process around it.
 #pragma once
 
 #include <functional>
 #include <memory>
 #include <optional>
-#include <span>
 #include <string>
 #include <vector>
 
@@ -68,9 +67,5 @@ class EdgeService {
   class Impl;
   std::unique_ptr<Impl> impl_;
 };
-
-// Runs until SIGTERM or SIGINT (then drains); returns the exit code: 0 after a clean stop, 1 on a
-// run-time failure, 2 on bad usage.
-int RunEdgeService(std::span<const std::string> args);
 
 }  // namespace tandem::edge

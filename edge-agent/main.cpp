@@ -2,7 +2,7 @@
 #include <string>
 #include <vector>
 
-#include "tandem/edge/edge_service.hpp"
+#include "tandem/edge/edge_main.hpp"
 
 int main(int argc, char** argv) {
   const std::vector<std::string> args(argv + 1, argv + argc);

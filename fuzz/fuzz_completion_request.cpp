@@ -8,7 +8,6 @@
 #include <exception>
 #include <nlohmann/json.hpp>
 #include <string_view>
-#include <variant>
 
 #include "fuzz_support.hpp"
 #include "tandem/edge/completion_request.hpp"
@@ -52,11 +51,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view body(reinterpret_cast<const char*>(data), size);
   try {
     auto parsed = tandem::edge::ParseCompletionRequest(body, kLimits);
-    if (const auto* error = std::get_if<ApiError>(&parsed)) {
-      FUZZ_CHECK(error->status >= 400 && error->status <= 599);
-      RenderError(*error);
+    if (!parsed.ok()) {
+      FUZZ_CHECK(parsed.error().status >= 400 && parsed.error().status <= 599);
+      RenderError(parsed.error());
     } else {
-      CheckRequest(std::get<CompletionRequest>(parsed));
+      CheckRequest(*parsed);
     }
   } catch (const std::exception& error) {
     std::fprintf(stderr, "ParseCompletionRequest threw: %s\n", error.what());

@@ -3,7 +3,7 @@
 "Components").
 
 Each folder may include `tandem/<name>/...` only for the names it is allowed below. A new upward include
-(say, base including tandem/common/) is a layering error: the lower library would then need the upper one
+(say, base including tandem/engine/) is a layering error: the lower library would then need the upper one
 to build and link. Usage: check_layers.py [REPO_ROOT]; prints one line per violation, exits 1 if any.
 """
 import pathlib

@@ -9,33 +9,31 @@ namespace tandem::edge {
 namespace {
 
 using nlohmann::json;
-
-ApiError BadParam(std::string param, std::string message) {
-  return {.status = 400, .message = std::move(message), .code = "invalid_value", .param = std::move(param)};
-}
+using Kind = json::value_t;
+using Refusal = std::optional<ApiError>;
 
 ApiError WrongType(const std::string& param, const char* expected) {
-  return {.status = 400,
-          .message = "'" + param + "' must be " + expected,
-          .code = "invalid_type",
-          .param = param};
+  return {.message = "'" + param + "' must be " + expected, .code = "invalid_type", .param = param};
+}
+
+// The field when present and not null (OpenAI treats null as absent), else nullptr.
+const json* Field(const json& body, const std::string& name) {
+  const auto it = body.find(name);
+  return it == body.end() || it->is_null() ? nullptr : &*it;
 }
 
 // Reads `body[name]` when present and not null; the error names the field.
 template <typename T>
-std::optional<ApiError> Read(const json& body, const std::string& name, const char* expected, T& out,
-                             json::value_t kind, json::value_t alternative = json::value_t::discarded) {
-  const auto it = body.find(name);
-  if (it == body.end() || it->is_null()) return std::nullopt;
-  if (it->type() != kind && it->type() != alternative) return WrongType(name, expected);
-  out = it->get<T>();
+Refusal Read(const json& body, const std::string& name, const char* expected, T& out, Kind kind,
+             Kind alternative = Kind::discarded) {
+  const json* field = Field(body, name);
+  if (field == nullptr) return std::nullopt;
+  if (field->type() != kind && field->type() != alternative) return WrongType(name, expected);
+  out = field->get<T>();
   return std::nullopt;
 }
 
-}  // namespace
-
-std::variant<CompletionRequest, ApiError> ParseCompletionRequest(std::string_view text,
-                                                                 const CompletionLimits& limits) {
+ApiResult<json> ParseBody(std::string_view text) {
   json body;
   try {
     body = json::parse(text);
@@ -45,97 +43,132 @@ std::variant<CompletionRequest, ApiError> ParseCompletionRequest(std::string_vie
                     .code = "invalid_json"};
   }
   if (!body.is_object()) return ApiError{.message = "the body must be a JSON object", .code = "invalid_json"};
+  return body;
+}
 
-  CompletionRequest request;
-  using Kind = json::value_t;
-  if (auto error = Read(body, "model", "a string", request.model, Kind::string)) return *error;
-  const auto prompt = body.find("prompt");
-  if (prompt == body.end() || prompt->is_null()) {
+Refusal ReadModelAndPrompt(const json& body, const CompletionLimits& limits, CompletionRequest& request) {
+  if (auto error = Read(body, "model", "a string", request.model, Kind::string)) return error;
+  const json* prompt = Field(body, "prompt");
+  if (prompt == nullptr) {
     return ApiError{
         .message = "'prompt' is required", .code = "missing_required_parameter", .param = "prompt"};
   }
   if (!prompt->is_string()) return WrongType("prompt", "a string (one prompt per request)");
   request.prompt = prompt->get<std::string>();
   if (request.prompt.size() > limits.max_prompt_bytes) {
-    return BadParam("prompt",
-                    "'prompt' is longer than " + std::to_string(limits.max_prompt_bytes) + " bytes");
+    return InvalidValue("prompt",
+                        "'prompt' is longer than " + std::to_string(limits.max_prompt_bytes) + " bytes");
   }
+  return std::nullopt;
+}
 
+Refusal ReadMaxTokens(const json& body, const CompletionLimits& limits, CompletionRequest& request) {
   int64_t max_tokens = std::min(request.max_tokens, limits.max_tokens_cap);  // OpenAI's 16, or the cap
   if (auto error =
           Read(body, "max_tokens", "an integer", max_tokens, Kind::number_unsigned, Kind::number_integer)) {
-    return *error;
+    return error;
   }
   if (max_tokens < 1 || max_tokens > limits.max_tokens_cap) {
-    return BadParam("max_tokens", "'max_tokens' must be in [1, " + std::to_string(limits.max_tokens_cap) +
-                                      "], got " + std::to_string(max_tokens));
+    return InvalidValue("max_tokens", "'max_tokens' must be in [1, " + std::to_string(limits.max_tokens_cap) +
+                                          "], got " + std::to_string(max_tokens));
   }
   request.max_tokens = static_cast<int>(max_tokens);
+  return std::nullopt;
+}
 
+// temperature, top_p and seed: what the sampler is given.
+Refusal ReadSampling(const json& body, const CompletionLimits&, CompletionRequest& request) {
   double temperature = request.temperature, top_p = request.top_p;
   for (auto [name, target] : {std::pair{"temperature", &temperature}, std::pair{"top_p", &top_p}}) {
-    const auto it = body.find(name);
-    if (it == body.end() || it->is_null()) continue;
-    if (!it->is_number()) return WrongType(name, "a number");
-    *target = it->get<double>();
+    const json* field = Field(body, name);
+    if (field == nullptr) continue;
+    if (!field->is_number()) return WrongType(name, "a number");
+    *target = field->get<double>();
   }
-  if (!(temperature >= 0 && temperature <= 2)) {
-    return BadParam("temperature", "'temperature' must be in [0, 2]");
-  }
-  if (!(top_p > 0 && top_p <= 1)) return BadParam("top_p", "'top_p' must be in (0, 1]");
+  if (!(temperature >= 0 && temperature <= 2))
+    return InvalidValue("temperature", "'temperature' must be in [0, 2]");
+  if (!(top_p > 0 && top_p <= 1)) return InvalidValue("top_p", "'top_p' must be in (0, 1]");
   request.temperature = static_cast<float>(temperature);
   request.top_p = static_cast<float>(top_p);
-
-  if (const auto seed = body.find("seed"); seed != body.end() && !seed->is_null()) {
+  if (const json* seed = Field(body, "seed")) {
     if (!seed->is_number_unsigned()) return WrongType("seed", "a non-negative integer");
     request.seed = seed->get<uint64_t>();
   }
-  if (const auto stop = body.find("stop"); stop != body.end() && !stop->is_null()) {
-    if (stop->is_string()) {
-      request.stop.push_back(stop->get<std::string>());
-    } else if (stop->is_array()) {
-      if (stop->size() > 4) return BadParam("stop", "at most 4 stop strings");
-      for (const json& item : *stop) {
-        if (!item.is_string()) return WrongType("stop", "a string or an array of up to 4 strings");
-        request.stop.push_back(item.get<std::string>());
-      }
-    } else {
-      return WrongType("stop", "a string or an array of up to 4 strings");
-    }
-    for (const std::string& item : request.stop) {
-      if (item.empty()) return BadParam("stop", "stop strings must not be empty");
-    }
-  }
-  if (auto error = Read(body, "stream", "a boolean", request.stream, Kind::boolean)) return *error;
-  if (const auto tandem = body.find("tandem"); tandem != body.end() && !tandem->is_null()) {
-    if (!tandem->is_object()) return WrongType("tandem", "an object");
-    CompletionRequest::SplitOverride split;
-    const auto cut = tandem->find("split");
-    if (cut == tandem->end() || !(cut->is_number_unsigned() || *cut == "local")) {
-      return WrongType("tandem.split", "a block number or \"local\"");
-    }
-    split.cut =
-        cut->is_number_unsigned() ? static_cast<int>(std::min<uint64_t>(cut->get<uint64_t>(), 1u << 20)) : -1;
-    if (const auto codec = tandem->find("codec"); codec != tandem->end() && !codec->is_null()) {
-      if (!codec->is_string()) return WrongType("tandem.codec", "a string");
-      auto parsed = ParseActivationCodec(codec->get<std::string>());
-      if (!parsed.ok()) return BadParam("tandem.codec", parsed.status().message());
-      split.codec = *parsed;
-    }
-    request.split = split;
-  }
+  return std::nullopt;
+}
 
-  // Fields that would change what comes back, which this server does not do: refuse rather than ignore.
-  if (const auto n = body.find("n"); n != body.end() && !n->is_null() && *n != 1) {
-    return BadParam("n", "only n = 1 is supported");
+Refusal ReadStop(const json& body, const CompletionLimits&, CompletionRequest& request) {
+  const json* stop = Field(body, "stop");
+  if (stop == nullptr) return std::nullopt;
+  if (stop->is_string()) {
+    request.stop.push_back(stop->get<std::string>());
+  } else if (stop->is_array()) {
+    if (stop->size() > 4) return InvalidValue("stop", "at most 4 stop strings");
+    for (const json& item : *stop) {
+      if (!item.is_string()) return WrongType("stop", "a string or an array of up to 4 strings");
+      request.stop.push_back(item.get<std::string>());
+    }
+  } else {
+    return WrongType("stop", "a string or an array of up to 4 strings");
   }
+  for (const std::string& item : request.stop) {
+    if (item.empty()) return InvalidValue("stop", "stop strings must not be empty");
+  }
+  return std::nullopt;
+}
+
+Refusal ReadStream(const json& body, const CompletionLimits&, CompletionRequest& request) {
+  return Read(body, "stream", "a boolean", request.stream, Kind::boolean);
+}
+
+// Tandem's extension: "tandem": {"split": K | "local", "codec": C}.
+Refusal ReadSplitOverride(const json& body, const CompletionLimits&, CompletionRequest& request) {
+  const json* tandem = Field(body, "tandem");
+  if (tandem == nullptr) return std::nullopt;
+  if (!tandem->is_object()) return WrongType("tandem", "an object");
+  CompletionRequest::SplitOverride split;
+  const auto cut = tandem->find("split");
+  if (cut == tandem->end() || !(cut->is_number_unsigned() || *cut == "local")) {
+    return WrongType("tandem.split", "a block number or \"local\"");
+  }
+  split.cut =
+      cut->is_number_unsigned() ? static_cast<int>(std::min<uint64_t>(cut->get<uint64_t>(), 1u << 20)) : -1;
+  if (const json* codec = Field(*tandem, "codec")) {
+    if (!codec->is_string()) return WrongType("tandem.codec", "a string");
+    auto parsed = ParseActivationCodec(codec->get<std::string>());
+    if (!parsed.ok()) return InvalidValue("tandem.codec", parsed.status().message());
+    split.codec = *parsed;
+  }
+  request.split = split;
+  return std::nullopt;
+}
+
+// Fields that would change what comes back, which this server does not do: refuse rather than ignore.
+Refusal RefuseUnsupported(const json& body, const CompletionLimits&, CompletionRequest&) {
+  if (const json* n = Field(body, "n"); n != nullptr && *n != 1)
+    return InvalidValue("n", "only n = 1 is supported");
   // Each with the one value that asks for nothing.
   for (const auto& [name, neutral] :
        {std::pair<const char*, json>{"echo", false}, {"logprobs", 0}, {"suffix", ""}, {"best_of", 1}}) {
-    const auto it = body.find(name);
-    if (it != body.end() && !it->is_null() && *it != neutral) {
-      return BadParam(name, std::string("'") + name + "' is not supported");
+    const json* field = Field(body, name);
+    if (field != nullptr && *field != neutral) {
+      return InvalidValue(name, std::string("'") + name + "' is not supported");
     }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+ApiResult<CompletionRequest> ParseCompletionRequest(std::string_view text, const CompletionLimits& limits) {
+  ApiResult<json> body = ParseBody(text);
+  if (!body.ok()) return body.error();
+  // In this order: the first field at fault is the one reported.
+  using Step = Refusal (*)(const json&, const CompletionLimits&, CompletionRequest&);
+  CompletionRequest request;
+  for (Step step : {ReadModelAndPrompt, ReadMaxTokens, ReadSampling, ReadStop, ReadStream, ReadSplitOverride,
+                    RefuseUnsupported}) {
+    if (Refusal error = step(*body, limits, request)) return *error;
   }
   return request;
 }

@@ -6,21 +6,12 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <variant>
 #include <vector>
 
+#include "tandem/edge/api_error.hpp"
 #include "tandem/wire/activation_codec.hpp"
 
 namespace tandem::edge {
-
-// An error answered to the client: {"error":{"message","type","param","code"}} with `status`.
-struct ApiError {
-  int status = 400;
-  std::string message;
-  std::string type = "invalid_request_error";
-  std::string code;   // empty: null
-  std::string param;  // empty: null
-};
 
 struct CompletionRequest {
   std::string model;
@@ -48,7 +39,6 @@ struct CompletionLimits {
 // Parses a JSON body. Unknown fields are ignored, as OpenAI's API does for fields it does not use; fields
 // that would change the output and are not supported (n > 1, echo, best_of, logprobs, suffix) are refused.
 // `seed`, `stop` and `stream` may be null.
-std::variant<CompletionRequest, ApiError> ParseCompletionRequest(std::string_view body,
-                                                                 const CompletionLimits& limits);
+ApiResult<CompletionRequest> ParseCompletionRequest(std::string_view body, const CompletionLimits& limits);
 
 }  // namespace tandem::edge

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "tandem/base/clock.hpp"
+#include "tandem/edge/split_planner.hpp"
 #include "tandem/edge/tail_set.hpp"
 #include "tandem/sched/link_estimator.hpp"
 #include "tandem/sched/planner.hpp"
@@ -37,33 +38,19 @@ struct ModelShape {
   int edge_int8_blocks = 0;  // the edge's first blocks with int8 weights
 };
 
-class EdgePlanner {
+class EdgePlanner final : public SplitPlanner {
  public:
   // `tails` may learn new tails from the scheduler's plans.
   EdgePlanner(ModelShape shape, ComputeProfile edge_profile, TailSet& tails, EdgePlannerOptions options,
               const Clock& clock);
 
-  // The choice for a request of `prompt_tokens` that will decode up to `expected_tokens`, after hysteresis.
-  // Unavailable when nothing is feasible (no tail reachable and all-local not allowed).
-  Result<sched::Candidate> Choose(int prompt_tokens, int expected_tokens);
-  // Re-plans for a request like the last one, so that hysteresis sees the estimates change as it happens
-  // rather than at the next request (the edge calls it after every link probe).
-  void Refresh();
-  // The best choice for the rest of a generation at `positions` with `remaining` tokens to go, without
-  // hysteresis, and the predicted cost of moving there (a replay of `positions`) and of staying.
-  struct MoveAdvice {
-    sched::Candidate best;
-    double stay_ms = 0;  // the current choice's decode time for the rest
-    double move_ms = 0;  // the best's: replay + decode for the rest
-  };
-  Result<MoveAdvice> AdviseMove(const sched::Candidate& current, int positions, int remaining);
-  // Where a generation at `positions` goes when `failed`'s tail failed: the best choice on any other tail
-  // or all-local (this edge's own plan, without the scheduler or hysteresis). Unavailable when none is
-  // feasible.
-  Result<sched::Candidate> Alternative(const sched::Candidate& failed, int positions, int remaining);
-
+  Result<sched::Candidate> Choose(int prompt_tokens, int expected_tokens) override;
+  void Refresh() override;
+  Result<MoveAdvice> AdviseMove(const sched::Candidate& current, int positions, int remaining) override;
+  // This edge's own plan, without the scheduler or hysteresis.
+  Result<sched::Candidate> Alternative(const sched::Candidate& failed, int positions, int remaining) override;
   // The last plan, the inputs it came from and the estimates, for GET /v1/plan.
-  nlohmann::json Describe() const;
+  nlohmann::json Describe() const override;
   const ComputeProfile& edge_profile() const { return inputs_.edge; }
 
  private:

@@ -20,9 +20,6 @@ class Transformer;
 
 namespace tandem::edge {
 
-// The statistics of a remote session, as every remote runner reports them (TailRunner::wire_stats()).
-using RemoteTailStats = WireStats;
-
 // One session on a cloud tail running blocks [cut, L), the head and sampling (TOKEN replies). Not
 // thread-safe; one per session.
 class RemoteTail final : public TailRunner {
@@ -40,7 +37,7 @@ class RemoteTail final : public TailRunner {
 
   uint64_t session_id() const { return session_->request().session; }
   const CutLog& cut_log() const { return session_->cut_log(); }
-  const RemoteTailStats& stats() const { return session_->stats(); }
+  const WireStats& stats() const { return session_->stats(); }
   const wire::TokenReply& last_reply() const { return last_reply_; }
   void set_step_observer(StepObserver observer) { session_->set_step_observer(std::move(observer)); }
 

@@ -58,7 +58,7 @@
 
 namespace tandem {
 
-class TokenizerModel;  // common/src/tokenizer_model.hpp
+class TokenizerModel;  // text/src/tokenizer_model.hpp
 
 enum class TokenizerKind {
   kLlama2c,        // tokenizer.bin

@@ -1,0 +1,116 @@
+#include "tandem/edge/edge_main.hpp"
+
+#include <prometheus/registry.h>
+
+#include <csignal>
+#include <cstring>
+
+#include "tandem/base/log.hpp"
+#include "tandem/engine/compute_profile.hpp"
+#include "tandem/engine/linear.hpp"
+#include "tandem/engine/transformer.hpp"
+#include "tandem/edge/edge_service.hpp"
+#include "tandem/services/health.hpp"
+#include "tandem/services/http_server.hpp"
+#include "tandem/services/service_main.hpp"
+
+namespace tandem::edge {
+namespace {
+
+using services::kExitFailure;
+using services::kExitUsage;
+
+constexpr char kUsage[] =
+    "usage: tandem-edge --model M [--tokenizer T] --cloud tcp://HOST:PORT --cloud-key cloud.pub "
+    "--client-key edge.key [--listen 127.0.0.1:8080] [--split auto|K] [--codec C] [flags]";
+
+// Logs the error line and returns the exit code.
+int Fail(const Status& status, int exit_code = kExitFailure) {
+  return services::FailService("edge", status, exit_code);
+}
+
+// This device's block times, which auto plans with (nothing to plan for a fixed split).
+Result<ComputeProfile> ProfileEdge(const Transformer& model, bool planned) {
+  if (!planned) return ComputeProfile{};
+  // The planner needs this device's own block times, with its weights, precision and threads.
+  auto measured = ProfileCompute(model);
+  if (!measured.ok()) return measured.status().WithContext("profiling the blocks");
+  return measured;
+}
+
+std::shared_ptr<prometheus::Registry> MetricsRegistry() {
+  auto registry = std::make_shared<prometheus::Registry>();
+  services::RegisterBuildInfo(*registry, {{"version", TANDEM_VERSION}, {"kernels", ActiveKernels().name}});
+  return registry;
+}
+
+// Serves until a stop signal, then drains: requests in flight may finish for --drain-timeout-s; a second
+// signal exits at once.
+int Serve(EdgeService& service, const EdgeConfig& config, const std::string& api_key,
+          const std::string& codec, const sigset_t& stop_signals) {
+  services::HttpServerOptions http_options;
+  http_options.listen = config.listen;
+  http_options.max_body_bytes = static_cast<size_t>(config.max_body_kb) * 1024;
+  // Every admitted request holds a handler thread while it waits or generates; a few more serve the rest.
+  http_options.handler_threads = config.max_concurrent + config.max_queue + 8;
+  auto http = services::HttpServer::Start(http_options, service.Routes(api_key));
+  if (!http.ok()) return Fail(http.status());
+  Log(LogLevel::kInfo, "edge", "serving",
+      {{"listen", (*http)->address()},
+       {"cloud", config.cloud.endpoint},
+       {"split", config.split},
+       {"codec", codec},
+       {"auth", api_key.empty() ? "none" : "bearer"},
+       {"kernels", ActiveKernels().name}});
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  service.BeginDrain();
+  Log(LogLevel::kInfo, "edge", "draining", {{"signal", strsignal(signal_number)}});
+  services::DrainUnlessSignalledAgain(**http, stop_signals, std::chrono::seconds(config.drain_timeout_s),
+                                      [&] {
+                                        // The operator wants out now: generations in flight are cut off
+                                        // (waiting for them is what the drain did).
+                                        Log(LogLevel::kWarn, "edge", "second signal: exiting without waiting",
+                                            {{"in_flight", std::to_string((*http)->in_flight())}});
+                                        std::_Exit(kExitFailure);
+                                      });
+  Log(LogLevel::kInfo, "edge", "stopping", {{"in_flight", std::to_string((*http)->in_flight())}});
+  (*http)->Stop();
+  return 0;
+}
+
+}  // namespace
+
+int RunEdgeService(std::span<const std::string> args) {
+  const sigset_t stop_signals = services::BlockStopSignals();
+  EdgeConfig config;
+  FlagSet flags(kUsage, "TANDEM");
+  config.Declare(flags);
+  if (auto exit = services::ParseServiceFlags(flags, args, "edge")) return *exit;
+  if (Status valid = config.Validate(); !valid.ok()) return Fail(valid, kExitUsage);
+  auto api_key = config.ReadApiKey();
+  if (!api_key.ok()) return Fail(api_key.status());
+  auto cloud = config.cloud.Resolve();
+  if (!cloud.ok()) return Fail(cloud.status());
+  auto model = LoadModel(config.model, /*fingerprint=*/true);
+  if (!model.ok()) return Fail(model.status());
+  const ActivationCodec codec = *ParseActivationCodec(config.cloud.codec);  // checked by Validate
+  auto fixed = config.ResolveSplit(model->transformer->n_layers(), codec);
+  if (!fixed.ok()) return Fail(fixed.status(), kExitUsage);
+  auto tokenizer =
+      Tokenizer::LoadForModel(config.model.model, config.tokenizer, model->checkpoint->config().vocab_size);
+  if (!tokenizer.ok()) return Fail(tokenizer.status());
+  auto profile = ProfileEdge(*model->transformer, !*fixed);
+  if (!profile.ok()) return Fail(profile.status());
+  EdgeService service(config, {.model = std::move(*model),
+                               .tokenizer = std::move(*tokenizer),
+                               .cloud = std::move(*cloud),
+                               .fixed = std::move(*fixed),
+                               .edge_profile = std::move(*profile),
+                               .registry = MetricsRegistry()});
+  return Serve(service, config, *api_key, config.split == "auto" ? config.allowed_codecs : codec.Name(),
+               stop_signals);
+}
+
+}  // namespace tandem::edge

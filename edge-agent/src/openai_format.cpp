@@ -1,0 +1,94 @@
+#include "tandem/edge/openai_format.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <ctime>
+
+namespace tandem::edge {
+
+using nlohmann::json;
+
+services::HttpResponse ErrorReply(const ApiError& error) {
+  services::HttpResponse response =
+      services::ErrorResponse(error.status, error.message, error.type, error.code, error.param);
+  if (error.status == 503) response.headers.emplace_back("Retry-After", "1");
+  return response;
+}
+
+ApiError UpstreamError(const Status& status) {
+  const bool busy = status.code() == StatusCode::kResourceExhausted;
+  const bool unreachable =
+      status.code() == StatusCode::kUnavailable || status.code() == StatusCode::kDeadlineExceeded;
+  return ApiError{.status = busy || unreachable ? 503 : 502,
+                  .message = status.message(),
+                  .type = "server_error",
+                  .code = busy          ? "upstream_overloaded"
+                          : unreachable ? "upstream_unavailable"
+                                        : "upstream_error"};
+}
+
+json ModelList(const std::string& model) {
+  return {
+      {"object", "list"},
+      {"data", json::array({{{"id", model}, {"object", "model"}, {"created", 0}, {"owned_by", "tandem"}}})}};
+}
+
+std::string SseEvent(const json& body) {
+  return "data: " + body.dump() + "\n\n";
+}
+
+json StreamErrorEvent(const ApiError& error) {
+  return {{"error",
+           {{"message", error.message}, {"type", error.type}, {"code", error.code}, {"param", nullptr}}}};
+}
+
+json CompletionFormat::Chunk(const std::string& id, const std::string& text,
+                             const json& finish_reason) const {
+  return {{"id", id},
+          {"object", "text_completion"},
+          {"created", static_cast<int64_t>(std::time(nullptr))},
+          {"model", model_},
+          {"choices",
+           json::array(
+               {{{"text", text}, {"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish_reason}}})}};
+}
+
+json CompletionFormat::Body(const std::string& id, const Completion& completion) const {
+  json body = Chunk(id, completion.text, completion.finish_reason);
+  body["usage"] = {{"prompt_tokens", completion.prompt_tokens},
+                   {"completion_tokens", completion.completion_tokens},
+                   {"total_tokens", completion.prompt_tokens + completion.completion_tokens}};
+  json move_log = json::array();
+  for (const SplitMove& move : completion.move_log) {
+    move_log.push_back({{"at_ms", move.at_ms}, {"to", move.to}, {"cut", move.cut}, {"reason", move.reason}});
+  }
+  const sched::Candidate& choice = completion.choice;
+  const sched::Candidate& plan = completion.plan;
+  body["tandem"] = {{"cloud", choice.endpoint},
+                    {"cut", CutOf(choice, layers_)},
+                    {"tail_end", TailEndOf(choice, layers_)},
+                    {"codec", choice.local() ? "" : choice.codec.Name()},
+                    {"moves", completion.moves},
+                    {"move_log", std::move(move_log)},
+                    {"plan",
+                     {{"cut", CutOf(plan, layers_)},
+                      {"codec", plan.local() ? "" : plan.codec.Name()},
+                      {"predicted_ttft_ms", plan.prefill_ms},
+                      {"predicted_token_ms", plan.decode_ms}}},
+                    {"seed", completion.seed},
+                    {"bytes_sent", completion.wire.wire_bytes_sent},
+                    {"bytes_received", completion.wire.wire_bytes_received},
+                    {"activation_bytes_float32", completion.wire.raw_bytes},
+                    {"activation_bytes_payload", completion.wire.payload_bytes},
+                    {"ttft_ms", completion.ttft_ms},
+                    {"tokens_per_second", completion.decode_tokens_per_second}};
+  return body;
+}
+
+json CompletionFormat::LastChunk(const std::string& id, const Completion& completion) const {
+  json last = Body(id, completion);
+  last["choices"][0]["text"] = "";
+  return last;
+}
+
+}  // namespace tandem::edge

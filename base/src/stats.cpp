@@ -17,4 +17,9 @@ double NearestRank(std::span<const double> sorted, double p) {
   return sorted[std::max<size_t>(rank, 1) - 1];
 }
 
+double Percentile(std::vector<double> values, double p) {
+  std::sort(values.begin(), values.end());
+  return NearestRank(values, p);
+}
+
 }  // namespace tandem

@@ -19,6 +19,14 @@ std::string_view TrimWhitespace(std::string_view text) {
   return text.substr(begin, text.find_last_not_of(kBlank) - begin + 1);
 }
 
+std::optional<int> ParseInt(std::string_view text) {
+  int value = 0;
+  const char* end = text.data() + text.size();
+  const auto [ptr, error] = std::from_chars(text.data(), end, value);
+  if (text.empty() || error != std::errc() || ptr != end) return std::nullopt;
+  return value;
+}
+
 Result<HostPort> ParseHostPort(std::string_view text, std::string_view default_host) {
   const size_t colon = text.rfind(':');
   const std::string_view port_text = colon == std::string_view::npos ? text : text.substr(colon + 1);

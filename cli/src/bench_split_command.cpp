@@ -67,16 +67,13 @@ Result<std::vector<Plan>> ParseStatics(std::string text, int layers) {
     }
     const size_t colon = item.find(':');
     const std::string codec = colon == std::string::npos ? "fp32" : item.substr(colon + 1);
-    try {
-      size_t used = 0;
-      const int cut = std::stoi(item.substr(0, colon), &used);
-      if (used != std::min(colon, item.size()) || cut < 0) throw std::invalid_argument(item);
-      TANDEM_RETURN_IF_ERROR(ParseActivationCodec(codec).status());
-      plans.push_back({"k=" + std::to_string(cut) + " " + codec, {{"split", cut}, {"codec", codec}}});
-    } catch (const std::invalid_argument&) {
+    const std::optional<int> cut = ParseInt(std::string_view(item).substr(0, colon));
+    if (!cut || *cut < 0) {
       return InvalidArgument("--static takes K, K:CODEC or local items separated by commas, got '" + item +
                              "'");
     }
+    TANDEM_RETURN_IF_ERROR(ParseActivationCodec(codec).status());
+    plans.push_back({"k=" + std::to_string(*cut) + " " + codec, {{"split", *cut}, {"codec", codec}}});
   }
   return plans;
 }

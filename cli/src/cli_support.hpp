@@ -10,7 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "tandem/base/exit_codes.hpp"
 #include "tandem/base/flags.hpp"
+#include "tandem/base/stats.hpp"
+#include "tandem/base/strings.hpp"
 #include "tandem/base/status.hpp"
 #include "tandem/engine/model_loader.hpp"
 #include "tandem/text/tokenizer.hpp"
@@ -18,10 +21,6 @@
 #include "tandem/wire/activation_codec.hpp"
 
 namespace tandem::cli {
-
-// Exit codes: 0 success, 1 failure at run time (bad file, model error), 2 bad usage.
-inline constexpr int kExitFailure = 1;
-inline constexpr int kExitUsage = 2;
 
 // Parses `args`; on --help prints usage and returns 0, on error prints one line and returns kExitUsage;
 // returns nullopt when the command should go on.
@@ -41,15 +40,6 @@ struct GoldenRecord {
 // Reads JSON lines with prompt_ids and ids (e.g. ../shared/golden/stories260K-greedy.jsonl); errors name
 // the file and line.
 Result<std::vector<GoldenRecord>> ReadGolden(const std::string& path);
-
-// The nearest-rank percentile `p` (0..100] of `sorted` (ascending, not empty).
-double NearestRank(std::span<const double> sorted, double p);
-
-// The nearest-rank percentile `p` (0..100] of `values` (in any order, not empty).
-double Percentile(std::vector<double> values, double p);
-
-// The median of `values` (0 when empty).
-double Median(std::vector<double> values);
 
 // `value` with `digits` decimals ("%.*f": "1.27").
 std::string FixedPoint(double value, int digits);

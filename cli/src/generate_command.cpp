@@ -41,17 +41,15 @@ Result<std::vector<Move>> ParseMoves(const std::string& text, int layers) {
   for (const std::string_view piece : ListItems(text)) {
     const std::string item(piece);
     const size_t colon = item.find(':');
-    Move move;
-    try {
-      size_t used = 0;
-      move.after_tokens = std::stoi(item.substr(0, colon), &used);
-      if (colon == std::string::npos || used != colon) throw std::invalid_argument(item);
-      const std::string cut = item.substr(colon + 1);
-      move.cut = cut == "local" ? layers : std::stoi(cut, &used);
-      if (cut != "local" && used != cut.size()) throw std::invalid_argument(item);
-    } catch (const std::exception&) {
+    const std::optional<int> after_tokens =
+        colon == std::string::npos ? std::nullopt : ParseInt(std::string_view(item).substr(0, colon));
+    const std::string_view cut_text =
+        colon == std::string::npos ? std::string_view() : std::string_view(item).substr(colon + 1);
+    const std::optional<int> cut = cut_text == "local" ? std::optional<int>(layers) : ParseInt(cut_text);
+    if (!after_tokens || !cut) {
       return InvalidArgument("--moves takes N:K or N:local items separated by commas, got '" + item + "'");
     }
+    const Move move{.after_tokens = *after_tokens, .cut = *cut};
     if (move.after_tokens < 1 || move.cut < 0 || move.cut > layers ||
         (!moves.empty() && move.after_tokens <= moves.back().after_tokens)) {
       return InvalidArgument("--moves: token counts must be >= 1 and increasing, cuts within 0.." +

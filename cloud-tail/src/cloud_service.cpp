@@ -24,9 +24,6 @@
 namespace tandem::cloud {
 namespace {
 
-using services::kExitFailure;
-using services::kExitUsage;
-
 // Logs the error line and returns the exit code.
 int Fail(const Status& status, int exit_code = kExitFailure) {
   return services::FailService("cloud", status, exit_code);

@@ -17,9 +17,6 @@
 namespace tandem::edge {
 namespace {
 
-using services::kExitFailure;
-using services::kExitUsage;
-
 constexpr char kUsage[] =
     "usage: tandem-edge --model M [--tokenizer T] --cloud tcp://HOST:PORT --cloud-key cloud.pub "
     "--client-key edge.key [--listen 127.0.0.1:8080] [--split auto|K] [--codec C] [flags]";

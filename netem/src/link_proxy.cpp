@@ -1,6 +1,5 @@
 #include "tandem/netem/link_proxy.hpp"
 
-#include <charconv>
 #include <cstdio>
 #include <future>
 #include <map>
@@ -16,6 +15,7 @@
 
 #include "link_connection.hpp"
 #include "tandem/base/log.hpp"
+#include "tandem/base/strings.hpp"
 
 namespace tandem::netem {
 namespace {
@@ -33,24 +33,6 @@ std::string FormatMs(std::chrono::microseconds duration) {
   char text[32];
   std::snprintf(text, sizeof(text), "%.3f", static_cast<double>(us) / 1000.0);
   return text;
-}
-
-// "HOST:PORT", "[v6]:PORT", ":PORT" or "PORT" (the last two only when `default_host` is not empty).
-Status SplitHostPort(const std::string& text, const std::string& default_host, std::string* host,
-                     uint16_t* port) {
-  const size_t colon = text.rfind(':');
-  std::string port_text = colon == std::string::npos ? text : text.substr(colon + 1);
-  *host = colon == std::string::npos ? "" : text.substr(0, colon);
-  if (host->size() >= 2 && host->front() == '[' && host->back() == ']')
-    *host = host->substr(1, host->size() - 2);
-  if (host->empty()) *host = default_host;
-  if (host->empty()) return InvalidArgument("'" + text + "' is not HOST:PORT");
-  const char* end = port_text.data() + port_text.size();
-  const auto [ptr, error] = std::from_chars(port_text.data(), end, *port);
-  if (port_text.empty() || error != std::errc() || ptr != end) {
-    return InvalidArgument("'" + text + "': '" + port_text + "' is not a port number");
-  }
-  return Status::Ok();
 }
 
 }  // namespace
@@ -127,10 +109,10 @@ class LinkProxy::Impl {
 };
 
 Result<tcp::endpoint> LinkProxy::Impl::ResolveListen() {
-  std::string host;
-  uint16_t port = 0;
-  TANDEM_RETURN_IF_ERROR(
-      SplitHostPort(options_.listen, "127.0.0.1", &host, &port).WithContext("listen address"));
+  auto listen = ParseHostPort(options_.listen, "127.0.0.1");
+  if (!listen.ok()) return listen.status().WithContext("listen address");
+  const std::string& host = listen->host;
+  const uint16_t port = listen->port;
   error_code ec;
   tcp::endpoint endpoint;
   if (const asio::ip::address address = asio::ip::make_address(host, ec); !ec) {
@@ -152,9 +134,10 @@ Result<tcp::endpoint> LinkProxy::Impl::ResolveListen() {
 }
 
 Status LinkProxy::Impl::ResolveTarget() {
-  std::string host;
-  uint16_t port = 0;
-  TANDEM_RETURN_IF_ERROR(SplitHostPort(options_.target, "", &host, &port).WithContext("target address"));
+  auto target = ParseHostPort(options_.target);
+  if (!target.ok()) return target.status().WithContext("target address");
+  const std::string& host = target->host;
+  const uint16_t port = target->port;
   if (port == 0) return InvalidArgument("target address '" + options_.target + "': port 0");
   error_code ec;
   tcp::resolver resolver(ioc_);

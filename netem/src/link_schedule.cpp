@@ -1,27 +1,15 @@
 #include "tandem/netem/link_schedule.hpp"
 
-#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <initializer_list>
 #include <string>
 
 #include "tandem/base/flags.hpp"
+#include "tandem/base/strings.hpp"
 
 namespace tandem::netem {
 namespace {
-
-std::string_view Trim(std::string_view text) {
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
-  return text;
-}
-
-std::string Lower(std::string_view text) {
-  std::string lower(text);
-  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return lower;
-}
 
 // "1.5mbit" → {1.5, "mbit"}: a non-negative finite number followed by a unit.
 Status SplitNumberAndUnit(std::string_view text, double* number, std::string* unit) {
@@ -31,7 +19,7 @@ Status SplitNumberAndUnit(std::string_view text, double* number, std::string* un
   if (text.empty() || error != std::errc() || !std::isfinite(*number) || *number < 0 || text[0] == '-') {
     return InvalidArgument("'" + std::string(text) + "' does not start with a non-negative number");
   }
-  *unit = Lower(Trim(std::string_view(ptr, static_cast<size_t>(end - ptr))));
+  *unit = AsciiLower(TrimWhitespace(std::string_view(ptr, static_cast<size_t>(end - ptr))));
   return Status::Ok();
 }
 
@@ -59,8 +47,8 @@ Result<double> ParseScaled(std::string_view trimmed, std::string_view what,
 // One phase's text, "DURATION:RATE:RTT" or "DURATION:down"; `context` names it in errors.
 Result<LinkPhase> ParseLinkPhase(std::string_view phase_text, const std::string& context) {
   std::vector<std::string_view> fields = SplitList(phase_text, ':');
-  for (std::string_view& field : fields) field = Trim(field);
-  const bool down = fields.size() == 2 && Lower(fields[1]) == "down";
+  for (std::string_view& field : fields) field = TrimWhitespace(field);
+  const bool down = fields.size() == 2 && AsciiLower(fields[1]) == "down";
   if (!down && fields.size() != 3) {
     return InvalidArgument(context + ": expected DURATION:RATE:RTT or DURATION:down");
   }
@@ -84,7 +72,7 @@ Result<LinkPhase> ParseLinkPhase(std::string_view phase_text, const std::string&
 }  // namespace
 
 Result<int64_t> ParseLinkRate(std::string_view text) {
-  const std::string_view trimmed = Trim(text);
+  const std::string_view trimmed = TrimWhitespace(text);
   // tc's "mbps" means megabytes per second; it is refused rather than guessed.
   TANDEM_ASSIGN_OR_RETURN(
       const double bps,
@@ -96,7 +84,7 @@ Result<int64_t> ParseLinkRate(std::string_view text) {
 }
 
 Result<std::chrono::microseconds> ParseLinkDuration(std::string_view text) {
-  const std::string_view trimmed = Trim(text);
+  const std::string_view trimmed = TrimWhitespace(text);
   TANDEM_ASSIGN_OR_RETURN(
       const double us, ParseScaled(trimmed, "duration", {{"us", 1}, {"ms", 1e3}, {"s", 1e6}, {"m", 60e6}}));
   if (us > 1e15) return InvalidArgument("duration '" + std::string(trimmed) + "' is too long");
@@ -104,10 +92,10 @@ Result<std::chrono::microseconds> ParseLinkDuration(std::string_view text) {
 }
 
 Result<std::vector<LinkPhase>> ParseLinkSchedule(std::string_view text) {
-  if (Trim(text).empty()) return InvalidArgument("schedule is empty");
+  if (TrimWhitespace(text).empty()) return InvalidArgument("schedule is empty");
   std::vector<LinkPhase> phases;
   for (const std::string_view piece : SplitList(text)) {
-    const std::string_view phase_text = Trim(piece);
+    const std::string_view phase_text = TrimWhitespace(piece);
     const std::string context =
         "schedule phase " + std::to_string(phases.size()) + " ('" + std::string(phase_text) + "')";
     TANDEM_ASSIGN_OR_RETURN(LinkPhase phase, ParseLinkPhase(phase_text, context));

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <utility>
 
+#include "tandem/base/exit_codes.hpp"
 #include "tandem/base/flags.hpp"
 #include "tandem/base/log.hpp"
 #include "tandem/netem/link_proxy.hpp"
@@ -14,10 +15,6 @@ namespace tandem::netem {
 namespace {
 
 constexpr std::string_view kComponent = "link";
-// The same exit codes as every Tandem service (services/service_main.hpp), mirrored rather than linked so
-// that this small tool does not pull in Beast and prometheus-cpp.
-constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
 
 struct LinkConfig {
   std::string listen = "127.0.0.1:0";

@@ -10,6 +10,8 @@
 #include <cctype>
 #include <optional>
 
+#include "tandem/base/strings.hpp"
+
 namespace tandem::services {
 namespace {
 
@@ -18,12 +20,6 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using SteadyClock = std::chrono::steady_clock;
-
-std::string ToLower(std::string_view text) {
-  std::string out(text);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
-  return out;
-}
 
 // Blocking calls with a deadline: each step is started as an asynchronous operation and the io_context
 // runs until it completes or the deadline passes; then `cancel` aborts it (Beast's own stream timeouts
@@ -58,13 +54,10 @@ class Exchange {
   }
 
   Status Connect() {
-    const size_t colon = host_port_.rfind(':');
-    if (colon == std::string::npos || colon + 1 == host_port_.size()) {
-      return InvalidArgument("HTTP address '" + host_port_ + "' is not host:port");
-    }
-    std::string host = host_port_.substr(0, colon);
-    const std::string port = host_port_.substr(colon + 1);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    auto address = ParseHostPort(host_port_);
+    if (!address.ok()) return address.status().WithContext("HTTP address");
+    const std::string& host = address->host;
+    const std::string port = std::to_string(address->port);
     tcp::resolver resolver(io_);
     tcp::resolver::results_type endpoints;
     beast::error_code ec = Step(
@@ -111,7 +104,7 @@ class Exchange {
     reply.status = static_cast<int>(parser.get().result_int());
     for (const auto& field : parser.get()) {
       reply.headers.emplace_back(
-          ToLower(std::string_view(field.name_string().data(), field.name_string().size())),
+          AsciiLower(std::string_view(field.name_string().data(), field.name_string().size())),
           std::string(field.value()));
     }
     char piece[16384];
@@ -177,7 +170,7 @@ Status HttpExchange(const std::string& host_port, const HttpClientRequest& reque
     bool has_type = false;
     for (const auto& [name, value] : request.headers) {
       raw.set(name, value);
-      has_type = has_type || ToLower(name) == "content-type";
+      has_type = has_type || AsciiLower(name) == "content-type";
     }
     if (!request.body.empty() && !has_type) raw.set(http::field::content_type, "application/json");
     raw.body() = request.body;

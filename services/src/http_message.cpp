@@ -6,6 +6,8 @@
 #include <string_view>
 #include <utility>
 
+#include "tandem/base/strings.hpp"
+
 namespace tandem::services {
 namespace {
 
@@ -16,14 +18,6 @@ constexpr size_t kMaxRequestIdLength = 128;
 
 std::string_view ToStd(beast::string_view text) {
   return {text.data(), text.size()};
-}
-
-std::string ToLower(std::string_view text) {
-  std::string lower(text);
-  for (char& c : lower) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return lower;
 }
 
 bool IsSaneRequestId(std::string_view id) {
@@ -72,7 +66,7 @@ HttpRequest ToHttpRequest(http::request<http::string_body>&& raw) {
   request.path = std::string(target.substr(0, question));
   if (question != std::string_view::npos) request.query = std::string(target.substr(question + 1));
   for (const auto& field : raw) {
-    request.headers.emplace_back(ToLower(ToStd(field.name_string())), std::string(ToStd(field.value())));
+    request.headers.emplace_back(AsciiLower(ToStd(field.name_string())), std::string(ToStd(field.value())));
   }
   request.body = std::move(raw.body());
   request.request_id = RequestIdFrom(raw.base());

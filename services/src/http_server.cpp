@@ -1,6 +1,5 @@
 #include "tandem/services/http_server.hpp"
 
-#include <charconv>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -16,6 +15,7 @@
 #include <boost/beast/core/error.hpp>
 
 #include "http_session.hpp"
+#include "tandem/base/strings.hpp"
 
 namespace tandem::services {
 namespace {
@@ -28,20 +28,14 @@ constexpr std::chrono::milliseconds kAcceptBackoff{50};
 
 // "host:port", "[v6]:port" or ":port" (all interfaces).
 Result<tcp::endpoint> ResolveListen(const std::string& listen, asio::io_context& ioc) {
-  const size_t colon = listen.rfind(':');
-  if (colon == std::string::npos) {
+  if (listen.find(':') == std::string::npos) {
     return InvalidArgument("listen address '" + listen + "' is not host:port");
   }
-  std::string host = listen.substr(0, colon);
-  const std::string port_text = listen.substr(colon + 1);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  if (host.empty()) host = "0.0.0.0";
-  uint16_t port = 0;
-  const char* end = port_text.data() + port_text.size();
-  const auto [ptr, error] = std::from_chars(port_text.data(), end, port);
-  if (port_text.empty() || error != std::errc() || ptr != end) {
-    return InvalidArgument("listen address '" + listen + "': '" + port_text + "' is not a port number");
-  }
+  auto parsed = ParseHostPort(listen, "0.0.0.0");
+  if (!parsed.ok()) return parsed.status().WithContext("listen address");
+  const std::string& host = parsed->host;
+  const uint16_t port = parsed->port;
+  const std::string port_text = std::to_string(port);
   beast::error_code ec;
   const asio::ip::address address = asio::ip::make_address(host, ec);
   if (!ec) return tcp::endpoint(address, port);

@@ -4,6 +4,8 @@
 #include <cctype>
 #include <sstream>
 
+#include "tandem/base/strings.hpp"
+
 namespace tandem::testing {
 namespace {
 
@@ -12,12 +14,6 @@ bool IsIdentifierStart(char c) {
 }
 bool IsIdentifierChar(char c) {
   return IsIdentifierStart(c) || std::isdigit(static_cast<unsigned char>(c));
-}
-
-std::string Lower(std::string text) {
-  std::transform(text.begin(), text.end(), text.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return text;
 }
 
 // The index just past the string literal opening at `at`: "..." and '...' with backslash escapes, `...` raw.
@@ -66,7 +62,7 @@ const std::set<std::string> kScrapeSeries = {"up", "scrape_duration_seconds", "s
 bool AggregationClauseFollows(const std::string& text, size_t at) {
   size_t end = at;
   while (end < text.size() && IsIdentifierChar(text[end])) ++end;
-  const std::string word = Lower(text.substr(at, end - at));
+  const std::string word = AsciiLower(text.substr(at, end - at));
   if (word != "by" && word != "without") return false;
   const size_t list = SkipSpaces(text, end);
   if (list >= text.size() || text[list] != '(') return false;
@@ -120,7 +116,7 @@ std::set<std::string> PromqlMetricNames(const std::string& expression) {
       const std::string word = text.substr(begin, i - begin);
       const size_t next = SkipSpaces(text, i);
       const bool call = next < text.size() && (text[next] == '(' || AggregationClauseFollows(text, next));
-      const std::string lower = Lower(word);
+      const std::string lower = AsciiLower(word);
       if (kLabelListClauses.count(lower) != 0) {
         if (call) i = SkipBalanced(text, next);
       } else if (!call && kKeywords.count(lower) == 0) {

@@ -20,6 +20,14 @@ TEST(StringsTest, TrimWhitespaceKeepsTheMiddle) {
   EXPECT_EQ(TrimWhitespace("x"), "x");
 }
 
+TEST(StringsTest, ParseIntTakesWholeDecimalsOnly) {
+  EXPECT_EQ(ParseInt("42"), 42);
+  EXPECT_EQ(ParseInt("-3"), -3);
+  for (const char* bad : {"", " 1", "1 ", "+1", "1x", "0x10", "99999999999"}) {
+    EXPECT_FALSE(ParseInt(bad).has_value()) << bad;
+  }
+}
+
 TEST(StringsTest, ParseHostPortTakesNamesV6AndDefaults) {
   auto plain = ParseHostPort("127.0.0.1:8080");
   ASSERT_TRUE(plain.ok()) << plain.status().ToString();
@@ -58,6 +66,7 @@ TEST(StatsTest, NearestRankPercentiles) {
   EXPECT_EQ(NearestRank(sorted, 90), 9);
   EXPECT_EQ(NearestRank(sorted, 100), 10);
   EXPECT_EQ(NearestRank(sorted, 1), 1);
+  EXPECT_EQ(Percentile({10, 1, 5, 3, 9, 2, 4, 8, 7, 6}, 90), 9);
 }
 
 }  // namespace

@@ -12,4 +12,7 @@ double Median(std::vector<double> values);
 // The nearest-rank `p`th percentile (0 < p <= 100) of `sorted` (ascending, not empty).
 double NearestRank(std::span<const double> sorted, double p);
 
+// The same of `values` in any order (not empty).
+double Percentile(std::vector<double> values, double p);
+
 }  // namespace tandem

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -15,6 +16,10 @@ std::string AsciiLower(std::string_view text);
 
 // `text` without leading and trailing spaces, tabs, CR, LF, VT and FF.
 std::string_view TrimWhitespace(std::string_view text);
+
+// `text` as a decimal int (an optional '-', then digits, nothing else); nullopt when it is not one or
+// does not fit.
+std::optional<int> ParseInt(std::string_view text);
 
 struct HostPort {
   std::string host;  // without the brackets of "[v6]"

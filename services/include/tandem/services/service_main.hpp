@@ -10,15 +10,13 @@
 #include <string>
 #include <string_view>
 
+#include "tandem/base/exit_codes.hpp"
 #include "tandem/base/flags.hpp"
 #include "tandem/base/status.hpp"
 
 namespace tandem::services {
 
 class HttpServer;
-
-inline constexpr int kExitFailure = 1;  // a failure at run time (bad file, bind failure, model error)
-inline constexpr int kExitUsage = 2;    // bad flags
 
 // Blocks SIGTERM and SIGINT in the calling thread and in every thread it starts afterwards (call it first
 // in main), and makes threads started before (by libraries) pass them on to the calling thread; returns

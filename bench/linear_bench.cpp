@@ -36,8 +36,8 @@ void TimeLinear(benchmark::State& state, tandem::WeightFormat format, int64_t ro
     benchmark::DoNotOptimize(y.data());
   }
   state.SetBytesProcessed(state.iterations() * linear->WeightBytes());
-  state.counters["rows/s"] = benchmark::Counter(static_cast<double>(state.iterations() * rows),
-                                                benchmark::Counter::kIsRate);
+  state.counters["rows/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations() * rows), benchmark::Counter::kIsRate);
 }
 
 void BM_Linear(benchmark::State& state, tandem::WeightFormat format, int64_t rows) {
@@ -67,9 +67,9 @@ void BM_MemoryRead(benchmark::State& state, int64_t bytes) {
   state.SetBytesProcessed(state.iterations() * bytes);
 }
 
-BENCHMARK_CAPTURE(BM_MemoryRead, float32_weights, kOut * kIn * 4)->UseRealTime();
+BENCHMARK_CAPTURE(BM_MemoryRead, float32_weights, kOut* kIn * 4)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Linear, decode_float32, tandem::WeightFormat::kFloat32, 1)->UseRealTime();
-BENCHMARK_CAPTURE(BM_MemoryRead, int8_weights, kOut * kIn)->UseRealTime();
+BENCHMARK_CAPTURE(BM_MemoryRead, int8_weights, kOut* kIn)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Linear, decode_int8, tandem::WeightFormat::kInt8, 1)->UseRealTime();
 BENCHMARK_CAPTURE(BM_DecodeBatch, decode_batch4_float32, tandem::WeightFormat::kFloat32, 4)->UseRealTime();
 BENCHMARK_CAPTURE(BM_DecodeBatch, decode_batch8_float32, tandem::WeightFormat::kFloat32, 8)->UseRealTime();

@@ -2,9 +2,9 @@
 #include <string>
 #include <vector>
 
-#include "tandem/cloud/cloud_service.hpp"
+#include "tandem/cloud_tail/cloud_service.hpp"
 
 int main(int argc, char** argv) {
   const std::vector<std::string> args(argv + 1, argv + argc);
-  return tandem::cloud::RunCloudService(args);
+  return tandem::cloud_tail::RunCloudService(args);
 }

@@ -2,9 +2,9 @@
 #include <string>
 #include <vector>
 
-#include "tandem/edge/edge_main.hpp"
+#include "tandem/edge_agent/edge_main.hpp"
 
 int main(int argc, char** argv) {
   const std::vector<std::string> args(argv + 1, argv + argc);
-  return tandem::edge::RunEdgeService(args);
+  return tandem::edge_agent::RunEdgeService(args);
 }

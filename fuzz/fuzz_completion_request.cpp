@@ -10,13 +10,13 @@
 #include <string_view>
 
 #include "fuzz_support.hpp"
-#include "tandem/edge/completion_request.hpp"
+#include "tandem/edge_agent/completion_request.hpp"
 
 namespace {
 
-using tandem::edge::ApiError;
-using tandem::edge::CompletionLimits;
-using tandem::edge::CompletionRequest;
+using tandem::edge_agent::ApiError;
+using tandem::edge_agent::CompletionLimits;
+using tandem::edge_agent::CompletionRequest;
 
 // Small limits so that the fuzzer reaches both sides of each check.
 constexpr CompletionLimits kLimits{.max_tokens_cap = 256, .max_prompt_bytes = 1024};
@@ -50,7 +50,7 @@ void CheckRequest(const CompletionRequest& request) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view body(reinterpret_cast<const char*>(data), size);
   try {
-    auto parsed = tandem::edge::ParseCompletionRequest(body, kLimits);
+    auto parsed = tandem::edge_agent::ParseCompletionRequest(body, kLimits);
     if (!parsed.ok()) {
       FUZZ_CHECK(parsed.error().status >= 400 && parsed.error().status <= 599);
       RenderError(parsed.error());

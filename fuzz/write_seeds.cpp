@@ -21,8 +21,8 @@
 #include <vector>
 
 #include "tandem/model/checkpoint.hpp"
-#include "tandem/wire/protocol.hpp"
 #include "tandem/wire/activation_codec.hpp"
+#include "tandem/wire/protocol.hpp"
 
 namespace {
 

@@ -2,9 +2,9 @@
 #include <string>
 #include <vector>
 
-#include "tandem/sched/scheduler_service.hpp"
+#include "tandem/scheduler/scheduler_service.hpp"
 
 int main(int argc, char** argv) {
   const std::vector<std::string> args(argv + 1, argv + argc);
-  return tandem::sched::RunSchedulerService(args);
+  return tandem::scheduler::RunSchedulerService(args);
 }

@@ -20,15 +20,15 @@ ALLOWED = {
     "engine": {"base", "kernels", "model", "wire", "engine"},
     "services": {"base", "services"},
     "netem": {"base", "netem"},
-    "scheduler": {"base", "model", "wire", "services", "sched"},
-    "edge-agent": {"base", "kernels", "model", "text", "wire", "engine", "services", "sched", "edge"},
-    "cloud-tail": {"base", "kernels", "model", "text", "wire", "engine", "services", "sched", "cloud"},
+    "scheduler": {"base", "model", "wire", "services", "scheduler"},
+    "edge-agent": {"base", "kernels", "model", "text", "wire", "engine", "services", "scheduler", "edge_agent"},
+    "cloud-tail": {"base", "kernels", "model", "text", "wire", "engine", "services", "scheduler", "cloud_tail"},
 }
 # Library targets by the include namespace they provide.
 TARGETS = {"tandem_kernels": "kernels", "tandem_base": "base", "tandem_model": "model", "tandem_text": "text",
            "tandem_wire": "wire", "tandem_engine": "engine", "tandem_services": "services",
-           "tandem_netem": "netem", "tandem_sched": "sched", "tandem_scheduler": "sched", "tandem_edge": "edge",
-           "tandem_cloud": "cloud"}
+           "tandem_netem": "netem", "tandem_scheduler": "scheduler", "tandem_scheduler_service": "scheduler", "tandem_edge_agent": "edge_agent",
+           "tandem_cloud_tail": "cloud_tail"}
 LINK = re.compile(r"target_link_libraries\(\s*([A-Za-z0-9_-]+)([^)]*)\)", re.S)
 INCLUDE = re.compile(r'^\s*#\s*include\s+[<"]tandem/([a-z_]+)/')
 SOURCES = {".cpp", ".hpp", ".h", ".cc"}

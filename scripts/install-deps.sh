@@ -17,6 +17,7 @@ tool_packages=(
   # sources for ARM64).
   g++-aarch64-linux-gnu qemu-user-static googletest
   clang-14 libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer, ASan, UBSan
+  clang-format clang-tidy universal-ctags  # format_check, tidy_check, size_check (scripts/check_*.py)
   wrk  # scripts/load.sh
   # deploy/: the compose file's schema (docker-compose config), the Helm renderer (Go, sprig), the
   # manifests' Kubernetes schemas (python3-kubernetes), and a real Prometheus for prometheus_test.

@@ -22,11 +22,11 @@
 #include "cli_support.hpp"
 #include "commands.hpp"
 #include "split_setup.hpp"
-#include "tandem/cloud/tail_server.hpp"
-#include "tandem/wire/curve.hpp"
+#include "tandem/cloud_tail/tail_server.hpp"
+#include "tandem/edge_agent/remote_tail.hpp"
 #include "tandem/engine/pipeline.hpp"
 #include "tandem/engine/threading.hpp"
-#include "tandem/edge/remote_tail.hpp"
+#include "tandem/wire/curve.hpp"
 
 namespace tandem::cli {
 namespace {
@@ -109,15 +109,15 @@ Result<json> MeasureMonolithic(const LoadedModel& model, const SuiteOptions& opt
 
 // A CURVE tail in this process on a free loopback port, and the client options that reach it.
 struct InProcessTail {
-  std::unique_ptr<cloud::TailServer> server;
+  std::unique_ptr<cloud_tail::TailServer> server;
   std::shared_ptr<prometheus::Registry> registry;
-  edge::CloudOptions client;
+  edge_agent::CloudOptions client;
 };
 
 Result<InProcessTail> StartInProcessTail(const LoadedModel& model, const SuiteOptions& options) {
   TANDEM_ASSIGN_OR_RETURN(const CurveKeyPair server_keys, GenerateCurveKeyPair());
   TANDEM_ASSIGN_OR_RETURN(const CurveKeyPair client_keys, GenerateCurveKeyPair());
-  cloud::TailServerOptions server_options;
+  cloud_tail::TailServerOptions server_options;
   server_options.bind = "tcp://127.0.0.1:0";
   server_options.security.own_keys = server_keys;
   server_options.allowed_clients = {client_keys.public_key};
@@ -125,8 +125,9 @@ Result<InProcessTail> StartInProcessTail(const LoadedModel& model, const SuiteOp
   server_options.max_batch_wait = std::chrono::microseconds(options.max_batch_wait_us);
   InProcessTail tail;
   tail.registry = std::make_shared<prometheus::Registry>();
-  TANDEM_ASSIGN_OR_RETURN(tail.server, cloud::TailServer::Start(model.transformer, model.fingerprint,
-                                                                std::move(server_options), tail.registry));
+  TANDEM_ASSIGN_OR_RETURN(tail.server,
+                          cloud_tail::TailServer::Start(model.transformer, model.fingerprint,
+                                                        std::move(server_options), tail.registry));
   tail.client.endpoint = tail.server->endpoint();
   tail.client.security.own_keys = client_keys;
   tail.client.security.server_public_key = server_keys.public_key;
@@ -201,12 +202,13 @@ Result<TailRound> RunTailRound(const LoadedModel& model, InProcessTail& tail, co
   auto session = [&](int index) {
     bool waited = false;
     auto run = [&]() -> Status {
-      TANDEM_ASSIGN_OR_RETURN(auto connection, edge::CloudConnection::Connect(context, tail.client, hello));
-      TANDEM_ASSIGN_OR_RETURN(auto remote,
-                              edge::RemoteTail::Open(*connection, {.cut = cut,
-                                                                   .codec = {},
-                                                                   .sampling = SamplingParams{0.0f, 1.0f, 0},
-                                                                   .max_positions = positions}));
+      TANDEM_ASSIGN_OR_RETURN(auto connection,
+                              edge_agent::CloudConnection::Connect(context, tail.client, hello));
+      TANDEM_ASSIGN_OR_RETURN(
+          auto remote, edge_agent::RemoteTail::Open(*connection, {.cut = cut,
+                                                                  .codec = {},
+                                                                  .sampling = SamplingParams{0.0f, 1.0f, 0},
+                                                                  .max_positions = positions}));
       TANDEM_RETURN_IF_ERROR(remote->Forward(workload.prefill).status());
       TANDEM_RETURN_IF_ERROR(remote->Forward(workload.decode.front()).status());
       start_line.arrive_and_wait();
@@ -523,10 +525,12 @@ int RunBenchSuite(std::span<const std::string> args) {
                         "(--gen-tokens >= 2), --warmup and --max-batch-wait-us not negative"),
         kExitUsage);
   }
-  if (!options.model.int8_blocks.empty() || options.model.int8_head ||
-      !options.model.int4_blocks.empty() || options.model.int4_head) {
-    return Fail(kCommand, InvalidArgument("the suite measures float32 and int8 itself: no --int8-blocks or --int4-blocks"),
-                kExitUsage);
+  if (!options.model.int8_blocks.empty() || options.model.int8_head || !options.model.int4_blocks.empty() ||
+      options.model.int4_head) {
+    return Fail(
+        kCommand,
+        InvalidArgument("the suite measures float32 and int8 itself: no --int8-blocks or --int4-blocks"),
+        kExitUsage);
   }
   const auto codecs = SelectedCodecs(options.codecs);
   if (!codecs.ok()) return Fail(kCommand, codecs.status(), kExitUsage);

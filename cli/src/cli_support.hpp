@@ -13,11 +13,11 @@
 #include "tandem/base/exit_codes.hpp"
 #include "tandem/base/flags.hpp"
 #include "tandem/base/stats.hpp"
-#include "tandem/base/strings.hpp"
 #include "tandem/base/status.hpp"
+#include "tandem/base/strings.hpp"
 #include "tandem/engine/model_loader.hpp"
-#include "tandem/text/tokenizer.hpp"
 #include "tandem/engine/transformer.hpp"
+#include "tandem/text/tokenizer.hpp"
 #include "tandem/wire/activation_codec.hpp"
 
 namespace tandem::cli {

@@ -9,8 +9,8 @@
 #include "cli_support.hpp"
 #include "commands.hpp"
 #include "split_setup.hpp"
+#include "tandem/edge_agent/movable_split.hpp"
 #include "tandem/engine/pipeline.hpp"
-#include "tandem/edge/movable_split.hpp"
 
 namespace tandem::cli {
 namespace {
@@ -89,8 +89,10 @@ Result<Run> RunPipeline(const LoadedModel& model, TailFactory& tails, const Gene
     TANDEM_ASSIGN_OR_RETURN(Generation generation, Generate(edge, *tail, prompt_ids, options, on_token));
     return Run{std::move(generation), tails.Report(*tail)};
   }
-  const auto choice = [&](int cut) { return sched::Candidate{.tail = cut < layers ? 0 : -1, .cut = cut}; };
-  edge::MovableSplit split(model.transformer, capacity, [&](const sched::Candidate& next) {
+  const auto choice = [&](int cut) {
+    return scheduler::Candidate{.tail = cut < layers ? 0 : -1, .cut = cut};
+  };
+  edge_agent::MovableSplit split(model.transformer, capacity, [&](const scheduler::Candidate& next) {
     return next.local() ? Result<std::unique_ptr<TailRunner>>(
                               std::make_unique<LocalTail>(model.transformer, layers, capacity, sampling))
                         : tails.NewTail(capacity, sampling, next.cut);

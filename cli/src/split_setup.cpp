@@ -32,7 +32,7 @@ Result<std::unique_ptr<TailFactory>> TailFactory::Create(const LoadedModel& mode
   TANDEM_RETURN_IF_ERROR(flags.Validate(model.transformer->n_layers()));
   TANDEM_ASSIGN_OR_RETURN(const ActivationCodec codec, ParseActivationCodec(flags.cloud.codec));
   if (flags.cloud.enabled()) {
-    TANDEM_ASSIGN_OR_RETURN(const edge::CloudOptions options, flags.cloud.Resolve());
+    TANDEM_ASSIGN_OR_RETURN(const edge_agent::CloudOptions options, flags.cloud.Resolve());
     return Connect(model, flags.split, codec, options, flags.tail_end);
   }
   const bool split = flags.split >= 0;
@@ -42,11 +42,12 @@ Result<std::unique_ptr<TailFactory>> TailFactory::Create(const LoadedModel& mode
 
 Result<std::unique_ptr<TailFactory>> TailFactory::Connect(const LoadedModel& model, int cut,
                                                           ActivationCodec codec,
-                                                          const edge::CloudOptions& options, int tail_end) {
+                                                          const edge_agent::CloudOptions& options,
+                                                          int tail_end) {
   std::unique_ptr<TailFactory> factory(new TailFactory(model, cut, /*split=*/true, codec, tail_end));
   factory->context_ = std::make_unique<zmq::context_t>();
-  TANDEM_ASSIGN_OR_RETURN(factory->connection_,
-                          edge::CloudConnection::Connect(*factory->context_, options, model.Describe()));
+  TANDEM_ASSIGN_OR_RETURN(factory->connection_, edge_agent::CloudConnection::Connect(
+                                                    *factory->context_, options, model.Describe()));
   return factory;
 }
 
@@ -57,13 +58,13 @@ Result<std::unique_ptr<TailRunner>> TailFactory::NewTail(int capacity, SamplingP
   const bool private_output = tail_end_ > cut;
   std::unique_ptr<TailRunner> tail;
   if (connection_) {
-    return edge::OpenRemoteSplit(*connection_,
-                                 {.cut = cut,
-                                  .codec = codec_,
-                                  .sampling = sampling,
-                                  .max_positions = static_cast<uint32_t>(capacity),
-                                  .end_block = private_output ? tail_end_ : 0},
-                                 model_.transformer);
+    return edge_agent::OpenRemoteSplit(*connection_,
+                                       {.cut = cut,
+                                        .codec = codec_,
+                                        .sampling = sampling,
+                                        .max_positions = static_cast<uint32_t>(capacity),
+                                        .end_block = private_output ? tail_end_ : 0},
+                                       model_.transformer);
   }
   if (private_output) {
     // The middle's rows cross the codec both ways, as they would the wire.

@@ -6,16 +6,16 @@
 
 #include <memory>
 
+#include "tandem/edge_agent/cloud_flags.hpp"
 #include "tandem/engine/model_loader.hpp"
 #include "tandem/engine/pipeline.hpp"
-#include "tandem/edge/cloud_flags.hpp"
 
 namespace tandem::cli {
 
 struct SplitFlags {
-  int split = -1;  // -1: all local
+  int split = -1;    // -1: all local
   int tail_end = 0;  // private output: the tail runs [split, tail_end), this side the rest; 0: off
-  edge::CloudFlags cloud;
+  edge_agent::CloudFlags cloud;
 
   void Declare(FlagSet& flags);
   // A usage error when the flags do not fit together or with a model of `layers` blocks.
@@ -31,7 +31,8 @@ class TailFactory {
   // With `tail_end` > cut, private output: the tail runs [cut, tail_end) and returns its rows.
   static Result<std::unique_ptr<TailFactory>> Connect(const LoadedModel& model, int cut,
                                                       ActivationCodec codec,
-                                                      const edge::CloudOptions& options, int tail_end = 0);
+                                                      const edge_agent::CloudOptions& options,
+                                                      int tail_end = 0);
   ~TailFactory();
 
   int cut() const { return cut_; }
@@ -51,7 +52,7 @@ class TailFactory {
   bool split_;
   ActivationCodec codec_;
   std::unique_ptr<zmq::context_t> context_;
-  std::unique_ptr<edge::CloudConnection> connection_;
+  std::unique_ptr<edge_agent::CloudConnection> connection_;
 };
 
 }  // namespace tandem::cli

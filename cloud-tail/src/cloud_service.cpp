@@ -1,4 +1,4 @@
-#include "tandem/cloud/cloud_service.hpp"
+#include "tandem/cloud_tail/cloud_service.hpp"
 
 #include <prometheus/registry.h>
 
@@ -11,17 +11,17 @@
 
 #include "tandem/base/log.hpp"
 #include "tandem/base/process_memory.hpp"
-#include "tandem/cloud/tail_server.hpp"
+#include "tandem/cloud_tail/tail_server.hpp"
 #include "tandem/engine/compute_profile.hpp"
-#include "tandem/wire/curve.hpp"
 #include "tandem/engine/model_loader.hpp"
-#include "tandem/text/tokenizer.hpp"
-#include "tandem/sched/heartbeat_sender.hpp"
+#include "tandem/scheduler/heartbeat_sender.hpp"
 #include "tandem/services/health.hpp"
 #include "tandem/services/http_server.hpp"
 #include "tandem/services/service_main.hpp"
+#include "tandem/text/tokenizer.hpp"
+#include "tandem/wire/curve.hpp"
 
-namespace tandem::cloud {
+namespace tandem::cloud_tail {
 namespace {
 
 // Logs the error line and returns the exit code.
@@ -128,10 +128,10 @@ Result<TailServerOptions> ServerOptions(const CloudConfig& config) {
 }
 
 // What the tail tells the scheduler in every heartbeat: its identity and limits (fixed) and its load now.
-std::function<sched::TailReport()> HeartbeatReport(const CloudConfig& config, const LoadedModel& model,
-                                                   const TailServer& server) {
+std::function<scheduler::TailReport()> HeartbeatReport(const CloudConfig& config, const LoadedModel& model,
+                                                       const TailServer& server) {
   const ModelConfig& shape = model.checkpoint->config();
-  sched::TailReport identity;
+  scheduler::TailReport identity;
   identity.endpoint = config.advertise.empty() ? server.endpoint() : config.advertise;
   identity.fingerprint = std::to_string(model.fingerprint);
   identity.n_layers = shape.n_layers;
@@ -140,7 +140,7 @@ std::function<sched::TailReport()> HeartbeatReport(const CloudConfig& config, co
   identity.codecs = AllActivationCodecs();
   return [identity = std::move(identity), &server] {
     const wire::TailStats stats = server.Stats();
-    sched::TailReport report = identity;
+    scheduler::TailReport report = identity;
     report.workers = static_cast<int>(stats.workers);
     report.sessions = static_cast<int>(stats.sessions);
     report.queue_depth = static_cast<int>(stats.queue_depth);
@@ -211,28 +211,28 @@ void LogServing(const CloudConfig& config, const LoadedModel& model, const TailS
 
 // Heartbeats to the scheduler (null without --scheduler). On SIGTERM the last one says "draining", so that
 // the scheduler stops planning edges here at once rather than after its dead_after.
-Result<std::unique_ptr<sched::HeartbeatSender>> StartHeartbeats(const CloudConfig& config,
-                                                                const LoadedModel& model,
-                                                                const TailServer& server) {
-  if (config.scheduler.empty()) return std::unique_ptr<sched::HeartbeatSender>();
+Result<std::unique_ptr<scheduler::HeartbeatSender>> StartHeartbeats(const CloudConfig& config,
+                                                                    const LoadedModel& model,
+                                                                    const TailServer& server) {
+  if (config.scheduler.empty()) return std::unique_ptr<scheduler::HeartbeatSender>();
   const std::string advertised = config.advertise.empty() ? server.endpoint() : config.advertise;
   if (advertised.find("://0.0.0.0:") != std::string::npos || advertised.find("://*:") != std::string::npos) {
     Log(LogLevel::kWarn, "cloud", "advertising a wildcard address to the scheduler; set --advertise",
         {{"endpoint", advertised}});
   }
-  sched::HeartbeatOptions heartbeat_options;
+  scheduler::HeartbeatOptions heartbeat_options;
   heartbeat_options.scheduler = config.scheduler;
   heartbeat_options.interval = std::chrono::milliseconds(config.heartbeat_ms);
   // A beat may take up to two intervals (at least half a second) before it counts as failed.
   heartbeat_options.timeout = std::chrono::milliseconds(std::clamp(2 * config.heartbeat_ms, 500, 5000));
-  return sched::HeartbeatSender::Start(heartbeat_options, HeartbeatReport(config, model, server));
+  return scheduler::HeartbeatSender::Start(heartbeat_options, HeartbeatReport(config, model, server));
 }
 
 // The parts of a running tail that a stop signal winds down.
 struct RunningTail {
   std::unique_ptr<TailServer> server;
   std::unique_ptr<services::HttpServer> http;
-  std::unique_ptr<sched::HeartbeatSender> heartbeats;
+  std::unique_ptr<scheduler::HeartbeatSender> heartbeats;
 };
 
 // After the first stop signal: refuse new sessions, let open ones finish for --drain-timeout-s (a second
@@ -304,4 +304,4 @@ int RunCloudService(std::span<const std::string> args) {
   return 0;
 }
 
-}  // namespace tandem::cloud
+}  // namespace tandem::cloud_tail

@@ -1,11 +1,11 @@
-#include "tandem/cloud/session_table.hpp"
+#include "tandem/cloud_tail/session_table.hpp"
 
 #include <string_view>
 
 #include "tandem/base/log.hpp"
 #include "tandem/engine/pipeline.hpp"
 
-namespace tandem::cloud {
+namespace tandem::cloud_tail {
 namespace {
 
 using wire::ErrorCode;
@@ -269,4 +269,4 @@ void SessionTable::Changed() {
   if (on_change_) on_change_(open_sessions_.load(), kv_bytes_.load());
 }
 
-}  // namespace tandem::cloud
+}  // namespace tandem::cloud_tail

@@ -1,8 +1,8 @@
-#include "tandem/cloud/step_batcher.hpp"
+#include "tandem/cloud_tail/step_batcher.hpp"
 
 #include <algorithm>
 
-namespace tandem::cloud {
+namespace tandem::cloud_tail {
 
 bool RunsAlone(const Job& job) {
   return job.opens() || job.message.header.rows > 1 || job.session->private_output();
@@ -58,4 +58,4 @@ std::vector<Job> StepBatcher::Finish() {
   return batch;
 }
 
-}  // namespace tandem::cloud
+}  // namespace tandem::cloud_tail

@@ -5,7 +5,7 @@
 
 #include "tandem/engine/transformer.hpp"
 
-namespace tandem::cloud {
+namespace tandem::cloud_tail {
 namespace {
 
 using wire::ErrorCode;
@@ -148,4 +148,4 @@ wire::Message StepExecutor::Answer(const Job& job, const Result<int>& token, dou
                           .top_logprobs = job.session->tail->top_logprobs()});
 }
 
-}  // namespace tandem::cloud
+}  // namespace tandem::cloud_tail

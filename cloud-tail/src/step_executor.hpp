@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "tail_metrics.hpp"
-#include "tandem/cloud/step_batcher.hpp"
+#include "tandem/cloud_tail/step_batcher.hpp"
 #include "tandem/engine/pipeline.hpp"
 #include "tandem/wire/protocol.hpp"
 
@@ -22,7 +22,7 @@ namespace tandem {
 class Transformer;
 }
 
-namespace tandem::cloud {
+namespace tandem::cloud_tail {
 
 class StepExecutor {
  public:
@@ -58,4 +58,4 @@ class StepExecutor {
   std::atomic<int64_t> busy_us_{0};
 };
 
-}  // namespace tandem::cloud
+}  // namespace tandem::cloud_tail

@@ -2,24 +2,13 @@
 
 #include <string>
 
-namespace tandem::cloud {
-namespace {
+#include "tandem/services/metric_families.hpp"
 
-prometheus::Family<prometheus::Counter>& CounterFamily(prometheus::Registry& registry, const char* name,
-                                                       const char* help) {
-  return prometheus::BuildCounter().Name(name).Help(help).Register(registry);
-}
+namespace tandem::cloud_tail {
 
-prometheus::Gauge& Gauge(prometheus::Registry& registry, const char* name, const char* help) {
-  return prometheus::BuildGauge().Name(name).Help(help).Register(registry).Add({});
-}
-
-prometheus::Histogram& Histogram(prometheus::Registry& registry, const char* name, const char* help,
-                                 prometheus::Histogram::BucketBoundaries buckets) {
-  return prometheus::BuildHistogram().Name(name).Help(help).Register(registry).Add({}, std::move(buckets));
-}
-
-}  // namespace
+using services::CounterFamily;
+using services::UnlabelledGauge;
+using services::UnlabelledHistogram;
 
 TailMetrics::TailMetrics(prometheus::Registry& registry)
     : messages(CounterFamily(registry, "tandem_cloud_messages_total",
@@ -30,18 +19,20 @@ TailMetrics::TailMetrics(prometheus::Registry& registry)
       float32_bytes(activation_bytes.Add({{"stage", "float32"}})),
       wire_bytes(activation_bytes.Add({{"stage", "wire"}})),
       tokens(CounterFamily(registry, "tandem_cloud_tokens_total", "Tokens sampled and sent").Add({})),
-      compute_seconds(Histogram(
+      compute_seconds(UnlabelledHistogram(
           registry, "tandem_cloud_token_compute_seconds",
           "Cloud compute per ACTIVATIONS: decode, blocks [k, L), head, sampling (a "
           "batched step: its batch's)",
           {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5})),
-      batch_steps(Histogram(registry, "tandem_cloud_batch_steps",
-                            "Steps a worker ran together, per pass (continuous batching; 1: alone, as a "
-                            "prefill always is)",
-                            {1, 2, 4, 8, 16, 32, 64})),
-      sessions(Gauge(registry, "tandem_cloud_sessions", "Open sessions")),
-      queue_depth(Gauge(registry, "tandem_cloud_queue_depth", "ACTIVATIONS waiting for a worker")),
-      kv_bytes(Gauge(registry, "tandem_cloud_kv_cache_bytes", "KV-cache memory reserved by open sessions")),
+      batch_steps(
+          UnlabelledHistogram(registry, "tandem_cloud_batch_steps",
+                              "Steps a worker ran together, per pass (continuous batching; 1: alone, as a "
+                              "prefill always is)",
+                              {1, 2, 4, 8, 16, 32, 64})),
+      sessions(UnlabelledGauge(registry, "tandem_cloud_sessions", "Open sessions")),
+      queue_depth(UnlabelledGauge(registry, "tandem_cloud_queue_depth", "ACTIVATIONS waiting for a worker")),
+      kv_bytes(UnlabelledGauge(registry, "tandem_cloud_kv_cache_bytes",
+                               "KV-cache memory reserved by open sessions")),
       errors(CounterFamily(registry, "tandem_cloud_errors_total", "ERROR replies by code")),
       sessions_expired(CounterFamily(registry, "tandem_cloud_sessions_expired_total",
                                      "Sessions freed after the idle timeout")
@@ -74,4 +65,4 @@ void TailMetrics::CountAuth(bool admitted) {
   auth.Add({{"result", admitted ? "admitted" : "denied"}}).Increment();
 }
 
-}  // namespace tandem::cloud
+}  // namespace tandem::cloud_tail

@@ -14,7 +14,7 @@
 
 #include "tandem/wire/protocol.hpp"
 
-namespace tandem::cloud {
+namespace tandem::cloud_tail {
 
 struct TailMetrics {
   explicit TailMetrics(prometheus::Registry& registry);
@@ -44,4 +44,4 @@ struct TailMetrics {
   prometheus::Family<prometheus::Counter>& auth;
 };
 
-}  // namespace tandem::cloud
+}  // namespace tandem::cloud_tail

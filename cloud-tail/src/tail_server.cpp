@@ -1,4 +1,4 @@
-#include "tandem/cloud/tail_server.hpp"
+#include "tandem/cloud_tail/tail_server.hpp"
 
 #include <ATen/Parallel.h>
 
@@ -14,12 +14,12 @@
 #include "step_executor.hpp"
 #include "tail_metrics.hpp"
 #include "tandem/base/log.hpp"
-#include "tandem/cloud/session_table.hpp"
-#include "tandem/cloud/step_batcher.hpp"
-#include "tandem/wire/curve.hpp"
+#include "tandem/cloud_tail/session_table.hpp"
+#include "tandem/cloud_tail/step_batcher.hpp"
 #include "tandem/engine/transformer.hpp"
+#include "tandem/wire/curve.hpp"
 
-namespace tandem::cloud {
+namespace tandem::cloud_tail {
 namespace {
 
 using wire::ErrorCode;
@@ -464,4 +464,4 @@ void TailServer::Stop() {
   impl_->Stop();
 }
 
-}  // namespace tandem::cloud
+}  // namespace tandem::cloud_tail

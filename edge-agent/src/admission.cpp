@@ -1,8 +1,8 @@
-#include "tandem/edge/admission.hpp"
+#include "tandem/edge_agent/admission.hpp"
 
 #include <string>
 
-namespace tandem::edge {
+namespace tandem::edge_agent {
 
 Admission::Ticket::Ticket(Admission& admission)
     : admission_(admission),
@@ -33,4 +33,4 @@ ApiResult<std::shared_ptr<Admission::Ticket>> Admission::Admit() {
   return ticket;
 }
 
-}  // namespace tandem::edge
+}  // namespace tandem::edge_agent

@@ -1,10 +1,10 @@
-#include "tandem/edge/cloud_connection.hpp"
+#include "tandem/edge_agent/cloud_connection.hpp"
 
 #include <algorithm>
 
 #include "tandem/base/retry.hpp"
 
-namespace tandem::edge {
+namespace tandem::edge_agent {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -114,4 +114,4 @@ Result<wire::Message> CloudConnection::AwaitReply(uint64_t session, uint64_t seq
   }
 }
 
-}  // namespace tandem::edge
+}  // namespace tandem::edge_agent

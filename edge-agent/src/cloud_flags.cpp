@@ -1,9 +1,9 @@
-#include "tandem/edge/cloud_flags.hpp"
+#include "tandem/edge_agent/cloud_flags.hpp"
 
 #include "tandem/base/log.hpp"
 #include "tandem/wire/curve.hpp"
 
-namespace tandem::edge {
+namespace tandem::edge_agent {
 
 void CloudFlags::Declare(FlagSet& flags) {
   flags.List("cloud", &endpoint, "cloud tail endpoint, e.g. tcp://127.0.0.1:5555 (runs the tail there)");
@@ -52,4 +52,4 @@ Result<CloudOptions> CloudFlags::Resolve() const {
   return options;
 }
 
-}  // namespace tandem::edge
+}  // namespace tandem::edge_agent

@@ -1,9 +1,9 @@
-#include "tandem/edge/cloud_pool.hpp"
+#include "tandem/edge_agent/cloud_pool.hpp"
 
 #include "tandem/base/log.hpp"
 #include "tandem/base/retry.hpp"
 
-namespace tandem::edge {
+namespace tandem::edge_agent {
 namespace {
 
 // How long one handshake may wait.
@@ -88,4 +88,4 @@ void CloudPool::RunConnector() {
   }
 }
 
-}  // namespace tandem::edge
+}  // namespace tandem::edge_agent

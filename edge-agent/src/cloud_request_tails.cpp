@@ -2,11 +2,11 @@
 #include <map>
 #include <string>
 
-#include "tandem/edge/cloud_pool.hpp"
-#include "tandem/edge/request_tails.hpp"
-#include "tandem/edge/tail_set.hpp"
+#include "tandem/edge_agent/cloud_pool.hpp"
+#include "tandem/edge_agent/request_tails.hpp"
+#include "tandem/edge_agent/tail_set.hpp"
 
-namespace tandem::edge {
+namespace tandem::edge_agent {
 namespace {
 
 void AddWire(WireStats& total, const WireStats& tail) {
@@ -22,7 +22,7 @@ class CloudRequestTails final : public RequestTails {
   CloudRequestTails(TailSet& tails, std::shared_ptr<const Transformer> model, std::chrono::milliseconds wait)
       : tails_(tails), model_(std::move(model)), wait_(wait) {}
 
-  Status Reserve(const sched::Candidate& choice) override {
+  Status Reserve(const scheduler::Candidate& choice) override {
     TailLink* tail = tails_.Get(choice.endpoint);
     std::unique_ptr<CloudLease> lease = tail != nullptr ? Lease(*tail) : nullptr;
     if (lease) {
@@ -34,7 +34,7 @@ class CloudRequestTails final : public RequestTails {
                        (reason.empty() ? std::string("no handshake with it yet") : reason));
   }
 
-  Result<std::unique_ptr<TailRunner>> Open(const sched::Candidate& choice, const SamplingParams& sampling,
+  Result<std::unique_ptr<TailRunner>> Open(const scheduler::Candidate& choice, const SamplingParams& sampling,
                                            int positions) override {
     TailLink* link = tails_.Get(choice.endpoint);
     if (link == nullptr) return Unavailable("too many tails to add " + choice.endpoint);
@@ -94,4 +94,4 @@ std::unique_ptr<RequestTails> LeaseCloudTails(TailSet& tails, std::shared_ptr<co
   return std::make_unique<CloudRequestTails>(tails, std::move(model), wait);
 }
 
-}  // namespace tandem::edge
+}  // namespace tandem::edge_agent

@@ -1,11 +1,11 @@
-#include "tandem/edge/completion_request.hpp"
+#include "tandem/edge_agent/completion_request.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
 
-namespace tandem::edge {
+namespace tandem::edge_agent {
 namespace {
 
 using nlohmann::json;
@@ -173,4 +173,4 @@ ApiResult<CompletionRequest> ParseCompletionRequest(std::string_view text, const
   return request;
 }
 
-}  // namespace tandem::edge
+}  // namespace tandem::edge_agent

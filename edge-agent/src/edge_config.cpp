@@ -1,11 +1,11 @@
-#include "tandem/edge/edge_config.hpp"
+#include "tandem/edge_agent/edge_config.hpp"
 
 #include <filesystem>
 #include <fstream>
 
 #include "tandem/model/checkpoint.hpp"
 
-namespace tandem::edge {
+namespace tandem::edge_agent {
 
 void EdgeConfig::Declare(FlagSet& flags) {
   model.Declare(flags, std::string(kModelFlagHelp) + ": the same weights as the cloud tail's");
@@ -72,7 +72,7 @@ Status EdgeConfig::Validate() const {
         "--min-edge-blocks, --replan-tokens, --hysteresis-ms >= 0; --max-edge-blocks, --max-int8-blocks >= "
         "-1; --hysteresis-gain in [0, 1); --probe-ms >= 10; --scheduler-timeout-ms >= 1");
   }
-  TANDEM_RETURN_IF_ERROR(sched::Objective::Parse(objective).status());
+  TANDEM_RETURN_IF_ERROR(scheduler::Objective::Parse(objective).status());
   TANDEM_RETURN_IF_ERROR(Codecs().status());
   if (private_output && split != "auto") {
     return InvalidArgument("--private-output is for --split auto; with --split K give --tail-end M");
@@ -105,7 +105,7 @@ EdgePlannerOptions EdgeConfig::PlannerOptions() const {
                           .max_int8_blocks = max_int8_blocks,
                           .allow_local = allow_local,
                           .private_output = private_output},
-          .objective = *sched::Objective::Parse(objective),
+          .objective = *scheduler::Objective::Parse(objective),
           .hysteresis = {.min_gain = hysteresis_gain, .hold = std::chrono::milliseconds(hysteresis_ms)},
           .objective_text = objective,
           .scheduler = scheduler,
@@ -129,8 +129,9 @@ Result<std::string> EdgeConfig::ReadApiKey() const {
   return key;
 }
 
-Result<std::optional<sched::Candidate>> EdgeConfig::ResolveSplit(int layers, ActivationCodec codec) const {
-  if (split == "auto") return std::optional<sched::Candidate>();
+Result<std::optional<scheduler::Candidate>> EdgeConfig::ResolveSplit(int layers,
+                                                                     ActivationCodec codec) const {
+  if (split == "auto") return std::optional<scheduler::Candidate>();
   try {
     size_t used = 0;
     const int cut = std::stoi(split, &used);
@@ -139,14 +140,15 @@ Result<std::optional<sched::Candidate>> EdgeConfig::ResolveSplit(int layers, Act
         return InvalidArgument("--tail-end must be in " + std::to_string(cut + 1) + ".." +
                                std::to_string(layers) + " with --split " + split);
       }
-      return std::optional<sched::Candidate>(sched::Candidate{
+      return std::optional<scheduler::Candidate>(scheduler::Candidate{
           .tail = 0, .endpoint = cloud.endpoint, .cut = cut, .end = tail_end, .codec = codec});
     }
-    if (used == split.size() && cut == layers) return std::optional<sched::Candidate>(sched::Candidate{});
+    if (used == split.size() && cut == layers)
+      return std::optional<scheduler::Candidate>(scheduler::Candidate{});
   } catch (const std::exception&) {
   }
   return InvalidArgument("--split must be auto or a block in 0.." + std::to_string(layers) + ", got '" +
                          split + "'");
 }
 
-}  // namespace tandem::edge
+}  // namespace tandem::edge_agent

@@ -1,4 +1,4 @@
-#include "tandem/edge/edge_main.hpp"
+#include "tandem/edge_agent/edge_main.hpp"
 
 #include <prometheus/registry.h>
 
@@ -6,15 +6,15 @@
 #include <cstring>
 
 #include "tandem/base/log.hpp"
+#include "tandem/edge_agent/edge_service.hpp"
 #include "tandem/engine/compute_profile.hpp"
 #include "tandem/engine/linear.hpp"
 #include "tandem/engine/transformer.hpp"
-#include "tandem/edge/edge_service.hpp"
 #include "tandem/services/health.hpp"
 #include "tandem/services/http_server.hpp"
 #include "tandem/services/service_main.hpp"
 
-namespace tandem::edge {
+namespace tandem::edge_agent {
 namespace {
 
 constexpr char kUsage[] =
@@ -110,4 +110,4 @@ int RunEdgeService(std::span<const std::string> args) {
                stop_signals);
 }
 
-}  // namespace tandem::edge
+}  // namespace tandem::edge_agent

@@ -1,17 +1,17 @@
-#include "tandem/edge/edge_planner.hpp"
+#include "tandem/edge_agent/edge_planner.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include <limits>
 
 #include "tandem/base/log.hpp"
-#include "tandem/sched/scheduler_api.hpp"
+#include "tandem/scheduler/scheduler_api.hpp"
 #include "tandem/services/http_client.hpp"
 
-namespace tandem::edge {
+namespace tandem::edge_agent {
 namespace {
 
-nlohmann::json CandidateJson(const sched::Candidate& candidate, int n_layers) {
+nlohmann::json CandidateJson(const scheduler::Candidate& candidate, int n_layers) {
   return {{"choice", candidate.Describe()},
           {"local", candidate.local()},
           {"cloud", candidate.endpoint},
@@ -37,8 +37,8 @@ EdgePlanner::EdgePlanner(ModelShape shape, ComputeProfile edge_profile, TailSet&
   inputs_.default_bandwidth_bytes_per_ms = options.default_bandwidth_bytes_per_ms;
 }
 
-sched::PlanInputs EdgePlanner::CurrentInputs(int prompt_tokens, int expected_tokens) const {
-  sched::PlanInputs inputs = inputs_;
+scheduler::PlanInputs EdgePlanner::CurrentInputs(int prompt_tokens, int expected_tokens) const {
+  scheduler::PlanInputs inputs = inputs_;
   inputs.prompt_tokens = prompt_tokens;
   inputs.expected_tokens = expected_tokens;
   const bool honour_breakers = tails_.BreakersLeaveATail();
@@ -60,7 +60,7 @@ sched::PlanInputs EdgePlanner::CurrentInputs(int prompt_tokens, int expected_tok
   return inputs;
 }
 
-Result<sched::Candidate> EdgePlanner::Choose(int prompt_tokens, int expected_tokens) {
+Result<scheduler::Candidate> EdgePlanner::Choose(int prompt_tokens, int expected_tokens) {
   if (!options_.scheduler.empty()) {
     auto planned = AskScheduler(prompt_tokens, expected_tokens);
     const std::lock_guard lock(mutex_);
@@ -98,21 +98,21 @@ void EdgePlanner::Refresh() {
   (void)PlanLocked(last_prompt_tokens_, last_expected_tokens_);  // nothing feasible: the next request says
 }
 
-Result<sched::Candidate> EdgePlanner::AskScheduler(int prompt_tokens, int expected_tokens) {
-  sched::PlanRequest request{.fingerprint = shape_.fingerprint,
-                             .n_layers = shape_.n_layers,
-                             .dim = shape_.dim,
-                             .kv_bytes_per_position_per_block = shape_.kv_bytes_per_position_per_block,
-                             .profile = inputs_.edge,
-                             .edge_int8_blocks = shape_.edge_int8_blocks,
-                             .constraints = inputs_.constraints,
-                             .objective = options_.objective_text,
-                             .prompt_tokens = prompt_tokens,
-                             .expected_tokens = expected_tokens};
+Result<scheduler::Candidate> EdgePlanner::AskScheduler(int prompt_tokens, int expected_tokens) {
+  scheduler::PlanRequest request{.fingerprint = shape_.fingerprint,
+                                 .n_layers = shape_.n_layers,
+                                 .dim = shape_.dim,
+                                 .kv_bytes_per_position_per_block = shape_.kv_bytes_per_position_per_block,
+                                 .profile = inputs_.edge,
+                                 .edge_int8_blocks = shape_.edge_int8_blocks,
+                                 .constraints = inputs_.constraints,
+                                 .objective = options_.objective_text,
+                                 .prompt_tokens = prompt_tokens,
+                                 .expected_tokens = expected_tokens};
   const bool honour_breakers = tails_.BreakersLeaveATail();
   for (const auto& [endpoint, link] : tails_.All()) {
-    const sched::LinkEstimate estimate = link->PlanningEstimate(honour_breakers);
-    sched::LinkReport report{.endpoint = endpoint, .up = estimate.up};
+    const scheduler::LinkEstimate estimate = link->PlanningEstimate(honour_breakers);
+    scheduler::LinkReport report{.endpoint = endpoint, .up = estimate.up};
     if (estimate.rtt_ms > 0) report.rtt_ms = estimate.rtt_ms;
     if (estimate.bandwidth_bytes_per_ms > 0)
       report.bandwidth_mbit_s = estimate.bandwidth_bytes_per_ms * 8 / 1000;
@@ -121,7 +121,7 @@ Result<sched::Candidate> EdgePlanner::AskScheduler(int prompt_tokens, int expect
   TANDEM_ASSIGN_OR_RETURN(
       const services::HttpReply reply,
       services::HttpRequestOnce(options_.scheduler, "POST", "/v1/plan",
-                                sched::PlanRequestToJson(request).dump(), options_.scheduler_timeout));
+                                scheduler::PlanRequestToJson(request).dump(), options_.scheduler_timeout));
   const nlohmann::json body = nlohmann::json::parse(reply.body, nullptr, /*allow_exceptions=*/false);
   if (reply.status != 200 || !body.is_object()) {
     const std::string why =
@@ -131,9 +131,9 @@ Result<sched::Candidate> EdgePlanner::AskScheduler(int prompt_tokens, int expect
   }
   try {
     if (body.at("local").get<bool>()) {
-      return sched::Candidate{.cut = shape_.n_layers,
-                              .prefill_ms = body.value("predicted_ttft_ms", 0.0),
-                              .decode_ms = body.value("predicted_token_ms", 0.0)};
+      return scheduler::Candidate{.cut = shape_.n_layers,
+                                  .prefill_ms = body.value("predicted_ttft_ms", 0.0),
+                                  .decode_ms = body.value("predicted_token_ms", 0.0)};
     }
     const std::string endpoint = body.at("tail").get<std::string>();
     TANDEM_ASSIGN_OR_RETURN(const ActivationCodec codec,
@@ -148,35 +148,37 @@ Result<sched::Candidate> EdgePlanner::AskScheduler(int prompt_tokens, int expect
       return Unavailable("the scheduler's plan is not private-output (an older scheduler?)");
     }
     if (tails_.Get(endpoint) == nullptr) return Unavailable("too many tails to add " + endpoint);
-    return sched::Candidate{.tail = 0,
-                            .endpoint = endpoint,
-                            .cut = cut,
-                            .end = end,
-                            .codec = codec,
-                            .prefill_ms = body.value("predicted_ttft_ms", 0.0),
-                            .decode_ms = body.value("predicted_token_ms", 0.0)};
+    return scheduler::Candidate{.tail = 0,
+                                .endpoint = endpoint,
+                                .cut = cut,
+                                .end = end,
+                                .codec = codec,
+                                .prefill_ms = body.value("predicted_ttft_ms", 0.0),
+                                .decode_ms = body.value("predicted_token_ms", 0.0)};
   } catch (const nlohmann::json::exception& error) {
     return Unavailable(std::string("the scheduler's plan is malformed: ") + error.what());
   }
 }
 
-Result<sched::Candidate> EdgePlanner::PlanLocked(int prompt_tokens, int expected_tokens) {
-  TANDEM_ASSIGN_OR_RETURN(sched::Plan plan, sched::MakePlan(CurrentInputs(prompt_tokens, expected_tokens)));
-  sched::Candidate chosen = stabilizer_.Choose(plan);
+Result<scheduler::Candidate> EdgePlanner::PlanLocked(int prompt_tokens, int expected_tokens) {
+  TANDEM_ASSIGN_OR_RETURN(scheduler::Plan plan,
+                          scheduler::MakePlan(CurrentInputs(prompt_tokens, expected_tokens)));
+  scheduler::Candidate chosen = stabilizer_.Choose(plan);
   if (current_ && !current_->SameChoice(chosen)) ++switches_;
   current_ = chosen;
   last_plan_ = std::move(plan);
   return chosen;
 }
 
-Result<EdgePlanner::MoveAdvice> EdgePlanner::AdviseMove(const sched::Candidate& current, int positions,
+Result<EdgePlanner::MoveAdvice> EdgePlanner::AdviseMove(const scheduler::Candidate& current, int positions,
                                                         int remaining) {
   const std::lock_guard lock(mutex_);
-  TANDEM_ASSIGN_OR_RETURN(const sched::Plan plan, sched::MakePlan(CurrentInputs(positions, remaining)));
+  TANDEM_ASSIGN_OR_RETURN(const scheduler::Plan plan,
+                          scheduler::MakePlan(CurrentInputs(positions, remaining)));
   MoveAdvice advice{.best = current, .stay_ms = std::numeric_limits<double>::infinity()};
-  if (const sched::Candidate* now = plan.Find(current)) advice.stay_ms = now->decode_ms * remaining;
+  if (const scheduler::Candidate* now = plan.Find(current)) advice.stay_ms = now->decode_ms * remaining;
   advice.move_ms = std::numeric_limits<double>::infinity();
-  for (const sched::Candidate& candidate : plan.candidates) {
+  for (const scheduler::Candidate& candidate : plan.candidates) {
     if (candidate.SameChoice(current)) continue;
     // Moving costs about a prefill of every position so far at the new choice.
     const double move_ms = candidate.prefill_ms + candidate.decode_ms * remaining;
@@ -188,12 +190,13 @@ Result<EdgePlanner::MoveAdvice> EdgePlanner::AdviseMove(const sched::Candidate& 
   return advice;
 }
 
-Result<sched::Candidate> EdgePlanner::Alternative(const sched::Candidate& failed, int positions,
-                                                  int remaining) {
+Result<scheduler::Candidate> EdgePlanner::Alternative(const scheduler::Candidate& failed, int positions,
+                                                      int remaining) {
   const std::lock_guard lock(mutex_);
-  sched::PlanInputs inputs = CurrentInputs(positions, std::max(remaining, 1));
-  std::erase_if(inputs.tails, [&](const sched::TailState& tail) { return tail.endpoint == failed.endpoint; });
-  TANDEM_ASSIGN_OR_RETURN(const sched::Plan plan, sched::MakePlan(inputs));
+  scheduler::PlanInputs inputs = CurrentInputs(positions, std::max(remaining, 1));
+  std::erase_if(inputs.tails,
+                [&](const scheduler::TailState& tail) { return tail.endpoint == failed.endpoint; });
+  TANDEM_ASSIGN_OR_RETURN(const scheduler::Plan plan, scheduler::MakePlan(inputs));
   return plan.best;
 }
 
@@ -216,7 +219,7 @@ nlohmann::json EdgePlanner::Describe() const {
   }
   nlohmann::json tails = nlohmann::json::array();
   for (const auto& [endpoint, link] : tails_.All()) {
-    const sched::LinkEstimate estimate = link->link.Estimate();
+    const scheduler::LinkEstimate estimate = link->link.Estimate();
     nlohmann::json tail = {{"cloud", endpoint},
                            {"connections", link->pool.connected()},
                            {"circuit", CircuitStateName(link->breaker.state())},
@@ -237,4 +240,4 @@ nlohmann::json EdgePlanner::Describe() const {
   return out;
 }
 
-}  // namespace tandem::edge
+}  // namespace tandem::edge_agent

@@ -1,4 +1,4 @@
-#include "tandem/edge/edge_service.hpp"
+#include "tandem/edge_agent/edge_service.hpp"
 
 #include <openssl/crypto.h>
 #include <nlohmann/json.hpp>
@@ -8,17 +8,17 @@
 #include <mutex>
 #include <thread>
 
+#include "tandem/edge_agent/admission.hpp"
+#include "tandem/edge_agent/completion_request.hpp"
+#include "tandem/edge_agent/edge_metrics.hpp"
+#include "tandem/edge_agent/edge_planner.hpp"
+#include "tandem/edge_agent/generation_runner.hpp"
+#include "tandem/edge_agent/openai_format.hpp"
+#include "tandem/edge_agent/tail_set.hpp"
 #include "tandem/engine/transformer.hpp"
-#include "tandem/edge/admission.hpp"
-#include "tandem/edge/completion_request.hpp"
-#include "tandem/edge/edge_metrics.hpp"
-#include "tandem/edge/edge_planner.hpp"
-#include "tandem/edge/generation_runner.hpp"
-#include "tandem/edge/openai_format.hpp"
-#include "tandem/edge/tail_set.hpp"
 #include "tandem/services/health.hpp"
 
-namespace tandem::edge {
+namespace tandem::edge_agent {
 namespace {
 
 using nlohmann::json;
@@ -46,7 +46,7 @@ struct Accepted {
   std::vector<int> ids;
   std::shared_ptr<Admission::Ticket> ticket;
   std::unique_ptr<RequestTails> tails;
-  sched::Candidate first;
+  scheduler::Candidate first;
 };
 
 }  // namespace
@@ -66,17 +66,17 @@ class EdgeService::Impl {
   HttpResponse Models(const HttpRequest&) const { return {.body = ModelList(model_name_).dump()}; }
   HttpResponse Plan(const HttpRequest&) const;
   HttpResponse Completions(const HttpRequest& http);
-  HttpResponse Stream(std::shared_ptr<Accepted> accepted, const std::string& request_id);
+  HttpResponse Stream(const std::shared_ptr<Accepted>& accepted, const std::string& request_id);
   // Parsed, checked against this edge, admitted and planned, with the first tail's connection leased:
   // everything that can fail with a proper HTTP status before a stream starts.
   ApiResult<std::shared_ptr<Accepted>> Accept(const HttpRequest& http);
   std::optional<ApiError> CheckAgainstModel(const CompletionRequest& request, size_t prompt_tokens) const;
   // The first choice, with its tail's connection reserved; a tail that cannot be reached turns an auto
   // plan all-local (when allowed), otherwise the request gets 503.
-  ApiResult<sched::Candidate> Prepare(const CompletionRequest& request, int prompt_tokens,
-                                      RequestTails& tails);
+  ApiResult<scheduler::Candidate> Prepare(const CompletionRequest& request, int prompt_tokens,
+                                          RequestTails& tails);
   // The request's own override, the fixed split, or the planner's choice.
-  Result<sched::Candidate> FirstChoice(const CompletionRequest& request, int prompt_tokens);
+  Result<scheduler::Candidate> FirstChoice(const CompletionRequest& request, int prompt_tokens);
   ApiResult<Completion> Run(Accepted& accepted, const std::string& request_id, const TextSink& emit);
   // Whether auto may finish requests all-local when the tail is unreachable or slow.
   bool LocalFallback() const {
@@ -89,7 +89,7 @@ class EdgeService::Impl {
   const Tokenizer tokenizer_;
   const int layers_;
   const int seq_len_;
-  const std::optional<sched::Candidate> fixed_;
+  const std::optional<scheduler::Candidate> fixed_;
   const std::shared_ptr<prometheus::Registry> registry_;
   const Clock& clock_;
   EdgeMetrics metrics_;
@@ -140,7 +140,7 @@ EdgeService::Impl::Impl(EdgeConfig config, EdgeDependencies dependencies)
         ModelShape{.fingerprint = std::to_string(model_.fingerprint),
                    .n_layers = layers_,
                    .dim = shape.dim,
-                   .kv_bytes_per_position_per_block = 2 * shape.kv_dim() * 4,
+                   .kv_bytes_per_position_per_block = int64_t{2} * shape.kv_dim() * 4,
                    .edge_int8_blocks = QuantizedEdgeBlocks(model_.transformer->options())},
         std::move(dependencies.edge_profile), tails_, config_.PlannerOptions(), clock_);
   }
@@ -209,7 +209,7 @@ HttpResponse EdgeService::Impl::Plan(const HttpRequest&) const {
     body["cut"] = current.is_null() ? json() : current["cut"];
     body["codec"] = current.is_null() ? json() : current["codec"];
   }
-  const sched::LinkEstimate link = primary_.link.Estimate();
+  const scheduler::LinkEstimate link = primary_.link.Estimate();
   body["estimates"] = {{"link_up", link.up},
                        {"rtt_ms", link.rtt_ms},
                        {"bandwidth_mbit_s", link.bandwidth_bytes_per_ms * 8 / 1000}};
@@ -219,14 +219,15 @@ HttpResponse EdgeService::Impl::Plan(const HttpRequest&) const {
 HttpResponse EdgeService::Impl::Completions(const HttpRequest& http) {
   ApiResult<std::shared_ptr<Accepted>> accepted = Accept(http);
   if (!accepted.ok()) return ErrorReply(accepted.error());
-  if ((*accepted)->request.stream) return Stream(std::move(*accepted), http.request_id);
+  if ((*accepted)->request.stream) return Stream(*accepted, http.request_id);
   ApiResult<Completion> completion =
       Run(**accepted, http.request_id, [](const std::string&) { return true; });
   if (!completion.ok()) return ErrorReply(completion.error());
   return {.body = format_.Body("cmpl-" + http.request_id, *completion).dump()};
 }
 
-HttpResponse EdgeService::Impl::Stream(std::shared_ptr<Accepted> accepted, const std::string& request_id) {
+HttpResponse EdgeService::Impl::Stream(const std::shared_ptr<Accepted>& accepted,
+                                       const std::string& request_id) {
   HttpResponse response{.content_type = "text/event-stream"};
   response.headers.emplace_back("Cache-Control", "no-cache");
   response.stream = [this, accepted, request_id](services::ResponseStream& stream) {
@@ -253,7 +254,7 @@ ApiResult<std::shared_ptr<Accepted>> EdgeService::Impl::Accept(const HttpRequest
   if (!ticket.ok()) return ticket.error();
   accepted->ticket = std::move(*ticket);
   accepted->tails = request_tails_(tails_);
-  ApiResult<sched::Candidate> first =
+  ApiResult<scheduler::Candidate> first =
       Prepare(request, static_cast<int>(accepted->ids.size()), *accepted->tails);
   if (!first.ok()) return first.error();
   accepted->first = *first;
@@ -287,24 +288,25 @@ std::optional<ApiError> EdgeService::Impl::CheckAgainstModel(const CompletionReq
   return std::nullopt;
 }
 
-ApiResult<sched::Candidate> EdgeService::Impl::Prepare(const CompletionRequest& request, int prompt_tokens,
-                                                       RequestTails& tails) {
-  Result<sched::Candidate> first = FirstChoice(request, prompt_tokens);
+ApiResult<scheduler::Candidate> EdgeService::Impl::Prepare(const CompletionRequest& request,
+                                                           int prompt_tokens, RequestTails& tails) {
+  Result<scheduler::Candidate> first = FirstChoice(request, prompt_tokens);
   if (!first.ok()) return ServiceUnavailable("upstream_unavailable", first.status().message());
   if (first->local()) return *first;
   const Status reserved = tails.Reserve(*first);
   if (reserved.ok()) return *first;
-  if (LocalFallback() && !request.split) return sched::Candidate{};
+  if (LocalFallback() && !request.split) return scheduler::Candidate{};
   return ServiceUnavailable("upstream_unavailable", reserved.message());
 }
 
-Result<sched::Candidate> EdgeService::Impl::FirstChoice(const CompletionRequest& request, int prompt_tokens) {
+Result<scheduler::Candidate> EdgeService::Impl::FirstChoice(const CompletionRequest& request,
+                                                            int prompt_tokens) {
   if (request.split) {
-    if (request.split->cut < 0 || request.split->cut == layers_) return sched::Candidate{};
-    return sched::Candidate{.tail = 0,
-                            .endpoint = primary_.pool.endpoint(),
-                            .cut = request.split->cut,
-                            .codec = request.split->codec};
+    if (request.split->cut < 0 || request.split->cut == layers_) return scheduler::Candidate{};
+    return scheduler::Candidate{.tail = 0,
+                                .endpoint = primary_.pool.endpoint(),
+                                .cut = request.split->cut,
+                                .codec = request.split->codec};
   }
   if (fixed_) return *fixed_;
   return planner_->Choose(prompt_tokens, request.max_tokens);
@@ -341,4 +343,4 @@ void EdgeService::BeginDrain() {
   impl_->BeginDrain();
 }
 
-}  // namespace tandem::edge
+}  // namespace tandem::edge_agent

@@ -1,15 +1,15 @@
-#include "tandem/edge/generation_runner.hpp"
+#include "tandem/edge_agent/generation_runner.hpp"
 
 #include <random>
 #include <thread>
 
 #include "tandem/base/log.hpp"
+#include "tandem/edge_agent/movable_split.hpp"
+#include "tandem/edge_agent/stop_scanner.hpp"
+#include "tandem/edge_agent/tail_set.hpp"
 #include "tandem/engine/transformer.hpp"
-#include "tandem/edge/movable_split.hpp"
-#include "tandem/edge/stop_scanner.hpp"
-#include "tandem/edge/tail_set.hpp"
 
-namespace tandem::edge {
+namespace tandem::edge_agent {
 namespace {
 
 class GenerationRunner final : public FailoverHost {
@@ -36,9 +36,10 @@ class GenerationRunner final : public FailoverHost {
   Result<Completion> Settle(const Status& status);
 
   // FailoverHost.
-  void Penalize(const sched::Candidate& failed, const Status& failure) override;
-  Result<sched::Candidate> Alternative(const sched::Candidate& failed) override;
-  Status MoveTo(const sched::Candidate& failed, const sched::Candidate& next, const Status& failure) override;
+  void Penalize(const scheduler::Candidate& failed, const Status& failure) override;
+  Result<scheduler::Candidate> Alternative(const scheduler::Candidate& failed) override;
+  Status MoveTo(const scheduler::Candidate& failed, const scheduler::Candidate& next,
+                const Status& failure) override;
   void Pause(Clock::Duration pause) override { std::this_thread::sleep_for(pause); }
 
   const GenerationContext& context_;
@@ -83,7 +84,7 @@ Result<Completion> GenerationRunner::Run() {
   context_.metrics.active.Increment();
   split_ = std::make_unique<MovableSplit>(
       context_.model, positions_,
-      [this](const sched::Candidate& choice) -> Result<std::unique_ptr<TailRunner>> {
+      [this](const scheduler::Candidate& choice) -> Result<std::unique_ptr<TailRunner>> {
         if (!choice.local()) return tails_.Open(choice, sampling_, positions_);
         return std::unique_ptr<TailRunner>(
             std::make_unique<LocalTail>(context_.model, layers_, positions_, sampling_));
@@ -201,7 +202,7 @@ void GenerationRunner::RecordMove(const char* reason) {
 // A tail failed a request's step: its circuit breaker counts the failure, and when the tail is
 // unreachable its link reads as down until a probe is answered again. A busy or slow tail is not down:
 // the probes tell whether a silent one is.
-void GenerationRunner::Penalize(const sched::Candidate& failed, const Status& failure) {
+void GenerationRunner::Penalize(const scheduler::Candidate& failed, const Status& failure) {
   TailLink* tail = context_.tails.Find(failed.endpoint);
   if (tail == nullptr) return;
   if (failure.code() == StatusCode::kUnavailable) tail->link.MarkDown();
@@ -212,13 +213,13 @@ void GenerationRunner::Penalize(const sched::Candidate& failed, const Status& fa
   }
 }
 
-Result<sched::Candidate> GenerationRunner::Alternative(const sched::Candidate& failed) {
+Result<scheduler::Candidate> GenerationRunner::Alternative(const scheduler::Candidate& failed) {
   const int positions_so_far = split_->positions() > 0 ? split_->positions() : completion_.prompt_tokens;
   return context_.planner->Alternative(failed, positions_so_far,
                                        request_.max_tokens - completion_.completion_tokens);
 }
 
-Status GenerationRunner::MoveTo(const sched::Candidate& failed, const sched::Candidate& next,
+Status GenerationRunner::MoveTo(const scheduler::Candidate& failed, const scheduler::Candidate& next,
                                 const Status& failure) {
   Log(LogLevel::kWarn, "edge", "tail failed: moving the generation",
       {{"request_id", generation_.request_id},
@@ -226,7 +227,7 @@ Status GenerationRunner::MoveTo(const sched::Candidate& failed, const sched::Can
        {"to", next.Describe()},
        {"error", failure.message()}});
   context_.metrics.moves.Add({{"reason", "fallback"}}).Increment();
-  const Status moved = split_->MoveTo(next);
+  Status moved = split_->MoveTo(next);
   if (moved.ok()) {
     context_.metrics.failovers.Add({{"to", next.local() ? "local" : "tail"}}).Increment();
     RecordMove("fallback");
@@ -267,4 +268,4 @@ Result<Completion> RunGeneration(const GenerationContext& context, const Generat
   return GenerationRunner(context, request, tails, emit).Run();
 }
 
-}  // namespace tandem::edge
+}  // namespace tandem::edge_agent

@@ -1,10 +1,10 @@
-#include "tandem/edge/link_monitor.hpp"
+#include "tandem/edge_agent/link_monitor.hpp"
 
 #include "tandem/base/log.hpp"
 
-namespace tandem::edge {
+namespace tandem::edge_agent {
 
-LinkMonitor::LinkMonitor(CloudOptions cloud, wire::Hello local, sched::LinkEstimator& estimator,
+LinkMonitor::LinkMonitor(CloudOptions cloud, wire::Hello local, scheduler::LinkEstimator& estimator,
                          LinkMonitorOptions options)
     : cloud_(std::move(cloud)), local_(std::move(local)), estimator_(estimator), options_(options) {
   thread_ = std::thread([this] { Run(); });
@@ -96,4 +96,4 @@ void LinkMonitor::Run() {
   connection.reset();  // its socket closes before the context
 }
 
-}  // namespace tandem::edge
+}  // namespace tandem::edge_agent

@@ -1,11 +1,11 @@
-#include "tandem/edge/movable_split.hpp"
+#include "tandem/edge_agent/movable_split.hpp"
 
 #include "tandem/engine/transformer.hpp"
 
-namespace tandem::edge {
+namespace tandem::edge_agent {
 namespace {
 
-bool Lossless(const sched::Candidate& choice) {
+bool Lossless(const scheduler::Candidate& choice) {
   return choice.local() || choice.codec.lossless();
 }
 
@@ -28,7 +28,7 @@ int MovableSplit::positions() const {
   return total;
 }
 
-Status MovableSplit::Start(const sched::Candidate& choice) {
+Status MovableSplit::Start(const scheduler::Candidate& choice) {
   if (tail_) return Internal("the split has already started");
   return MoveTo(choice);
 }
@@ -42,7 +42,7 @@ Result<int> MovableSplit::Step(std::span<const int> tokens) {
   return token;
 }
 
-Status MovableSplit::MoveTo(const sched::Candidate& choice) {
+Status MovableSplit::MoveTo(const scheduler::Candidate& choice) {
   const int cut = choice.local() ? model_->n_layers() : choice.cut;
   auto edge = std::make_unique<EdgeRunner>(model_, cut, capacity_);
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<TailRunner> tail, open_tail_(choice));
@@ -73,4 +73,4 @@ Status MovableSplit::MoveTo(const sched::Candidate& choice) {
   return Status::Ok();
 }
 
-}  // namespace tandem::edge
+}  // namespace tandem::edge_agent

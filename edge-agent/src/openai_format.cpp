@@ -1,10 +1,10 @@
-#include "tandem/edge/openai_format.hpp"
+#include "tandem/edge_agent/openai_format.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include <ctime>
 
-namespace tandem::edge {
+namespace tandem::edge_agent {
 
 using nlohmann::json;
 
@@ -62,8 +62,8 @@ json CompletionFormat::Body(const std::string& id, const Completion& completion)
   for (const SplitMove& move : completion.move_log) {
     move_log.push_back({{"at_ms", move.at_ms}, {"to", move.to}, {"cut", move.cut}, {"reason", move.reason}});
   }
-  const sched::Candidate& choice = completion.choice;
-  const sched::Candidate& plan = completion.plan;
+  const scheduler::Candidate& choice = completion.choice;
+  const scheduler::Candidate& plan = completion.plan;
   body["tandem"] = {{"cloud", choice.endpoint},
                     {"cut", CutOf(choice, layers_)},
                     {"tail_end", TailEndOf(choice, layers_)},
@@ -91,4 +91,4 @@ json CompletionFormat::LastChunk(const std::string& id, const Completion& comple
   return last;
 }
 
-}  // namespace tandem::edge
+}  // namespace tandem::edge_agent

@@ -1,14 +1,13 @@
-#include "tandem/edge/remote_middle.hpp"
+#include "tandem/edge_agent/remote_middle.hpp"
 
-namespace tandem::edge {
+namespace tandem::edge_agent {
 
 Result<std::unique_ptr<RemoteMiddle>> RemoteMiddle::Open(CloudConnection& connection,
                                                          wire::OpenRequest request) {
   if (!request.private_output()) {
     return InvalidArgument("a session without end_block returns tokens, not rows: open it as a RemoteTail");
   }
-  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<RemoteSession> session,
-                          RemoteSession::Open(connection, std::move(request)));
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<RemoteSession> session, RemoteSession::Open(connection, request));
   return std::unique_ptr<RemoteMiddle>(new RemoteMiddle(std::move(session)));
 }
 
@@ -51,4 +50,4 @@ Result<std::vector<HiddenRows>> RemoteMiddle::ForwardAllRows(std::span<const Hid
   return out;
 }
 
-}  // namespace tandem::edge
+}  // namespace tandem::edge_agent

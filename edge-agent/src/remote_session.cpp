@@ -1,8 +1,8 @@
-#include "tandem/edge/remote_session.hpp"
+#include "tandem/edge_agent/remote_session.hpp"
 
 #include <algorithm>
 
-namespace tandem::edge {
+namespace tandem::edge_agent {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -14,7 +14,7 @@ Result<std::unique_ptr<RemoteSession>> RemoteSession::Open(CloudConnection& conn
   request.session = connection.NextSessionId();
   const wire::Message open = wire::MakeOpen(request);
   TANDEM_RETURN_IF_ERROR(connection.channel().Send(open));
-  std::unique_ptr<RemoteSession> session(new RemoteSession(connection, std::move(request)));
+  std::unique_ptr<RemoteSession> session(new RemoteSession(connection, request));
   session->stats_.wire_bytes_sent += WireSize(open);
   return session;
 }
@@ -110,4 +110,4 @@ Status RemoteSession::Await(const Sent& sent, const ReadReply& read, const wire:
   return Status::Ok();
 }
 
-}  // namespace tandem::edge
+}  // namespace tandem::edge_agent

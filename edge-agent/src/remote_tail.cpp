@@ -1,15 +1,14 @@
-#include "tandem/edge/remote_tail.hpp"
+#include "tandem/edge_agent/remote_tail.hpp"
 
 #include "tandem/engine/transformer.hpp"
 
-namespace tandem::edge {
+namespace tandem::edge_agent {
 
 Result<std::unique_ptr<RemoteTail>> RemoteTail::Open(CloudConnection& connection, wire::OpenRequest request) {
   if (request.private_output()) {
     return InvalidArgument("a session with end_block returns rows, not tokens: open it as a RemoteMiddle");
   }
-  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<RemoteSession> session,
-                          RemoteSession::Open(connection, std::move(request)));
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<RemoteSession> session, RemoteSession::Open(connection, request));
   return std::unique_ptr<RemoteTail>(new RemoteTail(std::move(session)));
 }
 
@@ -56,4 +55,4 @@ Result<std::unique_ptr<TailRunner>> OpenRemoteSplit(CloudConnection& connection,
       std::move(middle), std::make_unique<LocalTail>(std::move(model), end_block, capacity, sampling)));
 }
 
-}  // namespace tandem::edge
+}  // namespace tandem::edge_agent

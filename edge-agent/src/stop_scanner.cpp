@@ -1,8 +1,8 @@
-#include "tandem/edge/stop_scanner.hpp"
+#include "tandem/edge_agent/stop_scanner.hpp"
 
 #include <algorithm>
 
-namespace tandem::edge {
+namespace tandem::edge_agent {
 
 StopScanner::StopScanner(std::vector<std::string> stops) : stops_(std::move(stops)) {
   for (const auto& stop : stops_) hold_ = std::max(hold_, stop.size() - 1);
@@ -32,4 +32,4 @@ std::string StopScanner::Flush() {
   return out;
 }
 
-}  // namespace tandem::edge
+}  // namespace tandem::edge_agent

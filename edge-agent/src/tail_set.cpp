@@ -1,8 +1,8 @@
-#include "tandem/edge/tail_set.hpp"
+#include "tandem/edge_agent/tail_set.hpp"
 
 #include "tandem/base/clock.hpp"
 
-namespace tandem::edge {
+namespace tandem::edge_agent {
 
 TailLink::TailLink(const CloudOptions& options, const wire::Hello& local, int connections,
                    const LinkMonitorOptions& monitoring)
@@ -11,8 +11,8 @@ TailLink::TailLink(const CloudOptions& options, const wire::Hello& local, int co
       monitor(options, local, link, monitoring),
       breaker(SteadyClock::Instance()) {}
 
-sched::LinkEstimate TailLink::PlanningEstimate(bool honour_breaker) const {
-  sched::LinkEstimate estimate = link.Estimate();
+scheduler::LinkEstimate TailLink::PlanningEstimate(bool honour_breaker) const {
+  scheduler::LinkEstimate estimate = link.Estimate();
   if (honour_breaker && !breaker.Permits()) estimate.up = false;
   return estimate;
 }
@@ -65,4 +65,4 @@ int TailSet::connected() const {
   return total;
 }
 
-}  // namespace tandem::edge
+}  // namespace tandem::edge_agent

@@ -58,8 +58,7 @@ const kernels::Table& ActiveKernels() {
   static const kernels::Table& table = []() -> const kernels::Table& {
     const kernels::Table& active = kernels::Active();
     const std::string_view name = active.name;
-    const dnnl_cpu_isa_t isa = name == "avx2" || (name == "avx512" && Avx2SgemmIsFaster())
-                                   ? dnnl_cpu_isa_avx2
+    const dnnl_cpu_isa_t isa = name == "avx2" || (name == "avx512" && Avx2SgemmIsFaster()) ? dnnl_cpu_isa_avx2
                                : name == "ref" ? dnnl_cpu_isa_sse41
                                                : dnnl_cpu_isa_all;
     // Fails only when oneDNN already ran (its choice is then the CPU's best): nothing to do about it.

@@ -120,8 +120,8 @@ std::vector<Result<int>> LocalTail::ForwardDecodeBatch(std::span<LocalTail* cons
   std::vector<KvCache*> caches;
   for (size_t i = 0; i < tails.size(); ++i) {
     LocalTail& tail = *tails[i];
-    const bool joins =
-        i < rows.size() && tail.model_ == tails[0]->model_ && rows[i].rows == 1 && tail.CheckRows(rows[i]).ok();
+    const bool joins = i < rows.size() && tail.model_ == tails[0]->model_ && rows[i].rows == 1 &&
+                       tail.CheckRows(rows[i]).ok();
     if (!joins) {
       tokens[i] = i < rows.size() ? tail.Forward(rows[i]) : InvalidArgument("no rows for this tail");
       continue;
@@ -237,7 +237,8 @@ Result<Generation> Generate(const ModelStep& step, int seq_len, std::span<const 
     timings.prefill_ms = MillisecondsSince(start);
     start = Clock::now();
     while (true) {
-      if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(), token) != options.stop_tokens.end()) {
+      if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(), token) !=
+          options.stop_tokens.end()) {
         break;
       }
       result.ids.push_back(token);

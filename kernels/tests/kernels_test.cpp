@@ -301,7 +301,8 @@ TEST_P(KernelTableTest, SwiGluOfAValueDoesNotDependOnWhereItSits) {
     for (int64_t begin = 0; begin < n; begin += piece)
       table().swiglu(pieces.data() + begin, up.data() + begin, std::min(piece, n - begin));
     for (int64_t i = 0; i < n; ++i)
-      ASSERT_EQ(std::bit_cast<uint32_t>(whole[i]), std::bit_cast<uint32_t>(pieces[i])) << i << " in pieces of " << piece;
+      ASSERT_EQ(std::bit_cast<uint32_t>(whole[i]), std::bit_cast<uint32_t>(pieces[i]))
+          << i << " in pieces of " << piece;
   }
 }
 

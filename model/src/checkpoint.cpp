@@ -101,8 +101,8 @@ Result<std::shared_ptr<const Checkpoint>> Checkpoint::LoadLlama2c(const std::str
   take_per_layer(&BlockWeights::w3, h * d);
   checkpoint->rms_final_ = cursor.Take(d);
   cursor.Take(int64_t{config.seq_len} * config.head_dim());  // legacy freq_cis_real/imag
-  checkpoint->classifier_ = config.shared_classifier ? checkpoint->token_embedding_
-                                                     : cursor.Take(int64_t{config.vocab_size} * d);
+  checkpoint->classifier_ =
+      config.shared_classifier ? checkpoint->token_embedding_ : cursor.Take(int64_t{config.vocab_size} * d);
   return std::shared_ptr<const Checkpoint>(std::move(checkpoint));
 }
 
@@ -181,15 +181,13 @@ void Checkpoint::ReleaseWeights(const float* weights, size_t count) const {
   }
 }
 
-Status WriteRandomCheckpoint(const std::string& path, const ModelConfig& config, uint64_t seed,
-                             float std) {
+Status WriteRandomCheckpoint(const std::string& path, const ModelConfig& config, uint64_t seed, float std) {
   TANDEM_RETURN_IF_ERROR(config.Validate());
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out) return InvalidArgument(path + ": cannot open for writing");
   const std::array<int32_t, kHeaderInts> header = {
-      config.dim,     config.hidden_dim,
-      config.n_layers, config.n_heads,
-      config.n_kv_heads, config.shared_classifier ? config.vocab_size : -config.vocab_size,
+      config.dim,     config.hidden_dim, config.n_layers,
+      config.n_heads, config.n_kv_heads, config.shared_classifier ? config.vocab_size : -config.vocab_size,
       config.seq_len};
   out.write(reinterpret_cast<const char*>(header.data()), kHeaderBytes);
 
@@ -206,14 +204,14 @@ Status WriteRandomCheckpoint(const std::string& path, const ModelConfig& config,
     }
   };
   const int64_t d = config.dim, h = config.hidden_dim, kv = config.kv_dim(), layers = config.n_layers;
-  write(int64_t{config.vocab_size} * d, false);  // token embedding
-  write(layers * d, true);                       // rms_att
-  write(layers * d * d, false);                  // wq
-  write(layers * kv * d * 2, false);             // wk, wv
-  write(layers * d * d, false);                  // wo
-  write(layers * d, true);                       // rms_ffn
-  write(layers * h * d * 3, false);              // w1, w2, w3
-  write(d, true);                                // rms_final
+  write(int64_t{config.vocab_size} * d, false);               // token embedding
+  write(layers * d, true);                                    // rms_att
+  write(layers * d * d, false);                               // wq
+  write(layers * kv * d * 2, false);                          // wk, wv
+  write(layers * d * d, false);                               // wo
+  write(layers * d, true);                                    // rms_ffn
+  write(layers * h * d * 3, false);                           // w1, w2, w3
+  write(d, true);                                             // rms_final
   write(int64_t{config.seq_len} * config.head_dim(), false);  // legacy RoPE tables (unused)
   if (!config.shared_classifier) write(int64_t{config.vocab_size} * d, false);
   out.close();

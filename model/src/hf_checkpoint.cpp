@@ -47,7 +47,9 @@ Result<BlockRange> ReadHeldBlocks(const SafetensorsModel& weights, ModelConfig& 
 }
 
 // Tensors some exports carry that the arithmetic does not read (rotary tables the runtime computes).
-bool IsIgnorable(const std::string& name) { return name.ends_with(".rotary_emb.inv_freq"); }
+bool IsIgnorable(const std::string& name) {
+  return name.ends_with(".rotary_emb.inv_freq");
+}
 
 }  // namespace
 

@@ -35,7 +35,8 @@ class Fields {
   bool Has(const std::string& field) const { return object_.contains(field) && !object_[field].is_null(); }
 
   // A positive integer that fits int32 (or `fallback` when absent, if given).
-  Result<int32_t> PositiveInt(const std::string& field, std::optional<int32_t> fallback = std::nullopt) const {
+  Result<int32_t> PositiveInt(const std::string& field,
+                              std::optional<int32_t> fallback = std::nullopt) const {
     if (!Has(field)) {
       if (fallback) return *fallback;
       return Error(field, "is missing");
@@ -78,8 +79,9 @@ class Fields {
 Result<HfArchitecture> ParseArchitecture(const json& config, const Fields& fields) {
   if (!config.contains("architectures") || !config["architectures"].is_array() ||
       config["architectures"].size() != 1 || !config["architectures"][0].is_string()) {
-    return fields.Error("architectures", "must list exactly one architecture (LlamaForCausalLM, "
-                                         "MistralForCausalLM or Qwen2ForCausalLM)");
+    return fields.Error("architectures",
+                        "must list exactly one architecture (LlamaForCausalLM, "
+                        "MistralForCausalLM or Qwen2ForCausalLM)");
   }
   const std::string name = config["architectures"][0];
   TANDEM_ASSIGN_OR_RETURN(const std::string model_type, fields.String("model_type", ""));
@@ -134,7 +136,8 @@ Status RefuseUnsupported(const Fields& fields, HfArchitecture architecture) {
   if (mlp_bias) return fields.Error("mlp_bias", "true is not supported (the MLP has no biases here)");
   for (const char* field : {"quantization_config", "num_local_experts", "num_experts"}) {
     if (fields.Has(field)) {
-      return fields.Error(field, "is present: quantized checkpoints and mixtures of experts are not supported");
+      return fields.Error(field,
+                          "is present: quantized checkpoints and mixtures of experts are not supported");
     }
   }
   if (fields.Has("partial_rotary_factor")) {

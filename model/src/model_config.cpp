@@ -15,10 +15,10 @@ constexpr int32_t kMaxSeqLen = 1 << 20;
 
 int64_t ModelConfig::BlockParameterCount() const {
   const int64_t d = dim, h = hidden_dim, q = q_dim(), kv = kv_dim();
-  return 2 * d                                      // rms_att, rms_ffn
-         + 2 * q * d                                // wq, wo
-         + 2 * kv * d                               // wk, wv
-         + 3 * h * d                                // w1, w2, w3
+  return 2 * d         // rms_att, rms_ffn
+         + 2 * q * d   // wq, wo
+         + 2 * kv * d  // wk, wv
+         + 3 * h * d   // w1, w2, w3
          + (qkv_bias ? q + 2 * kv : 0) + (output_bias ? d : 0);
 }
 
@@ -56,8 +56,9 @@ Status ModelConfig::Validate() const {
     const RopeScaling& r = rope_scaling;
     if (!(r.factor >= 1 && r.low_freq_factor > 0 && r.high_freq_factor > r.low_freq_factor &&
           r.original_max_positions > 0))
-      return InvalidArgument("llama3 rope_scaling needs factor >= 1, 0 < low_freq_factor < high_freq_factor "
-                             "and original_max_position_embeddings > 0");
+      return InvalidArgument(
+          "llama3 rope_scaling needs factor >= 1, 0 < low_freq_factor < high_freq_factor "
+          "and original_max_position_embeddings > 0");
   }
   return Status::Ok();
 }

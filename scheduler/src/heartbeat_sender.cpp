@@ -1,12 +1,12 @@
-#include "tandem/sched/heartbeat_sender.hpp"
+#include "tandem/scheduler/heartbeat_sender.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include "tandem/base/log.hpp"
-#include "tandem/sched/scheduler_api.hpp"
+#include "tandem/scheduler/scheduler_api.hpp"
 #include "tandem/services/http_client.hpp"
 
-namespace tandem::sched {
+namespace tandem::scheduler {
 namespace {
 
 constexpr char kComponent[] = "heartbeat";
@@ -101,4 +101,4 @@ void HeartbeatSender::Stop(bool draining) {
   }
 }
 
-}  // namespace tandem::sched
+}  // namespace tandem::scheduler

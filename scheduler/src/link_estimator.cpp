@@ -1,9 +1,9 @@
-#include "tandem/sched/link_estimator.hpp"
+#include "tandem/scheduler/link_estimator.hpp"
 
 #include <algorithm>
 #include <cmath>
 
-namespace tandem::sched {
+namespace tandem::scheduler {
 namespace {
 
 // Moves `estimate` toward `sample` by 1 - exp(-dt / tau): the longer since the last sample, the staler
@@ -90,4 +90,4 @@ std::optional<Clock::TimePoint> LinkEstimator::last_sample() const {
   return last_sample_;
 }
 
-}  // namespace tandem::sched
+}  // namespace tandem::scheduler

@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <string>
 
-namespace tandem::sched {
+namespace tandem::scheduler {
 
 // `value` as printf's %g writes it ("0.05", "1e+300", "nan").
 inline std::string ShortNumber(double value) {
@@ -14,4 +14,4 @@ inline std::string ShortNumber(double value) {
   return buffer;
 }
 
-}  // namespace tandem::sched
+}  // namespace tandem::scheduler

@@ -5,7 +5,7 @@
 
 #include "number_text.hpp"
 
-namespace tandem::sched {
+namespace tandem::scheduler {
 namespace {
 
 Status CheckTime(double value, const std::string& what) {
@@ -173,4 +173,4 @@ Status ValidatePlanInputs(const PlanInputs& inputs) {
   return CheckRequest(inputs);
 }
 
-}  // namespace tandem::sched
+}  // namespace tandem::scheduler

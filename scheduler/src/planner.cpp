@@ -1,4 +1,4 @@
-#include "tandem/sched/planner.hpp"
+#include "tandem/scheduler/planner.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -12,7 +12,7 @@
 
 #include "plan_validation.hpp"
 
-namespace tandem::sched {
+namespace tandem::scheduler {
 namespace {
 
 // Every ACTIVATIONS message carries wire.hpp's 40-byte header before its payload, and is answered by a
@@ -455,4 +455,4 @@ Candidate PlanStabilizer::Choose(const Plan& plan) {
   return *current_;
 }
 
-}  // namespace tandem::sched
+}  // namespace tandem::scheduler

@@ -14,10 +14,10 @@
 
 #include "tandem/base/flags.hpp"
 #include "tandem/base/log.hpp"
-#include "tandem/sched/scheduler_service.hpp"
+#include "tandem/scheduler/scheduler_service.hpp"
 #include "tandem/services/service_main.hpp"
 
-namespace tandem::sched {
+namespace tandem::scheduler {
 namespace {
 
 constexpr char kComponent[] = "scheduler";
@@ -131,7 +131,7 @@ void ServeUntilSignalled(services::HttpServer& http, const sigset_t& stop_signal
 
 int RunSchedulerService(std::span<const std::string> args) {
   const sigset_t stop_signals = services::BlockStopSignals();
-  const auto fail = [](const Status& status, int code = services::kExitFailure) {
+  const auto fail = [](const Status& status, int code = kExitFailure) {
     return services::FailService(kComponent, status, code);
   };
 
@@ -139,11 +139,11 @@ int RunSchedulerService(std::span<const std::string> args) {
   FlagSet flags("usage: tandem-scheduler [--listen 127.0.0.1:9300] [--dead-after-ms 3000] [flags]", "TANDEM");
   config.Declare(flags);
   if (auto exit = services::ParseServiceFlags(flags, args, kComponent)) return *exit;
-  if (Status valid = config.Validate(); !valid.ok()) return fail(valid, services::kExitUsage);
+  if (Status valid = config.Validate(); !valid.ok()) return fail(valid, kExitUsage);
 
   auto registry = std::make_shared<prometheus::Registry>();
   auto service = SchedulerService::Create(config.Options(), SteadyClock::Instance(), registry);
-  if (!service.ok()) return fail(service.status(), services::kExitUsage);
+  if (!service.ok()) return fail(service.status(), kExitUsage);
   services::HttpServerOptions http_options;
   http_options.listen = config.listen;
   http_options.max_body_bytes = static_cast<size_t>(config.max_body_kb) * 1024;
@@ -162,4 +162,4 @@ int RunSchedulerService(std::span<const std::string> args) {
   return 0;
 }
 
-}  // namespace tandem::sched
+}  // namespace tandem::scheduler

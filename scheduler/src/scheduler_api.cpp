@@ -1,4 +1,4 @@
-#include "tandem/sched/scheduler_api.hpp"
+#include "tandem/scheduler/scheduler_api.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -7,7 +7,7 @@
 
 #include "number_text.hpp"
 
-namespace tandem::sched {
+namespace tandem::scheduler {
 namespace {
 
 using nlohmann::json;
@@ -359,4 +359,4 @@ json CandidateToJson(const Candidate& candidate) {
   return out;
 }
 
-}  // namespace tandem::sched
+}  // namespace tandem::scheduler

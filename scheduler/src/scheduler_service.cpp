@@ -1,4 +1,4 @@
-#include "tandem/sched/scheduler_service.hpp"
+#include "tandem/scheduler/scheduler_service.hpp"
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
@@ -9,10 +9,10 @@
 #include <cmath>
 
 #include "tandem/base/log.hpp"
-#include "tandem/sched/scheduler_api.hpp"
+#include "tandem/scheduler/scheduler_api.hpp"
 #include "tandem/services/health.hpp"
 
-namespace tandem::sched {
+namespace tandem::scheduler {
 namespace {
 
 // The plan's best candidate, or among the tails' candidates within `margin` of its cost the one on the
@@ -379,4 +379,4 @@ HttpResponse SchedulerService::Plan(const HttpRequest& request) {
   return JsonResponse(answer);
 }
 
-}  // namespace tandem::sched
+}  // namespace tandem::scheduler

@@ -1,4 +1,4 @@
-#include "tandem/sched/tail_registry.hpp"
+#include "tandem/scheduler/tail_registry.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -6,7 +6,7 @@
 
 #include "number_text.hpp"
 
-namespace tandem::sched {
+namespace tandem::scheduler {
 namespace {
 
 Status CheckTime(double value, const std::string& field) {
@@ -195,4 +195,4 @@ Status TailRegistry::CountPlan(const std::string& endpoint) {
   return Status::Ok();
 }
 
-}  // namespace tandem::sched
+}  // namespace tandem::scheduler

@@ -18,40 +18,16 @@ TEST(BenchSuiteTest, TinyRunReportsEveryPart) {
   if (testing::SharedDir().empty()) GTEST_SKIP() << "shared folder not found";
   testing::TempDir dir;
   const std::string model = (testing::SharedDir() / "models/stories260K/stories260K.bin").string();
-  const testing::CommandResult run = testing::RunProgram("tandem",
-                                                         {"bench-suite",
-                                                          "--model",
-                                                          model,
-                                                          "--out-dir",
-                                                          dir.path().string(),
-                                                          "--prompt-tokens",
-                                                          "8",
-                                                          "--gen-tokens",
-                                                          "8",
-                                                          "--split-prompt-tokens",
-                                                          "4",
-                                                          "--split-gen-tokens",
-                                                          "4",
-                                                          "--repeat",
-                                                          "1",
-                                                          "--warmup",
-                                                          "0",
-                                                          "--sessions",
-                                                          "1,4",
-                                                          "--tail-prompt-tokens",
-                                                          "4",
-                                                          "--tail-decode-steps",
-                                                          "4",
-                                                          // A loaded 2-core host may schedule the four
-                                                          // sessions' threads more than the default 2 ms
-                                                          // apart: wait long enough that they batch.
-                                                          "--max-batch-wait-us",
-                                                          "50000",
-                                                          "--codecs",
-                                                          "fp32,int8+zstd",
-                                                          "--threads",
-                                                          "1"},
-                                                         120);
+  const testing::CommandResult run = testing::RunProgram(
+      "tandem",
+      {"bench-suite", "--model", model, "--out-dir", dir.path().string(), "--prompt-tokens", "8",
+       "--gen-tokens", "8", "--split-prompt-tokens", "4", "--split-gen-tokens", "4", "--repeat", "1",
+       "--warmup", "0", "--sessions", "1,4", "--tail-prompt-tokens", "4", "--tail-decode-steps", "4",
+       // A loaded 2-core host may schedule the four
+       // sessions' threads more than the default 2 ms
+       // apart: wait long enough that they batch.
+       "--max-batch-wait-us", "50000", "--codecs", "fp32,int8+zstd", "--threads", "1"},
+      120);
   ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
 
   std::ifstream file(dir / "bench-suite.json");

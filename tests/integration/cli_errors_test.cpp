@@ -109,11 +109,12 @@ TEST_F(CliErrorsTest, MissingFilesAndBadFlags) {
 
 // TANDEM_KERNELS naming no table of this build is one line naming the problem, and exit 2.
 TEST_F(CliErrorsTest, UnknownKernelTable) {
-  const auto result =
-      RunProgram("/usr/bin/env", {"TANDEM_KERNELS=sse9", (testing::BinDir() / "tandem").string(), "generate",
-                                  "--model", model_, "--tokenizer", tokenizer_, "--prompt", "Hi", "--steps", "4"});
+  const auto result = RunProgram(
+      "/usr/bin/env", {"TANDEM_KERNELS=sse9", (testing::BinDir() / "tandem").string(), "generate", "--model",
+                       model_, "--tokenizer", tokenizer_, "--prompt", "Hi", "--steps", "4"});
   EXPECT_EQ(result.exit_code, 2);
-  EXPECT_NE(result.err.find("TANDEM_KERNELS=sse9 names no kernel table of this build (ref, "), std::string::npos)
+  EXPECT_NE(result.err.find("TANDEM_KERNELS=sse9 names no kernel table of this build (ref, "),
+            std::string::npos)
       << result.err;
   EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << result.err;
 }

@@ -23,7 +23,8 @@ constexpr int kSteps = 160;
 
 // Session i's sampling: its own seed and temperature, so that no two sessions share their tokens.
 std::vector<std::string> SamplingFlags(int session) {
-  return {"--temperature", session % 4 == 0 ? "0" : "0.9", "--top-p", "0.95", "--seed", std::to_string(session)};
+  return {"--temperature", session % 4 == 0 ? "0" : "0.9", "--top-p", "0.95",
+          "--seed",        std::to_string(session)};
 }
 
 const char* Prompt(int session) {
@@ -36,7 +37,8 @@ template <typename ArgsOf>
 std::vector<nlohmann::json> GenerateAll(const ArgsOf& args_of) {
   std::vector<std::future<testing::CommandResult>> runs;
   for (int i = 0; i < kSessions; ++i) {
-    runs.push_back(std::async(std::launch::async, [&args_of, i] { return RunProgram("tandem", args_of(i), 120); }));
+    runs.push_back(
+        std::async(std::launch::async, [&args_of, i] { return RunProgram("tandem", args_of(i), 120); }));
   }
   std::vector<nlohmann::json> ids;
   for (int i = 0; i < kSessions; ++i) {
@@ -49,9 +51,8 @@ std::vector<nlohmann::json> GenerateAll(const ArgsOf& args_of) {
 
 TEST(CloudBatchingTest, SixteenSessionsOnMixedCutsGetTheirUnbatchedTokens) {
   if (testing::SharedDir().empty()) GTEST_SKIP() << "shared folder not found";
-  const std::vector<nlohmann::json> local = GenerateAll([](int i) {
-    return testing::GenerateArgs(Prompt(i), kSteps, SamplingFlags(i));
-  });
+  const std::vector<nlohmann::json> local =
+      GenerateAll([](int i) { return testing::GenerateArgs(Prompt(i), kSteps, SamplingFlags(i)); });
   // A slowed tail (each pass takes 20 times its compute), so that the sixteen edges' steps queue up
   // behind one another and the batches fill whatever the start-up jitter of the processes.
   CloudTailProcess tail({"--emulate-slowdown", "20", "--max-batch", "16", "--max-batch-wait-us", "5000"});
@@ -65,7 +66,8 @@ TEST(CloudBatchingTest, SixteenSessionsOnMixedCutsGetTheirUnbatchedTokens) {
   for (int i = 0; i < kSessions; ++i) {
     EXPECT_EQ(batched[static_cast<size_t>(i)], local[static_cast<size_t>(i)])
         << "session " << i << " (cut " << i % (kLayers + 1) << ")";
-    EXPECT_GT(local[static_cast<size_t>(i)].size(), 20u) << "session " << i << " generated too little to tell";
+    EXPECT_GT(local[static_cast<size_t>(i)].size(), 20u)
+        << "session " << i << " generated too little to tell";
   }
   const double passes = testing::MetricValue(tail.http_address(), "tandem_cloud_batch_steps_count");
   const double steps = testing::MetricValue(tail.http_address(), "tandem_cloud_batch_steps_sum");

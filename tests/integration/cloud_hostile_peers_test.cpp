@@ -24,9 +24,9 @@
 #include "cloud_tail_process.hpp"
 #include "http_client.hpp"
 #include "tandem/model/checkpoint.hpp"
-#include "tandem/wire/transport.hpp"
-#include "tandem/wire/protocol.hpp"
 #include "tandem/wire/activation_codec.hpp"
+#include "tandem/wire/protocol.hpp"
+#include "tandem/wire/transport.hpp"
 #include "test_env.hpp"
 
 namespace tandem {
@@ -43,7 +43,7 @@ constexpr uint32_t kDim = 64;            // stories260K
 constexpr int kVocab = 512;
 constexpr uint32_t kSeqLen = 512;
 constexpr auto kReplyTimeout = 20000ms;  // a reply that must come (generous: the host may be loaded)
-constexpr auto kSilence = 400ms;        // "no reply at all"
+constexpr auto kSilence = 400ms;         // "no reply at all"
 
 using Bytes = std::vector<std::byte>;
 

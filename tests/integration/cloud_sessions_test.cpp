@@ -6,9 +6,9 @@
 #include <thread>
 
 #include "cloud_tail_process.hpp"
+#include "tandem/edge_agent/remote_tail.hpp"
 #include "tandem/engine/model_loader.hpp"
 #include "tandem/text/tokenizer.hpp"
-#include "tandem/edge/remote_tail.hpp"
 #include "test_env.hpp"
 
 namespace tandem {
@@ -46,9 +46,8 @@ class CloudSessionsTest : public ::testing::TestWithParam<int> {
  protected:
   void SetUp() override {
     if (testing::SharedDir().empty()) GTEST_SKIP() << "shared folder not found";
-    tail_ = std::make_unique<testing::CloudTailProcess>(
-        std::vector<std::string>{"--workers", std::to_string(GetParam()), "--idle-timeout-s",
-                                 std::to_string(kIdleTimeoutSeconds)});
+    tail_ = std::make_unique<testing::CloudTailProcess>(std::vector<std::string>{
+        "--workers", std::to_string(GetParam()), "--idle-timeout-s", std::to_string(kIdleTimeoutSeconds)});
     ASSERT_TRUE(tail_->started()) << tail_->log();
     ModelFlags flags;
     flags.model = testing::Stories260KModel().string();
@@ -62,13 +61,13 @@ class CloudSessionsTest : public ::testing::TestWithParam<int> {
     tokenizer_ = std::make_unique<Tokenizer>(std::move(*tokenizer));
   }
 
-  Result<std::unique_ptr<edge::CloudConnection>> Connect() {
-    edge::CloudOptions options;
+  Result<std::unique_ptr<edge_agent::CloudConnection>> Connect() {
+    edge_agent::CloudOptions options;
     options.endpoint = tail_->endpoint();
     options.security.own_keys = tail_->edge_keys();
     options.security.server_public_key = tail_->cloud_keys().public_key;
     options.timeout = std::chrono::seconds(30);
-    return edge::CloudConnection::Connect(
+    return edge_agent::CloudConnection::Connect(
         context_, options, wire::DescribeModel(model_.checkpoint->config(), model_.fingerprint));
   }
 
@@ -76,10 +75,10 @@ class CloudSessionsTest : public ::testing::TestWithParam<int> {
   Result<std::vector<int>> RunSession(const SessionPlan& plan) {
     TANDEM_ASSIGN_OR_RETURN(auto connection, Connect());
     EdgeRunner edge(model_.transformer, plan.cut, kSteps);
-    TANDEM_ASSIGN_OR_RETURN(auto tail, edge::RemoteTail::Open(*connection, {.cut = plan.cut,
-                                                                            .codec = plan.codec,
-                                                                            .sampling = plan.sampling,
-                                                                            .max_positions = kSteps}));
+    TANDEM_ASSIGN_OR_RETURN(auto tail, edge_agent::RemoteTail::Open(*connection, {.cut = plan.cut,
+                                                                                  .codec = plan.codec,
+                                                                                  .sampling = plan.sampling,
+                                                                                  .max_positions = kSteps}));
     const std::vector<int> prompt = tokenizer_->Encode(plan.prompt, true, false);
     TANDEM_ASSIGN_OR_RETURN(Generation generation,
                             Generate(edge, *tail, prompt, GenerateOptions{.steps = kSteps}));
@@ -130,8 +129,8 @@ TEST_P(CloudSessionsTest, IdleSessionsExpire) {
   auto connection = Connect();
   ASSERT_TRUE(connection.ok()) << connection.status().ToString();
   EdgeRunner edge(model_.transformer, 2, 16);
-  auto tail =
-      edge::RemoteTail::Open(**connection, {.cut = 2, .sampling = {0.0f, 1.0f, 0}, .max_positions = 16});
+  auto tail = edge_agent::RemoteTail::Open(**connection,
+                                           {.cut = 2, .sampling = {0.0f, 1.0f, 0}, .max_positions = 16});
   ASSERT_TRUE(tail.ok());
   ASSERT_TRUE((*tail)->Forward(*edge.Forward(std::vector<int>{1, 403})).ok());
   // The tail sweeps once a second: after the timeout and a sweep, the session is gone. Waits for the sweep's
@@ -147,8 +146,8 @@ TEST_P(CloudSessionsTest, SigtermDrainsOpenSessionsThenExits) {
   auto connection = Connect();
   ASSERT_TRUE(connection.ok()) << connection.status().ToString();
   EdgeRunner edge(model_.transformer, 1, 16);
-  auto tail =
-      edge::RemoteTail::Open(**connection, {.cut = 1, .sampling = {0.0f, 1.0f, 0}, .max_positions = 16});
+  auto tail = edge_agent::RemoteTail::Open(**connection,
+                                           {.cut = 1, .sampling = {0.0f, 1.0f, 0}, .max_positions = 16});
   ASSERT_TRUE(tail.ok());
   ASSERT_TRUE((*tail)->Forward(*edge.Forward(std::vector<int>{1, 403})).ok());
 

@@ -5,10 +5,10 @@
 
 #include <random>
 
-#include "tandem/model/checkpoint.hpp"
 #include "tandem/engine/pipeline.hpp"
-#include "tandem/text/tokenizer.hpp"
 #include "tandem/engine/transformer.hpp"
+#include "tandem/model/checkpoint.hpp"
+#include "tandem/text/tokenizer.hpp"
 #include "test_env.hpp"
 
 namespace tandem {
@@ -27,7 +27,8 @@ std::vector<char> Damaged(const std::vector<char>& original, Damage damage, std:
       break;
     case Damage::kFlipHeaderBit:
     case Damage::kFlipAnyBit: {
-      const size_t limit = damage == Damage::kFlipHeaderBit ? std::min<size_t>(64, bytes.size()) : bytes.size();
+      const size_t limit =
+          damage == Damage::kFlipHeaderBit ? std::min<size_t>(64, bytes.size()) : bytes.size();
       for (int flips = 1 + static_cast<int>(pick(3)); flips > 0; --flips) {
         bytes[pick(limit)] ^= static_cast<char>(1 << pick(8));
       }

@@ -30,8 +30,9 @@ class HfConvertTest : public ::testing::Test {
     if (testing::SharedDir().empty()) return;
     dir_ = new testing::TempDir();
     model_ = (dir_->path() / "stories260K-hf").string();
-    convert_ = RunProgram("tandem", {"convert", "--model", testing::Stories260KModel().string(), "--tokenizer",
-                                     testing::Stories260KTokenizer().string(), "--out", model_});
+    convert_ =
+        RunProgram("tandem", {"convert", "--model", testing::Stories260KModel().string(), "--tokenizer",
+                              testing::Stories260KTokenizer().string(), "--out", model_});
   }
   static void TearDownTestSuite() {
     delete dir_;
@@ -44,9 +45,16 @@ class HfConvertTest : public ::testing::Test {
 
   // `tandem generate --json` greedy on the converted model (no --tokenizer: the directory's), then `extra`.
   static testing::CommandResult Generate(const json& golden, const std::vector<std::string>& extra) {
-    std::vector<std::string> args = {"generate", "--model", model_, "--prompt", golden["prompt"],
-                                     "--steps", std::to_string(golden["steps"].get<int>()),
-                                     "--temperature", "0", "--json"};
+    std::vector<std::string> args = {"generate",
+                                     "--model",
+                                     model_,
+                                     "--prompt",
+                                     golden["prompt"],
+                                     "--steps",
+                                     std::to_string(golden["steps"].get<int>()),
+                                     "--temperature",
+                                     "0",
+                                     "--json"};
     args.insert(args.end(), extra.begin(), extra.end());
     return RunProgram("tandem", args, 60);
   }
@@ -145,7 +153,11 @@ TEST_F(HfConvertTest, TheExportedTokenizerEncodesAsLlama2cDoes) {
   auto exported = Tokenizer::LoadForModel(model_, "", 512);
   ASSERT_TRUE(original.ok() && exported.ok()) << exported.status().ToString();
   EXPECT_EQ(exported->kind(), TokenizerKind::kHfBpe);
-  std::vector<std::string> texts = {"", " ", "  two  spaces ", "Tom's café, naïve — 😀!", "\x01\x7f\n\t",
+  std::vector<std::string> texts = {"",
+                                    " ",
+                                    "  two  spaces ",
+                                    "Tom's café, naïve — 😀!",
+                                    "\x01\x7f\n\t",
                                     std::string("bad \xC3\x28 utf8 \xFF")};
   for (const json& golden : testing::GoldenRecords()) {
     const std::string text = golden["text"];
@@ -167,9 +179,9 @@ TEST_F(HfConvertTest, RefusesToConvertWhatIsNotALlama2cModel) {
                  "--out", (dir_->path() / "again").string()});
   EXPECT_EQ(again.exit_code, 2);
   EXPECT_NE(again.err.find("already a Hugging Face model"), std::string::npos) << again.err;
-  const testing::CommandResult missing =
-      RunProgram("tandem", {"convert", "--model", testing::Stories260KModel().string(), "--out",
-                            (dir_->path() / "x").string()});
+  const testing::CommandResult missing = RunProgram(
+      "tandem",
+      {"convert", "--model", testing::Stories260KModel().string(), "--out", (dir_->path() / "x").string()});
   EXPECT_EQ(missing.exit_code, 2);
   EXPECT_NE(missing.err.find("--tokenizer"), std::string::npos) << missing.err;
 }

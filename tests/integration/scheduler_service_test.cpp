@@ -228,7 +228,8 @@ TEST_F(SchedulerServiceTest, BalancesEdgesOverRealTails) {
   const auto killed = std::chrono::steady_clock::now();
   tail_a_->Signal(SIGKILL);
   // The bound is generous (a loaded host runs the sweep late); that it was the heartbeat deadline, not
-  // something else, shows in the log line and the expiry counter. tail_registry_test times it on a fake clock.
+  // something else, shows in the log line and the expiry counter. tail_registry_test times it on a fake
+  // clock.
   ASSERT_TRUE(WaitUntil([&] { return FindTail(Tails(scheduler_), endpoint_a_).is_null(); },
                         milliseconds(kDeadAfterMs + 15000)));
   const auto gone_after = std::chrono::steady_clock::now() - killed;

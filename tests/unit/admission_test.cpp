@@ -1,6 +1,6 @@
 // Admission: --max-concurrent slots, --max-queue waiting, a bounded wait, and the drain; every refusal a
 // 503 with its OpenAI code, and the queue-depth gauge back at 0 after each wait.
-#include "tandem/edge/admission.hpp"
+#include "tandem/edge_agent/admission.hpp"
 
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
@@ -8,7 +8,7 @@
 #include <future>
 #include <thread>
 
-namespace tandem::edge {
+namespace tandem::edge_agent {
 namespace {
 
 using std::chrono::milliseconds;
@@ -81,4 +81,4 @@ TEST_F(AdmissionTest, DrainingRefusesNewRequestsAndKeepsTheAdmittedOnes) {
 }
 
 }  // namespace
-}  // namespace tandem::edge
+}  // namespace tandem::edge_agent

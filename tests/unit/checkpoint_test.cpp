@@ -10,7 +10,12 @@ namespace tandem {
 namespace {
 
 ModelConfig SmallConfig() {
-  return {.dim = 16, .hidden_dim = 40, .n_layers = 3, .n_heads = 4, .n_kv_heads = 2, .vocab_size = 32,
+  return {.dim = 16,
+          .hidden_dim = 40,
+          .n_layers = 3,
+          .n_heads = 4,
+          .n_kv_heads = 2,
+          .vocab_size = 32,
           .seq_len = 24};
 }
 
@@ -88,7 +93,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadFileCase{"ExtraBytes", [](std::vector<char>& b) { b.resize(b.size() + 8); }, "inconsistent"},
         BadFileCase{"ZeroDim", [](std::vector<char>& b) { SetHeader(b, 0, 0); }, "corrupt header"},
         BadFileCase{"HeadsNotDividingDim", [](std::vector<char>& b) { SetHeader(b, 3, 5); }, "n_heads"},
-        BadFileCase{"KvHeadsNotDividingHeads", [](std::vector<char>& b) { SetHeader(b, 4, 3); }, "n_kv_heads"},
+        BadFileCase{"KvHeadsNotDividingHeads", [](std::vector<char>& b) { SetHeader(b, 4, 3); },
+                    "n_kv_heads"},
         BadFileCase{"HugeLayers", [](std::vector<char>& b) { SetHeader(b, 2, 1 << 30); }, "n_layers"},
         BadFileCase{"MinIntVocab", [](std::vector<char>& b) { SetHeader(b, 5, INT32_MIN); }, "vocab_size"},
         BadFileCase{"WrongLayerCount", [](std::vector<char>& b) { SetHeader(b, 2, 2); }, "inconsistent"}),

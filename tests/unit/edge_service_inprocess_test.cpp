@@ -4,7 +4,7 @@
 // the OpenAI errors (status, type, code, param), admission (queue_full with Retry-After, shutting_down),
 // stop strings (plain and streamed, nothing past a match ever sent), and failover (to the next tail or
 // all-local with the same text, and the error when no choice is left or the split was forced).
-#include "tandem/edge/edge_service.hpp"
+#include "tandem/edge_agent/edge_service.hpp"
 
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
@@ -18,7 +18,7 @@
 #include "tandem/engine/transformer.hpp"
 #include "test_env.hpp"
 
-namespace tandem::edge {
+namespace tandem::edge_agent {
 namespace {
 
 using nlohmann::json;
@@ -58,13 +58,13 @@ class ScriptedTails final : public RequestTails {
  public:
   ScriptedTails(TailScript& script, std::shared_ptr<const Transformer> model)
       : script_(script), model_(std::move(model)) {}
-  Status Reserve(const sched::Candidate& choice) override {
+  Status Reserve(const scheduler::Candidate& choice) override {
     const std::lock_guard lock(script_.mutex);
     if (script_.unreachable.contains(choice.endpoint))
       return Unavailable("the cloud tail is not reachable: test");
     return Status::Ok();
   }
-  Result<std::unique_ptr<TailRunner>> Open(const sched::Candidate& choice, const SamplingParams& sampling,
+  Result<std::unique_ptr<TailRunner>> Open(const scheduler::Candidate& choice, const SamplingParams& sampling,
                                            int positions) override {
     const std::lock_guard lock(script_.mutex);
     script_.opened.push_back(choice.endpoint);
@@ -87,16 +87,16 @@ class ScriptedTails final : public RequestTails {
 // Chooses tail A; after a failure offers the scripted alternatives in turn, then none.
 class ScriptedPlanner final : public SplitPlanner {
  public:
-  explicit ScriptedPlanner(std::vector<sched::Candidate> alternatives)
+  explicit ScriptedPlanner(std::vector<scheduler::Candidate> alternatives)
       : alternatives_(std::move(alternatives)) {}
-  Result<sched::Candidate> Choose(int, int) override {
-    return sched::Candidate{.tail = 0, .endpoint = kTailA, .cut = kCut};
+  Result<scheduler::Candidate> Choose(int, int) override {
+    return scheduler::Candidate{.tail = 0, .endpoint = kTailA, .cut = kCut};
   }
   void Refresh() override {}
-  Result<MoveAdvice> AdviseMove(const sched::Candidate&, int, int) override {
+  Result<MoveAdvice> AdviseMove(const scheduler::Candidate&, int, int) override {
     return Unavailable("no advice");
   }
-  Result<sched::Candidate> Alternative(const sched::Candidate&, int, int) override {
+  Result<scheduler::Candidate> Alternative(const scheduler::Candidate&, int, int) override {
     const std::lock_guard lock(mutex_);
     if (next_ >= alternatives_.size()) return Unavailable("nothing feasible without the failed tail");
     return alternatives_[next_++];
@@ -105,7 +105,7 @@ class ScriptedPlanner final : public SplitPlanner {
 
  private:
   std::mutex mutex_;
-  std::vector<sched::Candidate> alternatives_;
+  std::vector<scheduler::Candidate> alternatives_;
   size_t next_ = 0;
 };
 
@@ -156,7 +156,7 @@ class EdgeServiceInProcessTest : public ::testing::Test {
   }
 
   // The service: --split kCut on tail A, or with `alternatives` auto with the scripted planner.
-  void Start(std::optional<std::vector<sched::Candidate>> alternatives = std::nullopt) {
+  void Start(std::optional<std::vector<scheduler::Candidate>> alternatives = std::nullopt) {
     auto tokenizer = Tokenizer::LoadForModel(config_.model.model, config_.tokenizer,
                                              model_->checkpoint->config().vocab_size);
     ASSERT_TRUE(tokenizer.ok()) << tokenizer.status().ToString();
@@ -170,7 +170,7 @@ class EdgeServiceInProcessTest : public ::testing::Test {
         return std::make_unique<ScriptedPlanner>(alternatives);
       };
     } else {
-      dependencies.fixed = sched::Candidate{.tail = 0, .endpoint = kTailA, .cut = kCut};
+      dependencies.fixed = scheduler::Candidate{.tail = 0, .endpoint = kTailA, .cut = kCut};
     }
     dependencies.request_tails = [this](TailSet&) {
       return std::make_unique<ScriptedTails>(script_, model_->transformer);
@@ -387,7 +387,7 @@ TEST_F(EdgeServiceInProcessTest, AClientGoneMidStreamEndsTheGeneration) {
 
 TEST_F(EdgeServiceInProcessTest, AFailedTailHandsTheGenerationToTheNextWithTheSameText) {
   script_.failing[kTailA] = {4, Unavailable("tail A went away")};
-  Start(std::vector<sched::Candidate>{{.tail = 0, .endpoint = kTailB, .cut = kCut}});
+  Start(std::vector<scheduler::Candidate>{{.tail = 0, .endpoint = kTailB, .cut = kCut}});
   const json golden = testing::GoldenRecords().at(0);
   const HttpResponse response = Complete(GoldenRequest(golden));
   ASSERT_EQ(response.status, 200) << response.body;
@@ -408,7 +408,8 @@ TEST_F(EdgeServiceInProcessTest, AFailedTailHandsTheGenerationToTheNextWithTheSa
 TEST_F(EdgeServiceInProcessTest, WhenTheNextTailFailsTooTheGenerationFinishesLocally) {
   script_.failing[kTailA] = {2, DeadlineExceeded("tail A silent")};
   script_.failing[kTailB] = {1, Unavailable("tail B gone during the replay")};
-  Start(std::vector<sched::Candidate>{{.tail = 0, .endpoint = kTailB, .cut = kCut}, sched::Candidate{}});
+  Start(std::vector<scheduler::Candidate>{{.tail = 0, .endpoint = kTailB, .cut = kCut},
+                                          scheduler::Candidate{}});
   const json golden = testing::GoldenRecords().at(0);
   const HttpResponse response = Complete(GoldenRequest(golden));
   ASSERT_EQ(response.status, 200) << response.body;
@@ -422,14 +423,14 @@ TEST_F(EdgeServiceInProcessTest, WhenTheNextTailFailsTooTheGenerationFinishesLoc
 
 TEST_F(EdgeServiceInProcessTest, WithNoChoiceLeftTheRequestFailsWith503) {
   script_.failing[kTailA] = {3, Unavailable("tail A went away")};
-  Start(std::vector<sched::Candidate>{});
+  Start(std::vector<scheduler::Candidate>{});
   ExpectError(Complete({{"prompt", "Once"}, {"max_tokens", 8}}), 503, "server_error", "upstream_unavailable",
               nullptr);
 }
 
 TEST_F(EdgeServiceInProcessTest, AForcedSplitDoesNotMoveAndABrokenTailIs502) {
   script_.failing[kTailA] = {2, Unavailable("tail A went away")};
-  Start(std::vector<sched::Candidate>{{.tail = 0, .endpoint = kTailB, .cut = kCut}});
+  Start(std::vector<scheduler::Candidate>{{.tail = 0, .endpoint = kTailB, .cut = kCut}});
   const HttpResponse forced =
       Complete({{"prompt", "Once"}, {"max_tokens", 8}, {"tandem", {{"split", kCut}}}});
   ExpectError(forced, 503, "server_error", "upstream_unavailable", nullptr);
@@ -442,7 +443,7 @@ TEST_F(EdgeServiceInProcessTest, AForcedSplitDoesNotMoveAndABrokenTailIs502) {
 
 TEST_F(EdgeServiceInProcessTest, AnUnreachableFirstTailTurnsAutoLocalButAFixedSplitGets503) {
   script_.unreachable.insert(kTailA);
-  Start(std::vector<sched::Candidate>{});
+  Start(std::vector<scheduler::Candidate>{});
   const HttpResponse local = Complete({{"prompt", "Once"}, {"max_tokens", 4}});
   ASSERT_EQ(local.status, 200) << local.body;
   EXPECT_EQ(json::parse(local.body)["tandem"]["cut"], model_->transformer->n_layers());
@@ -454,4 +455,4 @@ TEST_F(EdgeServiceInProcessTest, AnUnreachableFirstTailTurnsAutoLocalButAFixedSp
 }
 
 }  // namespace
-}  // namespace tandem::edge
+}  // namespace tandem::edge_agent

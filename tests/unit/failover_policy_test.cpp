@@ -1,6 +1,6 @@
 // FailoverPolicy with a scripted host: which failures move a generation, to which choice, how often it
 // tries, the pause before asking a busy tail again, and the error when no tail is left.
-#include "tandem/edge/failover_policy.hpp"
+#include "tandem/edge_agent/failover_policy.hpp"
 
 #include <gtest/gtest.h>
 
@@ -9,28 +9,29 @@
 #include <string>
 #include <vector>
 
-namespace tandem::edge {
+namespace tandem::edge_agent {
 namespace {
 
 using std::chrono::milliseconds;
 
-sched::Candidate Tail(const std::string& endpoint) {
+scheduler::Candidate Tail(const std::string& endpoint) {
   return {.tail = 0, .endpoint = endpoint, .cut = 2};
 }
 
 // Answers Alternative from a script and MoveTo by destination ("local" for all-local), recording calls.
 class ScriptedHost final : public FailoverHost {
  public:
-  void Penalize(const sched::Candidate& failed, const Status& failure) override {
+  void Penalize(const scheduler::Candidate& failed, const Status& failure) override {
     penalized.push_back(failed.endpoint + ": " + failure.message());
   }
-  Result<sched::Candidate> Alternative(const sched::Candidate&) override {
+  Result<scheduler::Candidate> Alternative(const scheduler::Candidate&) override {
     if (alternatives.empty()) return Unavailable("no feasible choice");
-    Result<sched::Candidate> next = alternatives.front();
+    Result<scheduler::Candidate> next = alternatives.front();
     alternatives.pop_front();
     return next;
   }
-  Status MoveTo(const sched::Candidate& failed, const sched::Candidate& next, const Status&) override {
+  Status MoveTo(const scheduler::Candidate& failed, const scheduler::Candidate& next,
+                const Status&) override {
     const std::string to = next.local() ? "local" : next.endpoint;
     moves.push_back(failed.endpoint + " -> " + to);
     const auto scripted = move_results.find(to);
@@ -38,7 +39,7 @@ class ScriptedHost final : public FailoverHost {
   }
   void Pause(Clock::Duration pause) override { pauses.push_back(pause); }
 
-  std::deque<Result<sched::Candidate>> alternatives;
+  std::deque<Result<scheduler::Candidate>> alternatives;
   std::map<std::string, Status> move_results;  // by destination; absent: the move works
   std::vector<std::string> penalized;
   std::vector<std::string> moves;
@@ -50,7 +51,7 @@ TEST(FailoverPolicyTest, OnlyTailFailuresOfARemoteSplitAreCovered) {
   for (const Status& failure : {Unavailable("gone"), DeadlineExceeded("silent"), ResourceExhausted("busy")}) {
     EXPECT_TRUE(FailoverPolicy::IsTailFailure(failure)) << failure.ToString();
     EXPECT_TRUE(policy.Covers(Tail("a"), failure)) << failure.ToString();
-    EXPECT_FALSE(policy.Covers(sched::Candidate{}, failure)) << "all-local has no tail to leave";
+    EXPECT_FALSE(policy.Covers(scheduler::Candidate{}, failure)) << "all-local has no tail to leave";
   }
   for (const Status& failure : {Internal("replay diverged"), InvalidArgument("bad rows"), NotFound("x")}) {
     EXPECT_FALSE(FailoverPolicy::IsTailFailure(failure)) << failure.ToString();
@@ -69,7 +70,7 @@ TEST(FailoverPolicyTest, AFailedTailIsPenalizedAndTheGenerationMovesToTheNext) {
 
 TEST(FailoverPolicyTest, AMoveThatFailsGoesOnToTheNextChoice) {
   ScriptedHost host;
-  host.alternatives = {Tail("b"), sched::Candidate{}};
+  host.alternatives = {Tail("b"), scheduler::Candidate{}};
   host.move_results["b"] = DeadlineExceeded("tail b silent during the replay");
   EXPECT_TRUE(FailoverPolicy{}.Recover(Tail("a"), Unavailable("tail a gone"), host).ok());
   EXPECT_EQ(host.penalized,
@@ -117,7 +118,7 @@ TEST(FailoverPolicyTest, ABusyTailWithNoAlternativeIsAskedAgainAfterAJitteredPau
 
 TEST(FailoverPolicyTest, AFailedMoveToLocalOrANonTailErrorEndsTheRecovery) {
   ScriptedHost to_local;
-  to_local.alternatives = {sched::Candidate{}, Tail("c")};
+  to_local.alternatives = {scheduler::Candidate{}, Tail("c")};
   to_local.move_results["local"] = Unavailable("cannot build the edge part");
   EXPECT_EQ(FailoverPolicy{}.Recover(Tail("a"), Unavailable("a gone"), to_local).message(),
             "cannot build the edge part");
@@ -132,4 +133,4 @@ TEST(FailoverPolicyTest, AFailedMoveToLocalOrANonTailErrorEndsTheRecovery) {
 }
 
 }  // namespace
-}  // namespace tandem::edge
+}  // namespace tandem::edge_agent

@@ -3,8 +3,8 @@
 // Llama 3 frequency scaling, q/k/v biases, grouped-query attention, SwiGLU, RMSNorm): a Qwen2-style and a
 // Llama-3-style tiny random model, run whole and split, must agree with it within 1e-4 on every logit.
 // Then config.json and weights that do not fit together are refused with errors naming the problem.
-#include <gtest/gtest.h>
 #include <ATen/ATen.h>
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include <cmath>
@@ -17,10 +17,10 @@
 #include <string>
 #include <vector>
 
+#include "tandem/engine/transformer.hpp"
 #include "tandem/model/checkpoint.hpp"
 #include "tandem/model/hf_config.hpp"
 #include "tandem/model/safetensors.hpp"
-#include "tandem/engine/transformer.hpp"
 #include "test_env.hpp"
 
 namespace tandem {
@@ -35,8 +35,8 @@ struct TinyModel {
   int dim, hidden, layers, heads, kv_heads, head_dim, vocab, positions;
   double eps, theta;
   bool tied, qkv_bias;
-  json rope_scaling;       // null or a llama3 object
-  TensorDtype dtype;       // how the weights are stored
+  json rope_scaling;  // null or a llama3 object
+  TensorDtype dtype;  // how the weights are stored
 
   json Config() const {
     return {{"architectures", {architecture}},
@@ -230,7 +230,8 @@ std::vector<std::vector<double>> ReferenceLogits(const TinyModel& m, const Weigh
   std::vector<std::vector<double>> logits;
   for (size_t pos = 0; pos < tokens.size(); ++pos) {
     const Matrix& embedding = w["model.embed_tokens.weight"];
-    std::vector<double> x(embedding.begin() + tokens[pos] * m.dim, embedding.begin() + (tokens[pos] + 1) * m.dim);
+    std::vector<double> x(embedding.begin() + tokens[pos] * m.dim,
+                          embedding.begin() + (tokens[pos] + 1) * m.dim);
     for (int layer = 0; layer < m.layers; ++layer) {
       const std::string p = "model.layers." + std::to_string(layer) + ".";
       const std::vector<double> h = RmsNorm(x, w[p + "input_layernorm.weight"], m.eps);
@@ -260,8 +261,7 @@ std::vector<std::vector<double>> ReferenceLogits(const TinyModel& m, const Weigh
         for (double& score : scores) total += (score = std::exp(score - max_score));
         for (size_t s = 0; s <= pos; ++s) {
           for (int i = 0; i < m.head_dim; ++i) {
-            attended[head * m.head_dim + i] +=
-                scores[s] / total * values[layer][s][kv_head * m.head_dim + i];
+            attended[head * m.head_dim + i] += scores[s] / total * values[layer][s][kv_head * m.head_dim + i];
           }
         }
       }
@@ -397,13 +397,21 @@ TEST(HfConfigTest, ReadsTheFieldsOfEachArchitecture) {
 
 TEST(HfConfigTest, RefusesWhatWouldChangeTheArithmetic) {
   const std::vector<std::pair<std::function<void(json&)>, std::string>> cases = {
-      {[](json& c) { c["architectures"] = {"GPT2LMHeadModel"}; }, "names GPT2LMHeadModel, which Tandem does not run"},
+      {[](json& c) { c["architectures"] = {"GPT2LMHeadModel"}; },
+       "names GPT2LMHeadModel, which Tandem does not run"},
       {[](json& c) { c["model_type"] = "mistral"; }, "does not match architecture"},
       {[](json& c) { c["hidden_act"] = "gelu"; }, "hidden_act \"gelu\" is not supported"},
       {[](json& c) { c["mlp_bias"] = true; }, "mlp_bias true is not supported"},
-      {[](json& c) { c["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}}; }, "type \"yarn\" is not supported"},
-      {[](json& c) { c["rope_scaling"].erase("low_freq_factor"); }, "rope_scaling.low_freq_factor must be a number"},
-      {[](json& c) { c["quantization_config"] = {{"quant_method", "gptq"}}; }, "quantization_config is present"},
+      {[](json& c) {
+         c["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
+       },
+       "type \"yarn\" is not supported"},
+      {[](json& c) { c["rope_scaling"].erase("low_freq_factor"); },
+       "rope_scaling.low_freq_factor must be a number"},
+      {[](json& c) {
+         c["quantization_config"] = {{"quant_method", "gptq"}};
+       },
+       "quantization_config is present"},
       {[](json& c) { c["num_local_experts"] = 8; }, "mixtures of experts"},
       {[](json& c) { c.erase("hidden_size"); }, "hidden_size is missing"},
       {[](json& c) { c["num_attention_heads"] = "four"; }, "num_attention_heads must be an integer"},
@@ -434,18 +442,33 @@ TEST(HfCheckpointTest, RefusesWeightsThatDoNotFitTheConfig) {
   const std::vector<std::byte> wrong_size(4 * 4 * 24);
   const std::vector<std::byte> int_bytes(4 * 8);
   const std::vector<Case> cases = {
-      {"a tensor missing", [](json&, auto& t) { std::erase_if(t, [](auto& x) { return x.name == "model.norm.weight"; }); },
+      {"a tensor missing",
+       [](json&, auto& t) { std::erase_if(t, [](auto& x) { return x.name == "model.norm.weight"; }); },
        "model.norm.weight"},
-      {"a wrong shape", [&](json&, auto& t) { t[0].shape = {4, 24}; t[0].bytes = wrong_size; },
+      {"a wrong shape",
+       [&](json&, auto& t) {
+         t[0].shape = {4, 24};
+         t[0].bytes = wrong_size;
+       },
        "tensor model.embed_tokens.weight has shape [4, 24], config.json implies [50, 24]"},
-      {"an integer dtype", [](json&, auto& t) {
+      {"an integer dtype",
+       [](json&, auto& t) {
          // I32 has F32's size: the same bytes, another meaning.
-         for (auto& x : t) if (x.name == "model.layers.0.self_attn.k_proj.bias") x.dtype = TensorDtype::kI32;
-       }, "has dtype I32 (weights must be F32, F16 or BF16)"},
-      {"a tensor the config does not know", [&](json&, auto& t) { t.push_back({"model.layers.0.mlp.extra.weight", TensorDtype::kF32, {8}, int_bytes}); },
+         for (auto& x : t)
+           if (x.name == "model.layers.0.self_attn.k_proj.bias") x.dtype = TensorDtype::kI32;
+       },
+       "has dtype I32 (weights must be F32, F16 or BF16)"},
+      {"a tensor the config does not know",
+       [&](json&, auto& t) {
+         t.push_back({"model.layers.0.mlp.extra.weight", TensorDtype::kF32, {8}, int_bytes});
+       },
        "tensor model.layers.0.mlp.extra.weight is not part of the model"},
       {"one layer more in the config", [](json& c, auto&) { c["num_hidden_layers"] = 3; }, "model.layers.2."},
-      {"biases absent from a config that needs them", [](json& c, auto&) { c["architectures"] = {"LlamaForCausalLM"}; c["model_type"] = "llama"; },
+      {"biases absent from a config that needs them",
+       [](json& c, auto&) {
+         c["architectures"] = {"LlamaForCausalLM"};
+         c["model_type"] = "llama";
+       },
        "_proj.bias is not part of the model"},
   };
   for (const Case& c : cases) {
@@ -480,7 +503,8 @@ TEST(HfCheckpointTest, ADirectoryWithoutConfigOrWeightsIsRefused) {
   testing::WriteBytes(dir.path() / "config.json", QwenStyle().Config().dump());
   loaded = Checkpoint::Load(dir.path().string());
   ASSERT_FALSE(loaded.ok());
-  EXPECT_NE(loaded.status().message().find("model.safetensors"), std::string::npos) << loaded.status().message();
+  EXPECT_NE(loaded.status().message().find("model.safetensors"), std::string::npos)
+      << loaded.status().message();
 }
 
 }  // namespace

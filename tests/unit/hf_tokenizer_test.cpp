@@ -29,8 +29,8 @@ using ::tandem::testing::TempDir;
 
 // An "added_tokens" entry of tokenizer.json, matched as it is written.
 json AddedToken(int id, const std::string& content, bool special) {
-  return {{"id", id},          {"content", content},   {"single_word", false}, {"lstrip", false},
-          {"rstrip", false},   {"normalized", false},  {"special", special}};
+  return {{"id", id},        {"content", content},  {"single_word", false}, {"lstrip", false},
+          {"rstrip", false}, {"normalized", false}, {"special", special}};
 }
 
 const std::string kSpace = "\xE2\x96\x81";  // ▁
@@ -493,10 +493,13 @@ TEST_F(ByteLevelTest, EveryGenerationConfigEosIsAStop) {
   const fs::path dir = temp_ / "llama3";
   fs::create_directories(dir);
   testing::WriteBytes(dir / "tokenizer.json", ByteLevelJson(ByteLevelStyle::kLlama3, true).dump());
-  testing::WriteBytes(dir / "config.json", R"({"bos_token_id": 272, "eos_token_id": 273, "vocab_size": 300})");
-  testing::WriteBytes(dir / "generation_config.json", R"({"bos_token_id": 272, "eos_token_id": [273, 274, 275]})");
-  testing::WriteBytes(dir / "tokenizer_config.json",
-            R"({"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>", "model_max_length": 8192})");
+  testing::WriteBytes(dir / "config.json",
+                      R"({"bos_token_id": 272, "eos_token_id": 273, "vocab_size": 300})");
+  testing::WriteBytes(dir / "generation_config.json",
+                      R"({"bos_token_id": 272, "eos_token_id": [273, 274, 275]})");
+  testing::WriteBytes(
+      dir / "tokenizer_config.json",
+      R"({"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>", "model_max_length": 8192})");
   auto loaded = Tokenizer::LoadForModel(dir.string(), "", 300);
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   EXPECT_EQ(loaded->bos(), kBegin);
@@ -515,7 +518,7 @@ TEST_F(ByteLevelTest, Qwen2HasNoBos) {
   testing::WriteBytes(dir / "config.json", R"({"bos_token_id": 273, "eos_token_id": 274})");
   testing::WriteBytes(dir / "generation_config.json", R"({"bos_token_id": 273, "eos_token_id": [274, 273]})");
   testing::WriteBytes(dir / "tokenizer_config.json",
-            R"({"bos_token": null, "eos_token": "<|eot_id|>", "errors": "replace"})");
+                      R"({"bos_token": null, "eos_token": "<|eot_id|>", "errors": "replace"})");
   auto loaded = Tokenizer::LoadForModel(dir.string(), "", 300);
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   EXPECT_EQ(loaded->bos(), -1);

@@ -44,7 +44,8 @@ class LinearTest : public ::testing::TestWithParam<std::tuple<int64_t, int64_t, 
 
 TEST_P(LinearTest, Float32MatchesReference) {
   const auto [rows, out, in] = GetParam();
-  const auto w = RandomVector(static_cast<size_t>(out * in), 1), x = RandomVector(static_cast<size_t>(rows * in), 2);
+  const auto w = RandomVector(static_cast<size_t>(out * in), 1),
+             x = RandomVector(static_cast<size_t>(rows * in), 2);
   auto linear = Linear::Float32(w.data(), out, in);
   ASSERT_TRUE(linear.ok());
   std::vector<float> y(static_cast<size_t>(rows * out));
@@ -55,7 +56,8 @@ TEST_P(LinearTest, Float32MatchesReference) {
 
 TEST_P(LinearTest, Int8StaysWithinErrorBound) {
   const auto [rows, out, in] = GetParam();
-  const auto w = RandomVector(static_cast<size_t>(out * in), 3), x = RandomVector(static_cast<size_t>(rows * in), 4);
+  const auto w = RandomVector(static_cast<size_t>(out * in), 3),
+             x = RandomVector(static_cast<size_t>(rows * in), 4);
   auto linear = Linear::Int8(w.data(), out, in);
   ASSERT_TRUE(linear.ok());
   std::vector<float> y(static_cast<size_t>(rows * out));
@@ -82,7 +84,8 @@ TEST(LinearTest, DecodeBatchIsBitForBitTheRowsAlone) {
       auto linear = int8 ? Linear::Int8(w.data(), out, in) : Linear::Float32(w.data(), out, in);
       ASSERT_TRUE(linear.ok());
       for (const int64_t rows : {1, 3, 8, 11}) {
-        const std::vector<float> x = RandomVector(static_cast<size_t>(rows * in), 9 + static_cast<uint32_t>(rows));
+        const std::vector<float> x =
+            RandomVector(static_cast<size_t>(rows * in), 9 + static_cast<uint32_t>(rows));
         std::vector<float> batched(static_cast<size_t>(rows * out)), alone(static_cast<size_t>(out));
         linear->ForwardDecodeBatch(x.data(), rows, batched.data());
         for (int64_t r = 0; r < rows; ++r) {

@@ -1,13 +1,13 @@
 // openai_format: the error objects (status, type, code, param, Retry-After on every 503), how a failed
 // generation's Status maps to one, the stream's error event, and the text_completion body's fields.
-#include "tandem/edge/openai_format.hpp"
+#include "tandem/edge_agent/openai_format.hpp"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 
-namespace tandem::edge {
+namespace tandem::edge_agent {
 namespace {
 
 using nlohmann::json;
@@ -73,7 +73,7 @@ TEST(OpenAiFormatTest, AStreamErrorEventAndTheSseFraming) {
 TEST(OpenAiFormatTest, TheCompletionBodyCarriesUsageAndWhereItRan) {
   Completion completion{.text = "once", .finish_reason = "stop", .prompt_tokens = 3, .completion_tokens = 2};
   completion.plan = {.tail = 0, .endpoint = "tcp://tail:1", .cut = 2};
-  completion.choice = sched::Candidate{};  // moved all-local
+  completion.choice = scheduler::Candidate{};  // moved all-local
   completion.moves = 1;
   completion.move_log = {{.at_ms = 12.5, .to = "local", .cut = 5, .reason = "fallback"}};
   completion.wire.raw_bytes = 256;
@@ -101,4 +101,4 @@ TEST(OpenAiFormatTest, TheCompletionBodyCarriesUsageAndWhereItRan) {
 }
 
 }  // namespace
-}  // namespace tandem::edge
+}  // namespace tandem::edge_agent

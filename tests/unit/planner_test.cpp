@@ -1,4 +1,4 @@
-#include "tandem/sched/planner.hpp"
+#include "tandem/scheduler/planner.hpp"
 
 #include <gtest/gtest.h>
 
@@ -10,9 +10,9 @@
 #include <vector>
 
 #include "tandem/base/clock.hpp"
-#include "tandem/sched/link_estimator.hpp"
+#include "tandem/scheduler/link_estimator.hpp"
 
-namespace tandem::sched {
+namespace tandem::scheduler {
 namespace {
 
 using std::chrono::milliseconds;
@@ -1264,4 +1264,4 @@ TEST_F(LinkEstimatorTest, SmallMessagesAreOnlyLowerBounds) {
 }
 
 }  // namespace
-}  // namespace tandem::sched
+}  // namespace tandem::scheduler

@@ -1,6 +1,6 @@
 // RemoteTail through the channel seam, with an in-memory tail: what the edge puts on the wire (never a
 // token id: embedding rows at cut 0), its cut log, and how it treats errors, stale replies and silence.
-#include "tandem/edge/remote_tail.hpp"
+#include "tandem/edge_agent/remote_tail.hpp"
 
 #include <gtest/gtest.h>
 
@@ -14,14 +14,14 @@
 
 #include <prometheus/registry.h>
 
-#include "tandem/cloud/tail_server.hpp"
+#include "tandem/cloud_tail/tail_server.hpp"
+#include "tandem/edge_agent/movable_split.hpp"
 #include "tandem/engine/model_loader.hpp"
-#include "tandem/text/tokenizer.hpp"
 #include "tandem/engine/transformer.hpp"
-#include "tandem/edge/movable_split.hpp"
+#include "tandem/text/tokenizer.hpp"
 #include "test_env.hpp"
 
-namespace tandem::edge {
+namespace tandem::edge_agent {
 namespace {
 
 // A tail in this process behind the MessageChannel seam: it answers HELLO with `hello`, runs every
@@ -300,11 +300,11 @@ class RecordingChannel final : public MessageChannel {
 // m-1 (ROWS, dim wide), never a TOKEN or a logit; and the output is the monolithic run's, bit for bit
 // with fp32.
 TEST_F(RemoteTailTest, WithPrivateOutputNoTokenIdOrLogitComesBackFromARealTail) {
-  cloud::TailServerOptions options;
+  cloud_tail::TailServerOptions options;
   options.bind = "tcp://127.0.0.1:0";
   options.security.insecure = true;
-  auto server = cloud::TailServer::Start(model_.transformer, model_.fingerprint, options,
-                                         std::make_shared<prometheus::Registry>());
+  auto server = cloud_tail::TailServer::Start(model_.transformer, model_.fingerprint, options,
+                                              std::make_shared<prometheus::Registry>());
   ASSERT_TRUE(server.ok()) << server.status().ToString();
   auto tokenizer = Tokenizer::Load(testing::Stories260KTokenizer().string(), 512);
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.status().ToString();
@@ -599,7 +599,7 @@ TEST_F(RemoteTailTest, MovingTheSplitMidGenerationKeepsTheOutput) {
     InMemoryTail* channel = nullptr;
     auto connection = Connect(channel, hello_);
     ASSERT_NE(connection, nullptr);
-    MovableSplit split(model_.transformer, kSteps, [&](const sched::Candidate& choice) {
+    MovableSplit split(model_.transformer, kSteps, [&](const scheduler::Candidate& choice) {
       if (choice.local()) {
         return Result<std::unique_ptr<TailRunner>>(
             std::make_unique<LocalTail>(model_.transformer, layers, kSteps, sampling));
@@ -619,7 +619,7 @@ TEST_F(RemoteTailTest, MovingTheSplitMidGenerationKeepsTheOutput) {
       if (next < moves.size() && generated >= moves[next].first) {
         const int cut = moves[next++].second;
         TANDEM_RETURN_IF_ERROR(
-            split.MoveTo(cut < 0 ? sched::Candidate{} : sched::Candidate{.tail = 0, .cut = cut}));
+            split.MoveTo(cut < 0 ? scheduler::Candidate{} : scheduler::Candidate{.tail = 0, .cut = cut}));
       }
       return split.Step(tokens);
     };
@@ -640,7 +640,7 @@ TEST_F(RemoteTailTest, AMoveWhoseReplayDivergesIsRefused) {
   InMemoryTail* channel = nullptr;
   auto connection = Connect(channel, hello_);
   ASSERT_NE(connection, nullptr);
-  MovableSplit split(model_.transformer, 16, [&](const sched::Candidate& choice) {
+  MovableSplit split(model_.transformer, 16, [&](const scheduler::Candidate& choice) {
     if (choice.local()) {
       return Result<std::unique_ptr<TailRunner>>(
           std::make_unique<LocalTail>(model_.transformer, layers, 16, greedy));
@@ -659,4 +659,4 @@ TEST_F(RemoteTailTest, AMoveWhoseReplayDivergesIsRefused) {
 }
 
 }  // namespace
-}  // namespace tandem::edge
+}  // namespace tandem::edge_agent

@@ -318,7 +318,9 @@ struct BadFileCase {
   const char* expected;  // in the error message, besides the path
 };
 
-void PrintTo(const BadFileCase& bad, std::ostream* out) { *out << bad.name; }
+void PrintTo(const BadFileCase& bad, std::ostream* out) {
+  *out << bad.name;
+}
 
 class SafetensorsBadFileTest : public ::testing::TestWithParam<BadFileCase> {};
 

@@ -2,7 +2,7 @@
 // answers the others with, resends, replies settling the bookkeeping, idle expiry on a ManualClock, and
 // the connections it remembers. An admitted OPEN builds no runner: the KV cache is the worker's to
 // allocate, never the I/O thread's.
-#include "tandem/cloud/session_table.hpp"
+#include "tandem/cloud_tail/session_table.hpp"
 
 #include <gtest/gtest.h>
 
@@ -13,7 +13,7 @@
 
 #include "tandem/base/clock.hpp"
 
-namespace tandem::cloud {
+namespace tandem::cloud_tail {
 namespace {
 
 using std::chrono::milliseconds;
@@ -299,4 +299,4 @@ TEST_F(SessionTableTest, ConnectionsPastHelloAreRememberedUpToTheLimit) {
 }
 
 }  // namespace
-}  // namespace tandem::cloud
+}  // namespace tandem::cloud_tail

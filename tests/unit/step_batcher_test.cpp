@@ -2,7 +2,7 @@
 // up to max_wait for as many steps as the last one held and flushes when they are in or the wait is over,
 // batches stop at max_batch, each session's steps keep their order, and OPENs, prefills and private-output
 // steps run alone.
-#include "tandem/cloud/step_batcher.hpp"
+#include "tandem/cloud_tail/step_batcher.hpp"
 
 #include <gtest/gtest.h>
 
@@ -13,7 +13,7 @@
 
 #include "tandem/base/clock.hpp"
 
-namespace tandem::cloud {
+namespace tandem::cloud_tail {
 namespace {
 
 using std::chrono::microseconds;
@@ -172,4 +172,4 @@ TEST_F(StepBatcherTest, OpensPrefillsAndPrivateOutputStepsRunAlone) {
 }
 
 }  // namespace
-}  // namespace tandem::cloud
+}  // namespace tandem::cloud_tail

@@ -1,10 +1,10 @@
 // StopScanner: text goes out as soon as no stop string can start in it, the text ends before the first
 // match, and what was held back comes out at the end when nothing matched.
-#include "tandem/edge/stop_scanner.hpp"
+#include "tandem/edge_agent/stop_scanner.hpp"
 
 #include <gtest/gtest.h>
 
-namespace tandem::edge {
+namespace tandem::edge_agent {
 namespace {
 
 // Feeds `pieces`; the concatenated output until a match, and whether one matched.
@@ -84,4 +84,4 @@ TEST(StopScannerTest, FlushReleasesTheHeldBackTailWhenNothingMatched) {
 }
 
 }  // namespace
-}  // namespace tandem::edge
+}  // namespace tandem::edge_agent

@@ -1,4 +1,4 @@
-#include "tandem/sched/tail_registry.hpp"
+#include "tandem/scheduler/tail_registry.hpp"
 
 #include <gtest/gtest.h>
 
@@ -11,9 +11,9 @@
 #include <vector>
 
 #include "tandem/base/clock.hpp"
-#include "tandem/sched/planner.hpp"
+#include "tandem/scheduler/planner.hpp"
 
-namespace tandem::sched {
+namespace tandem::scheduler {
 namespace {
 
 using std::chrono::milliseconds;
@@ -283,4 +283,4 @@ TEST(TailRegistryTest, BadOptionsAreRefused) {
 }
 
 }  // namespace
-}  // namespace tandem::sched
+}  // namespace tandem::scheduler

@@ -38,7 +38,8 @@ void Put(std::vector<char>& bytes, size_t offset, T value) {
 // Builds a llama2.c tokenizer file: the three specials, <0x00>..<0xFF> at ids 3..258, then `extra`.
 std::vector<char> MakeTokenizerBytes(const std::vector<std::pair<std::string, float>>& extra,
                                      int32_t max_token_length = 16) {
-  std::vector<std::pair<std::string, float>> pieces = {{"<unk>", 0.0f}, {"\n<s>\n", 0.0f}, {"\n</s>\n", 0.0f}};
+  std::vector<std::pair<std::string, float>> pieces = {
+      {"<unk>", 0.0f}, {"\n<s>\n", 0.0f}, {"\n</s>\n", 0.0f}};
   for (int b = 0; b < 256; ++b) {
     char name[8];
     std::snprintf(name, sizeof(name), "<0x%02X>", b);
@@ -185,7 +186,8 @@ TEST_F(StoriesTokenizerTest, RefusesEveryTruncation) {
   for (size_t n : {good.size() / 2, good.size() - 8, good.size() - 2, good.size() - 1}) lengths.push_back(n);
   for (size_t n : lengths) {
     SCOPED_TRACE("prefix of " + std::to_string(n) + " bytes");
-    const Status status = LoadBroken(std::vector<char>(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(n)));
+    const Status status =
+        LoadBroken(std::vector<char>(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(n)));
     EXPECT_NE(status.message().find("truncated"), std::string::npos) << status.message();
   }
 }
@@ -215,7 +217,8 @@ TEST_F(StoriesTokenizerTest, RefusesBadLengthFields) {
   bytes = good;
   Put<int32_t>(bytes, offsets[500], INT32_MAX);
   status = LoadBroken(bytes);
-  EXPECT_NE(status.message().find("token 500 length 2147483647 exceeds"), std::string::npos) << status.message();
+  EXPECT_NE(status.message().find("token 500 length 2147483647 exceeds"), std::string::npos)
+      << status.message();
 
   // Within max_token_length but running past the end of the file.
   bytes = good;
@@ -328,7 +331,9 @@ TEST_F(SyntheticTokenizerTest, GroupsCodePointsAsLlama2c) {
   // A group stops at 4 bytes even if more continuation bytes follow.
   EXPECT_EQ(Encode("\xF0\x9F\x98\x80\x80"), (std::vector<int>{kSpace, kGrin, 0x80 + 3}));
   // A leading continuation byte starts its own group.
-  EXPECT_EQ(Encode("\x80" "a"), (std::vector<int>{kSpace, 0x80 + 3, kA}));
+  EXPECT_EQ(Encode("\x80"
+                   "a"),
+            (std::vector<int>{kSpace, 0x80 + 3, kA}));
   EXPECT_EQ(Encode("a\xF0\x9F\x98\x80"), (std::vector<int>{kSpace, kA, kGrin}));
 }
 

@@ -63,8 +63,8 @@ class TransformerTest : public ::testing::Test {
 // what continuous batching in a tail relies on. Float32 and int8 blocks.
 TEST_F(TransformerTest, BatchedDecodeIsBitForBitEachSessionAlone) {
   for (const bool int8 : {false, true}) {
-    auto model = Transformer::Create(checkpoint_, {.int8_blocks = int8 ? BlockRange{0, 4} : BlockRange{},
-                                                   .int8_classifier = int8});
+    auto model = Transformer::Create(
+        checkpoint_, {.int8_blocks = int8 ? BlockRange{0, 4} : BlockRange{}, .int8_classifier = int8});
     ASSERT_TRUE(model.ok());
     const Transformer& runtime = **model;
     constexpr int kSessions = 16;
@@ -73,7 +73,8 @@ TEST_F(TransformerTest, BatchedDecodeIsBitForBitEachSessionAlone) {
     for (int s = 0; s < kSessions; ++s) {
       const BlockRange range{s % 3, 4 - (s % 2)};  // cuts 0..2 on the head side, tails ending at 3 or 4
       const int prompt = 1 + s % 5;                // and every session at its own position
-      for (auto* caches : {&alone, &batched}) caches->push_back(std::make_unique<KvCache>(runtime.config(), range, 48));
+      for (auto* caches : {&alone, &batched})
+        caches->push_back(std::make_unique<KvCache>(runtime.config(), range, 48));
       auto prefill = runtime.Embed(std::span(tokens_).first(static_cast<size_t>(prompt)));
       ASSERT_TRUE(prefill.ok());
       at::Tensor copy = prefill->clone();

@@ -37,8 +37,8 @@ std::string HfPiece(int id, const std::string& piece) {
 }
 
 json SpecialToken(int id, const std::string& content) {
-  return {{"id", id},          {"content", content}, {"single_word", false}, {"lstrip", false},
-          {"rstrip", false},   {"normalized", false}, {"special", true}};
+  return {{"id", id},        {"content", content},  {"single_word", false}, {"lstrip", false},
+          {"rstrip", false}, {"normalized", false}, {"special", true}};
 }
 
 }  // namespace
@@ -65,7 +65,8 @@ Result<HfTokenizerFiles> ExportHfTokenizer(const Tokenizer& tokenizer, int max_p
   std::vector<Merge> merges;
   for (const auto& [piece, id] : ids) {
     if (id <= Tokenizer::kEos || unicode::ParseBytePiece(piece) >= 0) continue;
-    for (size_t at = unicode::SymbolLength(piece, 0); at < piece.size(); at += unicode::SymbolLength(piece, at)) {
+    for (size_t at = unicode::SymbolLength(piece, 0); at < piece.size();
+         at += unicode::SymbolLength(piece, at)) {
       std::string left = piece.substr(0, at), right = piece.substr(at);
       const auto l = ids.find(left), r = ids.find(right);
       if (l == ids.end() || r == ids.end() || l->second <= Tokenizer::kEos || r->second <= Tokenizer::kEos) {
@@ -96,7 +97,9 @@ Result<HfTokenizerFiles> ExportHfTokenizer(const Tokenizer& tokenizer, int max_p
       {"pre_tokenizer", nullptr},
       {"post_processor",
        {{"type", "TemplateProcessing"},
-        {"single", {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+        {"single",
+         {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}},
+          {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
         {"pair",
          {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}},
           {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},

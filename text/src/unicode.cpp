@@ -102,8 +102,8 @@ std::string Nfc(std::string_view text) {
   auto normalize = [&out](std::string_view run) {
     if (run.empty()) return;
     size_t length = 0;
-    uint8_t* normalized = u8_normalize(UNINORM_NFC, reinterpret_cast<const uint8_t*>(run.data()), run.size(),
-                                       nullptr, &length);
+    uint8_t* normalized =
+        u8_normalize(UNINORM_NFC, reinterpret_cast<const uint8_t*>(run.data()), run.size(), nullptr, &length);
     if (normalized == nullptr) {  // out of memory: leave the run as it is rather than lose it
       out.append(run);
       return;

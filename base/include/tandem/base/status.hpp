@@ -66,20 +66,18 @@ inline Status DeadlineExceeded(std::string message) {
   return {StatusCode::kDeadlineExceeded, std::move(message)};
 }
 
-// A value or the Status that explains why there is none.
-template <typename T>
-class [[nodiscard]] Result {
+// A value or the error that explains why there is none. Library APIs use Result<T> (below: the error is a
+// Status); a layer whose errors carry more than a code and a message (the edge's OpenAI error objects) uses
+// this with its own error type, so that there is one shape of "value or error" in the code base.
+template <typename T, typename Error>
+class [[nodiscard]] ValueOr {
  public:
-  Result(T value) : state_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
-  Result(Status status) : state_(std::move(status)) {  // NOLINT(google-explicit-constructor)
-    assert(!std::get<Status>(state_).ok() && "a Result holding a Status must hold an error");
-  }
+  ValueOr(T value) : state_(std::move(value)) {}      // NOLINT(google-explicit-constructor)
+  ValueOr(Error error) : state_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
 
   bool ok() const { return std::holds_alternative<T>(state_); }
-  const Status& status() const {
-    static const Status kOk;
-    return ok() ? kOk : std::get<Status>(state_);
-  }
+  // The error; only when !ok().
+  const Error& error() const { return std::get<Error>(state_); }
 
   T& value() & { return std::get<T>(state_); }
   const T& value() const& { return std::get<T>(state_); }
@@ -91,7 +89,23 @@ class [[nodiscard]] Result {
   const T* operator->() const { return &value(); }
 
  private:
-  std::variant<T, Status> state_;
+  std::variant<T, Error> state_;
+};
+
+// A value or the Status that explains why there is none.
+template <typename T>
+class [[nodiscard]] Result : public ValueOr<T, Status> {
+ public:
+  Result(T value) : ValueOr<T, Status>(std::move(value)) {}        // NOLINT(google-explicit-constructor)
+  Result(Status status) : ValueOr<T, Status>(std::move(status)) {  // NOLINT(google-explicit-constructor)
+    assert(!this->error().ok() && "a Result holding a Status must hold an error");
+  }
+
+  // OK when there is a value.
+  const Status& status() const {
+    static const Status kOk;
+    return this->ok() ? kOk : this->error();
+  }
 };
 
 }  // namespace tandem
@@ -106,9 +120,12 @@ class [[nodiscard]] Result {
     if (!tandem_status_.ok()) return tandem_status_; \
   } while (false)
 
-// `lhs = value of expr` (a Result<T>), or returns its Status from the enclosing function.
+// `lhs = value of expr` (a Result<T>), or returns its Status from the enclosing function. `lhs` is often a
+// declaration ("const auto x"), so it cannot be parenthesized.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define TANDEM_ASSIGN_OR_RETURN(lhs, expr)                   \
   auto TANDEM_CONCAT(tandem_result_, __LINE__) = (expr);     \
   if (!TANDEM_CONCAT(tandem_result_, __LINE__).ok())         \
     return TANDEM_CONCAT(tandem_result_, __LINE__).status(); \
   lhs = std::move(TANDEM_CONCAT(tandem_result_, __LINE__)).value()
+// NOLINTEND(bugprone-macro-parentheses)

@@ -8,8 +8,8 @@
 
 #include "tandem/base/flags.hpp"
 #include "tandem/base/status.hpp"
-#include "tandem/model/checkpoint.hpp"
 #include "tandem/engine/transformer.hpp"
+#include "tandem/model/checkpoint.hpp"
 #include "tandem/wire/protocol.hpp"
 
 namespace tandem {
@@ -36,7 +36,7 @@ struct ModelFlags {
 struct LoadedModel {
   std::shared_ptr<const Checkpoint> checkpoint;
   std::shared_ptr<const Transformer> transformer;
-  uint64_t fingerprint = 0;  // of the float32 file; 0 unless asked for
+  uint64_t fingerprint = 0;    // of the float32 file; 0 unless asked for
   WeightFingerprints weights;  // per block and head; empty unless asked for
 
   // The identity HELLO carries: shape, fingerprint and per-block hashes.

@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "tandem/base/status.hpp"
-#include "tandem/model/checkpoint.hpp"
 #include "tandem/engine/linear.hpp"
+#include "tandem/model/checkpoint.hpp"
 #include "tandem/model/model_config.hpp"
 
 namespace tandem {

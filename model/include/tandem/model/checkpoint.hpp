@@ -1,11 +1,11 @@
 // Model weights, read through memory maps: llama2.c checkpoints, and Hugging Face model directories
 // (config.json + safetensors, hf_config.hpp and safetensors.hpp).
 //
-// llama2.c layout (the "version 0" float32 export): 7 little-endian int32 (dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len;
-// a negative vocab_size means the classifier is stored separately), then float32 tensors in this order:
-// token_embedding [vocab, dim], rms_att [L, dim], wq [L, dim, dim], wk [L, kv_dim, dim],
-// wv [L, kv_dim, dim], wo [L, dim, dim], rms_ffn [L, dim], w1 [L, hidden, dim], w2 [L, dim, hidden],
-// w3 [L, hidden, dim], rms_final [dim], two legacy RoPE tables [seq_len, head_dim/2] (ignored), and,
+// llama2.c layout (the "version 0" float32 export): 7 little-endian int32 (dim, hidden_dim, n_layers,
+// n_heads, n_kv_heads, vocab_size, seq_len; a negative vocab_size means the classifier is stored separately),
+// then float32 tensors in this order: token_embedding [vocab, dim], rms_att [L, dim], wq [L, dim, dim], wk
+// [L, kv_dim, dim], wv [L, kv_dim, dim], wo [L, dim, dim], rms_ffn [L, dim], w1 [L, hidden, dim], w2 [L, dim,
+// hidden], w3 [L, hidden, dim], rms_final [dim], two legacy RoPE tables [seq_len, head_dim/2] (ignored), and,
 // when not shared, wcls [vocab, dim]. Every matrix is row-major [out, in].
 //
 // Hugging Face: the Llama tensor names (model.embed_tokens.weight, model.layers.N.self_attn.q_proj.weight,
@@ -118,9 +118,9 @@ class Checkpoint {
 
   std::string path_;
   Format format_;
-  std::optional<MappedFile> file_;          // llama2.c
-  std::shared_ptr<HuggingFaceFiles> hf_;    // Hugging Face
-  mutable std::mutex widened_mutex_;        // ReleaseWeights may run from several Transformer::Create
+  std::optional<MappedFile> file_;        // llama2.c
+  std::shared_ptr<HuggingFaceFiles> hf_;  // Hugging Face
+  mutable std::mutex widened_mutex_;      // ReleaseWeights may run from several Transformer::Create
   mutable std::map<const float*, std::vector<float>> widened_;
   ModelConfig config_;
   BlockRange held_;

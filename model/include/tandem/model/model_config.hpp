@@ -31,7 +31,7 @@ struct ModelConfig {
   int32_t n_heads = 0;
   int32_t n_kv_heads = 0;  // < n_heads: grouped-query attention
   int32_t vocab_size = 0;
-  int32_t seq_len = 0;     // longest context the model was trained for
+  int32_t seq_len = 0;            // longest context the model was trained for
   bool shared_classifier = true;  // the LM head reuses the token embedding
   float rms_norm_eps = 1e-5f;
   float rope_theta = 10000.0f;

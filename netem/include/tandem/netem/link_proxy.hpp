@@ -47,8 +47,8 @@ struct LinkProxyOptions {
   bool loop = false;  // repeat the schedule; otherwise its last phase stays
   LinkConditions conditions;
 
-  size_t chunk_bytes = 16 * 1024;             // largest read, i.e. the "packet" size
-  size_t max_queued_bytes = 4 * 1024 * 1024;  // per direction of a connection, before reads pause
+  size_t chunk_bytes = size_t{16} * 1024;             // largest read, i.e. the "packet" size
+  size_t max_queued_bytes = size_t{4} * 1024 * 1024;  // per direction of a connection, before reads pause
 };
 
 // The proxy, running on its own I/O thread from Start() until Stop() (or destruction).

@@ -94,7 +94,7 @@ struct Route {
 
 struct HttpServerOptions {
   std::string listen = "127.0.0.1:0";  // host:port ("[::1]:8080" for IPv6); port 0 picks a free one
-  size_t max_header_bytes = 16 * 1024;
+  size_t max_header_bytes = size_t{16} * 1024;
   size_t max_body_bytes = 1 << 20;
   std::chrono::milliseconds request_timeout{30000};  // whole read of one request; idle keep-alive too
   int max_connections = 256;                         // beyond: accept, answer 503 and close

@@ -1,0 +1,69 @@
+// Continuous batching's policy: which of a worker's queued jobs run together next, and how long to wait for
+// more. Kept apart from the queue's mutex and condition variable, so that tests drive it with a ManualClock
+// and plain deques: when it waits, when it flushes, how large a batch gets.
+//
+// Threads: one StepBatcher per worker, used by that worker only, with the queue's lock held.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "tandem/base/clock.hpp"
+#include "tandem/cloud_tail/session_table.hpp"
+#include "tandem/wire/protocol.hpp"
+
+namespace tandem::cloud_tail {
+
+// A worker's unit of work: a session's OPEN (build its runner and KV cache) or one of its ACTIVATIONS.
+struct Job {
+  std::shared_ptr<Session> session;
+  wire::Message message;
+  bool opens() const { return message.header.type == wire::MessageType::kOpen; }
+};
+
+// Jobs that never share a pass: an OPEN, a prefill (several rows), and a private-output session's steps
+// (a middle has no head to batch).
+bool RunsAlone(const Job& job);
+
+struct BatchPolicy {
+  // Decode steps (one row each) of up to this many sessions run together through the weights; 1: alone.
+  int max_batch = 32;
+  // When fewer are ready than the last batch held, wait up to this long for the rest.
+  std::chrono::microseconds max_wait{2000};
+};
+
+class StepBatcher {
+ public:
+  explicit StepBatcher(BatchPolicy policy) : policy_(policy) {}
+
+  // Starts the next batch from `queue` (not empty) at `now`: the oldest job alone when it runs alone,
+  // else every decode step that may join (each session's oldest, none behind a job that runs alone).
+  void Begin(std::deque<Job>& queue, Clock::TimePoint now);
+  // Takes the decode steps queued since into the batch, up to max_batch.
+  void Collect(std::deque<Job>& queue);
+  // Whether the batch should wait for more: it holds fewer steps than expected and the wait is not over.
+  bool ShouldWait(Clock::TimePoint now) const;
+  Clock::TimePoint deadline() const { return deadline_; }
+  // Hands the batch over. The next batch expects as many steps as this one decoded, or one more after a
+  // prefill (that session decodes next); an OPEN changes nothing.
+  std::vector<Job> Finish();
+
+  size_t expected() const { return expected_; }
+  size_t size() const { return batch_.size(); }
+
+ private:
+  size_t Limit() const;
+
+  BatchPolicy policy_;
+  // Sessions that decoded in the last batch, plus any just prefilled: each is likely to send its next step
+  // in a moment, so the next batch waits (a little) for them.
+  size_t expected_ = 1;
+  std::vector<Job> batch_;
+  bool alone_ = false;
+  Clock::TimePoint deadline_{};
+};
+
+}  // namespace tandem::cloud_tail

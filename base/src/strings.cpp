@@ -1,6 +1,7 @@
 #include "tandem/base/strings.hpp"
 
 #include <charconv>
+#include <cstdio>
 
 namespace tandem {
 
@@ -10,6 +11,12 @@ std::string AsciiLower(std::string_view text) {
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   }
   return lower;
+}
+
+std::string ShortNumber(double value) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%g", value);
+  return text;
 }
 
 std::string_view TrimWhitespace(std::string_view text) {

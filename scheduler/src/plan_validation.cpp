@@ -3,7 +3,7 @@
 #include <cmath>
 #include <string>
 
-#include "number_text.hpp"
+#include "tandem/base/strings.hpp"
 
 namespace tandem::scheduler {
 namespace {

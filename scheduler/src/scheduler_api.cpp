@@ -5,7 +5,7 @@
 #include <cmath>
 #include <limits>
 
-#include "number_text.hpp"
+#include "tandem/base/strings.hpp"
 
 namespace tandem::scheduler {
 namespace {

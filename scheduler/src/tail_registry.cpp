@@ -4,7 +4,7 @@
 #include <cctype>
 #include <cmath>
 
-#include "number_text.hpp"
+#include "tandem/base/strings.hpp"
 
 namespace tandem::scheduler {
 namespace {

@@ -13,6 +13,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "tandem/base/strings.hpp"
+
 namespace tandem {
 namespace {
 
@@ -27,12 +29,6 @@ constexpr int kZstdLevel = 1;
 
 constexpr std::array<std::string_view, 5> kPrecisionNames = {"fp32", "fp16", "bf16", "int8", "int4"};
 constexpr std::array<std::string_view, 3> kCompressionNames = {"none", "lz4", "zstd"};
-
-std::string FormatFloat(float value) {
-  char text[32];
-  std::snprintf(text, sizeof(text), "%g", static_cast<double>(value));
-  return text;
-}
 
 template <typename T>
 void Store(std::byte* out, T value) {
@@ -81,7 +77,7 @@ int Quantize(float x, float scale, int limit) {
 
 Status CheckScale(float scale) {
   if (!std::isfinite(scale) || scale < 0.0f) {
-    return InvalidArgument("scale " + FormatFloat(scale) + " is not a finite number >= 0");
+    return InvalidArgument("scale " + ShortNumber(scale) + " is not a finite number >= 0");
   }
   return Status::Ok();
 }
@@ -102,7 +98,7 @@ Status EncodeRow(std::span<const float> row, Precision precision, std::byte* out
         // Finite inputs round to inf only past the format's range; sending inf would poison the tail.
         if ((bits & 0x7FFF) == inf_bits) {
           return InvalidArgument(
-              "value " + FormatFloat(row[i]) + " at col " + std::to_string(i) + " overflows " +
+              "value " + ShortNumber(row[i]) + " at col " + std::to_string(i) + " overflows " +
               std::string(kPrecisionNames[static_cast<size_t>(precision)]) + "; use a wider precision");
         }
         Store(out + 2 * i, bits);
@@ -349,7 +345,7 @@ Result<EncodedActivations> EncodeActivations(std::span<const float> values, int6
   const auto n = static_cast<size_t>(cols);
   for (size_t i = 0; i < values.size(); ++i) {
     if (!std::isfinite(values[i])) {
-      return InvalidArgument("value " + FormatFloat(values[i]) + " at row " + std::to_string(i / n) +
+      return InvalidArgument("value " + ShortNumber(values[i]) + " at row " + std::to_string(i / n) +
                              " col " + std::to_string(i % n) + " is not finite");
     }
   }
@@ -403,7 +399,7 @@ Result<std::vector<float>> DecodeActivations(std::span<const std::byte> payload,
   // Catches inf/NaN sent as fp32/fp16/bf16 and q * scale overflowing for a huge (finite) scale.
   for (size_t i = 0; i < values.size(); ++i) {
     if (!std::isfinite(values[i])) {
-      return InvalidArgument(codec.Name() + " payload decodes to " + FormatFloat(values[i]) + " at row " +
+      return InvalidArgument(codec.Name() + " payload decodes to " + ShortNumber(values[i]) + " at row " +
                              std::to_string(i / n) + " col " + std::to_string(i % n));
     }
   }

@@ -1,27 +1,18 @@
 #include "tandem/wire/sampling_params.hpp"
 
 #include <cmath>
-#include <cstdio>
 #include <string>
 
+#include "tandem/base/strings.hpp"
+
 namespace tandem {
-namespace {
-
-std::string FormatFloat(float value) {
-  char text[32];
-  std::snprintf(text, sizeof(text), "%g", static_cast<double>(value));
-  return text;
-}
-
-}  // namespace
-
 Status SamplingParams::Validate() const {
   if (!std::isfinite(temperature) || temperature < 0.0f) {
     return InvalidArgument("temperature must be a finite number >= 0 (0 = greedy), got " +
-                           FormatFloat(temperature));
+                           ShortNumber(temperature));
   }
   if (!std::isfinite(top_p) || top_p <= 0.0f || top_p > 1.0f) {
-    return InvalidArgument("top_p must be in (0, 1] (1 = no nucleus truncation), got " + FormatFloat(top_p));
+    return InvalidArgument("top_p must be in (0, 1] (1 = no nucleus truncation), got " + ShortNumber(top_p));
   }
   return Status::Ok();
 }

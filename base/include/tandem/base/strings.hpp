@@ -14,6 +14,9 @@ namespace tandem {
 
 std::string AsciiLower(std::string_view text);
 
+// `value` as printf's %g writes it ("0.05", "1e+300", "nan"): how error messages quote a bad number.
+std::string ShortNumber(double value);
+
 // `text` without leading and trailing spaces, tabs, CR, LF, VT and FF.
 std::string_view TrimWhitespace(std::string_view text);
 

@@ -48,14 +48,16 @@ Status MovableSplit::MoveTo(const scheduler::Candidate& choice) {
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<TailRunner> tail, open_tail_(choice));
   // The edge part runs step by step (its sums must follow the original chunking); the tail gets all the
   // boundary rows at once, which a remote tail pipelines.
-  std::vector<HiddenRows> rows;
+  std::vector<TailStep> rows;
   rows.reserve(steps_.size());
   for (const auto& step : steps_) {
     TANDEM_ASSIGN_OR_RETURN(HiddenRows step_rows, edge->Forward(step));
-    rows.push_back(std::move(step_rows));
+    rows.push_back({.rows = std::move(step_rows)});
   }
   if (!rows.empty()) {
-    TANDEM_ASSIGN_OR_RETURN(const std::vector<int> replayed, tail->ForwardAll(rows));
+    TANDEM_ASSIGN_OR_RETURN(const std::vector<VerifyOutcome> outcomes, tail->ForwardAll(rows));
+    std::vector<int> replayed;
+    for (const VerifyOutcome& outcome : outcomes) replayed.push_back(outcome.tokens.back());
     // Through lossless codecs a replay must reproduce every token; with a lossy one on either side the
     // rebuilt state may differ slightly, and the tokens already produced stand.
     if (replayed != outputs_ && Lossless(choice) && (!tail_ || Lossless(choice_))) {

@@ -44,10 +44,20 @@ Result<HiddenRows> RemoteMiddle::ForwardRows(const HiddenRows& rows) {
   return out;
 }
 
-Result<std::vector<HiddenRows>> RemoteMiddle::ForwardAllRows(std::span<const HiddenRows> steps) {
+Result<std::vector<HiddenRows>> RemoteMiddle::ForwardAllRows(std::span<const TailStep> steps) {
+  std::vector<HiddenRows> rows;
+  for (const TailStep& step : steps) {
+    if (!step.draft.empty()) return InvalidArgument("TODO: verify steps over the wire");
+    rows.push_back(step.rows);
+  }
   std::vector<HiddenRows> out(steps.size());
-  TANDEM_RETURN_IF_ERROR(session_->Replay(steps, RowsReader(out)));
+  TANDEM_RETURN_IF_ERROR(session_->Replay(rows, RowsReader(out)));
   return out;
+}
+
+Status RemoteMiddle::DropPositions(int count) {
+  if (count == 0) return Status::Ok();
+  return InvalidArgument("TODO: verify steps over the wire");
 }
 
 }  // namespace tandem::edge_agent

@@ -31,10 +31,17 @@ Result<int> RemoteTail::Forward(const HiddenRows& rows) {
   return token;
 }
 
-Result<std::vector<int>> RemoteTail::ForwardAll(std::span<const HiddenRows> steps) {
+Result<std::vector<VerifyOutcome>> RemoteTail::ForwardAll(std::span<const TailStep> steps) {
+  std::vector<HiddenRows> rows;
+  for (const TailStep& step : steps) {
+    if (!step.draft.empty()) return InvalidArgument("TODO: verify steps over the wire");
+    rows.push_back(step.rows);
+  }
   std::vector<int> tokens(steps.size(), -1);
-  TANDEM_RETURN_IF_ERROR(session_->Replay(steps, TokenReader(tokens)));
-  return tokens;
+  TANDEM_RETURN_IF_ERROR(session_->Replay(rows, TokenReader(tokens)));
+  std::vector<VerifyOutcome> outcomes;
+  for (const int token : tokens) outcomes.push_back({.kept = 0, .tokens = {token}});
+  return outcomes;
 }
 
 Result<std::unique_ptr<TailRunner>> OpenRemoteSplit(CloudConnection& connection, wire::OpenRequest request,

@@ -41,6 +41,10 @@ double GenerationTimings::prefill_tokens_per_second() const {
   return prefill_ms > 0 ? prompt_tokens * 1000.0 / prefill_ms : 0.0;
 }
 
+double GenerationTimings::tokens_per_step() const {
+  return model_steps > 0 ? static_cast<double>(generated_tokens) / model_steps : 0.0;
+}
+
 double GenerationTimings::decode_tokens_per_second() const {
   // The first sampled token comes out of the prefill; decode covers the rest.
   const int decoded = generated_tokens - 1;
@@ -52,6 +56,14 @@ EdgeRunner::EdgeRunner(std::shared_ptr<const Transformer> model, int cut, int ca
       cache_(std::make_unique<KvCache>(model_->config(), BlockRange{0, cut}, capacity)) {}
 
 EdgeRunner::~EdgeRunner() = default;
+
+int EdgeRunner::positions() const {
+  return cache_->length();
+}
+
+void EdgeRunner::DropPositions(int count) {
+  cache_->Truncate(cache_->length() - count);
+}
 
 int EdgeRunner::cut() const {
   return cache_->range().last;
@@ -112,6 +124,50 @@ Result<int> LocalTail::Forward(const HiddenRows& rows) {
   return Sample({logits.data_ptr<float>(), static_cast<size_t>(logits.numel())});
 }
 
+Result<VerifyOutcome> LocalTail::Verify(const HiddenRows& rows, std::span<const int> draft) {
+  if (draft.empty()) {
+    TANDEM_ASSIGN_OR_RETURN(const int token, Forward(rows));
+    return VerifyOutcome{.kept = 0, .tokens = {token}};
+  }
+  TANDEM_RETURN_IF_ERROR(CheckRows(rows));
+  const auto drafted = static_cast<int64_t>(draft.size());
+  if (drafted >= rows.rows) {
+    return InvalidArgument("a verify step needs a row before its " + std::to_string(drafted) + " drafts");
+  }
+  const int vocab = model_->config().vocab_size;
+  for (const int token : draft) {
+    if (token < 0 || token >= vocab)
+      return InvalidArgument("drafted token " + std::to_string(token) + " is outside the vocabulary");
+  }
+  const int before = cache_->length();
+  at::Tensor hidden = ToTensor(rows);
+  TANDEM_RETURN_IF_ERROR(model_->RunBlocks(hidden, *cache_));
+  // The row before each draft predicts it; the last row predicts the token after the last draft.
+  auto logits = model_->Logits(hidden.narrow(0, rows.rows - drafted - 1, drafted + 1));
+  if (!logits.ok()) {
+    cache_->Truncate(before);
+    return logits.status();
+  }
+  const at::Tensor all = logits->contiguous();
+  const auto width = static_cast<size_t>(all.size(1));
+  VerifyOutcome outcome;
+  for (int64_t j = 0; j <= drafted; ++j) {
+    const std::span<const float> row(all.data_ptr<float>() + j * static_cast<int64_t>(width), width);
+    const bool has_draft = j < drafted;
+    const int token =
+        has_draft ? sampler_.SampleGivenDraft(row, draft[static_cast<size_t>(j)]) : sampler_.Sample(row);
+    if (token < 0) {
+      cache_->Truncate(before);
+      return Internal("the model produced no finite logits");
+    }
+    outcome.tokens.push_back(token);
+    if (!has_draft || token != draft[static_cast<size_t>(j)]) break;
+    ++outcome.kept;
+  }
+  cache_->Truncate(before + static_cast<int>(rows.rows - drafted) + outcome.kept);
+  return outcome;
+}
+
 std::vector<Result<int>> LocalTail::ForwardDecodeBatch(std::span<LocalTail* const> tails,
                                                        std::span<const HiddenRows> rows) {
   std::vector<Result<int>> tokens(tails.size(), Internal("not run"));
@@ -166,6 +222,11 @@ Result<int> LoopbackTail::Forward(const HiddenRows& rows) {
   return inner_->Forward(received);
 }
 
+Result<VerifyOutcome> LoopbackTail::Verify(const HiddenRows& rows, std::span<const int> draft) {
+  TANDEM_ASSIGN_OR_RETURN(const HiddenRows received, ThroughCodec(rows, codec_, bytes_sent_));
+  return inner_->Verify(received, draft);
+}
+
 Result<HiddenRows> LoopbackMiddle::ForwardRows(const HiddenRows& rows) {
   TANDEM_ASSIGN_OR_RETURN(const HiddenRows received, ThroughCodec(rows, codec_, bytes_sent_));
   TANDEM_ASSIGN_OR_RETURN(const HiddenRows returned, inner_->ForwardRows(received));
@@ -181,6 +242,17 @@ LocalMiddle::LocalMiddle(std::shared_ptr<const Transformer> model, int first, in
 
 LocalMiddle::~LocalMiddle() = default;
 
+int LocalMiddle::positions() const {
+  return cache_->length();
+}
+
+Status LocalMiddle::DropPositions(int count) {
+  if (count < 0 || count > cache_->length())
+    return InvalidArgument("cannot drop " + std::to_string(count) + " positions");
+  cache_->Truncate(cache_->length() - count);
+  return Status::Ok();
+}
+
 int64_t LocalMiddle::kv_cache_bytes() const {
   return cache_->bytes();
 }
@@ -192,10 +264,11 @@ Result<HiddenRows> LocalMiddle::ForwardRows(const HiddenRows& rows) {
   return FromTensor(hidden);
 }
 
-Result<std::vector<HiddenRows>> MiddleRunner::ForwardAllRows(std::span<const HiddenRows> steps) {
+Result<std::vector<HiddenRows>> MiddleRunner::ForwardAllRows(std::span<const TailStep> steps) {
   std::vector<HiddenRows> outputs;
-  for (const HiddenRows& rows : steps) {
-    TANDEM_ASSIGN_OR_RETURN(HiddenRows out, ForwardRows(rows));
+  for (const TailStep& step : steps) {
+    TANDEM_ASSIGN_OR_RETURN(HiddenRows out, ForwardRows(step.rows));
+    TANDEM_RETURN_IF_ERROR(DropPositions(static_cast<int>(step.draft.size()) - step.kept));
     outputs.push_back(std::move(out));
   }
   return outputs;
@@ -206,22 +279,48 @@ Result<int> UShapedTail::Forward(const HiddenRows& rows) {
   return rest_->Forward(returned);
 }
 
-Result<std::vector<int>> UShapedTail::ForwardAll(std::span<const HiddenRows> steps) {
-  TANDEM_ASSIGN_OR_RETURN(const std::vector<HiddenRows> returned, middle_->ForwardAllRows(steps));
-  return rest_->ForwardAll(returned);
+Result<VerifyOutcome> UShapedTail::Verify(const HiddenRows& rows, std::span<const int> draft) {
+  TANDEM_ASSIGN_OR_RETURN(const HiddenRows returned, middle_->ForwardRows(rows));
+  TANDEM_ASSIGN_OR_RETURN(VerifyOutcome outcome, rest_->Verify(returned, draft));
+  TANDEM_RETURN_IF_ERROR(middle_->DropPositions(static_cast<int>(draft.size()) - outcome.kept));
+  return outcome;
 }
 
-Result<std::vector<int>> TailRunner::ForwardAll(std::span<const HiddenRows> steps) {
-  std::vector<int> tokens;
-  for (const HiddenRows& rows : steps) {
-    TANDEM_ASSIGN_OR_RETURN(const int token, Forward(rows));
-    tokens.push_back(token);
+Result<std::vector<VerifyOutcome>> UShapedTail::ForwardAll(std::span<const TailStep> steps) {
+  TANDEM_ASSIGN_OR_RETURN(std::vector<HiddenRows> returned, middle_->ForwardAllRows(steps));
+  std::vector<TailStep> rest(steps.begin(), steps.end());
+  for (size_t i = 0; i < rest.size(); ++i) rest[i].rows = std::move(returned[i]);
+  return rest_->ForwardAll(rest);
+}
+
+Result<VerifyOutcome> TailRunner::Verify(const HiddenRows& rows, std::span<const int> draft) {
+  if (!draft.empty()) return InvalidArgument("this tail does not verify drafted tokens");
+  TANDEM_ASSIGN_OR_RETURN(const int token, Forward(rows));
+  return VerifyOutcome{.kept = 0, .tokens = {token}};
+}
+
+Result<std::vector<VerifyOutcome>> TailRunner::ForwardAll(std::span<const TailStep> steps) {
+  std::vector<VerifyOutcome> outcomes;
+  for (const TailStep& step : steps) {
+    TANDEM_ASSIGN_OR_RETURN(VerifyOutcome outcome, Verify(step.rows, step.draft));
+    outcomes.push_back(std::move(outcome));
   }
-  return tokens;
+  return outcomes;
 }
 
 Result<Generation> Generate(const ModelStep& step, int seq_len, std::span<const int> prompt_ids,
                             const GenerateOptions& options, const TokenCallback& on_token) {
+  const VerifyStep verify = [&step](std::span<const int> tokens,
+                                    std::span<const int>) -> Result<VerifyOutcome> {
+    TANDEM_ASSIGN_OR_RETURN(const int token, step(tokens));
+    return VerifyOutcome{.kept = 0, .tokens = {token}};
+  };
+  return Generate(verify, DraftSource{}, seq_len, prompt_ids, options, on_token);
+}
+
+Result<Generation> Generate(const VerifyStep& step, const DraftSource& drafts, int seq_len,
+                            std::span<const int> prompt_ids, const GenerateOptions& options,
+                            const TokenCallback& on_token) {
   if (prompt_ids.empty()) return InvalidArgument("the prompt has no tokens (BOS expected first)");
   const int steps = options.steps <= 0 || options.steps > seq_len ? seq_len : options.steps;
   Generation result;
@@ -229,37 +328,62 @@ Result<Generation> Generate(const ModelStep& step, int seq_len, std::span<const 
   // the prompt's are forced. A prompt longer than that is cut, with nothing to generate.
   const size_t forced = std::min(prompt_ids.size(), static_cast<size_t>(steps) + 1);
   result.ids.assign(prompt_ids.begin(), prompt_ids.begin() + static_cast<std::ptrdiff_t>(forced));
-  if (forced <= static_cast<size_t>(steps) && forced == prompt_ids.size()) {
-    GenerationTimings& timings = result.timings;
-    timings.prompt_tokens = static_cast<int>(forced);
-    auto start = Clock::now();
-    TANDEM_ASSIGN_OR_RETURN(int token, step(result.ids));
-    timings.prefill_ms = MillisecondsSince(start);
-    start = Clock::now();
-    while (true) {
-      if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(), token) !=
-          options.stop_tokens.end()) {
+  if (forced > static_cast<size_t>(steps) || forced != prompt_ids.size()) return result;
+  GenerationTimings& timings = result.timings;
+  timings.prompt_tokens = static_cast<int>(forced);
+  const auto is_stop = [&options](int token) {
+    return std::find(options.stop_tokens.begin(), options.stop_tokens.end(), token) !=
+           options.stop_tokens.end();
+  };
+  std::vector<int> pending = result.ids;  // tokens not yet through the model
+  auto start = Clock::now();
+  while (true) {
+    // Every drafted token takes a position: the step's rows end by position `steps` at the latest.
+    const int room = steps - static_cast<int>(result.ids.size());
+    std::vector<int> draft = drafts && room > 0 ? drafts(result.ids, room) : std::vector<int>{};
+    if (draft.size() > static_cast<size_t>(std::max(room, 0)))
+      draft.resize(static_cast<size_t>(std::max(room, 0)));
+    TANDEM_ASSIGN_OR_RETURN(const VerifyOutcome outcome, step(pending, draft));
+    if (timings.model_steps++ == 0) {
+      timings.prefill_ms = MillisecondsSince(start);
+      start = Clock::now();
+    }
+    timings.drafted_tokens += static_cast<int>(draft.size());
+    timings.kept_drafts += outcome.kept;
+    bool done = outcome.tokens.empty();
+    for (const int token : outcome.tokens) {
+      if (is_stop(token)) {
+        done = true;
         break;
       }
       result.ids.push_back(token);
       ++timings.generated_tokens;
-      if (on_token && !on_token(token)) break;
-      if (result.ids.size() > static_cast<size_t>(steps)) break;
-      const int last = token;
-      TANDEM_ASSIGN_OR_RETURN(token, step(std::span<const int>(&last, 1)));
+      if ((on_token && !on_token(token)) || result.ids.size() > static_cast<size_t>(steps)) {
+        done = true;
+        break;
+      }
     }
-    timings.decode_ms = MillisecondsSince(start);
+    if (done) break;
+    pending.assign(1, result.ids.back());
   }
+  timings.decode_ms = MillisecondsSince(start);
   return result;
 }
 
 Result<Generation> Generate(EdgeRunner& edge, TailRunner& tail, std::span<const int> prompt_ids,
-                            const GenerateOptions& options, const TokenCallback& on_token) {
-  const ModelStep step = [&](std::span<const int> tokens) -> Result<int> {
-    TANDEM_ASSIGN_OR_RETURN(HiddenRows rows, edge.Forward(tokens));
-    return tail.Forward(rows);
+                            const GenerateOptions& options, const TokenCallback& on_token,
+                            const DraftSource& drafts) {
+  const VerifyStep step = [&](std::span<const int> tokens,
+                              std::span<const int> draft) -> Result<VerifyOutcome> {
+    std::vector<int> all(tokens.begin(), tokens.end());
+    all.insert(all.end(), draft.begin(), draft.end());
+    TANDEM_ASSIGN_OR_RETURN(HiddenRows rows, edge.Forward(all));
+    TANDEM_ASSIGN_OR_RETURN(VerifyOutcome outcome, tail.Verify(rows, draft));
+    edge.DropPositions(static_cast<int>(draft.size()) - outcome.kept);
+    return outcome;
   };
-  TANDEM_ASSIGN_OR_RETURN(Generation result, Generate(step, edge.seq_len(), prompt_ids, options, on_token));
+  TANDEM_ASSIGN_OR_RETURN(Generation result,
+                          Generate(step, drafts, edge.seq_len(), prompt_ids, options, on_token));
   result.timings.bytes_across_cut = tail.BytesSent();
   return result;
 }

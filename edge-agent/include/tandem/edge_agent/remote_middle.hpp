@@ -24,7 +24,8 @@ class RemoteMiddle final : public MiddleRunner {
   // end_block - 1.
   Result<HiddenRows> ForwardRows(const HiddenRows& rows) override;
   // A replay: every step's chunks sent, then every reply collected; the rows of each step.
-  Result<std::vector<HiddenRows>> ForwardAllRows(std::span<const HiddenRows> steps) override;
+  Result<std::vector<HiddenRows>> ForwardAllRows(std::span<const TailStep> steps) override;
+  Status DropPositions(int count) override;
   int64_t BytesSent() const override { return session_->BytesSent(); }
   const WireStats* wire_stats() const override { return &session_->stats(); }
 

@@ -31,7 +31,7 @@ class RemoteTail final : public TailRunner {
   // Sends the rows (in chunks when the tail's HELLO limits require) and returns the last row's token.
   Result<int> Forward(const HiddenRows& rows) override;
   // A replay: sends every step's chunks, then collects the replies (one round trip for all of them).
-  Result<std::vector<int>> ForwardAll(std::span<const HiddenRows> steps) override;
+  Result<std::vector<VerifyOutcome>> ForwardAll(std::span<const TailStep> steps) override;
   int64_t BytesSent() const override { return session_->BytesSent(); }
   const WireStats* wire_stats() const override { return &session_->stats(); }
 

@@ -41,6 +41,24 @@ struct WireStats {
   int64_t returned_payload_bytes = 0;  // private output: codec payloads of the ROWS received
 };
 
+// What a verify step (speculative decoding) decided: how many of the drafted tokens the model kept, and
+// the tokens that come out of the step: the kept drafts, then the model's own next token.
+struct VerifyOutcome {
+  int kept = 0;
+  std::vector<int> tokens;  // kept + 1 tokens
+  bool operator==(const VerifyOutcome&) const = default;
+};
+
+// One step of a session as the edge logged it, for a replay: its boundary rows, the drafted tokens its
+// last rows carry (none for a plain step), and how many of them it kept when it first ran (where the next
+// step's rows start: a remote tail pipelines the replay before any reply says so).
+struct TailStep {
+  HiddenRows rows;
+  std::vector<int> draft;
+  int kept = 0;
+  int64_t positions_kept() const { return rows.rows - static_cast<int64_t>(draft.size()) + kept; }
+};
+
 // One session's model tail. Implementations are used by one session at a time (not thread-safe).
 class TailRunner {
  public:
@@ -48,9 +66,14 @@ class TailRunner {
   // Consumes `rows` as the session's next positions and returns the token sampled from the last row.
   // On error the session's state is unchanged.
   virtual Result<int> Forward(const HiddenRows& rows) = 0;
-  // Consumes several steps' rows in order (a replay) and returns each step's token. Remote tails send them
-  // all before waiting, paying one round trip instead of one per step.
-  virtual Result<std::vector<int>> ForwardAll(std::span<const HiddenRows> steps);
+  // A verify step: the last draft.size() rows are the drafted tokens `draft` (after at least one row of
+  // the session's own tokens). Samples from the row before each draft in turn, keeping the drafts while
+  // they come out (Sampler::SampleGivenDraft) and stopping at the first that does not, and forgets the
+  // positions of the drafts not kept. No draft: Forward. Runners that cannot verify refuse drafts.
+  virtual Result<VerifyOutcome> Verify(const HiddenRows& rows, std::span<const int> draft);
+  // Consumes several logged steps in order (a replay) and returns each step's outcome. Remote tails send
+  // them all before waiting, paying one round trip instead of one per step.
+  virtual Result<std::vector<VerifyOutcome>> ForwardAll(std::span<const TailStep> steps);
   // Bytes that crossed the cut so far (0 when nothing is serialized).
   virtual int64_t BytesSent() const { return 0; }
   // The wire statistics of the session behind this tail when it is remote (also through a U-shaped
@@ -64,6 +87,9 @@ class EdgeRunner {
   EdgeRunner(std::shared_ptr<const Transformer> model, int cut, int capacity);
   ~EdgeRunner();
   Result<HiddenRows> Forward(std::span<const int> tokens);
+  // Forgets the last `count` positions (drafts the tail did not keep).
+  void DropPositions(int count);
+  int positions() const;
   int cut() const;
   int seq_len() const;  // the model's context length
 
@@ -80,6 +106,7 @@ class LocalTail final : public TailRunner {
             int top_logprobs = 0);
   ~LocalTail() override;
   Result<int> Forward(const HiddenRows& rows) override;
+  Result<VerifyOutcome> Verify(const HiddenRows& rows, std::span<const int> draft) override;
   // One decode row for each of several sessions' tails (of one model), run together: their blocks through
   // Transformer::RunDecodeBatch, their heads through one classifier pass, then each sampled by its own
   // sampler. tokens[i] is what tails[i]->Forward(rows[i]) would return, bit for bit; a step that cannot
@@ -111,8 +138,12 @@ class MiddleRunner {
   virtual ~MiddleRunner() = default;
   // Consumes `rows` as the session's next positions; on error the session's state is unchanged.
   virtual Result<HiddenRows> ForwardRows(const HiddenRows& rows) = 0;
-  // Several steps in order (a replay); remote middles send them all before waiting.
-  virtual Result<std::vector<HiddenRows>> ForwardAllRows(std::span<const HiddenRows> steps);
+  // Forgets the last `count` positions (drafts the device did not keep); the next step's rows follow the
+  // ones kept.
+  virtual Status DropPositions(int count) = 0;
+  // Several logged steps in order (a replay), each followed by dropping its drafts not kept; remote middles
+  // send them all before waiting.
+  virtual Result<std::vector<HiddenRows>> ForwardAllRows(std::span<const TailStep> steps);
   virtual int64_t BytesSent() const { return 0; }
   virtual const WireStats* wire_stats() const { return nullptr; }  // as TailRunner's
 };
@@ -123,6 +154,8 @@ class LocalMiddle final : public MiddleRunner {
   LocalMiddle(std::shared_ptr<const Transformer> model, int first, int last, int capacity);
   ~LocalMiddle() override;
   Result<HiddenRows> ForwardRows(const HiddenRows& rows) override;
+  Status DropPositions(int count) override;
+  int positions() const;
   int64_t kv_cache_bytes() const;
 
  private:
@@ -137,7 +170,9 @@ class UShapedTail final : public TailRunner {
   UShapedTail(std::unique_ptr<MiddleRunner> middle, std::unique_ptr<TailRunner> rest)
       : middle_(std::move(middle)), rest_(std::move(rest)) {}
   Result<int> Forward(const HiddenRows& rows) override;
-  Result<std::vector<int>> ForwardAll(std::span<const HiddenRows> steps) override;
+  // The middle's rows for every position, verified here; the middle then forgets the drafts not kept.
+  Result<VerifyOutcome> Verify(const HiddenRows& rows, std::span<const int> draft) override;
+  Result<std::vector<VerifyOutcome>> ForwardAll(std::span<const TailStep> steps) override;
   int64_t BytesSent() const override { return middle_->BytesSent(); }
   const WireStats* wire_stats() const override { return middle_->wire_stats(); }
   MiddleRunner& middle() const { return *middle_; }
@@ -154,6 +189,7 @@ class LoopbackTail final : public TailRunner {
   LoopbackTail(std::unique_ptr<TailRunner> inner, ActivationCodec codec)
       : inner_(std::move(inner)), codec_(codec) {}
   Result<int> Forward(const HiddenRows& rows) override;
+  Result<VerifyOutcome> Verify(const HiddenRows& rows, std::span<const int> draft) override;
   int64_t BytesSent() const override { return bytes_sent_; }
 
  private:
@@ -168,6 +204,7 @@ class LoopbackMiddle final : public MiddleRunner {
   LoopbackMiddle(std::unique_ptr<MiddleRunner> inner, ActivationCodec codec)
       : inner_(std::move(inner)), codec_(codec) {}
   Result<HiddenRows> ForwardRows(const HiddenRows& rows) override;
+  Status DropPositions(int count) override { return inner_->DropPositions(count); }
   int64_t BytesSent() const override { return bytes_sent_; }
 
  private:
@@ -194,8 +231,12 @@ struct GenerationTimings {
   double prefill_ms = 0;     // prompt in, first token out (time to first token)
   double decode_ms = 0;      // every later token
   int64_t bytes_across_cut = 0;
+  int model_steps = 0;     // passes through the model (round trips of a split), the prefill's included
+  int drafted_tokens = 0;  // tokens drafters proposed
+  int kept_drafts = 0;     // of which the model kept
   double prefill_tokens_per_second() const;
   double decode_tokens_per_second() const;
+  double tokens_per_step() const;  // generated tokens per model step
 };
 
 struct Generation {
@@ -210,13 +251,25 @@ using TokenCallback = std::function<bool(int token)>;
 // One forward step of a whole model: token ids in (the prompt, then one token at a time), the token sampled
 // from the last position out.
 using ModelStep = std::function<Result<int>(std::span<const int> tokens)>;
+// The same with drafted tokens after `tokens` to verify (TailRunner::Verify); no draft: a ModelStep.
+using VerifyStep =
+    std::function<Result<VerifyOutcome>(std::span<const int> tokens, std::span<const int> draft)>;
+// Proposes the drafts of the next step: given every token so far (the prompt and the tokens generated, the
+// last not yet through the model), at most `max_tokens` tokens; none for a plain step.
+using DraftSource = std::function<std::vector<int>(std::span<const int> context, int max_tokens)>;
 
 // Prefills `prompt_ids` (which start with BOS) in one step, then decodes one token at a time until
 // `steps` positions (at most `seq_len`), or a stop token, or `on_token` returning false.
 Result<Generation> Generate(const ModelStep& step, int seq_len, std::span<const int> prompt_ids,
                             const GenerateOptions& options, const TokenCallback& on_token = {});
-// The same through an edge part and a tail.
+// With drafts: each step (the prefill too) verifies what `drafts` proposes, emitting every token it
+// yields, in order, under the same limits; tokens past a limit are not emitted.
+Result<Generation> Generate(const VerifyStep& step, const DraftSource& drafts, int seq_len,
+                            std::span<const int> prompt_ids, const GenerateOptions& options,
+                            const TokenCallback& on_token = {});
+// Through an edge part and a tail, drafting when `drafts` is given.
 Result<Generation> Generate(EdgeRunner& edge, TailRunner& tail, std::span<const int> prompt_ids,
-                            const GenerateOptions& options, const TokenCallback& on_token = {});
+                            const GenerateOptions& options, const TokenCallback& on_token = {},
+                            const DraftSource& drafts = {});
 
 }  // namespace tandem

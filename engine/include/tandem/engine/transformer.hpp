@@ -68,6 +68,7 @@ class Transformer {
 
   const ModelConfig& config() const { return config_; }
   const TransformerOptions& options() const { return options_; }
+  const std::shared_ptr<const Checkpoint>& checkpoint() const { return checkpoint_; }
   int n_layers() const { return config_.n_layers; }
   // What a block-range checkpoint left out cannot run: blocks outside held_blocks() (RunBlocks refuses
   // them), Embed without the embedding, Logits without the head.

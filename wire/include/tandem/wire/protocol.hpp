@@ -40,8 +40,10 @@ enum class MessageType : uint8_t {
   kPong = 8,
   kStats = 9,  // edge -> cloud: empty, a request; cloud -> edge: its load and per-block compute times
   kRows = 10,  // cloud -> edge: a private-output session's rows after its last block, for an ACTIVATIONS
+  kVerify = 11,   // edge -> cloud: ACTIVATIONS whose last rows are drafted tokens, named in the payload
+  kVerdict = 12,  // cloud -> edge: the drafts a VERIFY kept and the tokens its step yields
 };
-inline constexpr MessageType kLastMessageType = MessageType::kRows;
+inline constexpr MessageType kLastMessageType = MessageType::kVerdict;
 std::string_view MessageTypeName(MessageType type);
 
 // ERROR codes. Retryable ones carry kFlagRetryable: the same request may succeed later or elsewhere.
@@ -142,6 +144,35 @@ Result<OpenRequest> ParseOpen(const Message& message);
 // ACTIVATIONS: the header carries shape, codec and position; the payload is the codec's bytes.
 Message MakeActivations(uint64_t session, uint64_t sequence, uint32_t position, uint32_t rows, uint32_t cols,
                         ActivationCodec codec, Compression applied, std::vector<std::byte> payload);
+
+// VERIFY (speculative decoding): the header as ACTIVATIONS'; the payload is the draft count n (u16), the n
+// drafted token ids (i32), then the codec's bytes for all the rows. The last n rows are the drafts' (the
+// tail checks them against the tokens it samples); at least one row of the session's own comes first.
+// Only sessions that answer TOKEN take VERIFY: a private-output session gets ACTIVATIONS with its drafts'
+// rows and verifies them on the edge, which then sends its next step from the first position it keeps.
+inline constexpr int kMaxDraftTokens = 64;
+Message MakeVerify(uint64_t session, uint64_t sequence, uint32_t position, uint32_t rows, uint32_t cols,
+                   ActivationCodec codec, Compression applied, std::span<const int> draft,
+                   std::vector<std::byte> payload);
+struct VerifyRequest {
+  std::vector<int> draft;
+  std::span<const std::byte> activations;  // the codec's bytes: a view into the message's payload
+};
+// Refuses a draft count of 0, over kMaxDraftTokens or not below the header's rows, and a truncated list.
+// Token ids are not checked against a vocabulary here.
+Result<VerifyRequest> ParseVerify(const Message& message);
+
+// VERDICT: the answer to a VERIFY: the drafts kept (u16), compute_us (u32), then kept + 1 token ids (i32):
+// the kept drafts and the token sampled after them.
+struct VerdictReply {
+  uint64_t session = 0;
+  uint64_t sequence = 0;  // of the VERIFY it answers
+  int kept = 0;
+  std::vector<int> tokens;  // kept + 1
+  uint32_t compute_us = 0;
+};
+Message MakeVerdict(const VerdictReply& verdict);
+Result<VerdictReply> ParseVerdict(const Message& message);
 
 struct TokenReply {
   uint64_t session = 0;

@@ -9,7 +9,9 @@
 #include "cli_support.hpp"
 #include "commands.hpp"
 #include "split_setup.hpp"
+#include "tandem/edge_agent/generation_drafting.hpp"
 #include "tandem/edge_agent/movable_split.hpp"
+#include "tandem/engine/drafter.hpp"
 #include "tandem/engine/pipeline.hpp"
 
 namespace tandem::cli {
@@ -27,6 +29,8 @@ struct GenerateFlags {
   uint64_t seed = 0;
   SplitFlags split;
   std::string moves;
+  std::string draft = "none";
+  std::string draft_tokens = "auto";
   bool json = false;
 };
 
@@ -83,10 +87,37 @@ Result<Run> RunPipeline(const LoadedModel& model, TailFactory& tails, const Gene
                              ")");
     }
   }
+  TANDEM_ASSIGN_OR_RETURN(const DraftSpec draft_spec, ParseDraftSpec(flags.draft));
+  TANDEM_ASSIGN_OR_RETURN(const int draft_tokens, ParseDraftTokens(flags.draft_tokens));
+  TANDEM_ASSIGN_OR_RETURN(const DraftModels draft_models, DraftModels::Load(draft_spec, model.transformer));
+  edge_agent::GenerationDrafting drafting(draft_models, draft_tokens, capacity, /*predicted_step_ms=*/0,
+                                          /*metrics=*/nullptr, SteadyClock::Instance());
+  int cut_now = tails.cut();
+  DraftSource drafts;
+  if (draft_spec.kind != DraftKind::kNone) {
+    drafts = [&](std::span<const int> context, int max_tokens) {
+      if (!drafting.UseCut(cut_now).ok()) return std::vector<int>{};
+      return drafting.Propose(context, max_tokens);
+    };
+  }
+  // Each step timed and its outcome shown to the drafting's planner.
+  const auto observed = [&drafting, &prompt_ids](VerifyStep inner) {
+    return [&drafting, &prompt_ids, inner = std::move(inner), first = true](
+               std::span<const int> tokens, std::span<const int> draft) mutable -> Result<VerifyOutcome> {
+      const auto start = SteadyClock::Instance().Now();
+      TANDEM_ASSIGN_OR_RETURN(VerifyOutcome outcome, inner(tokens, draft));
+      drafting.Observe(static_cast<int>(draft.size()), outcome,
+                       first ? -1 : ToMilliseconds(SteadyClock::Instance().Now() - start));
+      first = false;
+      return outcome;
+    };
+  };
   if (moves.empty()) {
     EdgeRunner edge(model.transformer, tails.cut(), capacity);
     TANDEM_ASSIGN_OR_RETURN(const std::unique_ptr<TailRunner> tail, tails.NewTail(capacity, sampling));
-    TANDEM_ASSIGN_OR_RETURN(Generation generation, Generate(edge, *tail, prompt_ids, options, on_token));
+    TANDEM_ASSIGN_OR_RETURN(Generation generation, Generate(observed(SplitStep(edge, *tail)), drafts, seq_len,
+                                                            prompt_ids, options, on_token));
+    generation.timings.bytes_across_cut = tail->BytesSent();
     return Run{std::move(generation), tails.Report(*tail)};
   }
   const auto choice = [&](int cut) {
@@ -100,17 +131,19 @@ Result<Run> RunPipeline(const LoadedModel& model, TailFactory& tails, const Gene
   TANDEM_RETURN_IF_ERROR(split.Start(choice(tails.cut())));
   int generated = 0;
   size_t next_move = 0;
-  const ModelStep step = [&](std::span<const int> tokens) -> Result<int> {
+  const VerifyStep step = [&](std::span<const int> tokens,
+                              std::span<const int> draft) -> Result<VerifyOutcome> {
     if (next_move < moves.size() && generated >= moves[next_move].after_tokens) {
       TANDEM_RETURN_IF_ERROR(split.MoveTo(choice(moves[next_move++].cut)));
+      cut_now = split.choice().local() ? layers : split.choice().cut;
     }
-    return split.Step(tokens);
+    return split.Step(tokens, draft);
   };
-  TANDEM_ASSIGN_OR_RETURN(Generation generation, Generate(step, model.transformer->config().seq_len,
-                                                          prompt_ids, options, [&](int token) {
-                                                            ++generated;
-                                                            return !on_token || on_token(token);
-                                                          }));
+  TANDEM_ASSIGN_OR_RETURN(Generation generation,
+                          Generate(observed(step), drafts, seq_len, prompt_ids, options, [&](int token) {
+                            ++generated;
+                            return !on_token || on_token(token);
+                          }));
   nlohmann::json report = tails.Report(split.tail());
   if (report.is_null()) report = nlohmann::json::object();
   report["moves"] = split.moves();
@@ -136,6 +169,8 @@ std::optional<int> ParseGenerateFlags(std::span<const std::string> args, Generat
   flags.String("moves", &f.moves,
                "move the split mid-generation: N:K,... = after N generated tokens, cut at K (or N:local); "
                "the run replays its steps on the new side and must give the same output with fp32");
+  flags.String("draft", &f.draft, kDraftFlagHelp);
+  flags.String("draft-tokens", &f.draft_tokens, kDraftTokensFlagHelp);
   flags.Bool("json", &f.json, "print one JSON object: prompt_ids, ids, text, timings");
   if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
   if (Status status = RequireModelAndTokenizer(flags, f.model.model); !status.ok()) {
@@ -176,7 +211,12 @@ void PrintJson(const GenerateFlags& f, const Tokenizer& tokenizer, const std::ve
                     {"decode_ms", timings.decode_ms},
                     {"prefill_tok_s", timings.prefill_tokens_per_second()},
                     {"decode_tok_s", timings.decode_tokens_per_second()},
-                    {"bytes_across_cut", timings.bytes_across_cut}};
+                    {"bytes_across_cut", timings.bytes_across_cut},
+                    {"model_steps", timings.model_steps},
+                    {"tokens_per_step", timings.tokens_per_step()},
+                    {"drafted_tokens", timings.drafted_tokens},
+                    {"accepted_tokens", timings.kept_drafts}};
+  out["draft"] = f.draft;
   std::printf("%s\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
 }
 

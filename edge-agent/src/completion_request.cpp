@@ -121,13 +121,37 @@ Refusal ReadStream(const json& body, const CompletionLimits&, CompletionRequest&
   return Read(body, "stream", "a boolean", request.stream, Kind::boolean);
 }
 
-// Tandem's extension: "tandem": {"split": K | "local", "codec": C}.
+// "tandem.draft" and "tandem.draft_tokens".
+Refusal ReadDraft(const json& tandem, CompletionRequest& request) {
+  if (const json* draft = Field(tandem, "draft")) {
+    if (!draft->is_string()) return WrongType("tandem.draft", "a string");
+    request.draft = draft->get<std::string>();
+  }
+  if (const json* tokens = Field(tandem, "draft_tokens")) {
+    if (*tokens == "auto") {
+      request.draft_tokens = 0;
+    } else if (tokens->is_number_unsigned() && tokens->get<uint64_t>() >= 1 &&
+               tokens->get<uint64_t>() <= kMaxDraftTokensPerStep) {
+      request.draft_tokens = static_cast<int>(tokens->get<uint64_t>());
+    } else {
+      return InvalidValue("tandem.draft_tokens", "'tandem.draft_tokens' must be \"auto\" or in 1.." +
+                                                     std::to_string(kMaxDraftTokensPerStep));
+    }
+  }
+  return std::nullopt;
+}
+
+// Tandem's extension: "tandem": {"split": K | "local", "codec": C, "draft": D, "draft_tokens": N}.
 Refusal ReadSplitOverride(const json& body, const CompletionLimits&, CompletionRequest& request) {
   const json* tandem = Field(body, "tandem");
   if (tandem == nullptr) return std::nullopt;
   if (!tandem->is_object()) return WrongType("tandem", "an object");
+  if (Refusal error = ReadDraft(*tandem, request)) return error;
   CompletionRequest::SplitOverride split;
   const auto cut = tandem->find("split");
+  const bool drafting_only =
+      cut == tandem->end() && (request.draft || request.draft_tokens) && Field(*tandem, "codec") == nullptr;
+  if (drafting_only) return std::nullopt;
   if (cut == tandem->end() || !(cut->is_number_unsigned() || *cut == "local")) {
     return WrongType("tandem.split", "a block number or \"local\"");
   }

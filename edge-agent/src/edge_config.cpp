@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "tandem/engine/drafter.hpp"
 #include "tandem/model/checkpoint.hpp"
 
 namespace tandem::edge_agent {
@@ -51,6 +52,11 @@ void EdgeConfig::Declare(FlagSet& flags) {
               "switch plans only for a predicted gain of at least this fraction ...");
   flags.Int("hysteresis-ms", &hysteresis_ms, "... sustained for this long");
   flags.Int("probe-ms", &probe_ms, "interval of the link probes (PING) to the tail");
+  flags.String("draft", &draft,
+               std::string(kDraftFlagHelp) +
+                   "; several, comma-separated: the first is the default and each "
+                   "request may choose another with \"tandem\": {\"draft\": ...}");
+  flags.String("draft-tokens", &draft_tokens, kDraftTokensFlagHelp);
 }
 
 Status EdgeConfig::Validate() const {
@@ -78,6 +84,8 @@ Status EdgeConfig::Validate() const {
     return InvalidArgument("--private-output is for --split auto; with --split K give --tail-end M");
   }
   if (tail_end != 0 && split == "auto") return InvalidArgument("--tail-end needs --split K");
+  for (std::string_view name : SplitList(draft)) TANDEM_RETURN_IF_ERROR(ParseDraftSpec(name).status());
+  TANDEM_RETURN_IF_ERROR(ParseDraftTokens(draft_tokens).status());
   return cloud.Validate();
 }
 
@@ -87,6 +95,17 @@ std::vector<std::string> EdgeConfig::CloudEndpoints() const {
     if (!endpoint.empty()) endpoints.emplace_back(endpoint);
   }
   return endpoints;
+}
+
+Result<std::vector<DraftModels>> EdgeConfig::LoadDrafters(std::shared_ptr<const Transformer> model) const {
+  std::vector<DraftModels> drafters;
+  for (std::string_view name : SplitList(draft)) {
+    TANDEM_ASSIGN_OR_RETURN(const DraftSpec spec, ParseDraftSpec(name));
+    auto loaded = DraftModels::Load(spec, model);
+    if (!loaded.ok()) return loaded.status().WithContext("--draft " + spec.Name());
+    drafters.push_back(std::move(*loaded));
+  }
+  return drafters;
 }
 
 Result<std::vector<ActivationCodec>> EdgeConfig::Codecs() const {

@@ -100,12 +100,15 @@ int RunEdgeService(std::span<const std::string> args) {
   if (!tokenizer.ok()) return Fail(tokenizer.status());
   auto profile = ProfileEdge(*model->transformer, !*fixed);
   if (!profile.ok()) return Fail(profile.status());
+  auto drafts = config.LoadDrafters(model->transformer);
+  if (!drafts.ok()) return Fail(drafts.status());
   EdgeService service(config, {.model = std::move(*model),
                                .tokenizer = std::move(*tokenizer),
                                .cloud = std::move(*cloud),
                                .fixed = std::move(*fixed),
                                .edge_profile = std::move(*profile),
-                               .registry = MetricsRegistry()});
+                               .registry = MetricsRegistry(),
+                               .drafts = std::move(*drafts)});
   return Serve(service, config, *api_key, config.split == "auto" ? config.allowed_codecs : codec.Name(),
                stop_signals);
 }

@@ -51,6 +51,15 @@ EdgeMetrics::EdgeMetrics(Registry& registry)
       step_resends(CounterFamily(registry, "tandem_edge_step_resends_total",
                                  "Steps sent to a tail again for want of a reply")
                        .Add({})),
+      draft_tokens(CounterFamily(registry, "tandem_edge_draft_tokens_total",
+                                 "Tokens drafted for speculative decoding, by outcome: accepted (the model "
+                                 "kept them) or rejected")),
+      kept_drafts(draft_tokens.Add({{"outcome", "accepted"}})),
+      rejected_drafts(draft_tokens.Add({{"outcome", "rejected"}})),
+      tokens_per_step(UnlabelledHistogram(registry, "tandem_edge_tokens_per_round_trip",
+                                          "Tokens a model step yields (one round trip of a split): 1 without "
+                                          "drafting, up to the drafts + 1 with it",
+                                          {1, 2, 3, 4, 6, 8, 12, 16, 32, 64})),
       queue_depth(GaugeFamily(registry, "tandem_edge_queue_depth",
                               "Requests admitted and waiting for a generation slot")
                       .Add({})),

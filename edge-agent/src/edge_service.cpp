@@ -47,6 +47,8 @@ struct Accepted {
   std::shared_ptr<Admission::Ticket> ticket;
   std::unique_ptr<RequestTails> tails;
   scheduler::Candidate first;
+  const DraftModels* drafts = nullptr;
+  int draft_tokens = 0;
 };
 
 }  // namespace
@@ -78,6 +80,9 @@ class EdgeService::Impl {
   // The request's own override, the fixed split, or the planner's choice.
   Result<scheduler::Candidate> FirstChoice(const CompletionRequest& request, int prompt_tokens);
   ApiResult<Completion> Run(Accepted& accepted, const std::string& request_id, const TextSink& emit);
+  // The request's drafter ("tandem.draft", else --draft) among those this edge can run: --draft's, and
+  // ngram, early-exit and none, which load nothing.
+  ApiResult<const DraftModels*> DrafterFor(const CompletionRequest& request) const;
   // Whether auto may finish requests all-local when the tail is unreachable or slow.
   bool LocalFallback() const {
     return !fixed_ && config_.allow_local &&
@@ -101,6 +106,8 @@ class EdgeService::Impl {
   const std::string model_name_;
   const CompletionLimits limits_;
   const CompletionFormat format_;
+  std::vector<DraftModels> drafters_;  // --draft's first
+  int draft_tokens_ = 0;
   std::jthread refresher_;  // declared last: stopped and joined first
 };
 
@@ -145,7 +152,25 @@ EdgeService::Impl::Impl(EdgeConfig config, EdgeDependencies dependencies)
         std::move(dependencies.edge_profile), tails_, config_.PlannerOptions(), clock_);
   }
   metrics_.cut.Set(fixed_ ? CutOf(*fixed_, layers_) : 0);
+  drafters_ = std::move(dependencies.drafts);
+  for (const DraftKind kind : {DraftKind::kNone, DraftKind::kNgram, DraftKind::kEarlyExit}) {
+    if (auto light = DraftModels::Load({.kind = kind}, model_.transformer); light.ok()) {
+      drafters_.push_back(std::move(*light));
+    }
+  }
+  if (auto tokens = ParseDraftTokens(config_.draft_tokens); tokens.ok()) draft_tokens_ = *tokens;
   if (planner_) StartRefresher();
+}
+
+ApiResult<const DraftModels*> EdgeService::Impl::DrafterFor(const CompletionRequest& request) const {
+  const std::string name = request.draft.value_or(drafters_.front().spec().Name());
+  for (const DraftModels& drafter : drafters_) {
+    if (drafter.spec().Name() == name) return &drafter;
+  }
+  std::string known;
+  for (const DraftModels& drafter : drafters_) known += (known.empty() ? "" : ", ") + drafter.spec().Name();
+  return InvalidValue("tandem.draft", "this edge drafts with " + known + ", not '" + name +
+                                          "' (tandem-edge --draft loads drafters with a model)");
 }
 
 void EdgeService::Impl::StartRefresher() {
@@ -209,6 +234,8 @@ HttpResponse EdgeService::Impl::Plan(const HttpRequest&) const {
     body["cut"] = current.is_null() ? json() : current["cut"];
     body["codec"] = current.is_null() ? json() : current["codec"];
   }
+  body["draft"] = {{"drafter", drafters_.front().spec().Name()},
+                   {"draft_tokens", draft_tokens_ > 0 ? json(draft_tokens_) : json("auto")}};
   const scheduler::LinkEstimate link = primary_.link.Estimate();
   body["estimates"] = {{"link_up", link.up},
                        {"rtt_ms", link.rtt_ms},
@@ -258,6 +285,10 @@ ApiResult<std::shared_ptr<Accepted>> EdgeService::Impl::Accept(const HttpRequest
       Prepare(request, static_cast<int>(accepted->ids.size()), *accepted->tails);
   if (!first.ok()) return first.error();
   accepted->first = *first;
+  ApiResult<const DraftModels*> drafts = DrafterFor(request);
+  if (!drafts.ok()) return drafts.error();
+  accepted->drafts = *drafts;
+  accepted->draft_tokens = request.draft_tokens.value_or(draft_tokens_);
   return accepted;
 }
 
@@ -278,6 +309,7 @@ std::optional<ApiError> EdgeService::Impl::CheckAgainstModel(const CompletionReq
     return InvalidValue("tandem.split",
                         "'tandem.split' must be a block in 0.." + std::to_string(layers_) + " or \"local\"");
   }
+  if (ApiResult<const DraftModels*> drafts = DrafterFor(request); !drafts.ok()) return drafts.error();
   if (static_cast<int>(prompt_tokens) + request.max_tokens - 1 > seq_len_) {
     return ApiError{.message = "the prompt (" + std::to_string(prompt_tokens) +
                                " tokens with BOS) plus max_tokens (" + std::to_string(request.max_tokens) +
@@ -322,10 +354,14 @@ ApiResult<Completion> EdgeService::Impl::Run(Accepted& accepted, const std::stri
                                   .replan_tokens = config_.replan_tokens,
                                   .hysteresis_gain = config_.hysteresis_gain,
                                   .clock = clock_};
-  Result<Completion> completion = RunGeneration(
-      context,
-      {.request = accepted.request, .ids = accepted.ids, .request_id = request_id, .first = accepted.first},
-      *accepted.tails, emit);
+  Result<Completion> completion = RunGeneration(context,
+                                                {.request = accepted.request,
+                                                 .ids = accepted.ids,
+                                                 .request_id = request_id,
+                                                 .first = accepted.first,
+                                                 .drafts = accepted.drafts,
+                                                 .draft_tokens = accepted.draft_tokens},
+                                                *accepted.tails, emit);
   if (!completion.ok()) return UpstreamError(completion.status());
   return std::move(*completion);
 }

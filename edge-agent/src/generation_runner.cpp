@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "tandem/base/log.hpp"
+#include "tandem/edge_agent/generation_drafting.hpp"
 #include "tandem/edge_agent/movable_split.hpp"
 #include "tandem/edge_agent/stop_scanner.hpp"
 #include "tandem/edge_agent/tail_set.hpp"
@@ -22,7 +23,9 @@ class GenerationRunner final : public FailoverHost {
   // The prompt and every token through the split; the completion's text, finish reason and speed.
   Status GenerateText();
   // One model step: re-plans when due, and hands a failed step to the failover policy.
-  Result<int> Step(std::span<const int> tokens);
+  Result<VerifyOutcome> Step(std::span<const int> tokens, std::span<const int> draft);
+  // The drafts of the next step (none without a drafter).
+  std::vector<int> Draft(std::span<const int> context, int max_tokens);
   // A sampled token: timings, its text through the stop scanner to the client; false ends the generation.
   bool OnToken(int token);
   // Re-plans mid-generation: moves when another choice is predicted to finish the rest sooner, replay
@@ -53,6 +56,8 @@ class GenerationRunner final : public FailoverHost {
   Completion completion_;
   SamplingParams sampling_;
   std::unique_ptr<MovableSplit> split_;
+  std::unique_ptr<GenerationDrafting> drafting_;
+  int next_replan_at_;  // tokens generated
   StopScanner scanner_;
   Clock::TimePoint last_token_at_;
   int previous_ = 0;
@@ -71,6 +76,7 @@ GenerationRunner::GenerationRunner(const GenerationContext& context, const Gener
       layers_(context.model->n_layers()),
       positions_(static_cast<int>(request.ids.size()) + request.request.max_tokens - 1),
       admitted_at_(context.clock.Now()),
+      next_replan_at_(context.replan_tokens),
       scanner_(request.request.stop) {
   completion_.prompt_tokens = static_cast<int>(request.ids.size());
   completion_.seed = request_.seed.value_or(std::random_device{}());
@@ -82,6 +88,12 @@ Result<Completion> GenerationRunner::Run() {
   context_.metrics.plans.Add({{"choice", generation_.first.local() ? "local" : "split"}}).Increment();
   context_.metrics.cut.Set(CutOf(generation_.first, layers_));
   context_.metrics.active.Increment();
+  if (generation_.drafts != nullptr && generation_.drafts->spec().kind != DraftKind::kNone) {
+    drafting_ =
+        std::make_unique<GenerationDrafting>(*generation_.drafts, generation_.draft_tokens, positions_,
+                                             generation_.first.decode_ms, &context_.metrics, context_.clock);
+    completion_.drafter = generation_.drafts->spec().Name();
+  }
   split_ = std::make_unique<MovableSplit>(
       context_.model, positions_,
       [this](const scheduler::Candidate& choice) -> Result<std::unique_ptr<TailRunner>> {
@@ -113,11 +125,20 @@ Status GenerationRunner::GenerateText() {
   last_token_at_ = context_.clock.Now();
   previous_ = generation_.ids.back();
   if (!status.ok()) return status;
+  DraftSource drafts;
+  if (drafting_)
+    drafts = [this](std::span<const int> context, int max_tokens) { return Draft(context, max_tokens); };
   auto generation = Generate(
-      [this](std::span<const int> tokens) { return Step(tokens); }, context_.model->config().seq_len,
-      generation_.ids, GenerateOptions{.steps = positions_, .stop_tokens = context_.tokenizer.EndOfTextIds()},
+      [this](std::span<const int> tokens, std::span<const int> draft) { return Step(tokens, draft); }, drafts,
+      context_.model->config().seq_len, generation_.ids,
+      GenerateOptions{.steps = positions_, .stop_tokens = context_.tokenizer.EndOfTextIds()},
       [this](int token) { return OnToken(token); });
+  if (drafting_) {
+    completion_.drafted_tokens = drafting_->drafted();
+    completion_.kept_drafts = drafting_->kept();
+  }
   if (!generation.ok()) return generation.status();
+  completion_.model_steps = generation->timings.model_steps;
   if (const std::string rest = stopped_ || client_gone_ ? "" : scanner_.Flush(); !rest.empty()) emit_(rest);
   completion_.text = scanner_.text();
   const bool hit_length = completion_.completion_tokens == request_.max_tokens;
@@ -130,16 +151,35 @@ Status GenerationRunner::GenerateText() {
   return Status::Ok();
 }
 
-Result<int> GenerationRunner::Step(std::span<const int> tokens) {
+std::vector<int> GenerationRunner::Draft(std::span<const int> context, int max_tokens) {
+  if (Status cut = drafting_->UseCut(CutOf(split_->choice(), layers_)); !cut.ok()) {
+    Log(LogLevel::kWarn, "edge", "no drafter; this step verifies nothing",
+        {{"request_id", generation_.request_id}, {"error", cut.message()}});
+    return {};
+  }
+  return drafting_->Propose(context, max_tokens);
+}
+
+Result<VerifyOutcome> GenerationRunner::Step(std::span<const int> tokens, std::span<const int> draft) {
   const int generated = completion_.completion_tokens;
+  // Due every --replan-tokens tokens; a step yielding several tokens may pass the mark.
   if (context_.planner != nullptr && !request_.split && context_.replan_tokens > 0 && generated > 0 &&
-      generated % context_.replan_tokens == 0) {
+      generated >= next_replan_at_) {
+    next_replan_at_ = generated + context_.replan_tokens;
     if (MaybeMove(request_.max_tokens - generated)) RecordMove("replan");
   }
-  auto token = split_->Step(tokens);
-  if (token.ok()) return token;
-  TANDEM_RETURN_IF_ERROR(FallBack(token.status()));
-  return split_->Step(tokens);
+  const Clock::TimePoint start = context_.clock.Now();
+  auto outcome = split_->Step(tokens, draft);
+  if (!outcome.ok()) {
+    TANDEM_RETURN_IF_ERROR(FallBack(outcome.status()));
+    outcome = split_->Step(tokens, draft);
+  }
+  if (outcome.ok() && drafting_) {
+    // The prefill's time is the prompt's, not a decode step's.
+    const double step_ms = generated > 0 ? ToMilliseconds(context_.clock.Now() - start) : -1;
+    drafting_->Observe(static_cast<int>(draft.size()), *outcome, step_ms);
+  }
+  return outcome;
 }
 
 bool GenerationRunner::OnToken(int token) {

@@ -24,7 +24,9 @@ MovableSplit::~MovableSplit() {
 
 int MovableSplit::positions() const {
   int total = 0;
-  for (const auto& step : steps_) total += static_cast<int>(step.size());
+  for (const LoggedStep& step : steps_) {
+    total += static_cast<int>(step.tokens.size() - step.draft.size()) + step.outcome.kept;
+  }
   return total;
 }
 
@@ -33,13 +35,15 @@ Status MovableSplit::Start(const scheduler::Candidate& choice) {
   return MoveTo(choice);
 }
 
-Result<int> MovableSplit::Step(std::span<const int> tokens) {
+Result<VerifyOutcome> MovableSplit::Step(std::span<const int> tokens, std::span<const int> draft) {
   if (!tail_) return Internal("the split has not started");
-  TANDEM_ASSIGN_OR_RETURN(const HiddenRows rows, edge_->Forward(tokens));
-  TANDEM_ASSIGN_OR_RETURN(const int token, tail_->Forward(rows));
-  steps_.emplace_back(tokens.begin(), tokens.end());
-  outputs_.push_back(token);
-  return token;
+  LoggedStep step{.tokens = {tokens.begin(), tokens.end()}, .draft = {draft.begin(), draft.end()}};
+  step.tokens.insert(step.tokens.end(), draft.begin(), draft.end());
+  TANDEM_ASSIGN_OR_RETURN(const HiddenRows rows, edge_->Forward(step.tokens));
+  TANDEM_ASSIGN_OR_RETURN(step.outcome, tail_->Verify(rows, draft));
+  edge_->DropPositions(static_cast<int>(draft.size()) - step.outcome.kept);
+  steps_.push_back(std::move(step));
+  return steps_.back().outcome;
 }
 
 Status MovableSplit::MoveTo(const scheduler::Candidate& choice) {
@@ -50,19 +54,20 @@ Status MovableSplit::MoveTo(const scheduler::Candidate& choice) {
   // boundary rows at once, which a remote tail pipelines.
   std::vector<TailStep> rows;
   rows.reserve(steps_.size());
-  for (const auto& step : steps_) {
-    TANDEM_ASSIGN_OR_RETURN(HiddenRows step_rows, edge->Forward(step));
-    rows.push_back({.rows = std::move(step_rows)});
+  for (const LoggedStep& step : steps_) {
+    TANDEM_ASSIGN_OR_RETURN(HiddenRows step_rows, edge->Forward(step.tokens));
+    edge->DropPositions(static_cast<int>(step.draft.size()) - step.outcome.kept);
+    rows.push_back({.rows = std::move(step_rows), .draft = step.draft, .kept = step.outcome.kept});
   }
   if (!rows.empty()) {
-    TANDEM_ASSIGN_OR_RETURN(const std::vector<VerifyOutcome> outcomes, tail->ForwardAll(rows));
-    std::vector<int> replayed;
-    for (const VerifyOutcome& outcome : outcomes) replayed.push_back(outcome.tokens.back());
-    // Through lossless codecs a replay must reproduce every token; with a lossy one on either side the
-    // rebuilt state may differ slightly, and the tokens already produced stand.
-    if (replayed != outputs_ && Lossless(choice) && (!tail_ || Lossless(choice_))) {
-      size_t at = 0;
-      while (at < replayed.size() && at < outputs_.size() && replayed[at] == outputs_[at]) ++at;
+    TANDEM_ASSIGN_OR_RETURN(const std::vector<VerifyOutcome> replayed, tail->ForwardAll(rows));
+    // Through lossless codecs a replay must reproduce every step; with a lossy one on either side the
+    // rebuilt state may differ slightly, and the tokens already produced stand (a verify step that keeps
+    // other drafts, though, leaves the positions out of step: that is an error whatever the codec).
+    size_t at = 0;
+    while (at < replayed.size() && replayed[at] == steps_[at].outcome) ++at;
+    const bool positions_differ = at < replayed.size() && replayed[at].kept != steps_[at].outcome.kept;
+    if (at < replayed.size() && (positions_differ || (Lossless(choice) && (!tail_ || Lossless(choice_))))) {
       return Internal("moving the split to " + choice.Describe() + ": the replay diverged at step " +
                       std::to_string(at) + " (a lossy codec or different arithmetic on the new side)");
     }

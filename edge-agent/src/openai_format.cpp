@@ -81,7 +81,12 @@ json CompletionFormat::Body(const std::string& id, const Completion& completion)
                     {"activation_bytes_float32", completion.wire.raw_bytes},
                     {"activation_bytes_payload", completion.wire.payload_bytes},
                     {"ttft_ms", completion.ttft_ms},
-                    {"tokens_per_second", completion.decode_tokens_per_second}};
+                    {"tokens_per_second", completion.decode_tokens_per_second},
+                    {"draft",
+                     {{"drafter", completion.drafter},
+                      {"drafted_tokens", completion.drafted_tokens},
+                      {"accepted_tokens", completion.kept_drafts},
+                      {"model_steps", completion.model_steps}}}};
   return body;
 }
 

@@ -40,24 +40,20 @@ RemoteSession::ReadReply RemoteMiddle::RowsReader(std::span<HiddenRows> steps) c
 
 Result<HiddenRows> RemoteMiddle::ForwardRows(const HiddenRows& rows) {
   HiddenRows out;
-  TANDEM_RETURN_IF_ERROR(session_->Step(rows, RowsReader(std::span(&out, 1))));
+  TANDEM_RETURN_IF_ERROR(session_->Step(rows, {}, RowsReader(std::span(&out, 1))));
   return out;
 }
 
 Result<std::vector<HiddenRows>> RemoteMiddle::ForwardAllRows(std::span<const TailStep> steps) {
-  std::vector<HiddenRows> rows;
-  for (const TailStep& step : steps) {
-    if (!step.draft.empty()) return InvalidArgument("TODO: verify steps over the wire");
-    rows.push_back(step.rows);
-  }
   std::vector<HiddenRows> out(steps.size());
-  TANDEM_RETURN_IF_ERROR(session_->Replay(rows, RowsReader(out)));
+  TANDEM_RETURN_IF_ERROR(session_->Replay(steps, RowsReader(out)));
   return out;
 }
 
 Status RemoteMiddle::DropPositions(int count) {
-  if (count == 0) return Status::Ok();
-  return InvalidArgument("TODO: verify steps over the wire");
+  // The tail learns it from the next step's position.
+  session_->DropPositions(count);
+  return Status::Ok();
 }
 
 }  // namespace tandem::edge_agent

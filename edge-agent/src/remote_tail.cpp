@@ -12,35 +12,53 @@ Result<std::unique_ptr<RemoteTail>> RemoteTail::Open(CloudConnection& connection
   return std::unique_ptr<RemoteTail>(new RemoteTail(std::move(session)));
 }
 
-RemoteSession::ReadReply RemoteTail::TokenReader(std::span<int> tokens) {
-  return [this, tokens](const wire::Message& reply,
-                        const RemoteSession::Sent& sent) -> Result<RemoteSession::ReplyFacts> {
-    TANDEM_ASSIGN_OR_RETURN(last_reply_, wire::ParseToken(reply));
-    if (last_reply_.token < 0 || last_reply_.token >= static_cast<int>(session_->tail().vocab_size)) {
-      return InvalidArgument("the cloud tail returned token " + std::to_string(last_reply_.token) +
-                             ", outside the vocabulary");
+RemoteSession::ReadReply RemoteTail::OutcomeReader(std::span<VerifyOutcome> outcomes) {
+  return [this, outcomes](const wire::Message& reply,
+                          const RemoteSession::Sent& sent) -> Result<RemoteSession::ReplyFacts> {
+    VerifyOutcome outcome;
+    uint32_t compute_us = 0;
+    if (reply.header.type == wire::MessageType::kVerdict) {
+      TANDEM_ASSIGN_OR_RETURN(const wire::VerdictReply verdict, wire::ParseVerdict(reply));
+      if (verdict.kept > sent.drafts) {
+        return InvalidArgument("the cloud tail kept " + std::to_string(verdict.kept) + " of " +
+                               std::to_string(sent.drafts) + " drafts");
+      }
+      outcome = {.kept = verdict.kept, .tokens = verdict.tokens};
+      compute_us = verdict.compute_us;
+      last_reply_ = {
+          .session = verdict.session, .sequence = verdict.sequence, .token = verdict.tokens.back()};
+    } else {
+      TANDEM_ASSIGN_OR_RETURN(last_reply_, wire::ParseToken(reply));
+      outcome = {.kept = 0, .tokens = {last_reply_.token}};
+      compute_us = last_reply_.compute_us;
     }
-    tokens[sent.step] = last_reply_.token;
-    return RemoteSession::ReplyFacts{.compute_us = last_reply_.compute_us};
+    for (const int token : outcome.tokens) {
+      if (token < 0 || token >= static_cast<int>(session_->tail().vocab_size)) {
+        return InvalidArgument("the cloud tail returned token " + std::to_string(token) +
+                               ", outside the vocabulary");
+      }
+    }
+    outcomes[sent.step] = std::move(outcome);
+    return RemoteSession::ReplyFacts{.compute_us = compute_us};
   };
 }
 
 Result<int> RemoteTail::Forward(const HiddenRows& rows) {
-  int token = -1;
-  TANDEM_RETURN_IF_ERROR(session_->Step(rows, TokenReader(std::span(&token, 1))));
-  return token;
+  TANDEM_ASSIGN_OR_RETURN(const VerifyOutcome outcome, Verify(rows, {}));
+  return outcome.tokens.back();
+}
+
+Result<VerifyOutcome> RemoteTail::Verify(const HiddenRows& rows, std::span<const int> draft) {
+  VerifyOutcome outcome;
+  TANDEM_RETURN_IF_ERROR(session_->Step(rows, draft, OutcomeReader(std::span(&outcome, 1))));
+  // The tail forgot the drafts it did not keep; the next step starts after the kept ones.
+  session_->DropPositions(static_cast<int>(draft.size()) - outcome.kept);
+  return outcome;
 }
 
 Result<std::vector<VerifyOutcome>> RemoteTail::ForwardAll(std::span<const TailStep> steps) {
-  std::vector<HiddenRows> rows;
-  for (const TailStep& step : steps) {
-    if (!step.draft.empty()) return InvalidArgument("TODO: verify steps over the wire");
-    rows.push_back(step.rows);
-  }
-  std::vector<int> tokens(steps.size(), -1);
-  TANDEM_RETURN_IF_ERROR(session_->Replay(rows, TokenReader(tokens)));
-  std::vector<VerifyOutcome> outcomes;
-  for (const int token : tokens) outcomes.push_back({.kept = 0, .tokens = {token}});
+  std::vector<VerifyOutcome> outcomes(steps.size());
+  TANDEM_RETURN_IF_ERROR(session_->Replay(steps, OutcomeReader(outcomes)));
   return outcomes;
 }
 

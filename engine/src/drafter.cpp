@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <charconv>
 
 #include "tandem/engine/sampler.hpp"
 #include "tandem/engine/transformer.hpp"
@@ -92,6 +93,17 @@ Result<DraftSpec> ParseDraftSpec(std::string_view text) {
                          "' (expected ngram, self-int8, self-int4, model:PATH, early-exit or none)");
 }
 
+Result<int> ParseDraftTokens(std::string_view text) {
+  if (text == "auto") return 0;
+  int tokens = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), tokens);
+  if (error != std::errc() || end != text.data() + text.size() || tokens < 1 || tokens > kMaxDraftsPerStep) {
+    return InvalidArgument("--draft-tokens must be auto or in 1.." + std::to_string(kMaxDraftsPerStep) +
+                           ", not '" + std::string(text) + "'");
+  }
+  return tokens;
+}
+
 Result<DraftModels> DraftModels::Load(const DraftSpec& spec, std::shared_ptr<const Transformer> target) {
   DraftModels models;
   models.spec_ = spec;
@@ -142,8 +154,8 @@ Result<std::unique_ptr<Drafter>> DraftModels::Create(int cut, int capacity) cons
     case DraftKind::kSelfInt8:
     case DraftKind::kSelfInt4:
     case DraftKind::kModel:
-      return std::unique_ptr<Drafter>(
-          std::make_unique<ModelDrafter>(model_, model_->n_layers(), std::min(capacity, model_->config().seq_len)));
+      return std::unique_ptr<Drafter>(std::make_unique<ModelDrafter>(
+          model_, model_->n_layers(), std::min(capacity, model_->config().seq_len)));
   }
   return std::unique_ptr<Drafter>();
 }

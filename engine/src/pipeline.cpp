@@ -150,18 +150,20 @@ Result<VerifyOutcome> LocalTail::Verify(const HiddenRows& rows, std::span<const 
   }
   const at::Tensor all = logits->contiguous();
   const auto width = static_cast<size_t>(all.size(1));
+  // Each row's token is sampled as the step without drafts would sample it, from the same draw of the
+  // session's RNG (one per token emitted): a draft is kept when it is that token. With a drafter that
+  // proposes one token for sure, speculative sampling keeps a draft with probability p(draft), which is
+  // exactly this, and here the tokens are even the same as without drafting, seed for seed.
   VerifyOutcome outcome;
   for (int64_t j = 0; j <= drafted; ++j) {
     const std::span<const float> row(all.data_ptr<float>() + j * static_cast<int64_t>(width), width);
-    const bool has_draft = j < drafted;
-    const int token =
-        has_draft ? sampler_.SampleGivenDraft(row, draft[static_cast<size_t>(j)]) : sampler_.Sample(row);
+    const int token = sampler_.Sample(row);
     if (token < 0) {
       cache_->Truncate(before);
       return Internal("the model produced no finite logits");
     }
     outcome.tokens.push_back(token);
-    if (!has_draft || token != draft[static_cast<size_t>(j)]) break;
+    if (j == drafted || token != draft[static_cast<size_t>(j)]) break;
     ++outcome.kept;
   }
   cache_->Truncate(before + static_cast<int>(rows.rows - drafted) + outcome.kept);

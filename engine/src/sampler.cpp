@@ -37,34 +37,7 @@ int Sampler::Sample(std::span<const float> logits) {
   if (top < 0) return n == 0 ? -1 : 0;  // all NaN: no winner, but still an index into `logits`
   // Written as !(t > 0) so an unvalidated NaN temperature also falls back to greedy.
   if (!(params_.temperature > 0.0f) || n == 1) return top;
-  const double total = Distribution(logits, top);
-  const double coin = NextUniform();
-  // The nucleus scales the coin to its mass; the full distribution sums to 1 up to rounding.
-  return Draw(Nucleus() ? coin * total : coin, -1);
-}
 
-int Sampler::SampleGivenDraft(std::span<const float> logits, int draft) {
-  const int n = static_cast<int>(logits.size());
-  const int top = Argmax(logits);
-  if (top < 0) return n == 0 ? -1 : 0;
-  if (!(params_.temperature > 0.0f) || n == 1) return top;
-  const double total = Distribution(logits, top);
-  double draft_mass = 0.0;
-  if (std::find(candidates_.begin(), candidates_.end(), draft) != candidates_.end()) {
-    draft_mass = probs_[static_cast<size_t>(draft)];
-  }
-  // Kept with probability p(draft); otherwise drawn from p with the draft removed, renormalized: together
-  // exactly p.
-  if (NextUniform() * total < draft_mass) return draft;
-  return Draw(NextUniform() * (total - draft_mass), draft);
-}
-
-bool Sampler::Nucleus() const {
-  return params_.top_p > 0.0f && params_.top_p < 1.0f;
-}
-
-double Sampler::Distribution(std::span<const float> logits, int top) {
-  const int n = static_cast<int>(logits.size());
   // Stable softmax of logits / temperature: the max (even +inf) maps to weight 1, NaN to 0.
   const double max_logit = logits[static_cast<size_t>(top)];
   const double temperature = params_.temperature;
@@ -85,58 +58,60 @@ double Sampler::Distribution(std::span<const float> logits, int top) {
   const double inverse_sum = 1.0 / sum;
   for (float& p : probs_) p = static_cast<float>(p * inverse_sum);
 
-  candidates_.clear();
-  if (!Nucleus()) {
-    double total = 0.0;
-    for (int i = 0; i < n; ++i) {
-      if (probs_[static_cast<size_t>(i)] <= 0.0f) continue;
-      candidates_.push_back(i);
-      total += probs_[static_cast<size_t>(i)];
-    }
-    return total;
-  }
-  // Nucleus sampling as llama2.c's sample_topp. Tokens below (1 - top_p) / (n - 1) cannot be in the
-  // nucleus, so sort only the rest.
+  const double coin = NextUniform();
   const float top_p = params_.top_p;
-  const float cutoff = (1.0f - top_p) / static_cast<float>(n - 1);
+  if (top_p > 0.0f && top_p < 1.0f) {
+    // Nucleus sampling as llama2.c's sample_topp. Tokens below (1 - top_p) / (n - 1) cannot be in the
+    // nucleus, so sort only the rest.
+    const float cutoff = (1.0f - top_p) / static_cast<float>(n - 1);
+    order_.clear();
+    for (int i = 0; i < n; ++i) {
+      const float p = probs_[static_cast<size_t>(i)];
+      if (p >= cutoff && p > 0.0f) order_.push_back(i);
+    }
+    // With top_p < 1/n the cutoff can exceed every probability (llama2.c then reads out of bounds):
+    // fall back to every token that has any probability.
+    if (order_.empty()) {
+      for (int i = 0; i < n; ++i) {
+        if (probs_[static_cast<size_t>(i)] > 0.0f) order_.push_back(i);
+      }
+    }
+    // Ties broken by index so the order (and thus the token) does not depend on the sort algorithm.
+    std::sort(order_.begin(), order_.end(), [this](int a, int b) {
+      const float pa = probs_[static_cast<size_t>(a)];
+      const float pb = probs_[static_cast<size_t>(b)];
+      return pa > pb || (pa == pb && a < b);
+    });
+    double cumulative = 0.0;
+    size_t last = order_.size() - 1;
+    for (size_t i = 0; i < order_.size(); ++i) {
+      cumulative += probs_[static_cast<size_t>(order_[i])];
+      if (cumulative > top_p) {
+        last = i;
+        break;
+      }
+    }
+    const double r = coin * cumulative;
+    double cdf = 0.0;
+    for (size_t i = 0; i <= last; ++i) {
+      cdf += probs_[static_cast<size_t>(order_[i])];
+      if (r < cdf) return order_[i];
+    }
+    return order_[last];
+  }
+
+  // Inverse CDF over the full distribution; rounding can leave coin past the end, so fall back to the
+  // last token with any probability (never a NaN one).
+  double cdf = 0.0;
+  int last_possible = top;
   for (int i = 0; i < n; ++i) {
     const float p = probs_[static_cast<size_t>(i)];
-    if (p >= cutoff && p > 0.0f) candidates_.push_back(i);
+    if (p <= 0.0f) continue;
+    cdf += p;
+    last_possible = i;
+    if (coin < cdf) return i;
   }
-  // With top_p < 1/n the cutoff can exceed every probability (llama2.c then reads out of bounds):
-  // fall back to every token that has any probability.
-  if (candidates_.empty()) {
-    for (int i = 0; i < n; ++i) {
-      if (probs_[static_cast<size_t>(i)] > 0.0f) candidates_.push_back(i);
-    }
-  }
-  // Ties broken by index so the order (and thus the token) does not depend on the sort algorithm.
-  std::sort(candidates_.begin(), candidates_.end(), [this](int a, int b) {
-    const float pa = probs_[static_cast<size_t>(a)];
-    const float pb = probs_[static_cast<size_t>(b)];
-    return pa > pb || (pa == pb && a < b);
-  });
-  double cumulative = 0.0;
-  for (size_t i = 0; i < candidates_.size(); ++i) {
-    cumulative += probs_[static_cast<size_t>(candidates_[i])];
-    if (cumulative > top_p) {
-      candidates_.resize(i + 1);
-      break;
-    }
-  }
-  return cumulative;
-}
-
-int Sampler::Draw(double r, int excluded) const {
-  double cdf = 0.0;
-  int last = excluded;  // every candidate excluded: the draft was the only one
-  for (const int token : candidates_) {
-    if (token == excluded) continue;
-    cdf += probs_[static_cast<size_t>(token)];
-    last = token;
-    if (r < cdf) return token;
-  }
-  return last;
+  return last_possible;
 }
 
 int Argmax(std::span<const float> values) {

@@ -94,8 +94,9 @@ class FailoverTest : public ::testing::Test {
   }
 };
 
-TEST_F(FailoverTest, KillingTheServingTailLosesNoStreamAndChangesNoToken) {
-  const int streams = EnvInt("TANDEM_FAILOVER_STREAMS", 20);
+// `streams` greedy streams and a few sampled ones through an edge with `edge_flags` besides its own; the
+// serving tail is killed while they run, and every stream must finish on the other with its reference text.
+void KillTheServingTailUnderStreams(int streams, const std::vector<std::string>& edge_flags) {
   constexpr int kSampled = 4;
   const unsigned seed =
       static_cast<unsigned>(EnvInt("TANDEM_FAILOVER_SEED", static_cast<int>(std::random_device{}())));
@@ -114,10 +115,16 @@ TEST_F(FailoverTest, KillingTheServingTailLosesNoStreamAndChangesNoToken) {
   // tail can only be replaced by the other one. The link monitor finds a dead tail within about two
   // seconds; --timeout-ms only has to cover a live tail's queue, which every stream's replay joins at once
   // when its replica dies (seconds on shared cores, with other tests running).
-  EdgeProcess edge(
-      first, {"--cloud", first.endpoint(), "--cloud", second->endpoint(), "--split", "auto",
-              "--max-edge-blocks", "2", "--max-concurrent", std::to_string(streams + kSampled), "--max-queue",
-              std::to_string(streams), "--replan-tokens", "0", "--timeout-ms", "60000"});
+  std::vector<std::string> flags = {"--cloud",           first.endpoint(),
+                                    "--cloud",           second->endpoint(),
+                                    "--split",           "auto",
+                                    "--max-edge-blocks", "2",
+                                    "--max-concurrent",  std::to_string(streams + kSampled),
+                                    "--max-queue",       std::to_string(streams),
+                                    "--replan-tokens",   "0",
+                                    "--timeout-ms",      "60000"};
+  flags.insert(flags.end(), edge_flags.begin(), edge_flags.end());
+  EdgeProcess edge(first, flags);
   ASSERT_TRUE(edge.started()) << edge.log();
   ASSERT_TRUE(testing::AwaitTailReports(edge, 2)) << edge.log();
 
@@ -190,6 +197,16 @@ TEST_F(FailoverTest, KillingTheServingTailLosesNoStreamAndChangesNoToken) {
   CloudTailProcess& survivor = killed == first.endpoint() ? *second : first;
   EXPECT_TRUE(survivor.process().Running()) << survivor.log();
   EXPECT_GT(failed_over, 0) << "the kill hit no stream in flight";
+}
+
+TEST_F(FailoverTest, KillingTheServingTailLosesNoStreamAndChangesNoToken) {
+  KillTheServingTailUnderStreams(EnvInt("TANDEM_FAILOVER_STREAMS", 20), {});
+}
+
+// The same with speculative decoding: the replay on the survivor runs the verify steps again, the drafts
+// and the sampler's draws as they were.
+TEST_F(FailoverTest, KillingTheServingTailWhileDraftingLosesNoStreamAndChangesNoToken) {
+  KillTheServingTailUnderStreams(8, {"--draft", "self-int8", "--draft-tokens", "3"});
 }
 
 // With no other tail and all-local not allowed, a generation cannot go on: a stream ends with an error

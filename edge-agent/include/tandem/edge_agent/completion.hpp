@@ -32,6 +32,12 @@ struct Completion {
   scheduler::Candidate choice;  // where the split ended
   int moves = 0;
   std::vector<SplitMove> move_log;
+  // Speculative decoding: the drafter ("none" without), tokens drafted and kept, and model steps (round
+  // trips of a split) the generation took.
+  std::string drafter = "none";
+  int drafted_tokens = 0;
+  int kept_drafts = 0;
+  int model_steps = 0;
 };
 
 // The cut of a choice in a model of `layers` blocks: all-local is a cut at L.

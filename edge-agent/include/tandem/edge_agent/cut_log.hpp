@@ -1,7 +1,8 @@
-// What a session sent across the cut, as much as rebuilding its tail needs: how many positions, in which
-// chunks (rows per ACTIVATIONS: the prefill's chunks, then one per token). The rows themselves are not
-// kept: a move or a failover recomputes them from the generation's token steps (MovableSplit), so a long
-// generation's memory does not grow by a float copy of every row sent.
+// What a session sent across the cut, as much as rebuilding its tail needs: how many positions it keeps, in
+// which chunks (rows per ACTIVATIONS or VERIFY: the prefill's chunks, then one per step). Drafted rows the
+// model did not keep are dropped from the positions (the next step starts where they did). The rows
+// themselves are not kept: a move or a failover recomputes them from the generation's token steps
+// (MovableSplit), so a long generation's memory does not grow by a float copy of every row sent.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +16,8 @@ class CutLog {
     chunks_.push_back(rows);
     positions_ += rows;
   }
+  // The last `count` positions were drafts not kept.
+  void Drop(int64_t count) { positions_ -= count; }
   int64_t positions() const { return positions_; }
   const std::vector<int64_t>& chunks() const { return chunks_; }
   // Heap memory the log holds.

@@ -10,6 +10,7 @@
 #include "tandem/base/flags.hpp"
 #include "tandem/edge_agent/cloud_flags.hpp"
 #include "tandem/edge_agent/edge_planner.hpp"
+#include "tandem/engine/drafter.hpp"
 #include "tandem/engine/model_loader.hpp"
 #include "tandem/scheduler/planner.hpp"
 
@@ -44,6 +45,9 @@ struct EdgeConfig {
   float hysteresis_gain = 0.1f;
   int hysteresis_ms = 500;
   int probe_ms = 200;
+  // Speculative decoding (drafter and tokens per step; each request may override both).
+  std::string draft = "none";
+  std::string draft_tokens = "auto";
 
   void Declare(FlagSet& flags);
   // The flags' values and combination (a usage error); reads no file.
@@ -51,6 +55,8 @@ struct EdgeConfig {
 
   // --cloud: one endpoint, or several separated by commas (replicas share the server key pair).
   std::vector<std::string> CloudEndpoints() const;
+  // --draft's drafters, the first the default, with the models they run on.
+  Result<std::vector<DraftModels>> LoadDrafters(std::shared_ptr<const Transformer> model) const;
   // --allowed-codecs, parsed.
   Result<std::vector<ActivationCodec>> Codecs() const;
   // For a validated config.

@@ -45,6 +45,10 @@ struct EdgeMetrics {
   prometheus::Family<prometheus::Counter>& failovers;
   prometheus::Family<prometheus::Counter>& circuit_opened;
   prometheus::Counter& step_resends;
+  prometheus::Family<prometheus::Counter>& draft_tokens;
+  prometheus::Counter& kept_drafts;
+  prometheus::Counter& rejected_drafts;
+  prometheus::Histogram& tokens_per_step;
   prometheus::Gauge& queue_depth;
   prometheus::Gauge& active;
   prometheus::Gauge& connections;

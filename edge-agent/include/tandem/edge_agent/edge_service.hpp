@@ -18,6 +18,7 @@
 #include "tandem/edge_agent/edge_config.hpp"
 #include "tandem/edge_agent/request_tails.hpp"
 #include "tandem/edge_agent/split_planner.hpp"
+#include "tandem/engine/drafter.hpp"
 #include "tandem/engine/model_loader.hpp"
 #include "tandem/services/http_server.hpp"
 #include "tandem/text/tokenizer.hpp"
@@ -44,6 +45,9 @@ struct EdgeDependencies {
   // The tails of one request; default: sessions on connections leased from the tails' pools.
   std::function<std::unique_ptr<RequestTails>(TailSet& tails)> request_tails;
   const Clock* clock = &SteadyClock::Instance();
+  // --draft's drafters with their models, loaded at start-up, the default first (a request may also ask
+  // for ngram, early-exit or none, which load nothing).
+  std::vector<DraftModels> drafts;
 };
 
 // Thread-safe: the routes run on the HTTP server's handler threads. Starts connecting to the --cloud

@@ -1,7 +1,8 @@
 // One completion's generation: the prompt and tokens through a MovableSplit, the text through the stop
 // scanner to the client as it becomes final, timings and usage into a Completion. With --split auto the
 // split may move mid-generation (re-planning every --replan-tokens), and a tail that fails a step hands
-// the generation on as the FailoverPolicy says; fixed and forced splits never move.
+// the generation on as the FailoverPolicy says; fixed and forced splits never move. With a drafter each
+// step verifies the tokens drafted here (GenerationDrafting), and may yield several tokens.
 //
 // Runs on the request's handler thread; everything in GenerationContext is shared with other requests
 // and thread-safe. Errors are the generation's Status (the caller turns them into the OpenAI error).
@@ -19,6 +20,7 @@
 #include "tandem/edge_agent/failover_policy.hpp"
 #include "tandem/edge_agent/request_tails.hpp"
 #include "tandem/edge_agent/split_planner.hpp"
+#include "tandem/engine/drafter.hpp"
 #include "tandem/text/tokenizer.hpp"
 
 namespace tandem::edge_agent {
@@ -43,6 +45,10 @@ struct GenerationRequest {
   std::span<const int> ids;  // the prompt's tokens, BOS first
   std::string request_id;
   scheduler::Candidate first;  // where the split starts
+  // Speculative decoding: the drafter's models (null or kind none: no drafting) and the drafts per step
+  // (0: planned).
+  const DraftModels* drafts = nullptr;
+  int draft_tokens = 0;
 };
 
 // Gets text as it becomes final; returns false when the client is gone, which ends the generation at once

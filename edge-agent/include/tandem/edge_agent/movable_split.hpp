@@ -5,7 +5,8 @@
 // sums in the same order, so with a lossless codec the rebuilt KV caches equal the ones an unsplit run
 // would hold; the tail's sampler, reseeded and stepped once per replayed step, lands in the same state.
 // The replay's tokens are checked against the ones already produced: a mismatch is an error, never a
-// silently different continuation.
+// silently different continuation. Verify steps (speculative decoding) replay as they ran: the same rows,
+// the same drafts, and the drafts not kept dropped again, so the tail's sampler draws the same numbers.
 #pragma once
 
 #include <functional>
@@ -36,8 +37,8 @@ class MovableSplit {
 
   // Opens the first choice; nothing to replay yet.
   Status Start(const scheduler::Candidate& choice);
-  // One model step (see ModelStep): the prompt first, then one token at a time.
-  Result<int> Step(std::span<const int> tokens);
+  // One model step (see VerifyStep): the prompt first, then the last token, each followed by `draft`.
+  Result<VerifyOutcome> Step(std::span<const int> tokens, std::span<const int> draft = {});
   // Rebuilds at `choice` by replaying every step so far. On failure the split keeps its old choice when
   // that still works; the caller may try another choice (all-local needs no tail).
   Status MoveTo(const scheduler::Candidate& choice);
@@ -55,8 +56,12 @@ class MovableSplit {
   scheduler::Candidate choice_;
   std::unique_ptr<EdgeRunner> edge_;
   std::unique_ptr<TailRunner> tail_;
-  std::vector<std::vector<int>> steps_;  // the tokens of each step, in order
-  std::vector<int> outputs_;             // the token each step produced
+  struct LoggedStep {
+    std::vector<int> tokens;  // the step's own tokens, then its drafts
+    std::vector<int> draft;
+    VerifyOutcome outcome;
+  };
+  std::vector<LoggedStep> steps_;  // in order
   int moves_ = 0;
 };
 

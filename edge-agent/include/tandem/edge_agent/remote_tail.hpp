@@ -30,6 +30,8 @@ class RemoteTail final : public TailRunner {
 
   // Sends the rows (in chunks when the tail's HELLO limits require) and returns the last row's token.
   Result<int> Forward(const HiddenRows& rows) override;
+  // The same with drafts: the last chunk goes as a VERIFY, answered by a VERDICT.
+  Result<VerifyOutcome> Verify(const HiddenRows& rows, std::span<const int> draft) override;
   // A replay: sends every step's chunks, then collects the replies (one round trip for all of them).
   Result<std::vector<VerifyOutcome>> ForwardAll(std::span<const TailStep> steps) override;
   int64_t BytesSent() const override { return session_->BytesSent(); }
@@ -43,8 +45,8 @@ class RemoteTail final : public TailRunner {
 
  private:
   explicit RemoteTail(std::unique_ptr<RemoteSession> session) : session_(std::move(session)) {}
-  // Reads a TOKEN into tokens[sent.step] (a step's last chunk's token is the step's).
-  RemoteSession::ReadReply TokenReader(std::span<int> tokens);
+  // Reads a TOKEN or VERDICT into outcomes[sent.step] (a step's last chunk's answer is the step's).
+  RemoteSession::ReadReply OutcomeReader(std::span<VerifyOutcome> outcomes);
 
   std::unique_ptr<RemoteSession> session_;
   wire::TokenReply last_reply_;

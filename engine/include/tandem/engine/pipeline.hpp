@@ -67,9 +67,10 @@ class TailRunner {
   // On error the session's state is unchanged.
   virtual Result<int> Forward(const HiddenRows& rows) = 0;
   // A verify step: the last draft.size() rows are the drafted tokens `draft` (after at least one row of
-  // the session's own tokens). Samples from the row before each draft in turn, keeping the drafts while
-  // they come out (Sampler::SampleGivenDraft) and stopping at the first that does not, and forgets the
-  // positions of the drafts not kept. No draft: Forward. Runners that cannot verify refuse drafts.
+  // the session's own tokens). Samples a token from the row before each draft in turn as a step without
+  // drafts would, keeping the drafts while they are the tokens sampled and stopping at the first that is
+  // not; forgets the positions of the drafts not kept. The tokens are those of the same session without
+  // drafting. No draft: Forward. Runners that cannot verify refuse drafts.
   virtual Result<VerifyOutcome> Verify(const HiddenRows& rows, std::span<const int> draft);
   // Consumes several logged steps in order (a replay) and returns each step's outcome. Remote tails send
   // them all before waiting, paying one round trip instead of one per step.
@@ -267,6 +268,9 @@ Result<Generation> Generate(const ModelStep& step, int seq_len, std::span<const 
 Result<Generation> Generate(const VerifyStep& step, const DraftSource& drafts, int seq_len,
                             std::span<const int> prompt_ids, const GenerateOptions& options,
                             const TokenCallback& on_token = {});
+// A step through an edge part and a tail: the tokens and drafts through the edge's blocks, verified by the
+// tail, the edge then forgetting the drafts the tail did not keep.
+VerifyStep SplitStep(EdgeRunner& edge, TailRunner& tail);
 // Through an edge part and a tail, drafting when `drafts` is given.
 Result<Generation> Generate(EdgeRunner& edge, TailRunner& tail, std::span<const int> prompt_ids,
                             const GenerateOptions& options, const TokenCallback& on_token = {},

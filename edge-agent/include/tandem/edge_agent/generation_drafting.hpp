@@ -1,0 +1,66 @@
+// One generation's speculative decoding on the edge: its drafter, how many tokens each step drafts (a
+// fixed number, or planned from the measured acceptance, step times and drafting cost), and the metrics of
+// what the steps kept. The tokens that come out are the model's whatever is drafted: drafting only changes
+// how many a round trip yields.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "tandem/base/clock.hpp"
+#include "tandem/edge_agent/edge_metrics.hpp"
+#include "tandem/engine/drafter.hpp"
+#include "tandem/engine/pipeline.hpp"
+#include "tandem/scheduler/draft_planner.hpp"
+
+namespace tandem::edge_agent {
+
+// Step time against drafted tokens, fitted online (least squares with exponential forgetting): a step
+// with n drafts is predicted to take base + n x per_draft ms.
+class StepTimeModel {
+ public:
+  // Seeded with the planner's predicted time per token, so that the first plan has something to go by.
+  explicit StepTimeModel(double predicted_step_ms);
+  void Observe(int drafts, double ms);
+  double base_ms() const;
+  double per_draft_ms() const;
+
+ private:
+  double weight_ = 0, sum_n_ = 0, sum_nn_ = 0, sum_ms_ = 0, sum_n_ms_ = 0;
+};
+
+class GenerationDrafting {
+ public:
+  // `draft_tokens`: N drafts every step, 0 plans them (auto). `predicted_step_ms`: the plan's time per
+  // token without drafting. `metrics` may be null (the CLI).
+  GenerationDrafting(const DraftModels& models, int draft_tokens, int capacity, double predicted_step_ms,
+                     EdgeMetrics* metrics, const Clock& clock);
+  ~GenerationDrafting();
+
+  // The split's cut now: early-exit drafting exits there (its drafter is rebuilt when the cut moved).
+  Status UseCut(int cut);
+  // A DraftSource: the drafts of the next step, at most `max_tokens`. A drafter that fails drafts nothing.
+  std::vector<int> Propose(std::span<const int> context, int max_tokens);
+  // A step's drafts and outcome, and its time (edge, wire and tail; not drafting); < 0: not a decode
+  // step's (the prefill).
+  void Observe(int drafted, const VerifyOutcome& outcome, double step_ms);
+
+  int drafted() const { return drafted_; }
+  int kept() const { return kept_; }
+
+ private:
+  const DraftModels& models_;
+  const int capacity_;
+  EdgeMetrics* metrics_;
+  const Clock& clock_;
+  int cut_ = -1;
+  std::unique_ptr<Drafter> drafter_;
+  scheduler::DraftLengthPolicy policy_;
+  StepTimeModel step_time_;
+  double draft_token_ms_ = 0;  // EWMA of the drafter's time per token
+  int drafted_ = 0;
+  int kept_ = 0;
+};
+
+}  // namespace tandem::edge_agent

@@ -1,0 +1,94 @@
+#include "tandem/edge_agent/generation_drafting.hpp"
+
+#include <algorithm>
+
+#include "tandem/base/log.hpp"
+
+namespace tandem::edge_agent {
+namespace {
+
+constexpr double kForgetting = 0.9;       // per observation: about the last ten steps count
+constexpr double kDraftTimeSmoothing = 0.2;  // EWMA weight of the newest drafting time
+
+}  // namespace
+
+StepTimeModel::StepTimeModel(double predicted_step_ms) {
+  Observe(0, std::max(predicted_step_ms, 0.0));
+}
+
+void StepTimeModel::Observe(int drafts, double ms) {
+  weight_ = kForgetting * weight_ + 1;
+  sum_n_ = kForgetting * sum_n_ + drafts;
+  sum_nn_ = kForgetting * sum_nn_ + double{1} * drafts * drafts;
+  sum_ms_ = kForgetting * sum_ms_ + ms;
+  sum_n_ms_ = kForgetting * sum_n_ms_ + drafts * ms;
+}
+
+double StepTimeModel::per_draft_ms() const {
+  const double variance = weight_ * sum_nn_ - sum_n_ * sum_n_;
+  // Too few distinct draft lengths seen to tell a slope: a draft is assumed free, the optimistic guess
+  // that the planner corrects as soon as lengths vary.
+  if (variance <= 1e-9 * std::max(1.0, weight_ * sum_nn_)) return 0;
+  return std::max(0.0, (weight_ * sum_n_ms_ - sum_n_ * sum_ms_) / variance);
+}
+
+double StepTimeModel::base_ms() const {
+  return std::max(0.0, (sum_ms_ - per_draft_ms() * sum_n_) / weight_);
+}
+
+GenerationDrafting::GenerationDrafting(const DraftModels& models, int draft_tokens, int capacity,
+                                       double predicted_step_ms, EdgeMetrics* metrics, const Clock& clock)
+    : models_(models),
+      capacity_(capacity),
+      metrics_(metrics),
+      clock_(clock),
+      policy_(draft_tokens),
+      step_time_(predicted_step_ms) {}
+
+GenerationDrafting::~GenerationDrafting() = default;
+
+Status GenerationDrafting::UseCut(int cut) {
+  if (drafter_ && (cut == cut_ || models_.spec().kind != DraftKind::kEarlyExit)) return Status::Ok();
+  TANDEM_ASSIGN_OR_RETURN(drafter_, models_.Create(cut, capacity_));
+  cut_ = cut;
+  return Status::Ok();
+}
+
+std::vector<int> GenerationDrafting::Propose(std::span<const int> context, int max_tokens) {
+  if (!drafter_) return {};
+  const scheduler::DraftCosts costs{.round_trip_ms = 0,
+                                    .step_ms = step_time_.base_ms(),
+                                    .row_ms = step_time_.per_draft_ms(),
+                                    .draft_token_ms = draft_token_ms_};
+  const int wanted = std::min(policy_.Next(costs), max_tokens);
+  if (wanted <= 0) return {};
+  const Clock::TimePoint start = clock_.Now();
+  Result<std::vector<int>> draft = drafter_->Propose(context, wanted);
+  if (!draft.ok()) {
+    Log(LogLevel::kWarn, "edge", "drafting failed; this step verifies nothing",
+        {{"error", draft.status().message()}});
+    return {};
+  }
+  if (!draft->empty()) {
+    const double per_token = ToMilliseconds(clock_.Now() - start) / static_cast<double>(draft->size());
+    draft_token_ms_ = draft_token_ms_ == 0 ? per_token
+                                           : (1 - kDraftTimeSmoothing) * draft_token_ms_ +
+                                                 kDraftTimeSmoothing * per_token;
+  }
+  return std::move(*draft);
+}
+
+void GenerationDrafting::Observe(int drafted, const VerifyOutcome& outcome, double step_ms) {
+  if (step_ms >= 0) step_time_.Observe(drafted, step_ms);
+  if (metrics_ != nullptr) metrics_->tokens_per_step.Observe(static_cast<double>(outcome.tokens.size()));
+  if (drafted == 0) return;
+  policy_.Observe(drafted, outcome.kept);
+  drafted_ += drafted;
+  kept_ += outcome.kept;
+  if (metrics_ != nullptr) {
+    metrics_->kept_drafts.Increment(outcome.kept);
+    metrics_->rejected_drafts.Increment(drafted - outcome.kept);
+  }
+}
+
+}  // namespace tandem::edge_agent

@@ -15,11 +15,12 @@
 #include <string_view>
 
 #include "tandem/base/status.hpp"
+#include "tandem/wire/protocol.hpp"
 
 namespace tandem::scheduler {
 
 // The most drafts a step may carry (a bound on plans, flags and requests).
-inline constexpr int kMaxDraftTokens = 64;
+inline constexpr int kMaxDraftTokens = wire::kMaxDraftTokens;
 // A draft length is kept over none only if it is at least this much faster per token (relative).
 inline constexpr double kDefaultDraftMinGain = 0.05;
 
@@ -81,6 +82,9 @@ class AcceptanceEstimate {
 
 // --draft-tokens: a fixed N, or "auto" (kAutoDraftTokens) to plan each step's length.
 inline constexpr int kAutoDraftTokens = -1;
+inline constexpr const char* kDraftTokensFlagHelp =
+    "tokens drafted per step: N (0..64) always, or auto: planned from the measured acceptance, step time "
+    "and drafting time (none when drafting does not pay)";
 // "auto" -> kAutoDraftTokens, "N" -> N in [0, kMaxDraftTokens]; InvalidArgument otherwise.
 Result<int> ParseDraftTokens(std::string_view text);
 

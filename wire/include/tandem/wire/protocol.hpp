@@ -38,8 +38,8 @@ enum class MessageType : uint8_t {
   kClose = 6,        // edge -> cloud: the session is over; no reply
   kPing = 7,         // edge -> cloud: opaque payload, echoed by PONG
   kPong = 8,
-  kStats = 9,  // edge -> cloud: empty, a request; cloud -> edge: its load and per-block compute times
-  kRows = 10,  // cloud -> edge: a private-output session's rows after its last block, for an ACTIVATIONS
+  kStats = 9,     // edge -> cloud: empty, a request; cloud -> edge: its load and per-block compute times
+  kRows = 10,     // cloud -> edge: a private-output session's rows after its last block, for an ACTIVATIONS
   kVerify = 11,   // edge -> cloud: ACTIVATIONS whose last rows are drafted tokens, named in the payload
   kVerdict = 12,  // cloud -> edge: the drafts a VERIFY kept and the tokens its step yields
 };

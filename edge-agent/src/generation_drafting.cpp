@@ -7,7 +7,7 @@
 namespace tandem::edge_agent {
 namespace {
 
-constexpr double kForgetting = 0.9;       // per observation: about the last ten steps count
+constexpr double kForgetting = 0.9;          // per observation: about the last ten steps count
 constexpr double kDraftTimeSmoothing = 0.2;  // EWMA weight of the newest drafting time
 
 }  // namespace
@@ -71,9 +71,9 @@ std::vector<int> GenerationDrafting::Propose(std::span<const int> context, int m
   }
   if (!draft->empty()) {
     const double per_token = ToMilliseconds(clock_.Now() - start) / static_cast<double>(draft->size());
-    draft_token_ms_ = draft_token_ms_ == 0 ? per_token
-                                           : (1 - kDraftTimeSmoothing) * draft_token_ms_ +
-                                                 kDraftTimeSmoothing * per_token;
+    draft_token_ms_ = draft_token_ms_ == 0
+                          ? per_token
+                          : (1 - kDraftTimeSmoothing) * draft_token_ms_ + kDraftTimeSmoothing * per_token;
   }
   return std::move(*draft);
 }

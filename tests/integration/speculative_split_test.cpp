@@ -108,11 +108,13 @@ TEST_F(SpeculativeSplitTest, PrivateOutputVerifiesOnTheEdgeWithTheGoldenOutputs)
 
 TEST_F(SpeculativeSplitTest, MovesMidGenerationReplayTheVerifyStepsExactly) {
   ForEachGolden([](const json& golden) {
-    SCOPED_TRACE("prompt '" + golden["prompt"].get<std::string>() + "'");
-    const json out = Generate(golden, {"--split", "2", "--draft", "self-int8", "--draft-tokens", "auto",
-                                       "--moves", "10:4,30:1,60:local,90:3"});
-    EXPECT_EQ(out["ids"], golden["ids"]);
-    EXPECT_GE(out["cut"].value("moves", 0), 1);
+    for (const std::string& drafter : Drafters()) {
+      SCOPED_TRACE("prompt '" + golden["prompt"].get<std::string>() + "', --draft " + drafter);
+      const json out = Generate(golden, {"--split", "2", "--draft", drafter, "--draft-tokens", "auto",
+                                         "--moves", "10:4,30:1,60:local,90:3"});
+      EXPECT_EQ(out["ids"], golden["ids"]);
+      EXPECT_GE(out["cut"].value("moves", 0), 1);
+    }
   });
 }
 

@@ -1,8 +1,8 @@
 // Fuzz target: the wire protocol's parsers, fed what a peer could send. The input is the header frame
 // (its first 40 bytes, or all of it when shorter) followed by the payload frame. Every message parser
 // sees the payload (the type byte is forced to each parser's type so that no parser waits on the fuzzer
-// guessing it), ACTIVATIONS payloads go through the codec decoder as the tail does, and whatever parses
-// must survive Make -> Parse unchanged.
+// guessing it), ACTIVATIONS payloads (and a VERIFY's rows after its draft list) go through the codec
+// decoder as the tail does, and whatever parses must survive Make -> Parse unchanged.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -89,16 +89,44 @@ void CheckStats(const Message& message) {
 }
 
 // As the tail's worker does once the I/O thread has checked the codec bytes and the shape limits.
-void CheckActivations(const Message& message) {
-  const Header& header = message.header;
+void DecodeRows(const Header& header, std::span<const std::byte> payload) {
   auto precision = PrecisionFromWire(header.precision);
   auto compression = CompressionFromWire(header.compression);
   if (!precision.ok() || !compression.ok()) return;
   const ActivationCodec codec{*precision, *compression};
   const int64_t rows = header.rows, cols = header.cols;
-  auto values = DecodeActivations(message.payload, rows, cols, codec, kMaxActivationValues);
+  auto values = DecodeActivations(payload, rows, cols, codec, kMaxActivationValues);
   if (!values.ok()) return;
   FUZZ_CHECK(static_cast<int64_t>(values->size()) == rows * cols);
+}
+
+// The draft list as the I/O thread checks it, then the rows after it as the worker decodes them.
+void CheckVerify(const Message& message) {
+  auto verify = ParseVerify(message);
+  if (!verify.ok()) return;
+  const Header& header = message.header;
+  const size_t drafted = verify->draft.size();
+  FUZZ_CHECK(drafted >= 1 && drafted <= static_cast<size_t>(kMaxDraftTokens) && drafted < header.rows);
+  // The rows are the payload's tail, viewed in place.
+  FUZZ_CHECK(verify->activations.data() + verify->activations.size() ==
+             message.payload.data() + message.payload.size());
+  const Message made =
+      MakeVerify(header.session, header.sequence, header.position, header.rows, header.cols, {},
+                 Compression::kNone, verify->draft, {verify->activations.begin(), verify->activations.end()});
+  FUZZ_CHECK(made.payload == message.payload);
+  auto again = ParseVerify(made);
+  FUZZ_CHECK(again.ok() && again->draft == verify->draft);
+  DecodeRows(header, verify->activations);
+}
+
+void CheckVerdict(const Message& message) {
+  auto verdict = ParseVerdict(message);
+  if (!verdict.ok()) return;
+  FUZZ_CHECK(verdict->kept >= 0 && verdict->kept <= kMaxDraftTokens);
+  FUZZ_CHECK(verdict->tokens.size() == static_cast<size_t>(verdict->kept) + 1);
+  const Message made = MakeVerdict(*verdict);
+  FUZZ_CHECK(made.payload == message.payload);  // every field is carried verbatim
+  FUZZ_CHECK(ParseVerdict(made).ok());
 }
 
 }  // namespace
@@ -115,8 +143,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   message.payload.assign(bytes + header_size, bytes + size);
 
   const MessageType original = message.header.type;
-  for (MessageType type : {MessageType::kHello, MessageType::kOpen, MessageType::kToken, MessageType::kError,
-                           MessageType::kStats, MessageType::kActivations}) {
+  for (MessageType type :
+       {MessageType::kHello, MessageType::kOpen, MessageType::kToken, MessageType::kError,
+        MessageType::kStats, MessageType::kActivations, MessageType::kVerify, MessageType::kVerdict}) {
     message.header.type = type;
     switch (type) {
       case MessageType::kHello:
@@ -135,7 +164,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         CheckStats(message);
         break;
       case MessageType::kActivations:
-        CheckActivations(message);
+        DecodeRows(message.header, message.payload);
+        break;
+      case MessageType::kVerify:
+        CheckVerify(message);
+        break;
+      case MessageType::kVerdict:
+        CheckVerdict(message);
         break;
       default:
         break;
@@ -143,7 +178,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   // A parser must refuse a message of another type.
   message.header.type = MessageType::kPing;
-  FUZZ_CHECK(!ParseStats(message).ok() && !ParseHello(message).ok());
+  FUZZ_CHECK(!ParseStats(message).ok() && !ParseHello(message).ok() && !ParseVerify(message).ok() &&
+             !ParseVerdict(message).ok());
   (void)MessageTypeName(original);
   return 0;
 }

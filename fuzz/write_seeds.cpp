@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -17,6 +18,7 @@
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -45,7 +47,9 @@ void WriteSeed(const fs::path& dir, const std::string& name, const Bytes& bytes)
   if (bytes.size() > 1) WriteFile(dir / (name + "-truncated"), std::span(bytes).first(bytes.size() / 2));
 }
 
+// Numbers only: a container would bind here by value and append its own bytes (pointers), not its elements.
 template <typename T>
+requires std::is_arithmetic_v<T>
 void Append(Bytes& out, T value) {
   const auto* raw = reinterpret_cast<const uint8_t*>(&value);
   out.insert(out.end(), raw, raw + sizeof(T));
@@ -67,7 +71,7 @@ void WriteWireSeeds(const fs::path& dir) {
   auto frame = [](const wire::Message& message) {
     Bytes bytes;
     Append(bytes, std::span<const std::byte>(wire::SerializeHeader(message.header)));
-    Append(bytes, message.payload);
+    Append(bytes, std::span<const std::byte>(message.payload));
     return bytes;
   };
   ModelConfig config{.dim = 64,
@@ -130,6 +134,17 @@ void WriteWireSeeds(const fs::path& dir) {
               frame(wire::MakeActivations(7, 5, 10, rows, cols, codec, encoded->compression,
                                           std::move(encoded->payload))));
   }
+  // A verify step: one row of the session's own, then a drafted token's; and its answer.
+  const ActivationCodec int8{Precision::kInt8, Compression::kNone};
+  auto encoded = EncodeActivations(values, rows, cols, int8);
+  if (!encoded.ok()) std::abort();
+  const std::array<int, 1> draft = {261};
+  WriteSeed(dir, "verify",
+            frame(wire::MakeVerify(7, 6, 12, rows, cols, int8, encoded->compression, draft,
+                                   std::move(encoded->payload))));
+  WriteSeed(dir, "verdict",
+            frame(wire::MakeVerdict(
+                {.session = 7, .sequence = 6, .kept = 1, .tokens = {261, 378}, .compute_us = 700})));
 }
 
 // fuzz_activation_codec input: precision, compression (as applied), rows u8, cols u16, payload.

@@ -29,6 +29,7 @@ UNITS = [
     "netem/src/link_schedule.cpp",
     "netem/src/link_tool.cpp",
     "scheduler/src/plan_validation.cpp",
+    "scheduler/src/draft_planner.cpp",
     "scheduler/src/run_scheduler_service.cpp",
     "cloud-tail/src/session_table.cpp",
     "cloud-tail/src/step_batcher.cpp",

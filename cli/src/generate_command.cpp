@@ -88,7 +88,7 @@ Result<Run> RunPipeline(const LoadedModel& model, TailFactory& tails, const Gene
     }
   }
   TANDEM_ASSIGN_OR_RETURN(const DraftSpec draft_spec, ParseDraftSpec(flags.draft));
-  TANDEM_ASSIGN_OR_RETURN(const int draft_tokens, ParseDraftTokens(flags.draft_tokens));
+  TANDEM_ASSIGN_OR_RETURN(const int draft_tokens, scheduler::ParseDraftTokens(flags.draft_tokens));
   TANDEM_ASSIGN_OR_RETURN(const DraftModels draft_models, DraftModels::Load(draft_spec, model.transformer));
   edge_agent::GenerationDrafting drafting(draft_models, draft_tokens, capacity, /*predicted_step_ms=*/0,
                                           /*metrics=*/nullptr, SteadyClock::Instance());
@@ -170,7 +170,7 @@ std::optional<int> ParseGenerateFlags(std::span<const std::string> args, Generat
                "move the split mid-generation: N:K,... = after N generated tokens, cut at K (or N:local); "
                "the run replays its steps on the new side and must give the same output with fp32");
   flags.String("draft", &f.draft, kDraftFlagHelp);
-  flags.String("draft-tokens", &f.draft_tokens, kDraftTokensFlagHelp);
+  flags.String("draft-tokens", &f.draft_tokens, scheduler::kDraftTokensFlagHelp);
   flags.Bool("json", &f.json, "print one JSON object: prompt_ids, ids, text, timings");
   if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
   if (Status status = RequireModelAndTokenizer(flags, f.model.model); !status.ok()) {

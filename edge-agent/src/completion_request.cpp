@@ -1,5 +1,7 @@
 #include "tandem/edge_agent/completion_request.hpp"
 
+#include "tandem/scheduler/draft_planner.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -129,13 +131,12 @@ Refusal ReadDraft(const json& tandem, CompletionRequest& request) {
   }
   if (const json* tokens = Field(tandem, "draft_tokens")) {
     if (*tokens == "auto") {
-      request.draft_tokens = 0;
-    } else if (tokens->is_number_unsigned() && tokens->get<uint64_t>() >= 1 &&
-               tokens->get<uint64_t>() <= kMaxDraftTokensPerStep) {
+      request.draft_tokens = scheduler::kAutoDraftTokens;
+    } else if (tokens->is_number_unsigned() && tokens->get<uint64_t>() <= scheduler::kMaxDraftTokens) {
       request.draft_tokens = static_cast<int>(tokens->get<uint64_t>());
     } else {
-      return InvalidValue("tandem.draft_tokens", "'tandem.draft_tokens' must be \"auto\" or in 1.." +
-                                                     std::to_string(kMaxDraftTokensPerStep));
+      return InvalidValue("tandem.draft_tokens", "'tandem.draft_tokens' must be \"auto\" or in 0.." +
+                                                     std::to_string(scheduler::kMaxDraftTokens));
     }
   }
   return std::nullopt;

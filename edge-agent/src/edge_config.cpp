@@ -5,6 +5,7 @@
 
 #include "tandem/engine/drafter.hpp"
 #include "tandem/model/checkpoint.hpp"
+#include "tandem/scheduler/draft_planner.hpp"
 
 namespace tandem::edge_agent {
 
@@ -56,7 +57,7 @@ void EdgeConfig::Declare(FlagSet& flags) {
                std::string(kDraftFlagHelp) +
                    "; several, comma-separated: the first is the default and each "
                    "request may choose another with \"tandem\": {\"draft\": ...}");
-  flags.String("draft-tokens", &draft_tokens, kDraftTokensFlagHelp);
+  flags.String("draft-tokens", &draft_tokens, scheduler::kDraftTokensFlagHelp);
 }
 
 Status EdgeConfig::Validate() const {
@@ -85,7 +86,7 @@ Status EdgeConfig::Validate() const {
   }
   if (tail_end != 0 && split == "auto") return InvalidArgument("--tail-end needs --split K");
   for (std::string_view name : SplitList(draft)) TANDEM_RETURN_IF_ERROR(ParseDraftSpec(name).status());
-  TANDEM_RETURN_IF_ERROR(ParseDraftTokens(draft_tokens).status());
+  TANDEM_RETURN_IF_ERROR(scheduler::ParseDraftTokens(draft_tokens).status());
   return cloud.Validate();
 }
 

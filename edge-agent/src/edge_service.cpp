@@ -48,7 +48,7 @@ struct Accepted {
   std::unique_ptr<RequestTails> tails;
   scheduler::Candidate first;
   const DraftModels* drafts = nullptr;
-  int draft_tokens = 0;
+  int draft_tokens = scheduler::kAutoDraftTokens;
 };
 
 }  // namespace
@@ -107,7 +107,7 @@ class EdgeService::Impl {
   const CompletionLimits limits_;
   const CompletionFormat format_;
   std::vector<DraftModels> drafters_;  // --draft's first
-  int draft_tokens_ = 0;
+  int draft_tokens_ = scheduler::kAutoDraftTokens;
   std::jthread refresher_;  // declared last: stopped and joined first
 };
 
@@ -158,7 +158,7 @@ EdgeService::Impl::Impl(EdgeConfig config, EdgeDependencies dependencies)
       drafters_.push_back(std::move(*light));
     }
   }
-  if (auto tokens = ParseDraftTokens(config_.draft_tokens); tokens.ok()) draft_tokens_ = *tokens;
+  if (auto tokens = scheduler::ParseDraftTokens(config_.draft_tokens); tokens.ok()) draft_tokens_ = *tokens;
   if (planner_) StartRefresher();
 }
 
@@ -235,7 +235,7 @@ HttpResponse EdgeService::Impl::Plan(const HttpRequest&) const {
     body["codec"] = current.is_null() ? json() : current["codec"];
   }
   body["draft"] = {{"drafter", drafters_.front().spec().Name()},
-                   {"draft_tokens", draft_tokens_ > 0 ? json(draft_tokens_) : json("auto")}};
+                   {"draft_tokens", draft_tokens_ >= 0 ? json(draft_tokens_) : json("auto")}};
   const scheduler::LinkEstimate link = primary_.link.Estimate();
   body["estimates"] = {{"link_up", link.up},
                        {"rtt_ms", link.rtt_ms},

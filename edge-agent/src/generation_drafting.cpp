@@ -42,7 +42,7 @@ GenerationDrafting::GenerationDrafting(const DraftModels& models, int draft_toke
       capacity_(capacity),
       metrics_(metrics),
       clock_(clock),
-      policy_(draft_tokens),
+      policy_(scheduler::DraftPolicyOptions{.draft_tokens = draft_tokens}),
       step_time_(predicted_step_ms) {}
 
 GenerationDrafting::~GenerationDrafting() = default;

@@ -3,7 +3,6 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
-#include <charconv>
 
 #include "tandem/engine/sampler.hpp"
 #include "tandem/engine/transformer.hpp"
@@ -91,17 +90,6 @@ Result<DraftSpec> ParseDraftSpec(std::string_view text) {
   }
   return InvalidArgument("unknown drafter '" + std::string(text) +
                          "' (expected ngram, self-int8, self-int4, model:PATH, early-exit or none)");
-}
-
-Result<int> ParseDraftTokens(std::string_view text) {
-  if (text == "auto") return 0;
-  int tokens = 0;
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), tokens);
-  if (error != std::errc() || end != text.data() + text.size() || tokens < 1 || tokens > kMaxDraftsPerStep) {
-    return InvalidArgument("--draft-tokens must be auto or in 1.." + std::to_string(kMaxDraftsPerStep) +
-                           ", not '" + std::string(text) + "'");
-  }
-  return tokens;
 }
 
 Result<DraftModels> DraftModels::Load(const DraftSpec& spec, std::shared_ptr<const Transformer> target) {

@@ -151,6 +151,23 @@ Status CheckRequest(const PlanInputs& inputs) {
   return Status::Ok();
 }
 
+// What drafting costs and gains; checked whether enabled or not, so that a bad figure never waits for
+// drafting to be switched on.
+Status CheckDraft(const DraftInputs& draft) {
+  if (!(draft.acceptance >= 0 && draft.acceptance <= 1)) {
+    return InvalidArgument("draft acceptance is " + ShortNumber(draft.acceptance) + "; must be in [0, 1]");
+  }
+  TANDEM_RETURN_IF_ERROR(CheckTime(draft.draft_token_ms, "draft_token_ms"));
+  if (draft.max_drafts < 0 || draft.max_drafts > kMaxDraftTokens) {
+    return InvalidArgument("max_drafts is " + std::to_string(draft.max_drafts) + "; must be in [0, " +
+                           std::to_string(kMaxDraftTokens) + "]");
+  }
+  if (!(draft.min_gain >= 0) || !std::isfinite(draft.min_gain)) {
+    return InvalidArgument("draft min_gain is " + ShortNumber(draft.min_gain) + "; must be finite and >= 0");
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status CheckObjectiveWeights(double ttft_weight, double token_weight) {
@@ -170,7 +187,8 @@ Status ValidatePlanInputs(const PlanInputs& inputs) {
   TANDEM_RETURN_IF_ERROR(CheckModelAndEdge(inputs));
   for (size_t i = 0; i < inputs.tails.size(); ++i) TANDEM_RETURN_IF_ERROR(CheckTail(inputs, i));
   TANDEM_RETURN_IF_ERROR(CheckConstraints(inputs));
-  return CheckRequest(inputs);
+  TANDEM_RETURN_IF_ERROR(CheckRequest(inputs));
+  return CheckDraft(inputs.draft);
 }
 
 }  // namespace tandem::scheduler

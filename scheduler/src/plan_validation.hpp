@@ -8,8 +8,8 @@
 namespace tandem::scheduler {
 
 // InvalidArgument naming the first inconsistent input: profile sizes, constraints, negative or
-// non-finite times, two tails with one endpoint. The checks run in a fixed order, so one bad input always
-// gives the same message.
+// non-finite times, two tails with one endpoint, draft inputs out of range. The checks run in a fixed order,
+// so one bad input always gives the same message.
 Status ValidatePlanInputs(const PlanInputs& inputs);
 
 // Objective weights: finite, >= 0 and not both 0 (Objective::Parse shares it).

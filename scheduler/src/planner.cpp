@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <functional>
 #include <iterator>
 #include <optional>
 #include <string>
@@ -69,9 +70,31 @@ Result<double> WireBytes(const PlanInputs& inputs, const ActivationCodec& codec,
          static_cast<double>(payload) * CompressionRatio(inputs, codec);
 }
 
+// The longest draft a decode step may carry: 0 without drafting.
+int MaxDrafts(const PlanInputs& inputs) {
+  return inputs.draft.enabled ? inputs.draft.max_drafts : 0;
+}
+
+// Milliseconds for blocks [first, last) on the `rows` rows of one decode step: the decode figure for one
+// row (a step without drafts costs exactly what decode does), the prefill line for more.
+double StepBlocksMs(const ComputeProfile& profile, int rows, int first, int last) {
+  return rows == 1 ? DecodeBlocksMs(profile, first, last) : PrefillBlocksMs(profile, rows, first, last);
+}
+
+// The head on `rows` rows. Profiles time it on one row only; it is a matmul like the blocks' own, so it is
+// taken to grow with rows as the profile's blocks do (T x head_ms when the blocks have no time).
+double StepHeadMs(const ComputeProfile& profile, int rows) {
+  if (rows == 1) return profile.head_ms;
+  const auto blocks = static_cast<int>(profile.decode_block_ms.size());
+  const double one_row = DecodeBlocksMs(profile, 0, blocks);
+  if (!(one_row > 0)) return profile.head_ms * rows;
+  return profile.head_ms * PrefillBlocksMs(profile, rows, 0, blocks) / one_row;
+}
+
 // KV bytes the tail reserves for blocks [cut, end); nullopt when that does not fit in int64 (never fits).
+// Drafts in flight take positions too, until the verdict forgets the rejected ones.
 std::optional<int64_t> TailKvBytes(const PlanInputs& inputs, int cut, int end) {
-  const int64_t positions = int64_t{inputs.prompt_tokens} + inputs.expected_tokens;
+  const int64_t positions = int64_t{inputs.prompt_tokens} + inputs.expected_tokens + MaxDrafts(inputs);
   int64_t per_block = 0;
   int64_t total = 0;
   if (__builtin_mul_overflow(positions, inputs.kv_bytes_per_position_per_block, &per_block) ||
@@ -142,7 +165,10 @@ struct LinkCosts {
   double bandwidth = 0;  // bytes per ms
   double inflation = 1;  // of the tail's compute, by its load
   int64_t chunks = 1;    // prefill messages, each waiting for its reply: a round trip apiece
-  std::vector<double> prefill_bytes, decode_bytes;  // per codec, both ways with private output
+  // Per codec, both ways with private output: the prefill's, and a decode step's with n drafts (n + 1
+  // rows in one message) by n.
+  std::vector<double> prefill_bytes;
+  std::vector<std::vector<double>> step_bytes;
 };
 
 Result<LinkCosts> LinkCostsOf(const PlanInputs& inputs, const TailState& tail,
@@ -156,9 +182,12 @@ Result<LinkCosts> LinkCostsOf(const PlanInputs& inputs, const TailState& tail,
   const double directions = inputs.constraints.private_output ? 2 : 1;
   for (const ActivationCodec& codec : codecs) {
     TANDEM_ASSIGN_OR_RETURN(const double prefill, WireBytes(inputs, codec, tokens, link.chunks));
-    TANDEM_ASSIGN_OR_RETURN(const double decode, WireBytes(inputs, codec, 1, 1));
     link.prefill_bytes.push_back(prefill * directions);
-    link.decode_bytes.push_back(decode * directions);
+    std::vector<double>& step = link.step_bytes.emplace_back();
+    for (int drafts = 0; drafts <= MaxDrafts(inputs); ++drafts) {
+      TANDEM_ASSIGN_OR_RETURN(const double bytes, WireBytes(inputs, codec, drafts + 1, 1));
+      step.push_back(bytes * directions);
+    }
   }
   return link;
 }
@@ -171,10 +200,8 @@ class CandidateBuilder {
       : inputs_(inputs), bounds_(BoundCuts(inputs)), allowed_(AllowedCodecs(inputs.constraints)) {
     const auto cuts = static_cast<size_t>(inputs.n_layers) + 1;
     edge_prefill_.resize(cuts);
-    edge_decode_.resize(cuts);
     for (int k = 0; k <= inputs.n_layers; ++k) {
       edge_prefill_[static_cast<size_t>(k)] = PrefillBlocksMs(inputs.edge, inputs.prompt_tokens, 0, k);
-      edge_decode_[static_cast<size_t>(k)] = DecodeBlocksMs(inputs.edge, 0, k);
     }
   }
 
@@ -212,8 +239,11 @@ class CandidateBuilder {
     if (problems.empty()) {
       Candidate local{.tail = -1, .cut = n_layers};
       local.prefill_ms = edge_prefill_.back() + inputs_.edge.head_ms;
-      local.decode_ms = edge_decode_.back() + inputs_.edge.head_ms;
-      local.cost = Cost(local);
+      // No round trip to hide, but a step of n + 1 rows may still cost less than n + 1 steps.
+      PredictDecode(local, [&](int drafts) {
+        return StepBlocksMs(inputs_.edge, drafts + 1, 0, n_layers) + StepHeadMs(inputs_.edge, drafts + 1) +
+               drafts * inputs_.draft.draft_token_ms;
+      });
       candidates_.push_back(std::move(local));
     }
     return problems;
@@ -225,6 +255,17 @@ class CandidateBuilder {
   double Cost(const Candidate& c) const {
     return inputs_.objective.ttft_weight * c.prefill_ms +
            inputs_.objective.token_weight * c.decode_ms * inputs_.expected_tokens;
+  }
+
+  // c's decode_ms, draft length and cost, from what a decode step with n drafts costs. Without drafting
+  // only n = 0 is tried: decode_ms = step_ms(0), a plain decode step.
+  void PredictDecode(Candidate& c, const std::function<double(int)>& step_ms) const {
+    const DraftChoice choice =
+        ChooseDraftLength(inputs_.draft.acceptance, MaxDrafts(inputs_), inputs_.draft.min_gain, step_ms);
+    c.decode_ms = choice.ms_per_token;
+    c.draft_tokens = choice.drafts;
+    c.tokens_per_step = choice.tokens_per_step;
+    c.cost = Cost(c);
   }
 
   // Adds tail i's candidates: every (k, m, codec) its link, codecs, held blocks and free KV allow.
@@ -282,11 +323,21 @@ class CandidateBuilder {
     // The tail's blocks (and head), then, with private output, the edge's last blocks and head.
     const double head_ms = u_shaped ? 0 : tail.profile.head_ms;
     const double tail_prefill = (PrefillBlocksMs(tail.profile, tokens, k, m) + head_ms) * link.inflation;
-    const double tail_decode = (DecodeBlocksMs(tail.profile, k, m) + head_ms) * link.inflation;
     const double edge_rest_prefill =
         u_shaped ? PrefillBlocksMs(inputs_.edge, tokens, m, n_layers) + inputs_.edge.head_ms : 0;
-    const double edge_rest_decode =
-        u_shaped ? DecodeBlocksMs(inputs_.edge, m, n_layers) + inputs_.edge.head_ms : 0;
+    // The compute of a decode step with n drafts (n + 1 rows), by n; the same for every codec.
+    struct StepCompute {
+      double edge, tail, edge_rest;
+    };
+    std::vector<StepCompute> step_compute;
+    for (int rows = 1; rows <= MaxDrafts(inputs_) + 1; ++rows) {
+      const double tail_head = u_shaped ? 0 : StepHeadMs(tail.profile, rows);
+      step_compute.push_back({.edge = StepBlocksMs(inputs_.edge, rows, 0, k),
+                              .tail = (StepBlocksMs(tail.profile, rows, k, m) + tail_head) * link.inflation,
+                              .edge_rest = u_shaped ? StepBlocksMs(inputs_.edge, rows, m, n_layers) +
+                                                          StepHeadMs(inputs_.edge, rows)
+                                                    : 0});
+    }
     for (size_t c = 0; c < codecs.size(); ++c) {
       Candidate candidate{.tail = static_cast<int>(i),
                           .endpoint = tail.endpoint,
@@ -296,9 +347,13 @@ class CandidateBuilder {
       candidate.prefill_ms = edge_prefill_[static_cast<size_t>(k)] +
                              static_cast<double>(link.chunks) * tail.link.rtt_ms +
                              link.prefill_bytes[c] / link.bandwidth + tail_prefill + edge_rest_prefill;
-      candidate.decode_ms = edge_decode_[static_cast<size_t>(k)] + tail.link.rtt_ms +
-                            link.decode_bytes[c] / link.bandwidth + tail_decode + edge_rest_decode;
-      candidate.cost = Cost(candidate);
+      // One round trip per step, however many drafts ride on it.
+      PredictDecode(candidate, [&](int drafts) {
+        const StepCompute& compute = step_compute[static_cast<size_t>(drafts)];
+        return compute.edge + tail.link.rtt_ms +
+               link.step_bytes[c][static_cast<size_t>(drafts)] / link.bandwidth + compute.tail +
+               compute.edge_rest + drafts * inputs_.draft.draft_token_ms;
+      });
       candidates_.push_back(std::move(candidate));
     }
   }
@@ -315,7 +370,7 @@ class CandidateBuilder {
   const PlanInputs& inputs_;
   const CutBounds bounds_;
   const std::vector<ActivationCodec> allowed_;
-  std::vector<double> edge_prefill_, edge_decode_;  // the edge's blocks [0, k), by k
+  std::vector<double> edge_prefill_;  // the edge's blocks [0, k) on the prompt, by k
   std::vector<Candidate> candidates_;
 };
 
@@ -399,9 +454,10 @@ bool Candidate::SameChoice(const Candidate& other) const {
 }
 
 std::string Candidate::Describe() const {
-  if (local()) return "local";
+  const std::string drafting = draft_tokens > 0 ? " draft=" + std::to_string(draft_tokens) : "";
+  if (local()) return "local" + drafting;
   return "k=" + std::to_string(cut) + (private_output() ? " m=" + std::to_string(end) : "") + " " +
-         codec.Name() + " @" + endpoint;
+         codec.Name() + " @" + endpoint + drafting;
 }
 
 const Candidate* Plan::Find(const Candidate& choice) const {

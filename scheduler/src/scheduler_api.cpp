@@ -156,6 +156,17 @@ Status ReadModel(const Fields& body, std::string* fingerprint, int* n_layers, in
   return Status::Ok();
 }
 
+// "draft": speculative decoding as the edge runs it; present means enabled.
+Result<DraftInputs> DraftFromJson(const json& value) {
+  TANDEM_ASSIGN_OR_RETURN(const Fields fields, Fields::Of(value, "draft"));
+  DraftInputs draft{.enabled = true};
+  TANDEM_RETURN_IF_ERROR(fields.Number("acceptance", 0, 1, &draft.acceptance));
+  TANDEM_RETURN_IF_ERROR(fields.Number("draft_token_ms", 0, kMaxMs, &draft.draft_token_ms));
+  TANDEM_RETURN_IF_ERROR(fields.Int("max_drafts", 0, kMaxDraftTokens, &draft.max_drafts, true));
+  TANDEM_RETURN_IF_ERROR(fields.Number("min_gain", 0, std::numeric_limits<double>::max(), &draft.min_gain));
+  return draft;
+}
+
 }  // namespace
 
 std::string FieldOf(const Status& status) {
@@ -255,25 +266,33 @@ json PlanRequestToJson(const PlanRequest& request) {
     links.push_back(std::move(entry));
   }
   const PlanConstraints& c = request.constraints;
-  return {{"model",
-           {{"fingerprint", request.fingerprint},
-            {"n_layers", request.n_layers},
-            {"dim", request.dim},
-            {"kv_bytes_per_position_per_block", request.kv_bytes_per_position_per_block}}},
-          {"profile", ProfileToJson(request.profile)},
-          {"edge_int8_blocks", request.edge_int8_blocks},
-          {"links", std::move(links)},
-          {"constraints",
-           {{"min_edge_blocks", c.min_edge_blocks},
-            {"max_edge_blocks", c.max_edge_blocks},
-            {"allowed_codecs", CodecNames(c.allowed_codecs)},
-            {"max_int8_blocks", c.max_int8_blocks},
-            {"allow_local", c.allow_local},
-            {"private_output", c.private_output},
-            {"min_edge_last_blocks", c.min_edge_last_blocks}}},
-          {"objective", request.objective},
-          {"prompt_tokens", request.prompt_tokens},
-          {"expected_tokens", request.expected_tokens}};
+  json out = {{"model",
+               {{"fingerprint", request.fingerprint},
+                {"n_layers", request.n_layers},
+                {"dim", request.dim},
+                {"kv_bytes_per_position_per_block", request.kv_bytes_per_position_per_block}}},
+              {"profile", ProfileToJson(request.profile)},
+              {"edge_int8_blocks", request.edge_int8_blocks},
+              {"links", std::move(links)},
+              {"constraints",
+               {{"min_edge_blocks", c.min_edge_blocks},
+                {"max_edge_blocks", c.max_edge_blocks},
+                {"allowed_codecs", CodecNames(c.allowed_codecs)},
+                {"max_int8_blocks", c.max_int8_blocks},
+                {"allow_local", c.allow_local},
+                {"private_output", c.private_output},
+                {"min_edge_last_blocks", c.min_edge_last_blocks}}},
+              {"objective", request.objective},
+              {"prompt_tokens", request.prompt_tokens},
+              {"expected_tokens", request.expected_tokens}};
+  if (request.draft.enabled) {
+    const DraftInputs& d = request.draft;
+    out["draft"] = {{"acceptance", d.acceptance},
+                    {"draft_token_ms", d.draft_token_ms},
+                    {"max_drafts", d.max_drafts},
+                    {"min_gain", d.min_gain}};
+  }
+  return out;
 }
 
 Result<PlanRequest> PlanRequestFromJson(const json& value) {
@@ -336,6 +355,9 @@ Result<PlanRequest> PlanRequestFromJson(const json& value) {
   }
   TANDEM_RETURN_IF_ERROR(body.Int("prompt_tokens", 1, kMaxPlanTokens, &request.prompt_tokens));
   TANDEM_RETURN_IF_ERROR(body.Int("expected_tokens", 0, kMaxPlanTokens, &request.expected_tokens));
+  if (const json* draft_json = body.Find("draft")) {
+    TANDEM_ASSIGN_OR_RETURN(request.draft, DraftFromJson(*draft_json));
+  }
   return request;
 }
 
@@ -350,6 +372,8 @@ json CandidateToJson(const Candidate& candidate) {
               {"local", candidate.local()},
               {"predicted_ttft_ms", RoundedMs(candidate.prefill_ms)},
               {"predicted_token_ms", RoundedMs(candidate.decode_ms)},
+              {"draft_tokens", candidate.draft_tokens},
+              {"tokens_per_step", RoundedMs(candidate.tokens_per_step)},  // the same 1e-6 rounding
               {"cost", RoundedMs(candidate.cost)}};
   if (!candidate.local()) {
     out["tail"] = candidate.endpoint;

@@ -73,6 +73,7 @@ PlanInputs PlanInputsOf(const PlanRequest& ask, double default_bandwidth_mbit) {
   inputs.objective = *Objective::Parse(ask.objective);  // checked by PlanRequestFromJson
   inputs.prompt_tokens = ask.prompt_tokens;
   inputs.expected_tokens = ask.expected_tokens;
+  inputs.draft = ask.draft;
   inputs.default_bandwidth_bytes_per_ms = default_bandwidth_mbit * kBytesPerMsPerMbit;
   return inputs;
 }

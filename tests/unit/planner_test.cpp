@@ -954,6 +954,231 @@ TEST(CandidateTest, DescribeSameChoiceAndFind) {
   EXPECT_EQ(plan.Find(cases[2].other), nullptr);
 }
 
+// --- Drafting ----------------------------------------------------------------------------------------
+
+// Speculative decoding on, with these figures.
+DraftInputs Drafting(double acceptance, double draft_token_ms, int max_drafts) {
+  return {
+      .enabled = true, .acceptance = acceptance, .draft_token_ms = draft_token_ms, .max_drafts = max_drafts};
+}
+
+// The same candidates, in the same order, with the same predictions, and no drafts.
+void ExpectSamePlansWithoutDrafts(const Plan& plan, const Plan& reference) {
+  ASSERT_EQ(plan.candidates.size(), reference.candidates.size());
+  for (size_t i = 0; i < plan.candidates.size(); ++i) {
+    const Candidate& c = plan.candidates[i];
+    const Candidate& r = reference.candidates[i];
+    SCOPED_TRACE(r.Describe());
+    EXPECT_TRUE(c.SameChoice(r)) << c.Describe();
+    EXPECT_EQ(c.prefill_ms, r.prefill_ms);
+    EXPECT_EQ(c.decode_ms, r.decode_ms);
+    EXPECT_EQ(c.cost, r.cost);
+    EXPECT_EQ(c.draft_tokens, 0);
+    EXPECT_EQ(c.tokens_per_step, 1);
+  }
+}
+
+TEST(DraftPlanTest, NoDraftsLeavePlansAsTheyWere) {
+  const Result<Plan> reference = MakePlan(FastLinkSlowEdge());
+  ASSERT_TRUE(reference.ok()) << reference.status().ToString();
+  for (const PlanInputs& inputs : {
+           With(FastLinkSlowEdge,
+                [](PlanInputs& in) {
+                  in.draft = Drafting(0.9, 0.1, 16);
+                  in.draft.enabled = false;
+                })(),
+           With(FastLinkSlowEdge, [](PlanInputs& in) { in.draft = Drafting(0, 0.1, 16); })(),
+           With(FastLinkSlowEdge, [](PlanInputs& in) { in.draft = Drafting(0.01, 0.1, 16); })(),
+           With(FastLinkSlowEdge, [](PlanInputs& in) { in.draft = Drafting(0.9, 0.1, 0); })(),
+       }) {
+    const Result<Plan> plan = MakePlan(inputs);
+    ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+    ExpectSamePlansWithoutDrafts(*plan, *reference);
+  }
+}
+
+// FastLinkSlowEdge's tail 50 ms away: 2 ms of edge block, 1.5 ms of tail and 0.16 ms of fp32 transfer a
+// row, and a round trip that dwarfs them. Split only.
+PlanInputs FarTail() {
+  PlanInputs inputs = FastLinkSlowEdge();
+  inputs.tails[0].link.rtt_ms = 50;
+  inputs.constraints.allow_local = false;
+  return inputs;
+}
+
+TEST(DraftPlanTest, AFarTailDraftsToHideItsRoundTrip) {
+  PlanInputs inputs = FarTail();
+  const Result<Plan> without = MakePlan(inputs);
+  inputs.draft = Drafting(0.8, 0.1, 16);
+  const Result<Plan> with = MakePlan(inputs);
+  ASSERT_TRUE(without.ok() && with.ok());
+
+  const Candidate& best = with->best;
+  ASSERT_EQ(best.cut, 1);
+  // (RTT + rows x (edge + tail + transfer) + drafts x drafter) / E(a, n), least at 7 drafts.
+  const auto step_ms = [](int drafts) {
+    const int rows = drafts + 1;
+    return rows * 2 + 50 + (kMessageOverhead + rows * 2048) / 12500 + rows * 1.5 + drafts * 0.1;
+  };
+  EXPECT_EQ(best.draft_tokens, 7);
+  EXPECT_DOUBLE_EQ(best.tokens_per_step, ExpectedTokensPerStep(0.8, 7));
+  EXPECT_NEAR(best.decode_ms, step_ms(7) / ExpectedTokensPerStep(0.8, 7), 1e-9);
+  EXPECT_NEAR(best.cost, best.prefill_ms + 32 * best.decode_ms, 1e-9);
+  EXPECT_EQ(best.Describe(), "k=1 fp32 @tcp://a draft=7");
+
+  const Candidate* plain = without->Find(best);
+  ASSERT_NE(plain, nullptr);
+  EXPECT_NEAR(plain->decode_ms, step_ms(0), 1e-9);
+  EXPECT_LT(best.decode_ms, plain->decode_ms / 2);
+  EXPECT_EQ(best.prefill_ms, plain->prefill_ms);  // drafting is for decode alone
+  // Each further edge block makes a row dearer: deeper cuts draft no more.
+  for (int k = 2; k < kLayers; ++k) {
+    const Candidate* shallower = with->Find(Candidate{.tail = 0, .endpoint = "tcp://a", .cut = k - 1});
+    const Candidate* deeper = with->Find(Candidate{.tail = 0, .endpoint = "tcp://a", .cut = k});
+    ASSERT_TRUE(shallower != nullptr && deeper != nullptr);
+    EXPECT_LE(deeper->draft_tokens, shallower->draft_tokens) << k;
+    EXPECT_GT(deeper->draft_tokens, 0) << k;
+  }
+}
+
+TEST(DraftPlanTest, AComputeBoundEdgeDoesNotDraftForItself) {
+  // No prefill buckets: n + 1 rows cost n + 1 decodes, so all-local gains nothing by drafting.
+  PlanInputs inputs = FarTail();
+  inputs.constraints.allow_local = true;
+  inputs.draft = Drafting(0.8, 0.1, 16);
+  const Result<Plan> plan = MakePlan(inputs);
+  ASSERT_TRUE(plan.ok());
+  const Candidate* local = plan->Find(Candidate{});
+  ASSERT_NE(local, nullptr);
+  EXPECT_EQ(local->draft_tokens, 0);
+  EXPECT_NEAR(local->decode_ms, 2 * 8 + 1, 1e-9);
+  EXPECT_TRUE(plan->best_decode.local());  // 17 ms a token against the split's 19.2 with 7 drafts
+}
+
+TEST(DraftPlanTest, AllLocalDraftsWhenExtraRowsAreNearlyFree) {
+  // A memory-bound edge: 16 rows cost a block 0.6 ms against 0.5 for one, and a cheap drafter.
+  PlanInputs inputs = FastLinkSlowEdge();
+  inputs.tails.clear();
+  inputs.edge = Uniform(0.5, 0.5);
+  inputs.edge.prefill = {{.tokens = 16, .block_ms = std::vector<double>(kLayers, 0.6)}};
+  inputs.draft = Drafting(0.8, 0.05, 16);
+  const Result<Plan> plan = MakePlan(inputs);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  const Candidate& local = plan->best;
+  ASSERT_TRUE(local.local());
+  // 11 rows: 0.5 + 0.1 x 10/15 ms a block, the head scaled alike, and 10 drafts.
+  const double block_ms = 0.5 + 0.1 * 10 / 15;
+  const double step_ms = 8 * block_ms + 0.5 * block_ms / 0.5 + 10 * 0.05;
+  EXPECT_EQ(local.draft_tokens, 10);
+  EXPECT_NEAR(local.decode_ms, step_ms / ExpectedTokensPerStep(0.8, 10), 1e-9);
+  EXPECT_EQ(local.Describe(), "local draft=10");
+}
+
+// A 110M-parameter model (12 blocks, dim 768) on a compute-bound CPU: 2 ms a block for one row, rows
+// batching only a little (8 rows 12 ms, 32 rows 44 ms, 128 rows 170 ms), a 3 ms head: 27 ms a token. Its
+// tail is a GPU: 0.3 ms a block, nearly flat in rows.
+PlanInputs StoriesLikeModel(double rtt_ms) {
+  constexpr int kBlocks = 12;
+  const auto blocks = [](double ms) { return std::vector<double>(kBlocks, ms); };
+  ComputeProfile cpu{.decode_block_ms = blocks(2),
+                     .prefill = {{8, blocks(12)}, {32, blocks(44)}, {128, blocks(170)}},
+                     .head_ms = 3};
+  ComputeProfile gpu{.decode_block_ms = blocks(0.3),
+                     .prefill = {{8, blocks(0.35)}, {32, blocks(0.5)}, {128, blocks(1.2)}},
+                     .head_ms = 0.4};
+  return {.n_layers = kBlocks,
+          .dim = 768,
+          .kv_bytes_per_position_per_block = 2 * 768 * 4,
+          .edge = std::move(cpu),
+          .tails = {{.endpoint = "tcp://gpu",
+                     .profile = std::move(gpu),
+                     .link = {.rtt_ms = rtt_ms, .bandwidth_bytes_per_ms = 12500}}},
+          .prompt_tokens = 16,
+          .expected_tokens = 32};
+}
+
+TEST(DraftPlanTest, ADrafterAsDearAsTheModelDoesNotPayNearby) {
+  // The drafter costs a whole decode of the model (27 ms): over a 1 ms link no draft length pays.
+  PlanInputs inputs = StoriesLikeModel(1);
+  const Result<Plan> without = MakePlan(inputs);
+  inputs.draft = Drafting(0.8, 27, 8);
+  const Result<Plan> with = MakePlan(inputs);
+  ASSERT_TRUE(without.ok() && with.ok()) << with.status().ToString();
+  ExpectSamePlansWithoutDrafts(*with, *without);
+  // 50 ms away, the round trip is dearer than the drafter: two drafts pay even so (the split stays
+  // slower than all-local, which never drafts on this CPU).
+  PlanInputs far = StoriesLikeModel(50);
+  far.draft = inputs.draft;
+  const Result<Plan> far_plan = MakePlan(far);
+  ASSERT_TRUE(far_plan.ok());
+  const Candidate* far_k1 = far_plan->Find(Candidate{.tail = 0, .endpoint = "tcp://gpu", .cut = 1});
+  ASSERT_NE(far_k1, nullptr);
+  EXPECT_EQ(far_k1->draft_tokens, 2);
+  EXPECT_EQ(far_plan->Find(Candidate{})->draft_tokens, 0);
+}
+
+TEST(DraftPlanTest, DraftsInFlightTakeKvPositions) {
+  // Exactly room for k = 1's 16 + 32 positions in its 7 blocks; 16 more drafts in flight do not fit.
+  PlanInputs inputs = FarTail();
+  inputs.tails[0].free_kv_bytes = int64_t{16 + 32} * inputs.kv_bytes_per_position_per_block * 7;
+  const Candidate k1{.tail = 0, .endpoint = "tcp://a", .cut = 1};
+  const Result<Plan> without = MakePlan(inputs);
+  ASSERT_TRUE(without.ok());
+  EXPECT_NE(without->Find(k1), nullptr);
+  inputs.draft = Drafting(0.8, 0.1, 16);
+  const Result<Plan> with = MakePlan(inputs);
+  ASSERT_TRUE(with.ok());
+  EXPECT_EQ(with->Find(k1), nullptr);
+  EXPECT_EQ(with->best.cut, 3);  // (16 + 32 + 16) x 5 blocks fit in 48 x 7
+}
+
+TEST(DraftPlanTest, DraftInputsAreChecked) {
+  const double nan = std::nan("");
+  const std::vector<ErrorCase> cases = {
+      {"acceptance above 1",
+       [](PlanInputs& in) { in.draft = Drafting(1.5, 0, 4); },
+       {"draft acceptance is 1.5"}},
+      {"negative acceptance",
+       [](PlanInputs& in) { in.draft = Drafting(-0.1, 0, 4); },
+       {"draft acceptance is -0.1"}},
+      {"NaN acceptance",
+       [nan](PlanInputs& in) { in.draft = Drafting(nan, 0, 4); },
+       {"draft acceptance is nan"}},
+      {"negative draft time",
+       [](PlanInputs& in) { in.draft = Drafting(0.5, -1, 4); },
+       {"draft_token_ms is -1"}},
+      {"infinite draft time",
+       [](PlanInputs& in) { in.draft = Drafting(0.5, INFINITY, 4); },
+       {"draft_token_ms is inf"}},
+      {"negative max drafts", [](PlanInputs& in) { in.draft = Drafting(0.5, 0, -1); }, {"max_drafts is -1"}},
+      {"max drafts above 64",
+       [](PlanInputs& in) { in.draft = Drafting(0.5, 0, 65); },
+       {"max_drafts is 65", "[0, 64]"}},
+      {"NaN min gain",
+       [nan](PlanInputs& in) {
+         in.draft = Drafting(0.5, 0, 4);
+         in.draft.min_gain = nan;
+       },
+       {"draft min_gain is nan"}},
+      {"checked even when disabled",
+       [](PlanInputs& in) {
+         in.draft = Drafting(2, 0, 4);
+         in.draft.enabled = false;
+       },
+       {"draft acceptance is 2"}},
+  };
+  for (const ErrorCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    PlanInputs inputs = FastLinkSlowEdge();
+    c.change(inputs);
+    auto plan = MakePlan(inputs);
+    ASSERT_EQ(plan.status().code(), StatusCode::kInvalidArgument) << plan.status().ToString();
+    for (const std::string& part : c.message_parts) {
+      EXPECT_NE(plan.status().message().find(part), std::string::npos) << plan.status().message();
+    }
+  }
+}
+
 // --- Hysteresis ---------------------------------------------------------------------------------------
 
 Candidate Remote(const std::string& endpoint, int cut, double cost) {

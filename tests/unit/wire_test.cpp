@@ -6,6 +6,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <span>
+#include <string>
+#include <vector>
 
 namespace tandem::wire {
 namespace {
@@ -55,7 +58,7 @@ TEST(WireHeaderTest, RefusesWrongSizeMagicAndType) {
   HeaderBytes bad_magic = bytes;
   bad_magic[0] = std::byte{'X'};
   EXPECT_NE(ParseHeader(bad_magic).status().message().find("magic"), std::string::npos);
-  for (uint8_t type : {0, 11, 255}) {
+  for (uint8_t type : {0, 13, 255}) {
     HeaderBytes bad_type = bytes;
     bad_type[6] = std::byte{type};
     EXPECT_NE(ParseHeader(bad_type).status().message().find("unknown message type"), std::string::npos);
@@ -214,6 +217,96 @@ TEST(WireMessageTest, RowsRoundTripAndRefuseWhatIsNotThere) {
   Message token = message;
   token.header.type = MessageType::kToken;
   EXPECT_FALSE(ParseRows(token).ok());
+}
+
+TEST(WireMessageTest, VerifyRoundTripsWithItsDraftBeforeTheRows) {
+  const std::vector<int> draft = {17, 0, 511};
+  const std::vector<std::byte> rows(4 * 64 * 4, std::byte{9});
+  const Message message =
+      MakeVerify(5, 6, 30, 4, 64, {Precision::kFp32, Compression::kLz4}, Compression::kNone, draft, rows);
+  EXPECT_EQ(message.header.type, MessageType::kVerify);
+  EXPECT_EQ(MessageTypeName(message.header.type), "VERIFY");
+  EXPECT_EQ(message.header.session, 5u);
+  EXPECT_EQ(message.header.sequence, 6u);
+  EXPECT_EQ(message.header.position, 30u);
+  EXPECT_EQ(message.header.rows, 4u);
+  EXPECT_EQ(message.header.cols, 64u);
+  EXPECT_EQ(message.header.compression, static_cast<uint8_t>(Compression::kNone));
+  EXPECT_EQ(message.payload.size(), 2 + 3 * 4 + rows.size());
+  auto parsed = ParseVerify(message);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->draft, draft);
+  EXPECT_EQ(std::vector<std::byte>(parsed->activations.begin(), parsed->activations.end()), rows);
+  // A view into the message, not a copy.
+  EXPECT_EQ(parsed->activations.data(), message.payload.data() + 2 + 3 * 4);
+  Message activations = message;
+  activations.header.type = MessageType::kActivations;
+  EXPECT_NE(ParseVerify(activations).status().message().find("expected a VERIFY message, got ACTIVATIONS"),
+            std::string::npos);
+}
+
+TEST(WireMessageTest, VerifyRefusesDraftCountsItCannotHoldAndTruncatedLists) {
+  const auto verify = [](uint32_t rows, std::span<const int> draft) {
+    return MakeVerify(1, 0, 0, rows, 64, {}, Compression::kNone, draft, {});
+  };
+  const auto refusal = [](const Message& message) { return ParseVerify(message).status().message(); };
+  EXPECT_EQ(refusal(verify(2, {})), "VERIFY drafts 0 tokens; it takes 1 to 64");
+  const std::vector<int> most(kMaxDraftTokens, 3);
+  EXPECT_TRUE(ParseVerify(verify(kMaxDraftTokens + 1, most)).ok());
+  const std::vector<int> too_many(kMaxDraftTokens + 1, 3);
+  EXPECT_EQ(refusal(verify(100, too_many)), "VERIFY drafts 65 tokens; it takes 1 to 64");
+  const std::vector<int> three = {4, 5, 6};
+  EXPECT_EQ(refusal(verify(3, three)),
+            "VERIFY drafts 3 tokens in 3 rows: a row of the session's own must "
+            "come first");
+  EXPECT_FALSE(ParseVerify(verify(2, three)).ok());
+  EXPECT_TRUE(ParseVerify(verify(4, three)).ok());
+  Message truncated = verify(4, three);
+  truncated.payload.pop_back();
+  EXPECT_EQ(refusal(truncated), "VERIFY draft list is truncated");
+  truncated.payload.resize(1);
+  EXPECT_NE(refusal(truncated).find("truncated"), std::string::npos);
+}
+
+TEST(WireMessageTest, VerdictRoundTripsAndRefusesWhatDoesNotAddUp) {
+  const VerdictReply verdict{.session = 4, .sequence = 9, .kept = 2, .tokens = {7, 8, 300}, .compute_us = 77};
+  const Message message = MakeVerdict(verdict);
+  EXPECT_EQ(message.header.type, MessageType::kVerdict);
+  EXPECT_EQ(MessageTypeName(message.header.type), "VERDICT");
+  EXPECT_EQ(message.payload.size(), 2 + 4 + 3 * 4u);
+  auto parsed = ParseVerdict(message);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->session, 4u);
+  EXPECT_EQ(parsed->sequence, 9u);
+  EXPECT_EQ(parsed->kept, 2);
+  EXPECT_EQ(parsed->tokens, verdict.tokens);
+  EXPECT_EQ(parsed->compute_us, 77u);
+  // Nothing kept: the one token sampled instead of the first draft.
+  auto none = ParseVerdict(MakeVerdict({.kept = 0, .tokens = {42}}));
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_EQ(none->tokens, std::vector<int>{42});
+
+  VerdictReply too_many_kept{.kept = kMaxDraftTokens + 1};
+  too_many_kept.tokens.assign(kMaxDraftTokens + 2, 1);
+  EXPECT_EQ(ParseVerdict(MakeVerdict(too_many_kept)).status().message(),
+            "VERDICT keeps 65 drafts; a VERIFY has at most 64");
+  VerdictReply short_list = verdict;
+  short_list.tokens.pop_back();
+  EXPECT_EQ(ParseVerdict(MakeVerdict(short_list)).status().message(),
+            "VERDICT carries fewer than kept + 1 = 3 tokens");
+  VerdictReply long_list = verdict;
+  long_list.tokens.push_back(9);
+  EXPECT_NE(ParseVerdict(MakeVerdict(long_list)).status().message().find("4 unexpected trailing bytes"),
+            std::string::npos);
+  Message trailing = message;
+  trailing.payload.push_back(std::byte{0});
+  EXPECT_NE(ParseVerdict(trailing).status().message().find("trailing"), std::string::npos);
+  Message truncated = message;
+  truncated.payload.resize(5);  // not even compute_us
+  EXPECT_NE(ParseVerdict(truncated).status().message().find("truncated"), std::string::npos);
+  Message token = message;
+  token.header.type = MessageType::kToken;
+  EXPECT_FALSE(ParseVerdict(token).ok());
 }
 
 TEST(WireMessageTest, ErrorRoundTripsAndMapsToStatus) {

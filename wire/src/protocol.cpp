@@ -108,6 +108,10 @@ std::string_view MessageTypeName(MessageType type) {
       return "STATS";
     case MessageType::kRows:
       return "ROWS";
+    case MessageType::kVerify:
+      return "VERIFY";
+    case MessageType::kVerdict:
+      return "VERDICT";
   }
   return "UNKNOWN";
 }
@@ -325,6 +329,75 @@ Message MakeActivations(uint64_t session, uint64_t sequence, uint32_t position, 
                       .cols = cols,
                       .position = position},
                      std::move(payload));
+}
+
+Message MakeVerify(uint64_t session, uint64_t sequence, uint32_t position, uint32_t rows, uint32_t cols,
+                   ActivationCodec codec, Compression applied, std::span<const int> draft,
+                   std::vector<std::byte> payload) {
+  ByteWriter writer;
+  writer.Put(static_cast<uint16_t>(draft.size()));
+  for (const int token : draft) writer.Put(static_cast<int32_t>(token));
+  writer.PutBytes(payload);
+  Message message = MakeActivations(session, sequence, position, rows, cols, codec, applied, writer.Take());
+  message.header.type = MessageType::kVerify;
+  return message;
+}
+
+Result<VerifyRequest> ParseVerify(const Message& message) {
+  TANDEM_RETURN_IF_ERROR(ExpectType(message, MessageType::kVerify));
+  ByteReader reader(message.payload, "VERIFY");
+  TANDEM_ASSIGN_OR_RETURN(const auto count, reader.Get<uint16_t>());
+  if (count == 0 || count > kMaxDraftTokens) {
+    return InvalidArgument("VERIFY drafts " + std::to_string(count) + " tokens; it takes 1 to " +
+                           std::to_string(kMaxDraftTokens));
+  }
+  if (count >= message.header.rows) {
+    return InvalidArgument("VERIFY drafts " + std::to_string(count) + " tokens in " +
+                           std::to_string(message.header.rows) +
+                           " rows: a row of the session's own must come first");
+  }
+  if (reader.remaining() < count * sizeof(int32_t)) return InvalidArgument("VERIFY draft list is truncated");
+  VerifyRequest verify;
+  verify.draft.reserve(count);
+  for (int i = 0; i < count; ++i) {
+    TANDEM_ASSIGN_OR_RETURN(const auto token, reader.Get<int32_t>());
+    verify.draft.push_back(token);
+  }
+  verify.activations = reader.Rest();
+  return verify;
+}
+
+Message MakeVerdict(const VerdictReply& verdict) {
+  ByteWriter writer;
+  writer.Put(static_cast<uint16_t>(verdict.kept)).Put(verdict.compute_us);
+  for (const int token : verdict.tokens) writer.Put(static_cast<int32_t>(token));
+  return WithPayload(
+      {.type = MessageType::kVerdict, .session = verdict.session, .sequence = verdict.sequence},
+      writer.Take());
+}
+
+Result<VerdictReply> ParseVerdict(const Message& message) {
+  TANDEM_RETURN_IF_ERROR(ExpectType(message, MessageType::kVerdict));
+  VerdictReply verdict{.session = message.header.session, .sequence = message.header.sequence};
+  ByteReader reader(message.payload, "VERDICT");
+  TANDEM_ASSIGN_OR_RETURN(const auto kept, reader.Get<uint16_t>());
+  TANDEM_ASSIGN_OR_RETURN(verdict.compute_us, reader.Get<uint32_t>());
+  if (kept > kMaxDraftTokens) {
+    return InvalidArgument("VERDICT keeps " + std::to_string(kept) + " drafts; a VERIFY has at most " +
+                           std::to_string(kMaxDraftTokens));
+  }
+  const size_t tokens = size_t{kept} + 1;
+  if (reader.remaining() < tokens * sizeof(int32_t)) {
+    return InvalidArgument("VERDICT carries fewer than kept + 1 = " + std::to_string(tokens) + " tokens");
+  }
+  verdict.kept = kept;
+  verdict.tokens.reserve(tokens);
+  for (size_t i = 0; i < tokens; ++i) {
+    TANDEM_ASSIGN_OR_RETURN(const auto token, reader.Get<int32_t>());
+    verdict.tokens.push_back(token);
+  }
+  TANDEM_RETURN_IF_ERROR(reader.ExpectEnd());
+  return verdict;
 }
 
 Message MakeToken(const TokenReply& token) {

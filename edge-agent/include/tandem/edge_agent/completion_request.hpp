@@ -30,13 +30,11 @@ struct CompletionRequest {
   };
   std::optional<SplitOverride> split;
   // "tandem": {"draft": "ngram" | "early-exit" | "none" | the edge's --draft, "draft_tokens": N | "auto"}:
-  // speculative decoding for this request instead of the edge's default. draft_tokens 0: auto.
+  // speculative decoding for this request instead of the edge's default. draft_tokens
+  // scheduler::kAutoDraftTokens: auto.
   std::optional<std::string> draft;
   std::optional<int> draft_tokens;
 };
-
-// The most tokens a step may draft (the wire's kMaxDraftTokens).
-inline constexpr int kMaxDraftTokensPerStep = 64;
 
 struct CompletionLimits {
   int max_tokens_cap = 0;  // the largest max_tokens accepted

@@ -32,7 +32,7 @@ class StepTimeModel {
 
 class GenerationDrafting {
  public:
-  // `draft_tokens`: N drafts every step, 0 plans them (auto). `predicted_step_ms`: the plan's time per
+  // `draft_tokens`: N drafts every step, scheduler::kAutoDraftTokens plans them. `predicted_step_ms`: the plan's time per
   // token without drafting. `metrics` may be null (the CLI).
   GenerationDrafting(const DraftModels& models, int draft_tokens, int capacity, double predicted_step_ms,
                      EdgeMetrics* metrics, const Clock& clock);

@@ -21,6 +21,7 @@
 #include "tandem/edge_agent/request_tails.hpp"
 #include "tandem/edge_agent/split_planner.hpp"
 #include "tandem/engine/drafter.hpp"
+#include "tandem/scheduler/draft_planner.hpp"
 #include "tandem/text/tokenizer.hpp"
 
 namespace tandem::edge_agent {
@@ -46,9 +47,9 @@ struct GenerationRequest {
   std::string request_id;
   scheduler::Candidate first;  // where the split starts
   // Speculative decoding: the drafter's models (null or kind none: no drafting) and the drafts per step
-  // (0: planned).
+  // (scheduler::kAutoDraftTokens: planned).
   const DraftModels* drafts = nullptr;
-  int draft_tokens = 0;
+  int draft_tokens = scheduler::kAutoDraftTokens;
 };
 
 // Gets text as it becomes final; returns false when the client is gone, which ends the generation at once

@@ -72,12 +72,7 @@ inline constexpr const char* kDraftFlagHelp =
     "ngram, self-int8, self-int4, model:PATH, early-exit or none";
 // "none", "ngram", "self-int8", "self-int4", "model:PATH", "early-exit".
 Result<DraftSpec> ParseDraftSpec(std::string_view text);
-inline constexpr int kMaxDraftsPerStep = 64;  // the wire's limit per VERIFY
-inline constexpr const char* kDraftTokensFlagHelp =
-    "tokens drafted per step: N (1..64) always, or auto: planned from the measured acceptance, round trip "
-    "and costs (none when drafting does not pay)";
-// "auto" -> 0, else N in [1, kMaxDraftsPerStep].
-Result<int> ParseDraftTokens(std::string_view text);
+
 
 // The models drafters of one kind run on, built once per process and shared by every generation.
 class DraftModels {

@@ -8,6 +8,12 @@
 // and all-local (k = L, no tail) = edge blocks [0,L) + head on the edge. With private output the tail runs
 // only [k,m) and sends its rows back: the bytes go both ways, and edge blocks [m,L) + head come after.
 //
+// With speculative decoding (PlanInputs::draft), a decode step carries n drafts: it is the same sum for
+// T = n + 1 rows (the prefill line of each profile; the head scaled as the blocks are) plus n drafted
+// tokens, and yields E(a, n) tokens (draft_planner.hpp), so
+//   decode     = min over n of step(n) / E(a, n)
+// The round trip is paid once per step whatever n: drafting is how a split hides it.
+//
 // Pure: every input is a measurement handed in (profiles, link estimates, load), so plans are tested with
 // tables. Nothing here reads a clock except PlanStabilizer, which is given one.
 #pragma once
@@ -20,6 +26,7 @@
 
 #include "tandem/base/clock.hpp"
 #include "tandem/base/status.hpp"
+#include "tandem/scheduler/draft_planner.hpp"
 #include "tandem/wire/activation_codec.hpp"
 #include "tandem/wire/compute_profile.hpp"
 
@@ -80,6 +87,15 @@ struct Objective {
   static Result<Objective> Parse(const std::string& text);
 };
 
+// Speculative decoding, as the edge would run it: the acceptance it has seen and what its drafter costs.
+struct DraftInputs {
+  bool enabled = false;
+  double acceptance = 0.5;                 // per-draft acceptance rate, in [0, 1] (AcceptanceEstimate)
+  double draft_token_ms = 0;               // the drafter's time per drafted token, on the edge
+  int max_drafts = 0;                      // the longest draft considered, in [0, kMaxDraftTokens]
+  double min_gain = kDefaultDraftMinGain;  // drafts only if this much faster per token (relative)
+};
+
 struct PlanInputs {
   int n_layers = 0;
   int dim = 0;
@@ -94,6 +110,9 @@ struct PlanInputs {
   double default_bandwidth_bytes_per_ms = 12500;  // 100 Mbit/s, until a transfer is measured
   // Observed compressed/uncompressed ratio per codec (lz4/zstd on activations); 1 when absent.
   std::vector<std::pair<ActivationCodec, double>> compression_ratios;
+  // Disabled: one token per decode step, and plans are as they were before drafting existed. Enabled: the
+  // tail's KV also holds max_drafts positions of drafts in flight.
+  DraftInputs draft;
 };
 
 struct Candidate {
@@ -102,14 +121,18 @@ struct Candidate {
   int cut = 0;           // k: the edge runs blocks [0, k)
   int end = 0;           // private output: the tail runs [k, end) and the edge [end, L); 0: the tail [k, L)
   ActivationCodec codec;
-  double prefill_ms = 0;  // predicted time to first token
-  double decode_ms = 0;   // predicted time per later token
-  double cost = 0;        // the objective
+  double prefill_ms = 0;       // predicted time to first token
+  double decode_ms = 0;        // predicted time per later token (per token, not per step, when drafting)
+  int draft_tokens = 0;        // drafts per decode step that give decode_ms (0: drafting off or not worth it)
+  double tokens_per_step = 1;  // tokens a decode step yields on average with them
+  double cost = 0;             // the objective
   bool local() const { return tail < 0; }
   bool private_output() const { return end > 0; }
-  // The same choice (tail endpoint, cut, end, codec), whatever the predictions.
+  // The same choice (tail endpoint, cut, end, codec), whatever the predictions (the draft length
+  // counts as one).
   bool SameChoice(const Candidate& other) const;
-  std::string Describe() const;  // "local", "k=3 fp32 @tcp://..." or "k=1 m=4 fp32 @tcp://..."
+  // "local", "k=3 fp32 @tcp://..." or "k=1 m=4 fp32 @tcp://...", then " draft=N" when N > 0.
+  std::string Describe() const;
 };
 
 struct Plan {
@@ -125,7 +148,7 @@ struct Plan {
 
 // Unavailable when no candidate is feasible (every tail down or refused and all-local not allowed);
 // InvalidArgument for inconsistent inputs (profile sizes, constraints, negative or non-finite times, two
-// tails with one endpoint).
+// tails with one endpoint, draft inputs out of range).
 Result<Plan> MakePlan(const PlanInputs& inputs);
 
 // Hysteresis: keeps the current choice unless another has been predicted better by at least `min_gain`

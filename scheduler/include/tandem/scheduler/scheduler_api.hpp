@@ -66,20 +66,24 @@ struct PlanRequest {
   std::string objective = "weighted:1,1";
   int prompt_tokens = 1;
   int expected_tokens = 1;
+  DraftInputs draft;  // enabled when the request has "draft"
 };
 //   {"model": {"fingerprint": "1234", "n_layers": 5, "dim": 64, "kv_bytes_per_position_per_block": 1024},
 //    "profile": {...}, "edge_int8_blocks": 0,
 //    "links": [{"endpoint": "tcp://...", "rtt_ms": 0.4, "bandwidth_mbit_s": 1000, "up": true}],
 //    "constraints": {"min_edge_blocks": 1, "max_edge_blocks": -1, "allowed_codecs": ["fp32"],
 //                    "max_int8_blocks": -1, "allow_local": true},
-//    "objective": "ttft" | "per-token" | "weighted:A,B", "prompt_tokens": 16, "expected_tokens": 64}
-// model and profile are required; everything else has PlanRequest's defaults.
+//    "objective": "ttft" | "per-token" | "weighted:A,B", "prompt_tokens": 16, "expected_tokens": 64,
+//    "draft": {"acceptance": 0.7, "draft_token_ms": 0.1, "max_drafts": 8, "min_gain": 0.05}}
+// model and profile are required; everything else has PlanRequest's defaults. "draft" (speculative
+// decoding, planned per candidate) needs max_drafts; its other fields have DraftInputs' defaults.
 nlohmann::json PlanRequestToJson(const PlanRequest& request);
 Result<PlanRequest> PlanRequestFromJson(const nlohmann::json& json);
 
 // {"tail": endpoint | null, "cut": k, "codec": "fp32" | null, "local": bool, "predicted_ttft_ms": x,
-//  "predicted_token_ms": y, "cost": z}: one candidate of a plan (local: tail and codec null, cut = L).
-// Times are rounded to the nanosecond (1e-6 ms).
+//  "predicted_token_ms": y, "draft_tokens": n, "tokens_per_step": e, "cost": z}: one candidate of a plan
+// (local: tail and codec null, cut = L; without drafting n = 0 and e = 1). Times are rounded to the
+// nanosecond (1e-6 ms), tokens_per_step to 1e-6 too.
 nlohmann::json CandidateToJson(const Candidate& candidate);
 double RoundedMs(double ms);
 

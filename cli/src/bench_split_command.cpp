@@ -26,6 +26,7 @@
 #include "commands.hpp"
 #include "tandem/engine/drafter.hpp"
 #include "tandem/netem/link_proxy.hpp"
+#include "tandem/scheduler/draft_planner.hpp"
 #include "tandem/services/http_client.hpp"
 #include "tandem/wire/activation_codec.hpp"
 
@@ -379,7 +380,7 @@ std::optional<int> ParseBenchSplitFlags(std::span<const std::string> args, Bench
     if (auto spec = ParseDraftSpec(drafter); !spec.ok()) return Fail(kCommand, spec.status(), kExitUsage);
   }
   if (!f.draft_tokens.empty()) {
-    if (auto tokens = ParseDraftTokens(f.draft_tokens); !tokens.ok())
+    if (auto tokens = scheduler::ParseDraftTokens(f.draft_tokens); !tokens.ok())
       return Fail(kCommand, tokens.status(), kExitUsage);
   }
   return std::nullopt;

@@ -35,7 +35,8 @@ std::string SecondsOrNever(double seconds) {
 }
 
 Medians MediansOf(const std::vector<const RequestRecord*>& records) {
-  std::vector<double> ttft, token, total, predicted_ttft, predicted_token, tokens_per_second, tokens_per_step;
+  std::vector<double> ttft, token, total, predicted_ttft, predicted_token, tokens_per_second, tokens_per_step,
+      drafted_tokens;
   int drafted = 0, accepted = 0;
   for (const RequestRecord* record : records) {
     ttft.push_back(record->ttft_ms);
@@ -47,6 +48,7 @@ Medians MediansOf(const std::vector<const RequestRecord*>& records) {
     if (record->model_steps > 0) {
       tokens_per_step.push_back(static_cast<double>(record->completion_tokens) / record->model_steps);
     }
+    drafted_tokens.push_back(record->drafted_tokens);
     drafted += record->drafted_tokens;
     accepted += record->accepted_tokens;
   }
@@ -58,6 +60,7 @@ Medians MediansOf(const std::vector<const RequestRecord*>& records) {
           .predicted_token_ms = Median(predicted_token),
           .tokens_per_second = Median(tokens_per_second),
           .tokens_per_step = Median(tokens_per_step),
+          .drafted_tokens = Median(drafted_tokens),
           .acceptance = drafted > 0 ? static_cast<double>(accepted) / drafted : -1};
 }
 
@@ -129,6 +132,7 @@ json ToJson(const Medians& m) {
           {"total_ms", m.total_ms},
           {"tokens_per_second", m.tokens_per_second},
           {"tokens_per_step", m.tokens_per_step},
+          {"drafted_tokens", m.drafted_tokens},
           {"acceptance", FigureOrNull(m.acceptance, m.acceptance >= 0)}};
 }
 
@@ -136,9 +140,10 @@ constexpr std::string_view kDraftInfix = " draft=";
 
 // A row of the plan table; speedup 0: "-".
 std::string PlanRow(const PhaseSummary& summary, const std::string& mode, const Medians& m, double speedup) {
-  return Printf("| %zu | %s | %s | %d | %.1f | %.2f | %s | %s | %.1f |\n", summary.window.index,
+  return Printf("| %zu | %s | %s | %d | %.1f | %.2f | %.0f | %s | %s | %.1f |\n", summary.window.index,
                 DescribeLink(summary.window.conditions).c_str(), mode.c_str(), m.count, m.tokens_per_second,
-                m.tokens_per_step, m.acceptance < 0 ? "-" : FixedPoint(m.acceptance, 2).c_str(),
+                m.tokens_per_step, m.drafted_tokens,
+                m.acceptance < 0 ? "-" : FixedPoint(m.acceptance, 2).c_str(),
                 speedup > 0 ? (FixedPoint(speedup, 2) + "x").c_str() : "-", m.total_ms);
 }
 
@@ -244,9 +249,10 @@ std::string PhaseTableRow(const PhaseSummary& summary) {
 }
 
 std::string PlanTableHeader() {
-  return "| phase | link | plan | requests | tokens/s | tokens / round trip | acceptance | tokens/s vs no "
-         "draft | total ms |\n"
-         "|---|---|---|---|---|---|---|---|---|\n";
+  return "| phase | link | plan | requests | tokens/s | tokens / round trip | drafts / request | acceptance "
+         "| "
+         "tokens/s vs no draft | total ms |\n"
+         "|---|---|---|---|---|---|---|---|---|---|\n";
 }
 
 std::string PlanTableRows(const PhaseSummary& summary) {
@@ -279,16 +285,16 @@ void WriteRequestsCsv(const std::filesystem::path& path, const std::vector<Reque
 
 void WritePlansCsv(const std::filesystem::path& path, const std::vector<PhaseSummary>& phases) {
   std::ofstream out(path);
-  out << "phase,link,rtt_ms,rate_mbit_s,plan,drafter,requests,tokens_per_second,tokens_per_step,acceptance,"
-         "speedup_vs_no_draft,ttft_ms,total_ms\n";
+  out << "phase,link,rtt_ms,rate_mbit_s,plan,drafter,requests,tokens_per_second,tokens_per_step,"
+         "drafted_tokens,acceptance,speedup_vs_no_draft,ttft_ms,total_ms\n";
   for (const PhaseSummary& phase : phases) {
     const netem::LinkConditions& link = phase.window.conditions;
     const auto row = [&](const std::string& mode, const Medians& m, double speedup) {
       out << phase.window.index << ',' << DescribeLink(link) << ','
           << std::chrono::duration<double, std::milli>(link.rtt).count() << ','
           << static_cast<double>(link.rate_bps) / 1e6 << ',' << mode << ',' << DrafterOfPlan(mode) << ','
-          << m.count << ',' << m.tokens_per_second << ',' << m.tokens_per_step << ',' << m.acceptance << ','
-          << speedup << ',' << m.ttft_ms << ',' << m.total_ms << '\n';
+          << m.count << ',' << m.tokens_per_second << ',' << m.tokens_per_step << ',' << m.drafted_tokens
+          << ',' << m.acceptance << ',' << speedup << ',' << m.ttft_ms << ',' << m.total_ms << '\n';
     };
     if (phase.adaptive.count > 0) row("adaptive", phase.adaptive, 0);
     for (const auto& [mode, medians] : phase.statics) row(mode, medians, SpeedupVsNoDraft(phase, mode));

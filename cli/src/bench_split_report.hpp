@@ -60,6 +60,7 @@ struct Medians {
   double predicted_ttft_ms = 0, predicted_token_ms = 0;  // the planner's, for its first choice
   double tokens_per_second = 0;                          // decode, as the edge measured it
   double tokens_per_step = 0;  // completion tokens / model steps: tokens per round trip of a split
+  double drafted_tokens = 0;   // per request: 0 when the draft planner found that drafting does not pay
   double acceptance = -1;      // accepted / drafted over all the requests (not a median); -1: no drafts
 };
 

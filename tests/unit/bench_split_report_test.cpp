@@ -138,6 +138,7 @@ TEST(BenchSplitReportTest, MeasuresWhatDraftingDid) {
   const Medians& drafted = summary.statics.at("k=2 fp32 draft=ngram");
   EXPECT_DOUBLE_EQ(drafted.tokens_per_second, 25);
   EXPECT_DOUBLE_EQ(drafted.tokens_per_step, 2);  // of 2, 4 and 2
+  EXPECT_DOUBLE_EQ(drafted.drafted_tokens, 12);  // of 12, 20 and 8
   EXPECT_DOUBLE_EQ(drafted.acceptance, 0.5);     // 20 kept of 40, over the requests
   EXPECT_DOUBLE_EQ(SpeedupVsNoDraft(summary, "k=2 fp32 draft=ngram"), 2.5);
   EXPECT_EQ(SpeedupVsNoDraft(summary, "k=2 fp32"), 0);
@@ -147,9 +148,9 @@ TEST(BenchSplitReportTest, MeasuresWhatDraftingDid) {
 TEST(BenchSplitReportTest, PrintsAndWritesThePlanFigures) {
   const PhaseSummary summary = SummarizePhase(kPhase, 5, DraftedRecords(), {});
   EXPECT_EQ(PlanTableRows(summary),
-            "| 1 | 10 Mbit/s 40 ms | k=2 fp32 | 3 | 10.0 | 1.00 | - | - | 1000.0 |\n"
-            "| 1 | 10 Mbit/s 40 ms | k=2 fp32 draft=ngram | 3 | 25.0 | 2.00 | 0.50 | 2.50x | 1000.0 |\n"
-            "| 1 | 10 Mbit/s 40 ms | k=3 fp32 draft=ngram | 1 | 40.0 | 8.00 | 1.00 | - | 1000.0 |\n");
+            "| 1 | 10 Mbit/s 40 ms | k=2 fp32 | 3 | 10.0 | 1.00 | 0 | - | - | 1000.0 |\n"
+            "| 1 | 10 Mbit/s 40 ms | k=2 fp32 draft=ngram | 3 | 25.0 | 2.00 | 12 | 0.50 | 2.50x | 1000.0 |\n"
+            "| 1 | 10 Mbit/s 40 ms | k=3 fp32 draft=ngram | 1 | 40.0 | 8.00 | 10 | 1.00 | - | 1000.0 |\n");
   const nlohmann::json json = ToJson(summary)["static"];
   EXPECT_EQ(json["k=2 fp32 draft=ngram"]["acceptance"], 0.5);
   EXPECT_EQ(json["k=2 fp32 draft=ngram"]["speedup_vs_no_draft"], 2.5);
@@ -166,10 +167,10 @@ TEST(BenchSplitReportTest, PrintsAndWritesThePlanFigures) {
   std::getline(in, drafted);
   EXPECT_EQ(
       header,
-      "phase,link,rtt_ms,rate_mbit_s,plan,drafter,requests,tokens_per_second,tokens_per_step,acceptance,"
-      "speedup_vs_no_draft,ttft_ms,total_ms");
-  EXPECT_EQ(plain, "1,10 Mbit/s 40 ms,40,10,k=2 fp32,none,3,10,1,-1,0,250,1000");
-  EXPECT_EQ(drafted, "1,10 Mbit/s 40 ms,40,10,k=2 fp32 draft=ngram,ngram,3,25,2,0.5,2.5,250,1000");
+      "phase,link,rtt_ms,rate_mbit_s,plan,drafter,requests,tokens_per_second,tokens_per_step,drafted_tokens,"
+      "acceptance,speedup_vs_no_draft,ttft_ms,total_ms");
+  EXPECT_EQ(plain, "1,10 Mbit/s 40 ms,40,10,k=2 fp32,none,3,10,1,0,-1,0,250,1000");
+  EXPECT_EQ(drafted, "1,10 Mbit/s 40 ms,40,10,k=2 fp32 draft=ngram,ngram,3,25,2,12,0.5,2.5,250,1000");
 }
 
 TEST(BenchSplitReportTest, NamesDrafters) {

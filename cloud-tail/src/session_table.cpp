@@ -42,8 +42,9 @@ uint64_t StepDigest(const wire::Message& message) {
   const std::string_view payload(reinterpret_cast<const char*>(message.payload.data()),
                                  message.payload.size());
   uint64_t digest = std::hash<std::string_view>{}(payload);
-  for (const uint64_t field : {uint64_t{header.position}, uint64_t{header.rows}, uint64_t{header.cols},
-                               uint64_t{header.precision}, uint64_t{header.compression}}) {
+  for (const uint64_t field :
+       {uint64_t{header.position}, uint64_t{header.rows}, uint64_t{header.cols}, uint64_t{header.precision},
+        uint64_t{header.compression}, uint64_t{static_cast<uint8_t>(header.type)}}) {
     digest = (digest ^ field) * 0x100000001b3ULL;  // FNV-1a's prime: mixes each field in
   }
   return digest;
@@ -141,13 +142,20 @@ Admission SessionTable::Open(const std::string& peer, uint64_t id, const wire::O
 }
 
 std::optional<std::pair<wire::ErrorCode, std::string>> SessionTable::InvalidStep(
-    const Session& session, const wire::Header& header) const {
+    const Session& session, const wire::Message& message) const {
+  const wire::Header& header = message.header;
   if (header.sequence != session.next_sequence) {
     // A gap, or a step before the last one: the edge only ever resends its last step.
     return {{ErrorCode::kOutOfOrder, "expected sequence " + std::to_string(session.next_sequence)}};
   }
-  if (header.position != session.next_position) {
-    return {{ErrorCode::kOutOfOrder, "expected position " + std::to_string(session.next_position)}};
+  // After a step the edge may rewind over the drafts it did not keep: the next step starts anywhere past
+  // the last one's first position, up to the end of its rows. (A tail checks its own count exactly.)
+  const uint32_t lowest = session.next_sequence == 0 ? 0 : session.last_position + 1;
+  if (header.position < lowest || header.position > session.next_position) {
+    return {{ErrorCode::kOutOfOrder, lowest == session.next_position
+                                         ? "expected position " + std::to_string(lowest)
+                                         : "expected a position in [" + std::to_string(lowest) + ", " +
+                                               std::to_string(session.next_position) + "]"}};
   }
   if (header.cols != static_cast<uint32_t>(model_.dim)) {
     return {{ErrorCode::kBadArgument, "rows must have " + std::to_string(model_.dim) + " columns"}};
@@ -171,6 +179,14 @@ std::optional<std::pair<wire::ErrorCode, std::string>> SessionTable::InvalidStep
     return {{ErrorCode::kBadArgument,
              "the session was opened with codec " + opened.Name() + ", not " + sent.Name()}};
   }
+  if (header.type == wire::MessageType::kVerify) {
+    if (session.private_output()) {
+      return {{ErrorCode::kBadArgument, "a private-output session verifies on the edge: send ACTIVATIONS"}};
+    }
+    if (auto verify = wire::ParseVerify(message); !verify.ok()) {
+      return {{ErrorCode::kBadFrame, verify.status().message()}};
+    }
+  }
   return std::nullopt;
 }
 
@@ -185,11 +201,12 @@ Admission SessionTable::AcceptStep(const std::string& peer, const wire::Message&
   if (session.next_sequence > 0 && header.sequence == session.next_sequence - 1) {
     return AnswerResend(session, message);
   }
-  if (auto invalid = InvalidStep(session, header)) {
+  if (auto invalid = InvalidStep(session, message)) {
     return Refused(Refusal(header.session, header.sequence, invalid->first, std::move(invalid->second)));
   }
   ++session.next_sequence;
-  session.next_position += header.rows;
+  session.last_position = header.position;
+  session.next_position = header.position + header.rows;
   session.last_step_digest = StepDigest(message);
   session.last_reply.reset();
   ++session.in_flight;

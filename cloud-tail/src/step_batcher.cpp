@@ -5,7 +5,8 @@
 namespace tandem::cloud_tail {
 
 bool RunsAlone(const Job& job) {
-  return job.opens() || job.message.header.rows > 1 || job.session->private_output();
+  return job.opens() || job.message.header.type == wire::MessageType::kVerify ||
+         job.message.header.rows > 1 || job.session->private_output();
 }
 
 size_t StepBatcher::Limit() const {

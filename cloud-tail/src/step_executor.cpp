@@ -1,7 +1,9 @@
 #include "step_executor.hpp"
 
 #include <exception>
+#include <span>
 #include <string>
+#include <utility>
 
 #include "tandem/engine/transformer.hpp"
 
@@ -21,6 +23,11 @@ wire::Message StepError(const Job& job, ErrorCode code, const std::string& text)
 // A failed decode is the frame's fault; a session without a runner is one whose OPEN failed.
 ErrorCode DecodeErrorCode(const Status& status) {
   return status.code() == StatusCode::kNotFound ? ErrorCode::kUnknownSession : ErrorCode::kBadFrame;
+}
+
+// A runner refuses what the edge got wrong (a drafted token outside the vocabulary); the rest is ours.
+ErrorCode ComputeErrorCode(const Status& status) {
+  return status.code() == StatusCode::kInvalidArgument ? ErrorCode::kBadArgument : ErrorCode::kInternal;
 }
 
 // Runs `compute`, turning an exception from LibTorch into an Internal status.
@@ -66,14 +73,22 @@ std::vector<wire::Message> StepExecutor::RunBatch(std::vector<Job>& jobs) {
   std::vector<LocalTail*> tails;
   std::vector<HiddenRows> rows;
   for (size_t i = 0; i < jobs.size(); ++i) {
+    if (RunsAlone(jobs[i])) {  // the batcher keeps them out; should one come, it is not a decode step
+      answers[i] = RunOne(jobs[i]);
+      continue;
+    }
     auto decoded = DecodeStep(jobs[i]);
     if (!decoded.ok()) {
       answers[i] = StepError(jobs[i], DecodeErrorCode(decoded.status()), decoded.status().message());
       continue;
     }
+    if (auto refusal = Reconcile(jobs[i])) {
+      answers[i] = std::move(*refusal);
+      continue;
+    }
     members.push_back(i);
     tails.push_back(jobs[i].session->tail.get());
-    rows.push_back(std::move(*decoded));
+    rows.push_back(std::move(decoded->rows));
   }
   std::vector<Result<int>> tokens;
   try {
@@ -90,11 +105,44 @@ std::vector<wire::Message> StepExecutor::RunBatch(std::vector<Job>& jobs) {
 
 wire::Message StepExecutor::RunOne(const Job& job) {
   const auto start = SteadyTime::now();
-  auto rows = DecodeStep(job);
-  if (!rows.ok()) return StepError(job, DecodeErrorCode(rows.status()), rows.status().message());
-  if (job.session->private_output()) return RunMiddle(job, *rows, start);
-  const Result<int> token = Guarded<int>([&] { return job.session->tail->Forward(*rows); });
+  auto input = DecodeStep(job);
+  if (!input.ok()) return StepError(job, DecodeErrorCode(input.status()), input.status().message());
+  if (auto refusal = Reconcile(job)) return std::move(*refusal);
+  if (job.session->private_output()) return RunMiddle(job, input->rows, start);
+  if (!input->draft.empty()) return RunVerify(job, *input, start);
+  const Result<int> token = Guarded<int>([&] { return job.session->tail->Forward(input->rows); });
   return Answer(job, token, FinishPass(start, 1));
+}
+
+std::optional<wire::Message> StepExecutor::Reconcile(const Job& job) {
+  const Session& session = *job.session;
+  const uint32_t position = job.message.header.position;
+  if (session.middle && static_cast<uint32_t>(session.middle->positions()) > position) {
+    // The edge verified the drafts of the last step's rows and kept those before `position`.
+    const Status dropped =
+        session.middle->DropPositions(session.middle->positions() - static_cast<int>(position));
+    if (!dropped.ok()) return StepError(job, ErrorCode::kInternal, dropped.message());
+  }
+  // A tail's cache holds what its own verdicts kept: the edge must continue from exactly there.
+  const int held = session.middle ? session.middle->positions() : session.tail->positions();
+  if (static_cast<uint32_t>(held) == position) return std::nullopt;
+  return StepError(job, ErrorCode::kOutOfOrder, "expected position " + std::to_string(held));
+}
+
+// A VERIFY: the drafts the session's sampler keeps and the token after them.
+wire::Message StepExecutor::RunVerify(const Job& job, const StepInput& input, TimePoint start) {
+  const Result<VerifyOutcome> outcome =
+      Guarded<VerifyOutcome>([&] { return job.session->tail->Verify(input.rows, input.draft); });
+  const double seconds = FinishPass(start, 1);
+  if (!outcome.ok()) return StepError(job, ComputeErrorCode(outcome.status()), outcome.status().message());
+  metrics_.CountVerify(static_cast<int>(input.draft.size()), outcome->kept);
+  metrics_.tokens.Increment(static_cast<double>(outcome->tokens.size()));
+  metrics_.compute_seconds.Observe(seconds);
+  return wire::MakeVerdict({.session = job.message.header.session,
+                            .sequence = job.message.header.sequence,
+                            .kept = outcome->kept,
+                            .tokens = outcome->tokens,
+                            .compute_us = static_cast<uint32_t>(seconds * 1e6)});
 }
 
 // A private-output step: the middle's blocks, then their rows back in the session's codec.
@@ -117,17 +165,25 @@ wire::Message StepExecutor::RunMiddle(const Job& job, const HiddenRows& rows, Ti
                          .payload = std::move(encoded->payload)});
 }
 
-Result<HiddenRows> StepExecutor::DecodeStep(const Job& job) {
+Result<StepExecutor::StepInput> StepExecutor::DecodeStep(const Job& job) {
   if (!job.session->tail && !job.session->middle) return NotFound("no open session with this id");
   const wire::Header& header = job.message.header;
+  StepInput input;
+  std::span<const std::byte> payload = job.message.payload;
+  if (header.type == wire::MessageType::kVerify) {
+    TANDEM_ASSIGN_OR_RETURN(wire::VerifyRequest verify, wire::ParseVerify(job.message));
+    input.draft = std::move(verify.draft);
+    payload = verify.activations;
+  }
   const ActivationCodec codec{static_cast<Precision>(header.precision),
                               static_cast<Compression>(header.compression)};
   const int64_t rows = header.rows, cols = header.cols;
   TANDEM_ASSIGN_OR_RETURN(std::vector<float> values,
-                          DecodeActivations(job.message.payload, rows, cols, codec, rows * cols));
-  metrics_.wire_bytes.Increment(static_cast<double>(job.message.payload.size()));
+                          DecodeActivations(payload, rows, cols, codec, rows * cols));
+  metrics_.wire_bytes.Increment(static_cast<double>(payload.size()));
   metrics_.float32_bytes.Increment(static_cast<double>(rows * cols * 4));
-  return HiddenRows{rows, cols, std::move(values)};
+  input.rows = HiddenRows{rows, cols, std::move(values)};
+  return input;
 }
 
 double StepExecutor::FinishPass(TimePoint start, size_t steps) {
@@ -138,7 +194,7 @@ double StepExecutor::FinishPass(TimePoint start, size_t steps) {
 }
 
 wire::Message StepExecutor::Answer(const Job& job, const Result<int>& token, double seconds) {
-  if (!token.ok()) return StepError(job, ErrorCode::kInternal, token.status().message());
+  if (!token.ok()) return StepError(job, ComputeErrorCode(token.status()), token.status().message());
   metrics_.tokens.Increment();
   metrics_.compute_seconds.Observe(seconds);
   return wire::MakeToken({.session = job.message.header.session,

@@ -1,6 +1,7 @@
 // The compute side of the tail, without sockets: builds a session's runner (its KV cache allocated and
-// zeroed) from its OPEN, decodes a step's rows, runs them (decode steps of many sessions through the
-// weights together) and turns the outcome into the TOKEN, ROWS or ERROR that goes back.
+// zeroed) from its OPEN, decodes a step's rows, brings the runner to the step's position, runs the step
+// (decode steps of many sessions through the weights together; a VERIFY alone) and turns the outcome into
+// the TOKEN, ROWS, VERDICT or ERROR that goes back.
 //
 // Threads: called from the workers (with --workers 0, from the I/O thread); a session's jobs always on the
 // same thread, one at a time. Exceptions from LibTorch become ERROR replies (kInternal), never escape.
@@ -42,12 +43,21 @@ class StepExecutor {
  private:
   using TimePoint = std::chrono::steady_clock::time_point;
 
+  // What a step's payload carries: its rows and, for a VERIFY, the drafted tokens of its last rows.
+  struct StepInput {
+    HiddenRows rows;
+    std::vector<int> draft;
+  };
+
   wire::Message RunOne(const Job& job);
   std::vector<wire::Message> RunBatch(std::vector<Job>& jobs);
   wire::Message RunMiddle(const Job& job, const HiddenRows& rows, TimePoint start);
-  // A step's rows from its payload (the I/O thread checked the header against the session); an error when
+  wire::Message RunVerify(const Job& job, const StepInput& input, TimePoint start);
+  // A step's input from its payload (the I/O thread checked the header against the session); an error when
   // the payload does not decode, or the session has no runner.
-  Result<HiddenRows> DecodeStep(const Job& job);
+  Result<StepInput> DecodeStep(const Job& job);
+  // Brings the session's runner to the step's position, or returns the ERROR that answers the step.
+  static std::optional<wire::Message> Reconcile(const Job& job);
   // Accounts a pass of `steps` steps begun at `start`; returns its seconds.
   double FinishPass(TimePoint start, size_t steps);
   // The TOKEN of a computed step, or its ERROR.

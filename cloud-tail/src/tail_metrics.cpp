@@ -18,10 +18,21 @@ TailMetrics::TailMetrics(prometheus::Registry& registry)
                                      "(codec payload, after compression)")),
       float32_bytes(activation_bytes.Add({{"stage", "float32"}})),
       wire_bytes(activation_bytes.Add({{"stage", "wire"}})),
-      tokens(CounterFamily(registry, "tandem_cloud_tokens_total", "Tokens sampled and sent").Add({})),
+      tokens(CounterFamily(registry, "tandem_cloud_tokens_total",
+                           "Tokens sampled and sent (a VERDICT's kept drafts and the token after them)")
+                 .Add({})),
+      verify_steps(CounterFamily(registry, "tandem_cloud_verify_steps_total",
+                                 "VERIFY steps run (speculative decoding: drafted tokens checked)")
+                       .Add({})),
+      draft_tokens(
+          CounterFamily(registry, "tandem_cloud_draft_tokens_total",
+                        "Drafted tokens VERIFY steps carried, by the sampler's decision (kept, rejected: "
+                        "the first not kept and every draft after it)")),
+      drafts_kept(draft_tokens.Add({{"result", "kept"}})),
+      drafts_rejected(draft_tokens.Add({{"result", "rejected"}})),
       compute_seconds(UnlabelledHistogram(
           registry, "tandem_cloud_token_compute_seconds",
-          "Cloud compute per ACTIVATIONS: decode, blocks [k, L), head, sampling (a "
+          "Cloud compute per step (ACTIVATIONS or VERIFY): decode, blocks [k, L), head, sampling (a "
           "batched step: its batch's)",
           {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5})),
       batch_steps(
@@ -59,6 +70,12 @@ TailMetrics::TailMetrics(prometheus::Registry& registry)
 
 void TailMetrics::CountError(wire::ErrorCode code) {
   errors.Add({{"code", std::string(wire::ErrorCodeName(code))}}).Increment();
+}
+
+void TailMetrics::CountVerify(int drafted, int kept) {
+  verify_steps.Increment();
+  drafts_kept.Increment(kept);
+  drafts_rejected.Increment(drafted - kept);
 }
 
 void TailMetrics::CountAuth(bool admitted) {

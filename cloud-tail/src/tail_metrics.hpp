@@ -23,6 +23,8 @@ struct TailMetrics {
   void CountOut(wire::MessageType type) { messages_out[static_cast<size_t>(type)]->Increment(); }
   void CountError(wire::ErrorCode code);
   void CountAuth(bool admitted);
+  // A VERIFY step that carried `drafted` tokens and kept `kept` of them.
+  void CountVerify(int drafted, int kept);
 
   static constexpr int kMessageTypes = static_cast<int>(wire::kLastMessageType) + 1;
   std::array<prometheus::Counter*, kMessageTypes> messages_in{};
@@ -33,6 +35,10 @@ struct TailMetrics {
   prometheus::Counter& float32_bytes;
   prometheus::Counter& wire_bytes;
   prometheus::Counter& tokens;
+  prometheus::Counter& verify_steps;
+  prometheus::Family<prometheus::Counter>& draft_tokens;
+  prometheus::Counter& drafts_kept;
+  prometheus::Counter& drafts_rejected;
   prometheus::Histogram& compute_seconds;
   prometheus::Histogram& batch_steps;
   prometheus::Gauge& sessions;

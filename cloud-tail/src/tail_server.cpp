@@ -238,7 +238,7 @@ class TailServer::Impl {
     SettleReply(peer, serial, *message);
   }
 
-  // A step's TOKEN or ERROR (or a failed OPEN's): the session's bookkeeping, then the reply.
+  // A step's TOKEN, ROWS, VERDICT or ERROR (or a failed OPEN's): the session's bookkeeping, then the reply.
   void SettleReply(const std::string& peer, uint64_t serial, const wire::Message& message) {
     sessions_.Settle(peer, serial, message);
     Reply(peer, message);
@@ -274,7 +274,8 @@ class TailServer::Impl {
       case MessageType::kOpen:
         return HandleOpen(peer, std::move(message));
       case MessageType::kActivations:
-        return HandleActivations(peer, std::move(message));
+      case MessageType::kVerify:
+        return HandleStep(peer, std::move(message));
       case MessageType::kClose:
         return sessions_.Close(peer, header.session);
       case MessageType::kStats:
@@ -326,7 +327,8 @@ class TailServer::Impl {
     Dispatch(peer, Job{std::move(opened.session), std::move(message)});
   }
 
-  void HandleActivations(const std::string& peer, wire::Message message) {
+  // ACTIVATIONS or VERIFY: checked and booked here, computed by the session's worker.
+  void HandleStep(const std::string& peer, wire::Message message) {
     Admission step = sessions_.AcceptStep(peer, message);
     if (step.refusal) return Refuse(peer, *step.refusal);
     if (step.resend) {

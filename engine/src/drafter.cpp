@@ -10,6 +10,7 @@
 namespace tandem {
 
 Result<std::vector<int>> NgramDrafter::Propose(std::span<const int> context, int max_tokens) {
+  if (max_tokens <= 0) return std::vector<int>{};
   const auto size = static_cast<int64_t>(context.size());
   for (int64_t n = std::min<int64_t>(longest_match_, size - 1); n >= 1; --n) {
     const auto suffix = context.subspan(static_cast<size_t>(size - n));
@@ -40,6 +41,8 @@ Result<int> ModelDrafter::Next(std::span<const int> tokens) {
 }
 
 Result<std::vector<int>> ModelDrafter::Propose(std::span<const int> context, int max_tokens) {
+  // No token to predict from (and no rows to run: the blocks do not take none).
+  if (context.empty()) return std::vector<int>{};
   // Keep what the cache shares with the context, but run at least its last token again: its logits
   // give the first draft.
   size_t shared = 0;

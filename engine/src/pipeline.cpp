@@ -372,11 +372,8 @@ Result<Generation> Generate(const VerifyStep& step, const DraftSource& drafts, i
   return result;
 }
 
-Result<Generation> Generate(EdgeRunner& edge, TailRunner& tail, std::span<const int> prompt_ids,
-                            const GenerateOptions& options, const TokenCallback& on_token,
-                            const DraftSource& drafts) {
-  const VerifyStep step = [&](std::span<const int> tokens,
-                              std::span<const int> draft) -> Result<VerifyOutcome> {
+VerifyStep SplitStep(EdgeRunner& edge, TailRunner& tail) {
+  return [&edge, &tail](std::span<const int> tokens, std::span<const int> draft) -> Result<VerifyOutcome> {
     std::vector<int> all(tokens.begin(), tokens.end());
     all.insert(all.end(), draft.begin(), draft.end());
     TANDEM_ASSIGN_OR_RETURN(HiddenRows rows, edge.Forward(all));
@@ -384,8 +381,13 @@ Result<Generation> Generate(EdgeRunner& edge, TailRunner& tail, std::span<const 
     edge.DropPositions(static_cast<int>(draft.size()) - outcome.kept);
     return outcome;
   };
-  TANDEM_ASSIGN_OR_RETURN(Generation result,
-                          Generate(step, drafts, edge.seq_len(), prompt_ids, options, on_token));
+}
+
+Result<Generation> Generate(EdgeRunner& edge, TailRunner& tail, std::span<const int> prompt_ids,
+                            const GenerateOptions& options, const TokenCallback& on_token,
+                            const DraftSource& drafts) {
+  TANDEM_ASSIGN_OR_RETURN(Generation result, Generate(SplitStep(edge, tail), drafts, edge.seq_len(),
+                                                      prompt_ids, options, on_token));
   result.timings.bytes_across_cut = tail.BytesSent();
   return result;
 }

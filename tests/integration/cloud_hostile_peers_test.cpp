@@ -23,6 +23,7 @@
 
 #include "cloud_tail_process.hpp"
 #include "http_client.hpp"
+#include "raw_wire_client.hpp"
 #include "tandem/model/checkpoint.hpp"
 #include "tandem/wire/activation_codec.hpp"
 #include "tandem/wire/protocol.hpp"
@@ -33,28 +34,24 @@ namespace tandem {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::Bytes;
 using testing::CloudTailProcess;
+using testing::HeaderFrame;
+using testing::kReplyTimeout;
+using testing::kSilence;
+using testing::RawClient;
 using wire::ErrorCode;
 using wire::MessageType;
 
 constexpr int kMaxSessions = 8;          // --max-sessions
 constexpr size_t kMaxMessage = 1 << 20;  // --max-message-mb 1
 constexpr uint32_t kDim = 64;            // stories260K
-constexpr int kVocab = 512;
+constexpr int kVocab = testing::kStories260KVocab;
 constexpr uint32_t kSeqLen = 512;
-constexpr auto kReplyTimeout = 20000ms;  // a reply that must come (generous: the host may be loaded)
-constexpr auto kSilence = 400ms;         // "no reply at all"
-
-using Bytes = std::vector<std::byte>;
 
 Bytes AsBytes(const void* data, size_t size) {
   const auto* begin = static_cast<const std::byte*>(data);
   return Bytes(begin, begin + size);
-}
-
-Bytes HeaderFrame(const wire::Header& header) {
-  const wire::HeaderBytes bytes = wire::SerializeHeader(header);
-  return Bytes(bytes.begin(), bytes.end());
 }
 
 // `rows` x 64 small finite values, fp32-encoded.
@@ -78,126 +75,6 @@ wire::Message Open(uint64_t session, int cut = 2, uint32_t max_positions = 32, A
   open.sampling.top_p = 1.0f;
   return wire::MakeOpen(open);
 }
-
-// A raw DEALER, as any peer on the network could run it.
-class RawClient {
- public:
-  RawClient(zmq::context_t& context, const std::string& endpoint, const SocketSecurity& security,
-            SocketLimits limits = {}, const std::string& routing_id = "")
-      : socket_(context, zmq::socket_type::dealer) {
-    if (!routing_id.empty()) socket_.set(zmq::sockopt::routing_id, routing_id);
-    limits.max_message_bytes = 64 << 20;  // the client side never limits what the test sends
-    const Status configured = ConfigureSocket(socket_, security, limits, /*server=*/false);
-    EXPECT_TRUE(configured.ok()) << configured.ToString();
-    socket_.set(zmq::sockopt::sndtimeo, 5000);  // a send that cannot be queued fails instead of hanging
-    socket_.connect(endpoint);
-  }
-
-  zmq::socket_t& socket() { return socket_; }
-
-  void SendFrames(const std::vector<Bytes>& frames) {
-    for (size_t i = 0; i < frames.size(); ++i) {
-      const auto flags = i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none;
-      ASSERT_TRUE(socket_.send(zmq::buffer(frames[i].data(), frames[i].size()), flags).has_value())
-          << "send timed out";
-    }
-  }
-  void Send(const wire::Message& message) { SendFrames({HeaderFrame(message.header), message.payload}); }
-
-  // The next message (any frames, parsed as a wire message), or nothing after `timeout`.
-  std::optional<wire::Message> Receive(std::chrono::milliseconds timeout) {
-    std::array<zmq::pollitem_t, 1> items = {{{socket_.handle(), 0, ZMQ_POLLIN, 0}}};
-    if (zmq::poll(items.data(), items.size(), timeout) == 0) return std::nullopt;
-    std::vector<zmq::message_t> frames = ReceiveMultipart(socket_);
-    auto message = ParseFrames(frames, SIZE_MAX);
-    EXPECT_TRUE(message.ok()) << "the tail sent an unparsable message: " << message.status().ToString();
-    if (!message.ok()) return std::nullopt;
-    return std::move(*message);
-  }
-
-  // The next reply, which must be an ERROR with `code` (and, when given, for `session`).
-  std::optional<wire::ErrorReply> ExpectError(ErrorCode code,
-                                              std::optional<uint64_t> session = std::nullopt) {
-    const auto message = Receive(kReplyTimeout);
-    if (!message) {
-      ADD_FAILURE() << "no reply; expected ERROR " << wire::ErrorCodeName(code);
-      return std::nullopt;
-    }
-    if (message->header.type != MessageType::kError) {
-      ADD_FAILURE() << "got " << wire::MessageTypeName(message->header.type) << "; expected ERROR "
-                    << wire::ErrorCodeName(code);
-      return std::nullopt;
-    }
-    auto error = wire::ParseError(*message);
-    if (!error.ok()) {
-      ADD_FAILURE() << error.status().ToString();
-      return std::nullopt;
-    }
-    EXPECT_EQ(wire::ErrorCodeName(error->code), wire::ErrorCodeName(code)) << "message: " << error->message;
-    if (session) {
-      EXPECT_EQ(error->session, *session);
-    }
-    return *error;
-  }
-
-  // The next reply, which must be a TOKEN for (session, sequence) with an id in the vocabulary.
-  std::optional<int> ExpectToken(uint64_t session, uint64_t sequence) {
-    const auto message = Receive(kReplyTimeout);
-    if (!message) {
-      ADD_FAILURE() << "no reply; expected a TOKEN";
-      return std::nullopt;
-    }
-    if (message->header.type != MessageType::kToken) {
-      std::string detail;
-      if (auto error = wire::ParseError(*message); error.ok()) {
-        detail = std::string(wire::ErrorCodeName(error->code)) + ": " + error->message;
-      }
-      ADD_FAILURE() << "got " << wire::MessageTypeName(message->header.type) << " (" << detail
-                    << "); expected a TOKEN";
-      return std::nullopt;
-    }
-    auto token = wire::ParseToken(*message);
-    if (!token.ok()) {
-      ADD_FAILURE() << token.status().ToString();
-      return std::nullopt;
-    }
-    EXPECT_EQ(token->session, session);
-    EXPECT_EQ(token->sequence, sequence);
-    EXPECT_GE(token->token, 0);
-    EXPECT_LT(token->token, kVocab);
-    return token->token;
-  }
-
-  // The tail answers one connection in order, so a PONG shows that all sent before (CLOSE is silent) was
-  // handled; the client's socket drops unsent messages when it is destroyed.
-  void Sync() {
-    Send(wire::MakePing({}));
-    const auto pong = Receive(kReplyTimeout);
-    if (!pong) {
-      ADD_FAILURE() << "no PONG";
-    } else if (pong->header.type != MessageType::kPong) {
-      ADD_FAILURE() << "got " << wire::MessageTypeName(pong->header.type) << "; expected the PONG";
-    }
-  }
-  void Close(uint64_t session) {
-    Send(wire::MakeClose(session));
-    Sync();
-  }
-
-  void ExpectSilence(std::chrono::milliseconds timeout = kSilence) {
-    if (auto message = Receive(timeout)) {
-      std::string detail;
-      if (auto error = wire::ParseError(*message); error.ok()) {
-        detail = std::string(wire::ErrorCodeName(error->code)) + ": " + error->message;
-      }
-      ADD_FAILURE() << "expected no reply, got " << wire::MessageTypeName(message->header.type) << " "
-                    << detail;
-    }
-  }
-
- private:
-  zmq::socket_t socket_;
-};
 
 double OpenSessionsGauge(const std::string& http_address) {
   return testing::MetricValue(http_address, "tandem_cloud_sessions");
@@ -409,7 +286,7 @@ TEST_F(CloudHostilePeersTest, MalformedFramesAreAnsweredWithBadFrameOrVersionMis
   }
   {
     SCOPED_TRACE("unknown type byte");
-    for (const uint8_t type : {uint8_t{0}, uint8_t{11}, uint8_t{255}}) {
+    for (const uint8_t type : {uint8_t{0}, uint8_t{13}, uint8_t{255}}) {
       Bytes header = ping_header;
       header[6] = std::byte{type};
       client->SendFrames({header, {}});
@@ -418,10 +295,12 @@ TEST_F(CloudHostilePeersTest, MalformedFramesAreAnsweredWithBadFrameOrVersionMis
   }
   {
     SCOPED_TRACE("a type only the tail sends");
-    Bytes header = ping_header;
-    header[6] = std::byte{static_cast<uint8_t>(MessageType::kRows)};
-    client->SendFrames({header, {}});
-    client->ExpectError(ErrorCode::kUnsupported);
+    for (const MessageType type : {MessageType::kRows, MessageType::kVerdict}) {
+      Bytes header = ping_header;
+      header[6] = std::byte{static_cast<uint8_t>(type)};
+      client->SendFrames({header, {}});
+      client->ExpectError(ErrorCode::kUnsupported);
+    }
   }
   {
     SCOPED_TRACE("three frames");

@@ -621,7 +621,8 @@ TEST_F(RemoteTailTest, MovingTheSplitMidGenerationKeepsTheOutput) {
         TANDEM_RETURN_IF_ERROR(
             split.MoveTo(cut < 0 ? scheduler::Candidate{} : scheduler::Candidate{.tail = 0, .cut = cut}));
       }
-      return split.Step(tokens);
+      TANDEM_ASSIGN_OR_RETURN(const VerifyOutcome outcome, split.Step(tokens));
+      return outcome.tokens.back();
     };
     auto moved =
         Generate(step, model_.checkpoint->config().seq_len, prompt,

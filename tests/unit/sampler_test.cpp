@@ -9,6 +9,8 @@
 #include <set>
 #include <vector>
 
+#include "chi_square.hpp"
+
 namespace tandem {
 namespace {
 
@@ -197,6 +199,84 @@ TEST(SamplerTest, ReusesBuffersAcrossSizes) {
     EXPECT_LT(token, n);
   }
   EXPECT_EQ(sampler.Sample(std::vector<float>{}), -1);
+}
+
+// ---- SampleGivenDraft: speculative sampling against a one-hot draft ----------------------------------
+
+TEST(SampleGivenDraftTest, GreedyReturnsTheArgmaxWhateverTheDraft) {
+  Sampler sampler(Params(0.0f, 0.9f, 1));
+  std::mt19937 rng(17);
+  for (int i = 0; i < 100; ++i) {
+    const std::vector<float> logits = RandomLogits(rng, 40);
+    const int top = Argmax(logits);
+    EXPECT_EQ(sampler.SampleGivenDraft(logits, top), top);
+    EXPECT_EQ(sampler.SampleGivenDraft(logits, (top + 1 + i % 39) % 40), top);
+  }
+}
+
+// Probabilities 0.40, 0.25, 0.15, 0.10, 0.05, 0.03, 0.02; at temperature 0.8 about 0.46, 0.26, 0.14, 0.08,
+// 0.03, 0.02, 0.01, so the 0.9 nucleus is tokens 0..3.
+std::vector<float> DraftTestLogits() {
+  std::vector<float> logits;
+  for (const double p : {0.40, 0.25, 0.15, 0.10, 0.05, 0.03, 0.02})
+    logits.push_back(static_cast<float>(std::log(p)));
+  return logits;
+}
+
+// What `draw(sampler)` returns over `count` fresh samplers, seeds from `first_seed` on.
+template <typename Draw>
+testing::Counts CountOverSeeds(float top_p, uint64_t first_seed, int count, const Draw& draw) {
+  testing::Counts counts;
+  for (int i = 0; i < count; ++i) {
+    Sampler sampler(Params(0.8f, top_p, first_seed + static_cast<uint64_t>(i)));
+    ++counts[draw(sampler)];
+  }
+  return counts;
+}
+
+// Over many seeds, the token SampleGivenDraft returns is distributed as Sample's, whether the draft is the
+// most likely token (0), a likely one (1), one outside the nucleus (6: never returned then) or outside the
+// logits (7).
+TEST(SampleGivenDraftTest, DistributedAsSampleForAnyDraft) {
+  constexpr int kDraws = 20000;
+  const std::vector<float> logits = DraftTestLogits();
+  for (const float top_p : {0.9f, 1.0f}) {
+    const testing::Counts plain =
+        CountOverSeeds(top_p, 1'000'000, kDraws, [&](Sampler& sampler) { return sampler.Sample(logits); });
+    for (const int draft : {0, 1, 6, 7}) {
+      const testing::Counts drafted = CountOverSeeds(
+          top_p, 0, kDraws, [&](Sampler& sampler) { return sampler.SampleGivenDraft(logits, draft); });
+      const testing::ChiSquareResult result = testing::ChiSquareHomogeneity(drafted, plain);
+      EXPECT_GE(result.p_value, 0.01) << "draft " << draft << ", top_p " << top_p << ": " << result;
+      EXPECT_EQ(drafted.rbegin()->first, top_p < 1.0f ? 3 : 6) << "draft " << draft << ", top_p " << top_p;
+    }
+  }
+}
+
+// The same comparison tells a wrong rule apart: keeping the draft with probability p(draft), else drawing
+// from all of p, the draft included, returns the draft too often.
+TEST(SampleGivenDraftTest, TheComparisonDetectsAWrongRule) {
+  constexpr int kDraws = 20000;
+  const std::vector<float> logits = DraftTestLogits();
+  const testing::Counts drafted =
+      CountOverSeeds(0.9f, 0, kDraws, [&](Sampler& sampler) { return sampler.SampleGivenDraft(logits, 1); });
+  const testing::Counts wrong = CountOverSeeds(0.9f, 1'000'000, kDraws, [&](Sampler& sampler) {
+    const int first = sampler.Sample(logits);
+    return first == 1 ? 1 : sampler.Sample(logits);
+  });
+  EXPECT_LT(testing::ChiSquareHomogeneity(drafted, wrong).p_value, 0.01);
+}
+
+TEST(SampleGivenDraftTest, TheOnlyCandidateIsAlwaysReturned) {
+  const std::vector<float> dominant = {0.0f, 12.0f, 1.0f, 0.5f};  // p(1) > 0.99999: the whole 0.9 nucleus
+  const std::vector<float> alone = {-kInf, 2.0f, -kInf, kNaN};    // the only finite logit
+  for (uint64_t seed = 0; seed < 500; ++seed) {
+    Sampler nucleus(Params(0.8f, 0.9f, seed));
+    EXPECT_EQ(nucleus.SampleGivenDraft(dominant, 1), 1);
+    Sampler full(Params(0.8f, 1.0f, seed));
+    EXPECT_EQ(full.SampleGivenDraft(alone, 1), 1);
+    EXPECT_EQ(full.SampleGivenDraft(std::vector<float>{3.0f}, 0), 0);
+  }
 }
 
 }  // namespace

@@ -53,6 +53,13 @@ wire::Message Step(uint64_t session, uint64_t sequence, uint32_t position, uint3
                                std::vector<std::byte>(rows * cols * 4, fill));
 }
 
+// A VERIFY of `rows` fp32 rows whose last draft.size() rows are the drafts'.
+wire::Message Verify(uint64_t session, uint64_t sequence, uint32_t position, uint32_t rows,
+                     const std::vector<int>& draft) {
+  return wire::MakeVerify(session, sequence, position, rows, kDim, {}, Compression::kNone, draft,
+                          std::vector<std::byte>(rows * kDim * 4, std::byte{1}));
+}
+
 wire::Message Token(uint64_t session, uint64_t sequence) {
   return wire::MakeToken({.session = session, .sequence = sequence, .token = 7});
 }
@@ -221,6 +228,86 @@ TEST_F(SessionTableTest, StepsOfTheWrongShapeOrderOrCodecAreRefused) {
   ASSERT_NE(table.AcceptStep(kPeer, Step(1, 1, 4, 1, kDim, open.codec)).session, nullptr);
   EXPECT_EQ(Refused(table.AcceptStep(kPeer, Step(1, 2, 4, 1, kDim, fp16)), ErrorCode::kOutOfOrder).message,
             "expected position 5");
+}
+
+TEST_F(SessionTableTest, AfterAStepTheNextMayRewindToJustPastItsFirstPosition) {
+  SessionTable& table = Table();
+  ASSERT_NE(table.Open(kPeer, 1, OpenAt(1)).session, nullptr);
+  ASSERT_NE(table.Open(kPeer, 2, OpenAt(1)).session, nullptr);
+  for (const uint64_t session : {1, 2}) {
+    ASSERT_NE(table.AcceptStep(kPeer, Step(session, 0, 0, 2)).session, nullptr);
+    ASSERT_NE(table.AcceptStep(kPeer, Step(session, 1, 2, 4)).session, nullptr);  // positions 2..5
+  }
+  // The last step began at 2 and ended before 6: the next begins in [3, 6].
+  for (const uint32_t outside : {0u, 2u, 7u}) {
+    EXPECT_EQ(Refused(table.AcceptStep(kPeer, Step(1, 2, outside)), ErrorCode::kOutOfOrder).message,
+              "expected a position in [3, 6]")
+        << outside;
+  }
+  ASSERT_NE(table.AcceptStep(kPeer, Step(1, 2, 3)).session, nullptr);  // kept no draft of the last step
+  ASSERT_NE(table.AcceptStep(kPeer, Step(2, 2, 6)).session, nullptr);  // kept every row
+  // One row at 3: the next begins at 4, nowhere else.
+  EXPECT_EQ(Refused(table.AcceptStep(kPeer, Step(1, 3, 5)), ErrorCode::kOutOfOrder).message,
+            "expected position 4");
+  EXPECT_EQ(Refused(table.AcceptStep(kPeer, Step(1, 3, 3)), ErrorCode::kOutOfOrder).message,
+            "expected position 4");
+  ASSERT_NE(table.AcceptStep(kPeer, Step(1, 3, 4)).session, nullptr);
+  ASSERT_NE(table.AcceptStep(kPeer, Step(2, 3, 7)).session, nullptr);
+}
+
+TEST_F(SessionTableTest, AVerifyIsAdmittedAsAStepWithADraftListThatParses) {
+  SessionTable& table = Table();
+  const Admission opened = table.Open(kPeer, 1, OpenAt(1));
+  ASSERT_NE(opened.session, nullptr);
+  ASSERT_NE(table.AcceptStep(kPeer, Step(1, 0, 0, 3)).session, nullptr);
+  // The header's checks first, as for ACTIVATIONS.
+  EXPECT_EQ(Refused(table.AcceptStep(kPeer, Verify(1, 1, 9, 3, {5, 6})), ErrorCode::kOutOfOrder).message,
+            "expected a position in [1, 3]");
+  EXPECT_EQ(Refused(table.AcceptStep(kPeer, Verify(1, 1, 3, 17, {5, 6})), ErrorCode::kTooLarge).message,
+            "rows must be in [1, 16]");
+  // Then the draft list: none, one per row, or cut short is a frame the tail cannot read.
+  EXPECT_EQ(Refused(table.AcceptStep(kPeer, Verify(1, 1, 3, 3, {})), ErrorCode::kBadFrame).message,
+            "VERIFY drafts 0 tokens; it takes 1 to 64");
+  EXPECT_EQ(Refused(table.AcceptStep(kPeer, Verify(1, 1, 3, 2, {5, 6})), ErrorCode::kBadFrame).message,
+            "VERIFY drafts 2 tokens in 2 rows: a row of the session's own must come first");
+  wire::Message truncated = Verify(1, 1, 3, 3, {5, 6});
+  truncated.payload.resize(5);
+  EXPECT_EQ(Refused(table.AcceptStep(kPeer, truncated), ErrorCode::kBadFrame).message,
+            "VERIFY draft list is truncated");
+  // None of that changed the session: the VERIFY is admitted, and a rewind past its first row follows.
+  const Admission verify = table.AcceptStep(kPeer, Verify(1, 1, 3, 3, {5, 6}));
+  ASSERT_NE(verify.session, nullptr);
+  EXPECT_EQ(verify.session->next_position, 6u);
+  EXPECT_EQ(verify.session->last_position, 3u);
+  // Resent: answered by its VERDICT; the same number with other drafts is another step.
+  const wire::Message verdict =
+      wire::MakeVerdict({.session = 1, .sequence = 1, .kept = 0, .tokens = {9}, .compute_us = 1});
+  table.Settle(kPeer, opened.session->serial, verdict);
+  const Admission resent = table.AcceptStep(kPeer, Verify(1, 1, 3, 3, {5, 6}));
+  ASSERT_TRUE(resent.resend);
+  ASSERT_TRUE(resent.cached_reply.has_value());
+  EXPECT_EQ(resent.cached_reply->header.type, wire::MessageType::kVerdict);
+  EXPECT_EQ(resent.cached_reply->payload, verdict.payload);
+  EXPECT_EQ(Refused(table.AcceptStep(kPeer, Verify(1, 1, 3, 3, {5, 7})), ErrorCode::kOutOfOrder).message,
+            "sequence 1 was already used for other rows; expected 2");
+  // An ACTIVATIONS with the VERIFY's very bytes is not its resend either.
+  wire::Message same_bytes = Verify(1, 1, 3, 3, {5, 6});
+  same_bytes.header.type = wire::MessageType::kActivations;
+  EXPECT_EQ(Refused(table.AcceptStep(kPeer, same_bytes), ErrorCode::kOutOfOrder).message,
+            "sequence 1 was already used for other rows; expected 2");
+  ASSERT_NE(table.AcceptStep(kPeer, Step(1, 2, 4)).session, nullptr);
+}
+
+TEST_F(SessionTableTest, APrivateOutputSessionIsRefusedVerifyButRewindsItsActivations) {
+  SessionTable& table = Table();
+  wire::OpenRequest middle = OpenAt(1);
+  middle.end_block = 3;
+  ASSERT_NE(table.Open(kPeer, 1, middle).session, nullptr);
+  EXPECT_EQ(Refused(table.AcceptStep(kPeer, Verify(1, 0, 0, 3, {5})), ErrorCode::kBadArgument).message,
+            "a private-output session verifies on the edge: send ACTIVATIONS");
+  // Its drafts' rows come as ACTIVATIONS; the next step starts after the rows the edge kept.
+  ASSERT_NE(table.AcceptStep(kPeer, Step(1, 0, 0, 3)).session, nullptr);
+  ASSERT_NE(table.AcceptStep(kPeer, Step(1, 1, 2, 1)).session, nullptr);
 }
 
 TEST_F(SessionTableTest, AResendIsAnsweredFromTheCacheAndANewStepUnderItsNumberRefused) {

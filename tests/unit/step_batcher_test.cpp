@@ -1,7 +1,7 @@
 // Continuous batching's policy on a ManualClock, without threads: a lone session never waits, a batch waits
 // up to max_wait for as many steps as the last one held and flushes when they are in or the wait is over,
-// batches stop at max_batch, each session's steps keep their order, and OPENs, prefills and private-output
-// steps run alone.
+// batches stop at max_batch, each session's steps keep their order, and OPENs, prefills, VERIFY steps and
+// private-output steps run alone.
 #include "tandem/cloud_tail/step_batcher.hpp"
 
 #include <gtest/gtest.h>
@@ -30,6 +30,11 @@ std::shared_ptr<Session> NewSession(uint64_t id, bool private_output = false) {
 Job Decode(const std::shared_ptr<Session>& session, uint32_t rows = 1) {
   wire::Message message = wire::MakeActivations(session->id, 0, 0, rows, 4, {}, Compression::kNone, {});
   return {session, std::move(message)};
+}
+
+Job VerifyOf(const std::shared_ptr<Session>& session) {
+  const std::vector<int> draft = {5, 6};
+  return {session, wire::MakeVerify(session->id, 0, 0, 3, 4, {}, Compression::kNone, draft, {})};
 }
 
 Job OpenOf(const std::shared_ptr<Session>& session) {
@@ -169,6 +174,19 @@ TEST_F(StepBatcherTest, OpensPrefillsAndPrivateOutputStepsRunAlone) {
   ASSERT_EQ(alone.size(), 1u);
   EXPECT_TRUE(RunsAlone(alone.front()));
   EXPECT_EQ(alone.front().session->id, 3u);
+}
+
+TEST_F(StepBatcherTest, AVerifyRunsAloneBetweenBatches) {
+  StepBatcher batcher({.max_batch = 8, .max_wait = kWait});
+  const auto a = NewSession(1), b = NewSession(2), c = NewSession(3);
+  queue_.push_back(Decode(a));
+  queue_.push_back(VerifyOf(b));
+  queue_.push_back(Decode(c));
+  EXPECT_EQ(Ids(TakeBatch(batcher)), (std::vector<uint64_t>{1, 3}));
+  const std::vector<Job> alone = TakeBatch(batcher);
+  ASSERT_EQ(alone.size(), 1u);
+  EXPECT_TRUE(RunsAlone(alone.front()));
+  EXPECT_EQ(alone.front().message.header.type, wire::MessageType::kVerify);
 }
 
 }  // namespace

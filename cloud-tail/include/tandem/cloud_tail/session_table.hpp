@@ -67,11 +67,14 @@ struct Session {
 
   // I/O thread only.
   uint64_t next_sequence = 0;
+  // The last step's first position and the one after its rows: the next step starts in
+  // [last_position + 1, next_position] (a rewind forgets drafts the edge did not keep); the first at 0.
+  uint32_t last_position = 0;
   uint32_t next_position = 0;
   int in_flight = 0;
   Clock::TimePoint last_active;
   // The last step, so that an edge that lost its reply can send it again: the digest of its ACTIVATIONS
-  // and, once computed, its TOKEN.
+  // (or VERIFY) and, once computed, its TOKEN (ROWS, VERDICT).
   uint64_t last_step_digest = 0;
   std::optional<wire::Message> last_reply;
 
@@ -80,11 +83,11 @@ struct Session {
   ~Session();
 };
 
-// The table's answer to an OPEN or an ACTIVATIONS: the session to run it on, or the ERROR to send back.
+// The table's answer to an OPEN or a step: the session to run it on, or the ERROR to send back.
 struct Admission {
   std::shared_ptr<Session> session;
   std::optional<wire::ErrorReply> refusal;
-  // ACTIVATIONS only: the edge sent its last step again. Nothing is computed: `cached_reply` answers it,
+  // Steps only: the edge sent its last step again. Nothing is computed: `cached_reply` answers it,
   // or, while the step is still being computed, nothing does (its reply is on the way).
   bool resend = false;
   std::optional<wire::Message> cached_reply;
@@ -112,13 +115,14 @@ class SessionTable {
   // OPEN of session `id`: checks it against the model and the limits, reserves its KV memory and assigns
   // its worker. The session's runner is not built here: its KV cache is the worker's to allocate.
   Admission Open(const std::string& peer, uint64_t id, const wire::OpenRequest& open);
-  // ACTIVATIONS: the session, sequence, position, shape and codec; an admitted step advances the session.
+  // ACTIVATIONS or VERIFY: the session, sequence, position, shape and codec; a VERIFY also its draft list
+  // (kBadFrame) and a session that answers TOKEN (kBadArgument). An admitted step advances the session.
   Admission AcceptStep(const std::string& peer, const wire::Message& message);
   // CLOSE; an unknown session is not an error (the edge closes best effort).
   void Close(const std::string& peer, uint64_t id);
-  // A worker's reply (TOKEN, ROWS or ERROR) to a step of the session with `serial`: one step less in
-  // flight, and a TOKEN or ROWS kept for a resend. An ERROR ends the session (its cache is behind its
-  // bookkeeping). A reply for an older session with the same id changes nothing.
+  // A worker's reply (TOKEN, ROWS, VERDICT or ERROR) to a step of the session with `serial`: one step
+  // less in flight, and any reply but an ERROR kept for a resend. An ERROR ends the session (its cache is
+  // behind its bookkeeping). A reply for an older session with the same id changes nothing.
   void Settle(const std::string& peer, uint64_t serial, const wire::Message& reply);
   // Frees the sessions idle past `idle_timeout` with no step in flight; returns how many.
   int ExpireIdle();
@@ -132,9 +136,9 @@ class SessionTable {
 
   // The first reason to refuse `open` (not counting limits on what is open already).
   std::optional<std::string> InvalidOpen(const wire::OpenRequest& open) const;
-  // The first reason to refuse a step's header for `session`: its code and text.
+  // The first reason to refuse a step for `session`: its code and text.
   std::optional<std::pair<wire::ErrorCode, std::string>> InvalidStep(const Session& session,
-                                                                     const wire::Header& header) const;
+                                                                     const wire::Message& message) const;
   Admission AnswerResend(Session& session, const wire::Message& message);
   void Erase(SessionMap::iterator it);
   bool ForgetIdlestPeer();
@@ -154,8 +158,8 @@ class SessionTable {
   std::atomic<int64_t> kv_bytes_{0};
 };
 
-// Identifies an ACTIVATIONS by everything the step depends on. Not a MAC (CURVE authenticates the peer);
-// it only tells an edge's resend from a different step under a reused sequence number.
+// Identifies a step (ACTIVATIONS or VERIFY) by everything it depends on. Not a MAC (CURVE authenticates the
+// peer); it only tells an edge's resend from a different step under a reused sequence number.
 uint64_t StepDigest(const wire::Message& message);
 
 }  // namespace tandem::cloud_tail

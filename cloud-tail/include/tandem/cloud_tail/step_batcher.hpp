@@ -17,15 +17,16 @@
 
 namespace tandem::cloud_tail {
 
-// A worker's unit of work: a session's OPEN (build its runner and KV cache) or one of its ACTIVATIONS.
+// A worker's unit of work: a session's OPEN (build its runner and KV cache) or one of its steps
+// (ACTIVATIONS, VERIFY).
 struct Job {
   std::shared_ptr<Session> session;
   wire::Message message;
   bool opens() const { return message.header.type == wire::MessageType::kOpen; }
 };
 
-// Jobs that never share a pass: an OPEN, a prefill (several rows), and a private-output session's steps
-// (a middle has no head to batch).
+// Jobs that never share a pass: an OPEN, a prefill (several rows), a VERIFY (its drafts' rows too: a batch
+// takes one row per session), and a private-output session's steps (a middle has no head to batch).
 bool RunsAlone(const Job& job);
 
 struct BatchPolicy {

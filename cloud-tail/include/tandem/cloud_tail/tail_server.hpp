@@ -2,11 +2,11 @@
 // the head and sampling on its own KV cache.
 //
 // One I/O thread owns the sockets: it checks every message (handshake, session, sequence, position, sizes:
-// SessionTable) and answers control messages itself; an admitted OPEN and each ACTIVATIONS go to a worker
-// (a session always to the same one, so its steps run in order), which allocates the session's KV cache
-// and runs its steps (StepExecutor); TOKEN or ERROR returns through an inproc socket to the I/O thread. A
-// worker batches the decode steps of its sessions that are ready (continuous batching, StepBatcher);
-// prefills run alone, between batches.
+// SessionTable) and answers control messages itself; an admitted OPEN and each step (ACTIVATIONS, VERIFY)
+// go to a worker (a session always to the same one, so its steps run in order), which allocates the
+// session's KV cache and runs its steps (StepExecutor); TOKEN, ROWS, VERDICT or ERROR returns through an
+// inproc socket to the I/O thread. A worker batches the decode steps of its sessions that are ready
+// (continuous batching, StepBatcher); prefills and VERIFY steps run alone, between batches.
 #pragma once
 
 #include <chrono>

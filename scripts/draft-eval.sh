@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Speculative decoding on an emulated link (issue 24's evaluation): the static split k=2 (fp32) with each
 # drafter against the same split without drafting, at 100 Mbit/s with an RTT of 10, 50 and 150 ms, greedy.
-#   default (stories260K, about 15 minutes): the golden prompts, 128 tokens each, drafters none, ngram,
+#   default (stories260K, about 9 minutes): the golden prompts, 128 tokens each, drafters none, ngram,
 #     self-int8, self-int4, early-exit and model:stories260K.bin (the model drafting for itself: the
 #     ceiling of acceptance);
-#   --shape 110m (about 10 minutes): the stories110M shape with random weights and the 512-token vocabulary,
-#     32 tokens, drafters none, self-int8 and ngram: the cost side, what drafting costs on a model whose
+#   --shape 110m (about 6 minutes): the stories110M shape with random weights and the 512-token vocabulary,
+#     64 tokens, drafters none, self-int8 and ngram: the cost side, what drafting costs on a model whose
 #     steps are not nearly free, and whether the draft planner (--draft-tokens auto) stops drafting there.
 # A tail (2 threads) and an edge (1 thread, --split auto, every drafter loaded, the first the default) on
 # this machine, with `tandem bench-split`'s link emulator between them: it forces the split and the drafter
@@ -36,7 +36,7 @@ case "$shape" in
     model="$shared/models/stories260K/stories260K.bin"
     drafters="${DRAFTERS:-none,ngram,self-int8,self-int4,early-exit,model:$model}"
     max_tokens="${MAX_TOKENS:-128}"
-    schedule="${SCHEDULE:-100s:100mbit:10ms,200s:100mbit:50ms,500s:100mbit:150ms}"
+    schedule="${SCHEDULE:-60s:100mbit:10ms,120s:100mbit:50ms,330s:100mbit:150ms}"
     ;;
   110m)
     # The stories110M shape with the 512-token vocabulary of the shared tokenizer (random weights).
@@ -44,8 +44,8 @@ case "$shape" in
     [ -f "$model" ] ||
       "$bin/tandem" make-model --shape stories110M --vocab 512 --seed 1 --out "$model" >/dev/null
     drafters="${DRAFTERS:-none,self-int8,ngram}"
-    max_tokens="${MAX_TOKENS:-32}"
-    schedule="${SCHEDULE:-150s:100mbit:10ms,180s:100mbit:50ms,240s:100mbit:150ms}"
+    max_tokens="${MAX_TOKENS:-64}"
+    schedule="${SCHEDULE:-60s:100mbit:10ms,90s:100mbit:50ms,150s:100mbit:150ms}"
     ;;
   *)
     echo "draft-eval: --shape is 260k or 110m, not '$shape'" >&2
@@ -86,7 +86,7 @@ pids+=($!)
 "$bin/tandem" bench-split --edge "127.0.0.1:$edge_port" --link-listen "127.0.0.1:$link_port" \
   --link-target "127.0.0.1:$tail_port" --schedule "$schedule" --static 2 --draft "$drafters" \
   --draft-tokens auto --prompts "$prompts" --max-tokens "$max_tokens" --lead-s 2 --timeout-s 300 \
-  --out "$out" >"$out/summary.md"
+  --out "$out" >"$out/summary.md" 2> >(tee "$out/bench-split.log" | grep --line-buffered '^bench-split' >&2)
 
 # Per RTT, the split k=2 with each drafter (plans.csv's static rows): median tokens/s, tokens per round
 # trip, drafts per request, acceptance, and tokens/s against no drafting.

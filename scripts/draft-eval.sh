@@ -5,8 +5,10 @@
 #     self-int8, self-int4, early-exit and model:stories260K.bin (the model drafting for itself: the
 #     ceiling of acceptance);
 #   --shape 110m (about 6 minutes): the stories110M shape with random weights and the 512-token vocabulary,
-#     64 tokens, drafters none, self-int8 and ngram: the cost side, what drafting costs on a model whose
-#     steps are not nearly free, and whether the draft planner (--draft-tokens auto) stops drafting there.
+#     64 tokens, drafters none, self-int8, ngram and early-exit: the cost side, what drafting costs on a
+#     model whose steps are not nearly free, and whether the draft planner (--draft-tokens auto) stops
+#     drafting when it does not pay. (Greedy on random weights repeats one token, which ngram and self-int8
+#     predict well; early-exit, blocks [0, 2) and the head, does not.)
 # A tail (2 threads) and an edge (1 thread, --split auto, every drafter loaded, the first the default) on
 # this machine, with `tandem bench-split`'s link emulator between them: it forces the split and the drafter
 # on each static request, and sends adaptive requests too (the edge's plan and default drafter, none).
@@ -43,7 +45,7 @@ case "$shape" in
     model="$build/stories110M-v512-random.bin"
     [ -f "$model" ] ||
       "$bin/tandem" make-model --shape stories110M --vocab 512 --seed 1 --out "$model" >/dev/null
-    drafters="${DRAFTERS:-none,self-int8,ngram}"
+    drafters="${DRAFTERS:-none,self-int8,ngram,early-exit}"
     max_tokens="${MAX_TOKENS:-64}"
     schedule="${SCHEDULE:-60s:100mbit:10ms,90s:100mbit:50ms,150s:100mbit:150ms}"
     ;;

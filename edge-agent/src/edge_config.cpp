@@ -98,7 +98,8 @@ std::vector<std::string> EdgeConfig::CloudEndpoints() const {
   return endpoints;
 }
 
-Result<std::vector<DraftModels>> EdgeConfig::LoadDrafters(std::shared_ptr<const Transformer> model) const {
+Result<std::vector<DraftModels>> EdgeConfig::LoadDrafters(
+    const std::shared_ptr<const Transformer>& model) const {
   std::vector<DraftModels> drafters;
   for (std::string_view name : SplitList(draft)) {
     TANDEM_ASSIGN_OR_RETURN(const DraftSpec spec, ParseDraftSpec(name));

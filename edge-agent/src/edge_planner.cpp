@@ -19,7 +19,9 @@ nlohmann::json CandidateJson(const scheduler::Candidate& candidate, int n_layers
           {"tail_end", candidate.private_output() ? nlohmann::json(candidate.end) : nlohmann::json()},
           {"codec", candidate.local() ? "" : candidate.codec.Name()},
           {"predicted_ttft_ms", candidate.prefill_ms},
-          {"predicted_token_ms", candidate.decode_ms}};
+          {"predicted_token_ms", candidate.decode_ms},
+          {"draft_tokens", candidate.draft_tokens},
+          {"tokens_per_step", candidate.tokens_per_step}};
 }
 
 }  // namespace
@@ -41,6 +43,7 @@ scheduler::PlanInputs EdgePlanner::CurrentInputs(int prompt_tokens, int expected
   scheduler::PlanInputs inputs = inputs_;
   inputs.prompt_tokens = prompt_tokens;
   inputs.expected_tokens = expected_tokens;
+  if (options_.draft) inputs.draft = options_.draft();
   const bool honour_breakers = tails_.BreakersLeaveATail();
   for (const auto& [endpoint, link] : tails_.All()) {
     const std::optional<TailSnapshot> tail = link->monitor.tail();
@@ -108,7 +111,8 @@ Result<scheduler::Candidate> EdgePlanner::AskScheduler(int prompt_tokens, int ex
                                  .constraints = inputs_.constraints,
                                  .objective = options_.objective_text,
                                  .prompt_tokens = prompt_tokens,
-                                 .expected_tokens = expected_tokens};
+                                 .expected_tokens = expected_tokens,
+                                 .draft = options_.draft ? options_.draft() : scheduler::DraftInputs{}};
   const bool honour_breakers = tails_.BreakersLeaveATail();
   for (const auto& [endpoint, link] : tails_.All()) {
     const scheduler::LinkEstimate estimate = link->PlanningEstimate(honour_breakers);

@@ -108,6 +108,7 @@ class EdgeService::Impl {
   const CompletionFormat format_;
   std::vector<DraftModels> drafters_;  // --draft's first
   int draft_tokens_ = scheduler::kAutoDraftTokens;
+  DraftStats draft_stats_;  // the default drafter's, for the planner
   std::jthread refresher_;  // declared last: stopped and joined first
 };
 
@@ -141,24 +142,30 @@ EdgeService::Impl::Impl(EdgeConfig config, EdgeDependencies dependencies)
                          TailSet& tails) { return LeaseCloudTails(tails, model, wait); };
   }
   if (!fixed_ && dependencies.planner) planner_ = dependencies.planner(tails_);
+  drafters_ = std::move(dependencies.drafts);
+  if (auto tokens = scheduler::ParseDraftTokens(config_.draft_tokens); tokens.ok()) draft_tokens_ = *tokens;
   if (!fixed_ && !planner_) {
     const ModelConfig& shape = model_.checkpoint->config();
+    EdgePlannerOptions planner_options = config_.PlannerOptions();
+    if (!drafters_.empty() && drafters_.front().spec().kind != DraftKind::kNone) {
+      // What the default drafter has shown so far; planned drafts up to the policy's longest.
+      const int max_drafts = draft_tokens_ >= 0 ? draft_tokens_ : scheduler::DraftPolicyOptions{}.max_drafts;
+      planner_options.draft = [this, max_drafts] { return draft_stats_.Inputs(true, max_drafts); };
+    }
     planner_ = std::make_unique<EdgePlanner>(
         ModelShape{.fingerprint = std::to_string(model_.fingerprint),
                    .n_layers = layers_,
                    .dim = shape.dim,
                    .kv_bytes_per_position_per_block = int64_t{2} * shape.kv_dim() * 4,
                    .edge_int8_blocks = QuantizedEdgeBlocks(model_.transformer->options())},
-        std::move(dependencies.edge_profile), tails_, config_.PlannerOptions(), clock_);
+        std::move(dependencies.edge_profile), tails_, std::move(planner_options), clock_);
   }
   metrics_.cut.Set(fixed_ ? CutOf(*fixed_, layers_) : 0);
-  drafters_ = std::move(dependencies.drafts);
   for (const DraftKind kind : {DraftKind::kNone, DraftKind::kNgram, DraftKind::kEarlyExit}) {
     if (auto light = DraftModels::Load({.kind = kind}, model_.transformer); light.ok()) {
       drafters_.push_back(std::move(*light));
     }
   }
-  if (auto tokens = scheduler::ParseDraftTokens(config_.draft_tokens); tokens.ok()) draft_tokens_ = *tokens;
   if (planner_) StartRefresher();
 }
 
@@ -354,14 +361,16 @@ ApiResult<Completion> EdgeService::Impl::Run(Accepted& accepted, const std::stri
                                   .replan_tokens = config_.replan_tokens,
                                   .hysteresis_gain = config_.hysteresis_gain,
                                   .clock = clock_};
-  Result<Completion> completion = RunGeneration(context,
-                                                {.request = accepted.request,
-                                                 .ids = accepted.ids,
-                                                 .request_id = request_id,
-                                                 .first = accepted.first,
-                                                 .drafts = accepted.drafts,
-                                                 .draft_tokens = accepted.draft_tokens},
-                                                *accepted.tails, emit);
+  Result<Completion> completion =
+      RunGeneration(context,
+                    {.request = accepted.request,
+                     .ids = accepted.ids,
+                     .request_id = request_id,
+                     .first = accepted.first,
+                     .drafts = accepted.drafts,
+                     .draft_tokens = accepted.draft_tokens,
+                     .draft_stats = accepted.drafts == &drafters_.front() ? &draft_stats_ : nullptr},
+                    *accepted.tails, emit);
   if (!completion.ok()) return UpstreamError(completion.status());
   return std::move(*completion);
 }

@@ -7,7 +7,7 @@
 namespace tandem::edge_agent {
 namespace {
 
-constexpr double kForgetting = 0.9;       // per observation: about the last ten steps count
+constexpr double kForgetting = 0.9;          // per observation: about the last ten steps count
 constexpr double kDraftTimeSmoothing = 0.2;  // EWMA weight of the newest drafting time
 
 }  // namespace
@@ -34,6 +34,24 @@ double StepTimeModel::per_draft_ms() const {
 
 double StepTimeModel::base_ms() const {
   return std::max(0.0, (sum_ms_ - per_draft_ms() * sum_n_) / weight_);
+}
+
+void DraftStats::Observe(int drafted, int kept, double draft_ms_per_token) {
+  const std::lock_guard lock(mutex_);
+  acceptance_.Observe(drafted, kept);
+  if (draft_ms_per_token > 0) {
+    draft_token_ms_ = draft_token_ms_ == 0 ? draft_ms_per_token
+                                           : (1 - kDraftTimeSmoothing) * draft_token_ms_ +
+                                                 kDraftTimeSmoothing * draft_ms_per_token;
+  }
+}
+
+scheduler::DraftInputs DraftStats::Inputs(bool enabled, int max_drafts) const {
+  const std::lock_guard lock(mutex_);
+  return {.enabled = enabled,
+          .acceptance = acceptance_.value(),
+          .draft_token_ms = draft_token_ms_,
+          .max_drafts = max_drafts};
 }
 
 GenerationDrafting::GenerationDrafting(const DraftModels& models, int draft_tokens, int capacity,
@@ -71,9 +89,9 @@ std::vector<int> GenerationDrafting::Propose(std::span<const int> context, int m
   }
   if (!draft->empty()) {
     const double per_token = ToMilliseconds(clock_.Now() - start) / static_cast<double>(draft->size());
-    draft_token_ms_ = draft_token_ms_ == 0 ? per_token
-                                           : (1 - kDraftTimeSmoothing) * draft_token_ms_ +
-                                                 kDraftTimeSmoothing * per_token;
+    draft_token_ms_ = draft_token_ms_ == 0
+                          ? per_token
+                          : (1 - kDraftTimeSmoothing) * draft_token_ms_ + kDraftTimeSmoothing * per_token;
   }
   return std::move(*draft);
 }
@@ -83,6 +101,7 @@ void GenerationDrafting::Observe(int drafted, const VerifyOutcome& outcome, doub
   if (metrics_ != nullptr) metrics_->tokens_per_step.Observe(static_cast<double>(outcome.tokens.size()));
   if (drafted == 0) return;
   policy_.Observe(drafted, outcome.kept);
+  if (stats_ != nullptr) stats_->Observe(drafted, outcome.kept, draft_token_ms_);
   drafted_ += drafted;
   kept_ += outcome.kept;
   if (metrics_ != nullptr) {

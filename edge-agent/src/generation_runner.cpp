@@ -89,9 +89,10 @@ Result<Completion> GenerationRunner::Run() {
   context_.metrics.cut.Set(CutOf(generation_.first, layers_));
   context_.metrics.active.Increment();
   if (generation_.drafts != nullptr && generation_.drafts->spec().kind != DraftKind::kNone) {
-    drafting_ =
-        std::make_unique<GenerationDrafting>(*generation_.drafts, generation_.draft_tokens, positions_,
-                                             generation_.first.decode_ms, &context_.metrics, context_.clock);
+    drafting_ = std::make_unique<GenerationDrafting>(
+        *generation_.drafts, generation_.draft_tokens, positions_,
+        generation_.first.decode_ms * generation_.first.tokens_per_step, &context_.metrics, context_.clock);
+    drafting_->ReportTo(generation_.draft_stats);
     completion_.drafter = generation_.drafts->spec().Name();
   }
   split_ = std::make_unique<MovableSplit>(

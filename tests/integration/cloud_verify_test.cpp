@@ -190,7 +190,8 @@ TEST_F(CloudVerifyTest, GoldenDraftsAreKeptAWrongOneIsNotAndTheEdgeRewinds) {
   // refused, and change nothing.
   rows = edge.Forward(Golden(at + 1, 1));
   ASSERT_TRUE(rows.ok());
-  const std::string range = "expected a position in [" + std::to_string(at + 1) + ", " + std::to_string(at + 3) + "]";
+  const std::string range =
+      "expected a position in [" + std::to_string(at + 1) + ", " + std::to_string(at + 3) + "]";
   for (const size_t position : {at, at + 4}) {
     client_->Send(Activations(1, 2, static_cast<uint32_t>(position), *rows));
     const auto error = client_->ExpectError(ErrorCode::kOutOfOrder, 1);

@@ -72,8 +72,8 @@ TEST_F(SpeculativeSplitTest, EveryDrafterAtEveryCutGivesTheGoldenOutputs) {
       for (int cut = 1; cut < kLayers; ++cut) {
         SCOPED_TRACE("prompt '" + golden["prompt"].get<std::string>() + "', --draft " + drafter + ", cut " +
                      std::to_string(cut));
-        const json out = Generate(golden, {"--split", std::to_string(cut), "--draft", drafter,
-                                           "--draft-tokens", "4"});
+        const json out =
+            Generate(golden, {"--split", std::to_string(cut), "--draft", drafter, "--draft-tokens", "4"});
         EXPECT_EQ(out["ids"], golden["ids"]);
         EXPECT_EQ(out["text"], golden["text"]);
         if (!out.contains("timings")) continue;
@@ -99,8 +99,8 @@ TEST_F(SpeculativeSplitTest, PrivateOutputVerifiesOnTheEdgeWithTheGoldenOutputs)
   ForEachGolden([](const json& golden) {
     for (const std::string drafter : {"ngram", "self-int8"}) {
       SCOPED_TRACE("prompt '" + golden["prompt"].get<std::string>() + "', --draft " + drafter);
-      const json out = Generate(golden, {"--split", "1", "--tail-end", "3", "--draft", drafter,
-                                         "--draft-tokens", "3"});
+      const json out =
+          Generate(golden, {"--split", "1", "--tail-end", "3", "--draft", drafter, "--draft-tokens", "3"});
       EXPECT_EQ(out["ids"], golden["ids"]);
     }
   });

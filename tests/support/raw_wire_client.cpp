@@ -67,7 +67,8 @@ std::optional<wire::Message> RawClient::ExpectReply(wire::MessageType type) {
   return message;
 }
 
-std::optional<wire::ErrorReply> RawClient::ExpectError(wire::ErrorCode code, std::optional<uint64_t> session) {
+std::optional<wire::ErrorReply> RawClient::ExpectError(wire::ErrorCode code,
+                                                       std::optional<uint64_t> session) {
   const auto message = Receive(kReplyTimeout);
   if (!message) {
     ADD_FAILURE() << "no reply; expected ERROR " << wire::ErrorCodeName(code);

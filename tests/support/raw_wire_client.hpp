@@ -40,7 +40,8 @@ class RawClient {
   // The next reply, which must be of `type` (an ERROR instead is reported with its code and text).
   std::optional<wire::Message> ExpectReply(wire::MessageType type);
   // The next reply, which must be an ERROR with `code` (and, when given, for `session`).
-  std::optional<wire::ErrorReply> ExpectError(wire::ErrorCode code, std::optional<uint64_t> session = std::nullopt);
+  std::optional<wire::ErrorReply> ExpectError(wire::ErrorCode code,
+                                              std::optional<uint64_t> session = std::nullopt);
   // The next reply, which must be a TOKEN for (session, sequence) with an id in stories260K's vocabulary.
   std::optional<int> ExpectToken(uint64_t session, uint64_t sequence);
 

@@ -29,7 +29,8 @@ constexpr char kTailA[] = "inproc://edge-test-tail-a";
 constexpr char kTailB[] = "inproc://edge-test-tail-b";
 constexpr int kCut = 2;
 
-// A LocalTail that fails its `fail_at`-th Forward (1-based) and every later one with `failure`.
+// A LocalTail that fails its `fail_at`-th step (1-based; Forward or Verify) and every later one with
+// `failure`.
 class FailingTail final : public TailRunner {
  public:
   FailingTail(std::unique_ptr<TailRunner> inner, int fail_at, Status failure)
@@ -37,6 +38,10 @@ class FailingTail final : public TailRunner {
   Result<int> Forward(const HiddenRows& rows) override {
     if (++forwards_ >= fail_at_) return failure_;
     return inner_->Forward(rows);
+  }
+  Result<VerifyOutcome> Verify(const HiddenRows& rows, std::span<const int> draft) override {
+    if (++forwards_ >= fail_at_) return failure_;
+    return inner_->Verify(rows, draft);
   }
 
  private:
@@ -164,6 +169,11 @@ class EdgeServiceInProcessTest : public ::testing::Test {
                                   .tokenizer = std::move(*tokenizer),
                                   .cloud = InProcessCloud(),
                                   .registry = std::make_shared<prometheus::Registry>()};
+    if (drafts_) {
+      auto drafters = config_.LoadDrafters(model_->transformer);
+      ASSERT_TRUE(drafters.ok()) << drafters.status().ToString();
+      dependencies.drafts = std::move(*drafters);
+    }
     config_.split = alternatives ? "auto" : std::to_string(kCut);
     if (alternatives) {
       dependencies.planner = [alternatives = *alternatives](TailSet&) {
@@ -213,6 +223,7 @@ class EdgeServiceInProcessTest : public ::testing::Test {
   EdgeConfig config_;
   std::string api_key_;
   TailScript script_;
+  bool drafts_ = false;  // load config_.draft's drafters
   std::unique_ptr<EdgeService> service_;
   std::vector<services::Route> routes_;
 };
@@ -403,6 +414,57 @@ TEST_F(EdgeServiceInProcessTest, AFailedTailHandsTheGenerationToTheNextWithTheSa
   const std::string metrics = Call("GET", "/metrics").body;
   EXPECT_NE(metrics.find("tandem_edge_failovers_total{to=\"tail\"} 1"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("tandem_edge_split_moves_total{reason=\"fallback\"} 1"), std::string::npos);
+}
+
+// Speculative decoding with the edge's drafter gives the golden text, counts only the tokens emitted, and
+// fails over with its verify steps replayed.
+TEST_F(EdgeServiceInProcessTest, DraftingKeepsTheTextAndUsageThroughAFailover) {
+  config_.draft = "self-int8";
+  config_.draft_tokens = "4";
+  drafts_ = true;
+  script_.failing[kTailA] = {6, Unavailable("tail A went away")};
+  Start(std::vector<scheduler::Candidate>{{.tail = 0, .endpoint = kTailB, .cut = kCut}});
+  const json golden = testing::GoldenRecords().at(0);
+  const HttpResponse response = Complete(GoldenRequest(golden));
+  ASSERT_EQ(response.status, 200) << response.body;
+  const json body = json::parse(response.body);
+  EXPECT_EQ(body["choices"][0]["text"], GoldenContinuation(golden));
+  EXPECT_EQ(body["usage"]["completion_tokens"], GoldenRequest(golden)["max_tokens"]);
+  EXPECT_EQ(body["tandem"]["move_log"].size(), 1u) << "tail A fails its sixth step";
+  const json draft = body["tandem"]["draft"];
+  EXPECT_EQ(draft["drafter"], "self-int8");
+  EXPECT_GT(draft["accepted_tokens"].get<int>(), draft["drafted_tokens"].get<int>() * 3 / 4);
+  EXPECT_LT(draft["model_steps"].get<int>(), body["usage"]["completion_tokens"].get<int>() / 2);
+  const std::string metrics = Call("GET", "/metrics").body;
+  EXPECT_NE(metrics.find("tandem_edge_draft_tokens_total{outcome=\"accepted\"}"), std::string::npos);
+  EXPECT_NE(metrics.find("tandem_edge_tokens_per_round_trip_count"), std::string::npos);
+}
+
+// A request's own drafter, streamed, with a stop string: nothing of the stop string goes out.
+TEST_F(EdgeServiceInProcessTest, ARequestsDrafterStreamsAndHoldsStopStringsBack) {
+  config_.draft = "self-int8";
+  drafts_ = true;
+  Start();
+  json request = {{"prompt", "Once upon a time"},
+                  {"max_tokens", 60},
+                  {"temperature", 0},
+                  {"stop", {"Lily"}},
+                  {"stream", true},
+                  {"tandem", {{"draft", "ngram"}, {"draft_tokens", 3}}}};
+  RecordingStream stream;
+  const std::vector<std::string> events = Events(Complete(request), stream);
+  ASSERT_GE(events.size(), 3u);
+  std::string text;
+  for (size_t i = 0; i + 2 < events.size(); ++i) {
+    text += json::parse(events[i])["choices"][0]["text"].get<std::string>();
+    EXPECT_EQ(text.find('L'), std::string::npos) << text;
+  }
+  EXPECT_EQ(text, ", there was a little girl named ");
+  const json last = json::parse(events[events.size() - 2]);
+  EXPECT_EQ(last["tandem"]["draft"]["drafter"], "ngram");
+
+  request["tandem"]["draft"] = "self-int4";  // not loaded by this edge
+  ExpectError(Complete(request), 400, "invalid_request_error", "invalid_value", "tandem.draft");
 }
 
 TEST_F(EdgeServiceInProcessTest, WhenTheNextTailFailsTooTheGenerationFinishesLocally) {

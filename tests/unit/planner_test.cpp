@@ -661,6 +661,20 @@ struct ErrorCase {
   std::vector<std::string> message_parts;
 };
 
+// Each case's change to FastLinkSlowEdge() makes MakePlan fail with `code` and a message naming every part.
+void ExpectPlanErrors(const std::vector<ErrorCase>& cases, StatusCode code) {
+  for (const ErrorCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    PlanInputs inputs = FastLinkSlowEdge();
+    c.change(inputs);
+    auto plan = MakePlan(inputs);
+    ASSERT_EQ(plan.status().code(), code) << plan.status().ToString();
+    for (const std::string& part : c.message_parts) {
+      EXPECT_NE(plan.status().message().find(part), std::string::npos) << plan.status().message();
+    }
+  }
+}
+
 TEST(MakePlanTest, NoFeasibleCandidateIsUnavailableAndSaysWhy) {
   const std::vector<ErrorCase> cases = {
       {"link down, local off",
@@ -715,16 +729,7 @@ TEST(MakePlanTest, NoFeasibleCandidateIsUnavailableAndSaysWhy) {
        },
        {"tcp://a: link down; tcp://b: KV cache"}},
   };
-  for (const ErrorCase& c : cases) {
-    SCOPED_TRACE(c.name);
-    PlanInputs inputs = FastLinkSlowEdge();
-    c.change(inputs);
-    auto plan = MakePlan(inputs);
-    ASSERT_EQ(plan.status().code(), StatusCode::kUnavailable) << plan.status().ToString();
-    for (const std::string& part : c.message_parts) {
-      EXPECT_NE(plan.status().message().find(part), std::string::npos) << plan.status().message();
-    }
-  }
+  ExpectPlanErrors(cases, StatusCode::kUnavailable);
 }
 
 TEST(MakePlanTest, InconsistentInputsAreInvalidArguments) {
@@ -823,16 +828,7 @@ TEST(MakePlanTest, InconsistentInputsAreInvalidArguments) {
        [](PlanInputs& in) { in.constraints.allowed_codecs = {{static_cast<Precision>(9)}}; },
        {"allowed_codecs"}},
   };
-  for (const ErrorCase& c : cases) {
-    SCOPED_TRACE(c.name);
-    PlanInputs inputs = FastLinkSlowEdge();
-    c.change(inputs);
-    auto plan = MakePlan(inputs);
-    ASSERT_EQ(plan.status().code(), StatusCode::kInvalidArgument) << plan.status().ToString();
-    for (const std::string& part : c.message_parts) {
-      EXPECT_NE(plan.status().message().find(part), std::string::npos) << plan.status().message();
-    }
-  }
+  ExpectPlanErrors(cases, StatusCode::kInvalidArgument);
 }
 
 TEST(ProfileTest, PrefillInterpolatesBetweenBuckets) {
@@ -1167,16 +1163,7 @@ TEST(DraftPlanTest, DraftInputsAreChecked) {
        },
        {"draft acceptance is 2"}},
   };
-  for (const ErrorCase& c : cases) {
-    SCOPED_TRACE(c.name);
-    PlanInputs inputs = FastLinkSlowEdge();
-    c.change(inputs);
-    auto plan = MakePlan(inputs);
-    ASSERT_EQ(plan.status().code(), StatusCode::kInvalidArgument) << plan.status().ToString();
-    for (const std::string& part : c.message_parts) {
-      EXPECT_NE(plan.status().message().find(part), std::string::npos) << plan.status().message();
-    }
-  }
+  ExpectPlanErrors(cases, StatusCode::kInvalidArgument);
 }
 
 // --- Hysteresis ---------------------------------------------------------------------------------------

@@ -310,6 +310,14 @@ TEST_P(TemperatureDraftTest, SameSeedSameTokensWithDrafts) {
   }
   EXPECT_EQ(outputs[0], outputs[1]);
   EXPECT_NE(outputs[0], outputs[2]);  // and the seed matters
+  // Each token is drawn as without drafts (one draw per token emitted): the same tokens as a plain run.
+  {
+    EdgeRunner edge(model_, kSplitCut, steps);
+    LocalTail tail(model_, kSplitCut, steps, Sampling(7));
+    auto plain = Generate(edge, tail, prompt_, {.steps = steps, .stop_tokens = {}});
+    ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+    EXPECT_EQ(plain->ids, outputs[0]);
+  }
   // The scripted drafts too (prefill and second step).
   for (int variant = 0; variant < 4; ++variant) {
     const FirstTwo once = Run(100 + variant, drafts_->For(variant));

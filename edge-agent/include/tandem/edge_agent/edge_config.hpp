@@ -56,7 +56,7 @@ struct EdgeConfig {
   // --cloud: one endpoint, or several separated by commas (replicas share the server key pair).
   std::vector<std::string> CloudEndpoints() const;
   // --draft's drafters, the first the default, with the models they run on.
-  Result<std::vector<DraftModels>> LoadDrafters(std::shared_ptr<const Transformer> model) const;
+  Result<std::vector<DraftModels>> LoadDrafters(const std::shared_ptr<const Transformer>& model) const;
   // --allowed-codecs, parsed.
   Result<std::vector<ActivationCodec>> Codecs() const;
   // For a validated config.

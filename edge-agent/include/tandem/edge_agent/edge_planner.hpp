@@ -7,6 +7,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include <chrono>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -28,6 +29,9 @@ struct EdgePlannerOptions {
   std::string objective_text = "weighted:1,1";  // as given, for the scheduler
   std::string scheduler;                        // HOST:PORT of tandem-scheduler; empty: plan alone
   std::chrono::milliseconds scheduler_timeout{300};
+  // Speculative decoding as the cost model sees it now (the edge's drafter, its acceptance and time per
+  // token); none: plans without drafting.
+  std::function<scheduler::DraftInputs()> draft;
 };
 
 struct ModelShape {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <span>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "tandem/engine/drafter.hpp"
 #include "tandem/engine/pipeline.hpp"
 #include "tandem/scheduler/draft_planner.hpp"
+#include "tandem/scheduler/planner.hpp"
 
 namespace tandem::edge_agent {
 
@@ -20,7 +22,7 @@ namespace tandem::edge_agent {
 // with n drafts is predicted to take base + n x per_draft ms.
 class StepTimeModel {
  public:
-  // Seeded with the planner's predicted time per token, so that the first plan has something to go by.
+  // Seeded with the planner's predicted time per step, so that the first plan has something to go by.
   explicit StepTimeModel(double predicted_step_ms);
   void Observe(int drafts, double ms);
   double base_ms() const;
@@ -30,12 +32,29 @@ class StepTimeModel {
   double weight_ = 0, sum_n_ = 0, sum_nn_ = 0, sum_ms_ = 0, sum_n_ms_ = 0;
 };
 
+// What the generations drafting with the edge's default drafter taught, across requests: the acceptance
+// and the drafter's time per token, which the planner's cost model takes (scheduler::DraftInputs).
+// Thread-safe: every generation reports here.
+class DraftStats {
+ public:
+  void Observe(int drafted, int kept, double draft_ms_per_token);
+  // The planner's draft inputs: disabled without a drafter (`enabled` false).
+  scheduler::DraftInputs Inputs(bool enabled, int max_drafts) const;
+
+ private:
+  mutable std::mutex mutex_;
+  scheduler::AcceptanceEstimate acceptance_;
+  double draft_token_ms_ = 0;
+};
+
 class GenerationDrafting {
  public:
-  // `draft_tokens`: N drafts every step, scheduler::kAutoDraftTokens plans them. `predicted_step_ms`: the plan's time per
-  // token without drafting. `metrics` may be null (the CLI).
+  // `draft_tokens`: N drafts every step, scheduler::kAutoDraftTokens plans them. `predicted_step_ms`: the
+  // plan's time per step (per token x tokens per step). `metrics` may be null (the CLI).
   GenerationDrafting(const DraftModels& models, int draft_tokens, int capacity, double predicted_step_ms,
                      EdgeMetrics* metrics, const Clock& clock);
+  // Reports every step to `stats` too (the default drafter's generations).
+  void ReportTo(DraftStats* stats) { stats_ = stats; }
   ~GenerationDrafting();
 
   // The split's cut now: early-exit drafting exits there (its drafter is rebuilt when the cut moved).
@@ -53,6 +72,7 @@ class GenerationDrafting {
   const DraftModels& models_;
   const int capacity_;
   EdgeMetrics* metrics_;
+  DraftStats* stats_ = nullptr;
   const Clock& clock_;
   int cut_ = -1;
   std::unique_ptr<Drafter> drafter_;

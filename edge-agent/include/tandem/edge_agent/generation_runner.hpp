@@ -18,6 +18,7 @@
 #include "tandem/edge_agent/completion_request.hpp"
 #include "tandem/edge_agent/edge_metrics.hpp"
 #include "tandem/edge_agent/failover_policy.hpp"
+#include "tandem/edge_agent/generation_drafting.hpp"
 #include "tandem/edge_agent/request_tails.hpp"
 #include "tandem/edge_agent/split_planner.hpp"
 #include "tandem/engine/drafter.hpp"
@@ -50,6 +51,7 @@ struct GenerationRequest {
   // (scheduler::kAutoDraftTokens: planned).
   const DraftModels* drafts = nullptr;
   int draft_tokens = scheduler::kAutoDraftTokens;
+  DraftStats* draft_stats = nullptr;  // the default drafter's: what the planner learns from
 };
 
 // Gets text as it becomes final; returns false when the client is gone, which ends the generation at once

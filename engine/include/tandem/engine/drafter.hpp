@@ -73,7 +73,6 @@ inline constexpr const char* kDraftFlagHelp =
 // "none", "ngram", "self-int8", "self-int4", "model:PATH", "early-exit".
 Result<DraftSpec> ParseDraftSpec(std::string_view text);
 
-
 // The models drafters of one kind run on, built once per process and shared by every generation.
 class DraftModels {
  public:

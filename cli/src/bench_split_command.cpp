@@ -2,10 +2,12 @@
 //
 // Puts the link emulator (netem::LinkProxy) between a running tandem-edge and its tail, plays a schedule of
 // link conditions, and sends completions to the edge all along: adaptive ones (the planner's choice) and
-// static ones (each split of --static, forced through the request's "tandem" field: the oracle). Requests
-// go one at a time, so that they never compete for the machine. Writes requests.csv (one row per request),
-// estimates.csv (the edge's link estimates and plan, every 100 ms) and summary.json, and prints per phase
-// the re-plan delay and the adaptive plan's median latency against the best static plan's.
+// static ones (each split of --static, forced through the request's "tandem" field: the oracle; with
+// --draft, each once per drafter). Requests go one at a time, so that they never compete for the machine.
+// Writes requests.csv (one row per request), estimates.csv (the edge's link estimates and plan, every
+// 100 ms), summary.json and plans.csv (per phase and plan, what drafting did), and prints per phase the
+// re-plan delay and the adaptive plan's median latency against the best static plan's, then per plan its
+// tokens/s, tokens per round trip and acceptance.
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -14,6 +16,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <span>
 #include <thread>
@@ -21,7 +24,9 @@
 #include "bench_split_report.hpp"
 #include "cli_support.hpp"
 #include "commands.hpp"
+#include "tandem/engine/drafter.hpp"
 #include "tandem/netem/link_proxy.hpp"
+#include "tandem/scheduler/draft_planner.hpp"
 #include "tandem/services/http_client.hpp"
 #include "tandem/wire/activation_codec.hpp"
 
@@ -39,17 +44,34 @@ struct BenchSplitFlags {
   std::string schedule = "60s:100mbit:5ms,60s:10mbit:40ms,80s:1mbit:150ms,20s:down,50s:100mbit:5ms";
   std::string statics = "all";
   std::string prompt = "Once upon a time, there was a little girl who loved to play in the park";
+  std::string prompts_file;  // JSONL with "prompt" fields, instead of --prompt
+  std::string drafters;      // measure each static plan with each of these; "": the edge's default
+  std::string draft_tokens;  // "auto" or N on every request; "": the edge's
   int max_tokens = 16;
   int lead_s = 6;
   int timeout_s = 30;
   std::string out = "bench-split-out";
 };
 
-// A split forced on a request: {"split": K | "local", "codec": C}; null: the planner decides.
+// A split forced on a request: {"split": K | "local", "codec": C, "draft": D}; null: the planner decides.
 struct Plan {
-  std::string name;  // "adaptive", "k=1 fp32", "local"
+  std::string name;  // "adaptive", "k=1 fp32", "local", "k=2 fp32 draft=ngram"
   json forced;
 };
+
+// Every plan once per drafter of `drafters` (none: all as they are); each forces its drafter.
+std::vector<Plan> WithDrafters(const std::vector<Plan>& plans, const std::string& drafters) {
+  if (drafters.empty()) return plans;
+  std::vector<Plan> drafted;
+  for (const Plan& plan : plans) {
+    for (const std::string_view drafter : ListItems(drafters)) {
+      Plan with{PlanWithDrafter(plan.name, std::string(drafter)), plan.forced};
+      with.forced["draft"] = drafter;
+      drafted.push_back(std::move(with));
+    }
+  }
+  return drafted;
+}
 
 // "all": all-local, cut 1 with int8, and every cut 1..L-1 with fp32 (the oracle of every static split).
 Result<std::vector<Plan>> ParseStatics(std::string text, int layers) {
@@ -82,10 +104,32 @@ double Seconds(Clock::time_point from, Clock::time_point to) {
   return std::chrono::duration<double>(to - from).count();
 }
 
+// The request's "tandem" object: the plan's forced split and drafter, and --draft-tokens.
+json TandemField(const BenchSplitFlags& flags, const Plan& plan) {
+  json tandem = plan.forced.is_null() ? json::object() : plan.forced;
+  if (flags.draft_tokens == "auto") {
+    tandem["draft_tokens"] = "auto";
+  } else if (const std::optional<int> tokens = ParseInt(flags.draft_tokens)) {
+    tandem["draft_tokens"] = *tokens;
+  }
+  return tandem;
+}
+
+// The drafting figures of a response's "tandem" object.
+void ReadDraftFigures(const json& response, RequestRecord& record) {
+  const json& draft = response["tandem"].value("draft", json::object());
+  record.drafter = draft.value("drafter", "");
+  record.drafted_tokens = draft.value("drafted_tokens", 0);
+  record.accepted_tokens = draft.value("accepted_tokens", 0);
+  record.model_steps = draft.value("model_steps", 0);
+  record.completion_tokens = response.value("usage", json::object()).value("completion_tokens", 0);
+}
+
 // One completion; its figures from the response's "tandem" object, the total as the client saw it.
-RequestRecord Complete(const BenchSplitFlags& flags, const Plan& plan, int layers) {
-  json body = {{"prompt", flags.prompt}, {"max_tokens", flags.max_tokens}, {"temperature", 0}};
-  if (!plan.forced.is_null()) body["tandem"] = plan.forced;
+RequestRecord Complete(const BenchSplitFlags& flags, const Plan& plan, const std::string& prompt,
+                       int layers) {
+  json body = {{"prompt", prompt}, {"max_tokens", flags.max_tokens}, {"temperature", 0}};
+  if (json tandem = TandemField(flags, plan); !tandem.empty()) body["tandem"] = std::move(tandem);
   RequestRecord record;
   record.mode = plan.name;
   const auto start = Clock::now();
@@ -114,6 +158,7 @@ RequestRecord Complete(const BenchSplitFlags& flags, const Plan& plan, int layer
   record.ttft_ms = tandem.value("ttft_ms", 0.0);
   const double tokens_per_second = tandem.value("tokens_per_second", 0.0);
   record.token_ms = tokens_per_second > 0 ? 1000 / tokens_per_second : 0;
+  ReadDraftFigures(response, record);
   return record;
 }
 
@@ -245,11 +290,13 @@ class LinkSchedule {
 
 // Sends completions one at a time until the schedule ends. In every phase, after the lead, one adaptive
 // request then two static ones, the static splits in turn from the first: the oracle needs more samples
-// than the adaptive plan. Only adaptive ones while the link is down.
-std::vector<RequestRecord> MeasureRequests(const BenchSplitFlags& f, const Plan& adaptive,
-                                           const std::vector<Plan>& statics, int layers,
+// than the adaptive plan. Only adaptive ones while the link is down. Each plan takes the prompts in turn,
+// so that every plan sees the same ones.
+std::vector<RequestRecord> MeasureRequests(const BenchSplitFlags& f, const std::vector<std::string>& prompts,
+                                           const Plan& adaptive, const std::vector<Plan>& statics, int layers,
                                            const LinkSchedule& schedule) {
   std::vector<RequestRecord> records;
+  std::map<std::string, size_t> sent;  // by plan
   size_t next_static = 0;
   int turn = 0, last_phase = -1;
   while (Clock::now() < schedule.end()) {
@@ -262,7 +309,7 @@ std::vector<RequestRecord> MeasureRequests(const BenchSplitFlags& f, const Plan&
     if (!down && !lead && turn++ % 3 != 0 && !statics.empty())
       plan = &statics[next_static++ % statics.size()];
     const auto started = Clock::now();
-    RequestRecord record = Complete(f, *plan, layers);
+    RequestRecord record = Complete(f, *plan, prompts[sent[plan->name]++ % prompts.size()], layers);
     record.start_s = Seconds(schedule.origin(), started);
     record.end_s = Seconds(schedule.origin(), Clock::now());
     record.phase = phase;
@@ -276,13 +323,17 @@ std::vector<RequestRecord> MeasureRequests(const BenchSplitFlags& f, const Plan&
 void ReportPhases(const std::filesystem::path& out, double lead_s, const LinkSchedule& schedule,
                   const std::vector<RequestRecord>& records, const PlanChoices& choices) {
   json summary = json::array();
+  std::vector<PhaseSummary> phases;
   std::printf("%s", PhaseTableHeader().c_str());
   for (size_t p = 0; p < schedule.phases(); ++p) {
-    const PhaseSummary phase = SummarizePhase(schedule.Window(p), lead_s, records, choices);
-    summary.push_back(ToJson(phase));
-    std::printf("%s", PhaseTableRow(phase).c_str());
+    phases.push_back(SummarizePhase(schedule.Window(p), lead_s, records, choices));
+    summary.push_back(ToJson(phases.back()));
+    std::printf("%s", PhaseTableRow(phases.back()).c_str());
   }
+  std::printf("\n%s", PlanTableHeader().c_str());
+  for (const PhaseSummary& phase : phases) std::printf("%s", PlanTableRows(phase).c_str());
   std::ofstream(out / "summary.json") << summary.dump(2) << '\n';
+  WritePlansCsv(out / "plans.csv", phases);
   std::fflush(stdout);
 }
 
@@ -291,7 +342,7 @@ std::optional<int> ParseBenchSplitFlags(std::span<const std::string> args, Bench
                                         std::vector<netem::LinkPhase>& phases) {
   FlagSet flags(
       "usage: tandem bench-split --edge HOST:PORT --link-listen 127.0.0.1:P --link-target 127.0.0.1:T "
-      "[--schedule S] [--static LIST] [--out DIR]\n"
+      "[--schedule S] [--static LIST] [--draft LIST] [--draft-tokens N|auto] [--prompts FILE] [--out DIR]\n"
       "The edge must run --split auto with --cloud tcp://127.0.0.1:P (this command's link emulator),\n"
       "which forwards to the tail at T.");
   flags.String("edge", &f.edge, "HOST:PORT of the tandem-edge REST API");
@@ -301,7 +352,16 @@ std::optional<int> ParseBenchSplitFlags(std::span<const std::string> args, Bench
   flags.String("static", &f.statics,
                "the static splits to measure: K, K:CODEC or local, comma-separated; all = every cut with "
                "fp32, cut 1 with int8, and local");
+  flags.String("draft", &f.drafters,
+               "measure every static split once per drafter of this comma-separated list (as tandem-edge "
+               "--draft names them; the edge must have loaded them); the adaptive requests use the edge's "
+               "default");
+  flags.String("draft-tokens", &f.draft_tokens,
+               "drafts per step on every request: N or auto (default: the edge's)");
   flags.String("prompt", &f.prompt, "the prompt of every request");
+  flags.String(
+      "prompts", &f.prompts_file,
+      "a JSONL file whose lines have a \"prompt\" (e.g. a golden file): each plan takes them in turn");
   flags.Int("max-tokens", &f.max_tokens, "tokens per request");
   flags.Int("lead-s", &f.lead_s, "seconds at the start of each phase with adaptive requests only");
   flags.Int("timeout-s", &f.timeout_s, "the longest a request may take");
@@ -316,6 +376,13 @@ std::optional<int> ParseBenchSplitFlags(std::span<const std::string> args, Bench
   if (f.max_tokens < 1 || f.lead_s < 0 || f.timeout_s < 1) {
     return Fail(kCommand, InvalidArgument("--max-tokens, --timeout-s >= 1 and --lead-s >= 0"), kExitUsage);
   }
+  for (const std::string_view drafter : ListItems(f.drafters)) {
+    if (auto spec = ParseDraftSpec(drafter); !spec.ok()) return Fail(kCommand, spec.status(), kExitUsage);
+  }
+  if (!f.draft_tokens.empty()) {
+    if (auto tokens = scheduler::ParseDraftTokens(f.draft_tokens); !tokens.ok())
+      return Fail(kCommand, tokens.status(), kExitUsage);
+  }
   return std::nullopt;
 }
 
@@ -325,6 +392,12 @@ int RunBenchSplit(std::span<const std::string> args) {
   BenchSplitFlags f;
   std::vector<netem::LinkPhase> phases;
   if (auto exit = ParseBenchSplitFlags(args, f, phases)) return *exit;
+  std::vector<std::string> prompts = {f.prompt};
+  if (!f.prompts_file.empty()) {
+    auto read = ReadPrompts(f.prompts_file);
+    if (!read.ok()) return Fail(kCommand, read.status().WithContext("--prompts"), kExitUsage);
+    prompts = std::move(*read);
+  }
   const std::filesystem::path out(f.out);
   std::error_code made;
   std::filesystem::create_directories(out, made);
@@ -338,11 +411,12 @@ int RunBenchSplit(std::span<const std::string> args) {
   auto statics = ParseStatics(f.statics, *layers);
   if (!statics.ok()) return Fail(kCommand, statics.status(), kExitUsage);
   const Plan adaptive{"adaptive", nullptr};
-  for (int i = 0; i < 2; ++i) Complete(f, adaptive, *layers);  // warm-up, not recorded
+  for (int i = 0; i < 2; ++i) Complete(f, adaptive, prompts[0], *layers);  // warm-up, not recorded
 
   LinkSchedule schedule(**proxy, phases);
   EstimatePoller poller(f.edge, *layers, schedule.origin(), out / "estimates.csv");
-  const std::vector<RequestRecord> records = MeasureRequests(f, adaptive, *statics, *layers, schedule);
+  const std::vector<RequestRecord> records =
+      MeasureRequests(f, prompts, adaptive, WithDrafters(*statics, f.drafters), *layers, schedule);
   schedule.Finish();
   poller.Stop();
   (*proxy)->Stop();

@@ -1,9 +1,11 @@
 #include "bench_split_report.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdarg>
 #include <cstdio>
 #include <fstream>
+#include <string_view>
 
 #include "cli_support.hpp"
 
@@ -33,20 +35,33 @@ std::string SecondsOrNever(double seconds) {
 }
 
 Medians MediansOf(const std::vector<const RequestRecord*>& records) {
-  std::vector<double> ttft, token, total, predicted_ttft, predicted_token;
+  std::vector<double> ttft, token, total, predicted_ttft, predicted_token, tokens_per_second, tokens_per_step,
+      drafted_tokens;
+  int drafted = 0, accepted = 0;
   for (const RequestRecord* record : records) {
     ttft.push_back(record->ttft_ms);
     token.push_back(record->token_ms);
     total.push_back(record->total_ms);
     predicted_ttft.push_back(record->predicted_ttft_ms);
     predicted_token.push_back(record->predicted_token_ms);
+    if (record->token_ms > 0) tokens_per_second.push_back(1000 / record->token_ms);
+    if (record->model_steps > 0) {
+      tokens_per_step.push_back(static_cast<double>(record->completion_tokens) / record->model_steps);
+    }
+    drafted_tokens.push_back(record->drafted_tokens);
+    drafted += record->drafted_tokens;
+    accepted += record->accepted_tokens;
   }
   return {.count = static_cast<int>(records.size()),
           .ttft_ms = Median(ttft),
           .token_ms = Median(token),
           .total_ms = Median(total),
           .predicted_ttft_ms = Median(predicted_ttft),
-          .predicted_token_ms = Median(predicted_token)};
+          .predicted_token_ms = Median(predicted_token),
+          .tokens_per_second = Median(tokens_per_second),
+          .tokens_per_step = Median(tokens_per_step),
+          .drafted_tokens = Median(drafted_tokens),
+          .acceptance = drafted > 0 ? static_cast<double>(accepted) / drafted : -1};
 }
 
 // The phase's steady requests by mode ("adaptive" or a static plan), counting the failed ones.
@@ -105,8 +120,31 @@ double FirstUseAfter(const PhaseWindow& window, const std::vector<RequestRecord>
   return first_use_s;
 }
 
+// null for the figures a plan does not have (no drafts: no acceptance).
+json FigureOrNull(double value, bool has) {
+  return has ? json(value) : json(nullptr);
+}
+
 json ToJson(const Medians& m) {
-  return {{"count", m.count}, {"ttft_ms", m.ttft_ms}, {"token_ms", m.token_ms}, {"total_ms", m.total_ms}};
+  return {{"count", m.count},
+          {"ttft_ms", m.ttft_ms},
+          {"token_ms", m.token_ms},
+          {"total_ms", m.total_ms},
+          {"tokens_per_second", m.tokens_per_second},
+          {"tokens_per_step", m.tokens_per_step},
+          {"drafted_tokens", m.drafted_tokens},
+          {"acceptance", FigureOrNull(m.acceptance, m.acceptance >= 0)}};
+}
+
+constexpr std::string_view kDraftInfix = " draft=";
+
+// A row of the plan table; speedup 0: "-".
+std::string PlanRow(const PhaseSummary& summary, const std::string& mode, const Medians& m, double speedup) {
+  return Printf("| %zu | %s | %s | %d | %.1f | %.2f | %.0f | %s | %s | %.1f |\n", summary.window.index,
+                DescribeLink(summary.window.conditions).c_str(), mode.c_str(), m.count, m.tokens_per_second,
+                m.tokens_per_step, m.drafted_tokens,
+                m.acceptance < 0 ? "-" : FixedPoint(m.acceptance, 2).c_str(),
+                speedup > 0 ? (FixedPoint(speedup, 2) + "x").c_str() : "-", m.total_ms);
 }
 
 }  // namespace
@@ -120,6 +158,23 @@ std::string DescribeLink(const netem::LinkConditions& link) {
   if (!link.up) return "down";
   return Printf("%.3g Mbit/s %.0f ms", static_cast<double>(link.rate_bps) / 1e6,
                 std::chrono::duration<double, std::milli>(link.rtt).count());
+}
+
+std::string DrafterLabel(const std::string& drafter) {
+  constexpr std::string_view kModel = "model:";
+  if (!drafter.starts_with(kModel)) return drafter;
+  return std::string(kModel) + std::filesystem::path(drafter.substr(kModel.size())).filename().string();
+}
+
+std::string PlanWithDrafter(const std::string& plan, const std::string& drafter) {
+  if (drafter.empty() || drafter == "none") return plan;
+  return plan + std::string(kDraftInfix) + DrafterLabel(drafter);
+}
+
+std::string DrafterOfPlan(const std::string& mode) {
+  if (mode == "adaptive") return "";
+  const size_t infix = mode.find(kDraftInfix);
+  return infix == std::string::npos ? "none" : mode.substr(infix + kDraftInfix.size());
 }
 
 PhaseSummary SummarizePhase(const PhaseWindow& window, double lead_s,
@@ -145,13 +200,27 @@ PhaseSummary SummarizePhase(const PhaseWindow& window, double lead_s,
   return summary;
 }
 
+double SpeedupVsNoDraft(const PhaseSummary& summary, const std::string& mode) {
+  const size_t infix = mode.find(kDraftInfix);
+  if (infix == std::string::npos) return 0;
+  const auto with = summary.statics.find(mode);
+  const auto without = summary.statics.find(mode.substr(0, infix));
+  if (with == summary.statics.end() || without == summary.statics.end()) return 0;
+  const double base = without->second.tokens_per_second;
+  return base > 0 ? with->second.tokens_per_second / base : 0;
+}
+
 json ToJson(const PhaseSummary& summary) {
   const Medians& mine = summary.adaptive;
   json adaptive = ToJson(mine);
   adaptive["predicted_ttft_ms"] = mine.predicted_ttft_ms;
   adaptive["predicted_token_ms"] = mine.predicted_token_ms;
   json statics = json::object();
-  for (const auto& [mode, medians] : summary.statics) statics[mode] = ToJson(medians);
+  for (const auto& [mode, medians] : summary.statics) {
+    statics[mode] = ToJson(medians);
+    const double speedup = SpeedupVsNoDraft(summary, mode);
+    statics[mode]["speedup_vs_no_draft"] = FigureOrNull(speedup, speedup > 0);
+  }
   return {{"phase", summary.window.index},      {"link", DescribeLink(summary.window.conditions)},
           {"adaptive_plan", summary.settled},   {"planner_switched_s", summary.switched_s},
           {"first_use_s", summary.first_use_s}, {"adaptive", std::move(adaptive)},
@@ -179,11 +248,28 @@ std::string PhaseTableRow(const PhaseSummary& summary) {
                 best_total.c_str(), ratio.c_str());
 }
 
+std::string PlanTableHeader() {
+  return "| phase | link | plan | requests | tokens/s | tokens / round trip | drafts / request | acceptance "
+         "| "
+         "tokens/s vs no draft | total ms |\n"
+         "|---|---|---|---|---|---|---|---|---|---|\n";
+}
+
+std::string PlanTableRows(const PhaseSummary& summary) {
+  std::string rows;
+  if (summary.adaptive.count > 0) rows += PlanRow(summary, "adaptive", summary.adaptive, 0);
+  for (const auto& [mode, medians] : summary.statics) {
+    rows += PlanRow(summary, mode, medians, SpeedupVsNoDraft(summary, mode));
+  }
+  return rows;
+}
+
 void WriteRequestsCsv(const std::filesystem::path& path, const std::vector<RequestRecord>& records,
                       const std::vector<netem::LinkPhase>& phases) {
   std::ofstream out(path);
   out << "start_s,end_s,phase,link,mode,status,plan,final_cut,moves,predicted_ttft_ms,predicted_token_ms,"
-         "ttft_ms,token_ms,total_ms,straddles,error\n";
+         "ttft_ms,token_ms,total_ms,straddles,drafter,completion_tokens,drafted_tokens,accepted_tokens,"
+         "model_steps,error\n";
   for (const RequestRecord& r : records) {
     std::string error = r.error;
     std::replace(error.begin(), error.end(), ',', ';');
@@ -191,7 +277,27 @@ void WriteRequestsCsv(const std::filesystem::path& path, const std::vector<Reque
     out << r.start_s << ',' << r.end_s << ',' << r.phase << ',' << DescribeLink(phases[r.phase].conditions)
         << ',' << r.mode << ',' << r.status << ',' << r.plan << ',' << r.final_cut << ',' << r.moves << ','
         << r.predicted_ttft_ms << ',' << r.predicted_token_ms << ',' << r.ttft_ms << ',' << r.token_ms << ','
-        << r.total_ms << ',' << (r.straddles ? 1 : 0) << ',' << error << '\n';
+        << r.total_ms << ',' << (r.straddles ? 1 : 0) << ',' << DrafterLabel(r.drafter) << ','
+        << r.completion_tokens << ',' << r.drafted_tokens << ',' << r.accepted_tokens << ',' << r.model_steps
+        << ',' << error << '\n';
+  }
+}
+
+void WritePlansCsv(const std::filesystem::path& path, const std::vector<PhaseSummary>& phases) {
+  std::ofstream out(path);
+  out << "phase,link,rtt_ms,rate_mbit_s,plan,drafter,requests,tokens_per_second,tokens_per_step,"
+         "drafted_tokens,acceptance,speedup_vs_no_draft,ttft_ms,total_ms\n";
+  for (const PhaseSummary& phase : phases) {
+    const netem::LinkConditions& link = phase.window.conditions;
+    const auto row = [&](const std::string& mode, const Medians& m, double speedup) {
+      out << phase.window.index << ',' << DescribeLink(link) << ','
+          << std::chrono::duration<double, std::milli>(link.rtt).count() << ','
+          << static_cast<double>(link.rate_bps) / 1e6 << ',' << mode << ',' << DrafterOfPlan(mode) << ','
+          << m.count << ',' << m.tokens_per_second << ',' << m.tokens_per_step << ',' << m.drafted_tokens
+          << ',' << m.acceptance << ',' << speedup << ',' << m.ttft_ms << ',' << m.total_ms << '\n';
+    };
+    if (phase.adaptive.count > 0) row("adaptive", phase.adaptive, 0);
+    for (const auto& [mode, medians] : phase.statics) row(mode, medians, SpeedupVsNoDraft(phase, mode));
   }
 }
 

@@ -87,6 +87,24 @@ Result<std::vector<GoldenRecord>> ReadGolden(const std::string& path) {
   return records;
 }
 
+Result<std::vector<std::string>> ReadPrompts(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return NotFound(path + ": cannot open");
+  std::vector<std::string> prompts;
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    if (line.empty()) continue;
+    const auto json = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!json.is_object() || !json.contains("prompt") || !json["prompt"].is_string()) {
+      return InvalidArgument(path + ": line " + std::to_string(number) +
+                             ": not a JSON object with a \"prompt\" string");
+    }
+    prompts.push_back(json["prompt"].get<std::string>());
+  }
+  if (prompts.empty()) return InvalidArgument(path + ": no prompts");
+  return prompts;
+}
+
 std::string FixedPoint(double value, int digits) {
   char text[32];
   std::snprintf(text, sizeof(text), "%.*f", digits, value);

@@ -40,6 +40,9 @@ struct GoldenRecord {
 // Reads JSON lines with prompt_ids and ids (e.g. ../shared/golden/stories260K-greedy.jsonl); errors name
 // the file and line.
 Result<std::vector<GoldenRecord>> ReadGolden(const std::string& path);
+// The "prompt" of each JSON line of `path` (a golden file, or any JSONL with that field); errors name the
+// file and line.
+Result<std::vector<std::string>> ReadPrompts(const std::string& path);
 
 // `value` with `digits` decimals ("%.*f": "1.27").
 std::string FixedPoint(double value, int digits);

@@ -1,12 +1,16 @@
 // tandem bench-split's figures from hand-made records: which requests count as steady state, the settled
-// adaptive plan, when the planner switched to it and first used it, the best static split, and the exact
-// table row and JSON it prints.
+// adaptive plan, when the planner switched to it and first used it, the best static split, what drafting
+// did per plan, and the exact table rows, JSON and plans.csv it writes.
 #include "bench_split_report.hpp"
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
+
+#include "test_env.hpp"
 
 namespace tandem::cli {
 namespace {
@@ -98,6 +102,86 @@ TEST(BenchSplitReportTest, APhaseWithoutRequestsHasDashes) {
 TEST(BenchSplitReportTest, WhileTheLinkIsDownTheLeadDoesNotApply) {
   const PhaseWindow down{.index = 1, .start_s = 10, .end_s = 30, .conditions = {.up = false}};
   EXPECT_EQ(SummarizePhase(down, 5, Records(), {}).adaptive.count, 4);
+}
+
+// A steady request of phase 1 on k=2 fp32 (named `mode`, with or without a drafter): 16 tokens in `steps`
+// model steps, `accepted` of `drafted` drafts kept.
+RequestRecord Drafted(std::string mode, double start_s, double tokens_per_second, int drafted, int accepted,
+                      int steps) {
+  RequestRecord record = Answered(std::move(mode), "k=2 fp32", start_s, 1000);
+  record.token_ms = 1000 / tokens_per_second;
+  record.completion_tokens = 16;
+  record.drafted_tokens = drafted;
+  record.accepted_tokens = accepted;
+  record.model_steps = steps;
+  return record;
+}
+
+std::vector<RequestRecord> DraftedRecords() {
+  return {
+      Drafted("k=2 fp32", 16, 10, 0, 0, 16),
+      Drafted("k=2 fp32", 18, 12, 0, 0, 16),
+      Drafted("k=2 fp32", 20, 8, 0, 0, 16),
+      Drafted("k=2 fp32 draft=ngram", 17, 20, 12, 6, 8),
+      Drafted("k=2 fp32 draft=ngram", 19, 30, 20, 12, 4),
+      Drafted("k=2 fp32 draft=ngram", 21, 25, 8, 2, 8),
+      Drafted("k=3 fp32 draft=ngram", 22, 40, 10, 10, 2),  // k=3 without drafting was not measured
+  };
+}
+
+TEST(BenchSplitReportTest, MeasuresWhatDraftingDid) {
+  const PhaseSummary summary = SummarizePhase(kPhase, 5, DraftedRecords(), {});
+  const Medians& plain = summary.statics.at("k=2 fp32");
+  EXPECT_DOUBLE_EQ(plain.tokens_per_second, 10);
+  EXPECT_DOUBLE_EQ(plain.tokens_per_step, 1);
+  EXPECT_EQ(plain.acceptance, -1);  // nothing drafted
+  const Medians& drafted = summary.statics.at("k=2 fp32 draft=ngram");
+  EXPECT_DOUBLE_EQ(drafted.tokens_per_second, 25);
+  EXPECT_DOUBLE_EQ(drafted.tokens_per_step, 2);  // of 2, 4 and 2
+  EXPECT_DOUBLE_EQ(drafted.drafted_tokens, 12);  // of 12, 20 and 8
+  EXPECT_DOUBLE_EQ(drafted.acceptance, 0.5);     // 20 kept of 40, over the requests
+  EXPECT_DOUBLE_EQ(SpeedupVsNoDraft(summary, "k=2 fp32 draft=ngram"), 2.5);
+  EXPECT_EQ(SpeedupVsNoDraft(summary, "k=2 fp32"), 0);
+  EXPECT_EQ(SpeedupVsNoDraft(summary, "k=3 fp32 draft=ngram"), 0);
+}
+
+TEST(BenchSplitReportTest, PrintsAndWritesThePlanFigures) {
+  const PhaseSummary summary = SummarizePhase(kPhase, 5, DraftedRecords(), {});
+  EXPECT_EQ(PlanTableRows(summary),
+            "| 1 | 10 Mbit/s 40 ms | k=2 fp32 | 3 | 10.0 | 1.00 | 0 | - | - | 1000.0 |\n"
+            "| 1 | 10 Mbit/s 40 ms | k=2 fp32 draft=ngram | 3 | 25.0 | 2.00 | 12 | 0.50 | 2.50x | 1000.0 |\n"
+            "| 1 | 10 Mbit/s 40 ms | k=3 fp32 draft=ngram | 1 | 40.0 | 8.00 | 10 | 1.00 | - | 1000.0 |\n");
+  const nlohmann::json json = ToJson(summary)["static"];
+  EXPECT_EQ(json["k=2 fp32 draft=ngram"]["acceptance"], 0.5);
+  EXPECT_EQ(json["k=2 fp32 draft=ngram"]["speedup_vs_no_draft"], 2.5);
+  EXPECT_EQ(json["k=2 fp32 draft=ngram"]["tokens_per_step"], 2.0);
+  EXPECT_TRUE(json["k=2 fp32"]["acceptance"].is_null());
+  EXPECT_TRUE(json["k=2 fp32"]["speedup_vs_no_draft"].is_null());
+
+  const testing::TempDir dir;
+  WritePlansCsv(dir / "plans.csv", {summary});
+  std::ifstream in(dir / "plans.csv");
+  std::string header, plain, drafted;
+  std::getline(in, header);
+  std::getline(in, plain);
+  std::getline(in, drafted);
+  EXPECT_EQ(
+      header,
+      "phase,link,rtt_ms,rate_mbit_s,plan,drafter,requests,tokens_per_second,tokens_per_step,drafted_tokens,"
+      "acceptance,speedup_vs_no_draft,ttft_ms,total_ms");
+  EXPECT_EQ(plain, "1,10 Mbit/s 40 ms,40,10,k=2 fp32,none,3,10,1,0,-1,0,250,1000");
+  EXPECT_EQ(drafted, "1,10 Mbit/s 40 ms,40,10,k=2 fp32 draft=ngram,ngram,3,25,2,12,0.5,2.5,250,1000");
+}
+
+TEST(BenchSplitReportTest, NamesDrafters) {
+  EXPECT_EQ(PlanWithDrafter("k=2 fp32", "none"), "k=2 fp32");
+  EXPECT_EQ(PlanWithDrafter("k=2 fp32", "self-int8"), "k=2 fp32 draft=self-int8");
+  EXPECT_EQ(PlanWithDrafter("local", "model:/m/stories260K/stories260K.bin"),
+            "local draft=model:stories260K.bin");
+  EXPECT_EQ(DrafterLabel("early-exit"), "early-exit");
+  EXPECT_EQ(DrafterOfPlan("k=2 fp32 draft=self-int4"), "self-int4");
+  EXPECT_EQ(DrafterOfPlan("k=2 fp32"), "none");
+  EXPECT_EQ(DrafterOfPlan("adaptive"), "");
 }
 
 TEST(BenchSplitReportTest, NamesPlansAndLinks) {

@@ -177,6 +177,10 @@ std::optional<int> ParseGenerateFlags(std::span<const std::string> args, Generat
     return Fail(kCommand, status, kExitUsage);
   }
   if (f.steps < 0) return Fail(kCommand, InvalidArgument("--steps must be >= 0"), kExitUsage);
+  for (const Status& draft :
+       {ParseDraftSpec(f.draft).status(), scheduler::ParseDraftTokens(f.draft_tokens).status()}) {
+    if (!draft.ok()) return Fail(kCommand, draft, kExitUsage);
+  }
   return std::nullopt;
 }
 

@@ -13,7 +13,9 @@ constexpr double kDraftTimeSmoothing = 0.2;  // EWMA weight of the newest drafti
 }  // namespace
 
 StepTimeModel::StepTimeModel(double predicted_step_ms) {
-  Observe(0, std::max(predicted_step_ms, 0.0));
+  // No prediction (a forced or fixed split): the first steps measured are all there is. A seed of 0 ms
+  // would make the first drafted step look as if every draft cost its whole time.
+  if (predicted_step_ms > 0) Observe(0, predicted_step_ms);
 }
 
 void StepTimeModel::Observe(int drafts, double ms) {
@@ -33,6 +35,7 @@ double StepTimeModel::per_draft_ms() const {
 }
 
 double StepTimeModel::base_ms() const {
+  if (weight_ == 0) return 0;
   return std::max(0.0, (sum_ms_ - per_draft_ms() * sum_n_) / weight_);
 }
 
@@ -78,7 +81,10 @@ std::vector<int> GenerationDrafting::Propose(std::span<const int> context, int m
                                     .step_ms = step_time_.base_ms(),
                                     .row_ms = step_time_.per_draft_ms(),
                                     .draft_token_ms = draft_token_ms_};
-  const int wanted = std::min(policy_.Next(costs), max_tokens);
+  int wanted = std::min(policy_.Next(costs), max_tokens);
+  // Slow start: a planned length doubles from 2 with each step that drafted, so that a drafter that
+  // guesses badly costs a few short drafts before the estimates know it, not several long ones.
+  if (policy_.automatic()) wanted = std::min(wanted, 2 << std::min(drafting_steps_, 5));
   if (wanted <= 0) return {};
   const Clock::TimePoint start = clock_.Now();
   Result<std::vector<int>> draft = drafter_->Propose(context, wanted);
@@ -101,6 +107,7 @@ void GenerationDrafting::Observe(int drafted, const VerifyOutcome& outcome, doub
   if (metrics_ != nullptr) metrics_->tokens_per_step.Observe(static_cast<double>(outcome.tokens.size()));
   if (drafted == 0) return;
   policy_.Observe(drafted, outcome.kept);
+  ++drafting_steps_;
   if (stats_ != nullptr) stats_->Observe(drafted, outcome.kept, draft_token_ms_);
   drafted_ += drafted;
   kept_ += outcome.kept;

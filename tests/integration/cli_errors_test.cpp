@@ -102,6 +102,18 @@ TEST_F(CliErrorsTest, MissingFilesAndBadFlags) {
   result = RunProgram("tandem", {"generate", "--tokenizer", tokenizer_});
   EXPECT_EQ(result.exit_code, 2);
   EXPECT_NE(result.err.find("--model is required"), std::string::npos);
+  result =
+      RunProgram("tandem", {"generate", "--model", model_, "--tokenizer", tokenizer_, "--draft", "oracle"});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_NE(result.err.find("unknown drafter 'oracle'"), std::string::npos) << result.err;
+  result = RunProgram("tandem",
+                      {"generate", "--model", model_, "--tokenizer", tokenizer_, "--draft-tokens", "65"});
+  EXPECT_EQ(result.exit_code, 2);
+  // A draft model that cannot be loaded is named with its problem.
+  result = RunProgram("tandem", {"generate", "--model", model_, "--tokenizer", tokenizer_, "--draft",
+                                 "model:/nonexistent/draft.bin"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("/nonexistent/draft.bin"), std::string::npos) << result.err;
   result = RunProgram("tandem", {"frobnicate"});
   EXPECT_EQ(result.exit_code, 2);
   EXPECT_EQ(RunProgram("tandem", {"generate", "--help"}).exit_code, 0);

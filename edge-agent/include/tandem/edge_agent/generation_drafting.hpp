@@ -22,7 +22,8 @@ namespace tandem::edge_agent {
 // with n drafts is predicted to take base + n x per_draft ms.
 class StepTimeModel {
  public:
-  // Seeded with the planner's predicted time per step, so that the first plan has something to go by.
+  // Seeded with the planner's predicted time per step (when there is one, > 0), so that the first plan has
+  // something to go by.
   explicit StepTimeModel(double predicted_step_ms);
   void Observe(int drafts, double ms);
   double base_ms() const;
@@ -81,6 +82,7 @@ class GenerationDrafting {
   double draft_token_ms_ = 0;  // EWMA of the drafter's time per token
   int drafted_ = 0;
   int kept_ = 0;
+  int drafting_steps_ = 0;  // steps that carried drafts (the slow start's doublings)
 };
 
 }  // namespace tandem::edge_agent

@@ -37,6 +37,7 @@ Status CloudFlags::Validate() const {
 Result<CloudOptions> CloudFlags::Resolve() const {
   TANDEM_RETURN_IF_ERROR(Validate());
   CloudOptions options;
+  if (!enabled()) return options;  // no tail: no keys to read
   options.endpoint = endpoint;
   options.timeout = std::chrono::milliseconds(timeout_ms);
   options.resend_after = std::chrono::milliseconds(resend_ms);

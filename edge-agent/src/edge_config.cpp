@@ -64,8 +64,6 @@ Status EdgeConfig::Validate() const {
   if (model.model.empty()) return InvalidArgument("--model is required");
   if (tokenizer.empty() && !Checkpoint::IsHuggingFacePath(model.model))
     return InvalidArgument("--tokenizer is required with a llama2.c checkpoint");
-  if (CloudEndpoints().empty())
-    return InvalidArgument("--cloud is required (the tail that runs blocks [K, L))");
   if (max_concurrent < 1 || max_queue < 0 || max_tokens < 0 || max_body_kb < 1 || drain_timeout_s < 0) {
     return InvalidArgument(
         "--max-concurrent and --max-body-kb must be positive; --max-queue, --max-tokens and "
@@ -152,6 +150,14 @@ Result<std::string> EdgeConfig::ReadApiKey() const {
 
 Result<std::optional<scheduler::Candidate>> EdgeConfig::ResolveSplit(int layers,
                                                                      ActivationCodec codec) const {
+  // Without a tail the edge serves every request itself: auto has nothing else to choose.
+  if (CloudEndpoints().empty()) {
+    if (split == "auto" || split == std::to_string(layers))
+      return std::optional<scheduler::Candidate>(scheduler::Candidate{});
+    return InvalidArgument("--split " + split +
+                           " needs --cloud (the tail that runs blocks [K, L)); without one "
+                           "the edge serves every request all-local");
+  }
   if (split == "auto") return std::optional<scheduler::Candidate>();
   try {
     size_t used = 0;

@@ -55,7 +55,7 @@ int Serve(EdgeService& service, const EdgeConfig& config, const std::string& api
   Log(LogLevel::kInfo, "edge", "serving",
       {{"listen", (*http)->address()},
        {"cloud", config.cloud.endpoint},
-       {"split", config.split},
+       {"split", config.CloudEndpoints().empty() ? std::string("local") : config.split},
        {"codec", codec},
        {"auth", api_key.empty() ? "none" : "bearer"},
        {"kernels", ActiveKernels().name}});

@@ -58,7 +58,10 @@ class EdgeService::Impl {
   Impl(EdgeConfig config, EdgeDependencies dependencies);
 
   std::vector<services::Route> Routes(const std::string& api_key);
-  bool Ready() const { return !admission_.draining() && (tails_.connected() > 0 || LocalFallback()); }
+  bool Ready() const {
+    return !admission_.draining() &&
+           (tails_.connected() > 0 || LocalFallback() || (fixed_ && fixed_->local()));
+  }
   void BeginDrain() { admission_.BeginDrain(); }
 
  private:
@@ -99,7 +102,8 @@ class EdgeService::Impl {
   const Clock& clock_;
   EdgeMetrics metrics_;
   TailSet tails_;
-  TailLink& primary_;  // the first --cloud tail: the top-level figures of /v1/plan and the link gauges
+  TailLink* primary_;  // the first --cloud tail: the top-level figures of /v1/plan and the link gauges; null
+                       // without a tail (edge-only serving)
   Admission admission_;
   std::unique_ptr<SplitPlanner> planner_;  // --split auto
   std::function<std::unique_ptr<RequestTails>(TailSet&)> request_tails_;
@@ -124,7 +128,7 @@ EdgeService::Impl::Impl(EdgeConfig config, EdgeDependencies dependencies)
       metrics_(*registry_),
       tails_(dependencies.cloud, model_.Describe(), config_.max_concurrent,
              {.probe_interval = std::chrono::milliseconds(config_.probe_ms)}),
-      primary_(*tails_.Get(config_.CloudEndpoints().front())),
+      primary_(config_.CloudEndpoints().empty() ? nullptr : tails_.Get(config_.CloudEndpoints().front())),
       admission_({.max_concurrent = config_.max_concurrent,
                   .max_queue = config_.max_queue,
                   .slot_wait = std::chrono::milliseconds(config_.cloud.timeout_ms)},
@@ -220,18 +224,20 @@ std::vector<services::Route> EdgeService::Impl::Routes(const std::string& api_ke
 
 services::HttpHandler EdgeService::Impl::WithMetricsRefresh(services::HttpHandler inner) {
   return [this, inner = std::move(inner)](const HttpRequest& request) {
-    metrics_.ObserveLink(primary_.link.Estimate(), tails_.connected());
+    if (primary_ != nullptr) metrics_.ObserveLink(primary_->link.Estimate(), tails_.connected());
     return inner(request);
   };
 }
 
 HttpResponse EdgeService::Impl::Plan(const HttpRequest&) const {
-  // The top-level figures are the first --cloud tail's; `planner.tails` has every tail's.
-  json body = {{"cloud", primary_.pool.endpoint()},
-               {"split", config_.split},
-               {"layers", layers_},
-               {"connections", {{"ready", primary_.pool.connected()}, {"size", primary_.pool.size()}}},
-               {"last_error", primary_.pool.last_error()}};
+  // The top-level figures are the first --cloud tail's; `planner.tails` has every tail's. Without a tail
+  // the edge serves everything itself: "local".
+  json body = {{"split", primary_ != nullptr ? config_.split : "local"}, {"layers", layers_}};
+  if (primary_ != nullptr) {
+    body["cloud"] = primary_->pool.endpoint();
+    body["connections"] = {{"ready", primary_->pool.connected()}, {"size", primary_->pool.size()}};
+    body["last_error"] = primary_->pool.last_error();
+  }
   if (fixed_) {
     body["cut"] = CutOf(*fixed_, layers_);
     body["codec"] = fixed_->local() ? "" : fixed_->codec.Name();
@@ -243,10 +249,12 @@ HttpResponse EdgeService::Impl::Plan(const HttpRequest&) const {
   }
   body["draft"] = {{"drafter", drafters_.front().spec().Name()},
                    {"draft_tokens", draft_tokens_ >= 0 ? json(draft_tokens_) : json("auto")}};
-  const scheduler::LinkEstimate link = primary_.link.Estimate();
-  body["estimates"] = {{"link_up", link.up},
-                       {"rtt_ms", link.rtt_ms},
-                       {"bandwidth_mbit_s", link.bandwidth_bytes_per_ms * 8 / 1000}};
+  if (primary_ != nullptr) {
+    const scheduler::LinkEstimate link = primary_->link.Estimate();
+    body["estimates"] = {{"link_up", link.up},
+                         {"rtt_ms", link.rtt_ms},
+                         {"bandwidth_mbit_s", link.bandwidth_bytes_per_ms * 8 / 1000}};
+  }
   return {.body = body.dump()};
 }
 
@@ -312,6 +320,10 @@ std::optional<ApiError> EdgeService::Impl::CheckAgainstModel(const CompletionReq
                         "this edge keeps outputs private (--private-output, --tail-end): 'tandem.split' "
                         "is not accepted");
   }
+  if (request.split && primary_ == nullptr && request.split->cut >= 0 && request.split->cut < layers_) {
+    return InvalidValue("tandem.split",
+                        "this edge has no tail (no --cloud): 'tandem.split' may only be \"local\"");
+  }
   if (request.split && request.split->cut > layers_) {
     return InvalidValue("tandem.split",
                         "'tandem.split' must be a block in 0.." + std::to_string(layers_) + " or \"local\"");
@@ -343,7 +355,7 @@ Result<scheduler::Candidate> EdgeService::Impl::FirstChoice(const CompletionRequ
   if (request.split) {
     if (request.split->cut < 0 || request.split->cut == layers_) return scheduler::Candidate{};
     return scheduler::Candidate{.tail = 0,
-                                .endpoint = primary_.pool.endpoint(),
+                                .endpoint = primary_->pool.endpoint(),
                                 .cut = request.split->cut,
                                 .codec = request.split->codec};
   }

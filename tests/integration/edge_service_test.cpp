@@ -39,6 +39,17 @@ double Sample(const std::string& metrics, const std::string& name) {
 }
 
 // One tail and one edge (cut 2, API key on) shared by the tests that do not stop them.
+// The request that reproduces a golden record: its prompt, greedy, as many tokens as it continues.
+json GoldenRequest(const json& golden) {
+  const auto tokens = golden["ids"].size() - golden["prompt_ids"].size();
+  return {{"model", "stories260K"}, {"prompt", golden["prompt"]}, {"max_tokens", tokens}, {"temperature", 0}};
+}
+std::string GoldenContinuation(const json& golden) {
+  const std::string text = golden["text"], prompt = golden["prompt"];
+  EXPECT_EQ(text.substr(0, prompt.size()), prompt);
+  return text.substr(prompt.size());
+}
+
 class EdgeServiceTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -57,18 +68,6 @@ class EdgeServiceTest : public ::testing::Test {
     ASSERT_TRUE(tail_->started()) << tail_->log();
     ASSERT_TRUE(edge_->started()) << edge_->log();
     ASSERT_TRUE(testing::AwaitReady(*edge_)) << edge_->log();
-  }
-
-  // The request that reproduces a golden record: its prompt, greedy, as many tokens as it continues.
-  static json GoldenRequest(const json& golden) {
-    const auto tokens = golden["ids"].size() - golden["prompt_ids"].size();
-    return {
-        {"model", "stories260K"}, {"prompt", golden["prompt"]}, {"max_tokens", tokens}, {"temperature", 0}};
-  }
-  static std::string GoldenContinuation(const json& golden) {
-    const std::string text = golden["text"], prompt = golden["prompt"];
-    EXPECT_EQ(text.substr(0, prompt.size()), prompt);
-    return text.substr(prompt.size());
   }
 
   static CloudTailProcess* tail_;
@@ -271,6 +270,35 @@ class EdgeLifecycleTest : public ::testing::Test {
     if (testing::SharedDir().empty()) GTEST_SKIP() << "shared folder not found";
   }
 };
+
+// Without --cloud the edge serves its model alone: ready once loaded, every request all-local, the golden
+// text; keys are not needed, and a split it cannot make is refused.
+TEST_F(EdgeLifecycleTest, WithoutACloudTheEdgeServesEveryRequestItself) {
+  EdgeProcess edge(std::vector<std::string>{"--draft", "ngram"});
+  ASSERT_TRUE(edge.started()) << edge.log();
+  EXPECT_EQ(HttpCall(edge.address(), "GET", "/readyz").status, 200);
+  const json plan = json::parse(HttpCall(edge.address(), "GET", "/v1/plan").body);
+  EXPECT_EQ(plan["split"], "local");
+  EXPECT_EQ(plan["cut"], 5);
+  for (const json& golden : testing::GoldenRecords()) {
+    SCOPED_TRACE(golden["prompt"].get<std::string>());
+    const HttpResult result = Complete(edge.address(), GoldenRequest(golden));
+    ASSERT_EQ(result.status, 200) << result.body;
+    const json body = json::parse(result.body);
+    EXPECT_EQ(body["choices"][0]["text"], GoldenContinuation(golden));
+    EXPECT_EQ(body["tandem"]["cut"], 5);
+    EXPECT_EQ(body["tandem"]["bytes_sent"], 0);
+  }
+  const HttpResult split =
+      Complete(edge.address(), {{"prompt", "Hi"}, {"max_tokens", 2}, {"tandem", {{"split", 2}}}});
+  EXPECT_EQ(split.status, 400);
+  EXPECT_EQ(json::parse(split.body)["error"]["param"], "tandem.split");
+  const auto refused =
+      testing::RunProgram("tandem-edge", {"--model", testing::Stories260KModel().string(), "--tokenizer",
+                                          testing::Stories260KTokenizer().string(), "--split", "2"});
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_NE(refused.err.find("--split 2 needs --cloud"), std::string::npos) << refused.err;
+}
 
 TEST_F(EdgeLifecycleTest, ReadyzIs503UntilTheTailAnswers) {
   const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(testing::FreePort());

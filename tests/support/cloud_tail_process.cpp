@@ -66,16 +66,20 @@ std::vector<std::string> CloudTailProcess::EdgeFlags(bool stranger) const {
 }
 
 EdgeProcess::EdgeProcess(const CloudTailProcess& tail, const std::vector<std::string>& extra_args) {
-  std::vector<std::string> args = {"--model",     Stories260KModel().string(),
-                                   "--tokenizer", Stories260KTokenizer().string(),
-                                   "--listen",    "127.0.0.1:0"};
   auto cloud = tail.EdgeFlags();
   // --cloud adds up when repeated: an edge given its own tails (a proxy, replicas) does not also get this
   // tail's address.
   if (std::find(extra_args.begin(), extra_args.end(), "--cloud") != extra_args.end()) {
     cloud.erase(cloud.begin(), cloud.begin() + 2);
   }
-  args.insert(args.end(), cloud.begin(), cloud.end());
+  cloud.insert(cloud.end(), extra_args.begin(), extra_args.end());
+  *this = EdgeProcess(cloud);
+}
+
+EdgeProcess::EdgeProcess(const std::vector<std::string>& extra_args) {
+  std::vector<std::string> args = {"--model",     Stories260KModel().string(),
+                                   "--tokenizer", Stories260KTokenizer().string(),
+                                   "--listen",    "127.0.0.1:0"};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   process_ = std::make_unique<BackgroundProcess>("tandem-edge", args);
   address_ = LogField(process_->WaitForLine("msg=serving"), "listen");

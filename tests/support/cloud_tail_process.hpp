@@ -55,6 +55,8 @@ class CloudTailProcess {
 class EdgeProcess {
  public:
   explicit EdgeProcess(const CloudTailProcess& tail, const std::vector<std::string>& extra_args = {});
+  // An edge with no tail (no --cloud): it serves every request itself.
+  explicit EdgeProcess(const std::vector<std::string>& extra_args = {});
   bool started() const { return !address_.empty(); }
   const std::string& address() const { return address_; }  // "127.0.0.1:PORT"
   std::string log() const { return process_->Stderr(); }

@@ -10,6 +10,11 @@ namespace {
 constexpr double kForgetting = 0.9;          // per observation: about the last ten steps count
 constexpr double kDraftTimeSmoothing = 0.2;  // EWMA weight of the newest drafting time
 
+// Moves the drafting-time average toward `sample` (the first sample sets it).
+void SmoothDraftTime(double& average, double sample) {
+  average = average == 0 ? sample : (1 - kDraftTimeSmoothing) * average + kDraftTimeSmoothing * sample;
+}
+
 }  // namespace
 
 StepTimeModel::StepTimeModel(double predicted_step_ms) {
@@ -39,14 +44,14 @@ double StepTimeModel::base_ms() const {
   return std::max(0.0, (sum_ms_ - per_draft_ms() * sum_n_) / weight_);
 }
 
-void DraftStats::Observe(int drafted, int kept, double draft_ms_per_token) {
+void DraftStats::Observe(int drafted, int kept) {
   const std::lock_guard lock(mutex_);
   acceptance_.Observe(drafted, kept);
-  if (draft_ms_per_token > 0) {
-    draft_token_ms_ = draft_token_ms_ == 0 ? draft_ms_per_token
-                                           : (1 - kDraftTimeSmoothing) * draft_token_ms_ +
-                                                 kDraftTimeSmoothing * draft_ms_per_token;
-  }
+}
+
+void DraftStats::ObserveDraftTime(double ms_per_token) {
+  const std::lock_guard lock(mutex_);
+  SmoothDraftTime(draft_token_ms_, ms_per_token);
 }
 
 scheduler::DraftInputs DraftStats::Inputs(bool enabled, int max_drafts) const {
@@ -95,9 +100,8 @@ std::vector<int> GenerationDrafting::Propose(std::span<const int> context, int m
   }
   if (!draft->empty()) {
     const double per_token = ToMilliseconds(clock_.Now() - start) / static_cast<double>(draft->size());
-    draft_token_ms_ = draft_token_ms_ == 0
-                          ? per_token
-                          : (1 - kDraftTimeSmoothing) * draft_token_ms_ + kDraftTimeSmoothing * per_token;
+    SmoothDraftTime(draft_token_ms_, per_token);
+    if (stats_ != nullptr) stats_->ObserveDraftTime(per_token);
   }
   return std::move(*draft);
 }
@@ -108,7 +112,7 @@ void GenerationDrafting::Observe(int drafted, const VerifyOutcome& outcome, doub
   if (drafted == 0) return;
   policy_.Observe(drafted, outcome.kept);
   ++drafting_steps_;
-  if (stats_ != nullptr) stats_->Observe(drafted, outcome.kept, draft_token_ms_);
+  if (stats_ != nullptr) stats_->Observe(drafted, outcome.kept);
   drafted_ += drafted;
   kept_ += outcome.kept;
   if (metrics_ != nullptr) {

@@ -38,7 +38,10 @@ class StepTimeModel {
 // Thread-safe: every generation reports here.
 class DraftStats {
  public:
-  void Observe(int drafted, int kept, double draft_ms_per_token);
+  // A step's drafts and how many the model kept.
+  void Observe(int drafted, int kept);
+  // The drafter's time per token, measured on one proposal.
+  void ObserveDraftTime(double ms_per_token);
   // The planner's draft inputs: disabled without a drafter (`enabled` false).
   scheduler::DraftInputs Inputs(bool enabled, int max_drafts) const;
 

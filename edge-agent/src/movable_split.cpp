@@ -39,9 +39,7 @@ Result<VerifyOutcome> MovableSplit::Step(std::span<const int> tokens, std::span<
   if (!tail_) return Internal("the split has not started");
   LoggedStep step{.tokens = {tokens.begin(), tokens.end()}, .draft = {draft.begin(), draft.end()}};
   step.tokens.insert(step.tokens.end(), draft.begin(), draft.end());
-  TANDEM_ASSIGN_OR_RETURN(const HiddenRows rows, edge_->Forward(step.tokens));
-  TANDEM_ASSIGN_OR_RETURN(step.outcome, tail_->Verify(rows, draft));
-  edge_->DropPositions(static_cast<int>(draft.size()) - step.outcome.kept);
+  TANDEM_ASSIGN_OR_RETURN(step.outcome, StepThrough(*edge_, *tail_, step.tokens, draft));
   steps_.push_back(std::move(step));
   return steps_.back().outcome;
 }

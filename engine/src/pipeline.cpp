@@ -342,9 +342,11 @@ Result<Generation> Generate(const VerifyStep& step, const DraftSource& drafts, i
   while (true) {
     // Every drafted token takes a position: the step's rows end by position `steps` at the latest.
     const int room = steps - static_cast<int>(result.ids.size());
-    std::vector<int> draft = drafts && room > 0 ? drafts(result.ids, room) : std::vector<int>{};
-    if (draft.size() > static_cast<size_t>(std::max(room, 0)))
-      draft.resize(static_cast<size_t>(std::max(room, 0)));
+    std::vector<int> draft;
+    if (drafts && room > 0) {
+      draft = drafts(result.ids, room);
+      if (draft.size() > static_cast<size_t>(room)) draft.resize(static_cast<size_t>(room));
+    }
     TANDEM_ASSIGN_OR_RETURN(const VerifyOutcome outcome, step(pending, draft));
     if (timings.model_steps++ == 0) {
       timings.prefill_ms = MillisecondsSince(start);
@@ -372,14 +374,19 @@ Result<Generation> Generate(const VerifyStep& step, const DraftSource& drafts, i
   return result;
 }
 
+Result<VerifyOutcome> StepThrough(EdgeRunner& edge, TailRunner& tail, std::span<const int> tokens_and_draft,
+                                  std::span<const int> draft) {
+  TANDEM_ASSIGN_OR_RETURN(const HiddenRows rows, edge.Forward(tokens_and_draft));
+  TANDEM_ASSIGN_OR_RETURN(VerifyOutcome outcome, tail.Verify(rows, draft));
+  edge.DropPositions(static_cast<int>(draft.size()) - outcome.kept);
+  return outcome;
+}
+
 VerifyStep SplitStep(EdgeRunner& edge, TailRunner& tail) {
-  return [&edge, &tail](std::span<const int> tokens, std::span<const int> draft) -> Result<VerifyOutcome> {
+  return [&edge, &tail](std::span<const int> tokens, std::span<const int> draft) {
     std::vector<int> all(tokens.begin(), tokens.end());
     all.insert(all.end(), draft.begin(), draft.end());
-    TANDEM_ASSIGN_OR_RETURN(HiddenRows rows, edge.Forward(all));
-    TANDEM_ASSIGN_OR_RETURN(VerifyOutcome outcome, tail.Verify(rows, draft));
-    edge.DropPositions(static_cast<int>(draft.size()) - outcome.kept);
-    return outcome;
+    return StepThrough(edge, tail, all, draft);
   };
 }
 

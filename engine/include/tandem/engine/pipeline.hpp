@@ -268,8 +268,11 @@ Result<Generation> Generate(const ModelStep& step, int seq_len, std::span<const 
 Result<Generation> Generate(const VerifyStep& step, const DraftSource& drafts, int seq_len,
                             std::span<const int> prompt_ids, const GenerateOptions& options,
                             const TokenCallback& on_token = {});
-// A step through an edge part and a tail: the tokens and drafts through the edge's blocks, verified by the
-// tail, the edge then forgetting the drafts the tail did not keep.
+// One step through an edge part and a tail: `tokens_and_draft` (the step's own tokens, then `draft`)
+// through the edge's blocks, verified by the tail, the edge then forgetting the drafts the tail did not keep.
+Result<VerifyOutcome> StepThrough(EdgeRunner& edge, TailRunner& tail, std::span<const int> tokens_and_draft,
+                                  std::span<const int> draft);
+// StepThrough as a VerifyStep.
 VerifyStep SplitStep(EdgeRunner& edge, TailRunner& tail);
 // Through an edge part and a tail, drafting when `drafts` is given.
 Result<Generation> Generate(EdgeRunner& edge, TailRunner& tail, std::span<const int> prompt_ids,

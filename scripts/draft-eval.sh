@@ -63,22 +63,9 @@ edge_port="${EDGE_PORT:-47323}"
 mkdir -p "$out"
 # Both processes share this machine's two cores: OpenMP threads must sleep, not spin, while they wait.
 export OMP_WAIT_POLICY=passive
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
-"$bin/tandem" keygen --out "$out/cloud" >/dev/null
-"$bin/tandem" keygen --out "$out/edge" >/dev/null
-cp "$out/edge.pub" "$out/clients.txt"
-
-"$bin/tandem-cloud" --model "$model" --threads 2 --bind "tcp://127.0.0.1:$tail_port" --http "" \
-  --server-key "$out/cloud.key" --allow-clients "$out/clients.txt" 2>"$out/tail.log" &
-pids+=($!)
-# The tail times its blocks before it serves; the edge then times its own, so the two profiles are not
-# taken on cores they share at the same moment.
-for _ in $(seq 600); do grep -q "msg=serving" "$out/tail.log" && break; sleep 0.1; done
+# shellcheck source=scripts/services.sh
+source "$(dirname "$0")/services.sh"
+start_eval_tail "$bin" "$model" "$out" "$tail_port"
 "$bin/tandem-edge" --model "$model" --tokenizer "$tokenizer" --threads 1 --emulate-slowdown "$slowdown" \
   --split auto --draft "$drafters" --draft-tokens auto \
   --cloud "tcp://127.0.0.1:$link_port" --cloud-key "$out/cloud.pub" --client-key "$out/edge.key" \

@@ -18,19 +18,17 @@ RemoteSession::ReadReply RemoteTail::OutcomeReader(std::span<VerifyOutcome> outc
     VerifyOutcome outcome;
     uint32_t compute_us = 0;
     if (reply.header.type == wire::MessageType::kVerdict) {
-      TANDEM_ASSIGN_OR_RETURN(const wire::VerdictReply verdict, wire::ParseVerdict(reply));
+      TANDEM_ASSIGN_OR_RETURN(wire::VerdictReply verdict, wire::ParseVerdict(reply));
       if (verdict.kept > sent.drafts) {
         return InvalidArgument("the cloud tail kept " + std::to_string(verdict.kept) + " of " +
                                std::to_string(sent.drafts) + " drafts");
       }
-      outcome = {.kept = verdict.kept, .tokens = verdict.tokens};
+      outcome = {.kept = verdict.kept, .tokens = std::move(verdict.tokens)};
       compute_us = verdict.compute_us;
-      last_reply_ = {
-          .session = verdict.session, .sequence = verdict.sequence, .token = verdict.tokens.back()};
     } else {
-      TANDEM_ASSIGN_OR_RETURN(last_reply_, wire::ParseToken(reply));
-      outcome = {.kept = 0, .tokens = {last_reply_.token}};
-      compute_us = last_reply_.compute_us;
+      TANDEM_ASSIGN_OR_RETURN(const wire::TokenReply token, wire::ParseToken(reply));
+      outcome = {.kept = 0, .tokens = {token.token}};
+      compute_us = token.compute_us;
     }
     for (const int token : outcome.tokens) {
       if (token < 0 || token >= static_cast<int>(session_->tail().vocab_size)) {

@@ -40,7 +40,6 @@ class RemoteTail final : public TailRunner {
   uint64_t session_id() const { return session_->request().session; }
   const CutLog& cut_log() const { return session_->cut_log(); }
   const WireStats& stats() const { return session_->stats(); }
-  const wire::TokenReply& last_reply() const { return last_reply_; }
   void set_step_observer(StepObserver observer) { session_->set_step_observer(std::move(observer)); }
 
  private:
@@ -49,7 +48,6 @@ class RemoteTail final : public TailRunner {
   RemoteSession::ReadReply OutcomeReader(std::span<VerifyOutcome> outcomes);
 
   std::unique_ptr<RemoteSession> session_;
-  wire::TokenReply last_reply_;
 };
 
 // The tail side of a split through a cloud tail: a RemoteTail, or for private output (request.end_block

@@ -241,6 +241,7 @@ HttpResponse EdgeService::Impl::Plan(const HttpRequest&) const {
   if (fixed_) {
     body["cut"] = CutOf(*fixed_, layers_);
     body["codec"] = fixed_->local() ? "" : fixed_->codec.Name();
+    if (primary_ != nullptr) body["tails"] = tails_.Describe();  // which one a fixed split can move to
   } else {
     body["planner"] = planner_->Describe();
     const json& current = body["planner"].contains("current") ? body["planner"]["current"] : json();

@@ -35,7 +35,8 @@ std::vector<FixedSplitTail> FixedSplitTails(const TailSet& tails, const schedule
   return seen;
 }
 
-scheduler::Candidate StartFixedSplit(const scheduler::Candidate& split, std::span<const FixedSplitTail> tails) {
+scheduler::Candidate StartFixedSplit(const scheduler::Candidate& split,
+                                     std::span<const FixedSplitTail> tails) {
   for (size_t i = 0; i < tails.size(); ++i) {
     if (tails[i].usable) return OnTail(split, tails, i);
   }
@@ -52,9 +53,10 @@ Result<scheduler::Candidate> MoveFixedSplit(const scheduler::Candidate& failed,
     const size_t index = (after + step) % tails.size();
     if (tails[index].usable && tails[index].endpoint != failed.endpoint) return OnTail(failed, tails, index);
   }
-  return Unavailable("the tail of the fixed split " + failed.Describe() +
-                     " failed, and no other tail can take over (every other one is down, unreachable, failing "
-                     "or without the split's blocks)");
+  return Unavailable(
+      "the tail of the fixed split " + failed.Describe() +
+      " failed, and no other tail can take over (every other one is down, unreachable, failing "
+      "or without the split's blocks)");
 }
 
 }  // namespace tandem::edge_agent

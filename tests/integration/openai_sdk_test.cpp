@@ -26,7 +26,8 @@ class OpenAiSdkTest : public ::testing::Test {
     if (testing::SharedDir().empty()) GTEST_SKIP() << "shared folder not found";
     sdk_dir_ = testing::BinDir().parent_path() / "node-sdk";
     ASSERT_TRUE(std::filesystem::exists(sdk_dir_ / "node_modules" / "openai"))
-        << "the OpenAI SDK is not installed in " << sdk_dir_ << " (ctest's openai_sdk_install fixture does it)";
+        << "the OpenAI SDK is not installed in " << sdk_dir_
+        << " (ctest's openai_sdk_install fixture does it)";
     messages_ = dir_ / "messages.json";
     std::ofstream(messages_) << json::array({{{"role", "system"}, {"content", "You tell short stories."}},
                                              {{"role", "user"}, {"content", "Once upon a time"}}})
@@ -35,10 +36,11 @@ class OpenAiSdkTest : public ::testing::Test {
 
   // The SDK script against `edge` with `key`.
   testing::CommandResult RunSdk(const EdgeProcess& edge, const std::string& key) const {
-    return testing::RunProgram("/usr/bin/env", {"node", (sdk_dir_ / "openai_chat.mjs").string(),
-                                                "http://" + edge.address() + "/v1", key, messages_.string(),
-                                                std::to_string(kMaxTokens)},
-                               120);
+    return testing::RunProgram(
+        "/usr/bin/env",
+        {"node", (sdk_dir_ / "openai_chat.mjs").string(), "http://" + edge.address() + "/v1", key,
+         messages_.string(), std::to_string(kMaxTokens)},
+        120);
   }
 
   testing::TempDir dir_;

@@ -36,7 +36,8 @@ bool ServesFixedSplit(const wire::Hello& hello, const scheduler::Candidate& spli
 std::vector<FixedSplitTail> FixedSplitTails(const TailSet& tails, const scheduler::Candidate& split);
 
 // `split` on the first usable tail; `split` as given when none is (reserving its tail then says why not).
-scheduler::Candidate StartFixedSplit(const scheduler::Candidate& split, std::span<const FixedSplitTail> tails);
+scheduler::Candidate StartFixedSplit(const scheduler::Candidate& split,
+                                     std::span<const FixedSplitTail> tails);
 
 // `failed`'s cut, end block and codec on the next usable tail after its own (in order, wrapping around);
 // Unavailable when no other tail is usable.

@@ -1,10 +1,14 @@
 // ParseChatRequest: the fields a chat request shares with a completion (read by the same readers), the
 // messages (string or text-part content, roles), max_completion_tokens over max_tokens, and every refusal
-// with its status, type, code and param. RenderedPromptNeedsBos on stories260K's tokenizer.
+// with its status, type, code and param. RenderedPromptNeedsBos on stories260K's tokenizer; ChatTurnStops
+// on a byte-level tokenizer with an added <|im_end|>.
 #include "tandem/edge_agent/chat_request.hpp"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <string_view>
 
 #include "test_env.hpp"
 
@@ -29,7 +33,8 @@ TEST(ChatRequestTest, ReadsMessagesAndTheSharedFields) {
   json body = {{"model", "stories260K"},
                {"messages",
                 {{{"role", "developer"}, {"content", "Be brief."}},
-                 {{"role", "user"}, {"content", {{{"type", "text"}, {"text", "Hi"}}, {{"type", "text"}, {"text", "there"}}}}},
+                 {{"role", "user"},
+                  {"content", {{{"type", "text"}, {"text", "Hi"}}, {{"type", "text"}, {"text", "there"}}}}},
                  {{"role", "assistant"}, {"content", nullptr}},
                  {{"role", "user"}, {"content", "Again"}, {"name", "ann"}}}},
                {"max_tokens", 30},
@@ -90,7 +95,8 @@ json WithMessage(json message) {
 TEST(ChatRequestTest, EveryBadInputGetsItsErrorObject) {
   const json ok = UserSays("Hi");
   const json image = {{"type", "image_url"}, {"image_url", {{"url", "https://example.com/a.png"}}}};
-  const json with_image = WithMessage({{"role", "user"}, {"content", {{{"type", "text"}, {"text", "a"}}, image}}});
+  const json with_image =
+      WithMessage({{"role", "user"}, {"content", {{{"type", "text"}, {"text", "a"}}, image}}});
   const std::vector<Refusal> cases = {
       {"no messages", {{"max_tokens", 4}}, "missing_required_parameter", "messages"},
       {"messages null", {{"messages", nullptr}}, "missing_required_parameter", "messages"},
@@ -105,7 +111,8 @@ TEST(ChatRequestTest, EveryBadInputGetsItsErrorObject) {
        "messages[1].content"},
       {"system without content", WithMessage({{"role", "system"}}), "missing_required_parameter",
        "messages[1].content"},
-      {"content a number", WithMessage({{"role", "user"}, {"content", 5}}), "invalid_type", "messages[1].content"},
+      {"content a number", WithMessage({{"role", "user"}, {"content", 5}}), "invalid_type",
+       "messages[1].content"},
       {"content an object", WithMessage({{"role", "user"}, {"content", {{"text", "x"}}}}), "invalid_type",
        "messages[1].content"},
       {"part a string", WithMessage({{"role", "user"}, {"content", {"x"}}}), "invalid_type",
@@ -123,7 +130,8 @@ TEST(ChatRequestTest, EveryBadInputGetsItsErrorObject) {
        "tools"},
       {"functions", With(ok, "functions", {{{"name", "f"}}}), "invalid_value", "functions"},
       {"tool_choice", With(ok, "tool_choice", "auto"), "invalid_value", "tool_choice"},
-      {"json mode", With(ok, "response_format", {{"type", "json_object"}}), "invalid_value", "response_format"},
+      {"json mode", With(ok, "response_format", {{"type", "json_object"}}), "invalid_value",
+       "response_format"},
       {"max_tokens 0", With(ok, "max_tokens", 0), "invalid_value", "max_tokens"},
       {"max_completion_tokens past the cap", With(ok, "max_completion_tokens", 1000), "invalid_value",
        "max_completion_tokens"},
@@ -173,6 +181,59 @@ TEST(ChatRequestTest, ABosIsPrependedUnlessTheTemplateWroteIt) {
   const std::string bos = tokenizer->piece(tokenizer->bos());
   EXPECT_TRUE(RenderedPromptNeedsBos("<|im_start|>user\nHi", *tokenizer));
   EXPECT_FALSE(RenderedPromptNeedsBos(bos + "[INST] Hi [/INST]", *tokenizer));
+}
+
+// A byte-level tokenizer.json (GPT-2's, without merges: every byte its own token, as its own piece when
+// printable) with the special token 256 <|im_end|>.
+Tokenizer ByteLevelWithImEnd(const testing::TempDir& dir) {
+  json vocab = json::object();
+  for (int byte = 0x21; byte <= 0x7E; ++byte) vocab[std::string(1, static_cast<char>(byte))] = byte;
+  const json byte_level = {
+      {"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
+  const json doc = {{"version", "1.0"},
+                    {"added_tokens",
+                     {{{"id", 256},
+                       {"content", "<|im_end|>"},
+                       {"single_word", false},
+                       {"lstrip", false},
+                       {"rstrip", false},
+                       {"normalized", false},
+                       {"special", true}}}},
+                    {"normalizer", nullptr},
+                    {"pre_tokenizer", byte_level},
+                    {"post_processor", nullptr},
+                    {"decoder", byte_level},
+                    {"model",
+                     {{"type", "BPE"},
+                      {"dropout", nullptr},
+                      {"unk_token", nullptr},
+                      {"fuse_unk", false},
+                      {"byte_fallback", false},
+                      {"vocab", vocab},
+                      {"merges", json::array()}}}};
+  testing::WriteBytes(dir / "tokenizer.json", doc.dump());
+  auto tokenizer = Tokenizer::LoadFile((dir / "tokenizer.json").string(), 300);
+  EXPECT_TRUE(tokenizer.ok()) << tokenizer.status().ToString();
+  return std::move(tokenizer).value();
+}
+
+TEST(ChatRequestTest, EndOfTurnStringsOfOneTokenStopAtTheTokenTheOthersAreStopStrings) {
+  const testing::TempDir dir;
+  const Tokenizer tokenizer = ByteLevelWithImEnd(dir);
+  const std::string source = "{% for m in messages %}{{ m['content'] + '<|im_end|>' }}{% endfor %}";
+  for (const auto& [eos, eos_is_a_token] : {std::pair<std::string, bool>{"</s>", false}, {"!", true}}) {
+    SCOPED_TRACE(eos);
+    auto chat_template = ChatTemplate::FromSource(source, "", eos, "test");
+    ASSERT_TRUE(chat_template.ok()) << chat_template.status().ToString();
+    const TurnStops stops = ChatTurnStops(*chat_template, tokenizer);
+    std::vector<int> expected_ids = {256};
+    if (eos_is_a_token) expected_ids.push_back('!');
+    std::sort(expected_ids.begin(), expected_ids.end());
+    std::vector<int> ids = stops.token_ids;
+    std::sort(ids.begin(), ids.end());
+    EXPECT_EQ(ids, expected_ids);
+    EXPECT_EQ(stops.strings, eos_is_a_token ? std::vector<std::string>{} : std::vector<std::string>{"</s>"});
+  }
 }
 
 }  // namespace

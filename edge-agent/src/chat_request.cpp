@@ -104,7 +104,8 @@ Refusal RefuseUnsupportedChat(const json& body) {
   for (const char* name : {"tools", "functions"}) {
     const json* field = Field(body, name);
     if (field != nullptr && !(field->is_array() && field->empty())) {
-      return InvalidValue(name, std::string("'") + name + "' is not supported: this server generates text only");
+      return InvalidValue(name,
+                          std::string("'") + name + "' is not supported: this server generates text only");
     }
   }
   if (const json* choice = Field(body, "tool_choice"); choice != nullptr && *choice != "none")
@@ -125,10 +126,10 @@ ApiResult<ChatRequest> ParseChatRequest(std::string_view text, const CompletionL
   ChatRequest chat;
   CompletionRequest& request = chat.completion;
   // In this order: the first field at fault is the one reported (each reader reads its own fields).
-  for (Refusal error : {ReadModel(body, request), ReadMessages(body, limits, chat.messages),
-                        ReadChatMaxTokens(body, limits, request), ReadSampling(body, request),
-                        ReadStop(body, request), ReadStream(body, request),
-                        ReadTandemExtension(body, request), RefuseUnsupportedChat(body)}) {
+  for (Refusal error :
+       {ReadModel(body, request), ReadMessages(body, limits, chat.messages),
+        ReadChatMaxTokens(body, limits, request), ReadSampling(body, request), ReadStop(body, request),
+        ReadStream(body, request), ReadTandemExtension(body, request), RefuseUnsupportedChat(body)}) {
     if (error) return *error;
   }
   return chat;
@@ -157,9 +158,10 @@ bool RenderedPromptNeedsBos(std::string_view rendered, const Tokenizer& tokenize
 ApiResult<PreparedRequest> PrepareChat(ChatRequest chat, const ChatTemplate* chat_template,
                                        const Tokenizer& tokenizer) {
   if (chat_template == nullptr) {
-    return ApiError{.message = "this model has no chat template: start tandem-edge with --chat-template "
-                               "NAME|FILE (a built-in name such as chatml, or a Jinja file) to serve chat, "
-                               "or use /v1/completions",
+    return ApiError{.message =
+                        "this model has no chat template: start tandem-edge with --chat-template "
+                        "NAME|FILE (a built-in name such as chatml, or a Jinja file) to serve chat, "
+                        "or use /v1/completions",
                     .code = "chat_template_missing",
                     .param = "messages"};
   }

@@ -18,7 +18,8 @@ using services::HttpResponse;
 constexpr char kChatMl[] =
     "{% for message in messages %}"
     "{% if message['role'] == 'assistant' and (loop.first or messages[loop.index0 - 1]['role'] == "
-    "'assistant') %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') "
+    "'assistant') %}{{ raise_exception('Conversation roles must alternate "
+    "user/assistant/user/assistant/...') "
     "}}{% endif %}"
     "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
     "{% endfor %}"
@@ -180,7 +181,8 @@ TEST_F(EdgeChatInProcessTest, ChatErrorsAndMetrics) {
                               {{"role", "assistant"}, {"content", "Again"}}}}};
   const HttpResponse raised = Chat(alternating);
   ExpectError(raised, 400, "invalid_request_error", "invalid_value", "messages");
-  EXPECT_NE(raised.body.find("alternate"), std::string::npos) << "the template's own message: " << raised.body;
+  EXPECT_NE(raised.body.find("alternate"), std::string::npos)
+      << "the template's own message: " << raised.body;
   ExpectError(Chat({{"messages", json::array()}}), 400, "invalid_request_error", "invalid_value", "messages");
   json too_long = ChatRequest(model_->checkpoint->config().seq_len);
   ExpectError(Chat(too_long), 400, "invalid_request_error", "context_length_exceeded", "max_tokens");

@@ -222,15 +222,14 @@ class EdgeServiceInProcessTest : public ::testing::Test {
   EdgeConfig config_;
   std::string api_key_;
   TailScript script_;
-  bool drafts_ = false;  // load config_.draft's drafters
+  bool drafts_ = false;                        // load config_.draft's drafters
   std::optional<ChatTemplate> chat_template_;  // the service's chat template
   std::unique_ptr<EdgeService> service_;
   std::vector<services::Route> routes_;
 };
 
-
-inline void ExpectError(const HttpResponse& response, int status, const std::string& type, const std::string& code,
-                 const json& param) {
+inline void ExpectError(const HttpResponse& response, int status, const std::string& type,
+                        const std::string& code, const json& param) {
   ASSERT_EQ(response.status, status) << response.body;
   const json error = json::parse(response.body)["error"];
   EXPECT_EQ(error["type"], type) << response.body;
@@ -238,6 +237,5 @@ inline void ExpectError(const HttpResponse& response, int status, const std::str
   EXPECT_EQ(error["param"], param) << response.body;
   EXPECT_FALSE(error["message"].get<std::string>().empty());
 }
-
 
 }  // namespace tandem::edge_agent::testing_harness

@@ -16,9 +16,9 @@ std::optional<std::string> TemplateRole(const std::string& role) {
   return std::nullopt;
 }
 
-// A content array's text parts joined with "\n", as Hugging Face chat templates see one string.
-ApiResult<std::string> JoinTextParts(const json& parts, const std::string& param) {
-  std::string text;
+// Every part of a content array a text part; the first that is not, named by its `param`. (Joining them is
+// ChatContentText's, which tandem chat-template shares.)
+Refusal CheckTextParts(const json& parts, const std::string& param) {
   for (size_t j = 0; j < parts.size(); ++j) {
     const std::string part_param = param + "[" + std::to_string(j) + "]";
     const json& part = parts[j];
@@ -31,9 +31,8 @@ ApiResult<std::string> JoinTextParts(const json& parts, const std::string& param
     const json* part_text = Field(part, "text");
     if (part_text == nullptr) return Missing(part_param + ".text");
     if (!part_text->is_string()) return WrongType(part_param + ".text", "a string");
-    text += (j == 0 ? "" : "\n") + part_text->get<std::string>();
   }
-  return text;
+  return std::nullopt;
 }
 
 ApiResult<ChatMessage> ReadMessage(const json& message, const std::string& param) {
@@ -57,15 +56,15 @@ ApiResult<ChatMessage> ReadMessage(const json& message, const std::string& param
     if (read.role == "assistant") return read;
     return Missing(content_param);
   }
-  if (content->is_string()) {
-    read.content = content->get<std::string>();
-  } else if (content->is_array()) {
-    ApiResult<std::string> joined = JoinTextParts(*content, content_param);
-    if (!joined.ok()) return joined.error();
-    read.content = std::move(*joined);
-  } else {
+  if (!content->is_string() && !content->is_array()) {
     return WrongType(content_param, "a string or an array of text parts");
   }
+  if (content->is_array()) {
+    if (Refusal error = CheckTextParts(*content, content_param)) return *error;
+  }
+  Result<std::string> text = ChatContentText(*content);
+  if (!text.ok()) return InvalidValue(content_param, text.status().message());
+  read.content = std::move(*text);
   return read;
 }
 

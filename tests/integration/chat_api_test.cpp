@@ -29,8 +29,9 @@ const std::vector<json> kConversations = {
                  {{"role", "user"}, {"content", "Tell me about a cat."}}}),
     json::array({{{"role", "user"}, {"content", "Lily had a ball."}},
                  {{"role", "assistant"}, {"content", "She liked to play with it."}},
-                 {{"role", "user"}, {"content", {{{"type", "text"}, {"text", "What happened"}},
-                                                 {{"type", "text"}, {"text", "next?"}}}}}}),
+                 {{"role", "user"},
+                  {"content",
+                   {{{"type", "text"}, {"text", "What happened"}}, {{"type", "text"}, {"text", "next?"}}}}}}),
     json::array({{{"role", "developer"}, {"content", "Be kind."}}, {{"role", "user"}, {"content", "Hi"}}}),
 };
 
@@ -69,11 +70,17 @@ class ChatApiTest : public ::testing::Test {
   }
 
   // The prompt `tandem chat-template` renders for the conversation with the edge's template.
-  static std::string Rendered(const json& messages) {
+  // The edge reads the role "developer" as "system" (as OpenAI does); tandem chat-template takes roles as
+  // they are.
+  static std::string Rendered(json messages) {
+    for (json& message : messages) {
+      if (message["role"] == "developer") message["role"] = "system";
+    }
     const std::filesystem::path file = dir_->path() / "messages.json";
     std::ofstream(file) << messages.dump();
     const testing::CommandResult rendered = RunProgram(
-        "tandem", {"chat-template", "--model", model_, "--chat-template", "chatml", "--messages", file.string()});
+        "tandem",
+        {"chat-template", "--model", model_, "--chat-template", "chatml", "--messages", file.string()});
     EXPECT_EQ(rendered.exit_code, 0) << rendered.err;
     return rendered.out;
   }
@@ -143,11 +150,11 @@ TEST_F(ChatApiTest, ChatAnswersTheCompletionOfTheRenderedPromptPlainAndStreamed)
 TEST_F(ChatApiTest, TheEdgeRefusesATemplateFileItCannotParse) {
   const std::filesystem::path bad = dir_->path() / "broken.jinja";
   std::ofstream(bad) << "{% for message in messages %}{{ message['content'] }";
-  const testing::CommandResult refused =
-      RunProgram("tandem-edge", {"--model", testing::Stories260KModel().string(), "--tokenizer",
-                                 testing::Stories260KTokenizer().string(), "--listen", "127.0.0.1:0",
-                                 "--chat-template", bad.string()},
-                 60);
+  const testing::CommandResult refused = RunProgram(
+      "tandem-edge",
+      {"--model", testing::Stories260KModel().string(), "--tokenizer",
+       testing::Stories260KTokenizer().string(), "--listen", "127.0.0.1:0", "--chat-template", bad.string()},
+      60);
   EXPECT_EQ(refused.exit_code, 2) << refused.err;
   EXPECT_NE(refused.err.find(bad.string()), std::string::npos) << refused.err;
 }

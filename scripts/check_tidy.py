@@ -38,6 +38,7 @@ UNITS = [
     "edge-agent/src/admission.cpp",
     "edge-agent/src/stop_scanner.cpp",
     "edge-agent/src/failover_policy.cpp",
+    "edge-agent/src/fixed_split.cpp",
     "edge-agent/src/openai_format.cpp",
     "edge-agent/src/edge_config.cpp",
     "edge-agent/src/edge_metrics.cpp",

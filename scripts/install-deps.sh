@@ -24,6 +24,10 @@ tool_packages=(
   docker-compose golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev
   python3 python3-yaml python3-kubernetes python3-jsonschema prometheus
 )
+# openai_sdk_test: the official OpenAI Node SDK (npm installs it into the build folder). A Node.js from
+# elsewhere (NodeSource's bundles npm) is kept: Debian's packages are added only when the commands lack.
+command -v node >/dev/null || tool_packages+=(nodejs)
+command -v npm >/dev/null || tool_packages+=(npm)
 
 packages=("${build_packages[@]}")
 case "${1:-}" in

@@ -171,8 +171,9 @@ Result<std::optional<scheduler::Candidate>> EdgeConfig::ResolveSplit(int layers,
         return InvalidArgument("--tail-end must be in " + std::to_string(cut + 1) + ".." +
                                std::to_string(layers) + " with --split " + split);
       }
+      // On the first --cloud tail (cloud.endpoint lists them all); the service may start it on another.
       return std::optional<scheduler::Candidate>(scheduler::Candidate{
-          .tail = 0, .endpoint = cloud.endpoint, .cut = cut, .end = tail_end, .codec = codec});
+          .tail = 0, .endpoint = CloudEndpoints().front(), .cut = cut, .end = tail_end, .codec = codec});
     }
     if (used == split.size() && cut == layers)
       return std::optional<scheduler::Candidate>(scheduler::Candidate{});

@@ -221,26 +221,7 @@ nlohmann::json EdgePlanner::Describe() const {
     }
     out["top_candidates"] = std::move(candidates);
   }
-  nlohmann::json tails = nlohmann::json::array();
-  for (const auto& [endpoint, link] : tails_.All()) {
-    const scheduler::LinkEstimate estimate = link->link.Estimate();
-    nlohmann::json tail = {{"cloud", endpoint},
-                           {"connections", link->pool.connected()},
-                           {"circuit", CircuitStateName(link->breaker.state())},
-                           {"link",
-                            {{"up", estimate.up},
-                             {"rtt_ms", estimate.rtt_ms},
-                             {"bandwidth_mbit_s", estimate.bandwidth_bytes_per_ms * 8 / 1000}}}};
-    if (const std::optional<TailSnapshot> snapshot = link->monitor.tail()) {
-      tail["stats"] = {{"utilization", snapshot->stats.utilization},
-                       {"queue_depth", snapshot->stats.queue_depth},
-                       {"sessions", snapshot->stats.sessions},
-                       {"workers", snapshot->stats.workers},
-                       {"free_kv_bytes", snapshot->stats.free_kv_bytes}};
-    }
-    tails.push_back(std::move(tail));
-  }
-  out["tails"] = std::move(tails);
+  out["tails"] = tails_.Describe();
   return out;
 }
 

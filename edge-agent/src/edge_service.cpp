@@ -13,6 +13,7 @@
 #include "tandem/edge_agent/completion_request.hpp"
 #include "tandem/edge_agent/edge_metrics.hpp"
 #include "tandem/edge_agent/edge_planner.hpp"
+#include "tandem/edge_agent/fixed_split.hpp"
 #include "tandem/edge_agent/generation_runner.hpp"
 #include "tandem/edge_agent/openai_format.hpp"
 #include "tandem/edge_agent/tail_set.hpp"
@@ -86,7 +87,8 @@ class EdgeService::Impl {
   // plan all-local (when allowed), otherwise the request gets 503.
   ApiResult<scheduler::Candidate> Prepare(const CompletionRequest& request, int prompt_tokens,
                                           RequestTails& tails);
-  // The request's own override, the fixed split, or the planner's choice.
+  // The request's own override (on the first tail), the fixed split (on the first usable tail), or the
+  // planner's choice.
   Result<scheduler::Candidate> FirstChoice(const CompletionRequest& request, int prompt_tokens);
   ApiResult<Completion> Run(Accepted& accepted, const std::string& request_id, const TextSink& emit);
   // The request's drafter ("tandem.draft", else --draft) among those this edge can run: --draft's, and
@@ -250,6 +252,7 @@ HttpResponse EdgeService::Impl::Plan(const HttpRequest&) const {
   if (fixed_) {
     body["cut"] = CutOf(*fixed_, layers_);
     body["codec"] = fixed_->local() ? "" : fixed_->codec.Name();
+    if (primary_ != nullptr) body["tails"] = tails_.Describe();  // which one a fixed split can move to
   } else {
     body["planner"] = planner_->Describe();
     const json& current = body["planner"].contains("current") ? body["planner"]["current"] : json();
@@ -390,7 +393,8 @@ Result<scheduler::Candidate> EdgeService::Impl::FirstChoice(const CompletionRequ
                                 .cut = request.split->cut,
                                 .codec = request.split->codec};
   }
-  if (fixed_) return *fixed_;
+  // A fixed split starts on the first --cloud tail that can take it now.
+  if (fixed_) return fixed_->local() ? *fixed_ : StartFixedSplit(*fixed_, FixedSplitTails(tails_, *fixed_));
   return planner_->Choose(prompt_tokens, request.max_tokens);
 }
 

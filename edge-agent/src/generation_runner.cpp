@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "tandem/base/log.hpp"
+#include "tandem/edge_agent/fixed_split.hpp"
 #include "tandem/edge_agent/generation_drafting.hpp"
 #include "tandem/edge_agent/movable_split.hpp"
 #include "tandem/edge_agent/stop_scanner.hpp"
@@ -32,7 +33,8 @@ class GenerationRunner final : public FailoverHost {
   // Re-plans mid-generation: moves when another choice is predicted to finish the rest sooner, replay
   // included, by the hysteresis margin. A failed move leaves the split where it was.
   bool MaybeMove(int remaining);
-  // A failed step or start: moves off the tail when the policy covers the failure, else returns it.
+  // A failed step or start: moves off the tail when the policy covers the failure, else returns it. A
+  // request's forced split never moves.
   Status FallBack(Status failure);
   void RecordMove(const char* reason);
   void LogCompletion(const Status& status) const;
@@ -233,9 +235,7 @@ bool GenerationRunner::MaybeMove(int remaining) {
 }
 
 Status GenerationRunner::FallBack(Status failure) {
-  if (context_.planner == nullptr || request_.split || !context_.failover.Covers(split_->choice(), failure)) {
-    return failure;
-  }
+  if (request_.split || !context_.failover.Covers(split_->choice(), failure)) return failure;
   healthy_ = false;
   return context_.failover.Recover(split_->choice(), std::move(failure), *this);
 }
@@ -262,6 +262,8 @@ void GenerationRunner::Penalize(const scheduler::Candidate& failed, const Status
 }
 
 Result<scheduler::Candidate> GenerationRunner::Alternative(const scheduler::Candidate& failed) {
+  // A fixed split keeps its cut and codec: only its tail changes.
+  if (context_.planner == nullptr) return MoveFixedSplit(failed, FixedSplitTails(context_.tails, failed));
   const int positions_so_far = split_->positions() > 0 ? split_->positions() : completion_.prompt_tokens;
   return context_.planner->Alternative(failed, positions_so_far,
                                        request_.max_tokens - completion_.completion_tokens);

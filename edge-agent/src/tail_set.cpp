@@ -1,5 +1,7 @@
 #include "tandem/edge_agent/tail_set.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include "tandem/base/clock.hpp"
 
 namespace tandem::edge_agent {
@@ -57,6 +59,29 @@ bool TailSet::BreakersLeaveATail() const {
     if (tail->PlanningEstimate().up) return true;
   }
   return false;
+}
+
+nlohmann::json TailSet::Describe() const {
+  nlohmann::json tails = nlohmann::json::array();
+  for (const auto& [endpoint, link] : All()) {
+    const scheduler::LinkEstimate estimate = link->link.Estimate();
+    nlohmann::json tail = {{"cloud", endpoint},
+                           {"connections", link->pool.connected()},
+                           {"circuit", CircuitStateName(link->breaker.state())},
+                           {"link",
+                            {{"up", estimate.up},
+                             {"rtt_ms", estimate.rtt_ms},
+                             {"bandwidth_mbit_s", estimate.bandwidth_bytes_per_ms * 8 / 1000}}}};
+    if (const std::optional<TailSnapshot> snapshot = link->monitor.tail()) {
+      tail["stats"] = {{"utilization", snapshot->stats.utilization},
+                       {"queue_depth", snapshot->stats.queue_depth},
+                       {"sessions", snapshot->stats.sessions},
+                       {"workers", snapshot->stats.workers},
+                       {"free_kv_bytes", snapshot->stats.free_kv_bytes}};
+    }
+    tails.push_back(std::move(tail));
+  }
+  return tails;
 }
 
 int TailSet::connected() const {

@@ -14,6 +14,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -96,7 +97,9 @@ class FailoverTest : public ::testing::Test {
 
 // `streams` greedy streams and a few sampled ones through an edge with `edge_flags` besides its own; the
 // serving tail is killed while they run, and every stream must finish on the other with its reference text.
-void KillTheServingTailUnderStreams(int streams, const std::vector<std::string>& edge_flags) {
+// The edge plans with --split auto, or runs the fixed cut `fixed_cut`, which every stream must keep.
+void KillTheServingTailUnderStreams(int streams, const std::vector<std::string>& edge_flags,
+                                    std::optional<int> fixed_cut = std::nullopt) {
   constexpr int kSampled = 4;
   const unsigned seed =
       static_cast<unsigned>(EnvInt("TANDEM_FAILOVER_SEED", static_cast<int>(std::random_device{}())));
@@ -117,7 +120,7 @@ void KillTheServingTailUnderStreams(int streams, const std::vector<std::string>&
   // when its replica dies (seconds on shared cores, with other tests running).
   std::vector<std::string> flags = {"--cloud",           first.endpoint(),
                                     "--cloud",           second->endpoint(),
-                                    "--split",           "auto",
+                                    "--split",           fixed_cut ? std::to_string(*fixed_cut) : "auto",
                                     "--max-edge-blocks", "2",
                                     "--max-concurrent",  std::to_string(streams + kSampled),
                                     "--max-queue",       std::to_string(streams),
@@ -189,6 +192,9 @@ void KillTheServingTailUnderStreams(int streams, const std::vector<std::string>&
     EXPECT_EQ(outcome.text, expected[i]);
     ASSERT_TRUE(outcome.tandem.is_object());
     EXPECT_NE(outcome.tandem["cloud"], killed) << "a stream finished on the killed tail";
+    if (fixed_cut) {
+      EXPECT_EQ(outcome.tandem["cut"], *fixed_cut) << "a fixed split moved its cut";
+    }
     for (const json& move : outcome.tandem["move_log"]) {
       if (move["reason"] == "fallback") ++failed_over;
     }
@@ -197,6 +203,14 @@ void KillTheServingTailUnderStreams(int streams, const std::vector<std::string>&
   CloudTailProcess& survivor = killed == first.endpoint() ? *second : first;
   EXPECT_TRUE(survivor.process().Running()) << survivor.log();
   EXPECT_GT(failed_over, 0) << "the kill hit no stream in flight";
+
+  // A new request starts on the survivor, whichever tail comes first in --cloud.
+  json after_request = requests.front();
+  after_request["stream"] = false;
+  const HttpResult after = HttpCall(edge.address(), "POST", "/v1/completions", after_request.dump());
+  ASSERT_EQ(after.status, 200) << after.body << "\n" << edge.log();
+  EXPECT_EQ(json::parse(after.body)["choices"][0]["text"], expected.front());
+  EXPECT_EQ(json::parse(after.body)["tandem"]["cloud"], survivor.endpoint());
 }
 
 TEST_F(FailoverTest, KillingTheServingTailLosesNoStreamAndChangesNoToken) {
@@ -209,13 +223,18 @@ TEST_F(FailoverTest, KillingTheServingTailWhileDraftingLosesNoStreamAndChangesNo
   KillTheServingTailUnderStreams(8, {"--draft", "self-int8", "--draft-tokens", "3"});
 }
 
+// A fixed cut pins the cut and codec, not the tail: a replica takes the streams over at the same cut.
+TEST_F(FailoverTest, AFixedSplitsStreamsMoveToTheOtherReplicaAtTheSameCut) {
+  KillTheServingTailUnderStreams(8, {}, /*fixed_cut=*/2);
+}
+
 // With no other tail and all-local not allowed, a generation cannot go on: a stream ends with an error
 // event after the tokens it already sent (which were right: a prefix of the golden text), and the next
 // request is refused with 503 before it starts.
-TEST_F(FailoverTest, WithNowhereToGoAStreamEndsWithAnErrorEventAndNewRequestsGet503) {
+void WithNowhereToGo(const std::vector<std::string>& edge_flags) {
   CloudTailProcess tail({"--emulate-slowdown", "4"});
   ASSERT_TRUE(tail.started()) << tail.log();
-  EdgeProcess edge(tail, {"--split", "auto", "--max-edge-blocks", "2"});
+  EdgeProcess edge(tail, edge_flags);
   ASSERT_TRUE(edge.started()) << edge.log();
   ASSERT_TRUE(testing::AwaitTailReports(edge, 1)) << edge.log();
   const json golden = testing::GoldenRecords().front();
@@ -243,6 +262,14 @@ TEST_F(FailoverTest, WithNowhereToGoAStreamEndsWithAnErrorEventAndNewRequestsGet
   EXPECT_EQ(refused.status, 503) << refused.body;
   EXPECT_EQ(json::parse(refused.body)["error"]["code"], "upstream_unavailable") << refused.body;
   EXPECT_EQ(refused.Header("retry-after"), "1");
+}
+
+TEST_F(FailoverTest, WithNowhereToGoAStreamEndsWithAnErrorEventAndNewRequestsGet503) {
+  WithNowhereToGo({"--split", "auto", "--max-edge-blocks", "2"});
+}
+
+TEST_F(FailoverTest, WithNowhereToGoAFixedSplitsStreamEndsWithAnErrorEventToo) {
+  WithNowhereToGo({"--split", "2"});
 }
 
 TEST_F(FailoverTest, WhenTheLinkGoesDownTheEdgeFinishesLocallyWithTheSameText) {

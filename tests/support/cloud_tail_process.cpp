@@ -91,9 +91,11 @@ bool AwaitTailReports(const EdgeProcess& edge, size_t tails) {
         const HttpResult plan = HttpCall(edge.address(), "GET", "/v1/plan");
         if (plan.status != 200) return false;
         const nlohmann::json body = nlohmann::json::parse(plan.body, nullptr, /*allow_exceptions=*/false);
-        if (!body.contains("planner")) return false;
+        // auto's planner lists the tails; a fixed split (--split K) lists them at the top level.
+        const nlohmann::json& listed = body.contains("planner") ? body["planner"]["tails"] : body["tails"];
+        if (!listed.is_array()) return false;
         size_t reported = 0;
-        for (const nlohmann::json& tail : body["planner"]["tails"])
+        for (const nlohmann::json& tail : listed)
           reported += tail.contains("stats") && tail.value("connections", 0) > 0;
         return reported >= tails;
       },

@@ -67,9 +67,9 @@ class EdgeProcess {
   std::string address_;
 };
 
-// Until the edge's planner holds the STATS of at least `tails` tails with a connection past its
-// handshake each (GET /v1/plan): before, it cannot weigh a split on them, or a request planned onto one
-// gets 503 (failover_test hit it on a loaded host). False after 20 s.
+// Until the edge's planner (or, with a fixed split, its tail list) holds the STATS of at least `tails`
+// tails with a connection past its handshake each (GET /v1/plan): before, it cannot weigh a split on them,
+// or a request planned onto one gets 503 (failover_test hit it on a loaded host). False after 20 s.
 bool AwaitTailReports(const EdgeProcess& edge, size_t tails = 1);
 
 // Until the edge answers GET /readyz with 200 (a fixed split: its tail answered the handshake), as an

@@ -1,5 +1,6 @@
 // FailoverPolicy with a scripted host: which failures move a generation, to which choice, how often it
-// tries, the pause before asking a busy tail again, and the error when no tail is left.
+// tries, the pause before asking a busy tail again, and the error when no tail is left. Then where a fixed
+// split starts and moves (fixed_split.hpp), alone and as the policy's alternatives.
 #include "tandem/edge_agent/failover_policy.hpp"
 
 #include <gtest/gtest.h>
@@ -8,6 +9,8 @@
 #include <map>
 #include <string>
 #include <vector>
+
+#include "tandem/edge_agent/fixed_split.hpp"
 
 namespace tandem::edge_agent {
 namespace {
@@ -130,6 +133,117 @@ TEST(FailoverPolicyTest, AFailedMoveToLocalOrANonTailErrorEndsTheRecovery) {
   const Status status = FailoverPolicy{}.Recover(Tail("a"), DeadlineExceeded("a silent"), diverged);
   EXPECT_EQ(status.code(), StatusCode::kInternal);
   EXPECT_EQ(diverged.moves, std::vector<std::string>{"a -> b"});
+}
+
+// --split 2 at int8, with private output to block 4, as the config resolves it: on the first --cloud tail.
+scheduler::Candidate FixedSplit() {
+  return {.tail = 0, .endpoint = "a", .cut = 2, .end = 4, .codec = {.precision = Precision::kInt8}};
+}
+
+// Tails "a", "b", ... in --cloud order; those named in `down` are not usable.
+std::vector<FixedSplitTail> Tails(const std::string& names, const std::string& down = "") {
+  std::vector<FixedSplitTail> tails;
+  for (const char name : names) tails.push_back({std::string(1, name), down.find(name) == std::string::npos});
+  return tails;
+}
+
+// Only the tail changes, and its index names it among the tails.
+void ExpectOnTail(const scheduler::Candidate& choice, const std::string& endpoint, int index) {
+  EXPECT_EQ(choice.endpoint, endpoint);
+  EXPECT_EQ(choice.tail, index);
+  scheduler::Candidate expected = FixedSplit();
+  expected.endpoint = endpoint;
+  EXPECT_TRUE(choice.SameChoice(expected)) << choice.Describe();
+}
+
+TEST(FixedSplitTest, StartsOnTheFirstUsableTailInOrder) {
+  ExpectOnTail(StartFixedSplit(FixedSplit(), Tails("abc")), "a", 0);
+  ExpectOnTail(StartFixedSplit(FixedSplit(), Tails("abc", "a")), "b", 1);
+  ExpectOnTail(StartFixedSplit(FixedSplit(), Tails("abc", "ab")), "c", 2);
+  // None usable: the first tail as configured, whose reservation then says why.
+  ExpectOnTail(StartFixedSplit(FixedSplit(), Tails("abc", "abc")), "a", 0);
+}
+
+TEST(FixedSplitTest, MovesToTheNextUsableTailAfterItsOwnAtTheSameCut) {
+  scheduler::Candidate on_b = FixedSplit();
+  on_b.endpoint = "b";
+  ExpectOnTail(*MoveFixedSplit(FixedSplit(), Tails("abc")), "b", 1);
+  ExpectOnTail(*MoveFixedSplit(on_b, Tails("abc")), "c", 2);
+  ExpectOnTail(*MoveFixedSplit(on_b, Tails("abc", "c")), "a", 0);  // wrapping around
+  ExpectOnTail(*MoveFixedSplit(FixedSplit(), Tails("abcd", "bc")), "d", 3);
+  scheduler::Candidate elsewhere = FixedSplit();
+  elsewhere.endpoint = "x";  // not a tail of the set: from the first
+  ExpectOnTail(*MoveFixedSplit(elsewhere, Tails("ab")), "a", 0);
+}
+
+TEST(FixedSplitTest, NeverMovesBackToItsOwnTailOrAnywhereWhenNoOtherIsUsable) {
+  for (const auto& tails : {Tails("a"), Tails("ab", "b"), Tails("abc", "bc"), Tails("")}) {
+    const Result<scheduler::Candidate> next = MoveFixedSplit(FixedSplit(), tails);
+    ASSERT_FALSE(next.ok()) << next->Describe();
+    EXPECT_EQ(next.status().code(), StatusCode::kUnavailable);
+    EXPECT_NE(next.status().message().find("no other tail can take over"), std::string::npos)
+        << next.status().message();
+  }
+}
+
+TEST(FixedSplitTest, ATailServesItOnlyWithItsBlocksAndCodec) {
+  wire::Hello hello{.n_layers = 5, .codecs = AllActivationCodecs()};
+  EXPECT_TRUE(ServesFixedSplit(hello, FixedSplit())) << "every block";
+  hello.held_first = 2;
+  hello.held_last = 4;
+  EXPECT_TRUE(ServesFixedSplit(hello, FixedSplit())) << "blocks [2, 4), as the private output needs";
+  hello.held_first = 3;
+  EXPECT_FALSE(ServesFixedSplit(hello, FixedSplit())) << "block 2 missing";
+  scheduler::Candidate to_the_head = FixedSplit();
+  to_the_head.end = 0;
+  hello.held_first = 2;
+  EXPECT_FALSE(ServesFixedSplit(hello, to_the_head)) << "blocks 4 and the head missing";
+  hello.held_last = 5;
+  EXPECT_TRUE(ServesFixedSplit(hello, to_the_head));
+  hello.codecs = {ActivationCodec{}};
+  EXPECT_FALSE(ServesFixedSplit(hello, to_the_head)) << "fp32 only";
+}
+
+// A host whose alternatives are a fixed split's: a penalized tail is no longer usable, and moving onto a
+// tail in `dies_on_replay` fails as a dead tail does.
+class FixedSplitHost final : public FailoverHost {
+ public:
+  explicit FixedSplitHost(std::vector<FixedSplitTail> tails) : tails_(std::move(tails)) {}
+  void Penalize(const scheduler::Candidate& failed, const Status&) override {
+    for (FixedSplitTail& tail : tails_) tail.usable = tail.usable && tail.endpoint != failed.endpoint;
+  }
+  Result<scheduler::Candidate> Alternative(const scheduler::Candidate& failed) override {
+    return MoveFixedSplit(failed, tails_);
+  }
+  Status MoveTo(const scheduler::Candidate& failed, const scheduler::Candidate& next,
+                const Status&) override {
+    moves.push_back(failed.endpoint + " -> " + next.Describe());
+    if (dies_on_replay.find(next.endpoint) != std::string::npos) return Unavailable(next.endpoint + " gone");
+    return Status::Ok();
+  }
+  void Pause(Clock::Duration) override {}
+
+  std::string dies_on_replay;
+  std::vector<std::string> moves;
+
+ private:
+  std::vector<FixedSplitTail> tails_;
+};
+
+TEST(FixedSplitTest, ThePolicyMovesAFixedSplitAlongTheTailsAtItsCut) {
+  FixedSplitHost host(Tails("abc"));
+  host.dies_on_replay = "b";
+  EXPECT_TRUE(FailoverPolicy{}.Recover(FixedSplit(), Unavailable("a gone"), host).ok());
+  EXPECT_EQ(host.moves, (std::vector<std::string>{"a -> k=2 m=4 int8 @b", "b -> k=2 m=4 int8 @c"}));
+}
+
+TEST(FixedSplitTest, WithNoTailLeftTheFixedSplitFails) {
+  FixedSplitHost host(Tails("ab"));
+  host.dies_on_replay = "b";
+  const Status status = FailoverPolicy{}.Recover(FixedSplit(), Unavailable("a gone"), host);
+  EXPECT_EQ(status.code(), StatusCode::kUnavailable);
+  EXPECT_NE(status.message().find("no other tail can take over"), std::string::npos) << status.message();
+  EXPECT_EQ(host.moves, std::vector<std::string>{"a -> k=2 m=4 int8 @b"}) << "never back to a, never local";
 }
 
 }  // namespace

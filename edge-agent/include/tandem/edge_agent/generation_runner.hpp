@@ -1,8 +1,9 @@
 // One completion's generation: the prompt and tokens through a MovableSplit, the text through the stop
 // scanner to the client as it becomes final, timings and usage into a Completion. With --split auto the
 // split may move mid-generation (re-planning every --replan-tokens), and a tail that fails a step hands
-// the generation on as the FailoverPolicy says; fixed and forced splits never move. With a drafter each
-// step verifies the tokens drafted here (GenerationDrafting), and may yield several tokens.
+// the generation on as the FailoverPolicy says; a fixed split (--split K) moves only then, to another tail
+// at its cut (fixed_split.hpp), and a request's forced split never moves. With a drafter each step
+// verifies the tokens drafted here (GenerationDrafting), and may yield several tokens.
 //
 // Runs on the request's handler thread; everything in GenerationContext is shared with other requests
 // and thread-safe. Errors are the generation's Status (the caller turns them into the OpenAI error).
@@ -35,7 +36,7 @@ struct GenerationContext {
   const Tokenizer& tokenizer;
   EdgeMetrics& metrics;
   TailSet& tails;         // the tails' breakers and links hear of failures and successes
-  SplitPlanner* planner;  // null: a fixed split, which never moves
+  SplitPlanner* planner;  // null: a fixed split, which never re-plans
   int replan_tokens = 16;
   float hysteresis_gain = 0.1f;
   FailoverPolicy failover;

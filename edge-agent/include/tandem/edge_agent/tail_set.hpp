@@ -4,6 +4,8 @@
 // lives. Thread-safe.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <memory>
 #include <mutex>
 #include <string>
@@ -47,6 +49,8 @@ class TailSet {
   // would turn a partial outage (tails slow or failing some steps) into a total one.
   bool BreakersLeaveATail() const;
   int connected() const;  // handshaken connections, all tails together
+  // Each tail's connections, circuit, link and last STATS, in the order the tails came, for GET /v1/plan.
+  nlohmann::json Describe() const;
 
  private:
   const CloudOptions base_;

@@ -20,6 +20,7 @@ Commands:
   bench-split     the edge's adaptive split against every static split, on an emulated link schedule
   loadgen         concurrent clients against tandem-edge: latency, TTFT, errors, RSS growth (load and soak)
   convert         a llama2.c checkpoint and tokenizer to a Hugging Face model directory (safetensors)
+  chat-template   the prompt a model's chat template renders for a JSON file of messages
 
 Run `tandem <command> --help` for the flags of a command.
 )";
@@ -43,6 +44,7 @@ int main(int argc, char** argv) {
   if (command == "bench-split") return tandem::cli::RunBenchSplit(args);
   if (command == "loadgen") return tandem::cli::RunLoadgen(args);
   if (command == "convert") return tandem::cli::RunConvert(args);
+  if (command == "chat-template") return tandem::cli::RunChatTemplate(args);
   if (command == "--help" || command == "-h" || command == "help") {
     std::fputs(kUsage, stdout);
     return 0;

@@ -46,6 +46,8 @@ UNITS = [
     "edge-agent/src/generation_drafting.cpp",
     "edge-agent/src/movable_split.cpp",
     "edge-agent/src/completion_request.cpp",
+    "edge-agent/src/request_fields.cpp",
+    "edge-agent/src/chat_request.cpp",
     "edge-agent/src/cloud_request_tails.cpp",
     "edge-agent/src/edge_service.cpp",
     "edge-agent/src/edge_main.cpp",

@@ -16,5 +16,6 @@ int RunKeygen(std::span<const std::string> args);
 int RunBenchSplit(std::span<const std::string> args);
 int RunLoadgen(std::span<const std::string> args);
 int RunConvert(std::span<const std::string> args);
+int RunChatTemplate(std::span<const std::string> args);
 
 }  // namespace tandem::cli

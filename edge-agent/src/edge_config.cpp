@@ -13,6 +13,10 @@ void EdgeConfig::Declare(FlagSet& flags) {
   model.Declare(flags, std::string(kModelFlagHelp) + ": the same weights as the cloud tail's");
   flags.String("tokenizer", &tokenizer, kTokenizerFlagHelp);
   flags.String("model-name", &model_name, "model id in the API (default: the model file's name)");
+  flags.String("chat-template", &chat_template,
+               "the chat template of POST /v1/chat/completions: a built-in name (llama3, llama2, mistral, "
+               "chatml, phi3) or a file (Jinja, or a tokenizer_config.json); default: the model "
+               "directory's (chat_template.jinja, tokenizer_config.json); a llama2.c model has none");
   cloud.Declare(flags);
   flags.String("split", &split,
                "the cut K (blocks [0,K) here, [K,L) on the tail), or auto: the planner picks the cut "

@@ -13,6 +13,7 @@
 #include "tandem/services/health.hpp"
 #include "tandem/services/http_server.hpp"
 #include "tandem/services/service_main.hpp"
+#include "tandem/text/chat_template.hpp"
 
 namespace tandem::edge_agent {
 namespace {
@@ -44,7 +45,7 @@ std::shared_ptr<prometheus::Registry> MetricsRegistry() {
 // Serves until a stop signal, then drains: requests in flight may finish for --drain-timeout-s; a second
 // signal exits at once.
 int Serve(EdgeService& service, const EdgeConfig& config, const std::string& api_key,
-          const std::string& codec, const sigset_t& stop_signals) {
+          const std::string& codec, const std::string& chat_template, const sigset_t& stop_signals) {
   services::HttpServerOptions http_options;
   http_options.listen = config.listen;
   http_options.max_body_bytes = static_cast<size_t>(config.max_body_kb) * 1024;
@@ -58,6 +59,7 @@ int Serve(EdgeService& service, const EdgeConfig& config, const std::string& api
        {"split", config.CloudEndpoints().empty() ? std::string("local") : config.split},
        {"codec", codec},
        {"auth", api_key.empty() ? "none" : "bearer"},
+       {"chat_template", chat_template},
        {"kernels", ActiveKernels().name}});
 
   int signal_number = 0;
@@ -98,6 +100,11 @@ int RunEdgeService(std::span<const std::string> args) {
   auto tokenizer =
       Tokenizer::LoadForModel(config.model.model, config.tokenizer, model->checkpoint->config().vocab_size);
   if (!tokenizer.ok()) return Fail(tokenizer.status());
+  // A template Tandem cannot render is refused here, with its reason, rather than at the first chat.
+  auto chat_template = ChatTemplate::LoadForModel(config.model.model, config.chat_template, *tokenizer);
+  if (!chat_template.ok())
+    return Fail(chat_template.status().WithContext("loading the chat template"), kExitUsage);
+  const std::string chat_origin = *chat_template ? (*chat_template)->origin() : "none";
   auto profile = ProfileEdge(*model->transformer, !*fixed);
   if (!profile.ok()) return Fail(profile.status());
   auto drafts = config.LoadDrafters(model->transformer);
@@ -108,9 +115,10 @@ int RunEdgeService(std::span<const std::string> args) {
                                .fixed = std::move(*fixed),
                                .edge_profile = std::move(*profile),
                                .registry = MetricsRegistry(),
-                               .drafts = std::move(*drafts)});
+                               .drafts = std::move(*drafts),
+                               .chat_template = std::move(*chat_template)});
   return Serve(service, config, *api_key, config.split == "auto" ? config.allowed_codecs : codec.Name(),
-               stop_signals);
+               chat_origin, stop_signals);
 }
 
 }  // namespace tandem::edge_agent

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "tandem/edge_agent/admission.hpp"
+#include "tandem/edge_agent/chat_request.hpp"
 #include "tandem/edge_agent/completion_request.hpp"
 #include "tandem/edge_agent/edge_metrics.hpp"
 #include "tandem/edge_agent/edge_planner.hpp"
@@ -72,10 +73,15 @@ class EdgeService::Impl {
   HttpResponse Models(const HttpRequest&) const { return {.body = ModelList(model_name_).dump()}; }
   HttpResponse Plan(const HttpRequest&) const;
   HttpResponse Completions(const HttpRequest& http);
-  HttpResponse Stream(const std::shared_ptr<Accepted>& accepted, const std::string& request_id);
-  // Parsed, checked against this edge, admitted and planned, with the first tail's connection leased:
-  // everything that can fail with a proper HTTP status before a stream starts.
-  ApiResult<std::shared_ptr<Accepted>> Accept(const HttpRequest& http);
+  HttpResponse ChatCompletions(const HttpRequest& http);
+  // A parsed and tokenized request answered whole or streamed in `format`'s shape.
+  HttpResponse Answer(PreparedRequest prepared, std::shared_ptr<const ResponseFormat> format,
+                      const std::string& request_id);
+  HttpResponse Stream(const std::shared_ptr<Accepted>& accepted, std::shared_ptr<const ResponseFormat> format,
+                      const std::string& request_id);
+  // Checked against this edge, admitted and planned, with the first tail's connection leased: everything
+  // that can fail with a proper HTTP status before a stream starts.
+  ApiResult<std::shared_ptr<Accepted>> Accept(PreparedRequest prepared);
   std::optional<ApiError> CheckAgainstModel(const CompletionRequest& request, size_t prompt_tokens) const;
   // The first choice, with its tail's connection reserved; a tail that cannot be reached turns an auto
   // plan all-local (when allowed), otherwise the request gets 503.
@@ -111,8 +117,9 @@ class EdgeService::Impl {
   std::function<std::unique_ptr<RequestTails>(TailSet&)> request_tails_;
   const std::string model_name_;
   const CompletionLimits limits_;
-  const CompletionFormat format_;
-  std::vector<DraftModels> drafters_;  // --draft's first
+  const std::shared_ptr<const CompletionFormat> completion_format_;
+  const std::optional<ChatTemplate> chat_template_;  // nullopt: chat is refused (chat_template_missing)
+  std::vector<DraftModels> drafters_;                // --draft's first
   int draft_tokens_ = scheduler::kAutoDraftTokens;
   DraftStats draft_stats_;  // the default drafter's, for the planner
   std::jthread refresher_;  // declared last: stopped and joined first
@@ -138,7 +145,8 @@ EdgeService::Impl::Impl(EdgeConfig config, EdgeDependencies dependencies)
       request_tails_(std::move(dependencies.request_tails)),
       model_name_(config_.ModelName()),
       limits_{.max_tokens_cap = config_.max_tokens > 0 ? std::min(config_.max_tokens, seq_len_) : seq_len_},
-      format_(model_name_, layers_) {
+      completion_format_(std::make_shared<CompletionFormat>(model_name_, layers_)),
+      chat_template_(std::move(dependencies.chat_template)) {
   for (const std::string& endpoint : config_.CloudEndpoints()) {
     tails_.Get(endpoint);
     metrics_.circuit_opened.Add({{"cloud", endpoint}});  // at 0, as in EdgeMetrics
@@ -201,6 +209,7 @@ void EdgeService::Impl::StartRefresher() {
 std::vector<services::Route> EdgeService::Impl::Routes(const std::string& api_key) {
   std::vector<services::Route> routes = {
       {"POST", "/v1/completions", [this](const HttpRequest& r) { return Completions(r); }},
+      {"POST", "/v1/chat/completions", [this](const HttpRequest& r) { return ChatCompletions(r); }},
       {"GET", "/v1/models", [this](const HttpRequest& r) { return Models(r); }},
       {"GET", "/v1/plan", [this](const HttpRequest& r) { return Plan(r); }},
   };
@@ -262,38 +271,60 @@ HttpResponse EdgeService::Impl::Plan(const HttpRequest&) const {
 }
 
 HttpResponse EdgeService::Impl::Completions(const HttpRequest& http) {
-  ApiResult<std::shared_ptr<Accepted>> accepted = Accept(http);
+  ApiResult<CompletionRequest> parsed = ParseCompletionRequest(http.body, limits_);
+  if (!parsed.ok()) return ErrorReply(parsed.error());
+  std::vector<int> ids = tokenizer_.Encode(parsed->prompt, true, false);
+  return Answer({.request = std::move(*parsed), .ids = std::move(ids)}, completion_format_, http.request_id);
+}
+
+HttpResponse EdgeService::Impl::ChatCompletions(const HttpRequest& http) {
+  ApiResult<ChatRequest> parsed = ParseChatRequest(http.body, limits_);
+  if (!parsed.ok()) return ErrorReply(parsed.error());
+  const bool include_usage = parsed->completion.include_usage;
+  ApiResult<PreparedRequest> prepared =
+      PrepareChat(std::move(*parsed), chat_template_ ? &*chat_template_ : nullptr, tokenizer_);
+  if (!prepared.ok()) return ErrorReply(prepared.error());
+  return Answer(std::move(*prepared), std::make_shared<ChatFormat>(model_name_, layers_, include_usage),
+                http.request_id);
+}
+
+HttpResponse EdgeService::Impl::Answer(PreparedRequest prepared, std::shared_ptr<const ResponseFormat> format,
+                                       const std::string& request_id) {
+  ApiResult<std::shared_ptr<Accepted>> accepted = Accept(std::move(prepared));
   if (!accepted.ok()) return ErrorReply(accepted.error());
-  if ((*accepted)->request.stream) return Stream(*accepted, http.request_id);
-  ApiResult<Completion> completion =
-      Run(**accepted, http.request_id, [](const std::string&) { return true; });
+  if ((*accepted)->request.stream) return Stream(*accepted, std::move(format), request_id);
+  ApiResult<Completion> completion = Run(**accepted, request_id, [](const std::string&) { return true; });
   if (!completion.ok()) return ErrorReply(completion.error());
-  return {.body = format_.Body("cmpl-" + http.request_id, *completion).dump()};
+  return {.body = format->Body(format->Id(request_id), *completion).dump()};
 }
 
 HttpResponse EdgeService::Impl::Stream(const std::shared_ptr<Accepted>& accepted,
+                                       std::shared_ptr<const ResponseFormat> format,
                                        const std::string& request_id) {
   HttpResponse response{.content_type = "text/event-stream"};
   response.headers.emplace_back("Cache-Control", "no-cache");
-  response.stream = [this, accepted, request_id](services::ResponseStream& stream) {
-    const std::string id = "cmpl-" + request_id;
+  response.stream = [this, accepted, format = std::move(format),
+                     request_id](services::ResponseStream& stream) {
+    const std::string id = format->Id(request_id);
+    for (const json& event : format->Opening(id)) stream.Write(SseEvent(event));
     ApiResult<Completion> completion = Run(*accepted, request_id, [&](const std::string& piece) {
-      return stream.Write(SseEvent(format_.Chunk(id, piece, nullptr)));
+      return stream.Write(SseEvent(format->Piece(id, piece)));
     });
-    stream.Write(SseEvent(completion.ok() ? format_.LastChunk(id, *completion)
-                                          : StreamErrorEvent(completion.error())));
+    if (completion.ok()) {
+      for (const json& event : format->Closing(id, *completion)) stream.Write(SseEvent(event));
+    } else {
+      stream.Write(SseEvent(StreamErrorEvent(completion.error())));
+    }
     stream.Write(kSseDone);
   };
   return response;
 }
 
-ApiResult<std::shared_ptr<Accepted>> EdgeService::Impl::Accept(const HttpRequest& http) {
-  ApiResult<CompletionRequest> parsed = ParseCompletionRequest(http.body, limits_);
-  if (!parsed.ok()) return parsed.error();
+ApiResult<std::shared_ptr<Accepted>> EdgeService::Impl::Accept(PreparedRequest prepared) {
   auto accepted = std::make_shared<Accepted>();
-  accepted->request = std::move(*parsed);
+  accepted->request = std::move(prepared.request);
+  accepted->ids = std::move(prepared.ids);
   const CompletionRequest& request = accepted->request;
-  accepted->ids = tokenizer_.Encode(request.prompt, true, false);
   if (auto refusal = CheckAgainstModel(request, accepted->ids.size())) return *refusal;
   ApiResult<std::shared_ptr<Admission::Ticket>> ticket = admission_.Admit();
   if (!ticket.ok()) return ticket.error();

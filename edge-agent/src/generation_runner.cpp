@@ -1,5 +1,6 @@
 #include "tandem/edge_agent/generation_runner.hpp"
 
+#include <algorithm>
 #include <random>
 #include <thread>
 
@@ -61,6 +62,9 @@ class GenerationRunner final : public FailoverHost {
   std::unique_ptr<GenerationDrafting> drafting_;
   int next_replan_at_;  // tokens generated
   StopScanner scanner_;
+  // The tokens that end the text and never show: the tokenizer's end-of-text ids and the request's own
+  // (chat's end-of-turn tokens).
+  std::vector<int> stop_ids_;
   Clock::TimePoint last_token_at_;
   int previous_ = 0;
   bool stopped_ = false;
@@ -79,7 +83,9 @@ GenerationRunner::GenerationRunner(const GenerationContext& context, const Gener
       positions_(static_cast<int>(request.ids.size()) + request.request.max_tokens - 1),
       admitted_at_(context.clock.Now()),
       next_replan_at_(context.replan_tokens),
-      scanner_(request.request.stop) {
+      scanner_(request.request.stop),
+      stop_ids_(context.tokenizer.EndOfTextIds()) {
+  stop_ids_.insert(stop_ids_.end(), request_.stop_token_ids.begin(), request_.stop_token_ids.end());
   completion_.prompt_tokens = static_cast<int>(request.ids.size());
   completion_.seed = request_.seed.value_or(std::random_device{}());
   completion_.plan = request.first;
@@ -134,7 +140,7 @@ Status GenerationRunner::GenerateText() {
   auto generation = Generate(
       [this](std::span<const int> tokens, std::span<const int> draft) { return Step(tokens, draft); }, drafts,
       context_.model->config().seq_len, generation_.ids,
-      GenerateOptions{.steps = positions_, .stop_tokens = context_.tokenizer.EndOfTextIds()},
+      GenerateOptions{.steps = positions_, .stop_tokens = stop_ids_},
       [this](int token) { return OnToken(token); });
   if (drafting_) {
     completion_.drafted_tokens = drafting_->drafted();
@@ -194,7 +200,8 @@ bool GenerationRunner::OnToken(int token) {
     context_.metrics.inter_token.Observe(std::chrono::duration<double>(now - last_token_at_).count());
   }
   last_token_at_ = now;
-  if (context_.tokenizer.IsEndOfText(token)) return false;  // the model ended the text: not part of it
+  // The model ended the text (or the turn): not part of it.
+  if (std::find(stop_ids_.begin(), stop_ids_.end(), token) != stop_ids_.end()) return false;
   const std::string piece = context_.tokenizer.DecodeAll({previous_, token});
   previous_ = token;
   const std::string final_text = scanner_.Add(piece, stopped_);

@@ -42,51 +42,69 @@ json StreamErrorEvent(const ApiError& error) {
            {{"message", error.message}, {"type", error.type}, {"code", error.code}, {"param", nullptr}}}};
 }
 
-json CompletionFormat::Chunk(const std::string& id, const std::string& text,
-                             const json& finish_reason) const {
+namespace {
+
+// What every object of a response starts with.
+json Envelope(const std::string& id, const char* object, const std::string& model) {
   return {{"id", id},
-          {"object", "text_completion"},
+          {"object", object},
           {"created", static_cast<int64_t>(std::time(nullptr))},
-          {"model", model_},
-          {"choices",
-           json::array(
-               {{{"text", text}, {"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish_reason}}})}};
+          {"model", model}};
 }
 
-json CompletionFormat::Body(const std::string& id, const Completion& completion) const {
-  json body = Chunk(id, completion.text, completion.finish_reason);
-  body["usage"] = {{"prompt_tokens", completion.prompt_tokens},
-                   {"completion_tokens", completion.completion_tokens},
-                   {"total_tokens", completion.prompt_tokens + completion.completion_tokens}};
+json Usage(const Completion& completion) {
+  return {{"prompt_tokens", completion.prompt_tokens},
+          {"completion_tokens", completion.completion_tokens},
+          {"total_tokens", completion.prompt_tokens + completion.completion_tokens}};
+}
+
+// Tandem's own object: where the completion ran (plan, cut, codec, moves), the bytes and the timings.
+json TandemObject(const Completion& completion, int layers) {
   json move_log = json::array();
   for (const SplitMove& move : completion.move_log) {
     move_log.push_back({{"at_ms", move.at_ms}, {"to", move.to}, {"cut", move.cut}, {"reason", move.reason}});
   }
   const scheduler::Candidate& choice = completion.choice;
   const scheduler::Candidate& plan = completion.plan;
-  body["tandem"] = {{"cloud", choice.endpoint},
-                    {"cut", CutOf(choice, layers_)},
-                    {"tail_end", TailEndOf(choice, layers_)},
-                    {"codec", choice.local() ? "" : choice.codec.Name()},
-                    {"moves", completion.moves},
-                    {"move_log", std::move(move_log)},
-                    {"plan",
-                     {{"cut", CutOf(plan, layers_)},
-                      {"codec", plan.local() ? "" : plan.codec.Name()},
-                      {"predicted_ttft_ms", plan.prefill_ms},
-                      {"predicted_token_ms", plan.decode_ms}}},
-                    {"seed", completion.seed},
-                    {"bytes_sent", completion.wire.wire_bytes_sent},
-                    {"bytes_received", completion.wire.wire_bytes_received},
-                    {"activation_bytes_float32", completion.wire.raw_bytes},
-                    {"activation_bytes_payload", completion.wire.payload_bytes},
-                    {"ttft_ms", completion.ttft_ms},
-                    {"tokens_per_second", completion.decode_tokens_per_second},
-                    {"draft",
-                     {{"drafter", completion.drafter},
-                      {"drafted_tokens", completion.drafted_tokens},
-                      {"accepted_tokens", completion.kept_drafts},
-                      {"model_steps", completion.model_steps}}}};
+  return {{"cloud", choice.endpoint},
+          {"cut", CutOf(choice, layers)},
+          {"tail_end", TailEndOf(choice, layers)},
+          {"codec", choice.local() ? "" : choice.codec.Name()},
+          {"moves", completion.moves},
+          {"move_log", std::move(move_log)},
+          {"plan",
+           {{"cut", CutOf(plan, layers)},
+            {"codec", plan.local() ? "" : plan.codec.Name()},
+            {"predicted_ttft_ms", plan.prefill_ms},
+            {"predicted_token_ms", plan.decode_ms}}},
+          {"seed", completion.seed},
+          {"bytes_sent", completion.wire.wire_bytes_sent},
+          {"bytes_received", completion.wire.wire_bytes_received},
+          {"activation_bytes_float32", completion.wire.raw_bytes},
+          {"activation_bytes_payload", completion.wire.payload_bytes},
+          {"ttft_ms", completion.ttft_ms},
+          {"tokens_per_second", completion.decode_tokens_per_second},
+          {"draft",
+           {{"drafter", completion.drafter},
+            {"drafted_tokens", completion.drafted_tokens},
+            {"accepted_tokens", completion.kept_drafts},
+            {"model_steps", completion.model_steps}}}};
+}
+
+}  // namespace
+
+json CompletionFormat::Chunk(const std::string& id, const std::string& text,
+                             const json& finish_reason) const {
+  json chunk = Envelope(id, "text_completion", model_);
+  chunk["choices"] =
+      json::array({{{"text", text}, {"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish_reason}}});
+  return chunk;
+}
+
+json CompletionFormat::Body(const std::string& id, const Completion& completion) const {
+  json body = Chunk(id, completion.text, completion.finish_reason);
+  body["usage"] = Usage(completion);
+  body["tandem"] = TandemObject(completion, layers_);
   return body;
 }
 
@@ -94,6 +112,58 @@ json CompletionFormat::LastChunk(const std::string& id, const Completion& comple
   json last = Body(id, completion);
   last["choices"][0]["text"] = "";
   return last;
+}
+
+std::vector<json> CompletionFormat::Opening(const std::string&) const {
+  return {};
+}
+
+json CompletionFormat::Piece(const std::string& id, const std::string& text) const {
+  return Chunk(id, text, nullptr);
+}
+
+std::vector<json> CompletionFormat::Closing(const std::string& id, const Completion& completion) const {
+  return {LastChunk(id, completion)};
+}
+
+json ChatFormat::Body(const std::string& id, const Completion& completion) const {
+  json body = Envelope(id, "chat.completion", model_);
+  body["choices"] = json::array({{{"index", 0},
+                                  {"message", {{"role", "assistant"}, {"content", completion.text}}},
+                                  {"logprobs", nullptr},
+                                  {"finish_reason", completion.finish_reason}}});
+  body["usage"] = Usage(completion);
+  body["tandem"] = TandemObject(completion, layers_);
+  return body;
+}
+
+json ChatFormat::Chunk(const std::string& id, json delta, const json& finish_reason) const {
+  json chunk = Envelope(id, "chat.completion.chunk", model_);
+  chunk["choices"] = json::array(
+      {{{"index", 0}, {"delta", std::move(delta)}, {"logprobs", nullptr}, {"finish_reason", finish_reason}}});
+  if (include_usage_) chunk["usage"] = nullptr;  // as OpenAI: only the last chunk has it
+  return chunk;
+}
+
+std::vector<json> ChatFormat::Opening(const std::string& id) const {
+  return {Chunk(id, {{"role", "assistant"}, {"content", ""}}, nullptr)};
+}
+
+json ChatFormat::Piece(const std::string& id, const std::string& text) const {
+  return Chunk(id, {{"content", text}}, nullptr);
+}
+
+std::vector<json> ChatFormat::Closing(const std::string& id, const Completion& completion) const {
+  json finish = Chunk(id, json::object(), completion.finish_reason);
+  finish["tandem"] = TandemObject(completion, layers_);
+  std::vector<json> events = {std::move(finish)};
+  if (include_usage_) {
+    json usage = Envelope(id, "chat.completion.chunk", model_);
+    usage["choices"] = json::array();
+    usage["usage"] = Usage(completion);
+    events.push_back(std::move(usage));
+  }
+  return events;
 }
 
 }  // namespace tandem::edge_agent

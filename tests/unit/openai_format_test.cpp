@@ -1,5 +1,6 @@
 // openai_format: the error objects (status, type, code, param, Retry-After on every 503), how a failed
-// generation's Status maps to one, the stream's error event, and the text_completion body's fields.
+// generation's Status maps to one, the stream's error event, the text_completion body's fields, and the
+// chat.completion body and chunks (role chunk, content deltas, finish chunk, include_usage's usage chunk).
 #include "tandem/edge_agent/openai_format.hpp"
 
 #include <gtest/gtest.h>
@@ -98,6 +99,77 @@ TEST(OpenAiFormatTest, TheCompletionBodyCarriesUsageAndWhereItRan) {
   const json last = format.LastChunk("cmpl-1", completion);
   EXPECT_EQ(last["choices"][0]["text"], "");
   EXPECT_EQ(last["usage"]["total_tokens"], 5);
+}
+
+Completion AStoppedCompletion() {
+  Completion completion{.text = "Hello", .finish_reason = "stop", .prompt_tokens = 7, .completion_tokens = 3};
+  completion.plan = completion.choice = {.tail = 0, .endpoint = "tcp://tail:1", .cut = 2};
+  return completion;
+}
+
+TEST(OpenAiFormatTest, TheChatBodyIsAChatCompletionWithUsageAndTheTandemObject) {
+  const ChatFormat format("stories260K", 5);
+  EXPECT_EQ(format.Id("r1"), "chatcmpl-r1");
+  const json body = format.Body("chatcmpl-r1", AStoppedCompletion());
+  EXPECT_EQ(body["id"], "chatcmpl-r1");
+  EXPECT_EQ(body["object"], "chat.completion");
+  EXPECT_EQ(body["model"], "stories260K");
+  EXPECT_TRUE(body["created"].is_number_integer());
+  ASSERT_EQ(body["choices"].size(), 1u);
+  EXPECT_EQ(body["choices"][0], (json{{"index", 0},
+                                      {"message", {{"role", "assistant"}, {"content", "Hello"}}},
+                                      {"logprobs", nullptr},
+                                      {"finish_reason", "stop"}}));
+  EXPECT_EQ(body["usage"], (json{{"prompt_tokens", 7}, {"completion_tokens", 3}, {"total_tokens", 10}}));
+  EXPECT_EQ(body["tandem"]["cut"], 2);
+  EXPECT_EQ(body["tandem"]["cloud"], "tcp://tail:1");
+}
+
+TEST(OpenAiFormatTest, ChatChunksStartWithTheRoleAndEndWithTheFinishReason) {
+  const ChatFormat format("stories260K", 5);
+  const std::vector<json> opening = format.Opening("chatcmpl-r1");
+  ASSERT_EQ(opening.size(), 1u);
+  EXPECT_EQ(opening[0]["object"], "chat.completion.chunk");
+  EXPECT_EQ(opening[0]["choices"][0]["delta"], (json{{"role", "assistant"}, {"content", ""}}));
+  EXPECT_TRUE(opening[0]["choices"][0]["finish_reason"].is_null());
+  EXPECT_FALSE(opening[0].contains("usage")) << "only with stream_options.include_usage";
+  const json piece = format.Piece("chatcmpl-r1", "Hel");
+  EXPECT_EQ(piece["id"], "chatcmpl-r1");
+  EXPECT_EQ(piece["choices"][0]["delta"], (json{{"content", "Hel"}}));
+  EXPECT_TRUE(piece["choices"][0]["finish_reason"].is_null());
+  const std::vector<json> closing = format.Closing("chatcmpl-r1", AStoppedCompletion());
+  ASSERT_EQ(closing.size(), 1u);
+  EXPECT_EQ(closing[0]["choices"][0]["delta"], json::object());
+  EXPECT_EQ(closing[0]["choices"][0]["finish_reason"], "stop");
+  EXPECT_EQ(closing[0]["tandem"]["cut"], 2);
+  EXPECT_FALSE(closing[0].contains("usage"));
+}
+
+TEST(OpenAiFormatTest, WithIncludeUsageEveryChatChunkHasANullUsageAndALastOneHasIt) {
+  const ChatFormat format("stories260K", 5, /*include_usage=*/true);
+  EXPECT_TRUE(format.Opening("chatcmpl-r1")[0]["usage"].is_null());
+  const json piece = format.Piece("chatcmpl-r1", "Hel");
+  ASSERT_TRUE(piece.contains("usage"));
+  EXPECT_TRUE(piece["usage"].is_null());
+  const std::vector<json> closing = format.Closing("chatcmpl-r1", AStoppedCompletion());
+  ASSERT_EQ(closing.size(), 2u);
+  EXPECT_TRUE(closing[0]["usage"].is_null());
+  EXPECT_EQ(closing[0]["choices"][0]["finish_reason"], "stop");
+  EXPECT_EQ(closing[1]["object"], "chat.completion.chunk");
+  EXPECT_EQ(closing[1]["choices"], json::array());
+  EXPECT_EQ(closing[1]["usage"],
+            (json{{"prompt_tokens", 7}, {"completion_tokens", 3}, {"total_tokens", 10}}));
+}
+
+TEST(OpenAiFormatTest, ACompletionStreamHasNoOpeningAndEndsWithTheLastChunk) {
+  const CompletionFormat format("stories260K", 5);
+  EXPECT_EQ(format.Id("r1"), "cmpl-r1");
+  EXPECT_TRUE(format.Opening("cmpl-r1").empty());
+  EXPECT_EQ(format.Piece("cmpl-r1", "Hel")["choices"][0]["text"], "Hel");
+  const std::vector<json> closing = format.Closing("cmpl-r1", AStoppedCompletion());
+  ASSERT_EQ(closing.size(), 1u);
+  EXPECT_EQ(closing[0]["choices"][0]["text"], "");
+  EXPECT_EQ(closing[0]["usage"]["total_tokens"], 10);
 }
 
 }  // namespace

@@ -19,9 +19,15 @@ struct CompletionRequest {
   int max_tokens = 16;  // OpenAI's default
   float temperature = 1.0f;
   float top_p = 1.0f;
-  std::optional<uint64_t> seed;   // absent: a random seed, reported in the response
-  std::vector<std::string> stop;  // up to 4 strings; the text ends before the first match
+  std::optional<uint64_t> seed;  // absent: a random seed, reported in the response
+  // Up to 4 strings of the client's; the text ends before the first match. Chat adds the end-of-turn
+  // markers that are not single tokens (ChatTurnStops).
+  std::vector<std::string> stop;
+  // Token ids that end the generation and never show, besides the tokenizer's end-of-text ids: set by the
+  // server (chat's end-of-turn tokens), never by the client.
+  std::vector<int> stop_token_ids;
   bool stream = false;
+  bool include_usage = false;  // stream_options.include_usage (chat: a last chunk with the usage)
   // Tandem's extension "tandem": {"split": K | "local", "codec": "fp32"}: this request runs at that
   // split instead of the planner's choice (for benchmarks and debugging). cut -1: all-local.
   struct SplitOverride {
@@ -34,6 +40,12 @@ struct CompletionRequest {
   // scheduler::kAutoDraftTokens: auto.
   std::optional<std::string> draft;
   std::optional<int> draft_tokens;
+};
+
+// A request ready to run: its fields and the prompt's token ids.
+struct PreparedRequest {
+  CompletionRequest request;
+  std::vector<int> ids;
 };
 
 struct CompletionLimits {

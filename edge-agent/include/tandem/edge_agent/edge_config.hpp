@@ -19,7 +19,8 @@ namespace tandem::edge_agent {
 struct EdgeConfig {
   ModelFlags model;
   std::string tokenizer;
-  std::string model_name;  // what /v1/models lists; default: the model file's stem
+  std::string model_name;     // what /v1/models lists; default: the model file's stem
+  std::string chat_template;  // --chat-template NAME|FILE; empty: the model directory's, if any
   CloudFlags cloud;
   std::string split = "auto";
   std::string listen = "127.0.0.1:8080";

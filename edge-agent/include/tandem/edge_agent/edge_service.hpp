@@ -1,7 +1,7 @@
-// tandem-edge: the edge agent as a service. An OpenAI-compatible REST API (POST /v1/completions with
-// server-sent events, GET /v1/models, GET /v1/plan) over the split pipeline: the edge runs the embedding
-// and blocks [0, k) and a cloud tail the rest; /healthz, /readyz, /metrics; optional bearer API key;
-// SIGTERM drains the requests in flight.
+// tandem-edge: the edge agent as a service. An OpenAI-compatible REST API (POST /v1/completions and
+// /v1/chat/completions with server-sent events, GET /v1/models, GET /v1/plan) over the split pipeline: the
+// edge runs the embedding and blocks [0, k) and a cloud tail the rest; /healthz, /readyz, /metrics; optional
+// bearer API key; SIGTERM drains the requests in flight.
 //
 // EdgeService is the service without its process: built from a config and what it runs on, it hands
 // out its routes, which answer HttpRequests without a socket (services::Dispatch), so tests drive it in
@@ -21,6 +21,7 @@
 #include "tandem/engine/drafter.hpp"
 #include "tandem/engine/model_loader.hpp"
 #include "tandem/services/http_server.hpp"
+#include "tandem/text/chat_template.hpp"
 #include "tandem/text/tokenizer.hpp"
 #include "tandem/wire/compute_profile.hpp"
 
@@ -48,6 +49,9 @@ struct EdgeDependencies {
   // --draft's drafters with their models, loaded at start-up, the default first (a request may also ask
   // for ngram, early-exit or none, which load nothing).
   std::vector<DraftModels> drafts;
+  // The model's chat template (--chat-template, or the model directory's), loaded at start-up; nullopt:
+  // POST /v1/chat/completions answers 400 chat_template_missing.
+  std::optional<ChatTemplate> chat_template;
 };
 
 // Thread-safe: the routes run on the HTTP server's handler threads. Starts connecting to the --cloud

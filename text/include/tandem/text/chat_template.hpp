@@ -17,6 +17,8 @@
 // with the reason and its line, never rendered differently from Jinja.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <memory>
 #include <optional>
 #include <span>
@@ -34,6 +36,15 @@ struct ChatMessage {
   std::string role;  // "system", "user", "assistant" (the template decides what it accepts)
   std::string content;
 };
+
+// A message's "content" as OpenAI clients send it: a string, or an array of {"type": "text", "text": ...}
+// parts joined with "\n". Anything else (null, a number, a part of another type or without a string
+// "text") is INVALID_ARGUMENT saying what is wrong: the caller's 400.
+Result<std::string> ChatContentText(const nlohmann::json& content);
+
+// The messages of a JSON array of {"role", "content"} (role a string, content as ChatContentText takes
+// it); errors name the message's index. Roles are not checked: the template decides.
+Result<std::vector<ChatMessage>> ChatMessagesFromJson(const nlohmann::json& messages);
 
 class ChatTemplate {
  public:

@@ -51,14 +51,15 @@ json Message(const std::string& role, const std::string& content) {
 // assistant; unicode (accents, CJK, emoji), quotes, backslashes, Jinja syntax as text, newlines, and
 // leading/trailing spaces the templates trim or keep.
 std::vector<json> Conversations() {
-  const std::vector<std::string> users = {"Hello!",
-                                          "  leading and trailing spaces  ",
-                                          "Line one\nLine two\n\nLine four\n",
-                                          "Quotes: \"double\" and 'single', back\\slash",
-                                          "Unicode: caf\u00e9, \u4e2d\u6587, \u65e5\u672c\u8a9e, emoji \U0001F600\U0001F680",
-                                          "{{ 7 * 7 }} {% if true %}not a tag{% endif %} {# no comment #}",
-                                          "\ttabbed\t",
-                                          ""};
+  const std::vector<std::string> users = {
+      "Hello!",
+      "  leading and trailing spaces  ",
+      "Line one\nLine two\n\nLine four\n",
+      "Quotes: \"double\" and 'single', back\\slash",
+      "Unicode: caf\u00e9, \u4e2d\u6587, \u65e5\u672c\u8a9e, emoji \U0001F600\U0001F680",
+      "{{ 7 * 7 }} {% if true %}not a tag{% endif %} {# no comment #}",
+      "\ttabbed\t",
+      ""};
   const std::vector<std::string> assistants = {"Hi, how can I help?", " Sure.\n", "\u00c7a va \U0001F44D",
                                                "<b>markup</b> & \"entities\""};
   const std::vector<std::string> systems = {"You are a helpful assistant.", "  Be brief.\nAnswer in French. ",
@@ -72,7 +73,8 @@ std::vector<json> Conversations() {
     for (int t = 0; t < turns; ++t) {
       messages.push_back(Message("user", users[(i + t) % users.size()]));
       const bool last = t == turns - 1;
-      if (!last || i % 4 == 1) messages.push_back(Message("assistant", assistants[(i + t) % assistants.size()]));
+      if (!last || i % 4 == 1)
+        messages.push_back(Message("assistant", assistants[(i + t) % assistants.size()]));
     }
     conversations.push_back(std::move(messages));
   }
@@ -94,14 +96,22 @@ std::vector<Family> Families() {
        "<|eot_id|>",
        {"<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"},
        {"llama3", "llama3.1.jinja"}},
-      {"qwen2", nullptr, "<|im_end|>", {"<|endoftext|>", "<|im_start|>", "<|im_end|>"}, {"chatml", "qwen2.5.jinja"}},
+      {"qwen2",
+       nullptr,
+       "<|im_end|>",
+       {"<|endoftext|>", "<|im_start|>", "<|im_end|>"},
+       {"chatml", "qwen2.5.jinja"}},
       {"mistral",
        {{"content", "<s>"}, {"lstrip", false}},
        "</s>",
        {"<unk>", "<s>", "</s>"},
        {"mistral-v0.3.jinja", "mistral"}},
       {"llama2", "<s>", "</s>", {"<unk>", "<s>", "</s>"}, {"llama2"}},
-      {"phi3", "<s>", "<|endoftext|>", {"<s>", "<|endoftext|>", "<|end|>", "<|user|>", "<|assistant|>"}, {"phi3"}},
+      {"phi3",
+       "<s>",
+       "<|endoftext|>",
+       {"<s>", "<|endoftext|>", "<|end|>", "<|user|>", "<|assistant|>"},
+       {"phi3"}},
   };
 }
 
@@ -117,7 +127,8 @@ class ChatTemplateOracleTest : public ::testing::Test {
   }
 
   std::string TemplateSource(const std::string& name) const {
-    if (std::optional<std::string_view> builtin = ChatTemplate::BuiltinSource(name)) return std::string(*builtin);
+    if (std::optional<std::string_view> builtin = ChatTemplate::BuiltinSource(name))
+      return std::string(*builtin);
     return ReadText(templates_ / name);
   }
 
@@ -260,7 +271,8 @@ TEST_F(ChatTemplateOracleTest, RefusalsMatchJinja2) {
       EXPECT_TRUE(ExpectSameRendering(Renderer::kCli, model_dir, late_system, true, family.name));
       testing::WriteBytes(dir_ / "messages.json", late_system.dump());
       const testing::CommandResult ours = RunProgram(
-          "tandem", {"chat-template", "--model", model_dir.string(), "--messages", (dir_ / "messages.json").string()});
+          "tandem",
+          {"chat-template", "--model", model_dir.string(), "--messages", (dir_ / "messages.json").string()});
       EXPECT_NE(ours.err.find("Only user and assistant roles are supported!"), std::string::npos) << ours.err;
     }
   }
@@ -283,7 +295,8 @@ TEST_F(ChatTemplateOracleTest, JinjaSemanticsMatchJinja2) {
     if (end == std::string::npos) end = snippets.size();
     const std::string snippet = snippets.substr(start, end - start);
     testing::WriteBytes(model_dir / "chat_template.jinja", snippet);
-    ExpectSameRendering(Renderer::kLibrary, model_dir, messages, true, "snippet " + std::to_string(count) + ":\n" + snippet);
+    ExpectSameRendering(Renderer::kLibrary, model_dir, messages, true,
+                        "snippet " + std::to_string(count) + ":\n" + snippet);
     ++count;
     start = end + separator.size();
   }

@@ -63,9 +63,8 @@ void WriteChatModelDir(const std::filesystem::path& dir, const ChatModelFiles& f
   shape.vocab_size = static_cast<int>(256 + files.special_tokens.size());
   shape.seq_len = 64;
   shape.rope_layout = RopeLayout::kHalves;
-  const json config = {{"chat_template", files.chat_template},
-                       {"bos_token", files.bos_token},
-                       {"eos_token", files.eos_token}};
+  const json config = {
+      {"chat_template", files.chat_template}, {"bos_token", files.bos_token}, {"eos_token", files.eos_token}};
   WriteBytes(dir / "config.json", WriteHfConfigJson(shape, 0, 0));
   WriteBytes(dir / "tokenizer.json", tokenizer.dump());
   WriteBytes(dir / "tokenizer_config.json", config.dump(2));

@@ -130,8 +130,10 @@ std::optional<std::string_view> ChatTemplate::BuiltinSource(std::string_view nam
   return std::nullopt;
 }
 
-Result<ChatTemplate> ChatTemplate::FromSource(std::string source, std::string bos_token,
-                                              std::string eos_token, std::string origin) {
+// `source` by value: the header's signature (only read here).
+Result<ChatTemplate> ChatTemplate::FromSource(
+    std::string source,  // NOLINT(performance-unnecessary-value-param)
+    std::string bos_token, std::string eos_token, std::string origin) {
   Result<jinja::Template> parsed = jinja::Parse(source);
   if (!parsed.ok()) return parsed.status().WithContext("chat template " + origin);
   auto impl = std::make_shared<Impl>();

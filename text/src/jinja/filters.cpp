@@ -104,7 +104,7 @@ Value Indent(const Value& input, const CallArgs& args) {
 }
 
 Value ToInt(const Value& input, const CallArgs& args) {
-  const Value fallback = Arg(args, 0, "default", Value(0));
+  Value fallback = Arg(args, 0, "default", Value(0));
   if (input.is_integer_like()) return input.integer();
   if (input.kind() == Value::Kind::kFloat) {
     if (!std::isfinite(input.number())) return fallback;
@@ -124,7 +124,7 @@ Value ToInt(const Value& input, const CallArgs& args) {
 }
 
 Value ToFloat(const Value& input, const CallArgs& args) {
-  const Value fallback = Arg(args, 0, "default", Value(0.0));
+  Value fallback = Arg(args, 0, "default", Value(0.0));
   if (input.is_number()) return input.number();
   if (!input.is_string()) return fallback;
   const std::string text = PyStrip(input.string(), std::nullopt, true, true);

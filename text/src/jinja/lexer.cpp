@@ -148,7 +148,7 @@ Result<std::string> Unescape(std::string_view body, int line) {
 
 class Lexer {
  public:
-  explicit Lexer(std::string source) : source_(NormalizeSource(source)), text_(source_) {}
+  explicit Lexer(const std::string& source) : source_(NormalizeSource(source)), text_(source_) {}
 
   Result<std::vector<Token>> Run() {
     while (pos_ < text_.size()) {

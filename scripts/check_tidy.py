@@ -57,6 +57,16 @@ UNITS = [
     "cli/src/sse_check.cpp",
     "cli/src/rss_sampler.cpp",
     "cli/src/bench_split_report.cpp",
+    "cli/src/chat_template_command.cpp",
+    "text/src/chat_template.cpp",
+    "text/src/builtin_chat_templates.cpp",
+    "text/src/jinja/value.cpp",
+    "text/src/jinja/py_string.cpp",
+    "text/src/jinja/lexer.cpp",
+    "text/src/jinja/parser.cpp",
+    "text/src/jinja/builtins.cpp",
+    "text/src/jinja/filters.cpp",
+    "text/src/jinja/evaluator.cpp",
 ]
 
 

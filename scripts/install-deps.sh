@@ -23,6 +23,7 @@ tool_packages=(
   # manifests' Kubernetes schemas (python3-kubernetes), and a real Prometheus for prometheus_test.
   docker-compose golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev
   python3 python3-yaml python3-kubernetes python3-jsonschema prometheus
+  python3-jinja2  # chat_template_oracle_test: jinja2 renders the chat templates tandem must match
 )
 # openai_sdk_test: the official OpenAI Node SDK (npm installs it into the build folder). A Node.js from
 # elsewhere (NodeSource's bundles npm) is kept: Debian's packages are added only when the commands lack.

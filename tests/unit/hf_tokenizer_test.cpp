@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "hf_fixtures.hpp"
 #include "tandem/text/tokenizer.hpp"
 #include "test_env.hpp"
 
@@ -27,11 +28,8 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using ::tandem::testing::TempDir;
 
-// An "added_tokens" entry of tokenizer.json, matched as it is written.
-json AddedToken(int id, const std::string& content, bool special) {
-  return {{"id", id},        {"content", content},  {"single_word", false}, {"lstrip", false},
-          {"rstrip", false}, {"normalized", false}, {"special", special}};
-}
+using ::tandem::testing::AddedTokenJson;
+using ::tandem::testing::ByteLevelAlphabet;
 
 const std::string kSpace = "\xE2\x96\x81";  // ▁
 const std::string kG = "\xC4\xA0";          // Ġ: byte 0x20 in the byte-level alphabet
@@ -98,7 +96,7 @@ json SentencePieceStyleJson(SpStyle style, bool byte_fallback = true, bool fuse_
   json added = json::array();
   for (const auto& [id, content] :
        std::vector<std::pair<int, std::string>>{{0, "<unk>"}, {1, "<s>"}, {2, "</s>"}}) {
-    added.push_back(AddedToken(id, content, /*special=*/true));
+    added.push_back(AddedTokenJson(id, content, /*special=*/true));
   }
   json doc = {{"version", "1.0"},
               {"truncation", nullptr},
@@ -258,22 +256,6 @@ TEST_F(SentencePieceStyleTest, InvalidUtf8BecomesByteTokens) {
 
 // --- (2) Byte-level BPE (GPT-2, Llama 3, Qwen2) ---
 
-// GPT-2's bytes_to_unicode(), written out again here.
-std::vector<std::string> ByteAlphabet() {
-  std::vector<std::string> alphabet(256);
-  uint32_t next = 256;
-  for (uint32_t b = 0; b < 256; ++b) {
-    const bool itself = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
-    const uint32_t cp = itself ? b : next++;
-    if (cp < 0x80) {
-      alphabet[b] = std::string(1, static_cast<char>(cp));
-    } else {
-      alphabet[b] = {static_cast<char>(0xC0 | (cp >> 6)), static_cast<char>(0x80 | (cp & 0x3F))};
-    }
-  }
-  return alphabet;
-}
-
 const char* const kLlama3Pattern =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 const char* const kQwen2Pattern =
@@ -289,7 +271,7 @@ constexpr int kBegin = 272, kEnd = 273, kEot = 274, kPartial = 275;
 enum class ByteLevelStyle { kGpt2, kLlama3, kQwen2 };
 
 json ByteLevelJson(ByteLevelStyle style, bool pair_merges) {
-  const std::vector<std::string> alphabet = ByteAlphabet();
+  const std::vector<std::string> alphabet = ByteLevelAlphabet();
   json vocab = json::object();
   for (int b = 0; b < 256; ++b) vocab[alphabet[b]] = b;
   const std::vector<std::pair<std::string, std::string>> merges = {
@@ -312,7 +294,7 @@ json ByteLevelJson(ByteLevelStyle style, bool pair_merges) {
                                                        {kEnd, "<|end_of_text|>", true},
                                                        {kEot, "<|eot_id|>", true},
                                                        {kPartial, "<|e", false}}) {
-    added.push_back(AddedToken(id, content, special));
+    added.push_back(AddedTokenJson(id, content, special));
   }
   const json byte_level = {{"type", "ByteLevel"},
                            {"add_prefix_space", false},

@@ -40,7 +40,8 @@ Result<std::string> ReadTemplateFile(const fs::path& path) {
 // tokenizer_config.json's chat_template: a string, or a list of {"name", "template"} whose "default" is
 // taken. nullopt when there is none.
 Result<std::optional<std::string>> TemplateFromConfig(const json& config, const std::string& path) {
-  if (!config.contains("chat_template") || config.at("chat_template").is_null()) return std::optional<std::string>();
+  if (!config.contains("chat_template") || config.at("chat_template").is_null())
+    return std::optional<std::string>();
   const json& value = config.at("chat_template");
   if (value.is_string()) return std::optional<std::string>(value.get<std::string>());
   if (value.is_array()) {
@@ -86,9 +87,10 @@ Result<Source> SourceFromFlag(const std::string& flag) {
   std::error_code error;
   if (!fs::is_regular_file(path, error)) {
     std::string names;
-    for (const BuiltinChatTemplate& builtin : BuiltinChatTemplates()) names += " " + std::string(builtin.name);
-    return InvalidArgument("--chat-template '" + flag + "' is neither a built-in template (" + names.substr(1) +
-                           ") nor a file");
+    for (const BuiltinChatTemplate& builtin : BuiltinChatTemplates())
+      names += " " + std::string(builtin.name);
+    return InvalidArgument("--chat-template '" + flag + "' is neither a built-in template (" +
+                           names.substr(1) + ") nor a file");
   }
   if (path.extension() == ".json") {
     TANDEM_ASSIGN_OR_RETURN(const std::optional<json> config, ReadJsonObjectIfExists(path));
@@ -121,15 +123,25 @@ std::span<const std::string_view> ChatTemplate::BuiltinNames() {
   return names;
 }
 
-Result<ChatTemplate> ChatTemplate::FromSource(std::string source, std::string bos_token, std::string eos_token,
-                                              std::string origin) {
+std::optional<std::string_view> ChatTemplate::BuiltinSource(std::string_view name) {
+  for (const BuiltinChatTemplate& builtin : BuiltinChatTemplates()) {
+    if (builtin.name == name) return builtin.source;
+  }
+  return std::nullopt;
+}
+
+// `source` by value: the header's signature (only read here).
+Result<ChatTemplate> ChatTemplate::FromSource(
+    std::string source,  // NOLINT(performance-unnecessary-value-param)
+    std::string bos_token, std::string eos_token, std::string origin) {
   Result<jinja::Template> parsed = jinja::Parse(source);
   if (!parsed.ok()) return parsed.status().WithContext("chat template " + origin);
   auto impl = std::make_shared<Impl>();
   impl->tmpl = std::move(parsed).value();
   if (!eos_token.empty()) impl->end_of_turn.push_back(eos_token);
   for (std::string_view marker : kEndOfTurnMarkers) {
-    if (source.find(marker) != std::string::npos && marker != eos_token) impl->end_of_turn.emplace_back(marker);
+    if (source.find(marker) != std::string::npos && marker != eos_token)
+      impl->end_of_turn.emplace_back(marker);
   }
   impl->bos_token = std::move(bos_token);
   impl->eos_token = std::move(eos_token);
@@ -138,8 +150,8 @@ Result<ChatTemplate> ChatTemplate::FromSource(std::string source, std::string bo
 }
 
 Result<std::optional<ChatTemplate>> ChatTemplate::LoadForModel(const std::string& model_path,
-                                                                const std::string& chat_template_flag,
-                                                                const Tokenizer& tokenizer) {
+                                                               const std::string& chat_template_flag,
+                                                               const Tokenizer& tokenizer) {
   std::error_code error;
   const bool is_directory = !model_path.empty() && fs::is_directory(model_path, error);
   std::optional<json> config;
@@ -161,12 +173,13 @@ Result<std::optional<ChatTemplate>> ChatTemplate::LoadForModel(const std::string
   if (!source) return std::optional<ChatTemplate>();
   std::string bos = SpecialToken(config, "bos_token").value_or(TokenPiece(tokenizer, tokenizer.bos()));
   std::string eos = SpecialToken(config, "eos_token").value_or(TokenPiece(tokenizer, tokenizer.eos()));
-  TANDEM_ASSIGN_OR_RETURN(ChatTemplate loaded,
-                          FromSource(std::move(source->text), std::move(bos), std::move(eos), source->origin));
+  TANDEM_ASSIGN_OR_RETURN(ChatTemplate loaded, FromSource(std::move(source->text), std::move(bos),
+                                                          std::move(eos), source->origin));
   return std::optional<ChatTemplate>(std::move(loaded));
 }
 
-Result<std::string> ChatTemplate::Render(std::span<const ChatMessage> messages, bool add_generation_prompt) const {
+Result<std::string> ChatTemplate::Render(std::span<const ChatMessage> messages,
+                                         bool add_generation_prompt) const {
   using jinja::Value;
   std::vector<Value> list;
   for (const ChatMessage& message : messages) {
@@ -207,8 +220,11 @@ Result<std::string> ChatContentText(const json& content) {
     if (!part.is_object()) return InvalidArgument(where + " must be an object");
     const json type = part.value("type", json());
     if (!type.is_string()) return InvalidArgument(where + ".type must be a string");
-    if (type != "text") return InvalidArgument(where + ".type '" + type.get<std::string>() + "' is not supported (only \"text\")");
-    if (!part.contains("text") || !part.at("text").is_string()) return InvalidArgument(where + ".text must be a string");
+    if (type != "text")
+      return InvalidArgument(where + ".type '" + type.get<std::string>() +
+                             "' is not supported (only \"text\")");
+    if (!part.contains("text") || !part.at("text").is_string())
+      return InvalidArgument(where + ".text must be a string");
     if (i > 0) text += "\n";
     text += part.at("text").get<std::string>();
   }

@@ -80,7 +80,7 @@ struct Stmt {
   std::vector<std::pair<ExprPtr, Body>> branches;  // if/elif; a null condition for else
   Body body;
   Body else_body;
-  std::string name;                                   // macro
+  std::string name;                                     // macro
   std::vector<std::pair<std::string, ExprPtr>> params;  // macro parameters with defaults (null: none)
   std::vector<std::pair<Target, ExprPtr>> assignments;  // with
 };

@@ -24,14 +24,16 @@ Undefined NoAttribute(const Value& object, std::string_view name) {
 std::optional<std::string> OptionalString(const CallArgs& args, size_t position, std::string_view name) {
   const Value* value = args.Get(position, name);
   if (value == nullptr || value->is_none()) return std::nullopt;
-  if (!value->is_string()) TypeError(std::string(name) + " must be None or a string, not " + value->TypeName());
+  if (!value->is_string())
+    TypeError(std::string(name) + " must be None or a string, not " + value->TypeName());
   return value->string();
 }
 
 const std::string& StringArg(const CallArgs& args, size_t position, std::string_view name) {
   const Value* value = args.Get(position, name);
   if (value == nullptr) TypeError("missing argument '" + std::string(name) + "'");
-  if (!value->is_string()) TypeError("argument '" + std::string(name) + "' must be str, not " + value->TypeName());
+  if (!value->is_string())
+    TypeError("argument '" + std::string(name) + "' must be str, not " + value->TypeName());
   return value->string();
 }
 
@@ -121,19 +123,23 @@ Value Split(const Value& self, const CallArgs& args) {
 
 const std::map<std::string_view, Method>& StringMethods() {
   static const std::map<std::string_view, Method> methods = {
-      {"strip", [](const Value& s, const CallArgs& a) -> Value {
+      {"strip",
+       [](const Value& s, const CallArgs& a) -> Value {
          return PyStrip(s.string(), OptionalString(a, 0, "chars"), true, true);
        }},
-      {"lstrip", [](const Value& s, const CallArgs& a) -> Value {
+      {"lstrip",
+       [](const Value& s, const CallArgs& a) -> Value {
          return PyStrip(s.string(), OptionalString(a, 0, "chars"), true, false);
        }},
-      {"rstrip", [](const Value& s, const CallArgs& a) -> Value {
+      {"rstrip",
+       [](const Value& s, const CallArgs& a) -> Value {
          return PyStrip(s.string(), OptionalString(a, 0, "chars"), false, true);
        }},
       {"startswith", [](const Value& s, const CallArgs& a) { return Affix(s, a, true); }},
       {"endswith", [](const Value& s, const CallArgs& a) { return Affix(s, a, false); }},
       {"split", &Split},
-      {"splitlines", [](const Value& s, const CallArgs&) -> Value {
+      {"splitlines",
+       [](const Value& s, const CallArgs&) -> Value {
          std::vector<Value> lines;
          for (std::string& line : PySplitLines(s.string())) lines.emplace_back(std::move(line));
          return Value::List(std::move(lines));
@@ -142,21 +148,26 @@ const std::map<std::string_view, Method>& StringMethods() {
       {"lower", [](const Value& s, const CallArgs&) -> Value { return PyLower(s.string()); }},
       {"title", [](const Value& s, const CallArgs&) -> Value { return PyTitle(s.string()); }},
       {"capitalize", [](const Value& s, const CallArgs&) -> Value { return PyCapitalize(s.string()); }},
-      {"replace", [](const Value& s, const CallArgs& a) -> Value {
-         return PyReplace(s.string(), StringArg(a, 0, "old"), StringArg(a, 1, "new"), IntArg(a, 2, "count", -1));
+      {"replace",
+       [](const Value& s, const CallArgs& a) -> Value {
+         return PyReplace(s.string(), StringArg(a, 0, "old"), StringArg(a, 1, "new"),
+                          IntArg(a, 2, "count", -1));
        }},
       {"format", &Format},
       {"join", &Join},
-      {"find", [](const Value& s, const CallArgs& a) -> Value {
+      {"find",
+       [](const Value& s, const CallArgs& a) -> Value {
          const size_t found = s.string().find(StringArg(a, 0, "sub"));
          if (found == std::string::npos) return -1;
          return static_cast<int64_t>(CodePoints(std::string_view(s.string()).substr(0, found)).size());
        }},
-      {"count", [](const Value& s, const CallArgs& a) -> Value {
+      {"count",
+       [](const Value& s, const CallArgs& a) -> Value {
          const std::string& needle = StringArg(a, 0, "sub");
          if (needle.empty()) return s.Length() + 1;
          int64_t count = 0;
-         for (size_t at = s.string().find(needle); at != std::string::npos; at = s.string().find(needle, at + needle.size())) {
+         for (size_t at = s.string().find(needle); at != std::string::npos;
+              at = s.string().find(needle, at + needle.size())) {
            ++count;
          }
          return count;
@@ -175,13 +186,15 @@ Value DictGet(const Value& self, const CallArgs& args) {
 
 const std::map<std::string_view, Method>& DictMethods() {
   static const std::map<std::string_view, Method> methods = {
-      {"items", [](const Value& d, const CallArgs&) -> Value {
+      {"items",
+       [](const Value& d, const CallArgs&) -> Value {
          std::vector<Value> pairs;
          for (const auto& [key, value] : d.dict().items) pairs.push_back(Value::List({key, value}, true));
          return Value::List(std::move(pairs));
        }},
       {"keys", [](const Value& d, const CallArgs&) -> Value { return Value::List(d.Iterate()); }},
-      {"values", [](const Value& d, const CallArgs&) -> Value {
+      {"values",
+       [](const Value& d, const CallArgs&) -> Value {
          std::vector<Value> values;
          for (const auto& item : d.dict().items) values.push_back(item.second);
          return Value::List(std::move(values));
@@ -193,35 +206,40 @@ const std::map<std::string_view, Method>& DictMethods() {
 
 const std::map<std::string_view, Method>& ListMethods() {
   static const std::map<std::string_view, Method> methods = {
-      {"index", [](const Value& l, const CallArgs& a) -> Value {
+      {"index",
+       [](const Value& l, const CallArgs& a) -> Value {
          const Value* item = a.Get(0, "value");
          for (size_t i = 0; item != nullptr && i < l.sequence().items.size(); ++i) {
            if (Equal(l.sequence().items[i], *item)) return static_cast<int64_t>(i);
          }
          throw RenderError("ValueError: item is not in list");
        }},
-      {"count", [](const Value& l, const CallArgs& a) -> Value {
+      {"count",
+       [](const Value& l, const CallArgs& a) -> Value {
          const Value* item = a.Get(0, "value");
-         return static_cast<int64_t>(std::count_if(l.sequence().items.begin(), l.sequence().items.end(),
-                                                   [&](const Value& v) { return item != nullptr && Equal(v, *item); }));
+         return static_cast<int64_t>(
+             std::count_if(l.sequence().items.begin(), l.sequence().items.end(),
+                           [&](const Value& v) { return item != nullptr && Equal(v, *item); }));
        }},
   };
   return methods;
 }
 
 // What the immutable sandbox refuses to call.
-constexpr std::array<std::string_view, 12> kMutatingMethods = {
-    "append", "extend", "insert", "pop", "remove", "reverse", "sort", "clear", "update", "setdefault", "popitem",
-    "add"};
+constexpr std::array<std::string_view, 12> kMutatingMethods = {"append", "extend",     "insert",  "pop",
+                                                               "remove", "reverse",    "sort",    "clear",
+                                                               "update", "setdefault", "popitem", "add"};
 
 Value Bind(const Value& self, std::string_view name, Method method) {
-  return Value::Function(std::string(name), [self, method](const CallArgs& args) { return method(self, args); });
+  return Value::Function(std::string(name),
+                         [self, method](const CallArgs& args) { return method(self, args); });
 }
 
 Value NamespaceGlobal(const CallArgs& args) {
   auto space = std::make_shared<Namespace>();
   for (const Value& positional : args.positional) {
-    if (positional.kind() != Value::Kind::kDict) TypeError("namespace() takes mappings and keyword arguments");
+    if (positional.kind() != Value::Kind::kDict)
+      TypeError("namespace() takes mappings and keyword arguments");
     for (const auto& [key, value] : positional.dict().items) space->attributes.Set(key, value);
   }
   for (const auto& [key, value] : args.keywords) space->attributes.Set(key, value);
@@ -232,7 +250,8 @@ Value RangeGlobal(const CallArgs& args) {
   constexpr int64_t kMaxRange = 100000;  // jinja2's sandbox MAX_RANGE
   if (args.positional.empty() || args.positional.size() > 3) TypeError("range expected 1 to 3 arguments");
   for (const Value& arg : args.positional) {
-    if (!arg.is_integer_like()) TypeError("'" + arg.TypeName() + "' object cannot be interpreted as an integer");
+    if (!arg.is_integer_like())
+      TypeError("'" + arg.TypeName() + "' object cannot be interpreted as an integer");
   }
   const bool one = args.positional.size() == 1;
   const int64_t start = one ? 0 : args.positional[0].integer();
@@ -242,7 +261,8 @@ Value RangeGlobal(const CallArgs& args) {
   std::vector<Value> items;
   for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
     if (static_cast<int64_t>(items.size()) >= kMaxRange) {
-      throw RenderError("OverflowError: Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).");
+      throw RenderError(
+          "OverflowError: Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).");
     }
     items.emplace_back(i);
   }
@@ -314,7 +334,8 @@ Value GetAttribute(const Value& object, std::string_view name) {
     return std::nullopt;
   };
   switch (object.kind()) {
-    case Value::Kind::kUndefined: FailUndefined(object);
+    case Value::Kind::kUndefined:
+      FailUndefined(object);
     case Value::Kind::kString:
       if (auto found = StringMethods().find(name); found != StringMethods().end()) {
         return Bind(object, name, found->second);
@@ -331,13 +352,15 @@ Value GetAttribute(const Value& object, std::string_view name) {
     case Value::Kind::kNamespace:
       if (const Value* found = object.name_space().attributes.Find(name)) return *found;
       return NoAttribute(object, name);
-    default: return NoAttribute(object, name);
+    default:
+      return NoAttribute(object, name);
   }
 }
 
 Value GetItem(const Value& object, const Value& key) {
   switch (object.kind()) {
-    case Value::Kind::kUndefined: FailUndefined(object);
+    case Value::Kind::kUndefined:
+      FailUndefined(object);
     case Value::Kind::kSequence:
     case Value::Kind::kString:
       if (key.is_integer_like()) {
@@ -346,7 +369,8 @@ Value GetItem(const Value& object, const Value& key) {
             is_string ? CodePoints(object.string()) : std::vector<std::string_view>{};
         const int64_t length = is_string ? static_cast<int64_t>(points.size()) : object.Length();
         const int64_t index = key.integer() < 0 ? key.integer() + length : key.integer();
-        if (index < 0 || index >= length) return Undefined{object.TypeName() + " object has no element " + key.Str()};
+        if (index < 0 || index >= length)
+          return Undefined{object.TypeName() + " object has no element " + key.Str()};
         if (is_string) return std::string(points[static_cast<size_t>(index)]);
         return object.sequence().items[static_cast<size_t>(index)];
       }
@@ -354,7 +378,8 @@ Value GetItem(const Value& object, const Value& key) {
     case Value::Kind::kDict:
       if (const Value* found = object.dict().Find(key)) return *found;
       break;
-    default: break;
+    default:
+      break;
   }
   if (key.is_string()) return GetAttribute(object, key.string());
   return Undefined{"'" + object.TypeName() + " object' has no attribute " + key.Repr()};
@@ -374,7 +399,8 @@ Value GetSlice(const Value& object, const Value& start, const Value& stop, const
   } else {
     TypeError("'" + object.TypeName() + "' object is not subscriptable");
   }
-  const int64_t length = object.is_string() ? static_cast<int64_t>(points.size()) : static_cast<int64_t>(items.size());
+  const int64_t length =
+      object.is_string() ? static_cast<int64_t>(points.size()) : static_cast<int64_t>(items.size());
   const int64_t first = ClampSliceIndex(start, length, stride, true);
   const int64_t last = ClampSliceIndex(stop, length, stride, false);
   std::string text;
@@ -392,7 +418,8 @@ Value GetSlice(const Value& object, const Value& start, const Value& stop, const
 
 Value LookupGlobal(std::string_view name) {
   const auto found = Globals().find(name);
-  return found == Globals().end() ? Value(Undefined{"'" + std::string(name) + "' is undefined"}) : found->second;
+  return found == Globals().end() ? Value(Undefined{"'" + std::string(name) + "' is undefined"})
+                                  : found->second;
 }
 
 Value CallValue(const Value& callee, const CallArgs& args) {

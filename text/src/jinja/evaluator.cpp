@@ -40,15 +40,22 @@ class Evaluator {
 
   Flow ExecStatement(const Stmt& stmt, std::string& out) {
     switch (stmt.kind) {
-      case StmtKind::kText: out += stmt.text; return Flow::kNormal;
-      case StmtKind::kPrint: out += Eval(*stmt.expr).Str(); return Flow::kNormal;
+      case StmtKind::kText:
+        out += stmt.text;
+        return Flow::kNormal;
+      case StmtKind::kPrint:
+        out += Eval(*stmt.expr).Str();
+        return Flow::kNormal;
       case StmtKind::kIf:
         for (const auto& [condition, body] : stmt.branches) {
           if (Eval(*condition).Truthy()) return Exec(body, out);
         }
         return Exec(stmt.else_body, out);
-      case StmtKind::kFor: return ExecFor(stmt, out);
-      case StmtKind::kSet: Assign(stmt.target, Eval(*stmt.expr)); return Flow::kNormal;
+      case StmtKind::kFor:
+        return ExecFor(stmt, out);
+      case StmtKind::kSet:
+        Assign(stmt.target, Eval(*stmt.expr));
+        return Flow::kNormal;
       case StmtKind::kSetBlock: {
         std::string text;
         Exec(stmt.body, text);
@@ -60,9 +67,13 @@ class Evaluator {
         Assign(stmt.target, value);
         return Flow::kNormal;
       }
-      case StmtKind::kBreak: return Flow::kBreak;
-      case StmtKind::kContinue: return Flow::kContinue;
-      case StmtKind::kMacro: frames_.back()[stmt.name] = DefineMacro(stmt); return Flow::kNormal;
+      case StmtKind::kBreak:
+        return Flow::kBreak;
+      case StmtKind::kContinue:
+        return Flow::kContinue;
+      case StmtKind::kMacro:
+        frames_.back()[stmt.name] = DefineMacro(stmt);
+        return Flow::kNormal;
       case StmtKind::kScope: {
         Frame scope;
         for (const auto& [target, expr] : stmt.assignments) scope[target.names[0]] = Eval(*expr);
@@ -83,9 +94,10 @@ class Evaluator {
     }
     const std::vector<Value> items = value.Iterate();
     if (items.size() != target.names.size()) {
-      throw RenderError("ValueError: " + std::string(items.size() > target.names.size() ? "too many" : "not enough") +
-                        " values to unpack (expected " + std::to_string(target.names.size()) + ", got " +
-                        std::to_string(items.size()) + ")");
+      throw RenderError(
+          "ValueError: " + std::string(items.size() > target.names.size() ? "too many" : "not enough") +
+          " values to unpack (expected " + std::to_string(target.names.size()) + ", got " +
+          std::to_string(items.size()) + ")");
     }
     for (size_t i = 0; i < items.size(); ++i) frame[target.names[i]] = items[i];
   }
@@ -230,19 +242,23 @@ class Evaluator {
 
   Value Eval(const Expr& expr) {
     switch (expr.kind) {
-      case ExprKind::kConstant: return expr.constant;
+      case ExprKind::kConstant:
+        return expr.constant;
       case ExprKind::kName: {
         Value value = Lookup(expr.name);
         if (value.is_undefined()) return Undefined{"'" + expr.name + "' is undefined"};
         return value;
       }
-      case ExprKind::kList: return Value::List(EvalArgs(expr, 0).positional, expr.is_tuple);
+      case ExprKind::kList:
+        return Value::List(EvalArgs(expr, 0).positional, expr.is_tuple);
       case ExprKind::kDict: {
         Dict dict;
-        for (size_t i = 0; i + 1 < expr.args.size(); i += 2) dict.Set(Eval(*expr.args[i]), Eval(*expr.args[i + 1]));
+        for (size_t i = 0; i + 1 < expr.args.size(); i += 2)
+          dict.Set(Eval(*expr.args[i]), Eval(*expr.args[i + 1]));
         return Value::MakeDict(std::move(dict));
       }
-      case ExprKind::kAttribute: return GetAttribute(Eval(*expr.args[0]), expr.name);
+      case ExprKind::kAttribute:
+        return GetAttribute(Eval(*expr.args[0]), expr.name);
       case ExprKind::kItem: {
         const Value object = Eval(*expr.args[0]);
         const Expr& key = *expr.args[1];
@@ -250,7 +266,8 @@ class Evaluator {
         const auto part = [&](size_t i) { return key.args[i] ? Eval(*key.args[i]) : Value(None{}); };
         return GetSlice(object, part(0), part(1), part(2));
       }
-      case ExprKind::kSlice: throw RenderError("a slice outside a subscript");
+      case ExprKind::kSlice:
+        throw RenderError("a slice outside a subscript");
       case ExprKind::kCall: {
         const Value callee = Eval(*expr.args[0]);
         return CallValue(callee, EvalArgs(expr, 1));
@@ -263,13 +280,16 @@ class Evaluator {
         const Value input = Eval(*expr.args[0]);
         return ApplyTest(expr.name, input, EvalArgs(expr, 1)) != expr.negated;
       }
-      case ExprKind::kNot: return !Eval(*expr.args[0]).Truthy();
+      case ExprKind::kNot:
+        return !Eval(*expr.args[0]).Truthy();
       case ExprKind::kNegate:
       case ExprKind::kPlus: {
         const Value operand = Eval(*expr.args[0]);
         if (operand.is_undefined()) FailUndefined(operand);
-        if (!operand.is_number()) throw RenderError("TypeError: bad operand type for unary -: '" + operand.TypeName() + "'");
-        if (expr.kind == ExprKind::kPlus) return operand.is_integer_like() ? Value(operand.integer()) : operand;
+        if (!operand.is_number())
+          throw RenderError("TypeError: bad operand type for unary -: '" + operand.TypeName() + "'");
+        if (expr.kind == ExprKind::kPlus)
+          return operand.is_integer_like() ? Value(operand.integer()) : operand;
         if (operand.kind() == Value::Kind::kFloat) return -operand.number();
         return Arithmetic("-", Value(0), operand);
       }
@@ -279,7 +299,8 @@ class Evaluator {
         if (expr.name == "~") return left.Str() + right.Str();
         return Arithmetic(expr.name, left, right);
       }
-      case ExprKind::kCompare: return Compare(expr);
+      case ExprKind::kCompare:
+        return Compare(expr);
       case ExprKind::kAnd: {
         Value left = Eval(*expr.args[0]);
         return left.Truthy() ? Eval(*expr.args[1]) : left;
@@ -290,7 +311,8 @@ class Evaluator {
       }
       case ExprKind::kCondition:
         if (Eval(*expr.args[0]).Truthy()) return Eval(*expr.args[1]);
-        return expr.args[2] ? Eval(*expr.args[2]) : Value(Undefined{"the condition was false and there is no else"});
+        return expr.args[2] ? Eval(*expr.args[2])
+                            : Value(Undefined{"the condition was false and there is no else"});
     }
     return Value();
   }

@@ -45,12 +45,23 @@ std::string HtmlEscape(const std::string& text) {
   std::string out;
   for (const char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&#34;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out.push_back(c);
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&#34;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out.push_back(c);
     }
   }
   return out;
@@ -66,8 +77,8 @@ Value Title(const Value& input, const CallArgs&) {
   };
   bool in_separator = false;
   for (std::string_view point : CodePoints(input.Str())) {
-    const bool separator = PyIsSpace(point) || point == "-" || point == "(" || point == "{" || point == "[" ||
-                           point == "<";
+    const bool separator =
+        PyIsSpace(point) || point == "-" || point == "(" || point == "{" || point == "[" || point == "<";
     if (separator != in_separator) flush();
     in_separator = separator;
     word.append(point);
@@ -79,7 +90,8 @@ Value Title(const Value& input, const CallArgs&) {
 Value Indent(const Value& input, const CallArgs& args) {
   const Value width = Arg(args, 0, "width", Value(4));
   const std::string indentation =
-      width.is_string() ? width.string() : std::string(static_cast<size_t>(std::max<int64_t>(0, width.integer())), ' ');
+      width.is_string() ? width.string()
+                        : std::string(static_cast<size_t>(std::max<int64_t>(0, width.integer())), ' ');
   const bool first = Arg(args, 1, "first", Value(false)).Truthy();
   const bool blank = Arg(args, 2, "blank", Value(false)).Truthy();
   const std::vector<std::string> lines = PySplitLines(input.Str() + "\n");
@@ -92,7 +104,7 @@ Value Indent(const Value& input, const CallArgs& args) {
 }
 
 Value ToInt(const Value& input, const CallArgs& args) {
-  const Value fallback = Arg(args, 0, "default", Value(0));
+  Value fallback = Arg(args, 0, "default", Value(0));
   if (input.is_integer_like()) return input.integer();
   if (input.kind() == Value::Kind::kFloat) {
     if (!std::isfinite(input.number())) return fallback;
@@ -112,7 +124,7 @@ Value ToInt(const Value& input, const CallArgs& args) {
 }
 
 Value ToFloat(const Value& input, const CallArgs& args) {
-  const Value fallback = Arg(args, 0, "default", Value(0.0));
+  Value fallback = Arg(args, 0, "default", Value(0.0));
   if (input.is_number()) return input.number();
   if (!input.is_string()) return fallback;
   const std::string text = PyStrip(input.string(), std::nullopt, true, true);
@@ -132,7 +144,8 @@ Value Round(const Value& input, const CallArgs& args) {
                   input.number());  // correctly rounded, ties to even on the exact binary value, as Python
     return std::strtod(buffer, nullptr);
   }
-  if (method != "ceil" && method != "floor") throw RenderError("FilterArgumentError: method must be common, ceil or floor");
+  if (method != "ceil" && method != "floor")
+    throw RenderError("FilterArgumentError: method must be common, ceil or floor");
   const double scale = std::pow(10.0, static_cast<double>(precision));
   const double scaled = input.number() * scale;
   return (method == "ceil" ? std::ceil(scaled) : std::floor(scaled)) / scale;
@@ -165,8 +178,10 @@ Value Select(const Value& input, const CallArgs& args, bool by_attribute, bool k
   const size_t test_position = by_attribute ? 1 : 0;
   const Value* test = args.Get(test_position, "");
   CallArgs test_args;
-  for (size_t i = test_position + 1; i < args.positional.size(); ++i) test_args.positional.push_back(args.positional[i]);
-  if (test != nullptr && !IsKnownTest(test->Str())) throw RenderError("TemplateRuntimeError: No test named " + test->Repr() + ".");
+  for (size_t i = test_position + 1; i < args.positional.size(); ++i)
+    test_args.positional.push_back(args.positional[i]);
+  if (test != nullptr && !IsKnownTest(test->Str()))
+    throw RenderError("TemplateRuntimeError: No test named " + test->Repr() + ".");
   std::vector<Value> kept;
   for (const Value& item : input.Iterate()) {
     const Value subject = by_attribute ? Attribute(item, attribute) : item;
@@ -288,7 +303,8 @@ const std::map<std::string_view, Filter>& Filters() {
       {"map", &Map},
       {"reject", [](const Value& v, const CallArgs& a) { return Select(v, a, false, false); }},
       {"rejectattr", [](const Value& v, const CallArgs& a) { return Select(v, a, true, false); }},
-      {"replace", [](const Value& v, const CallArgs& a) -> Value {
+      {"replace",
+       [](const Value& v, const CallArgs& a) -> Value {
          const Value count = Arg(a, 2, "count", Value(None{}));
          return PyReplace(v.Str(), RequiredArg(a, 0, "old").Str(), RequiredArg(a, 1, "new").Str(),
                           count.is_none() ? -1 : count.integer());
@@ -302,9 +318,11 @@ const std::map<std::string_view, Filter>& Filters() {
       {"string", [](const Value& v, const CallArgs&) -> Value { return v.Str(); }},
       {"title", &Title},
       {"tojson", &ToJsonFilter},
-      {"trim", [](const Value& v, const CallArgs& a) -> Value {
+      {"trim",
+       [](const Value& v, const CallArgs& a) -> Value {
          const Value chars = Arg(a, 0, "chars", Value(None{}));
-         return PyStrip(v.Str(), chars.is_none() ? std::nullopt : std::optional<std::string>(chars.Str()), true, true);
+         return PyStrip(v.Str(), chars.is_none() ? std::nullopt : std::optional<std::string>(chars.Str()),
+                        true, true);
        }},
       {"unique", &Unique},
       {"upper", [](const Value& v, const CallArgs&) -> Value { return PyUpper(v.Str()); }},
@@ -328,7 +346,8 @@ const std::map<std::string_view, Test>& Tests() {
       {"boolean", [](const Value& v, const CallArgs&) { return v.kind() == Value::Kind::kBool; }},
       {"callable", [](const Value& v, const CallArgs&) { return v.kind() == Value::Kind::kCallable; }},
       {"defined", [](const Value& v, const CallArgs&) { return !v.is_undefined(); }},
-      {"divisibleby", [](const Value& v, const CallArgs& a) { return DivisibleBy(v, RequiredArg(a, 0, "num")); }},
+      {"divisibleby",
+       [](const Value& v, const CallArgs& a) { return DivisibleBy(v, RequiredArg(a, 0, "num")); }},
       {"eq", [](const Value& v, const CallArgs& a) { return Equal(v, RequiredArg(a, 0, "other")); }},
       {"equalto", [](const Value& v, const CallArgs& a) { return Equal(v, RequiredArg(a, 0, "other")); }},
       {"==", [](const Value& v, const CallArgs& a) { return Equal(v, RequiredArg(a, 0, "other")); }},
@@ -344,28 +363,33 @@ const std::map<std::string_view, Test>& Tests() {
       {">=", [](const Value& v, const CallArgs& a) { return !Less(v, RequiredArg(a, 0, "other")); }},
       {"even", [](const Value& v, const CallArgs&) { return DivisibleBy(v, Value(2)); }},
       {"odd", [](const Value& v, const CallArgs&) { return !DivisibleBy(v, Value(2)); }},
-      {"false", [](const Value& v, const CallArgs&) { return v.kind() == Value::Kind::kBool && !v.boolean(); }},
+      {"false",
+       [](const Value& v, const CallArgs&) { return v.kind() == Value::Kind::kBool && !v.boolean(); }},
       {"true", [](const Value& v, const CallArgs&) { return v.kind() == Value::Kind::kBool && v.boolean(); }},
       {"float", [](const Value& v, const CallArgs&) { return v.kind() == Value::Kind::kFloat; }},
       {"in", [](const Value& v, const CallArgs& a) { return Contains(RequiredArg(a, 0, "seq"), v); }},
       {"integer", [](const Value& v, const CallArgs&) { return v.kind() == Value::Kind::kInt; }},
       {"iterable", [](const Value& v, const CallArgs&) { return IsSequenceLike(v); }},
-      {"lower", [](const Value& v, const CallArgs&) {
+      {"lower",
+       [](const Value& v, const CallArgs&) {
          return v.is_string() && PyLower(v.string()) == v.string() && PyUpper(v.string()) != v.string();
        }},
       {"mapping", [](const Value& v, const CallArgs&) { return v.kind() == Value::Kind::kDict; }},
       {"none", [](const Value& v, const CallArgs&) { return v.is_none(); }},
       {"number", [](const Value& v, const CallArgs&) { return v.is_number(); }},
-      {"sameas", [](const Value& v, const CallArgs& a) {
+      {"sameas",
+       [](const Value& v, const CallArgs& a) {
          const Value& other = RequiredArg(a, 0, "other");
          // `is` on Tandem's values: singletons compare by value, containers are never the same object
          return (v.is_none() && other.is_none()) ||
-                (v.kind() == Value::Kind::kBool && other.kind() == Value::Kind::kBool && v.boolean() == other.boolean());
+                (v.kind() == Value::Kind::kBool && other.kind() == Value::Kind::kBool &&
+                 v.boolean() == other.boolean());
        }},
       {"sequence", [](const Value& v, const CallArgs&) { return IsSequenceLike(v); }},
       {"string", [](const Value& v, const CallArgs&) { return v.is_string(); }},
       {"undefined", [](const Value& v, const CallArgs&) { return v.is_undefined(); }},
-      {"upper", [](const Value& v, const CallArgs&) {
+      {"upper",
+       [](const Value& v, const CallArgs&) {
          return v.is_string() && PyUpper(v.string()) == v.string() && PyLower(v.string()) != v.string();
        }},
   };

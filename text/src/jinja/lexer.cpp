@@ -10,9 +10,9 @@
 namespace tandem::jinja {
 namespace {
 
-constexpr std::array<std::string_view, 26> kOperators = {
-    "//", "**", "==", "!=", ">=", "<=", "+", "-", "/", "*", "%", "~", "[",
-    "]",  "(",  ")",  "{",  "}",  ">",  "<", "=", ".", ":", "|", ",", ";"};
+constexpr std::array<std::string_view, 26> kOperators = {"//", "**", "==", "!=", ">=", "<=", "+", "-", "/",
+                                                         "*",  "%",  "~",  "[",  "]",  "(",  ")", "{", "}",
+                                                         ">",  "<",  "=",  ".",  ":",  "|",  ",", ";"};
 
 Status SyntaxError(const std::string& message, int line) {
   return InvalidArgument(message + " (line " + std::to_string(line) + ")");
@@ -81,17 +81,38 @@ Result<std::string> Unescape(std::string_view body, int line) {
     }
     const char c = body[++i];
     switch (c) {
-      case '\n': break;
-      case '\\': out.push_back('\\'); break;
-      case '\'': out.push_back('\''); break;
-      case '"': out.push_back('"'); break;
-      case 'a': out.push_back('\a'); break;
-      case 'b': out.push_back('\b'); break;
-      case 'f': out.push_back('\f'); break;
-      case 'n': out.push_back('\n'); break;
-      case 'r': out.push_back('\r'); break;
-      case 't': out.push_back('\t'); break;
-      case 'v': out.push_back('\v'); break;
+      case '\n':
+        break;
+      case '\\':
+        out.push_back('\\');
+        break;
+      case '\'':
+        out.push_back('\'');
+        break;
+      case '"':
+        out.push_back('"');
+        break;
+      case 'a':
+        out.push_back('\a');
+        break;
+      case 'b':
+        out.push_back('\b');
+        break;
+      case 'f':
+        out.push_back('\f');
+        break;
+      case 'n':
+        out.push_back('\n');
+        break;
+      case 'r':
+        out.push_back('\r');
+        break;
+      case 't':
+        out.push_back('\t');
+        break;
+      case 'v':
+        out.push_back('\v');
+        break;
       case 'x':
       case 'u':
       case 'U': {
@@ -107,7 +128,8 @@ Result<std::string> Unescape(std::string_view body, int line) {
         i += digits;
         break;
       }
-      case 'N': return SyntaxError("\\N{...} escapes are not supported", line);
+      case 'N':
+        return SyntaxError("\\N{...} escapes are not supported", line);
       default:
         if (c >= '0' && c <= '7') {
           uint32_t cp = static_cast<uint32_t>(c - '0');
@@ -126,7 +148,7 @@ Result<std::string> Unescape(std::string_view body, int line) {
 
 class Lexer {
  public:
-  explicit Lexer(std::string source) : source_(NormalizeSource(source)), text_(source_) {}
+  explicit Lexer(const std::string& source) : source_(NormalizeSource(source)), text_(source_) {}
 
   Result<std::vector<Token>> Run() {
     while (pos_ < text_.size()) {
@@ -231,7 +253,7 @@ class Lexer {
     size_t end = pos_;
     const auto digits = [&] {
       while (end < text_.size() && (IsDigit(text_[end]) || (text_[end] == '_' && end + 1 < text_.size() &&
-                                                           IsDigit(text_[end + 1])))) {
+                                                            IsDigit(text_[end + 1])))) {
         ++end;
       }
     };
@@ -255,7 +277,8 @@ class Lexer {
     for (size_t i = pos_; i < end; ++i) {
       if (text_[i] != '_') literal.push_back(text_[i]);
     }
-    Token token{.kind = is_float ? Token::Kind::kFloat : Token::Kind::kInteger, .text = literal, .line = Line(pos_)};
+    Token token{
+        .kind = is_float ? Token::Kind::kFloat : Token::Kind::kInteger, .text = literal, .line = Line(pos_)};
     if (is_float) {
       token.number = std::strtod(literal.c_str(), nullptr);
     } else {

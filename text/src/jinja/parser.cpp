@@ -12,8 +12,8 @@ namespace tandem::jinja {
 namespace {
 
 // jinja2's own tags that Tandem does not implement: refused with that reason rather than as unknown.
-constexpr std::string_view kUnsupportedTags[] = {"extends", "block", "include", "import", "from", "call",
-                                                 "filter",  "raw",   "autoescape", "do", "trans"};
+constexpr std::string_view kUnsupportedTags[] = {"extends", "block", "include",    "import", "from", "call",
+                                                 "filter",  "raw",   "autoescape", "do",     "trans"};
 
 struct SyntaxError {
   std::string message;
@@ -48,7 +48,9 @@ class Parser {
   }
   [[noreturn]] void Fail(const std::string& message) const { throw SyntaxError{message, Current().line}; }
 
-  bool IsOp(std::string_view op) const { return Current().kind == Token::Kind::kOperator && Current().text == op; }
+  bool IsOp(std::string_view op) const {
+    return Current().kind == Token::Kind::kOperator && Current().text == op;
+  }
   bool IsName(std::string_view name) const {
     return Current().kind == Token::Kind::kName && Current().text == name;
   }
@@ -75,11 +77,16 @@ class Parser {
   }
   std::string Found() const {
     switch (Current().kind) {
-      case Token::Kind::kEnd: return ", found the end of the template";
-      case Token::Kind::kBlockEnd: return ", found '%}'";
-      case Token::Kind::kVariableEnd: return ", found '}}'";
-      case Token::Kind::kData: return ", found template text";
-      default: return ", found '" + Current().text + "'";
+      case Token::Kind::kEnd:
+        return ", found the end of the template";
+      case Token::Kind::kBlockEnd:
+        return ", found '%}'";
+      case Token::Kind::kVariableEnd:
+        return ", found '}}'";
+      case Token::Kind::kData:
+        return ", found template text";
+      default:
+        return ", found '" + Current().text + "'";
     }
   }
 
@@ -91,7 +98,7 @@ class Parser {
       switch (token.kind) {
         case Token::Kind::kEnd:
           if (ends.size() == 0) return body;
-          Fail("unexpected end of template, expected '" + std::string(*ends.begin()) + "'");
+          Fail("unexpected end of template: '{% " + std::string(*(ends.end() - 1)) + " %}' is missing");
         case Token::Kind::kData: {
           auto stmt = std::make_unique<Stmt>();
           stmt->kind = StmtKind::kText;
@@ -122,7 +129,8 @@ class Parser {
           body.push_back(ParseStatement());
           break;
         }
-        default: Fail("unexpected token" + Found());
+        default:
+          Fail("unexpected token" + Found());
       }
     }
   }
@@ -266,7 +274,8 @@ class Parser {
   bool IsTupleEnd(std::initializer_list<std::string_view> extra_ends) const {
     const Token::Kind kind = Current().kind;
     if (kind == Token::Kind::kVariableEnd || kind == Token::Kind::kBlockEnd || IsOp(")")) return true;
-    return std::any_of(extra_ends.begin(), extra_ends.end(), [&](std::string_view end) { return IsName(end); });
+    return std::any_of(extra_ends.begin(), extra_ends.end(),
+                       [&](std::string_view end) { return IsName(end); });
   }
 
   ExprPtr ParseTuple(bool with_condition, std::initializer_list<std::string_view> extra_ends,
@@ -436,9 +445,14 @@ ExprPtr Parser::ParsePrimary() {
       expr->constant = std::move(text);
       return expr;
     }
-    case Token::Kind::kInteger: expr->constant = Next().integer; return expr;
-    case Token::Kind::kFloat: expr->constant = Next().number; return expr;
-    default: break;
+    case Token::Kind::kInteger:
+      expr->constant = Next().integer;
+      return expr;
+    case Token::Kind::kFloat:
+      expr->constant = Next().number;
+      return expr;
+    default:
+      break;
   }
   if (SkipOp("(")) {
     ExprPtr inner = ParseTuple(true, {}, true);

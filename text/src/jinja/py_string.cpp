@@ -56,10 +56,10 @@ std::string MapCase(std::string_view text, CaseMapping mapping) {
 
 bool IsCased(std::string_view code_point) {
   const uint32_t cp = CodePointOf(code_point);
-  return cp != 0xFFFFFFFFu && uc_is_general_category(cp, uc_general_category_or(
-                                                             uc_general_category_or(UC_UPPERCASE_LETTER,
-                                                                                    UC_LOWERCASE_LETTER),
-                                                             UC_TITLECASE_LETTER));
+  return cp != 0xFFFFFFFFu &&
+         uc_is_general_category(
+             cp, uc_general_category_or(uc_general_category_or(UC_UPPERCASE_LETTER, UC_LOWERCASE_LETTER),
+                                        UC_TITLECASE_LETTER));
 }
 
 }  // namespace
@@ -83,7 +83,8 @@ bool PyIsSpace(std::string_view code_point) {
 
 std::string PyStrip(std::string_view text, const std::optional<std::string>& chars, bool left, bool right) {
   const std::vector<std::string_view> points = CodePoints(text);
-  const std::vector<std::string_view> strip_set = chars ? CodePoints(*chars) : std::vector<std::string_view>{};
+  const std::vector<std::string_view> strip_set =
+      chars ? CodePoints(*chars) : std::vector<std::string_view>{};
   const auto strips = [&](std::string_view point) {
     if (!chars) return PyIsSpace(point);
     for (std::string_view candidate : strip_set) {

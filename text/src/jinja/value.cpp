@@ -25,10 +25,9 @@ std::string Quoted(const Value& a) {
 bool IsPrintable(uint32_t cp) {
   if (cp == ' ') return true;
   return !uc_is_general_category(
-      cp, uc_general_category_or(
-              uc_general_category_or(uc_general_category_or(UC_CONTROL, UC_FORMAT),
-                                     uc_general_category_or(UC_SURROGATE, UC_PRIVATE_USE)),
-              uc_general_category_or(UC_UNASSIGNED, UC_SEPARATOR)));
+      cp, uc_general_category_or(uc_general_category_or(uc_general_category_or(UC_CONTROL, UC_FORMAT),
+                                                        uc_general_category_or(UC_SURROGATE, UC_PRIVATE_USE)),
+                                 uc_general_category_or(UC_UNASSIGNED, UC_SEPARATOR)));
 }
 
 std::string StringRepr(std::string_view text) {
@@ -75,13 +74,27 @@ std::string JsonString(std::string_view text) {
   std::string out = "\"";
   for (const char c : text) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           char escape[8];
@@ -104,16 +117,25 @@ void AppendJson(const Value& value, int indent, int level, std::string& out) {
   };
   const char* item_separator = indent < 0 ? ", " : ",";
   switch (value.kind()) {
-    case Value::Kind::kNone: out += "null"; return;
-    case Value::Kind::kBool: out += value.boolean() ? "true" : "false"; return;
-    case Value::Kind::kInt: out += std::to_string(value.integer()); return;
+    case Value::Kind::kNone:
+      out += "null";
+      return;
+    case Value::Kind::kBool:
+      out += value.boolean() ? "true" : "false";
+      return;
+    case Value::Kind::kInt:
+      out += std::to_string(value.integer());
+      return;
     case Value::Kind::kFloat: {
       const double number = value.number();
-      out += std::isnan(number) ? "NaN" : std::isinf(number) ? (number > 0 ? "Infinity" : "-Infinity")
-                                                             : FloatRepr(number);
+      out += std::isnan(number)   ? "NaN"
+             : std::isinf(number) ? (number > 0 ? "Infinity" : "-Infinity")
+                                  : FloatRepr(number);
       return;
     }
-    case Value::Kind::kString: out += JsonString(value.string()); return;
+    case Value::Kind::kString:
+      out += JsonString(value.string());
+      return;
     case Value::Kind::kSequence: {
       const auto& items = value.sequence().items;
       if (items.empty()) {
@@ -157,7 +179,8 @@ void AppendJson(const Value& value, int indent, int level, std::string& out) {
       out.push_back('}');
       return;
     }
-    default: TypeError("Object of type " + value.TypeName() + " is not JSON serializable");
+    default:
+      TypeError("Object of type " + value.TypeName() + " is not JSON serializable");
   }
 }
 
@@ -187,7 +210,8 @@ Value Power(const Value& a, const Value& b) {
     }
     return result;
   }
-  if (a.number() == 0 && b.number() < 0) throw RenderError("ZeroDivisionError: 0.0 cannot be raised to a negative power");
+  if (a.number() == 0 && b.number() < 0)
+    throw RenderError("ZeroDivisionError: 0.0 cannot be raised to a negative power");
   return std::pow(a.number(), b.number());
 }
 
@@ -232,7 +256,8 @@ Value PercentFormat(const std::string& format, const Value& values) {
       out += item.Repr();
     } else {
       if (!item.is_number()) TypeError("%d format: a real number is required, not " + item.TypeName());
-      out += std::to_string(item.is_integer_like() ? item.integer() : static_cast<int64_t>(std::trunc(item.number())));
+      out += std::to_string(item.is_integer_like() ? item.integer()
+                                                   : static_cast<int64_t>(std::trunc(item.number())));
     }
   }
   if (used < items.size()) TypeError("not all arguments converted during string formatting");
@@ -252,10 +277,12 @@ Value NumberArithmetic(std::string_view op, const Value& a, const Value& b) {
   if (integers) {
     const int64_t x = a.integer(), y = b.integer();
     if (op == "+") {
-      return CheckedInt(x, y, [](int64_t a, int64_t b, int64_t* r) { return __builtin_add_overflow(a, b, r); });
+      return CheckedInt(x, y,
+                        [](int64_t a, int64_t b, int64_t* r) { return __builtin_add_overflow(a, b, r); });
     }
     if (op == "-") {
-      return CheckedInt(x, y, [](int64_t a, int64_t b, int64_t* r) { return __builtin_sub_overflow(a, b, r); });
+      return CheckedInt(x, y,
+                        [](int64_t a, int64_t b, int64_t* r) { return __builtin_sub_overflow(a, b, r); });
     }
     if (op == "*") return CheckedInt(x, y, &MultiplyOverflows);
     if (op == "//") return FloorDiv(x, y);
@@ -327,16 +354,26 @@ double Value::number() const {
 
 std::string Value::TypeName() const {
   switch (kind()) {
-    case Kind::kUndefined: return "Undefined";
-    case Kind::kNone: return "NoneType";
-    case Kind::kBool: return "bool";
-    case Kind::kInt: return "int";
-    case Kind::kFloat: return "float";
-    case Kind::kString: return "str";
-    case Kind::kSequence: return sequence().tuple ? "tuple" : "list";
-    case Kind::kDict: return "dict";
-    case Kind::kNamespace: return "Namespace";
-    case Kind::kCallable: return "function";
+    case Kind::kUndefined:
+      return "Undefined";
+    case Kind::kNone:
+      return "NoneType";
+    case Kind::kBool:
+      return "bool";
+    case Kind::kInt:
+      return "int";
+    case Kind::kFloat:
+      return "float";
+    case Kind::kString:
+      return "str";
+    case Kind::kSequence:
+      return sequence().tuple ? "tuple" : "list";
+    case Kind::kDict:
+      return "dict";
+    case Kind::kNamespace:
+      return "Namespace";
+    case Kind::kCallable:
+      return "function";
   }
   return "object";
 }
@@ -344,34 +381,52 @@ std::string Value::TypeName() const {
 bool Value::Truthy() const {
   switch (kind()) {
     case Kind::kUndefined:
-    case Kind::kNone: return false;
-    case Kind::kBool: return boolean();
-    case Kind::kInt: return integer() != 0;
-    case Kind::kFloat: return number() != 0;
-    case Kind::kString: return !string().empty();
-    case Kind::kSequence: return !sequence().items.empty();
-    case Kind::kDict: return !dict().items.empty();
-    default: return true;
+    case Kind::kNone:
+      return false;
+    case Kind::kBool:
+      return boolean();
+    case Kind::kInt:
+      return integer() != 0;
+    case Kind::kFloat:
+      return number() != 0;
+    case Kind::kString:
+      return !string().empty();
+    case Kind::kSequence:
+      return !sequence().items.empty();
+    case Kind::kDict:
+      return !dict().items.empty();
+    default:
+      return true;
   }
 }
 
 std::string Value::Str() const {
   switch (kind()) {
-    case Kind::kUndefined: return "";
-    case Kind::kString: return string();
-    case Kind::kNamespace: return "<Namespace " + Value::MakeDict(name_space().attributes).Repr() + ">";
-    default: return Repr();
+    case Kind::kUndefined:
+      return "";
+    case Kind::kString:
+      return string();
+    case Kind::kNamespace:
+      return "<Namespace " + Value::MakeDict(name_space().attributes).Repr() + ">";
+    default:
+      return Repr();
   }
 }
 
 std::string Value::Repr() const {
   switch (kind()) {
-    case Kind::kUndefined: return "";
-    case Kind::kNone: return "None";
-    case Kind::kBool: return boolean() ? "True" : "False";
-    case Kind::kInt: return std::to_string(integer());
-    case Kind::kFloat: return FloatRepr(number());
-    case Kind::kString: return StringRepr(string());
+    case Kind::kUndefined:
+      return "";
+    case Kind::kNone:
+      return "None";
+    case Kind::kBool:
+      return boolean() ? "True" : "False";
+    case Kind::kInt:
+      return std::to_string(integer());
+    case Kind::kFloat:
+      return FloatRepr(number());
+    case Kind::kString:
+      return StringRepr(string());
     case Kind::kSequence: {
       const Sequence& seq = sequence();
       std::string out = seq.tuple ? "(" : "[";
@@ -390,16 +445,20 @@ std::string Value::Repr() const {
       }
       return out + "}";
     }
-    case Kind::kNamespace: return Str();
-    case Kind::kCallable: return "<function " + callable().name + ">";
+    case Kind::kNamespace:
+      return Str();
+    case Kind::kCallable:
+      return "<function " + callable().name + ">";
   }
   return "";
 }
 
 std::vector<Value> Value::Iterate() const {
   switch (kind()) {
-    case Kind::kUndefined: return {};
-    case Kind::kSequence: return sequence().items;
+    case Kind::kUndefined:
+      return {};
+    case Kind::kSequence:
+      return sequence().items;
     case Kind::kDict: {
       std::vector<Value> keys;
       for (const auto& item : dict().items) keys.push_back(item.first);
@@ -410,17 +469,23 @@ std::vector<Value> Value::Iterate() const {
       for (std::string_view point : CodePoints(string())) characters.emplace_back(std::string(point));
       return characters;
     }
-    default: TypeError(Quoted(*this) + " object is not iterable");
+    default:
+      TypeError(Quoted(*this) + " object is not iterable");
   }
 }
 
 int64_t Value::Length() const {
   switch (kind()) {
-    case Kind::kUndefined: return 0;
-    case Kind::kString: return static_cast<int64_t>(CodePoints(string()).size());
-    case Kind::kSequence: return static_cast<int64_t>(sequence().items.size());
-    case Kind::kDict: return static_cast<int64_t>(dict().items.size());
-    default: TypeError("object of type " + Quoted(*this) + " has no len()");
+    case Kind::kUndefined:
+      return 0;
+    case Kind::kString:
+      return static_cast<int64_t>(CodePoints(string()).size());
+    case Kind::kSequence:
+      return static_cast<int64_t>(sequence().items.size());
+    case Kind::kDict:
+      return static_cast<int64_t>(dict().items.size());
+    default:
+      TypeError("object of type " + Quoted(*this) + " has no len()");
   }
 }
 
@@ -429,8 +494,10 @@ bool Equal(const Value& a, const Value& b) {
   if (a.kind() != b.kind()) return false;
   switch (a.kind()) {
     case Value::Kind::kUndefined:
-    case Value::Kind::kNone: return true;
-    case Value::Kind::kString: return a.string() == b.string();
+    case Value::Kind::kNone:
+      return true;
+    case Value::Kind::kString:
+      return a.string() == b.string();
     case Value::Kind::kSequence: {
       const Sequence &x = a.sequence(), &y = b.sequence();
       if (x.tuple != y.tuple || x.items.size() != y.items.size()) return false;
@@ -447,9 +514,12 @@ bool Equal(const Value& a, const Value& b) {
       }
       return true;
     }
-    case Value::Kind::kNamespace: return &a.name_space() == &b.name_space();
-    case Value::Kind::kCallable: return &a.callable() == &b.callable();
-    default: return false;
+    case Value::Kind::kNamespace:
+      return &a.name_space() == &b.name_space();
+    case Value::Kind::kCallable:
+      return &a.callable() == &b.callable();
+    default:
+      return false;
   }
 }
 
@@ -471,17 +541,21 @@ bool Less(const Value& a, const Value& b) {
 
 bool Contains(const Value& container, const Value& item) {
   switch (container.kind()) {
-    case Value::Kind::kUndefined: return false;
+    case Value::Kind::kUndefined:
+      return false;
     case Value::Kind::kString:
-      if (!item.is_string()) TypeError("'in <string>' requires string as left operand, not " + item.TypeName());
+      if (!item.is_string())
+        TypeError("'in <string>' requires string as left operand, not " + item.TypeName());
       return container.string().find(item.string()) != std::string::npos;
     case Value::Kind::kSequence:
       for (const Value& element : container.sequence().items) {
         if (Equal(element, item)) return true;
       }
       return false;
-    case Value::Kind::kDict: return container.dict().Find(item) != nullptr;
-    default: TypeError("argument of type " + Quoted(container) + " is not iterable");
+    case Value::Kind::kDict:
+      return container.dict().Find(item) != nullptr;
+    default:
+      TypeError("argument of type " + Quoted(container) + " is not iterable");
   }
 }
 
@@ -535,7 +609,8 @@ std::string FloatRepr(double value) {
   out += digits.substr(0, 1);
   if (digits.size() > 1) out += "." + digits.substr(1);
   char exponent_text[16];
-  std::snprintf(exponent_text, sizeof(exponent_text), "e%c%02d", exponent < 0 ? '-' : '+', std::abs(exponent));
+  std::snprintf(exponent_text, sizeof(exponent_text), "e%c%02d", exponent < 0 ? '-' : '+',
+                std::abs(exponent));
   return out + exponent_text;
 }
 
@@ -546,8 +621,9 @@ std::string ToJson(const Value& value, int indent) {
 }
 
 void FailUndefined(const Value& value) {
-  throw RenderError(value.is_undefined() && !value.undefined().hint.empty() ? value.undefined().hint
-                                                                            : std::string("value is undefined"));
+  throw RenderError(value.is_undefined() && !value.undefined().hint.empty()
+                        ? value.undefined().hint
+                        : std::string("value is undefined"));
 }
 
 }  // namespace tandem::jinja

@@ -50,6 +50,8 @@ class ChatTemplate {
  public:
   // "llama3", "llama2", "mistral", "chatml", "phi3".
   static std::span<const std::string_view> BuiltinNames();
+  // The Jinja source of a built-in template; nullopt for another name.
+  static std::optional<std::string_view> BuiltinSource(std::string_view name);
 
   // The template of a model as tandem-edge --model/--tokenizer/--chat-template give it (see above).
   // nullopt: the model has none and no flag gives one. A file that cannot be read or parsed, or a template

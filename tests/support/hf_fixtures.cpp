@@ -29,14 +29,13 @@ json AddedTokenJson(int id, const std::string& content, bool special) {
           {"rstrip", false}, {"normalized", false}, {"special", special}};
 }
 
-void WriteChatModelDir(const std::filesystem::path& dir, const ChatModelFiles& files) {
-  std::filesystem::create_directories(dir);
+std::string ByteLevelTokenizerJson(const std::vector<std::string>& special_tokens) {
   const std::vector<std::string> alphabet = ByteLevelAlphabet();
   json vocab = json::object();
   for (int b = 0; b < 256; ++b) vocab[alphabet[b]] = b;
   json added = json::array();
-  for (size_t i = 0; i < files.special_tokens.size(); ++i) {
-    added.push_back(AddedTokenJson(static_cast<int>(256 + i), files.special_tokens[i], true));
+  for (size_t i = 0; i < special_tokens.size(); ++i) {
+    added.push_back(AddedTokenJson(static_cast<int>(256 + i), special_tokens[i], true));
   }
   const json byte_level = {
       {"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
@@ -54,6 +53,11 @@ void WriteChatModelDir(const std::filesystem::path& dir, const ChatModelFiles& f
                             {"byte_fallback", false},
                             {"vocab", vocab},
                             {"merges", json::array()}}}};
+  return tokenizer.dump();
+}
+
+void WriteChatModelDir(const std::filesystem::path& dir, const ChatModelFiles& files) {
+  std::filesystem::create_directories(dir);
   ModelConfig shape;
   shape.dim = 16;
   shape.hidden_dim = 32;
@@ -66,7 +70,7 @@ void WriteChatModelDir(const std::filesystem::path& dir, const ChatModelFiles& f
   const json config = {
       {"chat_template", files.chat_template}, {"bos_token", files.bos_token}, {"eos_token", files.eos_token}};
   WriteBytes(dir / "config.json", WriteHfConfigJson(shape, 0, 0));
-  WriteBytes(dir / "tokenizer.json", tokenizer.dump());
+  WriteBytes(dir / "tokenizer.json", ByteLevelTokenizerJson(files.special_tokens));
   WriteBytes(dir / "tokenizer_config.json", config.dump(2));
 }
 

@@ -1,5 +1,6 @@
-// Small Hugging Face model files written by tests: the byte-level BPE alphabet, added-token entries, and a
-// chat model directory (config.json, a byte-level tokenizer.json, tokenizer_config.json with a template).
+// Small Hugging Face model files written by tests: the byte-level BPE alphabet, added-token entries, a
+// byte-level tokenizer.json, and a chat model directory (config.json, that tokenizer.json,
+// tokenizer_config.json with a template).
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -15,6 +16,10 @@ std::vector<std::string> ByteLevelAlphabet();
 
 // An "added_tokens" entry of tokenizer.json, matched as it is written.
 nlohmann::json AddedTokenJson(int id, const std::string& content, bool special);
+
+// A byte-level BPE tokenizer.json: GPT-2's byte symbols as ids 0..255 (byte b is id b), no merges, then
+// `special_tokens` as added special tokens from id 256 on.
+std::string ByteLevelTokenizerJson(const std::vector<std::string>& special_tokens);
 
 // What a chat model directory's tokenizer_config.json says. bos_token / eos_token are JSON (a string,
 // {"content": ...} or null), as the families write them.

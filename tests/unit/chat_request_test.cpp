@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <string_view>
 
+#include "hf_fixtures.hpp"
 #include "test_env.hpp"
 
 namespace tandem::edge_agent {
@@ -183,35 +184,9 @@ TEST(ChatRequestTest, ABosIsPrependedUnlessTheTemplateWroteIt) {
   EXPECT_FALSE(RenderedPromptNeedsBos(bos + "[INST] Hi [/INST]", *tokenizer));
 }
 
-// A byte-level tokenizer.json (GPT-2's, without merges: every byte its own token, as its own piece when
-// printable) with the special token 256 <|im_end|>.
+// A byte-level tokenizer.json (every byte its own token, byte b id b) with the special token 256 <|im_end|>.
 Tokenizer ByteLevelWithImEnd(const testing::TempDir& dir) {
-  json vocab = json::object();
-  for (int byte = 0x21; byte <= 0x7E; ++byte) vocab[std::string(1, static_cast<char>(byte))] = byte;
-  const json byte_level = {
-      {"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
-  const json doc = {{"version", "1.0"},
-                    {"added_tokens",
-                     {{{"id", 256},
-                       {"content", "<|im_end|>"},
-                       {"single_word", false},
-                       {"lstrip", false},
-                       {"rstrip", false},
-                       {"normalized", false},
-                       {"special", true}}}},
-                    {"normalizer", nullptr},
-                    {"pre_tokenizer", byte_level},
-                    {"post_processor", nullptr},
-                    {"decoder", byte_level},
-                    {"model",
-                     {{"type", "BPE"},
-                      {"dropout", nullptr},
-                      {"unk_token", nullptr},
-                      {"fuse_unk", false},
-                      {"byte_fallback", false},
-                      {"vocab", vocab},
-                      {"merges", json::array()}}}};
-  testing::WriteBytes(dir / "tokenizer.json", doc.dump());
+  testing::WriteBytes(dir / "tokenizer.json", testing::ByteLevelTokenizerJson({"<|im_end|>"}));
   auto tokenizer = Tokenizer::LoadFile((dir / "tokenizer.json").string(), 300);
   EXPECT_TRUE(tokenizer.ok()) << tokenizer.status().ToString();
   return std::move(tokenizer).value();

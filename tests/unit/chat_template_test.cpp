@@ -162,6 +162,43 @@ TEST(ChatTemplateTest, RuntimeErrorsAreRenderErrorsWithTheMessage) {
   EXPECT_NE(RenderError("{{ range(200000)|length }}").find("MAX_RANGE"), std::string::npos);
 }
 
+// A hostile template file is an error, never a crash, a hang or an exhausted machine.
+TEST(ChatTemplateTest, RunawayTemplatesAreRefusedNotRunToTheEnd) {
+  const auto repeated = [](const std::string& piece, int times) {
+    std::string text;
+    for (int i = 0; i < times; ++i) text += piece;
+    return text;
+  };
+  // Deeper than the stack should go: nested brackets, unary operators, blocks, and long left-deep chains.
+  EXPECT_NE(LoadError("{{ " + repeated("(", 5000) + "1" + repeated(")", 5000) + " }}").find("nests deeper"),
+            std::string::npos);
+  EXPECT_NE(LoadError("{{ " + repeated("not ", 5000) + "x }}").find("nests deeper"), std::string::npos);
+  EXPECT_NE(LoadError(repeated("{% if x %}", 5000) + repeated("{% endif %}", 5000)).find("nests deeper"),
+            std::string::npos);
+  EXPECT_NE(LoadError("{{ x" + repeated(".a", 100000) + " }}").find("nests deeper"), std::string::npos);
+  EXPECT_NE(LoadError("{{ x" + repeated(" + x", 100000) + " }}").find("nests deeper"), std::string::npos);
+  EXPECT_NE(LoadError("{{ x" + repeated("|trim", 100000) + " }}").find("nests deeper"), std::string::npos);
+  // Work and memory: nested loops that print nothing, and values that grow past 64 MiB.
+  EXPECT_NE(RenderError("{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}")
+                .find("a million steps"),
+            std::string::npos);
+  EXPECT_NE(RenderError("{{ 'x' * 100000000000 }}").find("64 MiB"), std::string::npos);
+  EXPECT_NE(RenderError("{% set ns = namespace(s='xxxxxxxx') %}{% for i in range(40) %}"
+                        "{% set ns.s = ns.s ~ ns.s %}{% endfor %}")
+                .find("64 MiB"),
+            std::string::npos);
+  EXPECT_NE(
+      RenderError(
+          "{{ ('x' * 1000000).replace('', "
+          "'yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy') }}")
+          .find("64 MiB"),
+      std::string::npos);
+  EXPECT_NE(RenderError("{{ (['x' * 1000000] * 100) | join }}").find("64 MiB"), std::string::npos);
+  // Within the bounds, the same constructs render.
+  EXPECT_EQ(Rendered("{{ " + repeated("(", 100) + "1" + repeated(")", 100) + " }}"), "1");
+  EXPECT_EQ(Rendered("{{ 'ab' * 3 }}"), "ababab");
+}
+
 TEST(ChatTemplateTest, BuiltinsRenderTheirFamilysPrompts) {
   ASSERT_EQ(ChatTemplate::BuiltinNames().size(), 5u);
   const auto render = [](std::string_view name, const std::string& bos, const std::string& eos,

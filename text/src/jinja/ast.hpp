@@ -1,7 +1,9 @@
 // The syntax tree of a Jinja template, as the parser builds it and the evaluator walks it.
 #pragma once
 
+#include <algorithm>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -44,6 +46,31 @@ struct Expr {
   std::vector<ExprPtr> args;  // may hold nulls (slices, a condition without else)
   std::vector<std::pair<std::string, ExprPtr>> keywords;
   std::vector<std::string> ops;
+  int depth = 1;  // of the tree below and including this node
+
+  // The parser builds every node through these, which keep `depth` and refuse a tree deeper than
+  // kMaxExprDepth: evaluating and destroying a tree recurse once per level, and a hostile template
+  // ("a.b.c.d…" many thousand times) must not exhaust the stack.
+  static constexpr int kMaxExprDepth = 256;
+  void Add(ExprPtr child) {
+    Deepen(child.get());
+    args.push_back(std::move(child));
+  }
+  void AddKeyword(std::string key, ExprPtr value) {
+    Deepen(value.get());
+    keywords.emplace_back(std::move(key), std::move(value));
+  }
+  void SetArgs(std::vector<ExprPtr> children) {
+    for (const ExprPtr& child : children) Deepen(child.get());
+    args = std::move(children);
+  }
+
+ private:
+  void Deepen(const Expr* child) {
+    if (child == nullptr) return;
+    depth = std::max(depth, child->depth + 1);
+    if (depth > kMaxExprDepth) throw std::length_error("an expression nests deeper than 256 levels");
+  }
 };
 
 struct Stmt;

@@ -106,6 +106,7 @@ Value Join(const Value& self, const CallArgs& args) {
     if (!item.is_string()) TypeError("sequence item: expected str instance, " + item.TypeName() + " found");
     if (!first) out += self.string();
     out += item.string();
+    CheckValueSize(out.size());
     first = false;
   }
   return out;

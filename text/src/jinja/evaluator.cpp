@@ -7,8 +7,10 @@
 namespace tandem::jinja {
 namespace {
 
-// Bounds that turn a runaway template into an error instead of exhausting the process.
-constexpr size_t kMaxOutputBytes = 64u << 20;
+// Bounds that turn a runaway template into an error instead of exhausting the process (the size of values
+// is value.hpp's): statements and expressions evaluated (a chat template with a long conversation takes a
+// few thousand, about 1 µs each; nested loops over range() could take 10^10), and macro calls in progress.
+constexpr int64_t kMaxSteps = 1'000'000;
 constexpr int kMaxCallDepth = 64;
 
 using Frame = std::unordered_map<std::string, Value>;
@@ -32,13 +34,18 @@ class Evaluator {
   Flow Exec(const Body& body, std::string& out) {
     for (const StmtPtr& stmt : body) {
       const Flow flow = ExecStatement(*stmt, out);
-      if (out.size() > kMaxOutputBytes) throw RenderError("the rendered text exceeds 64 MiB");
+      if (out.size() > kMaxValueBytes) throw RenderError("the rendered text exceeds 64 MiB");
       if (flow != Flow::kNormal) return flow;
     }
     return Flow::kNormal;
   }
 
+  void Step() {
+    if (++steps_ > kMaxSteps) throw RenderError("the template runs for more than a million steps");
+  }
+
   Flow ExecStatement(const Stmt& stmt, std::string& out) {
+    Step();
     switch (stmt.kind) {
       case StmtKind::kText:
         out += stmt.text;
@@ -147,6 +154,7 @@ class Evaluator {
       items.push_back(std::move(item));
     }
     for (size_t i = 0; i < items.size(); ++i) {
+      Step();
       const Value cycle = Value::Function("cycle", [i](const CallArgs& args) -> Value {
         if (args.positional.empty()) throw RenderError("TypeError: no items for cycling given");
         return args.positional[i % args.positional.size()];
@@ -241,6 +249,7 @@ class Evaluator {
   }
 
   Value Eval(const Expr& expr) {
+    Step();
     switch (expr.kind) {
       case ExprKind::kConstant:
         return expr.constant;
@@ -296,7 +305,12 @@ class Evaluator {
       case ExprKind::kBinary: {
         const Value left = Eval(*expr.args[0]);
         const Value right = Eval(*expr.args[1]);
-        if (expr.name == "~") return left.Str() + right.Str();
+        if (expr.name == "~") {
+          std::string text = left.Str();
+          const std::string right_text = right.Str();
+          CheckValueSize(text.size() + right_text.size());
+          return text + right_text;
+        }
         return Arithmetic(expr.name, left, right);
       }
       case ExprKind::kCompare:
@@ -320,6 +334,7 @@ class Evaluator {
   std::vector<Frame> frames_;
   Value pending_input_;  // a block set's text, for its filters
   int call_depth_ = 0;
+  int64_t steps_ = 0;
 };
 
 }  // namespace
@@ -329,6 +344,8 @@ Result<std::string> Render(const Template& tmpl, const Dict& variables) {
     return Evaluator(variables).Run(tmpl);
   } catch (const RenderError& error) {
     return InvalidArgument(error.what());
+  } catch (const std::bad_alloc&) {  // a value within the bounds, still more than this machine has
+    return ResourceExhausted("the template needs more memory than is available");
   }
 }
 

@@ -159,6 +159,7 @@ Value Join(const Value& input, const CallArgs& args) {
   for (const Value& item : input.Iterate()) {
     if (!first) out += separator;
     out += (attribute != nullptr ? Attribute(item, attribute->Str()) : item).Str();
+    CheckValueSize(out.size());
     first = false;
   }
   return out;

@@ -48,6 +48,22 @@ class Parser {
   }
   [[noreturn]] void Fail(const std::string& message) const { throw SyntaxError{message, Current().line}; }
 
+  // Parsing recurses once per nested block, parenthesis, bracket, brace, unary operator or `not`; a hostile
+  // template must not exhaust the stack before Expr::Add sees the depth.
+  static constexpr int kMaxNesting = 200;
+  class Nested {
+   public:
+    explicit Nested(Parser& parser) : parser_(parser) {
+      if (++parser_.nesting_ > kMaxNesting) parser_.Fail("the template nests deeper than 200 levels");
+    }
+    ~Nested() { --parser_.nesting_; }
+    Nested(const Nested&) = delete;
+    Nested& operator=(const Nested&) = delete;
+
+   private:
+    Parser& parser_;
+  };
+
   bool IsOp(std::string_view op) const {
     return Current().kind == Token::Kind::kOperator && Current().text == op;
   }
@@ -136,6 +152,7 @@ class Parser {
   }
 
   StmtPtr ParseStatement() {
+    const Nested nested(*this);
     auto stmt = std::make_unique<Stmt>();
     stmt->line = Current().line;
     const std::string name = Next().text;
@@ -296,7 +313,7 @@ class Parser {
     }
     auto tuple = MakeExpr(ExprKind::kList, line);
     tuple->is_tuple = true;
-    tuple->args = std::move(items);
+    tuple->SetArgs(std::move(items));
     return tuple;
   }
 
@@ -306,9 +323,9 @@ class Parser {
     while (IsName("if")) {
       const int line = Next().line;
       auto condition = MakeExpr(ExprKind::kCondition, line);
-      condition->args.push_back(ParseOr());
-      condition->args.push_back(std::move(expr));
-      condition->args.push_back(SkipName("else") ? ParseExpression(true) : nullptr);
+      condition->Add(ParseOr());
+      condition->Add(std::move(expr));
+      condition->Add(SkipName("else") ? ParseExpression(true) : nullptr);
       expr = std::move(condition);
     }
     return expr;
@@ -317,8 +334,8 @@ class Parser {
   ExprPtr Binary(ExprKind kind, std::string op, ExprPtr left, ExprPtr right) {
     auto expr = MakeExpr(kind, left->line);
     expr->name = std::move(op);
-    expr->args.push_back(std::move(left));
-    expr->args.push_back(std::move(right));
+    expr->Add(std::move(left));
+    expr->Add(std::move(right));
     return expr;
   }
 
@@ -334,15 +351,16 @@ class Parser {
   }
   ExprPtr ParseNot() {
     if (!IsName("not")) return ParseCompare();
+    const Nested nested(*this);
     auto expr = MakeExpr(ExprKind::kNot, Next().line);
-    expr->args.push_back(ParseNot());
+    expr->Add(ParseNot());
     return expr;
   }
 
   ExprPtr ParseCompare() {
     ExprPtr first = ParseMath1();
     auto compare = MakeExpr(ExprKind::kCompare, first->line);
-    compare->args.push_back(std::move(first));
+    compare->Add(std::move(first));
     while (true) {
       if (Current().kind == Token::Kind::kOperator &&
           (IsOp("==") || IsOp("!=") || IsOp("<") || IsOp("<=") || IsOp(">") || IsOp(">="))) {
@@ -356,7 +374,7 @@ class Parser {
       } else {
         break;
       }
-      compare->args.push_back(ParseMath1());
+      compare->Add(ParseMath1());
     }
     if (compare->ops.empty()) return std::move(compare->args[0]);
     return compare;
@@ -392,9 +410,10 @@ class Parser {
   ExprPtr ParseUnary(bool with_filter) {
     ExprPtr expr;
     if (IsOp("-") || IsOp("+")) {
+      const Nested nested(*this);
       const bool negate = IsOp("-");
       expr = MakeExpr(negate ? ExprKind::kNegate : ExprKind::kPlus, Next().line);
-      expr->args.push_back(ParseUnary(false));
+      expr->Add(ParseUnary(false));
     } else {
       expr = ParsePrimary();
     }
@@ -419,9 +438,11 @@ class Parser {
   std::vector<Token> tokens_;
   size_t pos_ = 0;
   int loop_depth_ = 0;
+  int nesting_ = 0;  // Nested guards in progress
 };
 
 ExprPtr Parser::ParsePrimary() {
+  const Nested nested(*this);
   const Token& token = Current();
   auto expr = MakeExpr(ExprKind::kConstant, token.line);
   switch (token.kind) {
@@ -467,10 +488,10 @@ ExprPtr Parser::ParsePrimary() {
   while (!SkipOp(close)) {
     if (!expr->args.empty()) ExpectOp(",");
     if (SkipOp(close)) break;
-    expr->args.push_back(ParseExpression(true));
+    expr->Add(ParseExpression(true));
     if (!list) {
       ExpectOp(":");
-      expr->args.push_back(ParseExpression(true));
+      expr->Add(ParseExpression(true));
     }
   }
   return expr;
@@ -484,14 +505,14 @@ ExprPtr Parser::ParsePostfix(ExprPtr expr) {
         auto item = MakeExpr(ExprKind::kItem, line);
         auto key = MakeExpr(ExprKind::kConstant, line);
         key->constant = Next().integer;
-        item->args.push_back(std::move(expr));
-        item->args.push_back(std::move(key));
+        item->Add(std::move(expr));
+        item->Add(std::move(key));
         expr = std::move(item);
         continue;
       }
       auto attribute = MakeExpr(ExprKind::kAttribute, line);
       attribute->name = ExpectName();
-      attribute->args.push_back(std::move(expr));
+      attribute->Add(std::move(expr));
       expr = std::move(attribute);
     } else if (IsOp("[")) {
       const int line = Next().line;
@@ -502,14 +523,14 @@ ExprPtr Parser::ParsePostfix(ExprPtr expr) {
       }
       if (keys.empty()) Fail("expected a subscript");
       auto item = MakeExpr(ExprKind::kItem, line);
-      item->args.push_back(std::move(expr));
+      item->Add(std::move(expr));
       if (keys.size() == 1) {
-        item->args.push_back(std::move(keys[0]));
+        item->Add(std::move(keys[0]));
       } else {
         auto tuple = MakeExpr(ExprKind::kList, line);
         tuple->is_tuple = true;
-        tuple->args = std::move(keys);
-        item->args.push_back(std::move(tuple));
+        tuple->SetArgs(std::move(keys));
+        item->Add(std::move(tuple));
       }
       expr = std::move(item);
     } else if (IsOp("(")) {
@@ -526,13 +547,13 @@ ExprPtr Parser::ParseSubscribed() {
   if (!SkipOp(":")) {
     ExprPtr start = ParseExpression(true);
     if (!SkipOp(":")) return start;
-    slice->args.push_back(std::move(start));
+    slice->Add(std::move(start));
   } else {
-    slice->args.push_back(nullptr);
+    slice->Add(nullptr);
   }
   const auto part = [&] { return IsOp(":") || IsOp("]") || IsOp(",") ? nullptr : ParseExpression(true); };
-  slice->args.push_back(part());
-  slice->args.push_back(SkipOp(":") ? part() : nullptr);
+  slice->Add(part());
+  slice->Add(SkipOp(":") ? part() : nullptr);
   return slice;
 }
 
@@ -541,7 +562,7 @@ ExprPtr Parser::ParseCall(ExprPtr callee) {
     Fail("unknown method '" + callee->name + "'");
   }
   auto call = MakeExpr(ExprKind::kCall, Current().line);
-  call->args.push_back(std::move(callee));
+  call->Add(std::move(callee));
   ParseCallArgs(*call);
   return call;
 }
@@ -557,10 +578,10 @@ void Parser::ParseCallArgs(Expr& call) {
     if (Current().kind == Token::Kind::kName && Peek().kind == Token::Kind::kOperator && Peek().text == "=") {
       std::string key = Next().text;
       Next();
-      call.keywords.emplace_back(std::move(key), ParseExpression(true));
+      call.AddKeyword(std::move(key), ParseExpression(true));
     } else {
       if (!call.keywords.empty()) Fail("a positional argument after a keyword argument");
-      call.args.push_back(ParseExpression(true));
+      call.Add(ParseExpression(true));
     }
   }
 }
@@ -586,7 +607,7 @@ ExprPtr Parser::ParseFilters(ExprPtr input) {
     auto filter = MakeExpr(ExprKind::kFilter, line);
     filter->name = DottedName();
     if (!IsKnownFilter(filter->name)) throw SyntaxError{"unknown filter '" + filter->name + "'", line};
-    filter->args.push_back(std::move(input));
+    filter->Add(std::move(input));
     if (IsOp("(")) ParseCallArgs(*filter);
     input = std::move(filter);
   }
@@ -601,7 +622,7 @@ ExprPtr Parser::ParseTest(ExprPtr input) {
   test->name = DottedName();
   if (!IsKnownTest(test->name)) throw SyntaxError{"unknown test '" + test->name + "'", line};
   test->negated = negated;
-  test->args.push_back(std::move(input));
+  test->Add(std::move(input));
   const Token::Kind kind = Current().kind;
   if (IsOp("(")) {
     ParseCallArgs(*test);
@@ -609,7 +630,7 @@ ExprPtr Parser::ParseTest(ExprPtr input) {
               kind == Token::Kind::kFloat || IsOp("[") || IsOp("{")) &&
              !IsName("else") && !IsName("or") && !IsName("and")) {
     if (IsName("is")) Fail("tests cannot be chained with 'is'");
-    test->args.push_back(ParsePostfix(ParsePrimary()));
+    test->Add(ParsePostfix(ParsePrimary()));
   }
   return test;
 }
@@ -622,6 +643,8 @@ Result<Template> Parse(const std::string& source) {
     return Parser(std::move(tokens)).Run();
   } catch (const SyntaxError& error) {
     return InvalidArgument(error.message + " (line " + std::to_string(error.line) + ")");
+  } catch (const std::length_error& error) {  // Expr::Add: a tree too deep
+    return InvalidArgument(error.what());
   }
 }
 

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <memory>
 
+#include "jinja/value.hpp"
 #include "unicode.hpp"
 
 namespace tandem::jinja {
@@ -185,6 +186,7 @@ std::string PyReplace(std::string_view text, std::string_view old_text, std::str
     for (std::string_view point : CodePoints(text)) {
       if (count < 0 || done < count) {
         out.append(new_text);
+        CheckValueSize(out.size());
         ++done;
       }
       out.append(point);
@@ -197,6 +199,7 @@ std::string PyReplace(std::string_view text, std::string_view old_text, std::str
     const size_t found = text.find(old_text, start);
     if (found == std::string_view::npos) break;
     out.append(text.substr(start, found - start)).append(new_text);
+    CheckValueSize(out.size());
     start = found + old_text.size();
   }
   out.append(text.substr(start));

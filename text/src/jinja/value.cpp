@@ -17,7 +17,10 @@ namespace {
 }
 
 std::string Quoted(const Value& a) {
-  return "'" + a.TypeName() + "'";
+  // Appended rather than "'" + name + "'": GCC 12 warns (-Wrestrict, a false positive) on the latter.
+  std::string quoted = "'";
+  quoted.append(a.TypeName()).append("'");
+  return quoted;
 }
 
 // Python's str.isprintable() for one code point: not a control, format, surrogate, private-use,
@@ -216,6 +219,10 @@ Value Power(const Value& a, const Value& b) {
 }
 
 Value Repeat(const Value& items, int64_t times) {
+  const size_t unit =
+      items.is_string() ? items.string().size() : items.sequence().items.size() * sizeof(Value);
+  if (times > 0 && unit > 0 && static_cast<uint64_t>(times) > kMaxValueBytes / unit)
+    CheckValueSize(kMaxValueBytes + 1);
   if (items.is_string()) {
     std::string out;
     for (int64_t i = 0; i < times; ++i) out += items.string();
@@ -565,8 +572,12 @@ Value Arithmetic(std::string_view op, const Value& a, const Value& b) {
   if (a.is_number() && b.is_number()) return NumberArithmetic(op, a, b);
   const bool a_seq = a.kind() == Value::Kind::kSequence, b_seq = b.kind() == Value::Kind::kSequence;
   if (op == "+") {
-    if (a.is_string() && b.is_string()) return a.string() + b.string();
+    if (a.is_string() && b.is_string()) {
+      CheckValueSize(a.string().size() + b.string().size());
+      return a.string() + b.string();
+    }
     if (a_seq && b_seq && a.sequence().tuple == b.sequence().tuple) {
+      CheckValueSize((a.sequence().items.size() + b.sequence().items.size()) * sizeof(Value));
       std::vector<Value> items = a.sequence().items;
       items.insert(items.end(), b.sequence().items.begin(), b.sequence().items.end());
       return Value::List(std::move(items), a.sequence().tuple);

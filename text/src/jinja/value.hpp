@@ -25,6 +25,14 @@ class RenderError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Bounds that turn a runaway template into an error instead of exhausting the process: no string or list
+// the interpreter builds (nor the rendered text) may exceed kMaxValueBytes; CheckValueSize throws the
+// RenderError before the allocation.
+inline constexpr size_t kMaxValueBytes = size_t{64} << 20;
+inline void CheckValueSize(size_t bytes) {
+  if (bytes > kMaxValueBytes) throw RenderError("a value would exceed 64 MiB");
+}
+
 class Value;
 
 // jinja2's default Undefined: prints "", is falsy, iterates empty; most other uses raise with `hint`.
@@ -87,8 +95,9 @@ class Value {
   Value(int64_t value) : data_(value) {}                       // NOLINT(google-explicit-constructor)
   Value(int value) : data_(int64_t{value}) {}                  // NOLINT(google-explicit-constructor)
   Value(double value) : data_(value) {}                        // NOLINT(google-explicit-constructor)
-  Value(std::string value) : data_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
-  Value(const char* value) : data_(std::string(value)) {}      // NOLINT(google-explicit-constructor)
+  Value(std::string value)
+      : data_((CheckValueSize(value.size()), std::move(value))) {}  // NOLINT(google-explicit-constructor)
+  Value(const char* value) : data_(std::string(value)) {}           // NOLINT(google-explicit-constructor)
   Value(std::shared_ptr<const Sequence> value) : data_(std::move(value)) {}  // NOLINT
   Value(std::shared_ptr<const Dict> value) : data_(std::move(value)) {}      // NOLINT
   Value(std::shared_ptr<Namespace> value) : data_(std::move(value)) {}       // NOLINT

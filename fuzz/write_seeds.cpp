@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "tandem/model/checkpoint.hpp"
+#include "tandem/text/chat_template.hpp"
 #include "tandem/wire/activation_codec.hpp"
 #include "tandem/wire/protocol.hpp"
 
@@ -184,6 +185,44 @@ void WriteCompletionSeeds(const fs::path& dir) {
       {"big-numbers", R"({"prompt":"x","seed":18446744073709551615,"max_tokens":-1,"temperature":1e-300})"},
   };
   for (const auto& [name, body] : bodies) WriteSeed(dir, name + ".json", Bytes(body.begin(), body.end()));
+}
+
+void WriteChatRequestSeeds(const fs::path& dir) {
+  const std::vector<std::pair<std::string, std::string>> bodies = {
+      {"minimal", R"({"messages":[{"role":"user","content":"Hi"}]})"},
+      {"full",
+       R"({"model":"stories260K","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":)"
+       R"("Once upon a time"},{"role":"assistant","content":"there was"},{"role":"user","content":"Go on"}],)"
+       R"("max_completion_tokens":32,"temperature":0.7,"top_p":0.9,"seed":42,"stop":["\n"],"stream":true,)"
+       R"("stream_options":{"include_usage":true},"n":1,"tandem":{"split":2,"draft":"ngram"}})"},
+      {"parts",
+       R"({"messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}]})"},
+      {"developer", R"({"messages":[{"role":"developer","content":"x"},{"role":"user","content":"y"}]})"},
+      {"bad-part",
+       R"({"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]})"},
+      {"bad-role", R"({"messages":[{"role":"tool","content":"x"}],"tools":[{"type":"function"}]})"},
+      {"empty", R"({"messages":[],"n":2,"logprobs":true})"},
+      {"unicode", "{\"messages\":[{\"role\":\"user\",\"content\":\"caf\\u00e9 \xf0\x9f\x99\x82\"}]}"},
+  };
+  for (const auto& [name, body] : bodies) WriteSeed(dir, name + ".json", Bytes(body.begin(), body.end()));
+}
+
+void WriteChatTemplateSeeds(const fs::path& dir) {
+  for (const std::string_view name : tandem::ChatTemplate::BuiltinNames()) {
+    const std::string_view source = *tandem::ChatTemplate::BuiltinSource(name);
+    WriteSeed(dir, std::string(name) + ".jinja", Bytes(source.begin(), source.end()));
+  }
+  const std::vector<std::pair<std::string, std::string>> snippets = {
+      {"namespace",
+       "{% set ns = namespace(n=0) %}{% for m in messages if m.role != 'system' %}{% set ns.n = "
+       "ns.n + 1 %}{{ loop.index0 }}:{{ m['content']|trim|tojson }}{% endfor %}{{ ns.n }}"},
+      {"macro", "{%- macro f(x, y=2) -%}{{ x * y }}{%- endmacro -%}{{ f(3) ~ f('a', y=3) }}"},
+      {"filters",
+       "{{ messages|map(attribute='role')|join(', ')|upper }}{{ [3,1,2]|sort|list|first }}"
+       "{{ 'a b'.split()|length }}{{ messages[1:]|selectattr('role', 'equalto', 'user')|list|count }}"},
+      {"raise", "{% if messages[0].role == 'system' %}{{ raise_exception('no system') }}{% endif %}"},
+  };
+  for (const auto& [name, text] : snippets) WriteSeed(dir, name + ".jinja", Bytes(text.begin(), text.end()));
 }
 
 Bytes ReadFile(const fs::path& path) {
@@ -362,6 +401,8 @@ int main(int argc, char** argv) {
       {"wire", WriteWireSeeds},
       {"activation_codec", WriteCodecSeeds},
       {"completion_request", WriteCompletionSeeds},
+      {"chat_request", WriteChatRequestSeeds},
+      {"chat_template", WriteChatTemplateSeeds},
       {"checkpoint", WriteCheckpointSeeds},
       {"tokenizer", WriteTokenizerSeeds},
       {"tokenizer_json", WriteTokenizerJsonSeeds}};

@@ -10,12 +10,14 @@ cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(wire activation_codec completion_request checkpoint tokenizer tokenizer_json safetensors)
+[ ${#targets[@]} -eq 0 ] && targets=(wire activation_codec completion_request chat_request chat_template checkpoint tokenizer
+  tokenizer_json safetensors)
 build_dir="${FUZZ_BUILD_DIR:-build-fuzz}"
 parallel="${FUZZ_PARALLEL:-2}"
 
 # Longest input per target: past a few KB the parsers only do more of the same.
-declare -A max_len=([wire]=4096 [activation_codec]=8192 [completion_request]=4096 [checkpoint]=16384
+declare -A max_len=([wire]=4096 [activation_codec]=8192 [completion_request]=4096 [chat_request]=4096
+  [chat_template]=8192 [checkpoint]=16384
   [tokenizer]=8192 [tokenizer_json]=8192 [safetensors]=4096)
 
 started=$(date +%s)

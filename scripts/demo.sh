@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the two services on loopback. Generates CURVE keys, starts tandem-cloud (blocks [k, L), the
 # head and sampling) and tandem-edge (the REST API, the embedding and blocks [0, k)), waits until the edge
-# is ready, streams one completion with curl (the text prints as it arrives), shows a summary, and stops
-# both with SIGTERM.
+# is ready, streams one completion with curl (the text prints as it arrives), shows a summary, asks one
+# chat completion (the built-in ChatML template), and stops both with SIGTERM.
 set -euo pipefail
 bin="$1"; model="$2"; tokenizer="$3"
 work="$(dirname "$bin")/demo"
@@ -32,7 +32,7 @@ endpoint="$(sed -n 's/.* endpoint=\([^ ]*\).*/\1/p' <<<"$cloud_line")"
 
 "$bin/tandem-edge" --model "$model" --tokenizer "$tokenizer" --cloud "$endpoint" \
   --cloud-key "$work/cloud.pub" --client-key "$work/edge.key" --listen 127.0.0.1:0 --split auto \
-  --max-edge-blocks 2 --allowed-codecs fp32,int8+zstd 2>"$work/edge.log" &
+  --max-edge-blocks 2 --allowed-codecs fp32,int8+zstd --chat-template chatml 2>"$work/edge.log" &
 pids+=($!)
 edge_line="$(serving_line "$work/edge.log" "${pids[1]}")"
 api="http://$(sed -n 's/.* listen=\([^ ]*\).*/\1/p' <<<"$edge_line")"
@@ -66,3 +66,10 @@ echo
 jq -r '"== \(.usage.prompt_tokens) prompt + \(.usage.completion_tokens) generated tokens (\(.choices[0].finish_reason)); cut \(.tandem.cut), codec \(.tandem.codec); \(.tandem.activation_bytes_float32) activation bytes as float32, \(.tandem.activation_bytes_payload) sent; TTFT \(.tandem.ttft_ms * 100 | floor / 100) ms (predicted \(.tandem.plan.predicted_ttft_ms * 100 | floor / 100)), \(.tandem.tokens_per_second | floor) tokens/s"' <<<"$last"
 echo "== GET /v1/plan: the link as the edge sees it, and the candidates it weighed"
 curl -s "$api/v1/plan" | jq -c '{estimates, current: .planner.current.choice, top: [.planner.top_candidates[] | {choice, predicted_ttft_ms, predicted_token_ms}]}' 
+echo
+chat='{"messages":[{"role":"user","content":"Tell me a story about a cat."}],"max_tokens":40,"temperature":0}'
+echo "== POST /v1/chat/completions: the messages through the built-in ChatML template (stories260K was trained"
+echo "   on stories, not chat: the template works, the model does not chat)"
+echo "\$ curl $api/v1/chat/completions -d '$chat'"
+curl -s "$api/v1/chat/completions" -H 'Content-Type: application/json' -d "$chat" |
+  jq -c '{message: .choices[0].message, finish_reason: .choices[0].finish_reason, usage}'

@@ -23,7 +23,8 @@ constexpr CompletionLimits kLimits{.max_tokens_cap = 256, .max_prompt_bytes = 10
 
 const ChatTemplate& ChatMl() {
   static const ChatTemplate chat_ml =
-      ChatTemplate::FromSource(std::string(*ChatTemplate::BuiltinSource("chatml")), "", "<|im_end|>", "chatml")
+      ChatTemplate::FromSource(std::string(*ChatTemplate::BuiltinSource("chatml")), "", "<|im_end|>",
+                               "chatml")
           .value();
   return chat_ml;
 }

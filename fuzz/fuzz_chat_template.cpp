@@ -15,8 +15,10 @@
 
 namespace {
 
-const std::vector<tandem::ChatMessage> kConversation = {
-    {"system", "Be brief."}, {"user", "Hi {{ there }} \xf0\x9f\x99\x82"}, {"assistant", "Hello!"}, {"user", "Bye"}};
+const std::vector<tandem::ChatMessage> kConversation = {{"system", "Be brief."},
+                                                        {"user", "Hi {{ there }} \xf0\x9f\x99\x82"},
+                                                        {"assistant", "Hello!"},
+                                                        {"user", "Bye"}};
 
 }  // namespace
 

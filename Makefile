@@ -10,13 +10,21 @@ TANDEM_TOKENIZER ?= $(SHARED)/models/stories260K/tok512.bin
 
 all: build
 
+# What `deps` installs: everything (test, fuzz, load, the deployment checks), or for `make demo` only what
+# the demo needs (a target-specific value, which the prerequisites it builds inherit).
+# Packages added after the build was configured (make test after make demo) may enable parts of it (the
+# ARM64 kernels under qemu, the chart's renderer): install-deps.sh then leaves a mark, and configure runs
+# CMake again.
+DEPS_SET ?=
+DEPS_ADDED = $(BUILD_DIR)/.packages-added
 deps:
-	@scripts/install-deps.sh
+	@TANDEM_DEPS_ADDED=$(DEPS_ADDED) scripts/install-deps.sh $(DEPS_SET)
 
 $(BUILD_DIR)/build.ninja: CMakeLists.txt | deps
 	@cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release
 
 configure: deps $(BUILD_DIR)/build.ninja
+	@if [ -f $(DEPS_ADDED) ]; then cmake -S . -B $(BUILD_DIR) >/dev/null && rm -f $(DEPS_ADDED); fi
 
 build: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
@@ -24,7 +32,9 @@ build: configure
 test: build
 	@cd $(BUILD_DIR) && TANDEM_SHARED=$(SHARED) ctest --output-on-failure -j $(JOBS)
 
-# tandem-cloud and tandem-edge on loopback; one streamed completion through the REST API.
+# tandem-cloud and tandem-edge on loopback; one streamed completion and one chat completion through the
+# REST API. Installs only the demo's packages.
+demo: DEPS_SET = --demo
 demo: build
 	@scripts/demo.sh $(BUILD_DIR)/bin "$(TANDEM_MODEL)" "$(TANDEM_TOKENIZER)"
 

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Tandem builds and runs with, only those missing; silent when none are.
-#   scripts/install-deps.sh              everything make test, make demo, make fuzz and make load use
+#   scripts/install-deps.sh              everything make test, make fuzz, make load and the deployment
+#                                        checks use
+#   scripts/install-deps.sh --demo       what make demo needs: the build (with its tests' libraries, which
+#                                        the configure step finds), curl and jq; no Go, Prometheus, Node.js,
+#                                        clang, qemu or deployment checkers
 #   scripts/install-deps.sh --build-only what building the four binaries needs (the Dockerfile's build stage)
 set -euo pipefail
 
@@ -12,7 +16,6 @@ build_packages=(
   libsentencepiece-dev libpcre2-dev libunistring-dev  # tokenizer.model; tokenizer.json regexes, NFC
 )
 tool_packages=(
-  curl jq
   # The kernels' neon table, cross-built and run under qemu in ctest (GoogleTest built from googletest's
   # sources for ARM64).
   g++-aarch64-linux-gnu qemu-user-static googletest
@@ -30,11 +33,15 @@ tool_packages=(
 command -v node >/dev/null || tool_packages+=(nodejs)
 command -v npm >/dev/null || tool_packages+=(npm)
 
+# What the demo runs beyond the build: scripts/demo.sh's curl and jq; python3 for the configure step.
+demo_packages=(curl jq python3)
+
 packages=("${build_packages[@]}")
 case "${1:-}" in
   --build-only) ;;
-  "") packages+=("${tool_packages[@]}") ;;
-  *) echo "usage: $0 [--build-only]" >&2; exit 2 ;;
+  --demo) packages+=("${demo_packages[@]}") ;;
+  "") packages+=("${demo_packages[@]}" "${tool_packages[@]}") ;;
+  *) echo "usage: $0 [--demo | --build-only]" >&2; exit 2 ;;
 esac
 
 missing=()
@@ -46,6 +53,8 @@ done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "Installing missing packages: ${missing[*]}"
+# The Makefile's mark: a build configured before these packages were there is configured again.
+if [ -n "${TANDEM_DEPS_ADDED:-}" ]; then mkdir -p "$(dirname "$TANDEM_DEPS_ADDED")" && touch "$TANDEM_DEPS_ADDED"; fi
 sudo_cmd=()
 [ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
 export DEBIAN_FRONTEND=noninteractive

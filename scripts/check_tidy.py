@@ -23,6 +23,7 @@ UNITS = [
     "services/src/http_server.cpp",
     "services/src/http_session.cpp",
     "services/src/response_stream_queue.cpp",
+    "services/src/request_signing.cpp",
     "netem/src/link_connection.cpp",
     "netem/src/link_model.cpp",
     "netem/src/link_proxy.cpp",

@@ -17,6 +17,7 @@
 #include "tandem/scheduler/heartbeat_sender.hpp"
 #include "tandem/services/health.hpp"
 #include "tandem/services/http_server.hpp"
+#include "tandem/services/request_signing.hpp"
 #include "tandem/services/service_main.hpp"
 #include "tandem/text/tokenizer.hpp"
 #include "tandem/wire/curve.hpp"
@@ -49,6 +50,7 @@ struct CloudConfig {
   std::string scheduler;
   std::string advertise;
   int heartbeat_ms = 1000;
+  services::ControlSecretFlag control_secret;
 
   void Declare(FlagSet& flags) {
     model.Declare(flags, std::string(kModelFlagHelp) + ": the same weights the edges load");
@@ -84,6 +86,7 @@ struct CloudConfig {
                  "the endpoint edges should connect to, as told to the scheduler (tcp://HOST:PORT; default: "
                  "the bound endpoint, which is wrong behind NAT or with a wildcard --bind)");
     flags.Int("heartbeat-ms", &heartbeat_ms, "interval of the heartbeats to the scheduler");
+    control_secret.Declare(flags);
   }
 
   Status Validate() const {
@@ -225,6 +228,10 @@ Result<std::unique_ptr<scheduler::HeartbeatSender>> StartHeartbeats(const CloudC
   heartbeat_options.interval = std::chrono::milliseconds(config.heartbeat_ms);
   // A beat may take up to two intervals (at least half a second) before it counts as failed.
   heartbeat_options.timeout = std::chrono::milliseconds(std::clamp(2 * config.heartbeat_ms, 500, 5000));
+  if (!config.control_secret.secret.empty()) {
+    TANDEM_ASSIGN_OR_RETURN(heartbeat_options.signer,
+                            services::RequestSigner::Create(config.control_secret.secret, advertised));
+  }
   return scheduler::HeartbeatSender::Start(heartbeat_options, HeartbeatReport(config, model, server));
 }
 
@@ -271,6 +278,7 @@ int RunCloudService(std::span<const std::string> args) {
   config.Declare(flags);
   if (auto exit = services::ParseServiceFlags(flags, args, "cloud")) return *exit;
   if (Status valid = config.Validate(); !valid.ok()) return Fail(valid, kExitUsage);
+  if (Status loaded = config.control_secret.Load(); !loaded.ok()) return Fail(loaded, kExitUsage);
   if (config.insecure) {
     Log(LogLevel::kWarn, "cloud", "CURVE is off (--insecure): any peer can connect and read activations");
   }

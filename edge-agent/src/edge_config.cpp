@@ -34,6 +34,7 @@ void EdgeConfig::Declare(FlagSet& flags) {
                "HOST:PORT of tandem-scheduler: auto asks it for each plan (tail, cut, codec), and plans "
                "alone while it does not answer");
   flags.Int("scheduler-timeout-ms", &scheduler_timeout_ms, "the longest wait for the scheduler's plan");
+  control_secret.Declare(flags);
   flags.String("objective", &objective,
                "what auto minimizes: ttft, per-token, or weighted:A,B (A x TTFT + B x decode time)");
   flags.Int("min-edge-blocks", &min_edge_blocks,
@@ -122,17 +123,25 @@ Result<std::vector<ActivationCodec>> EdgeConfig::Codecs() const {
 }
 
 EdgePlannerOptions EdgeConfig::PlannerOptions() const {
-  return {.constraints = {.min_edge_blocks = min_edge_blocks,
-                          .max_edge_blocks = max_edge_blocks,
-                          .allowed_codecs = *Codecs(),
-                          .max_int8_blocks = max_int8_blocks,
-                          .allow_local = allow_local,
-                          .private_output = private_output},
-          .objective = *scheduler::Objective::Parse(objective),
-          .hysteresis = {.min_gain = hysteresis_gain, .hold = std::chrono::milliseconds(hysteresis_ms)},
-          .objective_text = objective,
-          .scheduler = scheduler,
-          .scheduler_timeout = std::chrono::milliseconds(scheduler_timeout_ms)};
+  EdgePlannerOptions options{
+      .constraints = {.min_edge_blocks = min_edge_blocks,
+                      .max_edge_blocks = max_edge_blocks,
+                      .allowed_codecs = *Codecs(),
+                      .max_int8_blocks = max_int8_blocks,
+                      .allow_local = allow_local,
+                      .private_output = private_output},
+      .objective = *scheduler::Objective::Parse(objective),
+      .hysteresis = {.min_gain = hysteresis_gain, .hold = std::chrono::milliseconds(hysteresis_ms)},
+      .objective_text = objective,
+      .scheduler = scheduler,
+      .scheduler_timeout = std::chrono::milliseconds(scheduler_timeout_ms)};
+  if (!control_secret.secret.empty()) {
+    // Load() checked the secret; the id only labels the scheduler's logs, and a --listen address fit to
+    // bind is a valid one (another is refused by the bind).
+    auto signer = services::RequestSigner::Create(control_secret.secret, "edge@" + listen);
+    if (signer.ok()) options.scheduler_signer = std::move(*signer);
+  }
+  return options;
 }
 
 std::string EdgeConfig::ModelName() const {

@@ -88,6 +88,7 @@ int RunEdgeService(std::span<const std::string> args) {
   config.Declare(flags);
   if (auto exit = services::ParseServiceFlags(flags, args, "edge")) return *exit;
   if (Status valid = config.Validate(); !valid.ok()) return Fail(valid, kExitUsage);
+  if (Status loaded = config.control_secret.Load(); !loaded.ok()) return Fail(loaded, kExitUsage);
   auto api_key = config.ReadApiKey();
   if (!api_key.ok()) return Fail(api_key.status());
   auto cloud = config.cloud.Resolve();

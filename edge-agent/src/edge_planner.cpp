@@ -122,10 +122,13 @@ Result<scheduler::Candidate> EdgePlanner::AskScheduler(int prompt_tokens, int ex
       report.bandwidth_mbit_s = estimate.bandwidth_bytes_per_ms * 8 / 1000;
     request.links.push_back(std::move(report));
   }
-  TANDEM_ASSIGN_OR_RETURN(
-      const services::HttpReply reply,
-      services::HttpRequestOnce(options_.scheduler, "POST", "/v1/plan",
-                                scheduler::PlanRequestToJson(request).dump(), options_.scheduler_timeout));
+  services::HttpClientRequest ask{.method = "POST",
+                                  .target = "/v1/plan",
+                                  .body = scheduler::PlanRequestToJson(request).dump(),
+                                  .timeout = options_.scheduler_timeout};
+  if (options_.scheduler_signer) options_.scheduler_signer->Sign(ask);
+  services::HttpReply reply;
+  TANDEM_RETURN_IF_ERROR(services::HttpExchange(options_.scheduler, ask, reply));
   const nlohmann::json body = nlohmann::json::parse(reply.body, nullptr, /*allow_exceptions=*/false);
   if (reply.status != 200 || !body.is_object()) {
     const std::string why =

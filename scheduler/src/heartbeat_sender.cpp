@@ -56,13 +56,18 @@ void HeartbeatSender::Run() {
 bool HeartbeatSender::Beat(bool draining) {
   TailReport report = report_();
   report.draining = draining;
-  const auto reply = services::HttpRequestOnce(options_.scheduler, "POST", "/v1/tails/heartbeat",
-                                               TailReportToJson(report).dump(), options_.timeout);
+  services::HttpClientRequest request{.method = "POST",
+                                      .target = "/v1/tails/heartbeat",
+                                      .body = TailReportToJson(report).dump(),
+                                      .timeout = options_.timeout};
+  if (options_.signer) options_.signer->Sign(request);
+  services::HttpReply reply;
+  const Status sent = services::HttpExchange(options_.scheduler, request, reply);
   std::string error;
-  if (!reply.ok()) {
-    error = reply.status().message();
-  } else if (reply->status != 200) {
-    error = ErrorText(*reply);
+  if (!sent.ok()) {
+    error = sent.message();
+  } else if (reply.status != 200) {
+    error = ErrorText(reply);
   }
   if (error.empty()) {
     ++accepted_;

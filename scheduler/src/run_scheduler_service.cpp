@@ -15,6 +15,7 @@
 #include "tandem/base/flags.hpp"
 #include "tandem/base/log.hpp"
 #include "tandem/scheduler/scheduler_service.hpp"
+#include "tandem/services/request_signing.hpp"
 #include "tandem/services/service_main.hpp"
 
 namespace tandem::scheduler {
@@ -32,6 +33,7 @@ struct SchedulerConfig {
   int top_candidates = 5;
   int max_body_kb = 4096;
   int drain_timeout_s = 5;
+  services::ControlSecretFlag control_secret;
 
   void Declare(FlagSet& flags) {
     flags.String("listen", &listen, "HOST:PORT of the scheduler's HTTP API (port 0 = any free)");
@@ -50,6 +52,7 @@ struct SchedulerConfig {
     flags.Int("max-body-kb", &max_body_kb, "the largest request body (KiB)");
     flags.Int("drain-timeout-s", &drain_timeout_s,
               "on SIGTERM/SIGINT, how long requests in flight may finish");
+    control_secret.Declare(flags);
   }
 
   Status Validate() const {
@@ -78,6 +81,7 @@ struct SchedulerConfig {
     options.default_bandwidth_mbit = exact(default_bandwidth_mbit);
     options.top_candidates = top_candidates;
     options.balance_margin = exact(balance_margin);
+    options.control_secret = control_secret.secret;
     return options;
   }
 };
@@ -140,6 +144,12 @@ int RunSchedulerService(std::span<const std::string> args) {
   config.Declare(flags);
   if (auto exit = services::ParseServiceFlags(flags, args, kComponent)) return *exit;
   if (Status valid = config.Validate(); !valid.ok()) return fail(valid, kExitUsage);
+  if (Status loaded = config.control_secret.Load(); !loaded.ok()) return fail(loaded, kExitUsage);
+  if (config.control_secret.secret.empty()) {
+    Log(LogLevel::kWarn, kComponent,
+        "the control plane is unauthenticated (no --control-secret-file): anyone who reaches this port can "
+        "register tails and steer edges");
+  }
 
   auto registry = std::make_shared<prometheus::Registry>();
   auto service = SchedulerService::Create(config.Options(), SteadyClock::Instance(), registry);
@@ -152,7 +162,8 @@ int RunSchedulerService(std::span<const std::string> args) {
   Log(LogLevel::kInfo, kComponent, "serving",
       {{"listen", (*http)->address()},
        {"dead_after_ms", std::to_string(config.dead_after_ms)},
-       {"per_plan_load", nlohmann::json(config.Options().registry.per_plan_load).dump()}});
+       {"per_plan_load", nlohmann::json(config.Options().registry.per_plan_load).dump()},
+       {"control_plane", config.control_secret.secret.empty() ? "unauthenticated" : "hmac"}});
   {
     Reaper reaper(**service, std::chrono::milliseconds(std::clamp(config.dead_after_ms / 4, 10, 250)));
     ServeUntilSignalled(**http, stop_signals, config.drain_timeout_s);

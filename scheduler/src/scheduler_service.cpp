@@ -150,7 +150,18 @@ class SchedulerService::Metrics {
                      .Name("tandem_scheduler_tails_expired_total")
                      .Help("Tails removed because their heartbeats stopped for dead_after")
                      .Register(registry)
-                     .Add({})) {}
+                     .Add({})),
+        auth_failures_(prometheus::BuildCounter()
+                           .Name("tandem_scheduler_auth_failures_total")
+                           .Help("Heartbeats and plan requests refused (401) for their control-plane "
+                                 "credential: missing, bad_mac (malformed or wrong), stale (timestamp out "
+                                 "of the window)")
+                           .Register(registry)) {
+    for (const auto failure :
+         {services::AuthFailure::kMissing, services::AuthFailure::kBadMac, services::AuthFailure::kStale}) {
+      auth_failures_.Add({{"reason", std::string(services::AuthFailureName(failure))}});
+    }
+  }
 
   void Plan(bool local) { (local ? local_ : split_).Increment(); }
   void Refused() { refused_.Increment(); }
@@ -158,6 +169,13 @@ class SchedulerService::Metrics {
   void Expired(size_t tails) { expired_.Increment(static_cast<double>(tails)); }
 
   void Heartbeat() { heartbeats_.Increment(); }
+  // Counts a refusal; returns how many of this reason so far.
+  int64_t AuthFailure(services::AuthFailure failure) {
+    prometheus::Counter& counter =
+        auth_failures_.Add({{"reason", std::string(services::AuthFailureName(failure))}});
+    counter.Increment();
+    return static_cast<int64_t>(counter.Value());
+  }
   void Report(const TailReport& report) {
     const prometheus::Labels labels = {{"tail", report.endpoint}};
     Series& series = series_[report.endpoint];
@@ -194,6 +212,7 @@ class SchedulerService::Metrics {
   prometheus::Family<prometheus::Gauge>& queue_depth_;
   prometheus::Counter& heartbeats_;
   prometheus::Counter& expired_;
+  prometheus::Family<prometheus::Counter>& auth_failures_;
   std::map<std::string, Series> series_;  // by endpoint; the owner's mutex guards it
 };
 
@@ -208,15 +227,21 @@ Result<std::unique_ptr<SchedulerService>> SchedulerService::Create(
   }
   if (options.top_candidates < 1) return InvalidArgument("top_candidates must be >= 1");
   if (registry == nullptr) return InvalidArgument("no metrics registry");
-  return std::unique_ptr<SchedulerService>(
-      new SchedulerService(std::move(options), clock, std::move(tails), std::move(registry)));
+  std::optional<services::RequestVerifier> verifier;
+  if (!options.control_secret.empty()) {
+    TANDEM_ASSIGN_OR_RETURN(verifier, services::RequestVerifier::Create(options.control_secret));
+  }
+  return std::unique_ptr<SchedulerService>(new SchedulerService(std::move(options), clock, std::move(tails),
+                                                                std::move(registry), std::move(verifier)));
 }
 
 SchedulerService::SchedulerService(SchedulerOptions options, const Clock& clock, TailRegistry registry,
-                                   std::shared_ptr<prometheus::Registry> prometheus)
+                                   std::shared_ptr<prometheus::Registry> prometheus,
+                                   std::optional<services::RequestVerifier> verifier)
     : options_(std::move(options)),
       clock_(clock),
       prometheus_(std::move(prometheus)),
+      verifier_(std::move(verifier)),
       registry_(std::move(registry)),
       metrics_(std::make_unique<Metrics>(*prometheus_)) {}
 
@@ -231,10 +256,38 @@ std::vector<services::Route> SchedulerService::Routes() {
       return JsonResponse({{"status", "ready"}, {"tails_alive", tails_alive()}});
     };
   }
-  routes.push_back({"POST", "/v1/tails/heartbeat", [this](const HttpRequest& r) { return Heartbeat(r); }});
+  routes.push_back(
+      {"POST", "/v1/tails/heartbeat", Authenticated([this](const HttpRequest& r) { return Heartbeat(r); })});
   routes.push_back({"GET", "/v1/tails", [this](const HttpRequest& r) { return ListTails(r); }});
-  routes.push_back({"POST", "/v1/plan", [this](const HttpRequest& r) { return Plan(r); }});
+  routes.push_back({"POST", "/v1/plan", Authenticated([this](const HttpRequest& r) { return Plan(r); })});
   return routes;
+}
+
+services::HttpHandler SchedulerService::Authenticated(services::HttpHandler handler) {
+  if (!verifier_) return handler;
+  return [this, handler = std::move(handler)](const HttpRequest& request) {
+    const services::Verification verified =
+        verifier_->Verify(request.Header("authorization"), request.method, request.path, request.body,
+                          services::UnixMillisNow());
+    if (verified.ok()) return handler(request);
+    int64_t refusals = 0;
+    {
+      std::lock_guard lock(mutex_);
+      refusals = metrics_->AuthFailure(verified.failure);
+    }
+    // Logged at the 1st, 2nd, 4th, 8th... refusal of each reason: visible, but no flood to fill the disk.
+    if ((refusals & (refusals - 1)) == 0) {
+      Log(LogLevel::kWarn, kComponent, "control-plane request refused",
+          {{"path", request.path},
+           {"reason", std::string(services::AuthFailureName(verified.failure))},
+           {"sender", verified.sender.empty() ? "?" : verified.sender},
+           {"refused_so_far", std::to_string(refusals)}});
+    }
+    HttpResponse response =
+        ErrorResponse(401, verified.message, "invalid_request_error", "invalid_control_credential");
+    response.headers.emplace_back("WWW-Authenticate", std::string(services::kControlAuthScheme));
+    return response;
+  };
 }
 
 void SchedulerService::ForgetLocked(const std::string& endpoint) {

@@ -1,13 +1,15 @@
 // tandem-scheduler with real tandem-cloud tails on loopback: the tails register through their heartbeats,
 // edges' plans spread over them, a killed tail leaves the registry within dead_after, a tail whose real
-// load rises makes edges take more blocks, a draining tail leaves at once; and every bad request to the
-// API is refused with 400 naming the field.
+// load rises makes edges take more blocks, a draining tail leaves at once; real edges follow its plans,
+// with and without a control secret on every service; tails and requests without the secret are refused
+// (401) and change nothing; and every bad request to the API is refused with 400 naming the field.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <fstream>
 #include <functional>
 #include <future>
 #include <memory>
@@ -46,24 +48,39 @@ double Sample(const std::string& metrics, const std::string& name) {
   return std::regex_search(metrics, match, line) ? std::stod(match[2]) : -1;
 }
 
-std::unique_ptr<testing::SchedulerProcess> StartScheduler() {
+// `args` and more flags.
+std::vector<std::string> With(std::vector<std::string> args, const std::vector<std::string>& more) {
+  args.insert(args.end(), more.begin(), more.end());
+  return args;
+}
+
+std::unique_ptr<testing::SchedulerProcess> StartScheduler(const std::vector<std::string>& more = {}) {
   return std::make_unique<testing::SchedulerProcess>(
-      std::vector<std::string>{"--dead-after-ms", std::to_string(kDeadAfterMs),
-                               // Larger than the default 0.05: the two tails' start-up profiles differ by
-                               // noise, and four edges must spread over them whatever that noise is.
-                               "--per-plan-load", "0.25"});
+      With({"--dead-after-ms", std::to_string(kDeadAfterMs),
+            // Larger than the default 0.05: the two tails' start-up profiles differ by
+            // noise, and four edges must spread over them whatever that noise is.
+            "--per-plan-load", "0.25"},
+           more));
 }
 
 // The tails' compute is stretched 4× (sleeping, so the cores stay with the load's clients): stories260K's
 // steps take microseconds, and three clients on a loaded 2-core machine kept a tail under 0.45 busy
 // (0.42 in one run) once its kernels got faster; the planner compares the edge with the tail's own profile,
 // which is stretched alike.
-std::unique_ptr<BackgroundProcess> StartTail(const std::string& scheduler) {
+std::unique_ptr<BackgroundProcess> StartTail(const std::string& scheduler,
+                                             const std::vector<std::string>& more = {}) {
   return std::make_unique<BackgroundProcess>(
-      "tandem-cloud",
-      std::vector<std::string>{"--model", testing::Stories260KModel().string(), "--insecure", "--bind",
-                               "tcp://127.0.0.1:0", "--http", "", "--workers", "1", "--scheduler", scheduler,
-                               "--heartbeat-ms", std::to_string(kHeartbeatMs), "--emulate-slowdown", "4"});
+      "tandem-cloud", With({"--model", testing::Stories260KModel().string(), "--insecure", "--bind",
+                            "tcp://127.0.0.1:0", "--http", "", "--workers", "1", "--scheduler", scheduler,
+                            "--heartbeat-ms", std::to_string(kHeartbeatMs), "--emulate-slowdown", "4"},
+                           more));
+}
+
+// A control-secret file of 64 hex digits in `dir`.
+std::string WriteControlSecret(const testing::TempDir& dir, const std::string& name, char digit) {
+  const std::string path = (dir / name).string();
+  std::ofstream(path) << std::string(64, digit) << "\n";
+  return path;
 }
 
 json Tails(const std::string& scheduler) {
@@ -147,13 +164,14 @@ class SchedulerServiceTest : public ::testing::Test {
     if (testing::SharedDir().empty()) GTEST_SKIP() << "shared folder not found";
   }
 
-  // A scheduler and two tails heartbeating to it; the endpoints are empty when a tail did not start.
-  void StartSchedulerAndTwoTails() {
-    scheduler_process_ = StartScheduler();
+  // A scheduler and two tails heartbeating to it, each given `more` flags; the endpoints are empty when a
+  // tail did not start.
+  void StartSchedulerAndTwoTails(const std::vector<std::string>& more = {}) {
+    scheduler_process_ = StartScheduler(more);
     scheduler_ = scheduler_process_->address();
     ASSERT_FALSE(scheduler_.empty()) << scheduler_process_->log();
-    tail_a_ = StartTail(scheduler_);
-    tail_b_ = StartTail(scheduler_);
+    tail_a_ = StartTail(scheduler_, more);
+    tail_b_ = StartTail(scheduler_, more);
     endpoint_a_ = testing::LogField(tail_a_->WaitForLine("msg=serving"), "endpoint");
     endpoint_b_ = testing::LogField(tail_b_->WaitForLine("msg=serving"), "endpoint");
   }
@@ -324,9 +342,21 @@ TEST_F(SchedulerServiceTest, BalancesEdgesOverRealTails) {
 
 // Real edges (tandem-edge --split auto --scheduler) over two real tails: their plans come from the
 // scheduler and the output stays golden; a killed tail's share moves to the other; with the scheduler
-// gone the edges plan by themselves and keep serving.
-TEST_F(SchedulerServiceTest, RealEdgesFollowTheSchedulersPlans) {
-  StartSchedulerAndTwoTails();
+// gone the edges plan by themselves and keep serving. Run twice: without a control secret, and with one
+// on every service (every heartbeat and plan request signed, none refused).
+class SchedulerWithEdgesTest : public SchedulerServiceTest, public ::testing::WithParamInterface<bool> {
+ protected:
+  // The flags every service gets: none, or the control secret.
+  std::vector<std::string> ControlFlags() {
+    if (!GetParam()) return {};
+    return {"--control-secret-file", WriteControlSecret(dir_, "control.secret", '7')};
+  }
+  testing::TempDir dir_;
+};
+
+TEST_P(SchedulerWithEdgesTest, RealEdgesFollowTheSchedulersPlans) {
+  const std::vector<std::string> control = ControlFlags();
+  StartSchedulerAndTwoTails(control);
   ASSERT_FALSE(endpoint_a_.empty() || endpoint_b_.empty()) << tail_a_->Stderr() << tail_b_->Stderr();
   ASSERT_TRUE(WaitUntil([&] { return Tails(scheduler_).size() == 2; }, milliseconds(20000)));
 
@@ -336,11 +366,11 @@ TEST_F(SchedulerServiceTest, RealEdgesFollowTheSchedulersPlans) {
   for (int i = 0; i < 4; ++i) {
     edges.push_back(std::make_unique<BackgroundProcess>(
         "tandem-edge",
-        std::vector<std::string>{"--model", testing::Stories260KModel().string(), "--tokenizer",
-                                 testing::Stories260KTokenizer().string(), "--cloud",
-                                 endpoint_a_ + "," + endpoint_b_, "--insecure", "--listen", "127.0.0.1:0",
-                                 "--split", "auto", "--scheduler", scheduler_, "--emulate-slowdown", "3",
-                                 "--allow-local=false", "--timeout-ms", "2000"}));
+        With({"--model", testing::Stories260KModel().string(), "--tokenizer",
+              testing::Stories260KTokenizer().string(), "--cloud", endpoint_a_ + "," + endpoint_b_,
+              "--insecure", "--listen", "127.0.0.1:0", "--split", "auto", "--scheduler", scheduler_,
+              "--emulate-slowdown", "3", "--allow-local=false", "--timeout-ms", "2000"},
+             control)));
     addresses.push_back(testing::LogField(edges.back()->WaitForLine("msg=serving"), "listen"));
     ASSERT_FALSE(addresses.back().empty()) << edges.back()->Stderr();
   }
@@ -383,6 +413,12 @@ TEST_F(SchedulerServiceTest, RealEdgesFollowTheSchedulersPlans) {
   const json plan = json::parse(HttpCall(addresses[0], "GET", "/v1/plan").body);
   EXPECT_GE(plan["planner"]["scheduler"]["plans"].get<int>(), 1) << plan.dump();
   EXPECT_EQ(plan["planner"]["scheduler"]["error"], "") << plan.dump();
+  const std::string metrics = HttpCall(scheduler_, "GET", "/metrics").body;
+  EXPECT_GE(Sample(metrics, R"(tandem_scheduler_plans_total\{choice="split"\})"), 4) << metrics;
+  for (const std::string reason : {"missing", "bad_mac", "stale"}) {
+    EXPECT_EQ(Sample(metrics, R"(tandem_scheduler_auth_failures_total\{reason=")" + reason + R"("\})"), 0)
+        << metrics;
+  }
 
   // The busier tail dies: once the scheduler_ dropped it, every edge's next completion runs on the other.
   const bool a_busier = used.count(endpoint_a_) >= used.count(endpoint_b_);
@@ -403,6 +439,11 @@ TEST_F(SchedulerServiceTest, RealEdgesFollowTheSchedulersPlans) {
   const json alone = json::parse(HttpCall(addresses[0], "GET", "/v1/plan").body);
   EXPECT_NE(alone["planner"]["scheduler"]["error"], "") << alone.dump();
 }
+
+INSTANTIATE_TEST_SUITE_P(ControlPlane, SchedulerWithEdgesTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "Signed" : "Unauthenticated";
+                         });
 
 // A minimal valid tail report and plan request (a synthetic tail: no real one is involved here).
 json Profile(int layers, double block_ms) {
@@ -565,6 +606,66 @@ TEST_F(SchedulerServiceTest, BadRequestsAreRefusedNamingTheField) {
   EXPECT_EQ(HttpCall(scheduler, "GET", "/healthz").status, 200);
   EXPECT_EQ(Sample(HttpCall(scheduler, "GET", "/metrics").body, "tandem_scheduler_heartbeats_total"), 2);
   EXPECT_EQ(process->process().Stop(), 0) << process->log();
+}
+
+// With a control secret, a tail without it or with another one is refused at every heartbeat (401, counted
+// by reason) and never registers, and so is an unsigned plan request; the scheduler logs the refusals.
+TEST_F(SchedulerServiceTest, TailsAndEdgesWithoutTheSecretAreRefused) {
+  testing::TempDir dir;
+  const auto scheduler_process =
+      StartScheduler({"--control-secret-file", WriteControlSecret(dir, "control.secret", '7')});
+  const std::string scheduler = scheduler_process->address();
+  ASSERT_FALSE(scheduler.empty()) << scheduler_process->log();
+  const auto unsigned_tail = StartTail(scheduler);
+  const auto intruder =
+      StartTail(scheduler, {"--control-secret-file", WriteControlSecret(dir, "other", '8')});
+  const auto refused = [&](const std::string& reason) {
+    return Sample(HttpCall(scheduler, "GET", "/metrics").body,
+                  R"(tandem_scheduler_auth_failures_total\{reason=")" + reason + R"("\})");
+  };
+  ASSERT_TRUE(
+      WaitUntil([&] { return refused("missing") >= 2 && refused("bad_mac") >= 2; }, milliseconds(20000)))
+      << scheduler_process->log();
+  EXPECT_TRUE(Tails(scheduler).empty());
+  EXPECT_EQ(Sample(HttpCall(scheduler, "GET", "/metrics").body, "tandem_scheduler_heartbeats_total"), 0);
+  EXPECT_FALSE(unsigned_tail->WaitForLine("msg=\"heartbeat failed; retrying every interval\"").empty());
+  EXPECT_FALSE(intruder->WaitForLine("MAC does not match").empty()) << intruder->Stderr();
+  EXPECT_FALSE(
+      scheduler_process->process().WaitForLine("msg=\"control-plane request refused\"", 10000).empty());
+
+  const HttpResult plan = HttpCall(scheduler, "POST", "/v1/plan", PlanBody().dump());
+  EXPECT_EQ(plan.status, 401) << plan.body;
+  EXPECT_EQ(json::parse(plan.body)["error"]["code"], "invalid_control_credential") << plan.body;
+  EXPECT_EQ(plan.Header("www-authenticate"), "Tandem-HMAC");
+  EXPECT_EQ(HttpCall(scheduler, "POST", "/v1/tails/heartbeat", Heartbeat().dump()).status, 401);
+  EXPECT_TRUE(Tails(scheduler).empty());
+  EXPECT_EQ(Sample(HttpCall(scheduler, "GET", "/metrics").body,
+                   "tandem_scheduler_plans_total\\{choice=\"split\"\\}"),
+            0);
+  EXPECT_EQ(scheduler_process->process().Stop(), 0) << scheduler_process->log();
+}
+
+// A control-secret file that is missing, empty or too short stops every service at start-up with exit 2,
+// naming the file.
+TEST_F(SchedulerServiceTest, ABadControlSecretFileIsAStartUpError) {
+  testing::TempDir dir;
+  std::ofstream(dir / "short") << "too short\n";
+  std::ofstream(dir / "empty");
+  for (const std::string name : {"short", "empty", "absent"}) {
+    const std::string path = (dir / name).string();
+    for (const auto& [program, args] : std::vector<std::pair<std::string, std::vector<std::string>>>{
+             {"tandem-scheduler", {"--listen", "127.0.0.1:0"}},
+             {"tandem-cloud", {"--model", testing::Stories260KModel().string(), "--insecure"}},
+             {"tandem-edge",
+              {"--model", testing::Stories260KModel().string(), "--tokenizer",
+               testing::Stories260KTokenizer().string(), "--cloud", "tcp://127.0.0.1:1", "--insecure"}}}) {
+      SCOPED_TRACE(program + " " + name);
+      const testing::CommandResult result =
+          testing::RunProgram(program, With(args, {"--control-secret-file", path}), 60);
+      EXPECT_EQ(result.exit_code, 2) << result.err;
+      EXPECT_NE(result.err.find(path), std::string::npos) << result.err;
+    }
+  }
 }
 
 }  // namespace

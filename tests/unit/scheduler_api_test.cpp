@@ -1,5 +1,5 @@
 // The scheduler's JSON for drafting: the plan request's "draft" and each candidate's draft length, both
-// ways and through the service's /v1/plan route (no socket).
+// ways and through the service's /v1/plan route (no socket); and the routes behind a control secret.
 #include "tandem/scheduler/scheduler_api.hpp"
 
 #include <gtest/gtest.h>
@@ -7,11 +7,13 @@
 #include <nlohmann/json.hpp>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "tandem/base/clock.hpp"
 #include "tandem/scheduler/scheduler_service.hpp"
+#include "tandem/services/request_signing.hpp"
 
 namespace tandem::scheduler {
 namespace {
@@ -109,25 +111,36 @@ TEST(CandidateJsonTest, CarriesTheDraftLength) {
   EXPECT_EQ(drafting["local"], true);
 }
 
+TailReport GpuTail() {
+  return {.endpoint = "tcp://gpu",
+          .fingerprint = "42",
+          .n_layers = kLayers,
+          .dim = 512,
+          .profile = Uniform(0.2, 0.1)};
+}
+
 class PlanRouteTest : public testing::Test {
  protected:
   void SetUp() override {
-    auto service = SchedulerService::Create({}, clock_, std::make_shared<prometheus::Registry>());
+    auto service = SchedulerService::Create(Options(), clock_, std::make_shared<prometheus::Registry>());
     ASSERT_TRUE(service.ok()) << service.status().ToString();
     service_ = std::move(*service);
-    TailReport tail{.endpoint = "tcp://gpu",
-                    .fingerprint = "42",
-                    .n_layers = kLayers,
-                    .dim = 512,
-                    .profile = Uniform(0.2, 0.1)};
-    ASSERT_EQ(Call("POST", "/v1/tails/heartbeat", TailReportToJson(tail)).status, 200);
+    ASSERT_EQ(Call("POST", "/v1/tails/heartbeat", TailReportToJson(GpuTail()), Signer()).status, 200);
   }
+  virtual SchedulerOptions Options() const { return {}; }
+  virtual std::optional<services::RequestSigner> Signer() const { return std::nullopt; }
 
-  services::HttpResponse Call(const std::string& method, const std::string& path, const json& body) {
+  // The route's answer to `body`, signed by `signer` when there is one (with its Authorization header).
+  services::HttpResponse Call(const std::string& method, const std::string& path, const json& body,
+                              const std::optional<services::RequestSigner>& signer = std::nullopt,
+                              int64_t unix_ms = services::UnixMillisNow()) {
+    services::HttpRequest request{.method = method, .path = path, .body = method == "GET" ? "" : body.dump()};
+    if (signer) {
+      request.headers.emplace_back("authorization",
+                                   signer->Authorization(method, path, request.body, unix_ms));
+    }
     for (const services::Route& route : service_->Routes()) {
-      if (route.method == method && route.path == path) {
-        return route.handler(services::HttpRequest{.method = method, .path = path, .body = body.dump()});
-      }
+      if (route.method == method && route.path == path) return route.handler(request);
     }
     ADD_FAILURE() << "no route " << method << " " << path;
     return {};
@@ -158,6 +171,85 @@ TEST_F(PlanRouteTest, AFarTailPlanDraftsWhenTheEdgeDrafts) {
   // The round trip is shared by the step's tokens: well under half the plain per-token time.
   EXPECT_LT(drafting["predicted_token_ms"].get<double>(), plain["predicted_token_ms"].get<double>() / 2);
   for (const json& candidate : drafting["candidates"]) EXPECT_TRUE(candidate.contains("draft_tokens"));
+}
+
+const std::string kSecret = "a control secret of at least 32 bytes";
+
+// The same service with a control secret: what is not signed with it is refused and changes nothing.
+class ControlPlaneAuthTest : public PlanRouteTest {
+ protected:
+  SchedulerOptions Options() const override { return {.control_secret = kSecret}; }
+  std::optional<services::RequestSigner> Signer() const override {
+    return *services::RequestSigner::Create(kSecret, "tcp://gpu");
+  }
+  json Tails() { return json::parse(Call("GET", "/v1/tails", nullptr).body)["tails"]; }
+  std::string Metrics() { return Call("GET", "/metrics", nullptr).body; }
+};
+
+TEST_F(ControlPlaneAuthTest, UnsignedOrWronglySignedRequestsAreRefusedAndChangeNothing) {
+  const json before = Tails();
+  ASSERT_EQ(before.size(), 1u);
+  const auto intruder = services::RequestSigner::Create("not the control secret, but as long", "tcp://gpu");
+  ASSERT_TRUE(intruder.ok());
+  TailReport rogue = GpuTail();
+  rogue.endpoint = "tcp://rogue:5555";
+  TailReport leaving = GpuTail();
+  leaving.draining = true;  // would remove the registered tail
+  const int64_t stale_ms = services::UnixMillisNow() - 31000;
+  struct Case {
+    std::string name;
+    std::string path;
+    json body;
+    std::optional<services::RequestSigner> signer;
+    int64_t unix_ms;
+    std::string reason;
+  };
+  const std::vector<Case> cases = {
+      {"heartbeat without a credential", "/v1/tails/heartbeat", TailReportToJson(rogue), std::nullopt,
+       services::UnixMillisNow(), "missing"},
+      {"heartbeat, wrong secret", "/v1/tails/heartbeat", TailReportToJson(rogue), *intruder,
+       services::UnixMillisNow(), "bad_mac"},
+      {"draining heartbeat, wrong secret", "/v1/tails/heartbeat", TailReportToJson(leaving), *intruder,
+       services::UnixMillisNow(), "bad_mac"},
+      {"heartbeat, stale", "/v1/tails/heartbeat", TailReportToJson(leaving), Signer(), stale_ms, "stale"},
+      {"plan without a credential", "/v1/plan", PlanRequestToJson(FarTailRequest()), std::nullopt,
+       services::UnixMillisNow(), "missing"},
+      {"plan, wrong secret", "/v1/plan", PlanRequestToJson(FarTailRequest()), *intruder,
+       services::UnixMillisNow(), "bad_mac"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const services::HttpResponse response = Call("POST", c.path, c.body, c.signer, c.unix_ms);
+    EXPECT_EQ(response.status, 401) << response.body;
+    const json error = json::parse(response.body)["error"];
+    EXPECT_EQ(error["code"], "invalid_control_credential");
+    EXPECT_EQ(error["type"], "invalid_request_error");
+  }
+  // The registry is as it was: no rogue tail, the real one not drained, no plan counted against it.
+  const json after = Tails();
+  ASSERT_EQ(after.size(), 1u) << after.dump();
+  EXPECT_EQ(after[0]["endpoint"], "tcp://gpu");
+  EXPECT_EQ(after[0]["heartbeats"], before[0]["heartbeats"]);
+  EXPECT_EQ(after[0]["plans_total"], 0);
+  const std::string metrics = Metrics();
+  EXPECT_NE(metrics.find("tandem_scheduler_auth_failures_total{reason=\"missing\"} 2"), std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("tandem_scheduler_auth_failures_total{reason=\"bad_mac\"} 3"), std::string::npos);
+  EXPECT_NE(metrics.find("tandem_scheduler_auth_failures_total{reason=\"stale\"} 1"), std::string::npos);
+  EXPECT_NE(metrics.find("tandem_scheduler_heartbeats_total 1"), std::string::npos) << metrics;
+
+  // Signed, the same plan request is answered.
+  const services::HttpResponse planned =
+      Call("POST", "/v1/plan", PlanRequestToJson(FarTailRequest()), Signer());
+  EXPECT_EQ(planned.status, 200) << planned.body;
+  EXPECT_EQ(Tails()[0]["plans_total"], 1);
+}
+
+TEST(ControlPlaneOptionsTest, AShortSecretIsRefused) {
+  ManualClock clock;
+  const auto service =
+      SchedulerService::Create({.control_secret = "short"}, clock, std::make_shared<prometheus::Registry>());
+  EXPECT_FALSE(service.ok());
 }
 
 }  // namespace

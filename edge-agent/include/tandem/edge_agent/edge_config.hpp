@@ -13,6 +13,7 @@
 #include "tandem/engine/drafter.hpp"
 #include "tandem/engine/model_loader.hpp"
 #include "tandem/scheduler/planner.hpp"
+#include "tandem/services/request_signing.hpp"
 
 namespace tandem::edge_agent {
 
@@ -34,6 +35,7 @@ struct EdgeConfig {
   // The planner (--split auto).
   std::string scheduler;
   int scheduler_timeout_ms = 300;
+  services::ControlSecretFlag control_secret;  // signs plan requests; Load() before PlannerOptions()
   std::string objective = "weighted:1,1";
   int min_edge_blocks = 1;
   int max_edge_blocks = -1;

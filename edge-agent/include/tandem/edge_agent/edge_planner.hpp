@@ -17,6 +17,7 @@
 #include "tandem/edge_agent/tail_set.hpp"
 #include "tandem/scheduler/link_estimator.hpp"
 #include "tandem/scheduler/planner.hpp"
+#include "tandem/services/request_signing.hpp"
 #include "tandem/wire/compute_profile.hpp"
 
 namespace tandem::edge_agent {
@@ -29,6 +30,7 @@ struct EdgePlannerOptions {
   std::string objective_text = "weighted:1,1";  // as given, for the scheduler
   std::string scheduler;                        // HOST:PORT of tandem-scheduler; empty: plan alone
   std::chrono::milliseconds scheduler_timeout{300};
+  std::optional<services::RequestSigner> scheduler_signer;  // signs plan requests (the control secret)
   // Speculative decoding as the cost model sees it now (the edge's drafter, its acceptance and time per
   // token); none: plans without drafting.
   std::function<scheduler::DraftInputs()> draft;

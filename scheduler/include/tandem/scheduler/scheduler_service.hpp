@@ -8,6 +8,11 @@
 //   GET  /v1/tails            the registry
 //   POST /v1/plan             an edge's request                -> the plan and the top candidates
 //   GET  /healthz, /readyz (ready while serving; the body counts the live tails), /metrics
+//
+// With a control secret, heartbeats and plan requests must be signed with it (request_signing.hpp): one
+// that is not gets 401 (code "invalid_control_credential"), changes nothing and is counted in
+// tandem_scheduler_auth_failures_total{reason}. The read-only routes stay open (/metrics already lists the
+// tails).
 #pragma once
 
 #include <chrono>
@@ -15,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -23,6 +29,7 @@
 #include "tandem/base/status.hpp"
 #include "tandem/scheduler/tail_registry.hpp"
 #include "tandem/services/http_server.hpp"
+#include "tandem/services/request_signing.hpp"
 
 namespace prometheus {
 class Registry;
@@ -38,13 +45,16 @@ struct SchedulerOptions {
   // Tails whose best candidate costs at most this fraction more than the best are near-ties: the plan goes
   // to the least loaded of them, so that equal tails share edges even when RTT noise separates them.
   double balance_margin = 0.1;
+  // The control plane's shared secret (>= 32 bytes); empty: heartbeats and plan requests need no credential.
+  std::string control_secret;
 };
 
 // The scheduler's logic behind its routes, testable without a socket. Thread-safe: handlers run
 // concurrently; the registry is behind one mutex (planning itself runs outside it).
 class SchedulerService {
  public:
-  // InvalidArgument for bad options. `clock` and `registry` must outlive the service.
+  // InvalidArgument for bad options (a control secret shorter than 32 bytes among them). `clock` and
+  // `registry` must outlive the service.
   static Result<std::unique_ptr<SchedulerService>> Create(SchedulerOptions options, const Clock& clock,
                                                           std::shared_ptr<prometheus::Registry> registry);
   ~SchedulerService();
@@ -62,7 +72,10 @@ class SchedulerService {
 
  private:
   SchedulerService(SchedulerOptions options, const Clock& clock, TailRegistry registry,
-                   std::shared_ptr<prometheus::Registry> prometheus);
+                   std::shared_ptr<prometheus::Registry> prometheus,
+                   std::optional<services::RequestVerifier> verifier);
+  // `handler` behind the control-plane credential (when there is a secret).
+  services::HttpHandler Authenticated(services::HttpHandler handler);
   services::HttpResponse Heartbeat(const services::HttpRequest& request);
   services::HttpResponse ListTails(const services::HttpRequest& request);
   services::HttpResponse Plan(const services::HttpRequest& request);
@@ -72,6 +85,7 @@ class SchedulerService {
   const SchedulerOptions options_;
   const Clock& clock_;
   std::shared_ptr<prometheus::Registry> prometheus_;
+  const std::optional<services::RequestVerifier> verifier_;
   std::mutex mutex_;
   TailRegistry registry_;
   std::unique_ptr<Metrics> metrics_;

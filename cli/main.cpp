@@ -17,6 +17,7 @@ Commands:
   eval-agreement  teacher-forced top-1 agreement of int8 blocks with float32 on a golden file
   privacy-eval    token-recovery rate of inversion attacks by the tail, per cut and codec
   keygen          write a CURVE key pair (PREFIX.key, PREFIX.pub) for the encrypted edge-cloud link
+  control-secret  write a control-plane secret (mode 0600) for --control-secret-file of every service
   bench-split     the edge's adaptive split against every static split, on an emulated link schedule
   loadgen         concurrent clients against tandem-edge: latency, TTFT, errors, RSS growth (load and soak)
   convert         a llama2.c checkpoint and tokenizer to a Hugging Face model directory (safetensors)
@@ -41,6 +42,7 @@ int main(int argc, char** argv) {
   if (command == "eval-agreement") return tandem::cli::RunEvalAgreement(args);
   if (command == "privacy-eval") return tandem::cli::RunPrivacyEval(args);
   if (command == "keygen") return tandem::cli::RunKeygen(args);
+  if (command == "control-secret") return tandem::cli::RunControlSecret(args);
   if (command == "bench-split") return tandem::cli::RunBenchSplit(args);
   if (command == "loadgen") return tandem::cli::RunLoadgen(args);
   if (command == "convert") return tandem::cli::RunConvert(args);

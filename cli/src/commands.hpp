@@ -13,6 +13,7 @@ int RunBenchSuite(std::span<const std::string> args);
 int RunEvalAgreement(std::span<const std::string> args);
 int RunPrivacyEval(std::span<const std::string> args);
 int RunKeygen(std::span<const std::string> args);
+int RunControlSecret(std::span<const std::string> args);  // in keygen_command.cpp
 int RunBenchSplit(std::span<const std::string> args);
 int RunLoadgen(std::span<const std::string> args);
 int RunConvert(std::span<const std::string> args);

@@ -1,8 +1,15 @@
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include "cli_support.hpp"
 #include "commands.hpp"
+#include "tandem/services/request_signing.hpp"
 #include "tandem/wire/curve.hpp"
 
 namespace tandem::cli {
@@ -10,7 +17,43 @@ namespace {
 
 constexpr const char* kCommand = "keygen";
 
+// Writes `text` to a new file `path` with mode 0600 (with `force`, replaces what is there and sets 0600).
+Status WritePrivateFile(const std::string& path, const std::string& text, bool force) {
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (force ? O_TRUNC : O_EXCL), 0600);
+  if (fd < 0) {
+    if (errno == EEXIST) return InvalidArgument("'" + path + "' already exists; --force replaces it");
+    return Unavailable("cannot create '" + path + "': " + std::strerror(errno));
+  }
+  const bool written =
+      fchmod(fd, 0600) == 0 && write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  const int saved_errno = errno;
+  const bool closed = close(fd) == 0;
+  if (!written || !closed) return Unavailable("cannot write '" + path + "': " + std::strerror(saved_errno));
+  return Status::Ok();
+}
+
 }  // namespace
+
+int RunControlSecret(std::span<const std::string> args) {
+  constexpr const char* kName = "control-secret";
+  std::string out;
+  bool force = false;
+  FlagSet flags(
+      "usage: tandem control-secret --out FILE [--force]\n\n"
+      "Writes a new control-plane secret (64 hex digits, mode 0600) for --control-secret-file: give the "
+      "same\n"
+      "file to tandem-scheduler, every tandem-cloud and every tandem-edge of the deployment.");
+  flags.String("out", &out, "the file to write");
+  flags.Bool("force", &force, "replace an existing file");
+  if (auto exit = ParseFlags(flags, args, kName)) return *exit;
+  if (Status status = Require(flags, "out"); !status.ok()) return Fail(kName, status, kExitUsage);
+  if (out.empty()) return Fail(kName, InvalidArgument("--out is empty"), kExitUsage);
+  Result<std::string> secret = services::NewControlSecret();
+  if (!secret.ok()) return Fail(kName, secret.status());
+  if (Status written = WritePrivateFile(out, *secret, force); !written.ok()) return Fail(kName, written);
+  std::printf("control secret file: %s\n", out.c_str());
+  return 0;
+}
 
 int RunKeygen(std::span<const std::string> args) {
   std::string out;

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <future>
@@ -346,10 +347,15 @@ TEST_F(SchedulerServiceTest, BalancesEdgesOverRealTails) {
 // on every service (every heartbeat and plan request signed, none refused).
 class SchedulerWithEdgesTest : public SchedulerServiceTest, public ::testing::WithParamInterface<bool> {
  protected:
-  // The flags every service gets: none, or the control secret.
+  // The flags every service gets: none, or the control secret (written by tandem control-secret, 0600).
   std::vector<std::string> ControlFlags() {
     if (!GetParam()) return {};
-    return {"--control-secret-file", WriteControlSecret(dir_, "control.secret", '7')};
+    const std::string path = (dir_ / "control.secret").string();
+    const testing::CommandResult written = testing::RunProgram("tandem", {"control-secret", "--out", path});
+    EXPECT_EQ(written.exit_code, 0) << written.err;
+    EXPECT_EQ(std::filesystem::status(path).permissions(),
+              std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+    return {"--control-secret-file", path};
   }
   testing::TempDir dir_;
 };

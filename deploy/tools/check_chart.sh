@@ -20,7 +20,8 @@ case "$values" in
     check_args+=(--external-secret tandem-curve) ;;
   production)
     render_args+=(--values "$source_dir/tests/deploy/values-production.yaml" --api-versions monitoring.coreos.com/v1)
-    kinds=Deployment,Service,HorizontalPodAutoscaler,PodDisruptionBudget,NetworkPolicy,ConfigMap,ServiceAccount,Secret,ServiceMonitor,PrometheusRule ;;
+    kinds=Deployment,Service,HorizontalPodAutoscaler,PodDisruptionBudget,NetworkPolicy,ConfigMap,ServiceAccount,Secret,ServiceMonitor,PrometheusRule
+    check_args+=(--external-secret tandem-control) ;;
   minimal)
     render_args+=(--values "$source_dir/tests/deploy/values-minimal.yaml")
     kinds=Deployment,Service,ConfigMap

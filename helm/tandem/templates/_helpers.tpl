@@ -80,3 +80,29 @@ readOnlyRootFilesystem: true
 capabilities:
   drop: [ALL]
 {{- end }}
+
+{{/* The control secret (controlPlane.existingSecret) for a container: its env entry, mount and volume. */}}
+{{- define "tandem.controlSecret.env" -}}
+{{- if .Values.controlPlane.existingSecret }}
+- name: TANDEM_CONTROL_SECRET_FILE
+  value: /etc/tandem/control/control.secret
+{{- end }}
+{{- end }}
+{{- define "tandem.controlSecret.volumeMount" -}}
+{{- if .Values.controlPlane.existingSecret }}
+- name: control-secret
+  mountPath: /etc/tandem/control
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- define "tandem.controlSecret.volume" -}}
+{{- if .Values.controlPlane.existingSecret }}
+- name: control-secret
+  secret:
+    secretName: {{ .Values.controlPlane.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: control.secret
+        path: control.secret
+{{- end }}
+{{- end }}

@@ -22,6 +22,7 @@ Commands:
   loadgen         concurrent clients against tandem-edge: latency, TTFT, errors, RSS growth (load and soak)
   convert         a llama2.c checkpoint and tokenizer to a Hugging Face model directory (safetensors)
   chat-template   the prompt a model's chat template renders for a JSON file of messages
+  tls-selfsigned  a development CA, server and client certificates for HTTPS (not for production)
 
 Run `tandem <command> --help` for the flags of a command.
 )";
@@ -47,6 +48,7 @@ int main(int argc, char** argv) {
   if (command == "loadgen") return tandem::cli::RunLoadgen(args);
   if (command == "convert") return tandem::cli::RunConvert(args);
   if (command == "chat-template") return tandem::cli::RunChatTemplate(args);
+  if (command == "tls-selfsigned") return tandem::cli::RunTlsSelfsigned(args);
   if (command == "--help" || command == "-h" || command == "help") {
     std::fputs(kUsage, stdout);
     return 0;

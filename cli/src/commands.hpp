@@ -18,5 +18,6 @@ int RunBenchSplit(std::span<const std::string> args);
 int RunLoadgen(std::span<const std::string> args);
 int RunConvert(std::span<const std::string> args);
 int RunChatTemplate(std::span<const std::string> args);
+int RunTlsSelfsigned(std::span<const std::string> args);
 
 }  // namespace tandem::cli

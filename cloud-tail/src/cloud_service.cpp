@@ -51,6 +51,7 @@ struct CloudConfig {
   std::string advertise;
   int heartbeat_ms = 1000;
   services::ControlSecretFlag control_secret;
+  services::TlsFlags http_tls;  // of --http
 
   void Declare(FlagSet& flags) {
     model.Declare(flags, std::string(kModelFlagHelp) + ": the same weights the edges load");
@@ -61,6 +62,7 @@ struct CloudConfig {
     flags.String("allow-clients", &allow_clients, "file of allowed edge public keys, one Z85 key a line");
     flags.Bool("insecure", &insecure, "plaintext ZeroMQ without CURVE: no encryption, no authentication");
     flags.String("http", &http, "HOST:PORT for /healthz, /readyz and /metrics (empty = off)");
+    http_tls.Declare(flags);
     flags.Int("max-sessions", &max_sessions, "open sessions at most, all edges together");
     flags.Int("max-kv-mb", &max_kv_mb, "KV-cache memory of all sessions at most (MiB)");
     flags.Int("max-rows", &max_rows, "rows per ACTIVATIONS at most (0 = the model's context length)");
@@ -98,6 +100,8 @@ struct CloudConfig {
     }
     if (model.model.empty()) return InvalidArgument("--model is required (see --help)");
     if (heartbeat_ms < 10) return InvalidArgument("--heartbeat-ms must be >= 10");
+    TANDEM_RETURN_IF_ERROR(http_tls.Validate());
+    if (http_tls.tls.enabled() && http.empty()) return InvalidArgument("--tls-cert needs --http");
     if (!advertise.empty() && advertise.find("://") == std::string::npos) {
       return InvalidArgument("--advertise must be an endpoint like tcp://HOST:PORT");
     }
@@ -192,6 +196,7 @@ Result<std::unique_ptr<services::HttpServer>> StartHttp(const CloudConfig& confi
   if (config.http.empty()) return std::unique_ptr<services::HttpServer>();
   services::HttpServerOptions http_options;
   http_options.listen = config.http;
+  config.http_tls.ApplyTo(http_options, registry.get());
   return services::HttpServer::Start(
       http_options, services::HealthRoutes([&draining] { return !draining.load(); }, std::move(registry)));
 }
@@ -202,6 +207,8 @@ void LogServing(const CloudConfig& config, const LoadedModel& model, const TailS
   Log(LogLevel::kInfo, "cloud", "serving",
       {{"endpoint", server.endpoint()},
        {"http", http ? http->address() : "off"},
+       {"tls", config.http_tls.Tls()},
+       {"client_certs", config.http_tls.ClientCerts()},
        {"model", config.model.model},
        {"fingerprint", std::to_string(model.fingerprint)},
        {"blocks", std::to_string(held.first) + ":" + std::to_string(held.last)},
@@ -299,7 +306,7 @@ int RunCloudService(std::span<const std::string> args) {
   if (!server.ok()) return Fail(server.status());
   tail.server = std::move(*server);
   auto http = StartHttp(config, draining, registry);
-  if (!http.ok()) return Fail(http.status());
+  if (!http.ok()) return Fail(http.status(), services::HttpStartExitCode(http.status()));
   tail.http = std::move(*http);
   LogServing(config, *model, *tail.server, tail.http.get());
   auto heartbeats = StartHeartbeats(config, *model, *tail.server);

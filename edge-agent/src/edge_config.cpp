@@ -22,6 +22,7 @@ void EdgeConfig::Declare(FlagSet& flags) {
                "the cut K (blocks [0,K) here, [K,L) on the tail), or auto: the planner picks the cut "
                "and codec per request from measured compute, link and tail load");
   flags.String("listen", &listen, "HOST:PORT of the REST API");
+  tls.Declare(flags);
   flags.String("api-key", &api_key,
                "require 'Authorization: Bearer KEY' on every route but /healthz, /readyz");
   flags.String("api-key-file", &api_key_file, "the API key from a file (first line)");
@@ -75,6 +76,7 @@ Status EdgeConfig::Validate() const {
         "--drain-timeout-s >= 0");
   }
   if (!api_key.empty() && !api_key_file.empty()) return InvalidArgument("give --api-key or --api-key-file");
+  TANDEM_RETURN_IF_ERROR(tls.Validate());
   if (min_edge_blocks < 0 || max_int8_blocks < -1 || max_edge_blocks < -1 || replan_tokens < 0 ||
       hysteresis_gain < 0 || hysteresis_gain >= 1 || hysteresis_ms < 0 || probe_ms < 10 ||
       scheduler_timeout_ms < 1) {

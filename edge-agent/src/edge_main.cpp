@@ -44,17 +44,21 @@ std::shared_ptr<prometheus::Registry> MetricsRegistry() {
 
 // Serves until a stop signal, then drains: requests in flight may finish for --drain-timeout-s; a second
 // signal exits at once.
-int Serve(EdgeService& service, const EdgeConfig& config, const std::string& api_key,
-          const std::string& codec, const std::string& chat_template, const sigset_t& stop_signals) {
+int Serve(EdgeService& service, prometheus::Registry& registry, const EdgeConfig& config,
+          const std::string& api_key, const std::string& codec, const std::string& chat_template,
+          const sigset_t& stop_signals) {
   services::HttpServerOptions http_options;
   http_options.listen = config.listen;
   http_options.max_body_bytes = static_cast<size_t>(config.max_body_kb) * 1024;
   // Every admitted request holds a handler thread while it waits or generates; a few more serve the rest.
   http_options.handler_threads = config.max_concurrent + config.max_queue + 8;
+  config.tls.ApplyTo(http_options, &registry);
   auto http = services::HttpServer::Start(http_options, service.Routes(api_key));
-  if (!http.ok()) return Fail(http.status());
+  if (!http.ok()) return Fail(http.status(), services::HttpStartExitCode(http.status()));
   Log(LogLevel::kInfo, "edge", "serving",
       {{"listen", (*http)->address()},
+       {"tls", config.tls.Tls()},
+       {"client_certs", config.tls.ClientCerts()},
        {"cloud", config.cloud.endpoint},
        {"split", config.CloudEndpoints().empty() ? std::string("local") : config.split},
        {"codec", codec},
@@ -110,16 +114,17 @@ int RunEdgeService(std::span<const std::string> args) {
   if (!profile.ok()) return Fail(profile.status());
   auto drafts = config.LoadDrafters(model->transformer);
   if (!drafts.ok()) return Fail(drafts.status());
+  const std::shared_ptr<prometheus::Registry> registry = MetricsRegistry();
   EdgeService service(config, {.model = std::move(*model),
                                .tokenizer = std::move(*tokenizer),
                                .cloud = std::move(*cloud),
                                .fixed = std::move(*fixed),
                                .edge_profile = std::move(*profile),
-                               .registry = MetricsRegistry(),
+                               .registry = registry,
                                .drafts = std::move(*drafts),
                                .chat_template = std::move(*chat_template)});
-  return Serve(service, config, *api_key, config.split == "auto" ? config.allowed_codecs : codec.Name(),
-               chat_origin, stop_signals);
+  return Serve(service, *registry, config, *api_key,
+               config.split == "auto" ? config.allowed_codecs : codec.Name(), chat_origin, stop_signals);
 }
 
 }  // namespace tandem::edge_agent

@@ -34,9 +34,11 @@ struct SchedulerConfig {
   int max_body_kb = 4096;
   int drain_timeout_s = 5;
   services::ControlSecretFlag control_secret;
+  services::TlsFlags tls;
 
   void Declare(FlagSet& flags) {
     flags.String("listen", &listen, "HOST:PORT of the scheduler's HTTP API (port 0 = any free)");
+    tls.Declare(flags);
     flags.Int("dead-after-ms", &dead_after_ms, "a tail whose last heartbeat is this old leaves the registry");
     flags.Float("default-rtt-ms", &default_rtt_ms,
                 "edge-to-tail round trip assumed when a plan request gives no estimate for a tail");
@@ -68,7 +70,7 @@ struct SchedulerConfig {
       return InvalidArgument("--per-plan-load must be in [0, 1]");
     if (!(balance_margin >= 0 && balance_margin <= 1))
       return InvalidArgument("--balance-margin must be in [0, 1]");
-    return Status::Ok();
+    return tls.Validate();
   }
 
   SchedulerOptions Options() const {
@@ -157,10 +159,13 @@ int RunSchedulerService(std::span<const std::string> args) {
   services::HttpServerOptions http_options;
   http_options.listen = config.listen;
   http_options.max_body_bytes = static_cast<size_t>(config.max_body_kb) * 1024;
+  config.tls.ApplyTo(http_options, registry.get());
   auto http = services::HttpServer::Start(http_options, (*service)->Routes());
-  if (!http.ok()) return fail(http.status());
+  if (!http.ok()) return fail(http.status(), services::HttpStartExitCode(http.status()));
   Log(LogLevel::kInfo, kComponent, "serving",
       {{"listen", (*http)->address()},
+       {"tls", config.tls.Tls()},
+       {"client_certs", config.tls.ClientCerts()},
        {"dead_after_ms", std::to_string(config.dead_after_ms)},
        {"per_plan_load", nlohmann::json(config.Options().registry.per_plan_load).dump()},
        {"control_plane", config.control_secret.secret.empty() ? "unauthenticated" : "hmac"}});

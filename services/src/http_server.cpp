@@ -16,6 +16,7 @@
 
 #include "http_session.hpp"
 #include "tandem/base/strings.hpp"
+#include "tls_context.hpp"
 
 namespace tandem::services {
 namespace {
@@ -52,12 +53,12 @@ Result<tcp::endpoint> ResolveListen(const std::string& listen, asio::io_context&
 
 class HttpServer::Impl {
  public:
-  Impl(HttpServerOptions options, std::vector<Route> routes)
+  Impl(HttpServerOptions options, std::vector<Route> routes, std::shared_ptr<asio::ssl::context> tls)
       : ioc_(options.threads),
         work_(asio::make_work_guard(ioc_)),
         acceptor_(asio::make_strand(ioc_)),
         accept_backoff_(acceptor_.get_executor()),
-        server_(std::make_shared<ServerState>(std::move(options), std::move(routes))) {}
+        server_(std::make_shared<ServerState>(std::move(options), std::move(routes), std::move(tls))) {}
 
   ~Impl() { Stop(); }
 
@@ -176,8 +177,7 @@ class HttpServer::Impl {
       std::lock_guard lock(server_->mutex);
       if (server_->stopping || server_->draining) return;
       const bool reject = server_->active >= server_->options.max_connections;
-      session = std::make_shared<Session>(std::move(socket), server_, reject);
-      server_->sessions.emplace(session.get(), session);
+      session = MakeSession(std::move(socket), server_, reject);
       if (!reject) ++server_->active;
     }
     session->Start();
@@ -210,7 +210,11 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
                              "' needs a method, a path and a handler");
     }
   }
-  auto impl = std::make_unique<Impl>(std::move(options), std::move(routes));
+  std::shared_ptr<asio::ssl::context> tls;
+  if (options.tls.enabled()) {
+    TANDEM_ASSIGN_OR_RETURN(tls, MakeServerTlsContext(options.tls));
+  }
+  auto impl = std::make_unique<Impl>(std::move(options), std::move(routes), std::move(tls));
   TANDEM_RETURN_IF_ERROR(impl->Listen());
   impl->Run();
   return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));

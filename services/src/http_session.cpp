@@ -6,6 +6,7 @@
 #include <limits>
 #include <utility>
 
+#include <prometheus/counter.h>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
@@ -41,6 +42,15 @@ void LogStreamError(const std::string& request_id, std::string error) {
       {{"request_id", request_id}, {"error", std::move(error)}});
 }
 
+template <typename Stream>
+Stream MakeStream(tcp::socket socket, ServerState& server) {
+  if constexpr (std::is_same_v<Stream, TlsStream>) {
+    return Stream(std::move(socket), *server.tls);
+  } else {
+    return Stream(std::move(socket));
+  }
+}
+
 }  // namespace
 
 InFlightRequest::InFlightRequest(ServerState& state) : state_(state) {
@@ -53,27 +63,79 @@ InFlightRequest::~InFlightRequest() {
   if (--state_.in_flight == 0) state_.idle.notify_all();
 }
 
-Session::Session(tcp::socket socket, std::shared_ptr<ServerState> server, bool reject)
-    : stream_(std::move(socket)), server_(std::move(server)), reject_(reject) {}
+template <typename Stream>
+StreamSession<Stream>::StreamSession(tcp::socket socket, std::shared_ptr<ServerState> server, bool reject)
+    : stream_(MakeStream<Stream>(std::move(socket), *server)), server_(std::move(server)), reject_(reject) {}
 
-Session::~Session() {
+template <typename Stream>
+StreamSession<Stream>::~StreamSession() {
   std::lock_guard lock(server_->mutex);
   server_->sessions.erase(this);
   if (!reject_) --server_->active;
 }
 
-void Session::Start() {
+template <typename Stream>
+void StreamSession<Stream>::Start() {
   asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
-    if (!self->reject_) return self->ReadRequest();
-    self->Respond(OverloadedResponse(), GenerateRequestId(), /*keep_alive=*/false, kHttp11);
+    if constexpr (kTls) {
+      self->Handshake();
+    } else {
+      self->Begin();
+    }
   });
 }
 
-void Session::Close() {
+template <typename Stream>
+void StreamSession<Stream>::Begin() {
+  if (!reject_) return ReadRequest();
+  Respond(OverloadedResponse(), GenerateRequestId(), /*keep_alive=*/false, kHttp11);
+}
+
+// ---- TLS -----------------------------------------------------------------------------------------------
+
+template <typename Stream>
+void StreamSession<Stream>::Handshake() {
+  if constexpr (kTls) {
+    state_ = State::kHandshaking;
+    tcp().expires_after(options().request_timeout);
+    stream_.async_handshake(asio::ssl::stream_base::server,
+                            beast::bind_front_handler(&StreamSession::OnHandshake, shared_from_this()));
+  }
+}
+
+template <typename Stream>
+void StreamSession<Stream>::OnHandshake(beast::error_code ec) {
+  if (state_ == State::kClosed) return;
+  if (ec) {
+    // Plain HTTP, a client certificate missing or not signed by the client CA, a scanner: this
+    // connection only.
+    if (options().tls_handshake_failures != nullptr) options().tls_handshake_failures->Increment();
+    beast::error_code ignored;
+    const tcp::endpoint peer = tcp().socket().remote_endpoint(ignored);
+    Log(LogLevel::kWarn, "http", "TLS handshake failed",
+        {{"peer", peer.address().to_string()}, {"error", ec.message()}});
+    return CloseNow();
+  }
+  Begin();
+}
+
+// Says close_notify (so that a body ending with the connection is not taken for a truncated one) and
+// waits, for the linger time at most, for the client's; then closes.
+template <typename Stream>
+void StreamSession<Stream>::ShutDownTls() {
+  if constexpr (kTls) {
+    tcp().expires_after(std::min<std::chrono::milliseconds>(options().request_timeout, kMaxLinger));
+    stream_.async_shutdown([self = shared_from_this()](beast::error_code) { self->CloseNow(); });
+  }
+}
+
+template <typename Stream>
+void StreamSession<Stream>::Close() {
   asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->CloseNow(); });
 }
 
-void Session::Drain() {
+template <typename Stream>
+void StreamSession<Stream>::Drain() {
   asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
     if (self->state_ == State::kReadingRequest && !self->parser_->got_some() && self->buffer_.size() == 0) {
       self->CloseNow();
@@ -83,7 +145,8 @@ void Session::Drain() {
 
 // ---- a request and its whole answer --------------------------------------------------------------------
 
-void Session::ReadRequest() {
+template <typename Stream>
+void StreamSession<Stream>::ReadRequest() {
   // Idle keep-alive while draining: nobody is waiting for an answer, so close rather than wait.
   if (server_->draining && buffer_.size() == 0) return CloseNow();
   state_ = State::kReadingRequest;
@@ -91,12 +154,13 @@ void Session::ReadRequest() {
   parser_->header_limit(static_cast<uint32_t>(
       std::min<size_t>(options().max_header_bytes, std::numeric_limits<uint32_t>::max())));
   parser_->body_limit(static_cast<uint64_t>(options().max_body_bytes));
-  stream_.expires_after(options().request_timeout);
+  tcp().expires_after(options().request_timeout);
   http::async_read(stream_, buffer_, *parser_,
-                   beast::bind_front_handler(&Session::OnRead, shared_from_this()));
+                   beast::bind_front_handler(&StreamSession::OnRead, shared_from_this()));
 }
 
-void Session::OnRead(beast::error_code ec, size_t /*bytes*/) {
+template <typename Stream>
+void StreamSession<Stream>::OnRead(beast::error_code ec, size_t /*bytes*/) {
   if (state_ == State::kClosed) return;
   if (!ec) {
     http::request<http::string_body> raw = parser_->release();
@@ -110,7 +174,8 @@ void Session::OnRead(beast::error_code ec, size_t /*bytes*/) {
   Respond(ReadFailureResponse(failure, options(), ec.message()), request_id, /*keep_alive=*/false, kHttp11);
 }
 
-void Session::SubmitRequest(http::request<http::string_body> raw) {
+template <typename Stream>
+void StreamSession<Stream>::SubmitRequest(http::request<http::string_body> raw) {
   const bool keep_alive = raw.keep_alive();
   const unsigned version = raw.version();
   if (server_->draining) {
@@ -128,8 +193,9 @@ void Session::SubmitRequest(http::request<http::string_body> raw) {
       });
 }
 
-void Session::OnHandled(HttpResponse response, const std::string& request_id, bool keep_alive,
-                        unsigned version) {
+template <typename Stream>
+void StreamSession<Stream>::OnHandled(HttpResponse response, const std::string& request_id, bool keep_alive,
+                                      unsigned version) {
   if (state_ == State::kClosed) {  // Stop, or the client left while the handler ran
     in_flight_.reset();
     return;
@@ -141,15 +207,18 @@ void Session::OnHandled(HttpResponse response, const std::string& request_id, bo
   Respond(std::move(response), request_id, keep_alive, version);
 }
 
-void Session::Respond(HttpResponse response, const std::string& request_id, bool keep_alive,
-                      unsigned version) {
+template <typename Stream>
+void StreamSession<Stream>::Respond(HttpResponse response, const std::string& request_id, bool keep_alive,
+                                    unsigned version) {
   state_ = State::kResponding;
   response_.emplace(ToBeastResponse(std::move(response), request_id, keep_alive, version));
-  stream_.expires_after(options().request_timeout);
-  http::async_write(stream_, *response_, beast::bind_front_handler(&Session::OnWrite, shared_from_this()));
+  tcp().expires_after(options().request_timeout);
+  http::async_write(stream_, *response_,
+                    beast::bind_front_handler(&StreamSession::OnWrite, shared_from_this()));
 }
 
-void Session::OnWrite(beast::error_code ec, size_t /*bytes*/) {
+template <typename Stream>
+void StreamSession<Stream>::OnWrite(beast::error_code ec, size_t /*bytes*/) {
   const bool close = response_->need_eof();
   response_.reset();
   in_flight_.reset();
@@ -163,8 +232,9 @@ void Session::OnWrite(beast::error_code ec, size_t /*bytes*/) {
 // The header, then one chunk per piece the producer writes, then the last chunk; one write at a time. A
 // raw read on the socket (WatchPeer) notices the client leaving meanwhile.
 
-void Session::StartStream(HttpResponse response, const std::string& request_id, bool keep_alive,
-                          unsigned version) {
+template <typename Stream>
+void StreamSession<Stream>::StartStream(HttpResponse response, const std::string& request_id, bool keep_alive,
+                                        unsigned version) {
   state_ = State::kStreaming;
   StreamedResponse& streamed = streamed_.emplace();
   streamed.chunked = version >= 11;
@@ -179,16 +249,18 @@ void Session::StartStream(HttpResponse response, const std::string& request_id, 
   streamed.queue =
       std::make_shared<ResponseStreamQueue>(kMaxQueuedStreamBytes, server_->stopping, std::move(wake));
   beast::error_code ignored;  // tokens are small writes: do not let Nagle hold them back
-  stream_.socket().set_option(tcp::no_delay(true), ignored);
+  tcp().socket().set_option(tcp::no_delay(true), ignored);
   write_pending_ = true;
-  stream_.expires_after(options().request_timeout);
+  tcp().expires_after(options().request_timeout);
   http::async_write_header(stream_, *streamed.serializer,
-                           beast::bind_front_handler(&Session::OnPieceWritten, shared_from_this()));
+                           beast::bind_front_handler(&StreamSession::OnPieceWritten, shared_from_this()));
   WatchPeer();
   RunProducer(std::move(response.stream), request_id);
 }
 
-void Session::RunProducer(std::function<void(ResponseStream&)> producer, const std::string& request_id) {
+template <typename Stream>
+void StreamSession<Stream>::RunProducer(std::function<void(ResponseStream&)> producer,
+                                        const std::string& request_id) {
   server_->pool.Submit(
       [self = shared_from_this(), queue = streamed_->queue, producer = std::move(producer), request_id] {
         bool failed = false;
@@ -205,7 +277,8 @@ void Session::RunProducer(std::function<void(ResponseStream&)> producer, const s
       });
 }
 
-void Session::Pump() {
+template <typename Stream>
+void StreamSession<Stream>::Pump() {
   if ((state_ != State::kStreaming && state_ != State::kFinishingStream) || write_pending_) return;
   if (std::optional<std::string> piece = streamed_->queue->TakeNext()) return WritePiece(std::move(*piece));
   if (state_ != State::kFinishingStream) return;  // the producer will write more
@@ -213,11 +286,12 @@ void Session::Pump() {
   WriteLastChunk();
 }
 
-void Session::WritePiece(std::string piece) {
+template <typename Stream>
+void StreamSession<Stream>::WritePiece(std::string piece) {
   streamed_->piece = std::move(piece);
   write_pending_ = true;
-  stream_.expires_after(options().request_timeout);
-  auto on_written = beast::bind_front_handler(&Session::OnPieceWritten, shared_from_this());
+  tcp().expires_after(options().request_timeout);
+  auto on_written = beast::bind_front_handler(&StreamSession::OnPieceWritten, shared_from_this());
   if (streamed_->chunked) {
     asio::async_write(stream_, http::make_chunk(asio::buffer(streamed_->piece)), std::move(on_written));
   } else {
@@ -225,9 +299,10 @@ void Session::WritePiece(std::string piece) {
   }
 }
 
-void Session::WriteLastChunk() {
+template <typename Stream>
+void StreamSession<Stream>::WriteLastChunk() {
   write_pending_ = true;
-  stream_.expires_after(options().request_timeout);
+  tcp().expires_after(options().request_timeout);
   asio::async_write(stream_, http::make_chunk_last(),
                     [self = shared_from_this()](beast::error_code ec, size_t) {
                       self->write_pending_ = false;
@@ -237,7 +312,8 @@ void Session::WriteLastChunk() {
                     });
 }
 
-void Session::OnPieceWritten(beast::error_code ec, size_t /*bytes*/) {
+template <typename Stream>
+void StreamSession<Stream>::OnPieceWritten(beast::error_code ec, size_t /*bytes*/) {
   write_pending_ = false;
   streamed_->queue->Written(streamed_->piece.size());
   streamed_->piece.clear();
@@ -246,7 +322,8 @@ void Session::OnPieceWritten(beast::error_code ec, size_t /*bytes*/) {
   Pump();
 }
 
-void Session::OnProducerDone(bool failed) {
+template <typename Stream>
+void StreamSession<Stream>::OnProducerDone(bool failed) {
   if (state_ == State::kClosed) return;
   // No last chunk after a failure: the client must see the body cut off, not complete.
   if (failed) return CloseNow();
@@ -254,34 +331,44 @@ void Session::OnProducerDone(bool failed) {
   Pump();
 }
 
-void Session::EndStream() {
+template <typename Stream>
+void StreamSession<Stream>::EndStream() {
   state_ = State::kEndingStream;
   in_flight_.reset();
   if (watch_pending_) {
     // OnPeerRead goes on once the watch is cancelled (no write is pending now).
     beast::error_code ignored;
-    stream_.socket().cancel(ignored);
+    tcp().socket().cancel(ignored);
     return;
   }
   AfterStream();
 }
 
-void Session::AfterStream() {
+template <typename Stream>
+void StreamSession<Stream>::AfterStream() {
   const bool close = streamed_->close_after;
   streamed_.reset();
   if (close) return LingerThenClose();
   ReadRequest();
 }
 
-// Reads on the bare socket (no tcp_stream deadline: a generation may take minutes), into buffer_, so that
-// a request the client pipelines is kept for the next ReadRequest.
-void Session::WatchPeer() {
+// Reads without a deadline (a generation may take minutes) into buffer_, so that a request the client
+// pipelines is kept for the next ReadRequest: on the bare socket, or through TLS with the tcp_stream's
+// read deadline lifted (expires_never leaves a pending write's deadline alone; every write sets its own).
+template <typename Stream>
+void StreamSession<Stream>::WatchPeer() {
   watch_pending_ = true;
-  stream_.socket().async_read_some(buffer_.prepare(kPeerWatchReadBytes),
-                                   beast::bind_front_handler(&Session::OnPeerRead, shared_from_this()));
+  auto on_read = beast::bind_front_handler(&StreamSession::OnPeerRead, shared_from_this());
+  if constexpr (kTls) {
+    tcp().expires_never();
+    stream_.async_read_some(buffer_.prepare(kPeerWatchReadBytes), std::move(on_read));
+  } else {
+    tcp().socket().async_read_some(buffer_.prepare(kPeerWatchReadBytes), std::move(on_read));
+  }
 }
 
-void Session::OnPeerRead(beast::error_code ec, size_t bytes) {
+template <typename Stream>
+void StreamSession<Stream>::OnPeerRead(beast::error_code ec, size_t bytes) {
   watch_pending_ = false;
   if (!ec) buffer_.commit(bytes);
   switch (state_) {
@@ -300,16 +387,19 @@ void Session::OnPeerRead(beast::error_code ec, size_t bytes) {
 
 // ---- closing -------------------------------------------------------------------------------------------
 
-void Session::LingerThenClose() {
+template <typename Stream>
+void StreamSession<Stream>::LingerThenClose() {
   state_ = State::kLingering;
+  if constexpr (kTls) return ShutDownTls();
   beast::error_code ignored;
-  stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-  stream_.expires_after(std::min<std::chrono::milliseconds>(options().request_timeout, kMaxLinger));
+  tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
+  tcp().expires_after(std::min<std::chrono::milliseconds>(options().request_timeout, kMaxLinger));
   linger_buffer_.resize(4096);
   ReadAndDrop();
 }
 
-void Session::ReadAndDrop() {
+template <typename Stream>
+void StreamSession<Stream>::ReadAndDrop() {
   stream_.async_read_some(asio::buffer(linger_buffer_),
                           [self = shared_from_this()](beast::error_code ec, size_t bytes) {
                             self->lingered_bytes_ += bytes;
@@ -318,12 +408,28 @@ void Session::ReadAndDrop() {
                           });
 }
 
-void Session::CloseNow() {
+template <typename Stream>
+void StreamSession<Stream>::CloseNow() {
   state_ = State::kClosed;
   if (streamed_) streamed_->queue->MarkGone();
   beast::error_code ignored;
-  stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-  stream_.close();
+  tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
+  tcp().close();
+}
+
+template class StreamSession<PlainStream>;
+template class StreamSession<TlsStream>;
+
+std::shared_ptr<Session> MakeSession(tcp::socket socket, std::shared_ptr<ServerState> server, bool reject) {
+  ServerState& state = *server;
+  std::shared_ptr<Session> session;
+  if (state.tls) {
+    session = std::make_shared<StreamSession<TlsStream>>(std::move(socket), std::move(server), reject);
+  } else {
+    session = std::make_shared<StreamSession<PlainStream>>(std::move(socket), std::move(server), reject);
+  }
+  state.sessions.emplace(session.get(), session);
+  return session;
 }
 
 }  // namespace tandem::services

@@ -3,6 +3,10 @@
 // keep-alive lasts; or answer with close, linger and close. ServerState is what the acceptor and every
 // session share.
 //
+// A session is a template on its stream, plain TCP (beast::tcp_stream) or TLS over it
+// (beast::ssl_stream<tcp_stream>): the TLS one does its handshake first and says close_notify before it
+// closes; everything else is the same code.
+//
 // Threads: a session runs on its connection's strand (an io thread); handlers and producers run on the
 // HandlerPool and come back to the strand by posting. Start, Close and Drain may be called from any
 // thread. Failures (a read or write error, a timeout, the client leaving) close the connection; a
@@ -16,13 +20,16 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 
 #include "handler_pool.hpp"
 #include "tandem/services/http_server.hpp"
@@ -36,11 +43,16 @@ class Session;
 // shut down by the server's Stop before the server lets go of it, so it is never destroyed on one of its
 // own threads.
 struct ServerState {
-  ServerState(HttpServerOptions options_in, std::vector<Route> routes_in)
-      : options(std::move(options_in)), routes(std::move(routes_in)), pool(options.handler_threads) {}
+  ServerState(HttpServerOptions options_in, std::vector<Route> routes_in,
+              std::shared_ptr<boost::asio::ssl::context> tls_in)
+      : options(std::move(options_in)),
+        routes(std::move(routes_in)),
+        tls(std::move(tls_in)),
+        pool(options.handler_threads) {}
 
   const HttpServerOptions options;
   const std::vector<Route> routes;
+  const std::shared_ptr<boost::asio::ssl::context> tls;  // null: plain HTTP
   HandlerPool pool;
 
   std::atomic<bool> draining = false;  // set under mutex
@@ -76,26 +88,48 @@ struct StreamedResponse {
   bool close_after = false;
 };
 
-class Session : public std::enable_shared_from_this<Session> {
+// What the server holds of a session, whatever its stream.
+class Session {
  public:
-  // `reject`: over max_connections, answer 503 and close.
-  Session(boost::asio::ip::tcp::socket socket, std::shared_ptr<ServerState> state, bool reject);
-  ~Session();
-
-  void Start();
+  virtual ~Session() = default;
+  virtual void Start() = 0;
   // Pending reads and writes complete with an error, a producer sees the client gone and the session ends.
-  void Close();
+  virtual void Close() = 0;
   // Closes the connection if it waits for a request of which nothing has arrived. The server is
   // draining, which the session checks at every other step.
-  void Drain();
+  virtual void Drain() = 0;
+};
+
+// A new session on `socket`, plain or TLS as the server is; `reject`: over max_connections, answer 503
+// and close. Registered in server->sessions; the caller holds server->mutex.
+std::shared_ptr<Session> MakeSession(boost::asio::ip::tcp::socket socket, std::shared_ptr<ServerState> server,
+                                     bool reject);
+
+using PlainStream = boost::beast::tcp_stream;
+using TlsStream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
+
+template <typename Stream>
+class StreamSession final : public Session, public std::enable_shared_from_this<StreamSession<Stream>> {
+ public:
+  StreamSession(boost::asio::ip::tcp::socket socket, std::shared_ptr<ServerState> state, bool reject);
+  ~StreamSession() override;
+
+  void Start() override;
+  void Close() override;
+  void Drain() override;
 
  private:
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+  using std::enable_shared_from_this<StreamSession<Stream>>::shared_from_this;
+  using std::enable_shared_from_this<StreamSession<Stream>>::weak_from_this;
+
   // accepted → reading → handling → responding, or streaming → finishing → ending; then reading again
   // (keep-alive) or lingering → closed. Over max_connections, and for a request that is malformed, too
   // large or arrives while draining: → responding (an error, then close). From any state → closed: an
   // error, a timeout, the client leaving, Stop (or Drain on an idle connection).
   enum class State {
     kAccepted,         // Start has not run yet
+    kHandshaking,      // TLS only: the handshake runs
     kReadingRequest,   // a request is being read, or awaited on an idle keep-alive connection
     kHandling,         // the request is with a handler thread
     kResponding,       // a whole answer is being written
@@ -107,6 +141,11 @@ class Session : public std::enable_shared_from_this<Session> {
   };
 
   const HttpServerOptions& options() const { return server_->options; }
+  boost::beast::tcp_stream& tcp() { return boost::beast::get_lowest_layer(stream_); }
+
+  void Handshake();
+  void OnHandshake(boost::beast::error_code ec);
+  void Begin();  // after the handshake: the first request, or the 503 of a rejected connection
 
   void ReadRequest();
   void OnRead(boost::beast::error_code ec, size_t bytes);
@@ -124,15 +163,16 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnProducerDone(bool failed);
   void EndStream();
   void AfterStream();
-  // Reads on the bare socket while streaming: how the client's leaving is noticed.
+  // Reads while streaming: how the client's leaving is noticed.
   void WatchPeer();
   void OnPeerRead(boost::beast::error_code ec, size_t bytes);
 
   void LingerThenClose();
+  void ShutDownTls();
   void ReadAndDrop();
   void CloseNow();
 
-  boost::beast::tcp_stream stream_;
+  Stream stream_;
   const std::shared_ptr<ServerState> server_;
   const bool reject_;
   State state_ = State::kAccepted;

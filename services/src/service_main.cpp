@@ -6,6 +6,7 @@
 
 #include "tandem/base/log.hpp"
 #include "tandem/services/http_server.hpp"
+#include "tandem/services/metric_families.hpp"
 
 namespace tandem::services {
 
@@ -61,6 +62,38 @@ bool DrainUnlessSignalledAgain(HttpServer& server, const sigset_t& stop_signals,
 int FailService(std::string_view component, const Status& status, int exit_code) {
   Log(LogLevel::kError, component, status.message());
   return exit_code;
+}
+
+void TlsFlags::Declare(FlagSet& flags) {
+  flags.String("tls-cert", &tls.cert_chain_file,
+               "HTTPS: the server certificate chain (PEM; the certificate first); plain HTTP when unset");
+  flags.String("tls-key", &tls.key_file, "HTTPS: the certificate's private key (PEM)");
+  flags.String("tls-client-ca", &tls.client_ca_file,
+               "HTTPS: require client certificates signed by these CAs (PEM)");
+}
+
+Status TlsFlags::Validate() const {
+  if (tls.cert_chain_file.empty() != tls.key_file.empty()) {
+    return InvalidArgument("--tls-cert and --tls-key go together");
+  }
+  if (!tls.client_ca_file.empty() && !tls.enabled()) {
+    return InvalidArgument("--tls-client-ca needs --tls-cert and --tls-key");
+  }
+  return Status::Ok();
+}
+
+void TlsFlags::ApplyTo(HttpServerOptions& http, prometheus::Registry* registry) const {
+  http.tls = tls;
+  if (!tls.enabled() || registry == nullptr) return;
+  http.tls_handshake_failures =
+      &CounterFamily(*registry, "tandem_http_tls_handshake_failures_total",
+                     "HTTPS connections closed because the TLS handshake failed (plain HTTP, a missing or "
+                     "unknown client certificate, a timeout)")
+           .Add({});
+}
+
+int HttpStartExitCode(const Status& status) {
+  return status.code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
 }
 
 std::optional<int> ParseServiceFlags(FlagSet& flags, std::span<const std::string> args,

@@ -1,7 +1,8 @@
 // The official OpenAI Node SDK (openai@4, installed by the openai_sdk_install fixture into build/node-sdk)
 // runs chat.completions.create against a real tandem-edge over a real split, plain and streamed with
 // stream_options.include_usage, and reads back what a client would: the same text both ways, the
-// assistant role, a finish reason and the usage. A wrong key is the SDK's AuthenticationError.
+// assistant role, a finish reason and the usage; the same over HTTPS (NODE_EXTRA_CA_CERTS for the
+// development CA). A wrong key is the SDK's AuthenticationError.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -34,13 +35,15 @@ class OpenAiSdkTest : public ::testing::Test {
                                     .dump();
   }
 
-  // The SDK script against `edge` with `key`.
-  testing::CommandResult RunSdk(const EdgeProcess& edge, const std::string& key) const {
-    return testing::RunProgram(
-        "/usr/bin/env",
-        {"node", (sdk_dir_ / "openai_chat.mjs").string(), "http://" + edge.address() + "/v1", key,
-         messages_.string(), std::to_string(kMaxTokens)},
-        120);
+  // The SDK script against `edge` with `key`; over HTTPS trusting `ca` when given.
+  testing::CommandResult RunSdk(const EdgeProcess& edge, const std::string& key,
+                                const std::string& ca = "") const {
+    std::vector<std::string> args;
+    if (!ca.empty()) args.push_back("NODE_EXTRA_CA_CERTS=" + ca);
+    const std::string scheme = ca.empty() ? "http://" : "https://";
+    args.insert(args.end(), {"node", (sdk_dir_ / "openai_chat.mjs").string(), scheme + edge.address() + "/v1",
+                             key, messages_.string(), std::to_string(kMaxTokens)});
+    return testing::RunProgram("/usr/bin/env", args, 120);
   }
 
   testing::TempDir dir_;
@@ -75,6 +78,26 @@ TEST_F(OpenAiSdkTest, ChatCompletionsCreatePlainAndStreamedOverASplit) {
   EXPECT_EQ(streamed["finish_reason"], plain["finish_reason"]);
   EXPECT_EQ(streamed["usage"], plain["usage"]) << "stream_options.include_usage: the last chunk's usage";
   EXPECT_GT(streamed["chunks"].get<int>(), 2);
+}
+
+TEST_F(OpenAiSdkTest, ChatCompletionsCreateOverHttps) {
+  const std::string prefix = (dir_ / "dev").string();
+  const testing::CommandResult made = testing::RunProgram("tandem", {"tls-selfsigned", "--out", prefix});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  EdgeProcess edge({"--api-key", kApiKey, "--chat-template", "chatml", "--tls-cert", prefix + "-cert.pem",
+                    "--tls-key", prefix + "-key.pem"});
+  ASSERT_TRUE(edge.started()) << edge.log();
+  const testing::CommandResult result = RunSdk(edge, kApiKey, prefix + "-ca.pem");
+  ASSERT_EQ(result.exit_code, 0) << result.err << edge.log();
+  const json out = json::parse(result.out);
+  EXPECT_EQ(out["plain"]["object"], "chat.completion");
+  EXPECT_FALSE(out["plain"]["content"].get<std::string>().empty());
+  EXPECT_EQ(out["streamed"]["content"], out["plain"]["content"]);
+  EXPECT_GT(out["streamed"]["chunks"].get<int>(), 2);
+
+  // Without the CA the SDK refuses the server's certificate.
+  const testing::CommandResult untrusted = RunSdk(edge, kApiKey, "/dev/null");
+  EXPECT_NE(untrusted.exit_code, 0) << untrusted.out;
 }
 
 TEST_F(OpenAiSdkTest, AWrongKeyIsTheSdksAuthenticationError) {

@@ -14,6 +14,7 @@
 #include "tandem/engine/model_loader.hpp"
 #include "tandem/scheduler/planner.hpp"
 #include "tandem/services/request_signing.hpp"
+#include "tandem/services/service_main.hpp"
 
 namespace tandem::edge_agent {
 
@@ -25,6 +26,7 @@ struct EdgeConfig {
   CloudFlags cloud;
   std::string split = "auto";
   std::string listen = "127.0.0.1:8080";
+  services::TlsFlags tls;  // --tls-cert, --tls-key, --tls-client-ca
   std::string api_key;
   std::string api_key_file;
   int max_concurrent = 2;

@@ -28,6 +28,12 @@
 //   max_connections open 503 (code "overloaded") · a request after Drain 503 (code "shutting_down").
 //   400/413/431/503 close the connection; a connection that sends nothing for
 //   request_timeout (or takes longer than that to send one request) is closed without an answer.
+//
+// HTTPS: with HttpServerOptions::tls set the server speaks only TLS (1.2 or 1.3, forward-secret AEAD
+// ciphers, no compression, no renegotiation) on the same sessions; with a client CA every client must
+// present a certificate that CA signed. A failed handshake (plain HTTP, an unknown or missing client
+// certificate, a handshake slower than request_timeout) closes that connection only, counted in
+// `tls_handshake_failures` when set.
 #pragma once
 
 #include <chrono>
@@ -41,6 +47,10 @@
 #include <vector>
 
 #include "tandem/base/status.hpp"
+
+namespace prometheus {
+class Counter;
+}
 
 namespace tandem::services {
 
@@ -92,14 +102,23 @@ struct Route {
   HttpHandler handler;
 };
 
+struct HttpTlsOptions {
+  std::string cert_chain_file;  // PEM: the server's certificate, then any intermediates; empty: plain HTTP
+  std::string key_file;         // PEM: the certificate's private key
+  std::string client_ca_file;   // PEM: CAs that sign client certificates; set: clients must present one
+  bool enabled() const { return !cert_chain_file.empty() || !key_file.empty(); }
+};
+
 struct HttpServerOptions {
   std::string listen = "127.0.0.1:0";  // host:port ("[::1]:8080" for IPv6); port 0 picks a free one
   size_t max_header_bytes = size_t{16} * 1024;
   size_t max_body_bytes = 1 << 20;
-  std::chrono::milliseconds request_timeout{30000};  // whole read of one request; idle keep-alive too
-  int max_connections = 256;                         // beyond: accept, answer 503 and close
-  int threads = 1;                                   // io threads (socket I/O only)
-  int handler_threads = 16;                          // threads running handlers and stream producers
+  std::chrono::milliseconds request_timeout{30000};       // whole read of one request; idle keep-alive too
+  int max_connections = 256;                              // beyond: accept, answer 503 and close
+  int threads = 1;                                        // io threads (socket I/O only)
+  int handler_threads = 16;                               // threads running handlers and stream producers
+  HttpTlsOptions tls;                                     // HTTPS when enabled()
+  prometheus::Counter* tls_handshake_failures = nullptr;  // counted here when set; outlives the server
 };
 
 // OpenAI-style error object: {"error":{"message":..,"type":..,"param":..|null,"code":..|null}}.
@@ -115,9 +134,10 @@ HttpResponse Dispatch(const std::vector<Route>& routes, const HttpRequest& reque
 
 class HttpServer {
  public:
-  // Validates the options, binds and starts serving on background threads. Errors: InvalidArgument for
-  // bad options or an unparsable address, Unavailable when the address cannot be bound (port in use);
-  // either message names the address.
+  // Validates the options, loads the TLS files, binds and starts serving on background threads. Errors:
+  // InvalidArgument for bad options, an unparsable address (named) or a TLS file that is missing,
+  // unreadable, not PEM or a key that does not match the certificate (the file named); Unavailable when
+  // the address cannot be bound (port in use; named).
   static Result<std::unique_ptr<HttpServer>> Start(HttpServerOptions options, std::vector<Route> routes);
 
   ~HttpServer();  // Stop()

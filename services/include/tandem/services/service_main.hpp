@@ -13,10 +13,13 @@
 #include "tandem/base/exit_codes.hpp"
 #include "tandem/base/flags.hpp"
 #include "tandem/base/status.hpp"
+#include "tandem/services/http_server.hpp"
+
+namespace prometheus {
+class Registry;
+}
 
 namespace tandem::services {
-
-class HttpServer;
 
 // Blocks SIGTERM and SIGINT in the calling thread and in every thread it starts afterwards (call it first
 // in main), and makes threads started before (by libraries) pass them on to the calling thread; returns
@@ -32,6 +35,25 @@ bool DrainUnlessSignalledAgain(HttpServer& server, const sigset_t& stop_signals,
 
 // Logs `status` as `component`'s error line and returns `exit_code`.
 int FailService(std::string_view component, const Status& status, int exit_code = kExitFailure);
+
+// --tls-cert, --tls-key, --tls-client-ca: HTTPS on a service's HTTP port, declared the same way by every
+// service. Unset: plain HTTP (for loopback).
+struct TlsFlags {
+  HttpTlsOptions tls;
+
+  void Declare(FlagSet& flags);
+  // Cert and key come together; a client CA only with them.
+  Status Validate() const;
+  // Sets http.tls; with TLS on, counts failed handshakes in `registry`'s
+  // tandem_http_tls_handshake_failures_total (when given; the registry must outlive the server).
+  void ApplyTo(HttpServerOptions& http, prometheus::Registry* registry) const;
+  // For the serving log line: "on" or "off", and whether client certificates are required.
+  std::string Tls() const { return tls.enabled() ? "on" : "off"; }
+  std::string ClientCerts() const { return tls.client_ca_file.empty() ? "none" : "required"; }
+};
+
+// The exit code for an HttpServer::Start error: a bad option or file (InvalidArgument) is a usage error.
+int HttpStartExitCode(const Status& status);
 
 // Parses `args`: nullopt to go on, or the exit code (0 after printing --help, kExitUsage on a bad flag).
 std::optional<int> ParseServiceFlags(FlagSet& flags, std::span<const std::string> args,

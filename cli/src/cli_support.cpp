@@ -1,13 +1,19 @@
 #include "cli_support.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 
 #include "tandem/model/checkpoint.hpp"
@@ -180,6 +186,20 @@ Status CreateDirectories(const std::filesystem::path& dir) {
   std::error_code error;
   std::filesystem::create_directories(dir, error);
   if (error) return InvalidArgument(dir.string() + ": cannot create: " + error.message());
+  return Status::Ok();
+}
+
+Status WriteFileWithMode(const std::string& path, const std::string& text, mode_t mode, bool replace) {
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (replace ? O_TRUNC : O_EXCL), mode);
+  if (fd < 0) {
+    if (errno == EEXIST) return InvalidArgument("'" + path + "' already exists; --force replaces it");
+    return Unavailable("cannot create '" + path + "': " + std::strerror(errno));
+  }
+  const bool written =
+      fchmod(fd, mode) == 0 && write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  const int saved_errno = errno;
+  const bool closed = close(fd) == 0;
+  if (!written || !closed) return Unavailable("cannot write '" + path + "': " + std::strerror(saved_errno));
   return Status::Ok();
 }
 

@@ -2,6 +2,8 @@
 // loading are tandem::ModelFlags and tandem::LoadModel (model_loader.hpp), shared with the services.
 #pragma once
 
+#include <sys/types.h>
+
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -62,6 +64,10 @@ Result<at::Tensor> PassThroughCodec(const at::Tensor& rows, ActivationCodec code
 Status CreateDirectories(const std::filesystem::path& dir);
 // Writes `text` to `path`, replacing it; an error naming the file when it cannot.
 Status WriteText(const std::filesystem::path& path, const std::string& text);
+// Writes `text` to a new file `path` created with `mode` (a key is never readable by others, even for a
+// moment); with `replace`, an existing file is overwritten and gets `mode`, else it is an error that
+// points at --force.
+Status WriteFileWithMode(const std::string& path, const std::string& text, mode_t mode, bool replace);
 
 // Checks that a required flag was given.
 Status Require(const FlagSet& flags, const std::string& name);

@@ -1,10 +1,4 @@
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 
 #include "cli_support.hpp"
@@ -16,21 +10,6 @@ namespace tandem::cli {
 namespace {
 
 constexpr const char* kCommand = "keygen";
-
-// Writes `text` to a new file `path` with mode 0600 (with `force`, replaces what is there and sets 0600).
-Status WritePrivateFile(const std::string& path, const std::string& text, bool force) {
-  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (force ? O_TRUNC : O_EXCL), 0600);
-  if (fd < 0) {
-    if (errno == EEXIST) return InvalidArgument("'" + path + "' already exists; --force replaces it");
-    return Unavailable("cannot create '" + path + "': " + std::strerror(errno));
-  }
-  const bool written =
-      fchmod(fd, 0600) == 0 && write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-  const int saved_errno = errno;
-  const bool closed = close(fd) == 0;
-  if (!written || !closed) return Unavailable("cannot write '" + path + "': " + std::strerror(saved_errno));
-  return Status::Ok();
-}
 
 }  // namespace
 
@@ -50,7 +29,8 @@ int RunControlSecret(std::span<const std::string> args) {
   if (out.empty()) return Fail(kName, InvalidArgument("--out is empty"), kExitUsage);
   Result<std::string> secret = services::NewControlSecret();
   if (!secret.ok()) return Fail(kName, secret.status());
-  if (Status written = WritePrivateFile(out, *secret, force); !written.ok()) return Fail(kName, written);
+  if (Status written = WriteFileWithMode(out, *secret, 0600, force); !written.ok())
+    return Fail(kName, written);
   std::printf("control secret file: %s\n", out.c_str());
   return 0;
 }

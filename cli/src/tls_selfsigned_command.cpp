@@ -1,14 +1,11 @@
 // tandem tls-selfsigned: a development CA, a server certificate for the given hosts and a client
 // certificate, all signed by that CA (OpenSSL's C API; EC P-256 keys).
+#include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
-
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -62,7 +59,8 @@ std::string SubjectAltNames(const std::vector<std::string>& hosts) {
   for (const std::string& host : hosts) {
     const bool is_ip =
         host.find_first_not_of("0123456789.") == std::string::npos || host.find(':') != std::string::npos;
-    names += (names.empty() ? "" : ",") + std::string(is_ip ? "IP:" : "DNS:") + host;
+    if (!names.empty()) names += ',';
+    names.append(is_ip ? "IP:" : "DNS:").append(host);
   }
   return names;
 }
@@ -115,31 +113,23 @@ Result<Cert> MakeCertificate(EVP_PKEY* key, const std::string& common_name, Role
   return cert;
 }
 
-// Writes with `write` to a new file of mode `mode` (created so: a key is never readable by others, even
-// for a moment).
+// The PEM text `write` gives through a memory BIO, written to `path` with `mode` (replaced if there).
 template <typename Write>
 Status WritePem(const std::string& path, mode_t mode, Write&& write) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) return InvalidArgument("cannot write '" + path + "': " + std::strerror(errno));
-  ::fchmod(fd, mode);  // an existing file keeps its mode through O_TRUNC
-  FILE* file = ::fdopen(fd, "w");
-  if (file == nullptr) {
-    ::close(fd);
-    return InvalidArgument("cannot write '" + path + "'");
-  }
-  const bool written = write(file) == 1;
-  const bool closed = std::fclose(file) == 0;
-  if (!written || !closed) return InvalidArgument("cannot write '" + path + "'");
-  return Status::Ok();
+  const std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), &BIO_free);
+  if (bio == nullptr || write(bio.get()) != 1) return Internal("cannot encode '" + path + "'");
+  char* data = nullptr;
+  const long size = BIO_get_mem_data(bio.get(), &data);
+  return WriteFileWithMode(path, std::string(data, static_cast<size_t>(size)), mode, /*replace=*/true);
 }
 
 Status WriteCert(const std::string& path, X509* cert) {
-  return WritePem(path, 0644, [cert](FILE* file) { return PEM_write_X509(file, cert); });
+  return WritePem(path, 0644, [cert](BIO* bio) { return PEM_write_bio_X509(bio, cert); });
 }
 
 Status WriteKey(const std::string& path, EVP_PKEY* key) {
-  return WritePem(path, 0600, [key](FILE* file) {
-    return PEM_write_PrivateKey(file, key, nullptr, nullptr, 0, nullptr, nullptr);
+  return WritePem(path, 0600, [key](BIO* bio) {
+    return PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr);
   });
 }
 

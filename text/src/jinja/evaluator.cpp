@@ -21,6 +21,13 @@ class Evaluator {
     frames_.emplace_back();
     for (const auto& [key, value] : variables.items) frames_.back()[key.Str()] = value;
   }
+  // A namespace is the one mutable value, so the only way to a cycle of shared pointers (`{% set ns.a =
+  // [ns] %}`), which would outlive the render: the namespaces written to are emptied at its end.
+  ~Evaluator() {
+    for (const Value& written : written_namespaces_) written.name_space().attributes.items.clear();
+  }
+  Evaluator(const Evaluator&) = delete;
+  Evaluator& operator=(const Evaluator&) = delete;
 
   std::string Run(const Template& tmpl) {
     std::string out;
@@ -119,6 +126,7 @@ class Evaluator {
       throw RenderError("TemplateRuntimeError: cannot assign attribute on non-namespace object");
     }
     object.name_space().attributes.Set(target.attribute, value);
+    written_namespaces_.push_back(object);
   }
 
   static Value LoopObject(const std::vector<Value>& items, size_t i, const Value& cycle) {
@@ -335,6 +343,7 @@ class Evaluator {
   Value pending_input_;  // a block set's text, for its filters
   int call_depth_ = 0;
   int64_t steps_ = 0;
+  std::vector<Value> written_namespaces_;  // emptied by the destructor
 };
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <unictype.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -413,8 +414,18 @@ std::string Value::Str() const {
       return "";
     case Kind::kString:
       return string();
-    case Kind::kNamespace:
+    case Kind::kNamespace: {
+      // A namespace inside itself prints as Python prints a dict inside itself: {...}.
+      thread_local std::vector<const Namespace*> printing;
+      const Namespace* self = &name_space();
+      if (std::find(printing.begin(), printing.end(), self) != printing.end()) return "<Namespace {...}>";
+      printing.push_back(self);
+      struct Pop {
+        std::vector<const Namespace*>& stack;
+        ~Pop() { stack.pop_back(); }
+      } pop{printing};
       return "<Namespace " + Value::MakeDict(name_space().attributes).Repr() + ">";
+    }
     default:
       return Repr();
   }

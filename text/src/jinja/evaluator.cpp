@@ -1,5 +1,6 @@
 #include "jinja/evaluator.hpp"
 
+#include <algorithm>
 #include <unordered_map>
 
 #include "jinja/builtins.hpp"
@@ -126,7 +127,11 @@ class Evaluator {
       throw RenderError("TemplateRuntimeError: cannot assign attribute on non-namespace object");
     }
     object.name_space().attributes.Set(target.attribute, value);
-    written_namespaces_.push_back(object);
+    const Namespace* written = &object.name_space();
+    if (std::none_of(written_namespaces_.begin(), written_namespaces_.end(),
+                     [written](const Value& known) { return &known.name_space() == written; })) {
+      written_namespaces_.push_back(object);  // once each: a loop writes the same namespace again and again
+    }
   }
 
   static Value LoopObject(const std::vector<Value>& items, size_t i, const Value& cycle) {
@@ -343,7 +348,7 @@ class Evaluator {
   Value pending_input_;  // a block set's text, for its filters
   int call_depth_ = 0;
   int64_t steps_ = 0;
-  std::vector<Value> written_namespaces_;  // emptied by the destructor
+  std::vector<Value> written_namespaces_;  // each once; emptied by the destructor
 };
 
 }  // namespace

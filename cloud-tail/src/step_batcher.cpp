@@ -15,6 +15,7 @@ size_t StepBatcher::Limit() const {
 
 void StepBatcher::Begin(std::deque<Job>& queue, Clock::TimePoint now) {
   batch_.clear();
+  CountExpected();  // again: a session may have closed since the last batch
   alone_ = RunsAlone(queue.front());
   deadline_ = now + policy_.max_wait;
   if (alone_) {
@@ -50,13 +51,31 @@ bool StepBatcher::ShouldWait(Clock::TimePoint now) const {
 
 std::vector<Job> StepBatcher::Finish() {
   if (!alone_) {
-    expected_ = batch_.size();
-  } else if (!batch_.front().opens()) {
-    ++expected_;
+    std::vector<std::weak_ptr<Session>> sessions;
+    for (const Job& job : batch_) sessions.push_back(job.session);
+    recent_.push_back(std::move(sessions));
+    if (recent_.size() > kRecentBatches) recent_.pop_front();
+  } else if (!batch_.front().opens() && !batch_.front().session->private_output()) {
+    if (recent_.empty()) recent_.emplace_back();
+    recent_.back().push_back(batch_.front().session);
   }
+  CountExpected();
   std::vector<Job> batch = std::move(batch_);
   batch_.clear();
   return batch;
+}
+
+void StepBatcher::CountExpected() {
+  std::vector<const Session*> distinct;
+  for (const auto& sessions : recent_) {
+    for (const std::weak_ptr<Session>& weak : sessions) {
+      const std::shared_ptr<Session> session = weak.lock();
+      if (session && std::find(distinct.begin(), distinct.end(), session.get()) == distinct.end()) {
+        distinct.push_back(session.get());
+      }
+    }
+  }
+  expected_ = std::max<size_t>(1, distinct.size());
 }
 
 }  // namespace tandem::cloud_tail

@@ -1,5 +1,6 @@
 // Continuous batching's policy on a ManualClock, without threads: a lone session never waits, a batch waits
-// up to max_wait for as many steps as the last one held and flushes when they are in or the wait is over,
+// up to max_wait for a step from each session of the last two batches and flushes when they are in or the
+// wait is over, batching recovers after steps came one at a time,
 // batches stop at max_batch, each session's steps keep their order, and OPENs, prefills, VERIFY steps and
 // private-output steps run alone.
 #include "tandem/cloud_tail/step_batcher.hpp"
@@ -96,16 +97,65 @@ TEST_F(StepBatcherTest, ABatchWaitsForAsManyAsLastTimeThenFlushes) {
   EXPECT_FALSE(batcher.ShouldWait(clock_.Now()));  // all in: flush before the deadline
   EXPECT_EQ(Ids(batcher.Finish()), (std::vector<uint64_t>{2, 1, 3}));
 
-  // Two of three, and the wait runs out: flush with two; the next batch expects two.
-  queue_.push_back(Decode(a));
-  queue_.push_back(Decode(c));
-  batcher.Begin(queue_, clock_.Now());
-  clock_.Advance(kWait - microseconds(1));
-  EXPECT_TRUE(batcher.ShouldWait(clock_.Now()));
-  clock_.Advance(microseconds(1));
-  EXPECT_FALSE(batcher.ShouldWait(clock_.Now()));
-  EXPECT_EQ(batcher.Finish().size(), 2u);
+  // Two of three, and the wait runs out: flush with two. b decoded a batch ago, so the next batch still
+  // waits for it; after a second batch without b, only two are expected.
+  for (int batch = 0; batch < 2; ++batch) {
+    EXPECT_EQ(batcher.expected(), 3u);
+    queue_.push_back(Decode(a));
+    queue_.push_back(Decode(c));
+    batcher.Begin(queue_, clock_.Now());
+    clock_.Advance(kWait - microseconds(1));
+    EXPECT_TRUE(batcher.ShouldWait(clock_.Now()));
+    clock_.Advance(microseconds(1));
+    EXPECT_FALSE(batcher.ShouldWait(clock_.Now()));
+    EXPECT_EQ(batcher.Finish().size(), 2u);
+  }
   EXPECT_EQ(batcher.expected(), 2u);
+}
+
+TEST_F(StepBatcherTest, BatchingRecoversAfterStepsCameOneAtATime) {
+  // Four sessions whose steps came one at a time (each batch flushed alone, expecting one): once two
+  // batches remember two sessions, the next waits for a second step, and the batches grow back to four.
+  StepBatcher batcher({.max_batch = 8, .max_wait = kWait});
+  const auto a = NewSession(1), b = NewSession(2), c = NewSession(3), d = NewSession(4);
+  queue_.push_back(Decode(a));
+  EXPECT_EQ(TakeBatch(batcher).size(), 1u);
+  EXPECT_EQ(batcher.expected(), 1u);
+  queue_.push_back(Decode(b));
+  EXPECT_EQ(TakeBatch(batcher).size(), 1u);
+  EXPECT_EQ(batcher.expected(), 2u);
+
+  // Each session's next step comes one at a time; a batch takes them while it waits, and flushes when it
+  // has as many as it expects.
+  std::vector<size_t> sizes;
+  for (int round = 0; round < 2; ++round) {
+    for (const auto& session : {a, b, c, d}) {
+      queue_.push_back(Decode(session));
+      if (batcher.size() == 0) {
+        batcher.Begin(queue_, clock_.Now());
+      } else {
+        batcher.Collect(queue_);
+      }
+      if (!batcher.ShouldWait(clock_.Now())) sizes.push_back(batcher.Finish().size());
+    }
+  }
+  EXPECT_EQ(sizes, (std::vector<size_t>{2, 2, 4}));
+  EXPECT_EQ(batcher.expected(), 4u);
+}
+
+TEST_F(StepBatcherTest, AClosedSessionIsNotExpected) {
+  StepBatcher batcher({.max_batch = 8, .max_wait = kWait});
+  const auto a = NewSession(1);
+  auto b = NewSession(2);
+  queue_.push_back(Decode(a));
+  queue_.push_back(Decode(b));
+  EXPECT_EQ(TakeBatch(batcher).size(), 2u);
+  EXPECT_EQ(batcher.expected(), 2u);
+  b.reset();  // closed: the tail's session table and the batch held the last references
+  queue_.push_back(Decode(a));
+  batcher.Begin(queue_, clock_.Now());
+  EXPECT_FALSE(batcher.ShouldWait(clock_.Now()));
+  EXPECT_EQ(batcher.Finish().size(), 1u);
 }
 
 TEST_F(StepBatcherTest, ABatchStopsAtMaxBatch) {

@@ -48,8 +48,8 @@ class StepBatcher {
   // Whether the batch should wait for more: it holds fewer steps than expected and the wait is not over.
   bool ShouldWait(Clock::TimePoint now) const;
   Clock::TimePoint deadline() const { return deadline_; }
-  // Hands the batch over. The next batch expects as many steps as this one decoded, or one more after a
-  // prefill (that session decodes next); an OPEN changes nothing.
+  // Hands the batch over. The next batch expects a step from each session that decoded in the last
+  // kRecentBatches batches or prefilled (or verified) since; an OPEN changes nothing.
   std::vector<Job> Finish();
 
   size_t expected() const { return expected_; }
@@ -59,8 +59,16 @@ class StepBatcher {
   size_t Limit() const;
 
   BatchPolicy policy_;
-  // Sessions that decoded in the last batch, plus any just prefilled: each is likely to send its next step
-  // in a moment, so the next batch waits (a little) for them.
+  // Remembering more than the last batch lets batching recover: were the next batch to expect only as many
+  // steps as the last one held, one batch of one (a step that came late) would make every later batch
+  // flush alone. A session that stops decoding costs at most kRecentBatches waits.
+  static constexpr size_t kRecentBatches = 2;
+  void CountExpected();
+
+  // The sessions of the last kRecentBatches decode batches, oldest first; a session that prefilled joins
+  // the newest. Each is likely to send its next step in a moment, so the next batch waits (a little) for
+  // them. Weak: a closed session is not expected, and its KV cache is not kept alive here.
+  std::deque<std::vector<std::weak_ptr<Session>>> recent_;
   size_t expected_ = 1;
   std::vector<Job> batch_;
   bool alone_ = false;

@@ -1,17 +1,26 @@
 # One image with Tandem's four binaries (tandem, tandem-cloud, tandem-edge, tandem-scheduler), for
-# docker-compose.yml and the Helm chart: docker build -t tandem:0.1.0 .
+# docker-compose.yml and the Helm chart: `make image` (podman, or docker where a daemon runs), or
+# docker build -t tandem:local .
 # The build stage installs the -dev packages with the same script as `make`; the runtime stage has only
 # the shared libraries the binaries load (deploy/tools/check_dockerfile.py checks that list against the
 # binaries' DT_NEEDED entries), runs as the unprivileged user tandem, and works with a read-only root.
 
-FROM debian:12 AS build
+# Both stages are Debian 12. Without a registry, scripts/base-image.sh makes the same distribution with
+# debootstrap and `make image` passes it here.
+ARG DEBIAN_IMAGE=docker.io/library/debian:12
+ARG DEBIAN_SLIM_IMAGE=docker.io/library/debian:12-slim
+
+FROM ${DEBIAN_IMAGE} AS build
 COPY scripts/install-deps.sh /src/scripts/install-deps.sh
 RUN /src/scripts/install-deps.sh --build-only && rm -rf /var/lib/apt/lists/*
 COPY . /src
-RUN cmake -S /src -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DTANDEM_BUILD_TESTS=OFF \
+# The compiler cache outlives the build (a cache mount, not a layer): a rebuild after a small change
+# compiles only what changed.
+RUN --mount=type=cache,target=/root/.cache/ccache \
+    cmake -S /src -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DTANDEM_BUILD_TESTS=OFF \
  && cmake --build /build --target tandem tandem-cloud tandem-edge tandem-scheduler
 
-FROM debian:12-slim AS runtime
+FROM ${DEBIAN_SLIM_IMAGE} AS runtime
 # libopenblas0-pthread: LibTorch's BLAS (without it, the reference BLAS, several times slower);
 # curl: the health checks.
 RUN apt-get update \

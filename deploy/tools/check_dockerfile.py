@@ -45,11 +45,14 @@ def instructions(path):
 
 
 def stages(steps):
-    """[{name, base, steps}] in order."""
-    result = []
+    """[{name, base, steps}] in order; a base named by an ARG before the first FROM is its default."""
+    result, defaults = [], {}
     for number, keyword, rest in steps:
+        if keyword == "ARG" and not result and "=" in rest:
+            name, _, value = rest.partition("=")
+            defaults[name.strip()] = value.strip()
         if keyword == "FROM":
-            words = rest.split()
+            words = re.sub(r"\$\{?(\w+)\}?", lambda match: defaults.get(match.group(1), match.group(0)), rest).split()
             name = words[2] if len(words) > 2 and words[1].upper() == "AS" else str(len(result))
             result.append({"name": name, "base": words[0], "line": number, "steps": []})
         elif result:
@@ -118,7 +121,7 @@ def check(dockerfile, bin_dir, context=None):
         return errors + [f"{len(all_stages)} stage(s): want a build stage and a runtime stage"], ""
     build, runtime = all_stages[0], all_stages[-1]
     for stage in all_stages:
-        if not re.fullmatch(r"debian:12(-slim)?(@sha256:[0-9a-f]+)?", stage["base"]):
+        if not re.fullmatch(r"(docker\.io/library/)?debian:12(-slim)?(@sha256:[0-9a-f]+)?", stage["base"]):
             errors.append(f"line {stage['line']}: stage {stage['name']} is based on {stage['base']}, not Debian 12")
 
     build_runs = " ".join(rest for _, keyword, rest in build["steps"] if keyword == "RUN")

@@ -54,8 +54,9 @@ class BrokenCopies(unittest.TestCase):
 
 
 class ComposeCases(BrokenCopies):
-    def check(self, compose):
-        return run(PYTHON, os.path.join(TOOLS, "check_compose.py"), "--bin-dir", BIN, "--compose", compose,
+    def check(self, compose, *overrides):
+        files = [argument for path in (compose, *overrides) for argument in ("--compose", path)]
+        return run(PYTHON, os.path.join(TOOLS, "check_compose.py"), "--bin-dir", BIN, *files,
                    "--project-dir", SOURCE)
 
     def test_the_real_file_passes(self):
@@ -86,7 +87,8 @@ class ComposeCases(BrokenCopies):
         self.assertFailsWith(self.check(broken), r"nothing writes gateway.key into volume 'keys'")
 
     def test_a_port_published_beyond_loopback_fails(self):
-        broken = self.copy_with("docker-compose.yml", "127.0.0.1:8080:8080", "8080:8080")
+        broken = self.copy_with("docker-compose.yml", "127.0.0.1:${TANDEM_EDGE_PORT:-8080}:8080",
+                                "${TANDEM_EDGE_PORT:-8080}:8080")
         self.assertFailsWith(self.check(broken), r"ERROR edge-agent: published port .* is not bound to 127.0.0.1")
 
     def test_a_scrape_target_on_the_wrong_port_fails(self):
@@ -105,8 +107,17 @@ class ComposeCases(BrokenCopies):
         self.assertFailsWith(self.check(broken), r"(?s)promtool check config: .*alerts.yml.*parse error")
 
     def test_a_missing_dashboard_file_fails(self):
-        broken = self.copy_with("docker-compose.yml", "tandem-dashboard.json:", "tandem-dashbaord.json:")
-        self.assertFailsWith(self.check(broken), r"tandem-dashbaord.json does not exist")
+        broken = self.copy_with("docker-compose.grafana.yml", "tandem-dashboard.json:", "tandem-dashbaord.json:")
+        self.assertFailsWith(self.check(os.path.join(SOURCE, "docker-compose.yml"), broken),
+                             r"tandem-dashbaord.json does not exist")
+
+    def test_an_https_edge_scraped_over_plain_http_fails(self):
+        targets = os.path.join(self.dir, "targets")
+        shutil.copytree(os.path.join(SOURCE, "deploy/prometheus/targets"), targets)
+        write_file(os.path.join(targets, "edge-https.yml"), "[]\n")
+        write_file(os.path.join(targets, "edge.yml"), "- targets: [edge-agent:8080]\n")
+        broken = self.copy_with("docker-compose.yml", "./deploy/prometheus/targets:", targets + ":")
+        self.assertFailsWith(self.check(broken), r"edge-agent \(tandem-edge\) is not scraped by job tandem-edge-https")
 
 
 class DockerfileCases(BrokenCopies):

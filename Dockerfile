@@ -17,7 +17,7 @@ COPY . /src
 # The compiler cache outlives the build (a cache mount, not a layer): a rebuild after a small change
 # compiles only what changed.
 RUN --mount=type=cache,target=/root/.cache/ccache \
-    cmake -S /src -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DTANDEM_BUILD_TESTS=OFF \
+    cmake -S /src -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DTANDEM_BUILD_TESTS=OFF -DTANDEM_BUILD_BENCHMARKS=OFF \
  && cmake --build /build --target tandem tandem-cloud tandem-edge tandem-scheduler
 
 FROM ${DEBIAN_SLIM_IMAGE} AS runtime

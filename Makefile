@@ -6,7 +6,7 @@ SHARED ?= $(abspath ../shared)
 TANDEM_MODEL ?= $(SHARED)/models/stories260K/stories260K.bin
 TANDEM_TOKENIZER ?= $(SHARED)/models/stories260K/tok512.bin
 
-.PHONY: all deps configure build test demo bench fuzz clean
+.PHONY: all deps configure build test demo bench fuzz image deploy-smoke clean
 
 all: build
 
@@ -70,6 +70,20 @@ load: build
 FUZZ_SECONDS ?= 60
 fuzz: deps
 	@scripts/fuzz.sh $(FUZZ_SECONDS)
+
+# The images (tandem:local from the Dockerfile, tandem-prometheus:local) with podman, or docker where a
+# daemon runs; without a registry, on a Debian base made with debootstrap (scripts/base-image.sh).
+image: DEPS_SET = --deploy
+image: deps
+	@scripts/image.sh
+
+# The deployment files run for real with podman: the compose stack (HTTPS edge, two tails, scheduler,
+# Prometheus; chat, completion, targets up, a tail killed) and the Helm chart under `podman kube play`.
+# DEPLOY_SMOKE_FLAGS=--skip-without-podman (.ci/run): say so and pass where podman cannot run containers.
+DEPLOY_SMOKE_FLAGS ?=
+deploy-smoke: DEPS_SET = --deploy
+deploy-smoke: deps
+	@TANDEM_SHARED=$(SHARED) scripts/deploy-smoke.sh $(DEPLOY_SMOKE_FLAGS)
 
 clean:
 	@rm -rf $(BUILD_DIR)

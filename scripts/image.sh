@@ -15,10 +15,11 @@ source scripts/container-engine.sh
 build_args=()
 if [ "$ENGINE" = podman ]; then
   base=${TANDEM_DEBIAN_IMAGE:-$(scripts/base-image.sh)}
-  build_args=(--network=host --build-arg "DEBIAN_IMAGE=$base" --build-arg "DEBIAN_SLIM_IMAGE=$base")
+  # docker format: OCI images drop HEALTHCHECK.
+  build_args=(--format docker --network=host --build-arg "DEBIAN_IMAGE=$base" --build-arg "DEBIAN_SLIM_IMAGE=$base")
 fi
 
-build() {  # IMAGE CONTEXT [DOCKERFILE]
+build() {  # IMAGE CONTEXT
   local image=$1 context=$2 started
   started=$(date +%s)
   echo "image: building $image ($ENGINE build $context)"

@@ -6,6 +6,8 @@
 #                                        the configure step finds), curl and jq; no Go, Prometheus, Node.js,
 #                                        clang, qemu or deployment checkers
 #   scripts/install-deps.sh --build-only what building the four binaries needs (the Dockerfile's build stage)
+#   scripts/install-deps.sh --deploy     what make image and make deploy-smoke need: podman (with runc,
+#                                        podman-compose, debootstrap), the chart's renderer (Go), curl, jq
 set -euo pipefail
 
 build_packages=(
@@ -36,12 +38,19 @@ command -v npm >/dev/null || tool_packages+=(npm)
 # What the demo runs beyond the build: scripts/demo.sh's curl and jq; python3 for the configure step.
 demo_packages=(curl jq python3)
 
+# What make image and make deploy-smoke run on the host (the build itself happens in the image).
+deploy_packages=(
+  podman runc podman-compose debootstrap curl jq python3 python3-yaml
+  golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev  # helm-render, for kube play
+)
+
 packages=("${build_packages[@]}")
 case "${1:-}" in
   --build-only) ;;
   --demo) packages+=("${demo_packages[@]}") ;;
+  --deploy) packages=("${deploy_packages[@]}") ;;
   "") packages+=("${demo_packages[@]}" "${tool_packages[@]}") ;;
-  *) echo "usage: $0 [--demo | --build-only]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--demo | --build-only | --deploy]" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -30,9 +30,11 @@ elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv
 begin() { step="$1"; step_start=$(date +%s.%N); echo "== kube-smoke: $step"; }
 done_step() { echo "   ok: $step ($(elapsed "$step_start") s)"; }
 
+# The release's name prefixes every pod and volume the play makes: nothing shared with other tests.
+release=tandem-kube-smoke
+pods="$release-cloud-pod-0 $release-scheduler-pod-0 $release-edge"
 pod_containers() {
-  [ -f "$manifests" ] || return 0
-  for pod in tandem-cloud-pod-0 tandem-scheduler-pod-0 tandem-edge; do
+  for pod in $pods; do
     podman ps -a --filter "pod=$pod" --format '{{.Names}}' 2>/dev/null | grep -v -- '-infra$' || true
   done
 }
@@ -48,18 +50,25 @@ cleanup() {
     done
   fi
   if [ "$played" = 1 ]; then
-    # The pods' anonymous volumes (emptyDirs), named before the pods go.
-    volumes=$(for c in $(pod_containers); do
-      podman inspect --format '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}' "$c"
-    done | tr ' ' '\n' | sort -u)
-    podman kube down "$manifests" >/dev/null 2>&1 || echo "kube-smoke: podman kube down failed" >&2
-    for v in $volumes; do podman volume rm -f "$v" >/dev/null 2>&1; done
-    # Nothing may be left behind (a second run would collide with it).
-    left=$(podman pod ls --format '{{.Name}}' | grep -E '^tandem-(cloud-pod-0|scheduler-pod-0|edge)$')
-    [ -z "$left" ] || { echo "kube-smoke: pods left after teardown: $left" >&2; rc=1; }
+    teardown || rc=1
   fi
   if [ "${KUBE_SMOKE_KEEP:-0}" = 1 ]; then echo "kube-smoke: kept $work"; else rm -rf "$work"; fi
   exit "$rc"
+}
+# podman kube down removes the pods; the volumes the play made (emptyDirs, ConfigMaps: the patcher lists
+# them) stay behind unless removed. Also run before playing, for what an interrupted run left.
+teardown() {
+  local t0 left
+  t0=$(date +%s.%N)
+  podman kube down "$manifests" >/dev/null 2>&1 || true
+  for pod in $pods; do podman pod rm -f "$pod" >/dev/null 2>&1 || true; done
+  while read -r v; do
+    [ -z "$v" ] || podman volume rm -f "$v" >/dev/null 2>&1 || true
+  done < "$work/volumes.txt"
+  left="$(podman pod ls --format '{{.Name}}' | grep -Fx -f <(printf '%s\n' $pods) || true)"
+  left+="$(podman volume ls --format '{{.Name}}' | grep -Fx -f "$work/volumes.txt" || true)"
+  if [ -n "$left" ]; then echo "kube-smoke: left after teardown: $left" >&2; return 1; fi
+  echo "   teardown: pods and volumes removed ($(elapsed "$t0") s)"
 }
 trap cleanup EXIT
 
@@ -88,7 +97,7 @@ import socket
 socks = [socket.socket() for _ in range(4)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])')
-"$work/helm-render" --release-name tandem --namespace tandem-smoke --kube-version 1.29.0 \
+"$work/helm-render" --release-name "$release" --namespace tandem-smoke --kube-version 1.29.0 \
   --values tests/deploy/values-kube-smoke.yaml \
   --set "model.volume.hostPath.path=$model_dir" \
   --set "keys.serverSecretKey=$cloud_secret" --set "keys.serverPublicKey=$cloud_public" \
@@ -100,14 +109,16 @@ print(*[s.getsockname()[1] for s in socks])')
   --extra tests/deploy/kube-smoke-edge.yaml \
   --var "MODEL_DIR=$model_dir" --var "ZMQ_PORT=$zmq_port" --var "SCHEDULER_PORT=$scheduler_port" \
   --var "EDGE_PORT=$edge_port" \
-  --secret "tandem-kube-smoke-edge:edge.key=$work/keys/edge.key" \
-  --secret "tandem-kube-smoke-edge:cloud.pub=$work/keys/cloud.pub" \
-  --secret "tandem-kube-smoke-control:control.secret=$work/keys/control.secret"
+  --secret "$release-edge-secret:edge.key=$work/keys/edge.key" \
+  --secret "$release-edge-secret:cloud.pub=$work/keys/cloud.pub" \
+  --secret "$release-control:control.secret=$work/keys/control.secret" \
+  --volumes-out "$work/volumes.txt"
 echo "   ports: tail zmq $zmq_port, tail http $http_port, scheduler $scheduler_port, edge $edge_port"
 done_step
 
 begin "podman kube play"
 played=1
+teardown >/dev/null 2>&1 || true
 podman kube play "$manifests" >"$work/play.log" 2>&1 || { cat "$work/play.log" >&2; exit 1; }
 done_step
 

@@ -2,12 +2,13 @@
 """Turns the Helm-rendered chart into manifests `podman kube play` (podman 4.3) can run on one machine.
 
   kube_play_patch.py RENDERED OUT --host 127.0.0.1 [--extra TEMPLATE] [--var NAME=VALUE ...]
-                     [--secret NAME:KEY=FILE ...]
+                     [--secret NAME:KEY=FILE ...] [--volumes-out FILE]
 
 Used by scripts/kube-smoke.sh. Each change below says what kube play lacks. What it keeps: the chart's tail
 and scheduler Deployments (containers, init containers, env, volumes, security contexts) and the ConfigMaps
 and Secrets they mount. --extra adds more manifests (the edge Pod) after $NAME substitution from --var;
---secret adds a Secret like `kubectl create secret generic NAME --from-file=KEY=FILE` would.
+--secret adds a Secret like `kubectl create secret generic NAME --from-file=KEY=FILE` would. --volumes-out
+lists the podman volumes the play will create (one a line), for the caller to remove after `kube down`.
 """
 import argparse
 import string
@@ -53,7 +54,14 @@ def patch_env(container, host, ports):
             env["value"] = env["value"].replace("0.0.0.0", host)
 
 
-def patch_pod_spec(spec, host, ports):
+def add_volume(volumes, name, kind):
+    # emptyDirs and ConfigMaps become podman volumes of one namespace: an emptyDir named like a ConfigMap
+    # would share its files.
+    if volumes.setdefault(name, kind) != kind:
+        sys.exit(f"kube_play_patch: podman volume {name} would be both an emptyDir and a ConfigMap")
+
+
+def patch_pod_spec(pod_name, spec, host, ports, volumes):
     # No pod network of the chart's kind (no Services, no DNS): every pod uses the host's network, and the
     # free ports the script picked keep clear of other tests.
     spec["hostNetwork"] = True
@@ -70,13 +78,30 @@ def patch_pod_spec(spec, host, ports):
         # healthcheck (timers outside the pod); the smoke polls /readyz itself.
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             container.pop(probe, None)
+        # With hostNetwork, podman 4.3 refuses the pod if a container declares ports ("PortMappings can only
+        # be used with Bridge or slirp4netns networking"); the processes listen on the host's ports anyway.
+        container.pop("ports", None)
+    renamed = {}
     for volume in spec.get("volumes", []):
+        if "emptyDir" in volume:
+            # podman 4.3 makes each emptyDir a named volume called as the pod's volume ("keys", "tmp"): the
+            # same volume for every pod that uses the name, and a name other projects use too. Prefix it with
+            # the pod's name (the chart's names are already prefixed by the release).
+            renamed[volume["name"]] = f"{pod_name}-{volume['name']}"
+            volume["name"] = renamed[volume["name"]]
+            add_volume(volumes, volume["name"], "emptyDir")
         if "secret" in volume:
             # See secret_to_configmap: mount the same data as a ConfigMap volume.
             source = volume.pop("secret")
             volume["configMap"] = {"name": source["secretName"]}
             if "items" in source:
                 volume["configMap"]["items"] = source["items"]
+        if "configMap" in volume:
+            # A ConfigMap volume becomes a podman volume named as the ConfigMap, left behind by `kube down`.
+            add_volume(volumes, volume["configMap"]["name"], "configMap")
+    for container in spec.get("initContainers", []) + spec.get("containers", []):
+        for mount in container.get("volumeMounts", []):
+            mount["name"] = renamed.get(mount["name"], mount["name"])
 
 
 def main():
@@ -87,6 +112,7 @@ def main():
     parser.add_argument("--extra", action="append", default=[])
     parser.add_argument("--var", action="append", default=[])
     parser.add_argument("--secret", action="append", default=[])
+    parser.add_argument("--volumes-out")
     args = parser.parse_args()
 
     variables = dict(item.split("=", 1) for item in args.var)
@@ -104,7 +130,7 @@ def main():
         existing.setdefault("stringData", {})[key] = open(path).read()
 
     ports = {"scheduler": variables.get("SCHEDULER_PORT", "")}
-    out, dropped = [], []
+    out, dropped, volumes = [], [], {}
     for doc in docs:
         kind = doc.get("kind")
         if kind not in KEEP:
@@ -116,15 +142,20 @@ def main():
             # One pod per Deployment: the replicas would collide on the host's ports.
             doc["spec"]["replicas"] = 1
             doc["spec"].pop("strategy", None)
-            patch_pod_spec(doc["spec"]["template"]["spec"], args.host, ports)
+            # kube play names a Deployment's pod NAME-pod-0.
+            patch_pod_spec(doc["metadata"]["name"] + "-pod-0", doc["spec"]["template"]["spec"], args.host,
+                           ports, volumes)
         elif kind == "Pod":
-            patch_pod_spec(doc["spec"], args.host, ports)
+            patch_pod_spec(doc["metadata"]["name"], doc["spec"], args.host, ports, volumes)
         out.append(doc)
 
     # ConfigMaps before the pods that mount them (the order this was tried with on podman 4.3).
     out.sort(key=lambda d: 0 if d["kind"] == "ConfigMap" else 1)
     with open(args.out, "w") as f:
         yaml.safe_dump_all(out, f, sort_keys=False)
+    if args.volumes_out:
+        with open(args.volumes_out, "w") as f:
+            f.write("".join(f"{v}\n" for v in sorted(volumes)))
     kept = ", ".join(f"{d['kind']}/{d['metadata']['name']}" for d in out)
     print(f"kube play manifests: {kept}; dropped: {', '.join(dropped) or 'nothing'}", file=sys.stderr)
 

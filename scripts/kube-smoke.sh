@@ -85,9 +85,13 @@ chmod 0777 "$work/keys"   # the image runs as uid 10001
 podman run --rm --read-only --cap-drop ALL -v "$work/keys:/out:Z" "$image" /bin/sh -ec \
   'tandem keygen --out /out/cloud >/dev/null; tandem keygen --out /out/edge >/dev/null;
    tandem control-secret --out /out/control.secret >/dev/null'
-cloud_secret=$(tr -d '\n' < "$work/keys/cloud.key")
-cloud_public=$(tr -d '\n' < "$work/keys/cloud.pub")
-edge_public=$(tr -d '\n' < "$work/keys/edge.pub")
+# A values file, not --set: Z85 keys may hold characters --set parses ({, [, backslash).
+/usr/bin/python3 - "$work/keys" > "$work/values-keys.yaml" <<'EOF'
+import sys, yaml
+read = lambda name: open(f"{sys.argv[1]}/{name}").read().strip()
+print(yaml.safe_dump({"keys": {"serverSecretKey": read("cloud.key"), "serverPublicKey": read("cloud.pub"),
+                               "allowedClients": [read("edge.pub")]}}))
+EOF
 done_step
 
 begin "render the chart"
@@ -100,8 +104,7 @@ print(*[s.getsockname()[1] for s in socks])')
 "$work/helm-render" --release-name "$release" --namespace tandem-smoke --kube-version 1.29.0 \
   --values tests/deploy/values-kube-smoke.yaml \
   --set "model.volume.hostPath.path=$model_dir" \
-  --set "keys.serverSecretKey=$cloud_secret" --set "keys.serverPublicKey=$cloud_public" \
-  --set "keys.allowedClients[0]=$edge_public" \
+  --values "$work/values-keys.yaml" \
   --set "cloud.service.zmqPort=$zmq_port" --set "cloud.service.httpPort=$http_port" \
   --set "scheduler.service.port=$scheduler_port" \
   helm/tandem > "$work/rendered.yaml"

@@ -129,7 +129,7 @@ begin "wait for /readyz (tail, scheduler, edge; up to ${timeout_s} s)"
 deadline=$(( $(date +%s) + timeout_s ))
 for target in "tail 127.0.0.1:$http_port" "scheduler 127.0.0.1:$scheduler_port" "edge 127.0.0.1:$edge_port"; do
   set -- $target
-  until curl -fsS -o /dev/null --max-time 2 "http://$2/readyz"; do
+  until curl -fs -o /dev/null --max-time 2 "http://$2/readyz"; do
     if [ "$(date +%s)" -ge "$deadline" ]; then
       echo "kube-smoke: the $1 ($2) is not ready after ${timeout_s} s" >&2
       podman pod ps --format '{{.Name}} {{.Status}}' >&2

@@ -22,6 +22,11 @@ void ForwardStopSignal(int signal_number) {
   pthread_kill(waiting_thread, signal_number);
 }
 
+// "--scheduler" for the prefix "scheduler-": the flag that names the peer.
+std::string PeerFlag(const std::string& prefix) {
+  return "--" + prefix.substr(0, prefix.empty() ? 0 : prefix.size() - 1);
+}
+
 }  // namespace
 
 sigset_t BlockStopSignals() {
@@ -90,6 +95,32 @@ void TlsFlags::ApplyTo(HttpServerOptions& http, prometheus::Registry* registry) 
                      "HTTPS connections closed because the TLS handshake failed (plain HTTP, a missing or "
                      "unknown client certificate, a timeout)")
            .Add({});
+}
+
+void HttpClientTlsFlags::Declare(FlagSet& flags) {
+  flags.String(prefix + "ca", &options.ca_file,
+               "for an https:// " + PeerFlag(prefix) +
+                   ": the CAs that sign its certificate (PEM; default: the system's CAs)");
+  flags.String(prefix + "client-cert", &options.client_cert_file,
+               "for an https:// peer that requires client certificates: this service's certificate (PEM)");
+  flags.String(prefix + "client-key", &options.client_key_file, "the client certificate's private key (PEM)");
+}
+
+Status HttpClientTlsFlags::Load(const std::string& address) {
+  tls.reset();
+  if (options.client_cert_file.empty() != options.client_key_file.empty()) {
+    return InvalidArgument("--" + prefix + "client-cert and --" + prefix + "client-key go together");
+  }
+  if (!IsHttpsAddress(address)) {
+    const bool any = !options.ca_file.empty() || !options.client_cert_file.empty();
+    if (!any) return Status::Ok();
+    return InvalidArgument("--" + prefix + "ca and --" + prefix + "client-cert need an https:// " +
+                           PeerFlag(prefix) + " (it is '" + address + "')");
+  }
+  auto made = MakeHttpClientTls(options);
+  if (!made.ok()) return made.status().WithContext(PeerFlag(prefix));
+  tls = std::move(*made);
+  return Status::Ok();
 }
 
 int HttpStartExitCode(const Status& status) {

@@ -51,8 +51,9 @@ struct CloudConfig {
   std::string advertise;
   int heartbeat_ms = 1000;
   services::ControlSecretFlag control_secret;
-  services::HttpClientTlsFlags scheduler_tls{.prefix = "scheduler-"};  // of an https:// --scheduler
-  services::TlsFlags http_tls;                                         // of --http
+  services::HttpClientTlsFlags scheduler_tls{.prefix = "scheduler-",
+                                             .peer_flag = "--scheduler"};  // of an https:// --scheduler
+  services::TlsFlags http_tls;                                             // of --http
 
   void Declare(FlagSet& flags) {
     model.Declare(flags, std::string(kModelFlagHelp) + ": the same weights the edges load");

@@ -22,11 +22,6 @@ void ForwardStopSignal(int signal_number) {
   pthread_kill(waiting_thread, signal_number);
 }
 
-// "--scheduler" for the prefix "scheduler-": the flag that names the peer.
-std::string PeerFlag(const std::string& prefix) {
-  return "--" + prefix.substr(0, prefix.empty() ? 0 : prefix.size() - 1);
-}
-
 }  // namespace
 
 sigset_t BlockStopSignals() {
@@ -99,10 +94,11 @@ void TlsFlags::ApplyTo(HttpServerOptions& http, prometheus::Registry* registry) 
 
 void HttpClientTlsFlags::Declare(FlagSet& flags) {
   flags.String(prefix + "ca", &options.ca_file,
-               "for an https:// " + PeerFlag(prefix) +
+               "for an https:// " + peer_flag +
                    ": the CAs that sign its certificate (PEM; default: the system's CAs)");
-  flags.String(prefix + "client-cert", &options.client_cert_file,
-               "for an https:// peer that requires client certificates: this service's certificate (PEM)");
+  flags.String(
+      prefix + "client-cert", &options.client_cert_file,
+      "for an https:// " + peer_flag + " that requires client certificates: this client's certificate (PEM)");
   flags.String(prefix + "client-key", &options.client_key_file, "the client certificate's private key (PEM)");
 }
 
@@ -115,10 +111,10 @@ Status HttpClientTlsFlags::Load(const std::string& address) {
     const bool any = !options.ca_file.empty() || !options.client_cert_file.empty();
     if (!any) return Status::Ok();
     return InvalidArgument("--" + prefix + "ca and --" + prefix + "client-cert need an https:// " +
-                           PeerFlag(prefix) + " (it is '" + address + "')");
+                           peer_flag + " (it is '" + address + "')");
   }
   auto made = MakeHttpClientTls(options);
-  if (!made.ok()) return made.status().WithContext(PeerFlag(prefix));
+  if (!made.ok()) return made.status().WithContext(peer_flag);
   tls = std::move(*made);
   return Status::Ok();
 }

@@ -57,7 +57,8 @@ struct TlsFlags {
 // How a service checks an https:// peer it calls, declared alike by every service that calls one:
 // --PREFIXca, --PREFIXclient-cert, --PREFIXclient-key (the tails' and edges' --scheduler-ca, ...).
 struct HttpClientTlsFlags {
-  std::string prefix;  // "scheduler-"
+  std::string prefix;     // "scheduler-"
+  std::string peer_flag;  // the flag that gives the peer's address, for messages: "--scheduler"
   HttpClientTlsOptions options;
   std::shared_ptr<const HttpClientTls> tls;  // Load()'s result; null for a plain http:// peer
 

@@ -1,6 +1,7 @@
-// tandem-scheduler over HTTPS (--tls-cert, with a control secret), as real processes on loopback: a tail
-// given the scheduler's CA (--scheduler-ca) registers through its heartbeats, one given another CA never
-// does and logs why; an edge with --split auto gets its plans over HTTPS; a CA file that cannot be used,
+// tandem-scheduler over HTTPS (--tls-cert, client certificates required, a control secret), as real
+// processes on loopback: a tail given the scheduler's CA (--scheduler-ca) and a client certificate
+// registers through its heartbeats, one given another CA never does and logs why, nor does one without a
+// client certificate; an edge with --split auto gets its plans over HTTPS; a CA file that cannot be used,
 // or TLS flags for a plain-HTTP scheduler, stop a tail or an edge at start-up (exit 2, naming the file).
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -47,27 +48,51 @@ class SchedulerHttpsTest : public ::testing::Test {
 
   std::string Ca(const std::string& name) const { return (dir_ / (name + "-ca.pem")).string(); }
 
-  // The scheduler with TLS and the control secret; its https:// address ("" when it did not start).
+  // The client certificate signed by the scheduler's CA, as tails and edges give it.
+  std::vector<std::string> ClientCertFlags() const {
+    return {"--scheduler-client-cert", (dir_ / "scheduler-client-cert.pem").string(),
+            "--scheduler-client-key", (dir_ / "scheduler-client-key.pem").string()};
+  }
+
+  // The scheduler with TLS, client certificates from its CA required, and the control secret; its
+  // https:// address ("" when it did not start).
   std::string StartScheduler() {
     scheduler_ = std::make_unique<testing::SchedulerProcess>(
         std::vector<std::string>{"--tls-cert", (dir_ / "scheduler-cert.pem").string(), "--tls-key",
-                                 (dir_ / "scheduler-key.pem").string(), "--control-secret-file", secret_});
+                                 (dir_ / "scheduler-key.pem").string(), "--tls-client-ca", Ca("scheduler"),
+                                 "--control-secret-file", secret_});
     return scheduler_->started() ? "https://" + scheduler_->address() : "";
   }
 
-  std::unique_ptr<BackgroundProcess> StartTail(const std::string& scheduler, const std::string& ca) {
-    return std::make_unique<BackgroundProcess>(
-        "tandem-cloud",
-        std::vector<std::string>{"--model", testing::Stories260KModel().string(), "--insecure", "--bind",
-                                 "tcp://127.0.0.1:0", "--http", "", "--workers", "1", "--heartbeat-ms", "200",
-                                 "--scheduler", scheduler, "--scheduler-ca", ca, "--control-secret-file",
-                                 secret_});
+  std::unique_ptr<BackgroundProcess> StartTail(const std::string& scheduler, const std::string& ca,
+                                               bool client_cert = true) {
+    std::vector<std::string> args = {"--model",
+                                     testing::Stories260KModel().string(),
+                                     "--insecure",
+                                     "--bind",
+                                     "tcp://127.0.0.1:0",
+                                     "--http",
+                                     "",
+                                     "--workers",
+                                     "1",
+                                     "--heartbeat-ms",
+                                     "200",
+                                     "--scheduler",
+                                     scheduler,
+                                     "--scheduler-ca",
+                                     ca,
+                                     "--control-secret-file",
+                                     secret_};
+    if (client_cert) args = With(args, ClientCertFlags());
+    return std::make_unique<BackgroundProcess>("tandem-cloud", args);
   }
 
   // GET `target` of the scheduler over HTTPS, trusting its CA.
   services::HttpReply Get(const std::string& scheduler, const std::string& target) {
     services::HttpClientRequest request{.target = target};
-    auto tls = services::MakeHttpClientTls({.ca_file = Ca("scheduler")});
+    auto tls = services::MakeHttpClientTls({.ca_file = Ca("scheduler"),
+                                            .client_cert_file = ClientCertFlags()[1],
+                                            .client_key_file = ClientCertFlags()[3]});
     EXPECT_TRUE(tls.ok()) << tls.status().ToString();
     if (tls.ok()) request.tls = *tls;
     services::HttpReply reply;
@@ -99,6 +124,7 @@ TEST_F(SchedulerHttpsTest, TailsWithTheCaRegisterAndEdgesGetPlans) {
 
   const auto trusted = StartTail(scheduler, Ca("scheduler"));
   const auto deceived = StartTail(scheduler, Ca("other"));
+  const auto anonymous = StartTail(scheduler, Ca("scheduler"), /*client_cert=*/false);
   const std::string endpoint = testing::LogField(trusted->WaitForLine("msg=serving"), "endpoint");
   ASSERT_FALSE(endpoint.empty()) << trusted->Stderr();
   ASSERT_TRUE(WaitUntil([&] { return !RegisteredEndpoints(scheduler).empty(); }, milliseconds(20000)))
@@ -106,29 +132,19 @@ TEST_F(SchedulerHttpsTest, TailsWithTheCaRegisterAndEdgesGetPlans) {
   EXPECT_FALSE(trusted->WaitForLine("msg=\"registered with the scheduler\"").empty()) << trusted->Stderr();
   const std::string failure = deceived->WaitForLine("certificate verify failed");
   EXPECT_NE(failure.find("TLS handshake"), std::string::npos) << deceived->Stderr();
+  EXPECT_FALSE(anonymous->WaitForLine("msg=\"heartbeat failed; retrying every interval\"").empty())
+      << anonymous->Stderr();
   EXPECT_EQ(RegisteredEndpoints(scheduler), std::vector<std::string>{endpoint});
 
   const json golden = testing::GoldenRecords().front();
-  BackgroundProcess edge("tandem-edge", {"--model",
-                                         testing::Stories260KModel().string(),
-                                         "--tokenizer",
-                                         testing::Stories260KTokenizer().string(),
-                                         "--cloud",
-                                         endpoint,
-                                         "--insecure",
-                                         "--listen",
-                                         "127.0.0.1:0",
-                                         "--split",
-                                         "auto",
-                                         "--allow-local=false",
-                                         "--scheduler",
-                                         scheduler,
-                                         "--scheduler-ca",
-                                         Ca("scheduler"),
-                                         "--scheduler-timeout-ms",
-                                         "2000",
-                                         "--control-secret-file",
-                                         secret_});
+  BackgroundProcess edge(
+      "tandem-edge",
+      With({"--model", testing::Stories260KModel().string(), "--tokenizer",
+            testing::Stories260KTokenizer().string(), "--cloud", endpoint, "--insecure", "--listen",
+            "127.0.0.1:0", "--split", "auto", "--allow-local=false", "--scheduler", scheduler},
+           With({"--scheduler-ca", Ca("scheduler"), "--scheduler-timeout-ms=2000", "--control-secret-file",
+                 secret_},
+                ClientCertFlags())));
   const std::string address = testing::LogField(edge.WaitForLine("msg=serving"), "listen");
   ASSERT_FALSE(address.empty()) << edge.Stderr();
   ASSERT_TRUE(WaitUntil([&] { return testing::HttpCall(address, "GET", "/readyz").status == 200; },

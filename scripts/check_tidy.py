@@ -18,6 +18,7 @@ UNITS = [
     "base/src/fair_semaphore.cpp",
     "base/src/json_file.cpp",
     "services/src/handler_pool.cpp",
+    "services/src/http_client.cpp",
     "services/src/http_message.cpp",
     "services/src/http_routing.cpp",
     "services/src/http_server.cpp",

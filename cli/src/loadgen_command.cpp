@@ -20,6 +20,7 @@
 #include "sse_check.hpp"
 #include "tandem/base/clock.hpp"
 #include "tandem/services/http_client.hpp"
+#include "tandem/services/service_main.hpp"
 
 namespace tandem::cli {
 namespace {
@@ -51,6 +52,7 @@ struct Options {
   float max_rss_growth_mb = 50;
   float sample_s = 5;
   std::string api_key;
+  services::HttpClientTlsFlags tls{.prefix = "", .peer_flag = "--url"};  // --ca, ... for an https:// --url
 };
 
 std::atomic<bool> g_stop{false};
@@ -73,6 +75,7 @@ double Unit(uint64_t seed, uint64_t index) {
 struct Outcome {
   enum class Kind { kOk, kDeliberate, kError } kind = Kind::kError;
   std::string label;
+  std::string detail;  // a transport error's message (which names the address and what failed)
   bool streamed = false;
   double total_ms = 0;
   double ttft_ms = -1;  // streamed and ok only
@@ -129,7 +132,7 @@ void CheckAnswer(const services::HttpReply& reply, const SseCheck& sse, Clock::t
   outcome.kind = Outcome::Kind::kOk;
 }
 
-Outcome RunRequest(const Options& options, const std::string& host_port, uint64_t index) {
+Outcome RunRequest(const Options& options, const std::string& address, uint64_t index) {
   Outcome outcome;
   outcome.streamed = Unit(options.seed, index) < options.stream_fraction;
   services::HttpClientRequest request = CompletionRequest(options, index, outcome.streamed);
@@ -143,10 +146,12 @@ Outcome RunRequest(const Options& options, const std::string& host_port, uint64_
     };
   }
   const Clock::time_point start = Clock::now();
-  const Status status = services::HttpExchange(host_port, request, reply);
+  request.tls = options.tls.tls;
+  const Status status = services::HttpExchange(address, request, reply);
   outcome.total_ms = ToMilliseconds(Clock::now() - start);
   if (!status.ok()) {
     outcome.label = "transport:" + std::string(StatusCodeName(status.code()));
+    outcome.detail = status.message();
   } else if (reply.status != 200) {
     LabelRefusal(reply, outcome);
   } else {
@@ -185,6 +190,7 @@ struct Tally {
   int64_t tokens = 0;
   std::map<std::string, int64_t> deliberate;
   std::map<std::string, int64_t> errors;
+  std::string first_transport_error;  // printed so that a run that cannot connect says why
   std::vector<double> total_ms;
   std::vector<double> ttft_ms;
 
@@ -203,6 +209,7 @@ struct Tally {
         break;
       case Outcome::Kind::kError:
         ++errors[outcome.label];
+        if (first_transport_error.empty()) first_transport_error = outcome.detail;
         break;
     }
   }
@@ -221,14 +228,14 @@ struct Tally {
 
 // Runs `clients` threads, each sending `per_client` requests one after another (or until `deadline`, or a
 // stop signal). Request indices interleave the clients, so a run's mix does not depend on timing.
-void RunPhase(const Options& options, const std::string& host_port, uint64_t first_index, int per_client,
+void RunPhase(const Options& options, const std::string& address, uint64_t first_index, int per_client,
               std::optional<Clock::time_point> deadline, Tally& tally) {
   std::vector<std::thread> threads;
   for (int client = 0; client < options.clients; ++client) {
     threads.emplace_back([&, client] {
       for (uint64_t i = 0; !g_stop; ++i) {
         if (deadline ? Clock::now() >= *deadline : i >= static_cast<uint64_t>(per_client)) break;
-        tally.Add(RunRequest(options, host_port, first_index + i * options.clients + client));
+        tally.Add(RunRequest(options, address, first_index + i * options.clients + client));
       }
     });
   }
@@ -248,7 +255,9 @@ void PrintPercentiles(const char* what, const Percentiles& p) {
 }
 
 Status CheckOptions(const Options& o) {
-  if (!o.url.starts_with("http://")) return InvalidArgument("--url must start with http:// (no TLS)");
+  if (!o.url.starts_with("http://") && !o.url.starts_with("https://")) {
+    return InvalidArgument("--url must start with http:// or https://");
+  }
   if (o.clients < 1 || o.clients > kMaxClients) {
     return InvalidArgument("--clients must be in [1, " + std::to_string(kMaxClients) + "]");
   }
@@ -264,7 +273,7 @@ Status CheckOptions(const Options& o) {
 
 // Declares the flags; `o` holds their values after parsing.
 void DeclareFlags(FlagSet& flags, Options& o) {
-  flags.String("url", &o.url, "the edge's API (http://HOST:PORT)");
+  flags.String("url", &o.url, "the edge's API (http://HOST:PORT or https://HOST:PORT)");
   flags.Int("clients", &o.clients, "concurrent clients (one connection per request each)");
   flags.Int("requests", &o.requests, "requests per client (ignored with --duration)");
   flags.Float("duration", &o.duration_s, "soak: send for this many seconds instead of --requests (0 = off)");
@@ -280,14 +289,17 @@ void DeclareFlags(FlagSet& flags, Options& o) {
   flags.Float("max-rss-growth-mb", &o.max_rss_growth_mb, "fail when a watched process grew more than this");
   flags.Float("sample-s", &o.sample_s, "RSS sampling interval (progress lines with --duration)");
   flags.String("api-key", &o.api_key, "sent as Authorization: Bearer KEY");
+  o.tls.Declare(flags);
 }
 
-// The HOST:PORT of --url (http://HOST:PORT, trailing slashes allowed).
-Result<std::string> HostPortOfUrl(const std::string& url) {
-  std::string host_port = url.substr(std::string_view("http://").size());
-  while (host_port.ends_with('/')) host_port.pop_back();
-  if (host_port.find('/') != std::string::npos) return InvalidArgument("--url takes no path: " + url);
-  return host_port;
+// --url without trailing slashes (http[s]://HOST:PORT), the HTTP client's address.
+Result<std::string> AddressOfUrl(const std::string& url) {
+  std::string address = url;
+  while (address.ends_with('/')) address.pop_back();
+  if (address.find('/', address.find("://") + 3) != std::string::npos) {
+    return InvalidArgument("--url takes no path: " + url);
+  }
+  return address;
 }
 
 // What the measured phase came to, beside its tally.
@@ -297,10 +309,10 @@ struct Measurement {
 };
 
 // The warm-up (if any), the RSS baseline, then the measured phase with the RSS sampler running.
-Measurement RunLoad(const Options& o, const std::string& host_port, std::vector<WatchedProcess>& watched,
+Measurement RunLoad(const Options& o, const std::string& address, std::vector<WatchedProcess>& watched,
                     Tally& warmup, Tally& tally) {
   const bool soak = o.duration_s > 0;
-  if (o.warmup > 0) RunPhase(o, host_port, 0, o.warmup, std::nullopt, warmup);
+  if (o.warmup > 0) RunPhase(o, address, 0, o.warmup, std::nullopt, warmup);
   for (WatchedProcess& w : watched) w.before_kb = ReadRssKb(w.pid);
   Measurement measured;
   const Clock::time_point start = Clock::now();
@@ -313,7 +325,7 @@ Measurement RunLoad(const Options& o, const std::string& host_port, std::vector<
         soak ? std::optional(start + std::chrono::duration_cast<Clock::duration>(
                                          std::chrono::duration<double>(o.duration_s)))
              : std::nullopt;
-    RunPhase(o, host_port, static_cast<uint64_t>(o.warmup) * o.clients, o.requests, deadline, tally);
+    RunPhase(o, address, static_cast<uint64_t>(o.warmup) * o.clients, o.requests, deadline, tally);
     sampler.Stop();
     measured.rss_series = sampler.series();
   }
@@ -339,6 +351,9 @@ void PrintTraffic(const Options& o, const Tally& warmup, const Tally& tally, dou
               static_cast<long long>(tally.ok), static_cast<long long>(Tally::Sum(tally.deliberate)),
               FormatCounts(tally.deliberate).c_str(), static_cast<long long>(Tally::Sum(tally.errors)),
               FormatCounts(tally.errors).c_str());
+  const std::string& first_error =
+      tally.first_transport_error.empty() ? warmup.first_transport_error : tally.first_transport_error;
+  if (!first_error.empty()) std::printf("first transport error: %s\n", first_error.c_str());
   PrintPercentiles("latency ms (ok):", Summarize(tally.total_ms));
   PrintPercentiles("TTFT ms (streamed ok):", Summarize(tally.ttft_ms));
   std::printf("tokens %lld, %.1f tokens/s aggregate\n", static_cast<long long>(tally.tokens),
@@ -404,7 +419,8 @@ Status WriteReport(const Options& o, const Tally& warmup, const Tally& tally, co
 int RunLoadgen(std::span<const std::string> args) {
   Options o;
   FlagSet flags(
-      "usage: tandem loadgen [--url http://127.0.0.1:8080] [--clients N] [--requests M | --duration S]\n"
+      "usage: tandem loadgen [--url http[s]://127.0.0.1:8080 [--ca FILE]] [--clients N]\n"
+      "                      [--requests M | --duration S]\n"
       "                      [--warmup W] [--watch NAME=PID]... [--report FILE] [flags]\n\n"
       "Sends completions from N concurrent clients to tandem-edge: a deterministic mix of plain and\n"
       "streamed requests, every stream checked event by event. Prints counts, latency percentiles,\n"
@@ -416,14 +432,15 @@ int RunLoadgen(std::span<const std::string> args) {
   if (Status status = CheckOptions(o); !status.ok()) return Fail(kCommand, status, kExitUsage);
   Result<std::vector<WatchedProcess>> watched = ParseWatch(o.watch);
   if (!watched.ok()) return Fail(kCommand, watched.status(), kExitUsage);
-  const Result<std::string> host_port = HostPortOfUrl(o.url);
-  if (!host_port.ok()) return Fail(kCommand, host_port.status(), kExitUsage);
+  const Result<std::string> address = AddressOfUrl(o.url);
+  if (!address.ok()) return Fail(kCommand, address.status(), kExitUsage);
+  if (Status loaded = o.tls.Load(*address); !loaded.ok()) return Fail(kCommand, loaded, kExitUsage);
 
   // A soak stopped early with Ctrl-C (or SIGTERM) still reports what it measured.
   std::signal(SIGINT, OnStopSignal);
   std::signal(SIGTERM, OnStopSignal);
   Tally warmup, tally;
-  const Measurement measured = RunLoad(o, *host_port, *watched, warmup, tally);
+  const Measurement measured = RunLoad(o, *address, *watched, warmup, tally);
 
   std::vector<std::string> failures;
   const int64_t errors = Tally::Sum(tally.errors) + Tally::Sum(warmup.errors);

@@ -51,7 +51,9 @@ struct CloudConfig {
   std::string advertise;
   int heartbeat_ms = 1000;
   services::ControlSecretFlag control_secret;
-  services::TlsFlags http_tls;  // of --http
+  services::HttpClientTlsFlags scheduler_tls{.prefix = "scheduler-",
+                                             .peer_flag = "--scheduler"};  // of an https:// --scheduler
+  services::TlsFlags http_tls;                                             // of --http
 
   void Declare(FlagSet& flags) {
     model.Declare(flags, std::string(kModelFlagHelp) + ": the same weights the edges load");
@@ -82,8 +84,9 @@ struct CloudConfig {
               "how long a batch waits for the sessions it expects (those of the last batch) before it runs "
               "without them (0 = never waits)");
     flags.String("scheduler", &scheduler,
-                 "HOST:PORT of tandem-scheduler: send it heartbeats (load, compute profile) so that it plans "
-                 "edges onto this tail (empty = off)");
+                 "HOST:PORT (or http:// or https://HOST:PORT) of tandem-scheduler: send it heartbeats (load, "
+                 "compute profile) so that it plans edges onto this tail (empty = off)");
+    scheduler_tls.Declare(flags);
     flags.String("advertise", &advertise,
                  "the endpoint edges should connect to, as told to the scheduler (tcp://HOST:PORT; default: "
                  "the bound endpoint, which is wrong behind NAT or with a wildcard --bind)");
@@ -232,6 +235,7 @@ Result<std::unique_ptr<scheduler::HeartbeatSender>> StartHeartbeats(const CloudC
   }
   scheduler::HeartbeatOptions heartbeat_options;
   heartbeat_options.scheduler = config.scheduler;
+  heartbeat_options.tls = config.scheduler_tls.tls;
   heartbeat_options.interval = std::chrono::milliseconds(config.heartbeat_ms);
   // A beat may take up to two intervals (at least half a second) before it counts as failed.
   heartbeat_options.timeout = std::chrono::milliseconds(std::clamp(2 * config.heartbeat_ms, 500, 5000));
@@ -286,6 +290,8 @@ int RunCloudService(std::span<const std::string> args) {
   if (auto exit = services::ParseServiceFlags(flags, args, "cloud")) return *exit;
   if (Status valid = config.Validate(); !valid.ok()) return Fail(valid, kExitUsage);
   if (Status loaded = config.control_secret.Load(); !loaded.ok()) return Fail(loaded, kExitUsage);
+  if (Status loaded = config.scheduler_tls.Load(config.scheduler); !loaded.ok())
+    return Fail(loaded, kExitUsage);
   if (config.insecure) {
     Log(LogLevel::kWarn, "cloud", "CURVE is off (--insecure): any peer can connect and read activations");
   }

@@ -32,8 +32,9 @@ void EdgeConfig::Declare(FlagSet& flags) {
   flags.Int("max-body-kb", &max_body_kb, "the largest request body (KiB)");
   flags.Int("drain-timeout-s", &drain_timeout_s, "on SIGTERM/SIGINT, how long requests in flight may finish");
   flags.String("scheduler", &scheduler,
-               "HOST:PORT of tandem-scheduler: auto asks it for each plan (tail, cut, codec), and plans "
-               "alone while it does not answer");
+               "HOST:PORT (or http:// or https://HOST:PORT) of tandem-scheduler: auto asks it for each plan "
+               "(tail, cut, codec), and plans alone while it does not answer");
+  scheduler_tls.Declare(flags);
   flags.Int("scheduler-timeout-ms", &scheduler_timeout_ms, "the longest wait for the scheduler's plan");
   control_secret.Declare(flags);
   flags.String("objective", &objective,
@@ -136,7 +137,8 @@ EdgePlannerOptions EdgeConfig::PlannerOptions() const {
       .hysteresis = {.min_gain = hysteresis_gain, .hold = std::chrono::milliseconds(hysteresis_ms)},
       .objective_text = objective,
       .scheduler = scheduler,
-      .scheduler_timeout = std::chrono::milliseconds(scheduler_timeout_ms)};
+      .scheduler_timeout = std::chrono::milliseconds(scheduler_timeout_ms),
+      .scheduler_tls = scheduler_tls.tls};
   if (!control_secret.secret.empty()) {
     // Load() checked the secret; the id only labels the scheduler's logs, and a --listen address fit to
     // bind is a valid one (another is refused by the bind).

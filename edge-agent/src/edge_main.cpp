@@ -93,6 +93,8 @@ int RunEdgeService(std::span<const std::string> args) {
   if (auto exit = services::ParseServiceFlags(flags, args, "edge")) return *exit;
   if (Status valid = config.Validate(); !valid.ok()) return Fail(valid, kExitUsage);
   if (Status loaded = config.control_secret.Load(); !loaded.ok()) return Fail(loaded, kExitUsage);
+  if (Status loaded = config.scheduler_tls.Load(config.scheduler); !loaded.ok())
+    return Fail(loaded, kExitUsage);
   auto api_key = config.ReadApiKey();
   if (!api_key.ok()) return Fail(api_key.status());
   auto cloud = config.cloud.Resolve();

@@ -125,7 +125,8 @@ Result<scheduler::Candidate> EdgePlanner::AskScheduler(int prompt_tokens, int ex
   services::HttpClientRequest ask{.method = "POST",
                                   .target = "/v1/plan",
                                   .body = scheduler::PlanRequestToJson(request).dump(),
-                                  .timeout = options_.scheduler_timeout};
+                                  .timeout = options_.scheduler_timeout,
+                                  .tls = options_.scheduler_tls};
   if (options_.scheduler_signer) options_.scheduler_signer->Sign(ask);
   services::HttpReply reply;
   TANDEM_RETURN_IF_ERROR(services::HttpExchange(options_.scheduler, ask, reply));

@@ -59,7 +59,8 @@ bool HeartbeatSender::Beat(bool draining) {
   services::HttpClientRequest request{.method = "POST",
                                       .target = "/v1/tails/heartbeat",
                                       .body = TailReportToJson(report).dump(),
-                                      .timeout = options_.timeout};
+                                      .timeout = options_.timeout,
+                                      .tls = options_.tls};
   if (options_.signer) options_.signer->Sign(request);
   services::HttpReply reply;
   const Status sent = services::HttpExchange(options_.scheduler, request, reply);

@@ -1,8 +1,13 @@
 #include "tandem/services/http_client.hpp"
 
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
@@ -11,6 +16,7 @@
 #include <optional>
 
 #include "tandem/base/strings.hpp"
+#include "tls_context.hpp"
 
 namespace tandem::services {
 namespace {
@@ -18,16 +24,52 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 using SteadyClock = std::chrono::steady_clock;
+
+constexpr std::string_view kHttpsScheme = "https://";
+constexpr std::string_view kHttpScheme = "http://";
+
+// An address split into its parts.
+struct Peer {
+  std::string host_port;  // without the scheme: the Host header
+  HostPort parsed;
+  bool tls = false;
+};
+
+Result<Peer> ParsePeer(const std::string& address) {
+  std::string_view rest = address;
+  const bool tls = rest.starts_with(kHttpsScheme);
+  if (tls) {
+    rest.remove_prefix(kHttpsScheme.size());
+  } else if (rest.starts_with(kHttpScheme)) {
+    rest.remove_prefix(kHttpScheme.size());
+  } else if (rest.find("://") != std::string_view::npos) {
+    return InvalidArgument("HTTP address '" + address + "': only http:// and https:// are spoken");
+  }
+  if (rest.ends_with('/')) rest.remove_suffix(1);
+  auto parsed = ParseHostPort(rest);
+  if (!parsed.ok()) return parsed.status().WithContext("HTTP address");
+  return Peer{std::string(rest), std::move(*parsed), tls};
+}
+
+// The TLS context for a request: its own, else one with the system's CAs made once for the process.
+Result<const HttpClientTls*> ClientTlsFor(const HttpClientRequest& request) {
+  if (request.tls) return request.tls.get();
+  static const Result<std::shared_ptr<const HttpClientTls>> system_default = MakeHttpClientTls({});
+  if (!system_default.ok()) return system_default.status();
+  return system_default->get();
+}
 
 // Blocking calls with a deadline: each step is started as an asynchronous operation and the io_context
 // runs until it completes or the deadline passes; then `cancel` aborts it (Beast's own stream timeouts
 // cover only asynchronous use, and a synchronous read would wait forever on a silent peer).
 class Exchange {
  public:
-  Exchange(std::string host_port, SteadyClock::time_point deadline, std::chrono::milliseconds timeout)
-      : host_port_(std::move(host_port)), deadline_(deadline), timeout_(timeout), socket_(io_) {}
+  // `address` (as the caller gave it) names the peer in errors.
+  Exchange(std::string address, SteadyClock::time_point deadline, std::chrono::milliseconds timeout)
+      : address_(std::move(address)), deadline_(deadline), timeout_(timeout), socket_(io_) {}
 
   ~Exchange() {
     beast::error_code ignored;
@@ -53,11 +95,9 @@ class Exchange {
     return *result;
   }
 
-  Status Connect() {
-    auto address = ParseHostPort(host_port_);
-    if (!address.ok()) return address.status().WithContext("HTTP address");
-    const std::string& host = address->host;
-    const std::string port = std::to_string(address->port);
+  Status Connect(const HostPort& address) {
+    const std::string& host = address.host;
+    const std::string port = std::to_string(address.port);
     tcp::resolver resolver(io_);
     tcp::resolver::results_type endpoints;
     beast::error_code ec = Step(
@@ -81,12 +121,38 @@ class Exchange {
     return Status::Ok();
   }
 
-  Status Write(http::request<http::string_body>& request) {
+  // TLS over the connected socket: SNI and the certificate's expected name (or IP address) from `host`.
+  Status Handshake(const HttpClientTls& tls, const std::string& host) {
+    tls_.emplace(socket_, tls.context);
+    SSL* native = tls_->native_handle();
+    X509_VERIFY_PARAM* verify = SSL_get0_param(native);
+    X509_VERIFY_PARAM_set_hostflags(verify, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    beast::error_code not_ip;
+    asio::ip::make_address(host, not_ip);
+    // SNI carries host names only (RFC 6066); an IP address is checked against the certificate's IP entries.
+    const bool named = not_ip ? SSL_set_tlsext_host_name(native, host.c_str()) == 1 &&
+                                    X509_VERIFY_PARAM_set1_host(verify, host.c_str(), host.size()) == 1
+                              : X509_VERIFY_PARAM_set1_ip_asc(verify, host.c_str()) == 1;
+    if (!named) return InvalidArgument("HTTP " + address_ + ": '" + host + "' cannot be checked by TLS");
     const beast::error_code ec = Step(
         [&](auto handler) {
-          http::async_write(socket_, request, [handler](beast::error_code e, size_t) mutable { handler(e); });
+          tls_->async_handshake(ssl::stream_base::client,
+                                [handler](beast::error_code e) mutable { handler(e); });
         },
         [&] { CloseSocket(); });
+    if (!ec) return Status::Ok();
+    const long verified = SSL_get_verify_result(native);
+    if (!timed_out_ && verified != X509_V_OK) {
+      return Unavailable("HTTP " + address_ + ": TLS handshake: certificate verify failed: " +
+                         X509_verify_cert_error_string(verified));
+    }
+    return Failure("TLS handshake", ec);
+  }
+
+  Status Write(http::request<http::string_body>& request) {
+    const beast::error_code ec = StepOnStream([&](auto& stream, auto handler) {
+      http::async_write(stream, request, [handler](beast::error_code e, size_t) mutable { handler(e); });
+    });
     return ec ? Failure("sending the request", ec) : Status::Ok();
   }
 
@@ -94,12 +160,10 @@ class Exchange {
     beast::flat_buffer buffer;
     http::response_parser<http::buffer_body> parser;
     parser.body_limit(request.max_body_bytes);
-    beast::error_code ec = Step(
-        [&](auto handler) {
-          http::async_read_header(socket_, buffer, parser,
-                                  [handler](beast::error_code e, size_t) mutable { handler(e); });
-        },
-        [&] { CloseSocket(); });
+    beast::error_code ec = StepOnStream([&](auto& stream, auto handler) {
+      http::async_read_header(stream, buffer, parser,
+                              [handler](beast::error_code e, size_t) mutable { handler(e); });
+    });
     if (ec) return Failure("reading the response", ec);
     reply.status = static_cast<int>(parser.get().result_int());
     for (const auto& field : parser.get()) {
@@ -111,12 +175,10 @@ class Exchange {
     while (!parser.is_done()) {
       parser.get().body().data = piece;
       parser.get().body().size = sizeof(piece);
-      ec = Step(
-          [&](auto handler) {
-            http::async_read(socket_, buffer, parser,
-                             [handler](beast::error_code e, size_t) mutable { handler(e); });
-          },
-          [&] { CloseSocket(); });
+      ec = StepOnStream([&](auto& stream, auto handler) {
+        http::async_read(stream, buffer, parser,
+                         [handler](beast::error_code e, size_t) mutable { handler(e); });
+      });
       if (ec == http::error::need_buffer) ec = {};
       if (ec) return Failure("reading the response body", ec);
       const std::string_view data(piece, sizeof(piece) - parser.get().body().size);
@@ -127,6 +189,20 @@ class Exchange {
   }
 
  private:
+  // Step for an operation on the connection, plain or TLS: `start(stream, handler)` is written once for both.
+  template <typename Start>
+  beast::error_code StepOnStream(Start&& start) {
+    return Step(
+        [&](auto handler) {
+          if (tls_) {
+            start(*tls_, std::move(handler));
+          } else {
+            start(socket_, std::move(handler));
+          }
+        },
+        [&] { CloseSocket(); });
+  }
+
   void CloseSocket() {
     beast::error_code ignored;
     socket_.cancel(ignored);
@@ -135,17 +211,18 @@ class Exchange {
 
   Status Failure(const std::string& step, const beast::error_code& ec) const {
     if (timed_out_) {
-      return DeadlineExceeded("HTTP " + host_port_ + ": " + step + ": no answer within " +
+      return DeadlineExceeded("HTTP " + address_ + ": " + step + ": no answer within " +
                               std::to_string(timeout_.count()) + " ms");
     }
-    return Unavailable("HTTP " + host_port_ + ": " + step + ": " + ec.message());
+    return Unavailable("HTTP " + address_ + ": " + step + ": " + ec.message());
   }
 
-  std::string host_port_;
+  std::string address_;
   SteadyClock::time_point deadline_;
   std::chrono::milliseconds timeout_;
   asio::io_context io_;
   tcp::socket socket_;
+  std::optional<ssl::stream<tcp::socket&>> tls_;  // set by Handshake; destroyed before the socket
   bool timed_out_ = false;
 };
 
@@ -158,15 +235,25 @@ const std::string* HttpReply::Header(std::string_view lower_name) const {
   return nullptr;
 }
 
-Status HttpExchange(const std::string& host_port, const HttpClientRequest& request, HttpReply& reply) {
+bool IsHttpsAddress(std::string_view address) {
+  return address.starts_with(kHttpsScheme);
+}
+
+Status HttpExchange(const std::string& address, const HttpClientRequest& request, HttpReply& reply) {
   reply = {};
   const http::verb verb = http::string_to_verb(request.method);
   if (verb == http::verb::unknown) return InvalidArgument("unknown HTTP method '" + request.method + "'");
+  TANDEM_ASSIGN_OR_RETURN(const Peer peer, ParsePeer(address));
+  const HttpClientTls* tls = nullptr;
+  if (peer.tls) {
+    TANDEM_ASSIGN_OR_RETURN(tls, ClientTlsFor(request));
+  }
   try {
-    Exchange exchange(host_port, SteadyClock::now() + request.timeout, request.timeout);
-    TANDEM_RETURN_IF_ERROR(exchange.Connect());
+    Exchange exchange(address, SteadyClock::now() + request.timeout, request.timeout);
+    TANDEM_RETURN_IF_ERROR(exchange.Connect(peer.parsed));
+    if (tls != nullptr) TANDEM_RETURN_IF_ERROR(exchange.Handshake(*tls, peer.parsed.host));
     http::request<http::string_body> raw(verb, request.target, 11);
-    raw.set(http::field::host, host_port);
+    raw.set(http::field::host, peer.host_port);
     bool has_type = false;
     for (const auto& [name, value] : request.headers) {
       raw.set(name, value);
@@ -179,7 +266,7 @@ Status HttpExchange(const std::string& host_port, const HttpClientRequest& reque
     return exchange.Read(request, reply);
   } catch (const std::exception& error) {
     // Beast throws only for misuse (a target with a space, a header with a newline): the caller's input.
-    return InvalidArgument("HTTP " + host_port + ": " + error.what());
+    return InvalidArgument("HTTP " + address + ": " + error.what());
   }
 }
 

@@ -92,6 +92,33 @@ void TlsFlags::ApplyTo(HttpServerOptions& http, prometheus::Registry* registry) 
            .Add({});
 }
 
+void HttpClientTlsFlags::Declare(FlagSet& flags) {
+  flags.String(prefix + "ca", &options.ca_file,
+               "for an https:// " + peer_flag +
+                   ": the CAs that sign its certificate (PEM; default: the system's CAs)");
+  flags.String(
+      prefix + "client-cert", &options.client_cert_file,
+      "for an https:// " + peer_flag + " that requires client certificates: this client's certificate (PEM)");
+  flags.String(prefix + "client-key", &options.client_key_file, "the client certificate's private key (PEM)");
+}
+
+Status HttpClientTlsFlags::Load(const std::string& address) {
+  tls.reset();
+  if (options.client_cert_file.empty() != options.client_key_file.empty()) {
+    return InvalidArgument("--" + prefix + "client-cert and --" + prefix + "client-key go together");
+  }
+  if (!IsHttpsAddress(address)) {
+    const bool any = !options.ca_file.empty() || !options.client_cert_file.empty();
+    if (!any) return Status::Ok();
+    return InvalidArgument("--" + prefix + "ca and --" + prefix + "client-cert need an https:// " +
+                           peer_flag + " (it is '" + address + "')");
+  }
+  auto made = MakeHttpClientTls(options);
+  if (!made.ok()) return made.status().WithContext(peer_flag);
+  tls = std::move(*made);
+  return Status::Ok();
+}
+
 int HttpStartExitCode(const Status& status) {
   return status.code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
 }

@@ -1,9 +1,12 @@
 // `tandem loadgen` against a real tail and edge on loopback: a short mixed plain/streamed load completes
-// without unexpected errors, and the JSON report holds the counts, latency percentiles and RSS readings.
+// without unexpected errors, and the JSON report holds the counts, latency percentiles and RSS readings;
+// over HTTPS it passes with the edge's CA (--ca) and fails, saying why, without it.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <string>
+#include <vector>
 
 #include "cloud_tail_process.hpp"
 #include "http_client.hpp"
@@ -73,6 +76,34 @@ TEST(LoadgenTest, UnreachableEdgeFails) {
   EXPECT_EQ(run.exit_code, 1) << run.out << run.err;
   EXPECT_NE(run.out.find("transport:UNAVAILABLE"), std::string::npos) << run.out;
   EXPECT_NE(run.out.find("FAIL"), std::string::npos) << run.out;
+}
+
+TEST(LoadgenTest, HttpsWithTheCaPassesAndWithoutItFails) {
+  if (testing::SharedDir().empty()) GTEST_SKIP() << "shared folder not found";
+  testing::TempDir dir;
+  const std::string prefix = (dir / "dev").string();
+  const testing::CommandResult made = testing::RunProgram("tandem", {"tls-selfsigned", "--out", prefix});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  EdgeProcess edge({"--tls-cert", prefix + "-cert.pem", "--tls-key", prefix + "-key.pem"});
+  ASSERT_TRUE(edge.started()) << edge.log();
+  const std::vector<std::string> load = {
+      "loadgen",      "--url", "https://" + edge.address(), "--clients", "2", "--requests", "2",
+      "--max-tokens", "8"};
+  std::vector<std::string> with_ca = load;
+  with_ca.insert(with_ca.end(), {"--ca", prefix + "-ca.pem"});
+  const testing::CommandResult trusted = testing::RunProgram("tandem", with_ca, 60);
+  EXPECT_EQ(trusted.exit_code, 0) << trusted.out << trusted.err << edge.log();
+  EXPECT_NE(trusted.out.find("PASS"), std::string::npos) << trusted.out;
+
+  const testing::CommandResult untrusted = testing::RunProgram("tandem", load, 60);
+  EXPECT_EQ(untrusted.exit_code, 1) << untrusted.out << untrusted.err;
+  EXPECT_NE(untrusted.out.find("FAIL"), std::string::npos) << untrusted.out;
+  EXPECT_NE(untrusted.out.find("certificate verify failed"), std::string::npos) << untrusted.out;
+
+  const testing::CommandResult missing_ca = testing::RunProgram(
+      "tandem", {"loadgen", "--url", "https://" + edge.address(), "--ca", prefix + "-none.pem"});
+  EXPECT_EQ(missing_ca.exit_code, 2) << missing_ca.err;
+  EXPECT_NE(missing_ca.err.find(prefix + "-none.pem"), std::string::npos) << missing_ca.err;
 }
 
 }  // namespace

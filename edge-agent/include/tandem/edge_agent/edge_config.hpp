@@ -38,6 +38,8 @@ struct EdgeConfig {
   std::string scheduler;
   int scheduler_timeout_ms = 300;
   services::ControlSecretFlag control_secret;  // signs plan requests; Load() before PlannerOptions()
+  services::HttpClientTlsFlags scheduler_tls{
+      .prefix = "scheduler-", .peer_flag = "--scheduler"};  // likewise: an https:// --scheduler
   std::string objective = "weighted:1,1";
   int min_edge_blocks = 1;
   int max_edge_blocks = -1;

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -17,6 +18,7 @@
 #include "tandem/edge_agent/tail_set.hpp"
 #include "tandem/scheduler/link_estimator.hpp"
 #include "tandem/scheduler/planner.hpp"
+#include "tandem/services/http_client.hpp"
 #include "tandem/services/request_signing.hpp"
 #include "tandem/wire/compute_profile.hpp"
 
@@ -28,9 +30,10 @@ struct EdgePlannerOptions {
   scheduler::HysteresisOptions hysteresis;
   double default_bandwidth_bytes_per_ms = 12500;
   std::string objective_text = "weighted:1,1";  // as given, for the scheduler
-  std::string scheduler;                        // HOST:PORT of tandem-scheduler; empty: plan alone
+  std::string scheduler;  // [http[s]://]HOST:PORT of tandem-scheduler; empty: plan alone
   std::chrono::milliseconds scheduler_timeout{300};
-  std::optional<services::RequestSigner> scheduler_signer;  // signs plan requests (the control secret)
+  std::optional<services::RequestSigner> scheduler_signer;       // signs plan requests (the control secret)
+  std::shared_ptr<const services::HttpClientTls> scheduler_tls;  // checks an https:// scheduler
   // Speculative decoding as the cost model sees it now (the edge's drafter, its acceptance and time per
   // token); none: plans without drafting.
   std::function<scheduler::DraftInputs()> draft;

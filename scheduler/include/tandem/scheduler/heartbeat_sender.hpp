@@ -22,15 +22,17 @@
 
 #include "tandem/base/status.hpp"
 #include "tandem/scheduler/tail_registry.hpp"
+#include "tandem/services/http_client.hpp"
 #include "tandem/services/request_signing.hpp"
 
 namespace tandem::scheduler {
 
 struct HeartbeatOptions {
-  std::string scheduler;                          // HOST:PORT of tandem-scheduler's HTTP API
-  std::chrono::milliseconds interval{1000};       // between the starts of two beats
-  std::chrono::milliseconds timeout{2000};        // one beat's HTTP exchange at most
-  std::optional<services::RequestSigner> signer;  // signs every beat (the scheduler's control secret)
+  std::string scheduler;                               // [http[s]://]HOST:PORT of tandem-scheduler's HTTP API
+  std::chrono::milliseconds interval{1000};            // between the starts of two beats
+  std::chrono::milliseconds timeout{2000};             // one beat's HTTP exchange at most
+  std::optional<services::RequestSigner> signer;       // signs every beat (the scheduler's control secret)
+  std::shared_ptr<const services::HttpClientTls> tls;  // checks an https:// scheduler; null: system CAs
 };
 
 class HeartbeatSender {

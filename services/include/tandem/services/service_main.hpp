@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -13,6 +14,7 @@
 #include "tandem/base/exit_codes.hpp"
 #include "tandem/base/flags.hpp"
 #include "tandem/base/status.hpp"
+#include "tandem/services/http_client.hpp"
 #include "tandem/services/http_server.hpp"
 
 namespace prometheus {
@@ -50,6 +52,21 @@ struct TlsFlags {
   // For the serving log line: "on" or "off", and whether client certificates are required.
   std::string Tls() const { return tls.enabled() ? "on" : "off"; }
   std::string ClientCerts() const { return tls.client_ca_file.empty() ? "none" : "required"; }
+};
+
+// How a service checks an https:// peer it calls, declared alike by every service that calls one:
+// --PREFIXca, --PREFIXclient-cert, --PREFIXclient-key (the tails' and edges' --scheduler-ca, ...).
+struct HttpClientTlsFlags {
+  std::string prefix;     // "scheduler-"
+  std::string peer_flag;  // the flag that gives the peer's address, for messages: "--scheduler"
+  HttpClientTlsOptions options;
+  std::shared_ptr<const HttpClientTls> tls;  // Load()'s result; null for a plain http:// peer
+
+  void Declare(FlagSet& flags);
+  // For the peer at `address`: an https:// one gets a context from the files (the system's CAs without a
+  // CA file); a plain one must have no TLS flags. InvalidArgument naming the flag, or the file that cannot
+  // be used.
+  Status Load(const std::string& address);
 };
 
 // The exit code for an HttpServer::Start error: a bad option or file (InvalidArgument) is a usage error.

@@ -34,8 +34,10 @@ test: build
 
 # tandem-cloud and tandem-edge on loopback; one streamed completion and one chat completion through the
 # REST API. Installs only the demo's packages.
+# Builds only the three binaries the demo runs, not the tests.
 demo: DEPS_SET = --demo
-demo: build
+demo: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS) --target tandem tandem-cloud tandem-edge
 	@scripts/demo.sh $(BUILD_DIR)/bin "$(TANDEM_MODEL)" "$(TANDEM_TOKENIZER)"
 
 # Benchmarks with their baselines in the same run: the engine on the stories110M shape (float32, int8),

@@ -5,7 +5,8 @@
 # can be, the Dockerfile's default debian:12 is the same distribution.
 #
 # usage: scripts/base-image.sh [--force]   (root: debootstrap needs it; about 30 s, 200 MB)
-# Prints the image name. Does nothing when the image exists, unless --force.
+# Prints the image name. Does nothing when the image exists and was made by this version of the script,
+# unless --force.
 set -euo pipefail
 
 IMAGE=localhost/tandem-debian:bookworm
@@ -13,7 +14,10 @@ SUITE=bookworm
 
 force=0
 [ "${1:-}" = "--force" ] && force=1
-if [ "$force" = 0 ] && podman image exists "$IMAGE"; then
+# The image carries the hash of the script that made it: an edited script makes it again.
+script_hash=$(sha256sum "$0" | cut -c1-16)
+made_by=$(podman image inspect --format '{{index .Labels "tandem.base-script"}}' "$IMAGE" 2>/dev/null || true)
+if [ "$force" = 0 ] && [ "$made_by" = "$script_hash" ]; then
   echo "$IMAGE"
   exit 0
 fi
@@ -45,11 +49,22 @@ deb $mirror $SUITE main
 deb $mirror $SUITE-updates main
 deb $security $SUITE-security main
 EOF
+# As Debian's slim images: packages installed later leave out manuals, info pages, translations and
+# documentation but their copyright files.
+cat >"$rootfs/etc/dpkg/dpkg.cfg.d/excludes" <<'EOF'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+path-exclude /usr/share/lintian/*
+EOF
 # As Debian's own images: no package cache or lists in the layer, and apt keeps none after installs.
 rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
 echo 'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb || true"; };' >"$rootfs/etc/apt/apt.conf.d/docker-clean"
 tar -C "$rootfs" -c . | podman import --quiet \
   --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-  --change 'CMD ["/bin/bash"]' - "$IMAGE" >/dev/null
+  --change 'CMD ["/bin/bash"]' --change "LABEL tandem.base-script=$script_hash" - "$IMAGE" >/dev/null
 echo "base-image.sh: $IMAGE from $mirror in $(($(date +%s) - started)) s" >&2
 echo "$IMAGE"

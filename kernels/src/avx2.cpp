@@ -1,6 +1,6 @@
 // The avx2 table: AVX2 with FMA (the laptops' and AVX2-only servers' set). Compiled with those flags
 // (kernels/CMakeLists.txt) and reached only through kAvx2Table after the CPU reported them (select.cpp).
-#include <immintrin.h>
+#include "x86_intrinsics.hpp"
 
 #include <algorithm>
 

@@ -1,6 +1,6 @@
 // The avx512 table: AVX-512 F/BW/VL with VNNI. Compiled with those flags (kernels/CMakeLists.txt) and reached
 // only through kAvx512Table after the CPU reported them (select.cpp).
-#include <immintrin.h>
+#include "x86_intrinsics.hpp"
 
 #include <algorithm>
 

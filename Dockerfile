@@ -4,6 +4,9 @@
 # The build stage installs the -dev packages with the same script as `make`; the runtime stage has only
 # the shared libraries the binaries load (deploy/tools/check_dockerfile.py checks that list against the
 # binaries' DT_NEEDED entries), runs as the unprivileged user tandem, and works with a read-only root.
+# The last stage, the default, takes the binaries from the build stage. The `prebuilt` stage takes them
+# instead from the build context `prebuilt-bin`, binaries already built and tested on a Debian 12 host
+# (scripts/image.sh --prebuilt build/bin: CI packages what `make test` built rather than compiling it again).
 
 # Both stages are Debian 12. Without a registry, scripts/base-image.sh makes the same distribution with
 # debootstrap and `make image` passes it here.
@@ -20,7 +23,7 @@ RUN --mount=type=cache,target=/root/.cache/ccache \
     cmake -S /src -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DTANDEM_BUILD_TESTS=OFF -DTANDEM_BUILD_BENCHMARKS=OFF \
  && cmake --build /build --target tandem tandem-cloud tandem-edge tandem-scheduler
 
-FROM ${DEBIAN_SLIM_IMAGE} AS runtime
+FROM ${DEBIAN_SLIM_IMAGE} AS runtime-base
 # libopenblas0-pthread: LibTorch's BLAS (without it, the reference BLAS, several times slower);
 # curl: the health checks.
 RUN apt-get update \
@@ -31,8 +34,6 @@ RUN apt-get update \
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/tandem --shell /usr/sbin/nologin tandem \
  && mkdir -p /var/lib/tandem /keys /models \
  && chown tandem:tandem /var/lib/tandem /keys
-COPY --from=build /build/bin/tandem /build/bin/tandem-cloud /build/bin/tandem-edge /build/bin/tandem-scheduler \
-     /usr/local/bin/
 USER 10001:10001
 WORKDIR /var/lib/tandem
 # The tail's ZeroMQ port and HTTP port, the edge's API, the scheduler's API.
@@ -42,3 +43,10 @@ ENV HEALTHCHECK_URL=http://127.0.0.1:9100/healthz
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
   CMD curl -fsS -o /dev/null "$HEALTHCHECK_URL" || exit 1
 CMD ["tandem", "--help"]
+
+FROM runtime-base AS prebuilt
+COPY --from=prebuilt-bin tandem tandem-cloud tandem-edge tandem-scheduler /usr/local/bin/
+
+FROM runtime-base AS runtime
+COPY --from=build /build/bin/tandem /build/bin/tandem-cloud /build/bin/tandem-edge /build/bin/tandem-scheduler \
+     /usr/local/bin/

@@ -81,7 +81,8 @@ image: deps
 
 # The deployment files run for real with podman: the compose stack (HTTPS edge, two tails, scheduler,
 # Prometheus; chat, completion, targets up, a tail killed) and the Helm chart under `podman kube play`.
-# DEPLOY_SMOKE_FLAGS=--skip-without-podman (.ci/run): say so and pass where podman cannot run containers.
+# DEPLOY_SMOKE_FLAGS (.ci/run): --skip-without-podman says so and passes where podman cannot run
+# containers; --prebuilt DIR packages binaries already built on this Debian 12 host instead of compiling.
 DEPLOY_SMOKE_FLAGS ?=
 deploy-smoke: DEPS_SET = --deploy
 deploy-smoke: deps

@@ -11,8 +11,10 @@
 #      (scripts/kube-smoke.sh).
 # Exits non-zero on any failure, naming the step and printing the containers' logs.
 #
-# usage: scripts/deploy-smoke.sh [--skip-without-podman]
+# usage: scripts/deploy-smoke.sh [--skip-without-podman] [--prebuilt DIR]
 #   --skip-without-podman  where podman cannot run a container here, say so and exit 0 (.ci/run)
+#   --prebuilt DIR         package the binaries in DIR rather than compiling them in the image (.ci/run,
+#                          right after make test built and tested them: scripts/image.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=$(cd "${TANDEM_SHARED:-../shared}" && pwd)
@@ -22,7 +24,14 @@ PROMETHEUS_PORT=${PROMETHEUS_PORT:-19090}
 export TANDEM_EDGE_PORT=$EDGE_PORT PROMETHEUS_PORT TANDEM_MODEL_DIR=$SHARED/models/stories260K
 
 skip_without_podman=0
-[ "${1:-}" = "--skip-without-podman" ] && skip_without_podman=1
+image_args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --skip-without-podman) skip_without_podman=1; shift ;;
+    --prebuilt) image_args=(--prebuilt "${2:?--prebuilt needs a folder}"); shift 2 ;;
+    *) echo "usage: $0 [--skip-without-podman] [--prebuilt DIR]" >&2; exit 2 ;;
+  esac
+done
 
 # Where podman is missing or cannot start a container, the smoke cannot run: an error, or with
 # --skip-without-podman a plain statement that it did not run.
@@ -93,7 +102,7 @@ https() { curl -fsS --max-time 60 --cacert "$work/ca.pem" "$@"; }
 edge_url="https://127.0.0.1:$EDGE_PORT"
 
 begin "build the images"
-scripts/image.sh
+scripts/image.sh "${image_args[@]}"
 
 begin "start the compose stack"
 teardown  # a stack left by an interrupted run

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
-"""Checks the Dockerfile without a Docker engine (CI has none, so the image cannot be built there).
+"""Checks the Dockerfile statically, without a container engine (`make deploy-smoke` builds and runs it).
 
-  * both stages are Debian 12; the build stage installs with scripts/install-deps.sh --build-only and builds
+  * every stage is Debian 12 (or built on one that is); a stage packaging prebuilt binaries copies the
+    runtime stage's, on its base; the build stage installs with scripts/install-deps.sh --build-only and builds
     with tests off exactly the binaries the runtime stage copies;
   * every COPY source exists in the build context and is not excluded by .dockerignore;
   * the runtime stage installs, by name, the Debian package of every shared library the binaries load
@@ -120,9 +121,17 @@ def check(dockerfile, bin_dir, context=None):
     if len(all_stages) < 2:
         return errors + [f"{len(all_stages)} stage(s): want a build stage and a runtime stage"], ""
     build, runtime = all_stages[0], all_stages[-1]
+    by_name = {stage["name"]: stage for stage in all_stages}
     for stage in all_stages:
+        if stage["base"] in by_name:
+            continue  # built on an earlier stage, checked there
         if not re.fullmatch(r"(docker\.io/library/)?debian:12(-slim)?(@sha256:[0-9a-f]+)?", stage["base"]):
             errors.append(f"line {stage['line']}: stage {stage['name']} is based on {stage['base']}, not Debian 12")
+
+    def chain(stage):
+        """The stage's steps after those of the earlier stages it is built on."""
+        base = by_name.get(stage["base"])
+        return (chain(base) if base is not None else []) + stage["steps"]
 
     build_runs = " ".join(rest for _, keyword, rest in build["steps"] if keyword == "RUN")
     if "install-deps.sh --build-only" not in build_runs:
@@ -132,7 +141,7 @@ def check(dockerfile, bin_dir, context=None):
     targets = set(re.findall(r"--target((?:\s+[\w-]+)+)", build_runs)[0].split()) \
         if "--target" in build_runs else set()
 
-    copied = []
+    copied, copied_from_context = [], {}
     for stage in all_stages:
         for number, keyword, rest in stage["steps"]:
             if keyword not in ("COPY", "ADD"):
@@ -143,6 +152,8 @@ def check(dockerfile, bin_dir, context=None):
             if from_stage is not None:
                 if stage is runtime:
                     copied += [os.path.basename(s) for s in sources]
+                elif from_stage not in by_name:  # a named build context (--build-context), not a stage
+                    copied_from_context[stage["name"]] = [os.path.basename(s) for s in sources]
                 continue
             for source in sources:
                 relative = os.path.normpath(source).lstrip("/")
@@ -153,9 +164,16 @@ def check(dockerfile, bin_dir, context=None):
     for binary in copied:
         if binary not in targets:
             errors.append(f"the runtime stage copies {binary}, which the build stage does not build")
+    # A stage that packages binaries built elsewhere must ship the same ones, on the same runtime.
+    for name, binaries in copied_from_context.items():
+        if sorted(binaries) != sorted(copied):
+            errors.append(f"stage {name} copies {', '.join(binaries)}, not the runtime stage's {', '.join(copied)}")
+        if by_name[name]["base"] != runtime["base"]:
+            errors.append(f"stage {name} is built on {by_name[name]['base']}, not on {runtime['base']} as the runtime")
 
+    runtime_steps = chain(runtime)
     installed = set()
-    for _, keyword, rest in runtime["steps"]:
+    for _, keyword, rest in runtime_steps:
         if keyword == "RUN":
             installed.update(apt_packages(rest))
     required = {}
@@ -180,12 +198,15 @@ def check(dockerfile, bin_dir, context=None):
     for package in sorted(installed - known):
         errors.append(f"the runtime stage installs {package}, which is not a Debian package")
 
-    user = [rest for _, keyword, rest in runtime["steps"] if keyword == "USER"]
+    user = [rest for _, keyword, rest in runtime_steps if keyword == "USER"]
     if not user or user[-1].split(":")[0] in ("root", "0"):
         errors.append("the runtime stage runs as root: add USER with the unprivileged user")
-    if not any(keyword == "HEALTHCHECK" for _, keyword, _ in runtime["steps"]):
+    if not any(keyword == "HEALTHCHECK" for _, keyword, _ in runtime_steps):
         errors.append("the runtime stage has no HEALTHCHECK")
-    summary = (f"ok: {len(all_stages)} stages, runtime on {runtime['base']} with {len(installed)} packages "
+    root = runtime
+    while root["base"] in by_name:
+        root = by_name[root["base"]]
+    summary = (f"ok: {len(all_stages)} stages, runtime on {root['base']} with {len(installed)} packages "
                f"covering the libraries of {', '.join(copied)}")
     return errors, summary
 

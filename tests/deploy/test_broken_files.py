@@ -145,6 +145,12 @@ class DockerfileCases(BrokenCopies):
         broken = self.copy_with("Dockerfile", "COPY scripts/install-deps.sh", "COPY scripts/install-dependencies.sh")
         self.assertFailsWith(self.check(broken), r"COPY scripts/install-dependencies.sh: no such file")
 
+    def test_a_prebuilt_stage_missing_a_binary_fails(self):
+        broken = self.copy_with("Dockerfile", "COPY --from=prebuilt-bin tandem tandem-cloud tandem-edge",
+                                "COPY --from=prebuilt-bin tandem tandem-cloud")
+        self.assertFailsWith(self.check(broken), r"stage prebuilt copies tandem, tandem-cloud, tandem-scheduler, "
+                                                 r"not the runtime stage's")
+
 
 class ChartCases(BrokenCopies):
     def setUp(self):

@@ -1,7 +1,7 @@
 // HTTPS on tandem-edge, as real processes on loopback: certificates from `tandem tls-selfsigned`, curl as
-// the client. A golden completion over HTTPS, plain HTTP refused (and the server going on), client
-// certificates required with --tls-client-ca (none and another CA's refused), bad TLS files a start-up
-// error naming the file.
+// the client. A golden completion over HTTPS, plain HTTP, TLS 1.1 and a CBC cipher suite refused (and the
+// server going on), client certificates required with --tls-client-ca (none and another CA's refused), bad
+// TLS files a start-up error naming the file.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <nlohmann/json.hpp>
@@ -116,6 +116,17 @@ TEST_F(HttpsApiTest, AGoldenCompletionOverHttpsAndPlainHttpIsRefused) {
   const CurlReply metrics = Curl("https://" + edge.address() + "/metrics", trust);
   EXPECT_NE(metrics.body.find("tandem_http_tls_handshake_failures_total 2"), std::string::npos)
       << metrics.body;
+
+  // TLS 1.2 with an AEAD cipher is served; a CBC-SHA1 suite (which OpenSSL's defaults still accept) and
+  // TLS 1.1 (offered at the client's lowest security level) are not.
+  const std::string health = "https://" + edge.address() + "/healthz";
+  EXPECT_EQ(Curl(health, {"--cacert", certs_.ca, "--tlsv1.2", "--tls-max", "1.2"}).status, 200);
+  const CurlReply cbc = Curl(health, {"--cacert", certs_.ca, "--tlsv1.2", "--tls-max", "1.2", "--ciphers",
+                                      "ECDHE-ECDSA-AES128-SHA"});
+  EXPECT_EQ(cbc.status, 0) << cbc.err;
+  const CurlReply old_protocol = Curl(
+      health, {"--cacert", certs_.ca, "--tlsv1.1", "--tls-max", "1.1", "--ciphers", "DEFAULT@SECLEVEL=0"});
+  EXPECT_EQ(old_protocol.status, 0) << old_protocol.err;
 }
 
 TEST_F(HttpsApiTest, ClientCertificatesAreRequiredAndVerified) {

@@ -355,6 +355,7 @@ class Evaluator {
 
 Result<std::string> Render(const Template& tmpl, const Dict& variables) {
   try {
+    const RenderWorkScope work;
     return Evaluator(variables).Run(tmpl);
   } catch (const RenderError& error) {
     return InvalidArgument(error.what());

@@ -222,6 +222,7 @@ Value Unique(const Value& input, const CallArgs& args) {
   std::vector<Value> seen, kept;
   for (const Value& item : input.Iterate()) {
     Value key = SortKey(item, attribute, case_sensitive);
+    ChargeWork(seen.size());  // compared with each kept so far: quadratic, so counted as such
     if (std::none_of(seen.begin(), seen.end(), [&](const Value& s) { return Equal(s, key); })) {
       seen.push_back(std::move(key));
       kept.push_back(item);
@@ -234,11 +235,18 @@ Value Sort(const Value& input, const CallArgs& args) {
   const bool reverse = Arg(args, 0, "reverse", Value(false)).Truthy();
   const bool case_sensitive = Arg(args, 1, "case_sensitive", Value(false)).Truthy();
   const Value* attribute = args.Get(2, "attribute");
-  std::vector<Value> items = input.Iterate();
-  std::stable_sort(items.begin(), items.end(), [&](const Value& a, const Value& b) {
-    const Value x = SortKey(a, attribute, case_sensitive), y = SortKey(b, attribute, case_sensitive);
-    return reverse ? Less(y, x) : Less(x, y);
+  // Each item's key once (a lower-cased copy, an attribute lookup), not once per comparison.
+  std::vector<std::pair<Value, Value>> keyed;
+  for (Value& item : input.Iterate()) {
+    Value key = SortKey(item, attribute, case_sensitive);
+    keyed.emplace_back(std::move(key), std::move(item));
+  }
+  std::stable_sort(keyed.begin(), keyed.end(), [&](const auto& a, const auto& b) {
+    return reverse ? Less(b.first, a.first) : Less(a.first, b.first);
   });
+  std::vector<Value> items;
+  items.reserve(keyed.size());
+  for (auto& [key, item] : keyed) items.push_back(std::move(item));
   return Value::List(std::move(items));
 }
 

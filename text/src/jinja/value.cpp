@@ -471,18 +471,44 @@ std::string Value::Repr() const {
   return "";
 }
 
+namespace {
+thread_local bool work_counted = false;
+thread_local uint64_t work_done = 0;
+}  // namespace
+
+void ChargeWork(uint64_t units) {
+  if (!work_counted) return;
+  work_done += units;
+  if (work_done > kMaxWorkUnits) {
+    throw RenderError(
+        "the template does too much work (more than two million elements walked or 128 MB of strings made)");
+  }
+}
+
+RenderWorkScope::RenderWorkScope() {
+  work_counted = true;
+  work_done = 0;
+}
+
+RenderWorkScope::~RenderWorkScope() {
+  work_counted = false;
+}
+
 std::vector<Value> Value::Iterate() const {
   switch (kind()) {
     case Kind::kUndefined:
       return {};
     case Kind::kSequence:
+      ChargeWork(sequence().items.size());
       return sequence().items;
     case Kind::kDict: {
+      ChargeWork(dict().items.size());
       std::vector<Value> keys;
       for (const auto& item : dict().items) keys.push_back(item.first);
       return keys;
     }
     case Kind::kString: {
+      ChargeWork(string().size());
       std::vector<Value> characters;
       for (std::string_view point : CodePoints(string())) characters.emplace_back(std::string(point));
       return characters;
@@ -564,8 +590,10 @@ bool Contains(const Value& container, const Value& item) {
     case Value::Kind::kString:
       if (!item.is_string())
         TypeError("'in <string>' requires string as left operand, not " + item.TypeName());
+      ChargeBytes(container.string().size());
       return container.string().find(item.string()) != std::string::npos;
     case Value::Kind::kSequence:
+      ChargeWork(container.sequence().items.size());
       for (const Value& element : container.sequence().items) {
         if (Equal(element, item)) return true;
       }

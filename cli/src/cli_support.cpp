@@ -122,6 +122,12 @@ Status Require(const FlagSet& flags, const std::string& name) {
   return Status::Ok();
 }
 
+Status RequireNonEmpty(const FlagSet& flags, const std::string& name, const std::string& value) {
+  TANDEM_RETURN_IF_ERROR(Require(flags, name));
+  if (value.empty()) return InvalidArgument("--" + name + " is empty");
+  return Status::Ok();
+}
+
 Status RequireModelAndTokenizer(const FlagSet& flags, const std::string& model) {
   TANDEM_RETURN_IF_ERROR(Require(flags, "model"));
   if (Checkpoint::IsHuggingFacePath(model)) return Status::Ok();

@@ -71,6 +71,8 @@ Status WriteFileWithMode(const std::string& path, const std::string& text, mode_
 
 // Checks that a required flag was given.
 Status Require(const FlagSet& flags, const std::string& name);
+// Checks that a required flag was given and is not empty (--out "" names no file).
+Status RequireNonEmpty(const FlagSet& flags, const std::string& name, const std::string& value);
 // --model, and --tokenizer unless the model is a Hugging Face directory (which holds its tokenizer).
 Status RequireModelAndTokenizer(const FlagSet& flags, const std::string& model);
 

@@ -25,8 +25,8 @@ int RunControlSecret(std::span<const std::string> args) {
   flags.String("out", &out, "the file to write");
   flags.Bool("force", &force, "replace an existing file");
   if (auto exit = ParseFlags(flags, args, kName)) return *exit;
-  if (Status status = Require(flags, "out"); !status.ok()) return Fail(kName, status, kExitUsage);
-  if (out.empty()) return Fail(kName, InvalidArgument("--out is empty"), kExitUsage);
+  if (Status status = RequireNonEmpty(flags, "out", out); !status.ok())
+    return Fail(kName, status, kExitUsage);
   Result<std::string> secret = services::NewControlSecret();
   if (!secret.ok()) return Fail(kName, secret.status());
   if (Status written = WriteFileWithMode(out, *secret, 0600, force); !written.ok())
@@ -46,8 +46,8 @@ int RunKeygen(std::span<const std::string> args) {
   flags.String("out", &out, "path prefix of the two files");
   flags.Bool("force", &force, "replace existing PREFIX.key and PREFIX.pub");
   if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
-  if (Status status = Require(flags, "out"); !status.ok()) return Fail(kCommand, status, kExitUsage);
-  if (out.empty()) return Fail(kCommand, InvalidArgument("--out is empty"), kExitUsage);
+  if (Status status = RequireNonEmpty(flags, "out", out); !status.ok())
+    return Fail(kCommand, status, kExitUsage);
   const std::string secret_path = out + ".key";
   const std::string public_path = out + ".pub";
   if (!force) {

@@ -150,8 +150,8 @@ int RunTlsSelfsigned(std::span<const std::string> args) {
   flags.String("hosts", &hosts_text, "the server certificate's names and IP addresses, comma-separated");
   flags.Int("days", &days, "validity in days");
   if (auto exit = ParseFlags(flags, args, kCommand)) return *exit;
-  if (Status status = Require(flags, "out"); !status.ok()) return Fail(kCommand, status, kExitUsage);
-  if (out.empty()) return Fail(kCommand, InvalidArgument("--out is empty"), kExitUsage);
+  if (Status status = RequireNonEmpty(flags, "out", out); !status.ok())
+    return Fail(kCommand, status, kExitUsage);
   if (days < 1 || days > 3650)
     return Fail(kCommand, InvalidArgument("--days must be in [1, 3650]"), kExitUsage);
   std::vector<std::string> hosts;

@@ -15,7 +15,7 @@ size_t StepBatcher::Limit() const {
 
 void StepBatcher::Begin(std::deque<Job>& queue, Clock::TimePoint now) {
   batch_.clear();
-  CountExpected();  // again: a session may have closed since the last batch
+  wanted_ = std::min(Limit(), expected());  // counted now: a session may have closed since the last batch
   alone_ = RunsAlone(queue.front());
   deadline_ = now + policy_.max_wait;
   if (alone_) {
@@ -46,7 +46,7 @@ void StepBatcher::Collect(std::deque<Job>& queue) {
 }
 
 bool StepBatcher::ShouldWait(Clock::TimePoint now) const {
-  return !alone_ && batch_.size() < std::min(Limit(), expected_) && now < deadline_;
+  return !alone_ && batch_.size() < wanted_ && now < deadline_;
 }
 
 std::vector<Job> StepBatcher::Finish() {
@@ -59,13 +59,12 @@ std::vector<Job> StepBatcher::Finish() {
     if (recent_.empty()) recent_.emplace_back();
     recent_.back().push_back(batch_.front().session);
   }
-  CountExpected();
   std::vector<Job> batch = std::move(batch_);
   batch_.clear();
   return batch;
 }
 
-void StepBatcher::CountExpected() {
+size_t StepBatcher::expected() const {
   std::vector<const Session*> distinct;
   for (const auto& sessions : recent_) {
     for (const std::weak_ptr<Session>& weak : sessions) {
@@ -75,7 +74,7 @@ void StepBatcher::CountExpected() {
       }
     }
   }
-  expected_ = std::max<size_t>(1, distinct.size());
+  return std::max<size_t>(1, distinct.size());
 }
 
 }  // namespace tandem::cloud_tail

@@ -52,7 +52,8 @@ class StepBatcher {
   // kRecentBatches batches or prefilled (or verified) since; an OPEN changes nothing.
   std::vector<Job> Finish();
 
-  size_t expected() const { return expected_; }
+  // The steps the next batch waits for: the live sessions of recent_ (at least 1).
+  size_t expected() const;
   size_t size() const { return batch_.size(); }
 
  private:
@@ -63,13 +64,12 @@ class StepBatcher {
   // steps as the last one held, one batch of one (a step that came late) would make every later batch
   // flush alone. A session that stops decoding costs at most kRecentBatches waits.
   static constexpr size_t kRecentBatches = 2;
-  void CountExpected();
 
   // The sessions of the last kRecentBatches decode batches, oldest first; a session that prefilled joins
   // the newest. Each is likely to send its next step in a moment, so the next batch waits (a little) for
   // them. Weak: a closed session is not expected, and its KV cache is not kept alive here.
   std::deque<std::vector<std::weak_ptr<Session>>> recent_;
-  size_t expected_ = 1;
+  size_t wanted_ = 1;  // the steps this batch waits for: expected(), at most max_batch
   std::vector<Job> batch_;
   bool alone_ = false;
   Clock::TimePoint deadline_{};

@@ -54,18 +54,9 @@ fi
 rm -f "$probe_log"
 
 work=$(mktemp -d /tmp/tandem-smoke.XXXXXX)
-step="start"
-step_started=$(date +%s)
-smoke_started=$step_started
-timings=()
-begin() {
-  local now
-  now=$(date +%s)
-  [ "$step" = start ] || timings+=("$step: $((now - step_started)) s")
-  step=$1
-  step_started=$now
-  echo "deploy-smoke: $step"
-}
+SMOKE_NAME=deploy-smoke
+# shellcheck source=scripts/smoke-steps.sh
+source scripts/smoke-steps.sh
 # podman-compose prints each podman command it runs, and podman warns that healthchecks need systemd
 # timers (the checks still run on `podman healthcheck run`): kept in a log, shown on failure.
 compose() { podman-compose -p "$PROJECT" -f docker-compose.yml "$@" >>"$work/compose.log" 2>&1; }
@@ -74,7 +65,7 @@ teardown() { compose down -v -t 5 >/dev/null 2>&1 || true; }
 finish() {
   local status=$?
   if [ "$status" -ne 0 ]; then
-    echo "deploy-smoke: FAILED at step: $step" >&2
+    echo "deploy-smoke: FAILED at step: ${step:-start}" >&2
     [ -f "$work/compose.log" ] && { echo "----- podman-compose (last 20 lines) -----"; tail -20 "$work/compose.log"; } >&2
     for name in $(podman ps -a --filter "label=io.podman.compose.project=$PROJECT" --format '{{.Names}}'); do
       echo "----- logs of $name (last 30 lines) -----" >&2
@@ -88,23 +79,13 @@ finish() {
 trap finish EXIT
 
 fail() { echo "deploy-smoke: $*" >&2; exit 1; }
-# Retries COMMAND every 2 s until it succeeds or SECONDS pass.
-wait_for() {
-  local seconds=$1 deadline
-  shift
-  deadline=$(($(date +%s) + seconds))
-  until "$@" >/dev/null 2>&1; do
-    [ "$(date +%s)" -lt "$deadline" ] || return 1
-    sleep 2
-  done
-}
 https() { curl -fsS --max-time 60 --cacert "$work/ca.pem" "$@"; }
 edge_url="https://127.0.0.1:$EDGE_PORT"
 
-begin "build the images"
+step_begin "build the images"
 scripts/image.sh "${image_args[@]}"
 
-begin "start the compose stack"
+step_begin "start the compose stack"
 teardown  # a stack left by an interrupted run
 compose up -d keygen
 # podman-compose starts services in order but does not wait on depends_on conditions: wait for keygen.
@@ -122,7 +103,7 @@ for service in cloud-tail-a cloud-tail-b scheduler edge-agent; do
 done
 echo "deploy-smoke: the services run as uid $user with a read-only root filesystem"
 
-begin "streamed chat completion over HTTPS"
+step_begin "streamed chat completion over HTTPS"
 https -N "$edge_url/v1/chat/completions" -H 'Content-Type: application/json' \
   -d '{"messages":[{"role":"user","content":"Tell me a story."}],"max_tokens":24,"stream":true}' >"$work/chat.sse"
 grep -q '^data: \[DONE\]' "$work/chat.sse" || fail "the chat stream did not end with [DONE]: $(tail -3 "$work/chat.sse")"
@@ -130,7 +111,7 @@ chat=$(grep '^data: {' "$work/chat.sse" | sed 's/^data: //' | jq -rj '.choices[0
 [ -n "$chat" ] || fail "the chat stream carried no content"
 echo "deploy-smoke: chat: ${chat:0:80}"
 
-begin "completion over HTTPS"
+step_begin "completion over HTTPS"
 https "$edge_url/v1/completions" -H 'Content-Type: application/json' \
   -d '{"prompt":"Once upon a time","max_tokens":16,"temperature":0}' >"$work/completion.json"
 served_by=$(jq -r '.tandem.cloud' "$work/completion.json")
@@ -143,7 +124,7 @@ if curl -fsS --max-time 5 -o /dev/null "http://127.0.0.1:$EDGE_PORT/healthz" 2>/
   fail "plain HTTP to the edge's TLS port was answered"
 fi
 
-begin "Prometheus scrapes every target"
+step_begin "Prometheus scrapes every target"
 all_up() {
   curl -fsS "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/targets" >"$work/targets.json" &&
     jq -e '[.data.activeTargets[] | select(.health == "up")] | length == 4' "$work/targets.json"
@@ -151,7 +132,7 @@ all_up() {
 wait_for 60 all_up || fail "not every target is up: $(jq -c '[.data.activeTargets[] | {job: .labels.job, health, lastError}]' "$work/targets.json")"
 jq -r '.data.activeTargets[] | "deploy-smoke: target \(.labels.job) \(.scrapeUrl) \(.health)"' "$work/targets.json"
 
-begin "kill the tail that served; the next stream completes"
+step_begin "kill the tail that served; the next stream completes"
 killed=$(echo "$served_by" | sed -E 's|tcp://([^:]+):.*|\1|')
 podman kill "$(container "$killed")" >/dev/null
 https -N "$edge_url/v1/completions" -H 'Content-Type: application/json' \
@@ -162,14 +143,14 @@ finish_reason=$(grep '^data: {' "$work/after.sse" | tail -1 | sed 's/^data: //' 
 after=$(grep '^data: {' "$work/after.sse" | tail -1 | sed 's/^data: //' | jq -r '.tandem.cloud')
 echo "deploy-smoke: killed $killed; the next stream completed (tail '${after:-local}')"
 
-begin "tear the compose stack down"
+step_begin "tear the compose stack down"
 teardown
 
-begin "podman kube play of the Helm chart"
+step_begin "podman kube play of the Helm chart"
 scripts/kube-smoke.sh
 
-begin "done"
-echo "deploy-smoke: passed in $(($(date +%s) - smoke_started)) s"
+step_done
+echo "deploy-smoke: passed in $(elapsed "$smoke_started") s"
 image_size=$(podman image inspect --format '{{.Size}}' tandem:local)
 echo "deploy-smoke: image tandem:local is $((image_size / 1000000)) MB"
-for timing in "${timings[@]}"; do echo "deploy-smoke:   $timing"; done
+step_times

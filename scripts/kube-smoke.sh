@@ -22,13 +22,10 @@ model_dir="$(cd "$shared/models/stories260K" && pwd)"
 timeout_s="${KUBE_SMOKE_TIMEOUT_S:-180}"
 work="$(mktemp -d /tmp/kube-smoke.XXXXXX)"
 manifests="$work/kube-play.yaml"
-step=setup
-step_start=$(date +%s.%N)
 played=0
-
-elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(date +%s.%N)"; }
-begin() { step="$1"; step_start=$(date +%s.%N); echo "== kube-smoke: $step"; }
-done_step() { echo "   ok: $step ($(elapsed "$step_start") s)"; }
+SMOKE_NAME=kube-smoke
+# shellcheck source=scripts/smoke-steps.sh
+source scripts/smoke-steps.sh
 
 # The release's name prefixes every pod and volume the play makes: nothing shared with other tests.
 release=tandem-kube-smoke
@@ -43,7 +40,7 @@ cleanup() {
   local rc=$?
   set +e
   if [ "$rc" -ne 0 ]; then
-    echo "kube-smoke: FAILED at step '$step' (exit $rc)" >&2
+    echo "kube-smoke: FAILED at step '${step:-setup}' (exit $rc)" >&2
     for c in $(pod_containers); do
       echo "---- podman logs $c (last 60 lines) ----" >&2
       podman logs --tail 60 "$c" >&2 2>&1
@@ -72,14 +69,12 @@ teardown() {
 }
 trap cleanup EXIT
 
-total_start=$(date +%s.%N)
 podman image exists "$image" || { echo "kube-smoke: no image $image (make image)" >&2; exit 1; }
 
-begin "build helm-render"
+step_begin "build helm-render"
 deploy/tools/helm-render/build.sh "$work/helm-render" "$work/gopath" >/dev/null
-done_step
 
-begin "keys (tandem keygen in the image)"
+step_begin "keys (tandem keygen in the image)"
 mkdir -p "$work/keys"
 chmod 0777 "$work/keys"   # the image runs as uid 10001
 podman run --rm --read-only --cap-drop ALL -v "$work/keys:/out:Z" "$image" /bin/sh -ec \
@@ -92,9 +87,8 @@ read = lambda name: open(f"{sys.argv[1]}/{name}").read().strip()
 print(yaml.safe_dump({"keys": {"serverSecretKey": read("cloud.key"), "serverPublicKey": read("cloud.pub"),
                                "allowedClients": [read("edge.pub")]}}))
 EOF
-done_step
 
-begin "render the chart"
+step_begin "render the chart"
 # Free loopback ports: every pod shares the host's network.
 read -r zmq_port http_port scheduler_port edge_port < <(python3 -c '
 import socket
@@ -117,31 +111,25 @@ print(*[s.getsockname()[1] for s in socks])')
   --secret "$release-control:control.secret=$work/keys/control.secret" \
   --volumes-out "$work/volumes.txt"
 echo "   ports: tail zmq $zmq_port, tail http $http_port, scheduler $scheduler_port, edge $edge_port"
-done_step
 
-begin "podman kube play"
+step_begin "podman kube play"
 played=1
 teardown >/dev/null 2>&1 || true
 podman kube play "$manifests" >"$work/play.log" 2>&1 || { cat "$work/play.log" >&2; exit 1; }
-done_step
 
-begin "wait for /readyz (tail, scheduler, edge; up to ${timeout_s} s)"
+step_begin "wait for /readyz (tail, scheduler, edge; up to ${timeout_s} s)"
 deadline=$(( $(date +%s) + timeout_s ))
 for target in "tail 127.0.0.1:$http_port" "scheduler 127.0.0.1:$scheduler_port" "edge 127.0.0.1:$edge_port"; do
   set -- $target
-  until curl -fs -o /dev/null --max-time 2 "http://$2/readyz"; do
-    if [ "$(date +%s)" -ge "$deadline" ]; then
-      echo "kube-smoke: the $1 ($2) is not ready after ${timeout_s} s" >&2
-      podman pod ps --format '{{.Name}} {{.Status}}' >&2
-      exit 1
-    fi
-    sleep 1
-  done
-  echo "   $1 ready ($(elapsed "$step_start") s)"
+  if ! wait_for $((deadline - $(date +%s))) curl -fs -o /dev/null --max-time 2 "http://$2/readyz"; then
+    echo "kube-smoke: the $1 ($2) is not ready after ${timeout_s} s" >&2
+    podman pod ps --format '{{.Name}} {{.Status}}' >&2
+    exit 1
+  fi
+  echo "   $1 ready ($(elapsed "$step_started") s)"
 done
-done_step
 
-begin "completion through the edge"
+step_begin "completion through the edge"
 curl -fsS --max-time 60 "http://127.0.0.1:$edge_port/v1/completions" -H 'Content-Type: application/json' \
   -d '{"prompt":"Once upon a time","max_tokens":24}' > "$work/completion.json"
 /usr/bin/python3 - "$work/completion.json" "tcp://127.0.0.1:$zmq_port" <<'EOF'
@@ -154,7 +142,7 @@ assert text.strip(), f"empty completion: {body}"
 assert tandem.get("cloud") == sys.argv[2], f"tandem.cloud is {tandem.get('cloud')!r}, not {sys.argv[2]}: {body}"
 print(f"   text: {text[:60]!r}...; cut {tandem.get('cut')}, codec {tandem.get('codec')}, cloud {tandem['cloud']}")
 EOF
-done_step
 
+step_done
 step="teardown"
-echo "kube-smoke: passed in $(elapsed "$total_start") s (teardown follows)"
+echo "kube-smoke: passed in $(elapsed "$smoke_started") s (teardown follows)"
